@@ -1,0 +1,234 @@
+// conv2d.wgsl — 2-D convolution, NCHW, any kernel size, stride and zero padding; no bias
+// (batch norm follows every convolution in our models).
+//
+// Bindings (group 0):
+//   0 p           uniform  Conv2dParams
+//   1 x           storage read        [n, cin, h, w]         input
+//   2 w           storage read        [cout, cin, kh, kw]    weights
+//   3 y           storage read_write  [n, cout, oh, ow]      forward output
+//   4 dy          storage read        [n, cout, oh, ow]      gradient of y
+//   5 dx          storage read_write  [n, cin, h, w]         grad_input output
+//   6 dw_partial  storage read_write  [splits, cout, cin*kh*kw] grad_weight partial sums
+//
+// Every entry point is an implicit GEMM with a 4×4 register block per invocation: 4 output
+// channels × 4 consecutive positions of the flattened (n, row, col) index, so each loaded weight
+// and each loaded activation feeds 4 multiply-adds. Invocations run along positions fastest, so
+// neighbours read neighbouring activations and share weights. Workgroup: 64 invocations, 1-D;
+// the grid may be folded to 2-D (index = (wg.y * nwg.x + wg.x) * 64 + local index).
+//
+// grad_weight sums over n·oh·ow, split into p.splits contiguous chunks; each chunk writes its own
+// slice of dw_partial and reduce.wgsl/sum_splits adds the slices in order: deterministic, no atomics.
+
+struct Conv2dParams {
+    n: u32, cin: u32, h: u32, w: u32,
+    cout: u32, oh: u32, ow: u32, kh: u32,
+    kw: u32, stride: u32, pad: u32, splits: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Conv2dParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dw_partial: array<f32>;
+
+const WG: u32 = 64u;
+
+fn flat_id(wg: vec3u, nwg: vec3u, li: u32) -> u32 {
+    return (wg.y * nwg.x + wg.x) * WG + li;
+}
+
+// y[n, co, r, c] = Σ_{ci, i, j} w[co, ci, i, j] · x[n, ci, r·s − pad + i, c·s − pad + j]
+@compute @workgroup_size(64)
+fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+           @builtin(local_invocation_index) li: u32) {
+    let id = flat_id(wg, nwg, li);
+    let out_hw = p.oh * p.ow;
+    let positions = p.n * out_hw;
+    let pos_blocks = (positions + 3u) / 4u;
+    let co0 = (id / pos_blocks) * 4u;
+    let pos0 = (id % pos_blocks) * 4u;
+    if (co0 >= p.cout) { return; }
+    let in_hw = p.h * p.w;
+    let kk = p.kh * p.kw;
+
+    // Per position: image base offset and top-left input corner.
+    var base: array<u32, 4>;
+    var r0: array<i32, 4>;
+    var c0: array<i32, 4>;
+    for (var j = 0u; j < 4u; j++) {
+        let q = min(pos0 + j, positions - 1u);
+        let n = q / out_hw;
+        let rc = q % out_hw;
+        base[j] = n * p.cin * in_hw;
+        r0[j] = i32((rc / p.ow) * p.stride) - i32(p.pad);
+        c0[j] = i32((rc % p.ow) * p.stride) - i32(p.pad);
+    }
+    var acc: array<vec4f, 4>;
+    for (var i = 0u; i < p.kh; i++) {
+        for (var jj = 0u; jj < p.kw; jj++) {
+            var off: vec4u;
+            var ok: vec4f;
+            for (var j = 0u; j < 4u; j++) {
+                let r = r0[j] + i32(i);
+                let c = c0[j] + i32(jj);
+                let inside = r >= 0 && r < i32(p.h) && c >= 0 && c < i32(p.w);
+                ok[j] = select(0.0, 1.0, inside);
+                off[j] = select(0u, base[j] + u32(r) * p.w + u32(c), inside);
+            }
+            var wi = co0 * p.cin * kk + i * p.kw + jj;
+            for (var ci = 0u; ci < p.cin; ci++) {
+                let xv = vec4f(x[off[0]], x[off[1]], x[off[2]], x[off[3]]) * ok;
+                let stride_co = p.cin * kk;
+                acc[0] += w[wi] * xv;
+                if (co0 + 1u < p.cout) { acc[1] += w[wi + stride_co] * xv; }
+                if (co0 + 2u < p.cout) { acc[2] += w[wi + 2u * stride_co] * xv; }
+                if (co0 + 3u < p.cout) { acc[3] += w[wi + 3u * stride_co] * xv; }
+                off += vec4u(in_hw);
+                wi += kk;
+            }
+        }
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let q = pos0 + j;
+        if (q >= positions) { break; }
+        let n = q / out_hw;
+        let rc = q % out_hw;
+        for (var m = 0u; m < 4u; m++) {
+            if (co0 + m < p.cout) {
+                y[(n * p.cout + co0 + m) * out_hw + rc] = acc[m][j];
+            }
+        }
+    }
+}
+
+// dx[n, ci, r, c] = Σ_{co, i, j} w[co, ci, i, j] · dy[n, co, (r + pad − i)/s, (c + pad − j)/s]
+// over the (i, j) for which the division is exact and the output position exists.
+@compute @workgroup_size(64)
+fn grad_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+              @builtin(local_invocation_index) li: u32) {
+    let id = flat_id(wg, nwg, li);
+    let in_hw = p.h * p.w;
+    let positions = p.n * in_hw;
+    let pos_blocks = (positions + 3u) / 4u;
+    let ci0 = (id / pos_blocks) * 4u;
+    let pos0 = (id % pos_blocks) * 4u;
+    if (ci0 >= p.cin) { return; }
+    let out_hw = p.oh * p.ow;
+    let kk = p.kh * p.kw;
+
+    var base: array<u32, 4>;
+    var r: array<i32, 4>;
+    var c: array<i32, 4>;
+    for (var j = 0u; j < 4u; j++) {
+        let q = min(pos0 + j, positions - 1u);
+        let n = q / in_hw;
+        let rc = q % in_hw;
+        base[j] = n * p.cout * out_hw;
+        r[j] = i32(rc / p.w) + i32(p.pad);
+        c[j] = i32(rc % p.w) + i32(p.pad);
+    }
+    let s = i32(p.stride);
+    var acc: array<vec4f, 4>;
+    for (var i = 0u; i < p.kh; i++) {
+        for (var jj = 0u; jj < p.kw; jj++) {
+            var off: vec4u;
+            var ok: vec4f;
+            for (var j = 0u; j < 4u; j++) {
+                let rr = r[j] - i32(i);
+                let cc = c[j] - i32(jj);
+                let inside = rr >= 0 && cc >= 0 && rr % s == 0 && cc % s == 0
+                    && rr / s < i32(p.oh) && cc / s < i32(p.ow);
+                ok[j] = select(0.0, 1.0, inside);
+                off[j] = select(0u, base[j] + u32(rr / s) * p.ow + u32(cc / s), inside);
+            }
+            if (all(ok == vec4f(0.0))) { continue; }
+            var wi = ci0 * kk + i * p.kw + jj;
+            for (var co = 0u; co < p.cout; co++) {
+                let g = vec4f(dy[off[0]], dy[off[1]], dy[off[2]], dy[off[3]]) * ok;
+                acc[0] += w[wi] * g;
+                if (ci0 + 1u < p.cin) { acc[1] += w[wi + kk] * g; }
+                if (ci0 + 2u < p.cin) { acc[2] += w[wi + 2u * kk] * g; }
+                if (ci0 + 3u < p.cin) { acc[3] += w[wi + 3u * kk] * g; }
+                off += vec4u(out_hw);
+                wi += p.cin * kk;
+            }
+        }
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let q = pos0 + j;
+        if (q >= positions) { break; }
+        let n = q / in_hw;
+        let rc = q % in_hw;
+        for (var m = 0u; m < 4u; m++) {
+            if (ci0 + m < p.cin) {
+                dx[(n * p.cin + ci0 + m) * in_hw + rc] = acc[m][j];
+            }
+        }
+    }
+}
+
+// dw[co, ci, i, j] = Σ_{n, r, c} dy[n, co, r, c] · x[n, ci, r·s − pad + i, c·s − pad + j],
+// for the chunk of (n, r, c) that this invocation's split owns.
+@compute @workgroup_size(64)
+fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+               @builtin(local_invocation_index) li: u32) {
+    let id = flat_id(wg, nwg, li);
+    let kk = p.kh * p.kw;
+    let k_total = p.cin * kk;
+    let k_blocks = (k_total + 3u) / 4u;
+    let co_blocks = (p.cout + 3u) / 4u;
+    let k0 = (id % k_blocks) * 4u;
+    let co0 = ((id / k_blocks) % co_blocks) * 4u;
+    let split = id / (k_blocks * co_blocks);
+    if (split >= p.splits) { return; }
+    let out_hw = p.oh * p.ow;
+    let in_hw = p.h * p.w;
+    let positions = p.n * out_hw;
+    let chunk = (positions + p.splits - 1u) / p.splits;
+    let q_begin = split * chunk;
+    let q_end = min(q_begin + chunk, positions);
+
+    // Per k: channel offset and kernel tap.
+    var ci_off: vec4u;
+    var ki: vec4i;
+    var kj: vec4i;
+    var kvalid: vec4f;
+    for (var j = 0u; j < 4u; j++) {
+        let k = min(k0 + j, k_total - 1u);
+        ci_off[j] = (k / kk) * in_hw;
+        ki[j] = i32((k % kk) / p.kw) - i32(p.pad);
+        kj[j] = i32(k % p.kw) - i32(p.pad);
+        kvalid[j] = select(0.0, 1.0, k0 + j < k_total);
+    }
+    var acc: array<vec4f, 4>;
+    for (var q = q_begin; q < q_end; q++) {
+        let n = q / out_hw;
+        let rc = q % out_hw;
+        let rs = i32((rc / p.ow) * p.stride);
+        let cs = i32((rc % p.ow) * p.stride);
+        let xb = n * p.cin * in_hw;
+        var xv: vec4f;
+        for (var j = 0u; j < 4u; j++) {
+            let rr = rs + ki[j];
+            let cc = cs + kj[j];
+            let inside = rr >= 0 && rr < i32(p.h) && cc >= 0 && cc < i32(p.w);
+            xv[j] = select(0.0, x[select(0u, xb + ci_off[j] + u32(rr) * p.w + u32(cc), inside)], inside);
+        }
+        let gb = n * p.cout * out_hw + rc;
+        acc[0] += dy[gb + co0 * out_hw] * xv;
+        if (co0 + 1u < p.cout) { acc[1] += dy[gb + (co0 + 1u) * out_hw] * xv; }
+        if (co0 + 2u < p.cout) { acc[2] += dy[gb + (co0 + 2u) * out_hw] * xv; }
+        if (co0 + 3u < p.cout) { acc[3] += dy[gb + (co0 + 3u) * out_hw] * xv; }
+    }
+    let out_base = split * p.cout * k_total;
+    for (var m = 0u; m < 4u; m++) {
+        if (co0 + m >= p.cout) { break; }
+        for (var j = 0u; j < 4u; j++) {
+            if (k0 + j < k_total) {
+                dw_partial[out_base + (co0 + m) * k_total + k0 + j] = acc[m][j] * kvalid[j];
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+// loss.wgsl — softmax cross-entropy (mean over the batch) with prediction counting.
+//
+// Bindings (group 0):
+//   0 p        uniform  LossParams { n, classes }
+//   1 logits   storage read        [n, classes]
+//   2 labels   storage read        [n] u32, each < classes (checked on the host)
+//   3 dlogits  storage read_write  [n, classes]  (softmax − onehot) / n
+//   4 loss     storage read_write  [n]           per-sample −log softmax[label]
+//   5 pred     storage read_write  [n] u32       arg-max class (first on ties)
+//   6 metrics  storage read_write  [4]           running [Σ loss, Σ correct, Σ samples, 0]
+//
+// forward: one invocation per sample, 64 per workgroup, 2-D grid.
+// accumulate: a single workgroup of 256; a fixed-order tree over the batch, then adds the batch
+//   totals to `metrics`, which the host reads (and zeroes) only every few steps.
+
+struct LossParams { n: u32, classes: u32 }
+
+@group(0) @binding(0) var<uniform> p: LossParams;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> labels: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
+@group(0) @binding(4) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(5) var<storage, read_write> pred: array<u32>;
+@group(0) @binding(6) var<storage, read_write> metrics: array<f32>;
+
+@compute @workgroup_size(64)
+fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+           @builtin(local_invocation_index) li: u32) {
+    let i = (wg.y * nwg.x + wg.x) * 64u + li;
+    if (i >= p.n) { return; }
+    let row = i * p.classes;
+    var best = 0u;
+    for (var k = 1u; k < p.classes; k++) {
+        if (logits[row + k] > logits[row + best]) { best = k; }
+    }
+    let top = logits[row + best];
+    var z = 0.0;
+    for (var k = 0u; k < p.classes; k++) { z += exp(logits[row + k] - top); }
+    let label = labels[i];
+    loss[i] = log(z) + top - logits[row + label];
+    pred[i] = best;
+    let scale = 1.0 / f32(p.n);
+    for (var k = 0u; k < p.classes; k++) {
+        let prob = exp(logits[row + k] - top) / z;
+        dlogits[row + k] = (prob - select(0.0, 1.0, k == label)) * scale;
+    }
+}
+
+var<workgroup> tree_loss: array<f32, 256>;
+var<workgroup> tree_correct: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn accumulate(@builtin(local_invocation_index) li: u32) {
+    var l = 0.0;
+    var c = 0.0;
+    for (var i = li; i < p.n; i += 256u) {
+        l += loss[i];
+        c += select(0.0, 1.0, pred[i] == labels[i]);
+    }
+    tree_loss[li] = l;
+    tree_correct[li] = c;
+    workgroupBarrier();
+    for (var half = 128u; half > 0u; half >>= 1u) {
+        if (li < half) {
+            tree_loss[li] += tree_loss[li + half];
+            tree_correct[li] += tree_correct[li + half];
+        }
+        workgroupBarrier();
+    }
+    if (li == 0u) {
+        metrics[0] += tree_loss[0];
+        metrics[1] += tree_correct[0];
+        metrics[2] += f32(p.n);
+    }
+}

@@ -1,0 +1,51 @@
+// reduce.wgsl — deterministic reductions shared by several ops.
+//
+// Bindings (group 0):
+//   0 p        uniform  ReduceParams { len, splits }
+//   1 partial  storage read        [splits, len]   per-split partial sums (conv2d grad_weight)
+//   2 total    storage read_write  [len]           sum_splits output
+//   3 src      storage read        [len]           max_abs input
+//   4 result   storage read_write  [1]             max_abs output: max |src|
+//
+// sum_splits: one invocation per output element, 64 per workgroup (grid folded to 2-D), adds
+//   the splits in index order.
+// max_abs: a single workgroup of 256 strides over src, then a fixed-order tree in workgroup
+//   memory; launch exactly one workgroup. Per-layer weight tensors are small, so one workgroup
+//   is enough and keeps the result bit-identical from run to run.
+
+struct ReduceParams { len: u32, splits: u32 }
+
+@group(0) @binding(0) var<uniform> p: ReduceParams;
+@group(0) @binding(1) var<storage, read> partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> total: array<f32>;
+@group(0) @binding(3) var<storage, read> src: array<f32>;
+@group(0) @binding(4) var<storage, read_write> result: array<f32>;
+
+@compute @workgroup_size(64)
+fn sum_splits(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+              @builtin(local_invocation_index) li: u32) {
+    let i = (wg.y * nwg.x + wg.x) * 64u + li;
+    if (i >= p.len) { return; }
+    var s = 0.0;
+    for (var k = 0u; k < p.splits; k++) {
+        s += partial[k * p.len + i];
+    }
+    total[i] = s;
+}
+
+var<workgroup> tree: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn max_abs(@builtin(local_invocation_index) li: u32) {
+    var m = 0.0;
+    for (var i = li; i < p.len; i += 256u) {
+        m = max(m, abs(src[i]));
+    }
+    tree[li] = m;
+    workgroupBarrier();
+    for (var half = 128u; half > 0u; half >>= 1u) {
+        if (li < half) { tree[li] = max(tree[li], tree[li + half]); }
+        workgroupBarrier();
+    }
+    if (li == 0u) { result[0] = tree[0]; }
+}

@@ -1,0 +1,82 @@
+// ttq.wgsl — Trained Ternary Quantization (Zhu, Han, Mao, Dally, ICLR 2017), per layer.
+//
+// Bindings (group 0):
+//   0 p       uniform  TtqParams { len, threshold }   threshold = t (Δ = t·max|w|)
+//   1 w       storage read        [len]  latent full-precision weights
+//   2 maxabs  storage read        [1]    max |w| (reduce.wgsl/max_abs)
+//   3 wp      storage read        [1]    positive scale Wp
+//   4 wn      storage read        [1]    negative scale Wn
+//   5 wq      storage read_write  [len]  ternary weights {−Wn, 0, +Wp}
+//   6 gq      storage read        [len]  ∂L/∂wq
+//   7 dw      storage read_write  [len]  ∂L/∂w
+//   8 dwp     storage read_write  [1]    ∂L/∂Wp
+//   9 dwn     storage read_write  [1]    ∂L/∂Wn
+//
+// quantize: one invocation per weight, 256 per workgroup, 2-D grid.
+//   wq = +Wp where w > Δ, 0 where |w| ≤ Δ, −Wn where w < −Δ.
+// backward: a single workgroup of 256 (launch one) strides over the layer:
+//   ∂L/∂w = Wp·g on the positive set, g on the zero set, Wn·g on the negative set;
+//   ∂L/∂Wp = Σ_{w > Δ} g,  ∂L/∂Wn = −Σ_{w < −Δ} g  (wq = −Wn there, hence the sign),
+//   both summed by a fixed-order tree (deterministic).
+
+struct TtqParams { len: u32, threshold: f32 }
+
+@group(0) @binding(0) var<uniform> p: TtqParams;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> maxabs: array<f32>;
+@group(0) @binding(3) var<storage, read> wp: array<f32>;
+@group(0) @binding(4) var<storage, read> wn: array<f32>;
+@group(0) @binding(5) var<storage, read_write> wq: array<f32>;
+@group(0) @binding(6) var<storage, read> gq: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dw: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dwp: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dwn: array<f32>;
+
+@compute @workgroup_size(256)
+fn quantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+            @builtin(local_invocation_index) li: u32) {
+    let i = (wg.y * nwg.x + wg.x) * 256u + li;
+    if (i >= p.len) { return; }
+    let delta = p.threshold * maxabs[0];
+    let v = w[i];
+    wq[i] = select(select(0.0, -wn[0], v < -delta), wp[0], v > delta);
+}
+
+var<workgroup> tree_pos: array<f32, 256>;
+var<workgroup> tree_neg: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn backward(@builtin(local_invocation_index) li: u32) {
+    let delta = p.threshold * maxabs[0];
+    let scale_p = wp[0];
+    let scale_n = wn[0];
+    var sp = 0.0;
+    var sn = 0.0;
+    for (var i = li; i < p.len; i += 256u) {
+        let g = gq[i];
+        let v = w[i];
+        if (v > delta) {
+            dw[i] = scale_p * g;
+            sp += g;
+        } else if (v < -delta) {
+            dw[i] = scale_n * g;
+            sn += g;
+        } else {
+            dw[i] = g;
+        }
+    }
+    tree_pos[li] = sp;
+    tree_neg[li] = sn;
+    workgroupBarrier();
+    for (var half = 128u; half > 0u; half >>= 1u) {
+        if (li < half) {
+            tree_pos[li] += tree_pos[li + half];
+            tree_neg[li] += tree_neg[li + half];
+        }
+        workgroupBarrier();
+    }
+    if (li == 0u) {
+        dwp[0] = tree_pos[0];
+        dwn[0] = -tree_neg[0];
+    }
+}

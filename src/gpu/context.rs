@@ -1,0 +1,338 @@
+//! `Gpu`: adapter choice, device creation, tensors, upload/readback and error capture.
+
+use super::{GpuError, Kernel, Program, Result, Tensor, shaders::ShaderFile};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+/// Graphics API to run on (`--backend`). Unset: `WGPU_BACKEND`, else every backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl Backend {
+    fn backends(self) -> wgpu::Backends {
+        match self {
+            Backend::Vulkan => wgpu::Backends::VULKAN,
+            Backend::Metal => wgpu::Backends::METAL,
+            Backend::Dx12 => wgpu::Backends::DX12,
+            Backend::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+/// How to pick the adapter: `--backend`, `--adapter INDEX` (from `tern devices`), and wgpu's
+/// environment conventions (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct GpuOptions {
+    /// Graphics API (default: best available; also WGPU_BACKEND)
+    #[arg(long, value_enum, global = true)]
+    pub backend: Option<Backend>,
+    /// Adapter index as listed by `tern devices` (default: best available; also WGPU_ADAPTER_NAME)
+    #[arg(long, global = true)]
+    pub adapter: Option<usize>,
+}
+
+/// Features used when the adapter has them; everything works without them.
+const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::SHADER_F16);
+
+/// A compiled shader file with the naga IR used to reflect its bindings.
+type Module = (wgpu::ShaderModule, naga::Module, naga::valid::ModuleInfo);
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub features: wgpu::Features,
+    pub limits: wgpu::Limits,
+    errors: Arc<Mutex<Vec<String>>>,
+    modules: Mutex<HashMap<&'static str, Arc<Module>>>,
+    kernels: Mutex<HashMap<String, Arc<Kernel>>>,
+}
+
+fn instance(opts: &GpuOptions) -> (wgpu::Instance, wgpu::Backends) {
+    let backends = match opts.backend {
+        Some(b) => b.backends(),
+        None => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+    };
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+    desc.backends = backends;
+    (wgpu::Instance::new(desc), backends)
+}
+
+/// One line per adapter, in the order `--adapter` indexes them.
+pub fn adapter_summaries(opts: &GpuOptions) -> Vec<String> {
+    let (instance, backends) = instance(opts);
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let info = a.get_info();
+            let f = a.features();
+            let has = |x: wgpu::Features, name: &str| {
+                if f.contains(x) { name.to_string() } else { format!("no-{name}") }
+            };
+            format!(
+                "{i}: {} ({:?}, {:?}, driver {} {}) [{} {} {}]",
+                info.name,
+                info.backend,
+                info.device_type,
+                info.driver,
+                info.driver_info,
+                has(wgpu::Features::TIMESTAMP_QUERY, "timestamps"),
+                has(wgpu::Features::SUBGROUP, "subgroups"),
+                has(wgpu::Features::SHADER_F16, "f16"),
+            )
+        })
+        .collect()
+}
+
+impl Gpu {
+    pub fn new(opts: &GpuOptions) -> Result<Gpu> {
+        let (instance, backends) = instance(opts);
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let which = match opts.backend {
+            Some(b) => format!(" for backend {b:?}"),
+            None => String::new(),
+        };
+        let adapter = if let Some(index) = opts.adapter {
+            let count = adapters.len();
+            adapters.into_iter().nth(index).ok_or(GpuError::AdapterIndex { index, count })?
+        } else if let Ok(name) = std::env::var("WGPU_ADAPTER_NAME") {
+            let name = name.to_lowercase();
+            adapters
+                .into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(&name))
+                .ok_or_else(|| GpuError::NoAdapter(format!(" matching WGPU_ADAPTER_NAME={name}")))?
+        } else {
+            let options = wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::from_env()
+                    .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                ..Default::default()
+            };
+            pollster::block_on(instance.request_adapter(&options)).map_err(|_| GpuError::NoAdapter(which))?
+        };
+        let info = adapter.get_info();
+        let features = adapter.features() & OPTIONAL_FEATURES;
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("tern"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| GpuError::Device { adapter: info.name.clone(), reason: e.to_string() })?;
+        // wgpu panics on uncaptured errors by default; collect them and report at the next sync.
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().push(e.to_string());
+        }));
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            features,
+            limits,
+            errors,
+            modules: Mutex::default(),
+            kernels: Mutex::default(),
+        })
+    }
+
+    /// "llvmpipe (LLVM 15.0.6, 256 bits) on Vulkan"
+    pub fn describe(&self) -> String {
+        format!("{} on {:?}", self.info.name, self.info.backend)
+    }
+
+    pub fn has(&self, feature: wgpu::Features) -> bool {
+        self.features.contains(feature)
+    }
+
+    /// Errors wgpu reported since the last check, as one error naming the first.
+    pub fn check(&self) -> Result<()> {
+        let mut errors = self.errors.lock().unwrap();
+        match errors.first() {
+            None => Ok(()),
+            Some(first) => {
+                let more = errors.len() - 1;
+                let msg = if more > 0 { format!("{first} (and {more} more)") } else { first.clone() };
+                errors.clear();
+                Err(GpuError::Wgpu(msg.lines().next().unwrap_or_default().to_string()))
+            }
+        }
+    }
+
+    fn check_size(&self, name: &str, bytes: u64) -> Result<()> {
+        let l = &self.limits;
+        for (limit, max) in [
+            ("max_storage_buffer_binding_size", l.max_storage_buffer_binding_size),
+            ("max_buffer_size", l.max_buffer_size),
+        ] {
+            if bytes > max {
+                return Err(GpuError::TooLarge { name: name.into(), bytes, limit, max });
+            }
+        }
+        Ok(())
+    }
+
+    /// A zero-filled f32 tensor.
+    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        self.tensor_of(name, shape, super::DType::F32)
+    }
+
+    pub fn tensor_of(&self, name: &str, shape: &[usize], dtype: super::DType) -> Result<Tensor> {
+        let numel: usize = shape.iter().product();
+        let bytes = (numel.max(1) * 4) as u64;
+        self.check_size(name, bytes)?;
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(name),
+            size: bytes.next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(Tensor::new(Arc::new(buffer), 0, shape, name, dtype))
+    }
+
+    pub fn tensor_from(&self, name: &str, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+        let t = self.tensor(name, shape)?;
+        self.write(&t, data)?;
+        Ok(t)
+    }
+
+    pub fn tensor_u32(&self, name: &str, shape: &[usize], data: &[u32]) -> Result<Tensor> {
+        let t = self.tensor_of(name, shape, super::DType::U32)?;
+        self.write_u32(&t, data)?;
+        Ok(t)
+    }
+
+    /// A uniform buffer the host rewrites between submissions (learning rate, step count).
+    pub fn uniform(&self, name: &str, bytes: &[u8]) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(name),
+            contents: bytes,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    fn check_len(t: &Tensor, got: usize) -> Result<()> {
+        if got != t.numel() {
+            return Err(GpuError::Length { name: t.name().into(), expected: t.numel(), got });
+        }
+        Ok(())
+    }
+
+    pub fn write(&self, t: &Tensor, data: &[f32]) -> Result<()> {
+        Self::check_len(t, data.len())?;
+        if !data.is_empty() {
+            self.queue.write_buffer(t.buffer(), t.offset(), bytemuck::cast_slice(data));
+        }
+        Ok(())
+    }
+
+    pub fn write_u32(&self, t: &Tensor, data: &[u32]) -> Result<()> {
+        Self::check_len(t, data.len())?;
+        if !data.is_empty() {
+            self.queue.write_buffer(t.buffer(), t.offset(), bytemuck::cast_slice(data));
+        }
+        Ok(())
+    }
+
+    fn read_bytes(&self, t: &Tensor) -> Result<Vec<u8>> {
+        let bytes = t.bytes().max(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(t.buffer(), t.offset(), &staging, 0, bytes);
+        self.queue.submit([enc.finish()]);
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|e| GpuError::Wgpu(e.to_string()))?
+            .map_err(|e| GpuError::Wgpu(format!("reading '{}': {e}", t.name())))?;
+        let data = slice.get_mapped_range().map_err(|e| GpuError::Wgpu(e.to_string()))?.to_vec();
+        staging.unmap();
+        Ok(data[..t.bytes() as usize].to_vec())
+    }
+
+    /// Copy a tensor back to the host (waits for all submitted work).
+    pub fn read(&self, t: &Tensor) -> Result<Vec<f32>> {
+        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(t)?))
+    }
+
+    pub fn read_u32(&self, t: &Tensor) -> Result<Vec<u32>> {
+        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(t)?))
+    }
+
+    /// Block until every submission has finished, then report any captured wgpu error.
+    pub fn wait(&self) -> Result<()> {
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Wgpu(e.to_string()))?;
+        self.check()
+    }
+
+    /// Record programs into one compute pass, submit, and wait.
+    pub fn run(&self, programs: &[&Program]) -> Result<()> {
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for p in programs {
+                p.record(&mut pass);
+            }
+        }
+        self.queue.submit([enc.finish()]);
+        self.wait()
+    }
+
+    /// The compiled entry point `entry` of a shader file, compiled once and cached.
+    pub fn kernel(&self, shader: &ShaderFile, entry: &str) -> Result<Arc<Kernel>> {
+        let key = format!("{}/{}", shader.name, entry);
+        if let Some(k) = self.kernels.lock().unwrap().get(&key) {
+            return Ok(k.clone());
+        }
+        let module = self.module(shader)?;
+        let kernel = Arc::new(Kernel::new(self, &key, &module.0, &module.1, &module.2, entry)?);
+        self.check().map_err(|e| GpuError::Shader { shader: key.clone(), reason: e.to_string() })?;
+        self.kernels.lock().unwrap().insert(key, kernel.clone());
+        Ok(kernel)
+    }
+
+    fn module(&self, shader: &ShaderFile) -> Result<Arc<Module>> {
+        if let Some(m) = self.modules.lock().unwrap().get(shader.name) {
+            return Ok(m.clone());
+        }
+        let (naga_module, info) = shader.parse()?;
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(shader.name),
+            source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+        });
+        let entry = Arc::new((module, naga_module, info));
+        self.modules.lock().unwrap().insert(shader.name, entry.clone());
+        Ok(entry)
+    }
+}
+
+impl Gpu {
+    /// Invocations worth launching to fill the device: split-K reductions aim for this many.
+    pub fn parallelism(&self) -> u64 {
+        match self.info.device_type {
+            wgpu::DeviceType::Cpu => 1024,
+            _ => 65536,
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Softmax cross-entropy with prediction counts (shaders/loss.wgsl).
+
+use super::{expect_shape, f32_bytes, u32_of};
+use crate::gpu::{Cost, Dispatch, Gpu, Grid, Result, Tensor, shaders};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    classes: u32,
+}
+
+/// Per-sample loss, prediction and ∂loss/∂logits (mean over the batch).
+pub fn forward(
+    gpu: &Gpu,
+    label: &str,
+    logits: &Tensor,
+    labels: &Tensor,
+    dlogits: &Tensor,
+    loss: &Tensor,
+    pred: &Tensor,
+) -> Result<Dispatch> {
+    let label = format!("{label}/forward");
+    let [n, classes] = [logits.shape()[0], logits.shape()[1]];
+    expect_shape(&label, labels, &[n])?;
+    expect_shape(&label, dlogits, &[n, classes])?;
+    expect_shape(&label, loss, &[n])?;
+    expect_shape(&label, pred, &[n])?;
+    let p = Params { n: u32_of(&label, "n", n)?, classes: u32_of(&label, "classes", classes)? };
+    let k = gpu.kernel(&shaders::LOSS, "forward")?;
+    let tensors =
+        [("logits", logits), ("labels", labels), ("dlogits", dlogits), ("loss", loss), ("pred", pred)];
+    let cost = Cost { flops: 6 * logits.numel() as u64, bytes: f32_bytes(2 * logits.numel() + 3 * n) };
+    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(n as u64), cost)
+}
+
+/// metrics += [Σ loss, Σ correct, n, 0].
+pub fn accumulate(
+    gpu: &Gpu,
+    label: &str,
+    loss: &Tensor,
+    pred: &Tensor,
+    labels: &Tensor,
+    metrics: &Tensor,
+) -> Result<Dispatch> {
+    let label = format!("{label}/accumulate");
+    let n = loss.numel();
+    expect_shape(&label, pred, &[n])?;
+    expect_shape(&label, labels, &[n])?;
+    expect_shape(&label, metrics, &[4])?;
+    let p = Params { n: u32_of(&label, "n", n)?, classes: 0 };
+    let k = gpu.kernel(&shaders::LOSS, "accumulate")?;
+    let tensors = [("loss", loss), ("pred", pred), ("labels", labels), ("metrics", metrics)];
+    let cost = Cost { flops: 2 * n as u64, bytes: f32_bytes(3 * n) };
+    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(1), cost)
+}
