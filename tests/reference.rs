@@ -1,7 +1,7 @@
 //! CPU reference of every op in f64, written for clarity, not speed. The GPU tests compare against
 //! it; the finite-difference checks differentiate its forward functions numerically.
 //! Layouts match the shaders: NCHW activations, [cout, cin, kh, kw] weights, [out, in] linear.
-#![allow(dead_code, clippy::too_many_arguments)]
+#![allow(dead_code)]
 
 /// Convolution geometry, same fields as `tern::ops::conv2d::Conv2dGeom`.
 #[derive(Clone, Copy, Debug)]

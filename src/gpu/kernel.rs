@@ -138,7 +138,6 @@ impl Dispatch {
     }
 
     /// As `new`, with uniform buffers the host rewrites between steps bound by name.
-    #[allow(clippy::too_many_arguments)]
     pub fn with_uniforms<P: bytemuck::Pod>(
         gpu: &Gpu,
         kernel: &Arc<Kernel>,
@@ -230,6 +229,10 @@ impl Program {
 
     pub fn extend(&mut self, other: Program) {
         self.dispatches.extend(other.dispatches);
+    }
+
+    pub fn extend_from(&mut self, dispatches: impl IntoIterator<Item = Dispatch>) {
+        self.dispatches.extend(dispatches);
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {

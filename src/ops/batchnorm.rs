@@ -115,7 +115,6 @@ pub fn forward_eval(
 }
 
 /// Backward: per-channel sums into dgamma/dbeta, then dx.
-#[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
     label: &str,

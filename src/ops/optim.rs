@@ -27,7 +27,6 @@ pub struct StepParams {
 
 /// One update of every parameter. `entry` is "sgd" or "adam"; `step` is the uniform buffer the
 /// host rewrites with `StepParams`.
-#[allow(clippy::too_many_arguments)]
 pub fn update(
     gpu: &Gpu,
     entry: &str,

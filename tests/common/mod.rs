@@ -31,3 +31,40 @@ pub fn run(dispatches: impl IntoIterator<Item = Dispatch>) {
 pub fn run_programs(programs: &[&Program]) {
     gpu().run(programs).unwrap();
 }
+
+/// Tensors of a golden file made by tests/golden/make_golden.py.
+pub struct Golden {
+    bytes: Vec<u8>,
+}
+
+impl Golden {
+    pub fn load(file: &str) -> Golden {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(file);
+        Golden { bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())) }
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        safetensors::SafeTensors::deserialize(&self.bytes).unwrap().tensor(name).is_ok()
+    }
+
+    /// (shape, values) of a float32 tensor.
+    pub fn get(&self, name: &str) -> (Vec<usize>, Vec<f64>) {
+        let st = safetensors::SafeTensors::deserialize(&self.bytes).unwrap();
+        let t = st.tensor(name).unwrap_or_else(|_| panic!("golden tensor '{name}' missing"));
+        let v: Vec<f32> = bytemuck::pod_collect_to_vec(t.data());
+        (t.shape().to_vec(), v.iter().map(|x| *x as f64).collect())
+    }
+
+    pub fn values(&self, name: &str) -> Vec<f64> {
+        self.get(name).1
+    }
+
+    pub fn upload(&self, name: &str) -> Tensor {
+        let (shape, v) = self.get(name);
+        upload(name, &shape, &v)
+    }
+
+    pub fn usizes(&self, name: &str) -> Vec<usize> {
+        self.values(name).iter().map(|v| *v as usize).collect()
+    }
+}

@@ -1,0 +1,54 @@
+//! `tern bench`: GFLOP/s of conv2d forward, grad_input and grad_weight on the ResNet-20 layer
+//! shapes (CIFAR 32×32), on the current adapter. A benchmark, never a test.
+
+use crate::gpu::{Gpu, Program};
+use crate::ops::conv2d::{self, Conv2dGeom};
+use anyhow::Result;
+use std::time::Instant;
+
+/// (name, cin, cout, input size, stride) of each distinct ResNet-20 convolution.
+const RESNET20_CONVS: &[(&str, usize, usize, usize, usize)] = &[
+    ("conv1 3→16 @32", 3, 16, 32, 1),
+    ("layer1 16→16 @32", 16, 16, 32, 1),
+    ("layer2.0 16→32 /2", 16, 32, 32, 2),
+    ("layer2 32→32 @16", 32, 32, 16, 1),
+    ("layer3.0 32→64 /2", 32, 64, 16, 2),
+    ("layer3 64→64 @8", 64, 64, 8, 1),
+];
+
+/// Median seconds per run of `program` over `reps` timed runs after one warm-up.
+pub fn time_program(gpu: &Gpu, program: &Program, reps: usize) -> Result<f64> {
+    gpu.run(&[program])?;
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        gpu.run(&[program])?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+pub fn conv_bench(gpu: &Gpu, batch: usize, reps: usize) -> Result<()> {
+    println!("conv2d on {} — batch {batch}, median of {reps} runs (wall clock incl. submit)", gpu.describe());
+    println!("{:<22} {:>12} {:>12} {:>12}", "layer", "forward", "grad_input", "grad_weight");
+    for &(name, cin, cout, size, stride) in RESNET20_CONVS {
+        let g = Conv2dGeom { n: batch, cin, h: size, w: size, cout, kh: 3, kw: 3, stride, pad: 1 };
+        let x = gpu.tensor("x", &g.input_shape())?;
+        let w = gpu.tensor("w", &g.weight_shape())?;
+        let y = gpu.tensor("y", &g.output_shape())?;
+        let dx = gpu.tensor("dx", &g.input_shape())?;
+        let dw = gpu.tensor("dw", &g.weight_shape())?;
+        let fwd = Program { dispatches: vec![conv2d::forward(gpu, name, &g, &x, &w, &y)?] };
+        let gi = Program { dispatches: vec![conv2d::grad_input(gpu, name, &g, &y, &w, &dx)?] };
+        let gw = conv2d::grad_weight(gpu, name, &g, &x, &y, &dw)?;
+        let gflops = |secs: f64| g.flops() as f64 / secs / 1e9;
+        println!(
+            "{name:<22} {:>8.2} GF/s {:>8.2} GF/s {:>8.2} GF/s",
+            gflops(time_program(gpu, &fwd, reps)?),
+            gflops(time_program(gpu, &gi, reps)?),
+            gflops(time_program(gpu, &gw, reps)?),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Trained Ternary Quantization (Zhu, Han, Mao, Dally, ICLR 2017): host side of shaders/ttq.wgsl.
+//!
+//! Per layer: Δ = t·max|w| (max by reduce.wgsl/max_abs), wq ∈ {−Wn, 0, +Wp} with Wp and Wn
+//! trained; the gradients are in the shader's header.
+
+use super::{ParamRef, Quantized, Quantizer, Ternary, scalar};
+use crate::gpu::{Cost, Dispatch, Gpu, Grid, Program, Result, Tensor, shaders};
+use crate::nn::params::ParamSpec;
+use crate::ops::{expect_shape, f32_bytes, reduce, u32_of};
+
+pub struct Ttq {
+    /// t in Δ = t·max|w| (0.05 in the paper).
+    pub threshold: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    len: u32,
+    threshold: f32,
+}
+
+/// wq from the latent weights, with Δ from `maxabs`.
+pub fn quantize(
+    gpu: &Gpu,
+    label: &str,
+    threshold: f32,
+    w: &Tensor,
+    maxabs: &Tensor,
+    wp: &Tensor,
+    wn: &Tensor,
+    wq: &Tensor,
+) -> Result<Dispatch> {
+    let label = format!("{label}/quantize");
+    expect_shape(&label, wq, w.shape())?;
+    let p = Params { len: u32_of(&label, "len", w.numel())?, threshold };
+    let k = gpu.kernel(&shaders::TTQ, "quantize")?;
+    let cost = Cost { flops: 2 * w.numel() as u64, bytes: f32_bytes(2 * w.numel()) };
+    let tensors = [("w", w), ("maxabs", maxabs), ("wp", wp), ("wn", wn), ("wq", wq)];
+    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(w.numel() as u64), cost)
+}
+
+/// ∂L/∂w, ∂L/∂Wp and ∂L/∂Wn from gq = ∂L/∂wq.
+pub fn backward(
+    gpu: &Gpu,
+    label: &str,
+    threshold: f32,
+    w: &Tensor,
+    maxabs: &Tensor,
+    wp: &Tensor,
+    wn: &Tensor,
+    gq: &Tensor,
+    dw: &Tensor,
+    dwp: &Tensor,
+    dwn: &Tensor,
+) -> Result<Dispatch> {
+    let label = format!("{label}/backward");
+    expect_shape(&label, gq, w.shape())?;
+    expect_shape(&label, dw, w.shape())?;
+    let p = Params { len: u32_of(&label, "len", w.numel())?, threshold };
+    let k = gpu.kernel(&shaders::TTQ, "backward")?;
+    let cost = Cost { flops: 3 * w.numel() as u64, bytes: f32_bytes(3 * w.numel()) };
+    let tensors = [
+        ("w", w),
+        ("maxabs", maxabs),
+        ("wp", wp),
+        ("wn", wn),
+        ("gq", gq),
+        ("dw", dw),
+        ("dwp", dwp),
+        ("dwn", dwn),
+    ];
+    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(1), cost)
+}
+
+/// Δ exactly as the shader computes it: t · max|w| in f32.
+pub fn delta(threshold: f32, latent: &[f32]) -> f32 {
+    threshold * latent.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+}
+
+impl Quantizer for Ttq {
+    fn kind(&self) -> super::QuantKind {
+        super::QuantKind::Ttq
+    }
+
+    fn extra_params(&self, layer: &str) -> Vec<ParamSpec> {
+        vec![scalar(layer, "wp", 1.0), scalar(layer, "wn", 1.0)]
+    }
+
+    fn build(&self, gpu: &Gpu, layer: &str, latent: &ParamRef, extra: &[ParamRef]) -> Result<Quantized> {
+        let [wp, wn] = extra else { unreachable!("TTQ has two scales") };
+        let w = &latent.value;
+        let maxabs = gpu.tensor(&format!("{layer}.maxabs"), &[1])?;
+        let wq = gpu.tensor(&format!("{layer}.wq"), w.shape())?;
+        let mut forward = Program::default();
+        forward.push(reduce::max_abs(gpu, layer, w, &maxabs)?);
+        forward.push(quantize(gpu, layer, self.threshold, w, &maxabs, &wp.value, &wn.value, &wq)?);
+        let (mut gq, mut backward) = (None, Program::default());
+        if let (Some(dw), Some(dwp), Some(dwn)) = (&latent.grad, &wp.grad, &wn.grad) {
+            let g = gpu.tensor(&format!("{layer}.gq"), w.shape())?;
+            backward.push(self::backward(
+                gpu,
+                layer,
+                self.threshold,
+                w,
+                &maxabs,
+                &wp.value,
+                &wn.value,
+                &g,
+                dw,
+                dwp,
+                dwn,
+            )?);
+            gq = Some(g);
+        }
+        Ok(Quantized { wq, forward, gq, backward })
+    }
+
+    fn ternarize(&self, latent: &[f32], extra: &[Vec<f32>]) -> Option<Ternary> {
+        let d = delta(self.threshold, latent);
+        let codes = latent
+            .iter()
+            .map(|&v| {
+                if v > d {
+                    1
+                } else if v < -d {
+                    -1
+                } else {
+                    0
+                }
+            })
+            .collect();
+        Some(Ternary { codes, wp: extra[0][0], wn: extra[1][0] })
+    }
+
+    /// The official recipe: rescale so that max|w| = 1 and start from Wp = Wn = 1.
+    fn init_from_full_precision(&self, latent: &mut [f32], extra: &mut [Vec<f32>]) {
+        let m = latent.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        if m > 0.0 {
+            latent.iter_mut().for_each(|v| *v /= m);
+        }
+        extra[0][0] = 1.0;
+        extra[1][0] = 1.0;
+    }
+}

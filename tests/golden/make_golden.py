@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Golden values from PyTorch for tests/golden.rs.
+
+    pip install torch safetensors numpy
+    python3 tests/golden/make_golden.py      # rewrites tests/golden/*.safetensors
+
+Inputs are float32 values; every output is computed by PyTorch in float64 from them and stored
+as float32. Each case is a group of tensors named "<case>.<tensor>"; integer settings (shapes,
+strides) are stored as float32 tensors named "<case>.geom".
+"""
+import os
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+torch.manual_seed(2017)
+D = torch.float64
+
+
+def rand(*shape):
+    """float32-representable values in [-1, 1), held as float64."""
+    return (torch.rand(*shape) * 2 - 1).float().double()
+
+
+def store(out, case, **tensors):
+    for k, v in tensors.items():
+        out[f"{case}.{k}"] = v.detach().to(torch.float32).contiguous()
+
+
+def geom(*values):
+    return torch.tensor(values, dtype=D)
+
+
+class TTQ(torch.autograd.Function):
+    """Trained Ternary Quantization (Zhu et al. 2017) with t·max|w| threshold."""
+
+    @staticmethod
+    def forward(ctx, w, wp, wn, t):
+        delta = t * w.abs().max()
+        pos, neg = w > delta, w < -delta
+        ctx.save_for_backward(pos, neg, wp, wn)
+        return torch.where(pos, wp, torch.where(neg, -wn, torch.zeros_like(w)))
+
+    @staticmethod
+    def backward(ctx, g):
+        pos, neg, wp, wn = ctx.saved_tensors
+        dw = torch.where(pos, wp * g, torch.where(neg, wn * g, g))
+        return dw, g[pos].sum().reshape(1), -g[neg].sum().reshape(1), None
+
+
+def conv_cases(out):
+    shapes = [  # n, cin, h, w, cout, k, stride, pad
+        (1, 1, 5, 5, 1, 3, 1, 1),
+        (2, 3, 7, 9, 5, 3, 1, 1),
+        (3, 4, 8, 8, 8, 3, 2, 1),
+        (2, 5, 9, 6, 7, 1, 1, 0),
+        (2, 6, 11, 10, 3, 5, 2, 2),
+        (4, 16, 16, 16, 32, 3, 2, 1),
+    ]
+    for i, (n, cin, h, w, cout, k, s, p) in enumerate(shapes):
+        x = rand(n, cin, h, w).requires_grad_()
+        wt = rand(cout, cin, k, k).requires_grad_()
+        y = F.conv2d(x, wt, stride=s, padding=p)
+        dy = rand(*y.shape)
+        y.backward(dy)
+        store(out, f"conv{i}", geom=geom(n, cin, h, w, cout, k, s, p), x=x, w=wt, y=y, dy=dy, dx=x.grad, dw=wt.grad)
+
+
+def batchnorm_cases(out):
+    for i, (n, c, h, w) in enumerate([(2, 3, 4, 5), (4, 8, 7, 7), (3, 5, 17, 3)]):
+        x = (rand(n, c, h, w) * 2 + 0.5).requires_grad_()
+        gamma, beta = rand(c).requires_grad_(), rand(c).requires_grad_()
+        rm, rv = torch.zeros(c, dtype=D), torch.ones(c, dtype=D)
+        y = F.batch_norm(x, rm, rv, gamma, beta, training=True, momentum=0.1, eps=1e-5)
+        dy = rand(*y.shape)
+        y.backward(dy)
+        y_eval = F.batch_norm(x, rm, rv, gamma, beta, training=False, eps=1e-5)
+        store(out, f"bn{i}", x=x, gamma=gamma, beta=beta, y=y, dy=dy, dx=x.grad, dgamma=gamma.grad,
+              dbeta=beta.grad, running_mean=rm, running_var=rv, y_eval=y_eval)
+
+
+def small_op_cases(out):
+    x = rand(2, 3, 7, 5).requires_grad_()
+    y = F.max_pool2d(x, 2, 2)
+    dy = rand(*y.shape)
+    y.backward(dy)
+    store(out, "maxpool", geom=geom(2, 2), x=x, y=y, dy=dy, dx=x.grad)
+
+    x = rand(3, 5, 7, 6).requires_grad_()
+    y = x.mean(dim=(2, 3))
+    dy = rand(*y.shape)
+    y.backward(dy)
+    store(out, "avgpool", x=x, y=y, dy=dy, dx=x.grad)
+
+    x = rand(4, 33).requires_grad_()
+    y = F.relu(x)
+    dy = rand(*y.shape)
+    y.backward(dy)
+    store(out, "relu", x=x, y=y, dy=dy, dx=x.grad)
+
+    x = rand(5, 37).requires_grad_()
+    w, b = rand(11, 37).requires_grad_(), rand(11).requires_grad_()
+    y = F.linear(x, w, b)
+    dy = rand(*y.shape)
+    y.backward(dy)
+    store(out, "linear", x=x, w=w, b=b, y=y, dy=dy, dx=x.grad, dw=w.grad, db=b.grad)
+
+    logits = (rand(9, 10) * 4).requires_grad_()
+    labels = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5])
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    store(out, "xent", logits=logits, labels=labels.double(), loss=loss.reshape(1), dlogits=logits.grad)
+
+    # SGD (momentum 0.9, weight decay 5e-4) two steps from zero velocity.
+    w = rand(50).requires_grad_()
+    w0 = w.detach().clone()
+    opt = torch.optim.SGD([w], lr=0.1, momentum=0.9, weight_decay=5e-4)
+    grads = [rand(50), rand(50)]
+    for g in grads:
+        w.grad = g.clone()
+        opt.step()
+    store(out, "sgd", w0=w0, g0=grads[0], g1=grads[1], w=w, v=opt.state[w]["momentum_buffer"])
+
+
+def ttq_cases(out):
+    for i, (shape, t) in enumerate([((8, 4, 3, 3), 0.05), ((5, 3, 5, 5), 0.05), ((10, 64), 0.3)]):
+        w = rand(*shape).requires_grad_()
+        wp = torch.tensor([0.8], dtype=D, requires_grad=True)
+        wn = torch.tensor([1.3], dtype=D, requires_grad=True)
+        wq = TTQ.apply(w, wp, wn, t)
+        g = rand(*shape)
+        wq.backward(g)
+        store(out, f"ttq{i}", geom=geom(t), w=w, wp=wp, wn=wn, wq=wq, g=g, dw=w.grad, dwp=wp.grad, dwn=wn.grad)
+
+
+def block_cases(out):
+    """A CIFAR ResNet basic block, forward and backward, identity and option-A shortcut, FP and TTQ."""
+    cases = [("block_fp", 8, 8, 1, False), ("block_ttq", 8, 8, 1, True), ("block_down_ttq", 4, 8, 2, True)]
+    for case, cin, cout, stride, ttq in cases:
+        n, h = 3, 6
+        x = rand(n, cin, h, h).requires_grad_()
+        p = {
+            "conv1.weight": rand(cout, cin, 3, 3) * 0.5,
+            "bn1.weight": 1 + 0.2 * rand(cout), "bn1.bias": 0.2 * rand(cout),
+            "conv2.weight": rand(cout, cout, 3, 3) * 0.5,
+            "bn2.weight": 1 + 0.2 * rand(cout), "bn2.bias": 0.2 * rand(cout),
+        }
+        if ttq:
+            for c in ("conv1", "conv2"):
+                p[f"{c}.wp"] = torch.tensor([0.9], dtype=D)
+                p[f"{c}.wn"] = torch.tensor([1.1], dtype=D)
+        for v in p.values():
+            v.requires_grad_()
+        running = {f"{b}.{s}": torch.zeros(cout, dtype=D) if s == "running_mean" else torch.ones(cout, dtype=D)
+                   for b in ("bn1", "bn2") for s in ("running_mean", "running_var")}
+
+        def weight(c):
+            w = p[f"{c}.weight"]
+            return TTQ.apply(w, p[f"{c}.wp"], p[f"{c}.wn"], 0.05) if ttq else w
+
+        def bn(h, b):
+            return F.batch_norm(h, running[f"{b}.running_mean"], running[f"{b}.running_var"],
+                                p[f"{b}.weight"], p[f"{b}.bias"], training=True, momentum=0.1, eps=1e-5)
+
+        hh = F.relu(bn(F.conv2d(x, weight("conv1"), stride=stride, padding=1), "bn1"))
+        hh = bn(F.conv2d(hh, weight("conv2"), padding=1), "bn2")
+        if stride == 1 and cin == cout:
+            sc = x
+        else:
+            pad = (cout - cin) // 2
+            sc = F.pad(x[:, :, ::stride, ::stride], (0, 0, 0, 0, pad, pad))
+        y = F.relu(hh + sc)
+        dy = rand(*y.shape)
+        y.backward(dy)
+        tensors = {"x": x, "y": y, "dy": dy, "dx": x.grad, "geom": geom(cin, cout, stride, int(ttq))}
+        for k, v in p.items():
+            tensors[k] = v
+            tensors[f"{k}.grad"] = v.grad
+        tensors.update(running)
+        store(out, case, **tensors)
+
+
+def main():
+    out = {}
+    conv_cases(out)
+    batchnorm_cases(out)
+    small_op_cases(out)
+    ttq_cases(out)
+    block_cases(out)
+    path = os.path.join(HERE, "ops.safetensors")
+    save_file(out, path, metadata={"generator": "tests/golden/make_golden.py", "torch": torch.__version__})
+    print(f"wrote {len(out)} tensors to {path}")
+
+
+if __name__ == "__main__":
+    main()
