@@ -18,7 +18,9 @@
 // stats, backward_reduce: one workgroup of 256 per channel; each strides over the channel's
 //   n·hw values, then a fixed-order tree in workgroup memory (deterministic). stats uses two
 //   passes (mean, then Σ(x − mean)²) for accuracy.
-// forward, forward_eval, backward: one invocation per element, 256 per workgroup, 2-D grid.
+// forward, backward: one invocation per element, 256 per workgroup, 2-D grid.
+// running_stats (evaluation): one invocation per channel copies the running statistics into
+//   mean/invstd, so evaluation runs the same `forward`.
 
 struct BatchNormParams { n: u32, c: u32, hw: u32, eps: f32, momentum: f32 }
 
@@ -98,13 +100,14 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
     y[i] = (x[i] - mean[c]) * invstd[c] * gamma[c] + beta[c];
 }
 
-@compute @workgroup_size(256)
-fn forward_eval(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-                @builtin(local_invocation_index) li: u32) {
-    let i = element(wg, nwg, li);
-    if (i >= p.n * p.c * p.hw) { return; }
-    let c = (i / p.hw) % p.c;
-    y[i] = (x[i] - running_mean[c]) * inverseSqrt(running_var[c] + p.eps) * gamma[c] + beta[c];
+// Evaluation: the saved statistics become the running ones, then `forward` normalises.
+@compute @workgroup_size(64)
+fn running_stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                 @builtin(local_invocation_index) li: u32) {
+    let c = (wg.y * nwg.x + wg.x) * 64u + li;
+    if (c >= p.c) { return; }
+    mean[c] = running_mean[c];
+    invstd[c] = inverseSqrt(running_var[c] + p.eps);
 }
 
 @compute @workgroup_size(256)

@@ -1,4 +1,8 @@
+//! The `tern` command line: parses arguments, then calls one library function per subcommand.
+
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use tern::data::{DatasetKind, FolderOptions};
 use tern::gpu::{Gpu, GpuOptions};
 
 #[derive(Parser)]
@@ -12,6 +16,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train a model (default: the small CNN with TTQ on the embedded Fashion-MNIST subset)
+    Train {
+        #[command(flatten)]
+        config: Box<tern::train::TrainConfig>,
+        /// Continue the run in this output directory from its last checkpoint
+        #[arg(long, conflicts_with = "init")]
+        resume: Option<PathBuf>,
+    },
+    /// Test accuracy and confusion matrix of a checkpoint
+    Eval {
+        #[arg(long)]
+        model: PathBuf,
+        /// Dataset (default: the embedded Fashion-MNIST subset)
+        #[arg(long, value_enum, default_value = "embedded")]
+        dataset: DatasetKind,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+    },
+    /// Per-kernel GPU times of a training or inference step
+    Profile {
+        #[command(flatten)]
+        config: tern::profile::ProfileConfig,
+    },
     /// List the GPU adapters, in the order --adapter indexes them
     Devices,
     /// Micro-benchmark: conv2d GFLOP/s on ResNet-20 shapes
@@ -33,6 +62,51 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Train { config, resume } => {
+            let gpu = Gpu::new(&cli.gpu)?;
+            let summary = tern::train::train(&gpu, &config, resume.as_deref())?;
+            println!(
+                "final test accuracy {:.2}% — checkpoints, metrics.jsonl and curves.png in {}",
+                100.0 * summary.test.accuracy,
+                summary.out.display()
+            );
+        }
+        Command::Eval { model, dataset, data, batch_size } => {
+            let gpu = Gpu::new(&cli.gpu)?;
+            let (m, meta) = tern::infer::load_model(&gpu, &model)?;
+            let folder = FolderOptions { size: meta.spec.height, channels: meta.spec.in_channels };
+            let splits = tern::data::load(dataset, data.as_deref(), folder)?;
+            let test = std::sync::Arc::new(splits.test);
+            let s = &meta.spec;
+            if (test.channels, test.height, test.width) != (s.in_channels, s.height, s.width) {
+                anyhow::bail!(
+                    "{}: the model takes {}x{}x{} images, the dataset has {}x{}x{}",
+                    model.display(),
+                    s.in_channels,
+                    s.height,
+                    s.width,
+                    test.channels,
+                    test.height,
+                    test.width
+                );
+            }
+            if test.classes.len() != s.classes {
+                anyhow::bail!(
+                    "{}: the model has {} classes, the dataset {}",
+                    model.display(),
+                    s.classes,
+                    test.classes.len()
+                );
+            }
+            let graph = tern::infer::eval_graph(&gpu, &m, batch_size.clamp(1, test.len()))?;
+            let e = tern::infer::evaluate(&gpu, &graph, &test, &meta.mean, &meta.std)?;
+            println!("test accuracy {:.2}% ({} images), loss {:.4}", 100.0 * e.accuracy, e.samples, e.loss);
+            print!("{}", tern::infer::confusion_table(&e, &meta.classes));
+        }
+        Command::Profile { config } => {
+            let gpu = Gpu::new(&cli.gpu)?;
+            tern::profile::profile(&gpu, &config)?;
+        }
         Command::Devices => {
             for line in tern::gpu::adapter_summaries(&cli.gpu) {
                 println!("{line}");

@@ -78,7 +78,7 @@ fn batchnorm_matches_pytorch() {
         let mut p = Program::default();
         p.extend_from(ops::batchnorm::forward_train(gpu, &case, &x, &y, &bt).unwrap());
         p.extend_from(ops::batchnorm::backward(gpu, &case, &x, &dy, &dx, &bt, &dg, &db).unwrap());
-        p.push(ops::batchnorm::forward_eval(gpu, &case, &x, &ye, &bt).unwrap());
+        p.extend_from(ops::batchnorm::forward_eval(gpu, &case, &x, &ye, &bt).unwrap());
         run_programs(&[&p]);
         let checks = [
             ("y", &y),

@@ -134,7 +134,7 @@ fn batchnorm_train_eval_and_backward_match_reference() {
         assert_close("running var", &download(&rv), &want_rv, TOL);
         // Eval mode uses the running statistics.
         let ye = zeros("y_eval", &shape);
-        run([ops::batchnorm::forward_eval(gpu, "bn", &xt, &ye, &t).unwrap()]);
+        run(ops::batchnorm::forward_eval(gpu, "bn", &xt, &ye, &t).unwrap());
         let want = batchnorm_eval(&x, c, hw, &gamma, &beta, &want_rm, &want_rv, eps);
         assert_close("batchnorm eval", &download(&ye), &want, TOL);
     }

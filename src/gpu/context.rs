@@ -166,7 +166,8 @@ impl Gpu {
                 let more = errors.len() - 1;
                 let msg = if more > 0 { format!("{first} (and {more} more)") } else { first.clone() };
                 errors.clear();
-                Err(GpuError::Wgpu(msg.lines().next().unwrap_or_default().to_string()))
+                let one_line: Vec<&str> = msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+                Err(GpuError::Wgpu(one_line.join(" / ")))
             }
         }
     }

@@ -155,13 +155,19 @@ impl Dispatch {
                 return Err(err(format!("kernel has no storage binding '{name}'")));
             }
         }
-        // Aliasing a written buffer with another binding is a wgpu validation error: name it here.
+        // wgpu rejects a buffer bound both read-only and writable in one dispatch, and aliased
+        // written ranges are a race: name the tensors here instead.
+        let writes = |n: &str| kernel.bindings.iter().any(|x| x.name == n && x.access == Access::ReadWrite);
         for (i, (na, a)) in tensors.iter().enumerate() {
             for (nb, b) in &tensors[i + 1..] {
-                let writes =
-                    |n: &str| kernel.bindings.iter().any(|x| x.name == n && x.access == Access::ReadWrite);
                 if a.overlaps(b) && (writes(na) || writes(nb)) {
                     return Err(err(format!("'{na}' ({}) and '{nb}' ({}) overlap", a.name(), b.name())));
+                }
+                if std::ptr::eq(a.buffer(), b.buffer()) && writes(na) != writes(nb) {
+                    let (an, bn) = (a.name(), b.name());
+                    return Err(err(format!(
+                        "'{na}' ({an}) and '{nb}' ({bn}) share a buffer, read-only and written"
+                    )));
                 }
             }
         }

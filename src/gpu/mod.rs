@@ -2,15 +2,18 @@
 //!
 //! `Gpu` owns the adapter, device and queue; `Tensor` is a buffer range with a shape;
 //! `Kernel` is one compiled shader entry point whose bindings are read from the WGSL by naga;
-//! `Dispatch` is one launch of a kernel with its bind group, built once and replayed every step.
+//! `Dispatch` is one launch of a kernel with its bind group, built once and replayed every step;
+//! `Profiler` times dispatches with timestamp queries.
 
 mod context;
 mod kernel;
+pub mod profiler;
 pub mod shaders;
 mod tensor;
 
 pub use context::{Backend, Gpu, GpuOptions, adapter_summaries};
 pub use kernel::{Cost, Dispatch, Grid, Kernel, Program};
+pub use profiler::{KernelStat, Profiler, Timing};
 pub use tensor::{DType, Tensor};
 
 /// Errors at the device boundary. Each names the tensor, kernel or limit at fault.

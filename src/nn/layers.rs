@@ -146,7 +146,7 @@ impl BatchNorm {
         };
         let y = b.act(&format!("{n}.out"), x.value.shape())?;
         if !b.training() {
-            b.forward.push(ops::batchnorm::forward_eval(b.gpu, n, &x.value, &y.value, &t)?);
+            b.forward.extend_from(ops::batchnorm::forward_eval(b.gpu, n, &x.value, &y.value, &t)?);
             return Ok(y);
         }
         b.forward.extend_from(ops::batchnorm::forward_train(b.gpu, n, &x.value, &y.value, &t)?);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Arch {
-    /// 3 convolutions (16/32/64 channels) with max pooling, global pool, linear: the fast default.
+    /// 3 convolutions (8/16/32 channels) with max pooling, global pool, linear: the fast default.
     SmallCnn,
     Resnet20,
     Resnet32,
@@ -82,7 +82,7 @@ impl ModelSpec {
         let mut layers = Vec::new();
         match self.arch {
             Arch::SmallCnn => {
-                let widths = [16, 32, 64];
+                let widths = [8, 16, 32];
                 let mut cin = self.in_channels;
                 for (i, &w) in widths.iter().enumerate() {
                     let q = if i == 0 { &ends } else { &hidden };
@@ -133,6 +133,8 @@ pub struct Graph {
     pub labels: Tensor,
     pub logits: Tensor,
     pub pred: Tensor,
+    /// Per-sample loss.
+    pub loss: Tensor,
     /// [Σ loss, Σ correct, Σ samples, 0], accumulated on the GPU until the host resets it.
     pub metrics: Tensor,
     pub forward: Program,
@@ -172,6 +174,56 @@ impl Model {
         b.forward.push(ops::loss::forward(gpu, "loss", &x.value, &labels, &dlogits, &loss, &pred)?);
         b.forward.push(ops::loss::accumulate(gpu, "loss", &loss, &pred, &labels, &metrics)?);
         let (forward, backward) = b.finish();
-        Ok(Graph { batch, input, labels, logits: x.value, pred, metrics, forward, backward })
+        Ok(Graph { batch, input, labels, logits: x.value, pred, loss, metrics, forward, backward })
+    }
+}
+
+/// A weight layer as stored: ternary layers with their scales and sparsity.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LayerStats {
+    pub name: String,
+    pub quant: QuantKind,
+    pub weights: usize,
+    pub wp: Option<f32>,
+    pub wn: Option<f32>,
+    /// Fraction of zero weights (ternary layers).
+    pub sparsity: Option<f64>,
+    /// Storage cost: 32 for f32; 2 + 64/n for 2-bit codes plus two f32 scales.
+    pub bits_per_weight: f64,
+}
+
+impl Model {
+    /// Ternarize every weight layer on the host (one readback) and describe it.
+    pub fn layer_stats(&self, gpu: &Gpu) -> Result<Vec<LayerStats>> {
+        let tensors = self.store.read(gpu, super::params::Slot::Values)?;
+        let find = |n: &str| tensors.iter().find(|t| t.name == n).map(|t| t.data.clone()).unwrap_or_default();
+        let mut out = Vec::new();
+        for (name, q) in self.weight_layers() {
+            let w = find(&format!("{name}.weight"));
+            let extra: Vec<Vec<f32>> = q.extra_params(name).iter().map(|s| find(&s.name)).collect();
+            let n = w.len();
+            let stats = match q.ternarize(&w, &extra) {
+                Some(t) => LayerStats {
+                    name: name.into(),
+                    quant: q.kind(),
+                    weights: n,
+                    wp: Some(t.wp),
+                    wn: Some(t.wn),
+                    sparsity: Some(t.sparsity()),
+                    bits_per_weight: 2.0 + 64.0 / n as f64,
+                },
+                None => LayerStats {
+                    name: name.into(),
+                    quant: q.kind(),
+                    weights: n,
+                    wp: None,
+                    wn: None,
+                    sparsity: None,
+                    bits_per_weight: 32.0,
+                },
+            };
+            out.push(stats);
+        }
+        Ok(out)
     }
 }

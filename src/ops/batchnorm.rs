@@ -47,6 +47,25 @@ fn check(label: &str, t: &BatchNormTensors, c: usize) -> Result<()> {
     Ok(())
 }
 
+fn normalize(
+    gpu: &Gpu,
+    label: &str,
+    p: &Params,
+    x: &Tensor,
+    y: &Tensor,
+    t: &BatchNormTensors,
+) -> Result<Dispatch> {
+    Dispatch::new(
+        gpu,
+        &gpu.kernel(&shaders::BATCHNORM, "forward")?,
+        format!("{label}/forward"),
+        p,
+        &[("x", x), ("y", y), ("gamma", t.gamma), ("beta", t.beta), ("mean", t.mean), ("invstd", t.invstd)],
+        Grid::Threads(x.numel() as u64),
+        Cost { flops: 4 * x.numel() as u64, bytes: f32_bytes(2 * x.numel()) },
+    )
+}
+
 /// Training forward: batch statistics (and running-statistics update), then normalisation.
 pub fn forward_train(
     gpu: &Gpu,
@@ -73,45 +92,36 @@ pub fn forward_train(
         Grid::Groups(c as u64),
         Cost { flops: 4 * x.numel() as u64, bytes: f32_bytes(2 * x.numel()) },
     )?;
-    let norm = Dispatch::new(
-        gpu,
-        &gpu.kernel(&shaders::BATCHNORM, "forward")?,
-        format!("{label}/forward"),
-        &p,
-        &[("x", x), ("y", y), ("gamma", t.gamma), ("beta", t.beta), ("mean", t.mean), ("invstd", t.invstd)],
-        Grid::Threads(x.numel() as u64),
-        Cost { flops: 4 * x.numel() as u64, bytes: f32_bytes(2 * x.numel()) },
-    )?;
+    let norm = normalize(gpu, label, &p, x, y, t)?;
     Ok([stats, norm])
 }
 
-/// Inference forward with the running statistics.
+/// Inference forward: the running statistics into mean/invstd, then normalisation.
 pub fn forward_eval(
     gpu: &Gpu,
     label: &str,
     x: &Tensor,
     y: &Tensor,
     t: &BatchNormTensors,
-) -> Result<Dispatch> {
+) -> Result<[Dispatch; 2]> {
     let (p, c) = params(label, x)?;
     check(label, t, c)?;
     expect_shape(label, y, x.shape())?;
-    Dispatch::new(
+    let stats = Dispatch::new(
         gpu,
-        &gpu.kernel(&shaders::BATCHNORM, "forward_eval")?,
-        format!("{label}/forward_eval"),
+        &gpu.kernel(&shaders::BATCHNORM, "running_stats")?,
+        format!("{label}/running_stats"),
         &p,
         &[
-            ("x", x),
-            ("y", y),
-            ("gamma", t.gamma),
-            ("beta", t.beta),
             ("running_mean", t.running_mean),
             ("running_var", t.running_var),
+            ("mean", t.mean),
+            ("invstd", t.invstd),
         ],
-        Grid::Threads(x.numel() as u64),
-        Cost { flops: 5 * x.numel() as u64, bytes: f32_bytes(2 * x.numel()) },
-    )
+        Grid::Threads(c as u64),
+        Cost { flops: 2 * c as u64, bytes: f32_bytes(4 * c) },
+    )?;
+    Ok([stats, normalize(gpu, label, &p, x, y, t)?])
 }
 
 /// Backward: per-channel sums into dgamma/dbeta, then dx.
