@@ -23,6 +23,9 @@ enum Command {
         /// Continue the run in this output directory from its last checkpoint
         #[arg(long, conflicts_with = "init")]
         resume: Option<PathBuf>,
+        /// Stop once this many epochs are complete (continue later with --resume)
+        #[arg(long)]
+        stop_after: Option<usize>,
     },
     /// Test accuracy and confusion matrix of a checkpoint
     Eval {
@@ -62,9 +65,9 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Train { config, resume } => {
+        Command::Train { config, resume, stop_after } => {
             let gpu = Gpu::new(&cli.gpu)?;
-            let summary = tern::train::train(&gpu, &config, resume.as_deref())?;
+            let summary = tern::train::train(&gpu, &config, resume.as_deref(), stop_after)?;
             println!(
                 "final test accuracy {:.2}% — checkpoints, metrics.jsonl and curves.png in {}",
                 100.0 * summary.test.accuracy,

@@ -300,7 +300,14 @@ fn is_quantizer_param(model: &Model, name: &str) -> bool {
     model.weight_layers().iter().any(|(layer, q)| q.extra_params(layer).iter().any(|s| s.name == name))
 }
 
-pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summary> {
+/// Train per `cfg`, or continue the run in `resume` (its own config then applies). With
+/// `stop_after`, return after that many epochs have completed (resume later).
+pub fn train(
+    gpu: &Gpu,
+    cfg: &TrainConfig,
+    resume: Option<&Path>,
+    stop_after: Option<usize>,
+) -> Result<Summary> {
     // On --resume the run's own config and state come from OUT/last.safetensors.
     let (cfg, mut state, resume_ckpt) = match resume {
         Some(dir) => {
@@ -406,7 +413,8 @@ pub fn train(gpu: &Gpu, cfg: &TrainConfig, resume: Option<&Path>) -> Result<Summ
         bail!("--batch-size {} is larger than the {} training images", cfg.batch_size, train_data.len());
     }
     let mut last_eval = None;
-    for epoch in start_epoch..cfg.epochs {
+    let end_epoch = stop_after.map_or(cfg.epochs, |n| n.clamp(start_epoch, cfg.epochs));
+    for epoch in start_epoch..end_epoch {
         let quant = cfg.quant_at(epoch);
         if session.model.spec.quant != quant {
             // End of the full-precision warm-up: continue from its weights with the quantizer.
