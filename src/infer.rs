@@ -1,5 +1,5 @@
-//! Inference flows: evaluation of a model on a labelled split (accuracy, loss, confusion matrix)
-//! and loading a model from a checkpoint.
+//! Inference flows: evaluation on a labelled split (accuracy, loss, confusion matrix), loading
+//! checkpoints or packed models, and `tern classify`.
 
 use crate::checkpoint::{Checkpoint, Meta};
 use crate::data::Dataset;
@@ -113,4 +113,143 @@ pub fn confusion_table(e: &Evaluation, classes: &[String]) -> String {
         s.push('\n');
     }
     s
+}
+
+/// A model ready for inference: the training graph's eval path, or the packed kernels.
+pub enum Runner {
+    Graph(Box<(Model, Graph)>),
+    Packed(Box<crate::nn::packed::PackedGraph>),
+}
+
+impl Runner {
+    pub fn batch(&self) -> usize {
+        match self {
+            Runner::Graph(m) => m.1.batch,
+            Runner::Packed(g) => g.batch,
+        }
+    }
+
+    /// Logits for normalised images [n, c, h, w].
+    pub fn logits(&self, gpu: &Gpu, images: &[f32], n: usize) -> Result<Vec<f32>> {
+        match self {
+            Runner::Graph(m) => logits(gpu, &m.1, images, n),
+            Runner::Packed(g) => {
+                let per_image = g.input.numel() / g.batch;
+                let classes = g.logits.shape()[1];
+                let mut out = Vec::with_capacity(n * classes);
+                for start in (0..n).step_by(g.batch) {
+                    let count = g.batch.min(n - start);
+                    let mut chunk = images[start * per_image..(start + count) * per_image].to_vec();
+                    chunk.resize(g.batch * per_image, 0.0);
+                    gpu.write(&g.input, &chunk)?;
+                    gpu.run(&[&g.forward])?;
+                    out.extend_from_slice(&gpu.read(&g.logits)?[..count * classes]);
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Load a native checkpoint or a packed model (told apart by their metadata).
+pub fn load_runner(gpu: &Gpu, path: &Path, batch: usize) -> Result<(Runner, Meta)> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: cannot read ({e})", path.display()))?;
+    let format = safetensors::SafeTensors::read_metadata(&bytes)
+        .ok()
+        .and_then(|(_, m)| m.metadata().as_ref().and_then(|m| m.get("format").cloned()));
+    drop(bytes);
+    match format.as_deref() {
+        Some(crate::nn::packed::FORMAT) => {
+            let packed = crate::nn::packed::PackedModel::load(path)?;
+            let graph = packed.graph(gpu, batch)?;
+            Ok((Runner::Packed(Box::new(graph)), packed.meta))
+        }
+        _ => {
+            let (model, meta) = load_model(gpu, path)?;
+            let graph = eval_graph(gpu, &model, batch)?;
+            Ok((Runner::Graph(Box::new((model, graph))), meta))
+        }
+    }
+}
+
+/// One classified image.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Prediction {
+    pub file: String,
+    /// (label, index, probability), most probable first.
+    pub top: Vec<TopK>,
+    pub logits: Vec<f32>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TopK {
+    pub label: String,
+    pub index: usize,
+    pub probability: f32,
+}
+
+/// Files named directly, and the files inside named directories (sorted, not recursive).
+pub fn collect_images(paths: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let inside = crate::data::folder::image_files(p)?;
+            if inside.is_empty() {
+                bail!("{}: no images in this directory", p.display());
+            }
+            files.extend(inside);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Classify images in batches. Images that fail to decode are returned as errors (one line each,
+/// naming the file) while the others are classified.
+pub fn classify(
+    gpu: &Gpu,
+    runner: &Runner,
+    meta: &Meta,
+    files: &[std::path::PathBuf],
+    top_k: usize,
+) -> Result<(Vec<Prediction>, Vec<String>)> {
+    let s = &meta.spec;
+    let augment = Augment::eval(&meta.mean, &meta.std);
+    let per_image = s.in_channels * s.height * s.width;
+    let (mut ok_files, mut images, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    for f in files {
+        match crate::data::folder::decode_image(f, s.in_channels, s.height, s.width) {
+            Ok(px) => {
+                let mut out = vec![0f32; per_image];
+                augment.apply(&px, s.in_channels, s.height, s.width, None::<&mut rand_pcg::Pcg32>, &mut out);
+                images.extend(out);
+                ok_files.push(f);
+            }
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    let logits =
+        if ok_files.is_empty() { Vec::new() } else { runner.logits(gpu, &images, ok_files.len())? };
+    let preds = ok_files
+        .iter()
+        .zip(logits.chunks(s.classes))
+        .map(|(f, l)| {
+            let top = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let z: f32 = l.iter().map(|v| (v - top).exp()).sum();
+            let mut order: Vec<usize> = (0..l.len()).collect();
+            order.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
+            let top = order
+                .iter()
+                .take(top_k.max(1))
+                .map(|&i| TopK {
+                    label: meta.classes[i].clone(),
+                    index: i,
+                    probability: (l[i] - top).exp() / z,
+                })
+                .collect();
+            Prediction { file: f.display().to_string(), top, logits: l.to_vec() }
+        })
+        .collect();
+    Ok((preds, errors))
 }

@@ -12,7 +12,9 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
+pub mod export;
 pub mod gpu;
+pub mod import;
 pub mod infer;
 pub mod nn;
 pub mod ops;

@@ -44,6 +44,51 @@ enum Command {
         #[command(flatten)]
         config: tern::profile::ProfileConfig,
     },
+    /// Pack a trained model: ternary layers as 2-bit masks, batch norm folded
+    Export {
+        #[arg(long)]
+        model: PathBuf,
+        /// Output file, conventionally MODEL.tern.safetensors
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Classify image files (or the images in directories) with a checkpoint or a packed model
+    Classify {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// One JSON object per image: file, top (label, index, probability), logits
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Convert a PyTorch CIFAR-ResNet state_dict (safetensors) into a native checkpoint
+    ImportTorch {
+        /// The state_dict, saved with safetensors.torch.save_file
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        arch: tern::nn::Arch,
+        /// Number of classes (checked against linear.weight)
+        #[arg(long)]
+        classes: Option<usize>,
+        /// Input size the model is used at (square)
+        #[arg(long, default_value_t = 32)]
+        size: usize,
+        /// Per-channel normalisation mean, comma-separated (default: CIFAR-10's for 3 channels)
+        #[arg(long, value_delimiter = ',')]
+        mean: Option<Vec<f32>>,
+        #[arg(long, value_delimiter = ',')]
+        std: Option<Vec<f32>>,
+        /// Class names, comma-separated (default: CIFAR-10's for 10 classes and 3 channels)
+        #[arg(long, value_delimiter = ',')]
+        class_names: Option<Vec<String>>,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// List the GPU adapters, in the order --adapter indexes them
     Devices,
     /// Micro-benchmark: conv2d GFLOP/s on ResNet-20 shapes
@@ -109,6 +154,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Profile { config } => {
             let gpu = Gpu::new(&cli.gpu)?;
             tern::profile::profile(&gpu, &config)?;
+        }
+        Command::Export { model, out } => {
+            let gpu = Gpu::new(&cli.gpu)?;
+            let report = tern::export::export(&gpu, &model, &out)?;
+            print!("{}", tern::export::size_table(&report));
+            println!("wrote {}", out.display());
+        }
+        Command::Classify { model, top_k, json, batch_size, images } => {
+            let files = tern::infer::collect_images(&images)?;
+            let gpu = Gpu::new(&cli.gpu)?;
+            let (runner, meta) =
+                tern::infer::load_runner(&gpu, &model, batch_size.clamp(1, files.len().max(1)))?;
+            let (preds, errors) = tern::infer::classify(&gpu, &runner, &meta, &files, top_k)?;
+            for p in &preds {
+                if json {
+                    println!("{}", serde_json::to_string(p)?);
+                } else {
+                    let top: Vec<String> =
+                        p.top.iter().map(|t| format!("{} {:.1}%", t.label, 100.0 * t.probability)).collect();
+                    println!("{}: {}", p.file, top.join(", "));
+                }
+            }
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            if !errors.is_empty() {
+                std::process::exit(1);
+            }
+        }
+        Command::ImportTorch { file, arch, classes, size, mean, std, class_names, out } => {
+            if out.exists() {
+                anyhow::bail!("{} already exists; choose another --out", out.display());
+            }
+            let gpu = Gpu::new(&cli.gpu)?;
+            let opts = tern::import::ImportOptions { arch, classes, size, mean, std, class_names };
+            let (model, ckpt) = tern::import::import_torch(&gpu, &file, &opts)?;
+            ckpt.save(&out)?;
+            println!(
+                "imported {} ({} parameters, {} classes) from {} to {}",
+                arch.name(),
+                model.store.trainable_count(),
+                model.spec.classes,
+                file.display(),
+                out.display()
+            );
         }
         Command::Devices => {
             for line in tern::gpu::adapter_summaries(&cli.gpu) {

@@ -357,24 +357,30 @@ pub fn train(
         ckpt.restore(gpu, &model, path)?;
         model
     } else if let Some(init) = &cfg.init {
-        let ckpt = Checkpoint::load(init)?;
+        let (init_meta, tensors) = crate::import::init_tensors(init)?;
         let s = spec(&cfg, &train_data, cfg.quant_at(0));
-        if ckpt.meta.spec.arch != s.arch
-            || ckpt.meta.spec.classes != s.classes
-            || ckpt.meta.spec.in_channels != s.in_channels
-        {
-            bail!(
-                "{}: a {} model with {} input channels and {} classes, but this run trains {} with {} and {}",
-                init.display(),
-                ckpt.meta.spec.arch.name(),
-                ckpt.meta.spec.in_channels,
-                ckpt.meta.spec.classes,
-                s.arch.name(),
-                s.in_channels,
-                s.classes
-            );
+        if let Some(m) = init_meta.map(|m| m.spec) {
+            if m.quant != QuantKind::Fp {
+                bail!(
+                    "{}: --init takes a full-precision model; continue a {} run with --resume",
+                    init.display(),
+                    m.quant.name()
+                );
+            }
+            if m.arch != s.arch || m.classes != s.classes || m.in_channels != s.in_channels {
+                bail!(
+                    "{}: a {} model with {} input channels and {} classes, but this run trains {} with {} and {}",
+                    init.display(),
+                    m.arch.name(),
+                    m.in_channels,
+                    m.classes,
+                    s.arch.name(),
+                    s.in_channels,
+                    s.classes
+                );
+            }
         }
-        from_full_precision(gpu, s, &ckpt.tensors, init)?
+        from_full_precision(gpu, s, &tensors, init)?
     } else {
         let s = spec(&cfg, &train_data, cfg.quant_at(0));
         let model = Model::new(gpu, s, cfg.seed)?;

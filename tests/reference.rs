@@ -453,6 +453,21 @@ pub fn max_rel_err(a: &[f64], b: &[f64]) -> (f64, usize) {
         .fold((0.0, 0), |m, e| if e.0 > m.0 { e } else { m })
 }
 
+/// |got − want| ≤ tol · max|want| everywhere: for outputs such as logits whose entries near zero
+/// carry the rounding of the whole network.
+#[track_caller]
+pub fn assert_close_to_scale(what: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length mismatch");
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (a - b).abs() <= tol * scale,
+            "{what}: |{a} − {b}| at {i} exceeds {tol:.0e} × max|want| = {}",
+            tol * scale
+        );
+    }
+}
+
 #[track_caller]
 pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
     let (err, i) = max_rel_err(got, want);

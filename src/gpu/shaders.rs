@@ -21,14 +21,29 @@ shader!(CONV2D, "conv2d");
 shader!(LINEAR, "linear");
 shader!(LOSS, "loss");
 shader!(OPTIM, "optim");
+shader!(PACKED_CONV, "packed_conv");
+shader!(PACKED_LINEAR, "packed_linear");
 shader!(POOL, "pool");
 shader!(REDUCE, "reduce");
 shader!(SHORTCUT, "shortcut");
 shader!(TTQ, "ttq");
 shader!(TWN, "twn");
 
-pub const ALL: &[&ShaderFile] =
-    &[&ACTIVATION, &BATCHNORM, &CONV2D, &LINEAR, &LOSS, &OPTIM, &POOL, &REDUCE, &SHORTCUT, &TTQ, &TWN];
+pub const ALL: &[&ShaderFile] = &[
+    &ACTIVATION,
+    &BATCHNORM,
+    &CONV2D,
+    &LINEAR,
+    &LOSS,
+    &OPTIM,
+    &PACKED_CONV,
+    &PACKED_LINEAR,
+    &POOL,
+    &REDUCE,
+    &SHORTCUT,
+    &TTQ,
+    &TWN,
+];
 
 impl ShaderFile {
     /// Parse and validate with naga, naming the file and line of any error.

@@ -3,6 +3,7 @@
 pub mod graph;
 pub mod layers;
 pub mod models;
+pub mod packed;
 pub mod params;
 
 pub use graph::{Act, Builder, Mode};

@@ -7,6 +7,8 @@ pub mod conv2d;
 pub mod linear;
 pub mod loss;
 pub mod optim;
+pub mod packed_conv;
+pub mod packed_linear;
 pub mod pool;
 pub mod reduce;
 pub mod shortcut;

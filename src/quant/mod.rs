@@ -2,6 +2,7 @@
 //! linear kernel uses, and how the gradient flows back. A quantizer is data (its extra trainable
 //! parameters) plus kernels (its shader file), behind the one `Quantizer` trait.
 
+pub mod pack;
 pub mod ttq;
 pub mod twn;
 
@@ -95,6 +96,11 @@ pub trait Quantizer: Send + Sync {
 
     /// Record the quantizer's kernels for one layer. `extra` follows `extra_params` order.
     fn build(&self, gpu: &Gpu, layer: &str, latent: &ParamRef, extra: &[ParamRef]) -> Result<Quantized>;
+
+    /// Whether each output channel has its own scales (else one Wp/Wn per layer).
+    fn per_channel_scales(&self) -> bool {
+        false
+    }
 
     /// The same ternarization on the host (None for full precision).
     fn ternarize(&self, latent: &[f32], extra: &[Vec<f32>]) -> Option<Ternary>;

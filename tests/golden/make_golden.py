@@ -182,7 +182,78 @@ def block_cases(out):
         store(out, case, **tensors)
 
 
+class Block(torch.nn.Module):
+    """CIFAR ResNet basic block with the option-A shortcut (He et al. 2016, §4.2)."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(cout)
+        self.conv2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(cout)
+        self.stride, self.pad = stride, (cout - cin) // 2
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = self.bn2(self.conv2(h))
+        sc = x
+        if self.stride != 1 or self.pad:
+            sc = F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, self.pad, self.pad))
+        return F.relu(h + sc)
+
+
+class ResNet(torch.nn.Module):
+    def __init__(self, depth=20, classes=10, cin=3):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv1 = torch.nn.Conv2d(cin, 16, 3, 1, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(16)
+        c = 16
+        for stage, cout in enumerate([16, 32, 64]):
+            blocks = []
+            for i in range(n):
+                blocks.append(Block(c, cout, 2 if stage > 0 and i == 0 else 1))
+                c = cout
+            setattr(self, f"layer{stage + 1}", torch.nn.Sequential(*blocks))
+        self.linear = torch.nn.Linear(64, classes)
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = self.layer3(self.layer2(self.layer1(h)))
+        return self.linear(h.mean(dim=(2, 3)))
+
+
+def resnet20_fixture():
+    """A PyTorch ResNet-20 state_dict (float32, with num_batches_tracked as PyTorch saves it), four
+    32×32 PNG images, and PyTorch's logits for them after CIFAR-10 normalisation."""
+    from PIL import Image
+
+    model = ResNet(20)
+    model.train()
+    with torch.no_grad():  # realistic running statistics
+        for _ in range(20):
+            model(torch.rand(32, 3, 32, 32) * 2 - 1)
+    model.eval()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              os.path.join(HERE, "resnet20_torch.safetensors"), metadata={"generator": "make_golden.py"})
+    images = os.path.join(HERE, "images")
+    os.makedirs(images, exist_ok=True)
+    pixels = []
+    for i in range(4):
+        yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+        rgb = torch.stack([(xx * (5 + i) + yy * 3) % 256, (yy * (7 - i) + 40 * i) % 256, ((xx - 16) ** 2 + (yy - 16) ** 2 + 60 * i) % 256])
+        img = rgb.to(torch.uint8)
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(os.path.join(images, f"pattern{i}.png"))
+        pixels.append(img)
+    x = torch.stack(pixels).double() / 255
+    mean = torch.tensor([0.4914, 0.4822, 0.4465], dtype=D).view(1, 3, 1, 1)
+    std = torch.tensor([0.2470, 0.2435, 0.2616], dtype=D).view(1, 3, 1, 1)
+    logits = model.double()((x - mean) / std)
+    save_file({"logits": logits.float().contiguous()}, os.path.join(HERE, "resnet20_logits.safetensors"))
+
+
 def main():
+    resnet20_fixture()
     out = {}
     conv_cases(out)
     batchnorm_cases(out)

@@ -1,0 +1,257 @@
+//! Packed inference: the packed kernels give the training graph's eval-mode logits for every
+//! architecture and quantizer; the export format's size bound; an imported PyTorch ResNet-20
+//! gives PyTorch's logits through `tern classify`; bad models and images are named.
+
+mod common;
+#[path = "reference.rs"]
+mod reference;
+
+use common::*;
+use reference::{assert_close, assert_close_to_scale};
+use std::path::Path;
+use std::process::Command;
+use tern::checkpoint::Meta;
+use tern::nn::packed::{PackedModel, PackedWeightsHost};
+use tern::nn::params::{Role, Slot};
+use tern::nn::{Arch, Model, ModelSpec};
+use tern::quant::QuantKind;
+
+/// A model whose every tensor (batch-norm statistics included) holds random values.
+fn random_model(arch: Arch, quant: QuantKind, channels: usize, size: usize, seed: u64) -> Model {
+    let spec = ModelSpec {
+        arch,
+        in_channels: channels,
+        height: size,
+        width: size,
+        classes: 10,
+        quant,
+        threshold: 0.05,
+        quantize_ends: quant != QuantKind::Fp && seed % 2 == 1,
+    };
+    let model = Model::new(gpu(), spec, seed).unwrap();
+    let mut values = model.store.read(gpu(), Slot::Values).unwrap();
+    for (i, t) in values.iter_mut().enumerate() {
+        let r = reference::values(t.data.len(), seed * 1000 + i as u64);
+        // TTQ scales of the order of the Kaiming-initialised weights, so activations stay O(1).
+        if t.name.ends_with(".wp") || t.name.ends_with(".wn") {
+            t.data.iter_mut().zip(r).for_each(|(v, x)| *v = 0.1 + 0.1 * x.abs() as f32);
+            continue;
+        }
+        let is_bn = t.name.contains("bn");
+        if model.store.spec(&t.name).is_some_and(|s| s.role == Role::State) {
+            continue;
+        }
+        for (v, x) in t.data.iter_mut().zip(r) {
+            *v = if is_bn {
+                0.3 * x as f32 + if t.name.ends_with(".weight") { 1.0 } else { 0.0 }
+            } else if t.name.ends_with(".weight") {
+                *v + 0.05 * x as f32
+            } else {
+                0.1 * x as f32
+            };
+        }
+    }
+    model.store.write(gpu(), Slot::Values, &values).unwrap();
+    // Running statistics as after training: momentum updates from batches of random images.
+    let g = model.graph(gpu(), 4, tern::nn::Mode::Train).unwrap();
+    let images = reference::to_f32(&reference::values(g.input.numel(), seed + 99));
+    gpu().write(&g.input, &images).unwrap();
+    for _ in 0..15 {
+        gpu().run(&[&g.forward]).unwrap();
+    }
+    model
+}
+
+fn meta(model: &Model) -> Meta {
+    let c = model.spec.in_channels;
+    Meta {
+        spec: model.spec.clone(),
+        mean: vec![0.0; c],
+        std: vec![1.0; c],
+        classes: (0..10).map(|i| i.to_string()).collect(),
+    }
+}
+
+#[test]
+fn packed_logits_match_the_training_graph_for_every_architecture_and_quantizer() {
+    let gpu = gpu();
+    let cases = [
+        (Arch::SmallCnn, 1, 28),
+        (Arch::SmallCnn, 3, 32),
+        (Arch::Resnet20, 1, 28),
+        (Arch::Resnet20, 3, 32),
+        (Arch::Resnet32, 3, 16),
+        (Arch::Resnet44, 1, 12),
+        (Arch::Resnet56, 3, 8),
+    ];
+    for (i, &(arch, channels, size)) in cases.iter().enumerate() {
+        for quant in [QuantKind::Ttq, QuantKind::Twn, QuantKind::Fp] {
+            let model = random_model(arch, quant, channels, size, i as u64 + 1);
+            let batch = 3;
+            let images: Vec<f32> = reference::to_f32(&reference::values(batch * channels * size * size, 77));
+            let graph = tern::infer::eval_graph(gpu, &model, batch).unwrap();
+            let want = tern::infer::logits(gpu, &graph, &images, batch).unwrap();
+            let packed = PackedModel::from_model(gpu, &model, &meta(&model)).unwrap();
+            let runner = tern::infer::Runner::Packed(Box::new(packed.graph(gpu, batch).unwrap()));
+            let got = runner.logits(gpu, &images, batch).unwrap();
+            let what = format!("{} {channels}x{size}x{size} {}", arch.name(), quant.name());
+            assert_close_to_scale(&what, &reference::to_f64(&got), &reference::to_f64(&want), 1e-4);
+            for l in &packed.layers {
+                if let PackedWeightsHost::Ternary { .. } = l.weights {
+                    // 2 bits per weight, at most 62 bits of padding, 64 bits of scales (per layer).
+                    let (n, bits) = (l.numel() as f64, 8.0 * l.weight_bytes() as f64 / l.numel() as f64);
+                    assert!(bits <= 2.0 + 126.0 / n, "{what} {}: {bits} bits per weight", l.name);
+                    assert!(n < 1152.0 || bits <= 2.06, "{what} {}: {bits} bits per weight", l.name);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_model_round_trips_through_its_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = random_model(Arch::Resnet20, QuantKind::Ttq, 3, 8, 9);
+    let packed = PackedModel::from_model(gpu(), &model, &meta(&model)).unwrap();
+    let path = tmp.path().join("m.tern.safetensors");
+    packed.save(&path).unwrap();
+    let loaded = PackedModel::load(&path).unwrap();
+    assert_eq!(loaded.layers, packed.layers);
+    assert_eq!(loaded.meta, packed.meta);
+}
+
+fn tern(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tern")).args(args).output().unwrap();
+    let err: Vec<String> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
+        .map(String::from)
+        .collect();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), err.join("\n"))
+}
+
+fn golden_path(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name).display().to_string()
+}
+
+/// PyTorch's ResNet-20 → import-torch → classify (checkpoint and packed) gives PyTorch's logits.
+#[test]
+fn imported_pytorch_resnet20_matches_pytorch_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("r20.safetensors");
+    let c = ckpt.to_str().unwrap();
+    let (code, _, err) =
+        tern(&["import-torch", &golden_path("resnet20_torch.safetensors"), "--arch", "resnet20", "--out", c]);
+    assert_eq!(code, 0, "{err}");
+    let packed = tmp.path().join("r20.tern.safetensors");
+    let (code, stdout, err) = tern(&["export", "--model", c, "--out", packed.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("layer1.0.conv1") && stdout.contains("f32"), "{stdout}");
+    let want = Golden::load("resnet20_logits.safetensors").values("logits");
+    let images: Vec<String> = (0..4).map(|i| golden_path(&format!("images/pattern{i}.png"))).collect();
+    for model in [c, packed.to_str().unwrap()] {
+        let mut args = vec!["classify", "--model", model, "--json", "--batch-size", "3"];
+        args.extend(images.iter().map(String::as_str));
+        let (code, stdout, err) = tern(&args);
+        assert_eq!(code, 0, "{err}");
+        let rows: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(rows.len(), 4);
+        let got: Vec<f64> = rows
+            .iter()
+            .flat_map(|r| r["logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+            .collect();
+        assert_close(&format!("ResNet-20 logits via {model}"), &got, &want, 1e-3);
+        let top = &rows[0]["top"][0];
+        assert!(
+            top["label"].is_string() && top["index"].is_u64() && top["probability"].as_f64().unwrap() > 0.0
+        );
+        assert!(rows[0]["file"].as_str().unwrap().ends_with("pattern0.png"));
+    }
+}
+
+#[test]
+fn classify_reports_bad_images_and_classifies_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = random_model(Arch::SmallCnn, QuantKind::Ttq, 1, 28, 3);
+    let path = tmp.path().join("m.tern.safetensors");
+    PackedModel::from_model(gpu(), &model, &meta(&model)).unwrap().save(&path).unwrap();
+    let p = path.to_str().unwrap();
+    let bad = tmp.path().join("bad.jpg");
+    std::fs::write(&bad, b"not a jpeg").unwrap();
+    let good = golden_path("images/pattern1.png");
+    let (code, stdout, err) = tern(&["classify", "--model", p, "--top-k", "3", &good, bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("pattern1.png:") && stdout.matches('%').count() == 3, "{stdout}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("bad.jpg") && err.contains("does not decode"),
+        "{err}"
+    );
+    // An empty directory.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (code, _, err) = tern(&["classify", "--model", p, empty.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("empty") && err.contains("no images"), "{err}");
+}
+
+#[test]
+fn truncated_foreign_and_inconsistent_models_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = random_model(Arch::SmallCnn, QuantKind::Ttq, 1, 28, 5);
+    let path = tmp.path().join("m.tern.safetensors");
+    PackedModel::from_model(gpu(), &model, &meta(&model)).unwrap().save(&path).unwrap();
+    let image = golden_path("images/pattern0.png");
+    let classify = |m: &Path| tern(&["classify", "--model", m.to_str().unwrap(), &image]);
+    // Truncated.
+    let bytes = std::fs::read(&path).unwrap();
+    let truncated = tmp.path().join("truncated.tern.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, _, err) = classify(&truncated);
+    assert_eq!(code, 1);
+    assert!(err.contains("truncated.tern.safetensors") && err.contains("not a safetensors file"), "{err}");
+    // Foreign: a PyTorch state_dict.
+    let (code, _, err) = classify(Path::new(&golden_path("resnet20_torch.safetensors")));
+    assert_eq!(code, 1);
+    assert!(err.contains("resnet20_torch.safetensors") && err.contains("import-torch"), "{err}");
+    // Tensors that do not match the metadata: conv3's masks cut short.
+    let mut packed = PackedModel::load(&path).unwrap();
+    if let PackedWeightsHost::Ternary { pos, .. } = &mut packed.layers[2].weights {
+        pos.truncate(3);
+    }
+    let broken = tmp.path().join("broken.tern.safetensors");
+    packed.save(&broken).unwrap();
+    let (code, _, err) = classify(&broken);
+    assert_eq!(code, 1);
+    assert!(err.contains("broken.tern.safetensors") && err.contains("'conv3.pos'"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn eval_of_an_imported_model_needs_matching_data() {
+    // import-torch rejects a state_dict whose classes disagree with --classes.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("x.safetensors");
+    let (code, _, err) = tern(&[
+        "import-torch",
+        &golden_path("resnet20_torch.safetensors"),
+        "--arch",
+        "resnet20",
+        "--classes",
+        "100",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--classes 100") && err.contains("10 outputs"), "{err}");
+    let (code, _, err) = tern(&[
+        "import-torch",
+        &golden_path("resnet20_torch.safetensors"),
+        "--arch",
+        "resnet32",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("missing tensor 'layer1.3.conv1.weight'"), "{err}");
+}
