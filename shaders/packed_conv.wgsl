@@ -1,5 +1,5 @@
 // packed_conv.wgsl — inference convolution straight from bit-packed ternary weights, with the
-// folded batch norm, the residual add and ReLU fused into the epilogue. NCHW, no padding bias.
+// folded batch norm, the residual add and ReLU fused into the epilogue. NCHW.
 //
 // Bindings (group 0):
 //   0 p       uniform  PackedConvParams
@@ -14,19 +14,20 @@
 //   9 res     storage read        [n, res_c, res_h, res_w]  residual input (p.residual = 1)
 //   10 y      storage read_write  [n, cout, oh, ow]
 //
-// Weight i is the i-th of the layer's weights in [cout, cin, kh, kw] order; it is bit i % 32
-// (least significant first) of word i / 32. Rows are not padded, so a layer costs 2 bits per
-// weight plus its scales.
+// Ternary weight i is the i-th in [cout, kh, kw, cin] order (tap-major: the input channels of one
+// kernel tap are consecutive bits); it is bit i % 32 (least significant first) of word i / 32.
+// Rows are not padded, so a layer costs 2 bits per weight plus its scales. Dense weights keep
+// PyTorch's [cout, cin, kh, kw].
 //
-// Mapping: one workgroup of 64 per (output channel, 256 output positions); invocation l owns
-// positions l, l + 64, l + 128, l + 192 of the block, so loads coalesce across invocations. The
-// channel, and so every weight word, is uniform across the workgroup: set bits are visited with
-// firstTrailingBit, all-zero words are skipped, and each visited weight costs one add or
-// subtract per position — no multiplies until the epilogue.
+// Mapping (as conv2d.wgsl/forward): a 4×4 register block per invocation, 4 output channels ×
+// 4 consecutive positions of the flattened (n, row, col); 64 invocations per workgroup, positions
+// fastest; grid folded to 2-D. Per kernel tap the input offsets and bounds of the 4 positions are
+// computed once. The ternary entry reads 32 input channels' codes of each of its 4 output channels
+// at a time (a funnel shift, since rows are unaligned), skips the 32 channels when all 4 rows'
+// codes are zero, and otherwise decodes each code to +Wp, 0 or −Wn in registers.
 //
-// Epilogue: v = (Wp·Σ₊x − Wn·Σ₋x)·scale + shift  (dense: (Σ w·x)·scale + shift), then
-// + residual (option-A: subsample by res_stride, channels offset by res_pad_c, zero outside),
-// then ReLU if p.relu = 1.
+// Epilogue: v = conv·scale + shift, then + residual (option-A: subsample by res_stride, channels
+// offset by res_pad_c, zero outside), then ReLU if p.relu = 1.
 
 struct PackedConvParams {
     n: u32, cin: u32, h: u32, w: u32,
@@ -48,116 +49,167 @@ struct PackedConvParams {
 @group(0) @binding(9) var<storage, read> res: array<f32>;
 @group(0) @binding(10) var<storage, read_write> y: array<f32>;
 
-// Per-invocation view of its 4 output positions.
-struct Positions {
+const WG: u32 = 64u;
+
+// The invocation's 4 output channels and 4 positions.
+struct Block {
+    co0: u32,
+    pos0: u32,
     base: vec4u,   // offset of image n in x
     r0: vec4i,     // top input row of the window
     c0: vec4i,     // left input column of the window
-    valid: vec4<bool>,
 }
 
-fn positions(block: u32, li: u32) -> Positions {
-    var q: Positions;
-    let total = p.n * p.oh * p.ow;
+fn block(wg: vec3u, nwg: vec3u, li: u32) -> Block {
+    var b: Block;
+    let id = (wg.y * nwg.x + wg.x) * WG + li;
+    let positions = p.n * p.oh * p.ow;
+    let pos_blocks = (positions + 3u) / 4u;
+    b.co0 = (id / pos_blocks) * 4u;
+    b.pos0 = (id % pos_blocks) * 4u;
     for (var j = 0u; j < 4u; j++) {
-        let idx = block * 256u + li + 64u * j;
-        q.valid[j] = idx < total;
-        let i = min(idx, total - 1u);
-        let n = i / (p.oh * p.ow);
-        let rc = i % (p.oh * p.ow);
-        q.base[j] = n * p.cin * p.h * p.w;
-        q.r0[j] = i32((rc / p.ow) * p.stride) - i32(p.pad);
-        q.c0[j] = i32((rc % p.ow) * p.stride) - i32(p.pad);
+        let q = min(b.pos0 + j, positions - 1u);
+        let rc = q % (p.oh * p.ow);
+        b.base[j] = (q / (p.oh * p.ow)) * p.cin * p.h * p.w;
+        b.r0[j] = i32((rc / p.ow) * p.stride) - i32(p.pad);
+        b.c0[j] = i32((rc % p.ow) * p.stride) - i32(p.pad);
     }
-    return q;
+    return b;
 }
 
-// x at kernel tap k (flattened [cin, kh, kw]) for the 4 positions, zero outside the image.
-fn gather(q: Positions, k: u32) -> vec4f {
-    let kk = p.kh * p.kw;
-    let ci = k / kk;
-    let t = k % kk;
+// Input offsets of the 4 positions at kernel tap t, and 1/0 for inside/outside the image.
+struct Tap {
+    off: vec4u,
+    ok: vec4f,
+}
+
+fn tap(b: Block, t: u32) -> Tap {
+    var r: Tap;
     let di = i32(t / p.kw);
     let dj = i32(t % p.kw);
-    var v: vec4f;
     for (var j = 0u; j < 4u; j++) {
-        let r = q.r0[j] + di;
-        let c = q.c0[j] + dj;
-        let inside = r >= 0 && r < i32(p.h) && c >= 0 && c < i32(p.w);
-        let at = q.base[j] + ci * p.h * p.w + u32(max(r, 0)) * p.w + u32(max(c, 0));
-        v[j] = select(0.0, x[select(0u, at, inside)], inside);
+        let row = b.r0[j] + di;
+        let col = b.c0[j] + dj;
+        let inside = row >= 0 && row < i32(p.h) && col >= 0 && col < i32(p.w);
+        r.ok[j] = select(0.0, 1.0, inside);
+        r.off[j] = select(0u, b.base[j] + u32(row) * p.w + u32(col), inside);
     }
-    return v;
+    return r;
 }
 
-fn epilogue(q: Positions, block: u32, li: u32, co: u32, acc: vec4f) {
+// x at input channel ci of the tap, for the 4 positions.
+fn gather(t: Tap, ci: u32) -> vec4f {
+    let o = t.off + vec4u(ci * p.h * p.w);
+    return vec4f(x[o[0]], x[o[1]], x[o[2]], x[o[3]]) * t.ok;
+}
+
+fn epilogue(b: Block, acc: array<vec4f, 4>) {
     let out_hw = p.oh * p.ow;
+    let positions = p.n * out_hw;
     for (var j = 0u; j < 4u; j++) {
-        if (!q.valid[j]) { continue; }
-        let idx = block * 256u + li + 64u * j;
-        let n = idx / out_hw;
-        let rc = idx % out_hw;
-        var v = acc[j] * scale[co] + shift[co];
-        if (p.residual == 1u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c) {
-            let rr = (rc / p.ow) * p.res_stride;
-            let cc = (rc % p.ow) * p.res_stride;
-            v += res[((n * p.res_c + co - p.res_pad_c) * p.res_h + rr) * p.res_w + cc];
+        let q = b.pos0 + j;
+        if (q >= positions) { break; }
+        let n = q / out_hw;
+        let rc = q % out_hw;
+        for (var m = 0u; m < 4u; m++) {
+            let co = b.co0 + m;
+            if (co >= p.cout) { break; }
+            var v = acc[m][j] * scale[co] + shift[co];
+            if (p.residual == 1u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c) {
+                let rr = (rc / p.ow) * p.res_stride;
+                let cc = (rc % p.ow) * p.res_stride;
+                v += res[((n * p.res_c + co - p.res_pad_c) * p.res_h + rr) * p.res_w + cc];
+            }
+            if (p.relu == 1u) { v = max(v, 0.0); }
+            y[(n * p.cout + co) * out_hw + rc] = v;
         }
-        if (p.relu == 1u) { v = max(v, 0.0); }
-        y[(n * p.cout + co) * out_hw + rc] = v;
     }
+}
+
+// 32 bits of `words` starting at bit `at` (zero past the end of the array is not read: callers
+// mask with the channel count).
+fn bits32(at: u32, use_neg: bool) -> u32 {
+    let w = at / 32u;
+    let s = at % 32u;
+    var lo: u32;
+    var hi: u32;
+    if (use_neg) {
+        lo = neg[w];
+        hi = select(0u, neg[min(w + 1u, arrayLength(&neg) - 1u)], s != 0u);
+    } else {
+        lo = pos[w];
+        hi = select(0u, pos[min(w + 1u, arrayLength(&pos) - 1u)], s != 0u);
+    }
+    return (lo >> s) | select(0u, hi << (32u - s), s != 0u);
 }
 
 @compute @workgroup_size(64)
 fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32) {
-    let g = wg.y * nwg.x + wg.x;
-    let blocks = (p.n * p.oh * p.ow + 255u) / 256u;
-    let co = g / blocks;
-    let block = g % blocks;
-    if (co >= p.cout) { return; }
-    let q = positions(block, li);
-    let k_len = p.cin * p.kh * p.kw;
-    let first = co * k_len;          // bit range [first, first + k_len) of this channel
-    let last = first + k_len;
-    var sp = vec4f(0.0);
-    var sn = vec4f(0.0);
-    for (var word = first / 32u; word * 32u < last; word++) {
-        // Keep only this channel's bits of the word.
-        let lo = max(first, word * 32u) - word * 32u;
-        let hi = min(last, word * 32u + 32u) - word * 32u;
-        let keep = select((1u << hi) - 1u, 0xffffffffu, hi == 32u) & ~((1u << lo) - 1u);
-        var mp = pos[word] & keep;
-        var mn = neg[word] & keep;
-        let k0 = word * 32u - first;  // wraps for the first word; only k0 + bit is used
-        while (mp != 0u) {
-            let b = firstTrailingBit(mp);
-            mp &= mp - 1u;
-            sp += gather(q, k0 + b);
-        }
-        while (mn != 0u) {
-            let b = firstTrailingBit(mn);
-            mn &= mn - 1u;
-            sn += gather(q, k0 + b);
+    let b = block(wg, nwg, li);
+    if (b.co0 >= p.cout) { return; }
+    let kk = p.kh * p.kw;
+    var scale_p: vec4f;
+    var scale_n: vec4f;
+    var rows = 0u;
+    for (var m = 0u; m < 4u; m++) {
+        if (b.co0 + m < p.cout) {
+            let c = (b.co0 + m) * p.per_channel;
+            scale_p[m] = wp[c];
+            scale_n[m] = wn[c];
+            rows = m + 1u;
         }
     }
-    let c = co * p.per_channel;
-    epilogue(q, block, li, co, wp[c] * sp - wn[c] * sn);
+    var acc: array<vec4f, 4>;
+    for (var t = 0u; t < kk; t++) {
+        let at = tap(b, t);
+        for (var ci0 = 0u; ci0 < p.cin; ci0 += 32u) {
+            let count = min(32u, p.cin - ci0);
+            let keep = select((1u << count) - 1u, 0xffffffffu, count == 32u);
+            var mp: array<u32, 4>;
+            var mn: array<u32, 4>;
+            var any = 0u;
+            for (var m = 0u; m < rows; m++) {
+                let first = ((b.co0 + m) * kk + t) * p.cin + ci0;
+                mp[m] = bits32(first, false) & keep;
+                mn[m] = bits32(first, true) & keep;
+                any |= mp[m] | mn[m];
+            }
+            // Zero-heavy weights cost less: channels whose 4 codes are all zero are skipped.
+            while (any != 0u) {
+                let k = firstTrailingBit(any);
+                any &= any - 1u;
+                let xv = gather(at, ci0 + k);
+                for (var m = 0u; m < 4u; m++) {
+                    let w = select(0.0, scale_p[m], ((mp[m] >> k) & 1u) == 1u)
+                          - select(0.0, scale_n[m], ((mn[m] >> k) & 1u) == 1u);
+                    acc[m] += w * xv;
+                }
+            }
+        }
+    }
+    epilogue(b, acc);
 }
 
 @compute @workgroup_size(64)
 fn dense(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
          @builtin(local_invocation_index) li: u32) {
-    let g = wg.y * nwg.x + wg.x;
-    let blocks = (p.n * p.oh * p.ow + 255u) / 256u;
-    let co = g / blocks;
-    let block = g % blocks;
-    if (co >= p.cout) { return; }
-    let q = positions(block, li);
-    let k_len = p.cin * p.kh * p.kw;
-    var acc = vec4f(0.0);
-    for (var k = 0u; k < k_len; k++) {
-        acc += weight[co * k_len + k] * gather(q, k);
+    let b = block(wg, nwg, li);
+    if (b.co0 >= p.cout) { return; }
+    let kk = p.kh * p.kw;
+    let stride_co = p.cin * kk;
+    var acc: array<vec4f, 4>;
+    for (var t = 0u; t < kk; t++) {
+        let at = tap(b, t);
+        var wi = b.co0 * stride_co + t;
+        for (var ci = 0u; ci < p.cin; ci++) {
+            let xv = gather(at, ci);
+            acc[0] += weight[wi] * xv;
+            if (b.co0 + 1u < p.cout) { acc[1] += weight[wi + stride_co] * xv; }
+            if (b.co0 + 2u < p.cout) { acc[2] += weight[wi + 2u * stride_co] * xv; }
+            if (b.co0 + 3u < p.cout) { acc[3] += weight[wi + 3u * stride_co] * xv; }
+            wi += kk;
+        }
     }
-    epilogue(q, block, li, co, acc);
+    epilogue(b, acc);
 }

@@ -52,3 +52,61 @@ pub fn conv_bench(gpu: &Gpu, batch: usize, reps: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// Images per second of one forward pass over `batch` images (median of `reps`).
+fn images_per_second(gpu: &Gpu, program: &Program, batch: usize, reps: usize) -> Result<f64> {
+    Ok(batch as f64 / time_program(gpu, program, reps)?)
+}
+
+/// Inference throughput: the fp32 path (training graph in eval mode: convolution, batch norm and
+/// ReLU kernels), the same fp32 weights through the fused packed kernels, and packed ternary
+/// weights, at batch 1, 32 and 128.
+pub fn infer_bench(
+    gpu: &Gpu,
+    arch: crate::nn::Arch,
+    channels: usize,
+    size: usize,
+    reps: usize,
+) -> Result<()> {
+    use crate::checkpoint::Meta;
+    use crate::nn::packed::PackedModel;
+    use crate::nn::{Mode, Model, ModelSpec};
+    use crate::quant::QuantKind;
+    let spec = |quant| ModelSpec {
+        arch,
+        in_channels: channels,
+        height: size,
+        width: size,
+        classes: 10,
+        quant,
+        threshold: 0.05,
+        quantize_ends: false,
+    };
+    let meta = |s: &ModelSpec| Meta {
+        spec: s.clone(),
+        mean: vec![0.0; channels],
+        std: vec![1.0; channels],
+        classes: vec![],
+    };
+    let fp = Model::new(gpu, spec(QuantKind::Fp), 0)?;
+    let ttq = Model::new(gpu, spec(QuantKind::Ttq), 0)?;
+    let packed_dense = PackedModel::from_model(gpu, &fp, &meta(&fp.spec))?;
+    let packed_ternary = PackedModel::from_model(gpu, &ttq, &meta(&ttq.spec))?;
+    println!(
+        "inference, {} {channels}x{size}x{size} on {} — images/s, median of {reps} runs (wall clock incl. submit)",
+        arch.name(),
+        gpu.describe()
+    );
+    println!(
+        "{:>6} {:>14} {:>14} {:>16} {:>12}",
+        "batch", "fp32 graph", "fp32 fused", "ternary packed", "ternary/fp32"
+    );
+    for batch in [1, 32, 128] {
+        let graph = fp.graph(gpu, batch, Mode::Eval)?;
+        let a = images_per_second(gpu, &graph.forward, batch, reps)?;
+        let b = images_per_second(gpu, &packed_dense.graph(gpu, batch)?.forward, batch, reps)?;
+        let c = images_per_second(gpu, &packed_ternary.graph(gpu, batch)?.forward, batch, reps)?;
+        println!("{batch:>6} {a:>14.1} {b:>14.1} {c:>16.1} {:>11.2}x", c / a);
+    }
+    Ok(())
+}

@@ -91,13 +91,26 @@ enum Command {
     },
     /// List the GPU adapters, in the order --adapter indexes them
     Devices,
-    /// Micro-benchmark: conv2d GFLOP/s on ResNet-20 shapes
+    /// Benchmarks: conv2d GFLOP/s on ResNet-20 shapes; packed vs fp32 inference images/s
     Bench {
+        #[arg(long, value_enum, default_value = "all")]
+        suite: BenchSuite,
+        /// Batch of the conv2d benchmark
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
         #[arg(long, default_value_t = 5)]
         reps: usize,
+        /// Architecture of the inference benchmark (CIFAR input 3x32x32)
+        #[arg(long, value_enum, default_value = "resnet20")]
+        arch: tern::nn::Arch,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchSuite {
+    Conv,
+    Infer,
+    All,
 }
 
 fn main() {
@@ -205,9 +218,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{line}");
             }
         }
-        Command::Bench { batch_size, reps } => {
+        Command::Bench { suite, batch_size, reps, arch } => {
             let gpu = Gpu::new(&cli.gpu)?;
-            tern::bench::conv_bench(&gpu, batch_size, reps)?;
+            if suite != BenchSuite::Infer {
+                tern::bench::conv_bench(&gpu, batch_size, reps)?;
+            }
+            if suite != BenchSuite::Conv {
+                tern::bench::infer_bench(&gpu, arch, 3, 32, reps)?;
+            }
         }
     }
     Ok(())

@@ -9,8 +9,12 @@ use anyhow::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProfileMode {
+    /// forward + backward + optimizer
     Train,
+    /// the training graph in eval mode
     Infer,
+    /// the packed inference kernels
+    Packed,
 }
 
 #[derive(Clone, Debug, clap::Args)]
@@ -47,7 +51,23 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Vec<KernelStat>> {
     let model = Model::new(gpu, spec, 0)?;
     let mode = if cfg.mode == ProfileMode::Train { Mode::Train } else { Mode::Eval };
     let graph = model.graph(gpu, cfg.batch_size, mode)?;
-    let programs = [&graph.forward, &graph.backward];
+    let packed_graph = match cfg.mode {
+        ProfileMode::Packed => {
+            let c = model.spec.in_channels;
+            let meta = crate::checkpoint::Meta {
+                spec: model.spec.clone(),
+                mean: vec![0.0; c],
+                std: vec![1.0; c],
+                classes: vec![],
+            };
+            Some(crate::nn::packed::PackedModel::from_model(gpu, &model, &meta)?.graph(gpu, cfg.batch_size)?)
+        }
+        _ => None,
+    };
+    let programs = match &packed_graph {
+        Some(p) => vec![&p.forward],
+        None => vec![&graph.forward, &graph.backward],
+    };
     let profiler = Profiler::new(gpu, programs.iter().map(|p| p.dispatches.len()).sum());
     profiler.run(gpu, &programs)?;
     let mut all: Vec<Timing> = Vec::new();

@@ -235,7 +235,7 @@ fn diverging_loss_stops_without_writing_a_checkpoint() {
 
 #[test]
 fn adapter_index_out_of_range() {
-    let r = tern(&["--adapter", "99", "bench", "--reps", "1"]);
+    let r = tern(&["--adapter", "99", "bench", "--suite", "conv", "--reps", "1"]);
     assert_fails(&r, &["adapter index 99 is out of range", "tern devices"]);
 }
 
@@ -243,10 +243,10 @@ fn adapter_index_out_of_range() {
 fn no_adapter_names_the_fix() {
     // No Metal adapter exists on Linux (and none named like this anywhere).
     let backend = if cfg!(target_os = "macos") { "dx12" } else { "metal" };
-    let r = tern(&["--backend", backend, "bench", "--reps", "1"]);
+    let r = tern(&["--backend", backend, "bench", "--suite", "conv", "--reps", "1"]);
     assert_fails(&r, &["no GPU adapter found", "mesa-vulkan-drivers"]);
     let out = Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(["bench", "--reps", "1"])
+        .args(["bench", "--suite", "conv", "--reps", "1"])
         .env("WGPU_ADAPTER_NAME", "no-such-adapter-anywhere")
         .output()
         .unwrap();

@@ -343,3 +343,85 @@ fn sgd_and_adam_match_reference() {
         assert_close(&format!("{entry} moment1"), &download(&m1), &want_m, TOL);
     }
 }
+
+/// packed_conv (ternary bitmasks and dense) with its epilogue against the reference convolution
+/// of the same ternary weights, then scale, shift, option-A residual and ReLU.
+#[test]
+fn packed_conv_matches_reference() {
+    use tern::ops::packed_conv::{Epilogue, PackedWeights};
+    let gpu = gpu();
+    for (s, c) in CONV_SHAPES.iter().enumerate() {
+        let g = geom(c);
+        let x = values(c.n * c.cin * c.h * c.w, 200 + s as u64);
+        let codes: Vec<i8> = values(c.cout * c.cin * c.k * c.k, 300 + s as u64)
+            .iter()
+            .map(|v| {
+                if *v > 0.3 {
+                    1
+                } else if *v < -0.3 {
+                    -1
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let (wp, wn) = (0.75, 1.25);
+        let w: Vec<f64> = codes
+            .iter()
+            .map(|&k| {
+                if k > 0 {
+                    wp
+                } else if k < 0 {
+                    -wn
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let (scale, shift) = (values(c.cout, 400), values(c.cout, 401));
+        let (pos, neg) = tern::quant::pack::pack(&tern::nn::packed::tap_major(&codes, &g.weight_shape()));
+        let xt = upload("x", &g.input_shape(), &x);
+        let post = gpu.tensor_u32("pos", &[pos.len()], &pos).unwrap();
+        let negt = gpu.tensor_u32("neg", &[neg.len()], &neg).unwrap();
+        let (wpt, wnt, wt) =
+            (upload("wp", &[1], &[wp]), upload("wn", &[1], &[wn]), upload("w", &g.weight_shape(), &w));
+        let (st, sht) = (upload("scale", &[c.cout], &scale), upload("shift", &[c.cout], &shift));
+        // A residual of cout − 2 channels at the input resolution (option A when stride 2).
+        let res_c = c.cout.saturating_sub(2).max(1) - (c.cout.saturating_sub(2).max(1) + c.cout) % 2;
+        let (rh, rw) = (c.oh() * c.stride, c.ow() * c.stride);
+        let res = values(c.n * res_c * rh * rw, 500);
+        let rt = upload("res", &[c.n, res_c, rh, rw], &res);
+        let conv = conv2d(c, &x, &w);
+        let ohw = c.oh() * c.ow();
+        for (relu, residual) in [(false, false), (true, true)] {
+            let want: Vec<f64> = conv
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let (n, co, rc) = (i / (c.cout * ohw), (i / ohw) % c.cout, i % ohw);
+                    let mut out = v * scale[co] + shift[co];
+                    let pad = (c.cout - res_c) / 2;
+                    if residual && co >= pad && co < pad + res_c {
+                        let (r, col) = (rc / c.ow() * c.stride, rc % c.ow() * c.stride);
+                        out += res[((n * res_c + co - pad) * rh + r) * rw + col];
+                    }
+                    if relu { out.max(0.0) } else { out }
+                })
+                .collect();
+            let e = Epilogue { scale: &st, shift: &sht, relu, residual: residual.then_some((&rt, c.stride)) };
+            for weights in [
+                PackedWeights::Ternary { pos: &post, neg: &negt, wp: &wpt, wn: &wnt },
+                PackedWeights::Dense { weight: &wt },
+            ] {
+                let y = zeros("y", &g.output_shape());
+                run([ops::packed_conv::forward(gpu, "packed", &g, &xt, &weights, &e, &y).unwrap()]);
+                assert_close(
+                    &format!("packed conv {c:?} relu {relu} residual {residual}"),
+                    &download(&y),
+                    &want,
+                    TOL,
+                );
+            }
+        }
+    }
+}

@@ -100,7 +100,7 @@ impl PackedModel {
                     PackedWeightsHost::Dense { weight: get(&format!("{name}.weight"))? }
                 } else {
                     let wq = quantized_weights(gpu, model, name, q.as_ref())?;
-                    ternary(name, &wq, cout, q.per_channel_scales())?
+                    ternary(name, &wq, &shape, q.per_channel_scales())?
                 };
                 layers.push(PackedLayer { name: name.to_string(), shape, weights, scale, shift });
             }
@@ -271,7 +271,8 @@ fn weight_shape(layer: &Layer, name: &str) -> Option<Vec<usize>> {
 }
 
 /// Split quantized weights into codes and scales; fails if the layer is not ternary.
-fn ternary(name: &str, wq: &[f32], cout: usize, per_channel: bool) -> Result<PackedWeightsHost> {
+fn ternary(name: &str, wq: &[f32], shape: &[usize], per_channel: bool) -> Result<PackedWeightsHost> {
+    let cout = shape[0];
     let groups = if per_channel { cout } else { 1 };
     let per = wq.len() / groups;
     let (mut wp, mut wn) = (vec![0.0f32; groups], vec![0.0f32; groups]);
@@ -292,20 +293,27 @@ fn ternary(name: &str, wq: &[f32], cout: usize, per_channel: bool) -> Result<Pac
             }
         }
     }
-    let codes: Vec<i8> = wq
-        .iter()
-        .map(|&v| {
-            if v > 0.0 {
-                1
-            } else if v < 0.0 {
-                -1
-            } else {
-                0
-            }
-        })
-        .collect();
-    let (pos, neg) = pack::pack(&codes);
+    let codes: Vec<i8> = wq.iter().map(|&v| (v > 0.0) as i8 - (v < 0.0) as i8).collect();
+    let (pos, neg) = pack::pack(&tap_major(&codes, shape));
     Ok(PackedWeightsHost::Ternary { pos, neg, wp, wn })
+}
+
+/// Convolution codes from [cout, cin, kh, kw] into the packed order [cout, kh, kw, cin]
+/// (linear [out, in] is unchanged).
+pub fn tap_major(codes: &[i8], shape: &[usize]) -> Vec<i8> {
+    if shape.len() != 4 {
+        return codes.to_vec();
+    }
+    let (cout, cin, kk) = (shape[0], shape[1], shape[2] * shape[3]);
+    let mut out = vec![0; codes.len()];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for t in 0..kk {
+                out[(co * kk + t) * cin + ci] = codes[(co * cin + ci) * kk + t];
+            }
+        }
+    }
+    out
 }
 
 /// The weights one layer's quantizer computes on the GPU from the current latent weights.

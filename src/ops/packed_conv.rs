@@ -115,7 +115,7 @@ pub fn forward(
         }
     };
     let k = gpu.kernel(&shaders::PACKED_CONV, entry)?;
-    let blocks = (g.n * g.oh() * g.ow()).div_ceil(256) as u64;
+    let threads = (g.n * g.oh() * g.ow()).div_ceil(4) as u64 * g.cout.div_ceil(4) as u64;
     let cost = Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + y.numel()) + weight_bytes };
-    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(blocks * g.cout as u64), cost)
+    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(threads), cost)
 }
