@@ -110,3 +110,66 @@ pub fn infer_bench(
     }
     Ok(())
 }
+
+/// Cost of profiling a training step (small CNN, batch 64, embedded data): mean wall time per
+/// step without profiling, with every step timed, and with one step in `PROFILE_EVERY` timed as
+/// `tern train --profile` does.
+pub fn profiler_bench(gpu: &Gpu, steps: usize) -> Result<()> {
+    use crate::data::augment::Augment;
+    use crate::data::loader::{Loader, LoaderOptions};
+    use crate::nn::{Model, ModelSpec};
+    use crate::ops::optim::StepParams;
+    use crate::train::{PROFILE_EVERY, Session, TrainConfig};
+    use std::sync::Arc;
+    let cfg = TrainConfig::defaults();
+    let data = Arc::new(crate::data::embedded::fashion_mnist()?.0);
+    let spec = ModelSpec {
+        arch: cfg.arch,
+        in_channels: 1,
+        height: 28,
+        width: 28,
+        classes: 10,
+        quant: cfg.quant,
+        threshold: cfg.threshold,
+        quantize_ends: false,
+    };
+    let session = Session::new(gpu, Model::new(gpu, spec, 0)?, &cfg, 1)?;
+    let profiler = crate::gpu::Profiler::new(gpu, session.dispatch_count());
+    let params = StepParams { lr: 0.01, bias1: 1.0, bias2: 1.0 };
+    let opts = || LoaderOptions {
+        batch: cfg.batch_size,
+        drop_last: true,
+        augment: Augment::eval(&[0.286], &[0.353]),
+        random: None,
+        workers: 2,
+        prefetch: 4,
+    };
+    // Every `every` steps profiled (0: none); mean seconds per step, synchronised at the end.
+    let run = |every: usize| -> Result<f64> {
+        let mut loader = Loader::new(data.clone(), (0..data.len()).collect(), opts());
+        session.step(gpu, &loader.next().unwrap(), params, None)?;
+        gpu.wait()?;
+        let mut trace = crate::trace::Trace::default();
+        let t = Instant::now();
+        for i in 0..steps {
+            let batch = loader.next().unwrap();
+            let profiled = every > 0 && i % every == 0;
+            session.step(gpu, &batch, params, profiled.then_some((&profiler, &mut trace)))?;
+        }
+        gpu.wait()?;
+        Ok(t.elapsed().as_secs_f64() / steps as f64)
+    };
+    println!(
+        "profiler overhead, small-cnn batch 64 training step on {} ({})",
+        gpu.describe(),
+        profiler.describe()
+    );
+    let plain = run(0)?;
+    let all = run(1)?;
+    let sampled = run(PROFILE_EVERY)?;
+    println!("{:<34} {:>10.2} ms/step", "no profiling", plain * 1e3);
+    println!("{:<34} {:>10.2} ms/step  {:+.1}%", "every step timed", all * 1e3, 100.0 * (all / plain - 1.0));
+    let name = format!("1 step in {PROFILE_EVERY} (train --profile)");
+    println!("{name:<34} {:>10.2} ms/step  {:+.1}%", sampled * 1e3, 100.0 * (sampled / plain - 1.0));
+    Ok(())
+}

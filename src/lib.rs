@@ -21,4 +21,5 @@ pub mod ops;
 pub mod plot;
 pub mod profile;
 pub mod quant;
+pub mod trace;
 pub mod train;

@@ -39,7 +39,7 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         batch_size: usize,
     },
-    /// Per-kernel GPU times of a training or inference step
+    /// Per-kernel GPU times of training or inference steps, host/GPU split, optional trace
     Profile {
         #[command(flatten)]
         config: tern::profile::ProfileConfig,
@@ -108,8 +108,12 @@ enum Command {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum BenchSuite {
+    /// conv2d GFLOP/s on ResNet-20 shapes
     Conv,
+    /// packed ternary vs fp32 inference, images/s
     Infer,
+    /// cost of profiling a training step
+    Profiler,
     All,
 }
 
@@ -220,11 +224,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench { suite, batch_size, reps, arch } => {
             let gpu = Gpu::new(&cli.gpu)?;
-            if suite != BenchSuite::Infer {
+            if matches!(suite, BenchSuite::Conv | BenchSuite::All) {
                 tern::bench::conv_bench(&gpu, batch_size, reps)?;
             }
-            if suite != BenchSuite::Conv {
+            if matches!(suite, BenchSuite::Infer | BenchSuite::All) {
                 tern::bench::infer_bench(&gpu, arch, 3, 32, reps)?;
+            }
+            if matches!(suite, BenchSuite::Profiler | BenchSuite::All) {
+                tern::bench::profiler_bench(&gpu, 100)?;
             }
         }
     }

@@ -1,15 +1,25 @@
-//! `tern profile`: per-kernel GPU times of a training or inference step, with achieved GFLOP/s
-//! and GB/s from each kernel's declared cost.
+//! `tern profile`: per-kernel GPU times of training or inference steps, with achieved GFLOP/s and
+//! GB/s from each kernel's declared cost, the step time split into GPU busy and host phases, and
+//! an optional Chrome/Perfetto trace.
 
-use crate::gpu::profiler::{self, KernelStat, Timing};
-use crate::gpu::{Gpu, Profiler};
+use crate::data::Dataset;
+use crate::data::augment::Augment;
+use crate::data::loader::{Loader, LoaderOptions};
+use crate::gpu::profiler::{self, TimingSource};
+use crate::gpu::{Gpu, Profiler, Program};
+use crate::nn::packed::PackedModel;
 use crate::nn::{Arch, Mode, Model, ModelSpec};
+use crate::ops::optim::StepParams;
 use crate::quant::QuantKind;
-use anyhow::Result;
+use crate::trace::Trace;
+use crate::train::{Session, TrainConfig};
+use anyhow::{Result, bail};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProfileMode {
-    /// forward + backward + optimizer
+    /// forward + backward + optimizer, with real data loading
     Train,
     /// the training graph in eval mode
     Infer,
@@ -19,89 +29,210 @@ pub enum ProfileMode {
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct ProfileConfig {
+    /// Profile this checkpoint (or packed model, for --mode packed) instead of a fresh model
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "small-cnn")]
     pub arch: Arch,
     #[arg(long, value_enum, default_value = "ttq")]
     pub quant: QuantKind,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Profiled steps (after one warm-up step)
+    /// Profiled steps (after two warm-up steps)
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
     #[arg(long, value_enum, default_value = "train")]
     pub mode: ProfileMode,
-    /// Input channels and size of the synthetic batch
+    /// Write a Chrome trace-event JSON file (Perfetto, chrome://tracing)
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Input channels of a fresh model (1: the embedded Fashion-MNIST data; else synthetic)
     #[arg(long, default_value_t = 1)]
     pub channels: usize,
+    /// Input size of a fresh model
     #[arg(long, default_value_t = 28)]
     pub size: usize,
+    /// Force a weaker timing source than the adapter's best (default: the best)
+    #[arg(long, value_enum)]
+    pub timing: Option<TimingSource>,
 }
 
-pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Vec<KernelStat>> {
-    let spec = ModelSpec {
-        arch: cfg.arch,
-        in_channels: cfg.channels,
-        height: cfg.size,
-        width: cfg.size,
-        classes: 10,
-        quant: cfg.quant,
-        threshold: 0.05,
-        quantize_ends: false,
-    };
-    let model = Model::new(gpu, spec, 0)?;
-    let mode = if cfg.mode == ProfileMode::Train { Mode::Train } else { Mode::Eval };
-    let graph = model.graph(gpu, cfg.batch_size, mode)?;
-    let packed_graph = match cfg.mode {
-        ProfileMode::Packed => {
-            let c = model.spec.in_channels;
-            let meta = crate::checkpoint::Meta {
-                spec: model.spec.clone(),
-                mean: vec![0.0; c],
-                std: vec![1.0; c],
-                classes: vec![],
-            };
-            Some(crate::nn::packed::PackedModel::from_model(gpu, &model, &meta)?.graph(gpu, cfg.batch_size)?)
-        }
-        _ => None,
-    };
-    let programs = match &packed_graph {
-        Some(p) => vec![&p.forward],
-        None => vec![&graph.forward, &graph.backward],
-    };
-    let profiler = Profiler::new(gpu, programs.iter().map(|p| p.dispatches.len()).sum());
-    profiler.run(gpu, &programs)?;
-    let mut all: Vec<Timing> = Vec::new();
-    for _ in 0..cfg.steps {
-        all.extend(profiler.run(gpu, &programs)?);
+/// Random images of the model's input shape (for models the embedded data does not fit).
+fn synthetic(spec: &ModelSpec, n: usize) -> Dataset {
+    let len = n * spec.in_channels * spec.height * spec.width;
+    Dataset {
+        channels: spec.in_channels,
+        height: spec.height,
+        width: spec.width,
+        classes: (0..spec.classes).map(|i| i.to_string()).collect(),
+        pixels: (0..len).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect(),
+        labels: (0..n).map(|i| (i % spec.classes) as u32).collect(),
     }
-    let stats = profiler::aggregate(&all);
-    let step_us: f64 = stats.iter().map(|s| s.total_us).sum::<f64>() / cfg.steps.max(1) as f64;
-    println!(
-        "{} — {}, batch {}, {} steps ({})",
-        gpu.describe(),
-        cfg.arch.name(),
-        cfg.batch_size,
-        cfg.steps,
-        profiler.describe()
+}
+
+pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
+    if cfg.steps == 0 || cfg.batch_size == 0 {
+        bail!("--steps and --batch-size must be at least 1");
+    }
+    let model = match &cfg.model {
+        Some(path) if cfg.mode != ProfileMode::Packed => crate::infer::load_model(gpu, path)?.0,
+        _ => {
+            let spec = ModelSpec {
+                arch: cfg.arch,
+                in_channels: cfg.channels,
+                height: cfg.size,
+                width: cfg.size,
+                classes: 10,
+                quant: cfg.quant,
+                threshold: 0.05,
+                quantize_ends: false,
+            };
+            Model::new(gpu, spec, 0)?
+        }
+    };
+    let spec = model.spec.clone();
+    let data = Arc::new(if (spec.in_channels, spec.height, spec.width, spec.classes) == (1, 28, 28, 10) {
+        crate::data::embedded::fashion_mnist()?.0
+    } else {
+        synthetic(&spec, cfg.batch_size * (cfg.steps + 2))
+    });
+    let (mean, std) = (vec![0.5; spec.in_channels], vec![0.25; spec.in_channels]);
+    let mut loader = Loader::new(
+        data.clone(),
+        (0..data.len()).collect(),
+        LoaderOptions {
+            batch: cfg.batch_size,
+            drop_last: true,
+            augment: Augment::eval(&mean, &std),
+            random: None,
+            workers: 2,
+            prefetch: 4,
+        },
     );
-    println!(
-        "{:<28} {:<22} {:>6} {:>10} {:>9} {:>6} {:>8} {:>8}",
+    if loader.batches() < cfg.steps + 2 {
+        bail!("the data has {} batches of {}; profile fewer --steps", loader.batches(), cfg.batch_size);
+    }
+    let mut trace = Trace::default();
+    let source;
+    match cfg.mode {
+        ProfileMode::Train => {
+            let train_cfg = TrainConfig { batch_size: cfg.batch_size, ..TrainConfig::defaults() };
+            let session = Session::new(gpu, model, &train_cfg, 1)?;
+            let count = session.dispatch_count();
+            let profiler = Profiler::with_source(gpu, count, cfg.timing);
+            source = profiler.describe();
+            let params = StepParams { lr: 0.01, bias1: 1.0, bias2: 1.0 };
+            for _ in 0..2 {
+                session.step(gpu, &loader.next().unwrap(), params, None)?;
+            }
+            gpu.wait()?;
+            for _ in 0..cfg.steps {
+                let t = trace.now();
+                let batch = loader.next().unwrap();
+                trace.host_span("data loading", t);
+                session.step(gpu, &batch, params, Some((&profiler, &mut trace)))?;
+            }
+        }
+        ProfileMode::Infer | ProfileMode::Packed => {
+            let (input, logits, program) = if cfg.mode == ProfileMode::Packed {
+                let packed = match &cfg.model {
+                    Some(path) => PackedModel::load(path)?,
+                    None => {
+                        let c = spec.in_channels;
+                        let meta = crate::checkpoint::Meta {
+                            spec: spec.clone(),
+                            mean: vec![0.0; c],
+                            std: vec![1.0; c],
+                            classes: vec![],
+                        };
+                        PackedModel::from_model(gpu, &model, &meta)?
+                    }
+                };
+                let g = packed.graph(gpu, cfg.batch_size)?;
+                (g.input, g.logits, g.forward)
+            } else {
+                let g = model.graph(gpu, cfg.batch_size, Mode::Eval)?;
+                (g.input, g.logits, g.forward)
+            };
+            let profiler = Profiler::with_source(gpu, program.dispatches.len(), cfg.timing);
+            source = profiler.describe();
+            for _ in 0..2 {
+                gpu.write(&input, &loader.next().unwrap().images)?;
+                gpu.run(&[&program])?;
+            }
+            for _ in 0..cfg.steps {
+                let t = trace.now();
+                let batch = loader.next().unwrap();
+                trace.host_span("data loading", t);
+                let t = trace.now();
+                gpu.write(&input, &batch.images)?;
+                trace.host_span("upload", t);
+                infer_step(gpu, &profiler, &program, &mut trace)?;
+                let t = trace.now();
+                gpu.read(&logits)?;
+                trace.host_span("readback", t);
+            }
+        }
+    }
+    print!("{}", table(&trace, source));
+    if let Some(path) = &cfg.trace {
+        trace.write(path)?;
+        println!("trace: {} ({} GPU events)", path.display(), trace.kernels.len());
+    }
+    Ok(trace)
+}
+
+fn infer_step(gpu: &Gpu, profiler: &Profiler, program: &Program, trace: &mut Trace) -> Result<()> {
+    if profiler.source == TimingSource::CpuSync {
+        let t = trace.now();
+        let timings = profiler.run(gpu, &[program])?;
+        trace.host_span("submit + wait per dispatch (no timestamps)", t);
+        trace.gpu(timings, t);
+        return Ok(());
+    }
+    let t = trace.now();
+    let mut enc =
+        gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("inference") });
+    let timed = profiler.encode(&mut enc, &[program], "inference");
+    trace.host_span("encode", t);
+    let t = trace.now();
+    gpu.queue.submit([enc.finish()]);
+    trace.host_span("submit", t);
+    let submitted = trace.now();
+    let timings = profiler.read(gpu, &[program], timed)?;
+    trace.host_span("wait for GPU + timestamp readback", submitted);
+    trace.gpu(timings, submitted);
+    Ok(())
+}
+
+/// The per-kernel table, sorted by total time, and the per-step split of GPU and host time.
+pub fn table(trace: &Trace, source: &str) -> String {
+    let steps = trace.steps.max(1) as f64;
+    let stats = profiler::aggregate(&trace.kernels);
+    let busy = trace.gpu_busy_us();
+    let mut s = format!("{} profiled step(s), {source}\n", trace.steps);
+    s += &format!(
+        "{:<28} {:<24} {:>6} {:>10} {:>9} {:>6} {:>8} {:>8}\n",
         "kernel", "layer", "calls", "total ms", "mean us", "%", "GFLOP/s", "GB/s"
     );
-    for s in &stats {
-        let secs = s.total_us / 1e6;
-        println!(
-            "{:<28} {:<22} {:>6} {:>10.3} {:>9.1} {:>6.1} {:>8.2} {:>8.2}",
-            s.kernel,
-            s.layer,
-            s.calls,
-            s.total_us / 1e3,
-            s.total_us / s.calls as f64,
-            100.0 * s.total_us / (step_us * cfg.steps as f64),
-            s.flops as f64 / secs / 1e9,
-            s.bytes as f64 / secs / 1e9
+    for k in &stats {
+        let secs = k.total_us / 1e6;
+        s += &format!(
+            "{:<28} {:<24} {:>6} {:>10.3} {:>9.1} {:>6.1} {:>8.2} {:>8.2}\n",
+            k.kernel,
+            k.layer,
+            k.calls,
+            k.total_us / 1e3,
+            k.total_us / k.calls as f64,
+            100.0 * k.total_us / busy.max(1e-9),
+            k.flops as f64 / secs.max(1e-12) / 1e9,
+            k.bytes as f64 / secs.max(1e-12) / 1e9
         );
     }
-    println!("GPU time per step: {:.3} ms", step_us / 1e3);
-    Ok(stats)
+    s += &format!("per step: GPU busy {:.3} ms", busy / steps / 1e3);
+    for (name, us) in &trace.host {
+        s += &format!(" | {name} {:.3} ms", us / steps / 1e3);
+    }
+    s.push('\n');
+    s
 }

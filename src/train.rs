@@ -4,14 +4,17 @@
 //! curves.png are written at the end of every epoch.
 
 use crate::checkpoint::{Checkpoint, Meta};
+use crate::data::loader::Batch;
 use crate::data::loader::{Loader, LoaderOptions, shuffled};
 use crate::data::{self, Dataset, DatasetKind, FolderOptions};
-use crate::gpu::{Dispatch, Gpu};
+use crate::gpu::profiler::TimingSource;
+use crate::gpu::{Gpu, Profiler, Program};
 use crate::infer::{self, Evaluation};
 use crate::nn::params::{HostTensor, Slot};
 use crate::nn::{Arch, Graph, Mode, Model, ModelSpec};
 use crate::ops::optim::{self, OptimParams, StepParams};
 use crate::quant::QuantKind;
+use crate::trace::Trace;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -110,9 +113,23 @@ pub struct TrainConfig {
     /// Loader threads
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// Time every kernel of one step in 50; print the profile and write OUT/profile.json
+    #[arg(long)]
+    pub profile: bool,
 }
 
 impl TrainConfig {
+    /// The command line's defaults (the default run).
+    pub fn defaults() -> TrainConfig {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: TrainConfig,
+        }
+        Wrapper::parse_from(["tern"]).config
+    }
+
     pub fn out_dir(&self) -> PathBuf {
         self.out.clone().unwrap_or_else(|| format!("runs/{}-{}", self.arch.name(), self.quant.name()).into())
     }
@@ -207,16 +224,16 @@ pub struct Summary {
 }
 
 /// A model with its training and evaluation graphs and optimizer kernel.
-struct Session {
+pub(crate) struct Session {
     model: Model,
     train: Graph,
     eval: Graph,
-    update: Dispatch,
+    update: Program,
     step_params: wgpu::Buffer,
 }
 
 impl Session {
-    fn new(gpu: &Gpu, model: Model, cfg: &TrainConfig, eval_batch: usize) -> Result<Session> {
+    pub(crate) fn new(gpu: &Gpu, model: Model, cfg: &TrainConfig, eval_batch: usize) -> Result<Session> {
         let train = model.graph(gpu, cfg.batch_size, Mode::Train)?;
         let eval = model.graph(gpu, eval_batch, Mode::Eval)?;
         let step_params = gpu.uniform("step", bytemuck::bytes_of(&StepParams::default()));
@@ -235,9 +252,84 @@ impl Session {
             Optimizer::Adam => "adam",
         };
         let trained = s.values.view("params.trained", 0, &[s.trainable_end.max(1)]);
-        let update =
-            optim::update(gpu, entry, &params, &step_params, &trained, &s.grads, &s.moment1, &s.moment2)?;
+        let update = Program {
+            dispatches: vec![optim::update(
+                gpu,
+                entry,
+                &params,
+                &step_params,
+                &trained,
+                &s.grads,
+                &s.moment1,
+                &s.moment2,
+            )?],
+        };
         Ok(Session { model, train, eval, update, step_params })
+    }
+
+    fn programs(&self) -> [&Program; 3] {
+        [&self.train.forward, &self.train.backward, &self.update]
+    }
+
+    pub(crate) fn dispatch_count(&self) -> usize {
+        self.programs().iter().map(|p| p.dispatches.len()).sum()
+    }
+
+    /// One training step: the batch and the step's optimizer parameters are written, then
+    /// forward, backward and update are recorded into one command buffer and submitted. With a
+    /// profiler every dispatch is timed and the host phases go into the trace (this waits for
+    /// the GPU, so only sampled steps are profiled).
+    pub fn step(
+        &self,
+        gpu: &Gpu,
+        batch: &Batch,
+        params: StepParams,
+        profile: Option<(&Profiler, &mut Trace)>,
+    ) -> Result<()> {
+        let g = &self.train;
+        let upload = |gpu: &Gpu| -> Result<()> {
+            gpu.queue.write_buffer(&self.step_params, 0, bytemuck::bytes_of(&params));
+            gpu.write(&g.input, &batch.images)?;
+            Ok(gpu.write_u32(&g.labels, &batch.labels)?)
+        };
+        let Some((profiler, trace)) = profile else {
+            upload(gpu)?;
+            let mut enc = gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("train step"),
+                    timestamp_writes: None,
+                });
+                self.programs().iter().for_each(|p| p.record(&mut pass));
+            }
+            gpu.queue.submit([enc.finish()]);
+            return Ok(());
+        };
+        let t = trace.now();
+        upload(gpu)?;
+        trace.host_span("upload", t);
+        if profiler.source == TimingSource::CpuSync {
+            let t = trace.now();
+            let timings = profiler.run(gpu, &self.programs())?;
+            trace.host_span("submit + wait per dispatch (no timestamps)", t);
+            trace.gpu(timings, t);
+            return Ok(());
+        }
+        let t = trace.now();
+        let mut enc =
+            gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
+        let timed = profiler.encode(&mut enc, &self.programs(), "train step");
+        trace.host_span("encode", t);
+        let t = trace.now();
+        gpu.queue.submit([enc.finish()]);
+        trace.host_span("submit", t);
+        let submitted = trace.now();
+        let timings = profiler.read(gpu, &self.programs(), timed)?;
+        trace.host_span("wait for GPU + timestamp readback", submitted);
+        trace.gpu(timings, submitted);
+        Ok(())
     }
 }
 
@@ -419,6 +511,7 @@ pub fn train(
         bail!("--batch-size {} is larger than the {} training images", cfg.batch_size, train_data.len());
     }
     let mut last_eval = None;
+    let (mut profiler, mut trace) = (None, cfg.profile.then(Trace::default));
     let end_epoch = stop_after.map_or(cfg.epochs, |n| n.clamp(start_epoch, cfg.epochs));
     for epoch in start_epoch..end_epoch {
         let quant = cfg.quant_at(epoch);
@@ -431,9 +524,13 @@ pub fn train(
             let model = from_full_precision(gpu, s, &fp, Path::new("warm-up weights"))?;
             session = Session::new(gpu, model, &cfg, eval_batch)?;
         }
+        if cfg.profile {
+            profiler = Some(Profiler::new(gpu, session.dispatch_count()));
+        }
+        let prof = profiler.as_ref().zip(trace.as_mut());
         let t0 = Instant::now();
         let (train_loss, train_acc, lr) =
-            run_epoch(gpu, &session, &cfg, &train_data, &augment, epoch, steps, &mut st.step)?;
+            run_epoch(gpu, &session, &cfg, &train_data, &augment, epoch, steps, &mut st.step, prof)?;
         let seconds = t0.elapsed().as_secs_f64();
         let eval = infer::evaluate(gpu, &session.eval, &test_data, &mean, &std)?;
         let m = EpochMetrics {
@@ -481,8 +578,16 @@ pub fn train(
     };
     let layers = session.model.layer_stats(gpu)?;
     println!("{}", layer_table(&layers));
+    if let (Some(trace), Some(p)) = (&trace, &profiler) {
+        print!("{}", crate::profile::table(trace, p.describe()));
+        trace.write(&out.join("profile.json"))?;
+        println!("trace of the sampled steps: {}", out.join("profile.json").display());
+    }
     Ok(Summary { out, history: st.history, layers, test })
 }
+
+/// With --profile, one step in this many is timed.
+pub const PROFILE_EVERY: usize = 50;
 
 /// One pass over the training data. Returns (mean loss, accuracy, last learning rate).
 #[allow(clippy::too_many_arguments)]
@@ -495,6 +600,7 @@ fn run_epoch(
     epoch: usize,
     steps: usize,
     global_step: &mut u64,
+    profile: Option<(&Profiler, &mut Trace)>,
 ) -> Result<(f64, f64, f32)> {
     let loader = Loader::new(
         data.clone(),
@@ -519,26 +625,23 @@ fn run_epoch(
     let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0.0f64, 0.0f64);
     let t0 = Instant::now();
     let mut lr = 0.0;
-    for (i, batch) in loader.enumerate() {
+    let mut profile = profile;
+    let mut loader = loader.enumerate();
+    loop {
+        let t_load = profile.as_ref().map(|(_, t)| t.now());
+        let Some((i, batch)) = loader.next() else { break };
         lr = cfg.lr_at(epoch, i, steps);
         *global_step += 1;
         let t = *global_step as i32;
         let step = StepParams { lr, bias1: 1.0 - 0.9f32.powi(t), bias2: 1.0 - 0.999f32.powi(t) };
-        gpu.queue.write_buffer(&s.step_params, 0, bytemuck::bytes_of(&step));
-        gpu.write(&g.input, &batch.images)?;
-        gpu.write_u32(&g.labels, &batch.labels)?;
-        let mut enc =
-            gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("train step"),
-                timestamp_writes: None,
-            });
-            g.forward.record(&mut pass);
-            g.backward.record(&mut pass);
-            s.update.record(&mut pass);
+        let sampled = i % PROFILE_EVERY == PROFILE_EVERY / 2;
+        match profile.as_mut() {
+            Some((p, trace)) if sampled => {
+                trace.host_span("data loading", t_load.unwrap_or(0.0));
+                s.step(gpu, &batch, step, Some((p, trace)))?
+            }
+            _ => s.step(gpu, &batch, step, None)?,
         }
-        gpu.queue.submit([enc.finish()]);
         if (i + 1) % cfg.log_every == 0 || i + 1 == steps {
             let m = gpu.read(&g.metrics)?;
             gpu.write(&g.metrics, &[0.0; 4])?;

@@ -9,7 +9,7 @@
 use super::{Gpu, Program, Result};
 use std::time::Instant;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 pub enum TimingSource {
     /// Timestamps inside one pass.
     InsidePasses,
@@ -52,14 +52,25 @@ pub struct Profiler {
 }
 
 impl Profiler {
-    /// A profiler for steps of up to `max_dispatches` dispatches.
+    /// A profiler for steps of up to `max_dispatches` dispatches, with the best timing source
+    /// the adapter has.
     pub fn new(gpu: &Gpu, max_dispatches: usize) -> Profiler {
-        let source = if gpu.has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES) {
+        Self::with_source(gpu, max_dispatches, None)
+    }
+
+    /// As `new`, with a weaker source forced (to compare them, or to test the fallbacks).
+    pub fn with_source(gpu: &Gpu, max_dispatches: usize, wanted: Option<TimingSource>) -> Profiler {
+        let best = if gpu.has(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES) {
             TimingSource::InsidePasses
         } else if gpu.has(wgpu::Features::TIMESTAMP_QUERY) {
             TimingSource::PerPass
         } else {
             TimingSource::CpuSync
+        };
+        let rank = |s: TimingSource| s as u8;
+        let source = match wanted {
+            Some(w) if rank(w) > rank(best) => w,
+            _ => best,
         };
         let capacity = (2 * max_dispatches.max(1)).min(4096) as u32;
         let queries = (source != TimingSource::CpuSync).then(|| {
@@ -96,40 +107,23 @@ impl Profiler {
         }
     }
 
-    /// Run `programs` once, timing every dispatch (the first `capacity / 2` when more).
-    pub fn run(&self, gpu: &Gpu, programs: &[&Program]) -> Result<Vec<Timing>> {
+    /// Record `programs` into `enc` with a timestamp before and after every dispatch, then the
+    /// copy of the results to the readback buffer. Returns how many dispatches are timed (all, up
+    /// to the capacity). Needs timestamp queries: without them use `run`.
+    pub fn encode(&self, enc: &mut wgpu::CommandEncoder, programs: &[&Program], label: &str) -> usize {
         let dispatches: Vec<_> = programs.iter().flat_map(|p| p.dispatches.iter()).collect();
-        let timed = dispatches.len().min(self.capacity as usize / 2);
-        let timing = |i: usize, start_us: f64, duration_us: f64| {
-            let d = dispatches[i];
-            Timing {
-                label: d.label.clone(),
-                kernel: d.kernel.name.clone(),
-                start_us,
-                duration_us,
-                flops: d.cost.flops,
-                bytes: d.cost.bytes,
-            }
-        };
         let Some((set, resolve, read)) = &self.queries else {
-            let mut out = Vec::new();
-            let t0 = Instant::now();
-            for (i, d) in dispatches.iter().enumerate() {
-                let start = t0.elapsed().as_secs_f64() * 1e6;
-                let mut enc = gpu.device.create_command_encoder(&Default::default());
-                d.record(&mut enc.begin_compute_pass(&Default::default()));
-                gpu.queue.submit([enc.finish()]);
-                gpu.wait()?;
-                out.push(timing(i, start, t0.elapsed().as_secs_f64() * 1e6 - start));
-            }
-            return Ok(out);
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(label),
+                timestamp_writes: None,
+            });
+            dispatches.iter().for_each(|d| d.record(&mut pass));
+            return 0;
         };
-        let mut enc = gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("profiled step") });
+        let timed = dispatches.len().min(self.capacity as usize / 2);
         if self.source == TimingSource::InsidePasses {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("profiled step"),
+                label: Some(label),
                 timestamp_writes: None,
             });
             for (i, d) in dispatches.iter().enumerate() {
@@ -156,25 +150,75 @@ impl Profiler {
             }
         }
         let n = 2 * timed as u32;
-        enc.resolve_query_set(set, 0..n, resolve, 0);
-        enc.copy_buffer_to_buffer(resolve, 0, read, 0, n as u64 * 8);
-        gpu.queue.submit([enc.finish()]);
-        let slice = read.slice(..n as u64 * 8);
+        if n > 0 {
+            enc.resolve_query_set(set, 0..n, resolve, 0);
+            enc.copy_buffer_to_buffer(resolve, 0, read, 0, n as u64 * 8);
+        }
+        timed
+    }
+
+    /// The timings of a submission made with `encode` (waits for it).
+    pub fn read(&self, gpu: &Gpu, programs: &[&Program], timed: usize) -> Result<Vec<Timing>> {
+        let Some((_, _, read)) = &self.queries else { return Ok(Vec::new()) };
+        if timed == 0 {
+            return Ok(Vec::new());
+        }
+        let err = |e: String| super::GpuError::Wgpu(format!("reading timestamps: {e}"));
+        let slice = read.slice(..timed as u64 * 16);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
         gpu.wait()?;
-        rx.recv()
-            .map_err(|e| super::GpuError::Wgpu(e.to_string()))?
-            .map_err(|e| super::GpuError::Wgpu(e.to_string()))?;
-        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(
-            &slice.get_mapped_range().map_err(|e| super::GpuError::Wgpu(e.to_string()))?,
-        );
+        rx.recv().map_err(|e| err(e.to_string()))?.map_err(|e| err(e.to_string()))?;
+        let ticks: Vec<u64> =
+            bytemuck::pod_collect_to_vec(&slice.get_mapped_range().map_err(|e| err(e.to_string()))?);
         read.unmap();
         let t0 = ticks.first().copied().unwrap_or(0);
         let us = |t: u64| t.saturating_sub(t0) as f64 * self.period_ns / 1e3;
-        Ok((0..timed).map(|i| timing(i, us(ticks[2 * i]), us(ticks[2 * i + 1]) - us(ticks[2 * i]))).collect())
+        let dispatches = programs.iter().flat_map(|p| p.dispatches.iter());
+        Ok(dispatches
+            .take(timed)
+            .enumerate()
+            .map(|(i, d)| timing(d, us(ticks[2 * i]), (us(ticks[2 * i + 1]) - us(ticks[2 * i])).max(0.0)))
+            .collect())
+    }
+
+    /// Run `programs` once, timing every dispatch.
+    pub fn run(&self, gpu: &Gpu, programs: &[&Program]) -> Result<Vec<Timing>> {
+        if self.queries.is_none() {
+            let mut out = Vec::new();
+            let t0 = Instant::now();
+            for d in programs.iter().flat_map(|p| p.dispatches.iter()) {
+                let start = t0.elapsed().as_secs_f64() * 1e6;
+                let mut enc = gpu.device.create_command_encoder(&Default::default());
+                d.record(&mut enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(&d.label),
+                    timestamp_writes: None,
+                }));
+                gpu.queue.submit([enc.finish()]);
+                gpu.wait()?;
+                out.push(timing(d, start, t0.elapsed().as_secs_f64() * 1e6 - start));
+            }
+            return Ok(out);
+        }
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("profiled step") });
+        let timed = self.encode(&mut enc, programs, "profiled step");
+        gpu.queue.submit([enc.finish()]);
+        self.read(gpu, programs, timed)
+    }
+}
+
+fn timing(d: &super::Dispatch, start_us: f64, duration_us: f64) -> Timing {
+    Timing {
+        label: d.label.clone(),
+        kernel: d.kernel.name.clone(),
+        start_us,
+        duration_us,
+        flops: d.cost.flops,
+        bytes: d.cost.bytes,
     }
 }
 

@@ -1,0 +1,134 @@
+//! The profiler: one trace event per dispatch with positive durations, per-kernel totals that
+//! match the table, every mode, and `tern train --profile`.
+
+mod common;
+
+use common::*;
+use tern::gpu::profiler::aggregate;
+use tern::nn::{Arch, Mode, Model, ModelSpec};
+use tern::profile::{ProfileConfig, ProfileMode, profile};
+use tern::quant::QuantKind;
+
+fn config(mode: ProfileMode, trace: Option<std::path::PathBuf>) -> ProfileConfig {
+    ProfileConfig {
+        model: None,
+        arch: Arch::SmallCnn,
+        quant: QuantKind::Ttq,
+        batch_size: 16,
+        steps: 2,
+        mode,
+        trace,
+        channels: 1,
+        size: 28,
+        timing: None,
+    }
+}
+
+#[test]
+fn trace_has_one_event_per_dispatch_consistent_with_the_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("trace.json");
+    let trace = profile(gpu(), &config(ProfileMode::Train, Some(path.clone()))).unwrap();
+    // Dispatches of one training step: forward, backward, optimizer.
+    let spec = ModelSpec {
+        arch: Arch::SmallCnn,
+        in_channels: 1,
+        height: 28,
+        width: 28,
+        classes: 10,
+        quant: QuantKind::Ttq,
+        threshold: 0.05,
+        quantize_ends: false,
+    };
+    let graph = Model::new(gpu(), spec, 0).unwrap().graph(gpu(), 16, Mode::Train).unwrap();
+    let per_step = graph.forward.dispatches.len() + graph.backward.dispatches.len() + 1;
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let events = json["traceEvents"].as_array().unwrap();
+    let gpu_events: Vec<_> = events.iter().filter(|e| e["cat"] == "gpu").collect();
+    assert_eq!(gpu_events.len(), 2 * per_step);
+    assert_eq!(trace.kernels.len(), 2 * per_step);
+    for e in &gpu_events {
+        assert_eq!(e["ph"], "X");
+        assert!(e["dur"].as_f64().unwrap() > 0.0, "non-positive duration: {e}");
+        assert!(e["ts"].as_f64().unwrap() >= 0.0);
+        assert!(e["args"]["layer"].as_str().unwrap().contains('/'), "unlabelled dispatch: {e}");
+    }
+    for phase in ["data loading", "upload", "encode", "submit"] {
+        assert!(events.iter().any(|e| e["cat"] == "host" && e["name"] == phase), "no host span '{phase}'");
+    }
+    // Every (kernel, layer) total of the table equals the sum of its trace events.
+    let table = aggregate(&trace.kernels);
+    for row in &table {
+        let sum: f64 = gpu_events
+            .iter()
+            .filter(|e| {
+                e["name"] == row.kernel.as_str()
+                    && e["args"]["layer"].as_str().unwrap().starts_with(&format!("{}/", row.layer))
+            })
+            .map(|e| e["dur"].as_f64().unwrap())
+            .sum();
+        assert!(
+            (sum - row.total_us).abs() <= 1e-6 * row.total_us.max(1.0),
+            "{} {}: {sum} vs {}",
+            row.kernel,
+            row.layer,
+            row.total_us
+        );
+    }
+    let total: f64 = table.iter().map(|r| r.total_us).sum();
+    assert!((total - trace.gpu_busy_us()).abs() < 1e-6 * total);
+    assert!(table.windows(2).all(|w| w[0].total_us >= w[1].total_us), "table not sorted by total time");
+}
+
+#[test]
+fn inference_modes_are_profiled() {
+    for mode in [ProfileMode::Infer, ProfileMode::Packed] {
+        let trace = profile(gpu(), &config(mode, None)).unwrap();
+        assert_eq!(trace.steps, 2);
+        assert!(!trace.kernels.is_empty());
+        let prefix = if mode == ProfileMode::Packed { "packed_conv/" } else { "conv2d/" };
+        assert!(trace.kernels.iter().any(|t| t.kernel.starts_with(prefix)), "{mode:?}");
+    }
+}
+
+#[test]
+fn train_with_profile_writes_a_trace_of_sampled_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_fashion(&tmp.path().join("data"), 1600, 64);
+    let out = tmp.path().join("run");
+    let cfg = train_config(&[
+        "--dataset",
+        "fashion-mnist",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--fp-epochs",
+        "0",
+        "--batch-size",
+        "16",
+        "--profile",
+    ]);
+    tern::train::train(gpu(), &cfg, None, None).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("profile.json")).unwrap()).unwrap();
+    let gpu_events = json["traceEvents"].as_array().unwrap().iter().filter(|e| e["cat"] == "gpu").count();
+    // 100 steps, one in 50 timed.
+    assert!(gpu_events > 0 && gpu_events % 2 == 0, "{gpu_events}");
+}
+
+#[test]
+fn every_timing_source_gives_one_timing_per_dispatch() {
+    use tern::gpu::profiler::TimingSource;
+    for source in [TimingSource::InsidePasses, TimingSource::PerPass, TimingSource::CpuSync] {
+        for mode in [ProfileMode::Train, ProfileMode::Packed] {
+            let cfg = ProfileConfig { timing: Some(source), ..config(mode, None) };
+            let trace = profile(gpu(), &cfg).unwrap();
+            let per_step = trace.kernels.len() / 2;
+            assert!(per_step >= 7 && trace.kernels.len() == 2 * per_step, "{source:?} {mode:?}");
+            assert!(trace.kernels.iter().all(|t| t.duration_us > 0.0), "{source:?} {mode:?}");
+        }
+    }
+}
