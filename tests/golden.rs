@@ -244,3 +244,23 @@ fn resnet_block_forward_and_backward_match_pytorch() {
         }
     }
 }
+
+#[test]
+fn ttn_forward_and_gradients_match_pytorch() {
+    let (gpu, g) = (gpu(), golden());
+    for i in 0..3 {
+        let case = format!("ttn{i}");
+        let t = |n: &str| g.upload(&format!("{case}.{n}"));
+        let (w, delta, gq) = (t("w"), t("delta"), t("g"));
+        let (fit, wq, dw, ddelta) =
+            (zeros("fit", &[8]), zeros("wq", w.shape()), zeros("dw", w.shape()), zeros("dd", &[1]));
+        run([
+            tern::quant::ttn::stats(gpu, &case, &w, &delta, &fit).unwrap(),
+            tern::quant::ttn::quantize(gpu, &case, &w, &fit, &wq).unwrap(),
+            tern::quant::ttn::backward(gpu, &case, &w, &fit, &gq, &dw, &ddelta).unwrap(),
+        ]);
+        for (name, t) in [("wq", &wq), ("dw", &dw), ("ddelta", &ddelta)] {
+            assert_close(&format!("{case}.{name}"), &download(t), &g.values(&format!("{case}.{name}")), TOL);
+        }
+    }
+}

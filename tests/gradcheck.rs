@@ -156,3 +156,32 @@ fn ttq_scale_gradients() {
     check("ttq dWp", &[wp], &download(&dwp), |v| dot(&ttq_quantize(&w, 0.05, v[0], wn), &g));
     check("ttq dWn", &[wn], &download(&dwn), |v| dot(&ttq_quantize(&w, 0.05, wp, v[0]), &g));
 }
+
+/// δ is a true parameter of the TTN forward (through α): its gradient must match finite
+/// differences; so must the α path of the weight gradient, dw − g.
+#[test]
+fn ttn_threshold_gradient() {
+    let gpu = gpu();
+    let (w, g) = (values(400, 17).iter().map(|v| v + 0.05).collect::<Vec<_>>(), values(400, 18));
+    for delta in [0.1, 0.45] {
+        let (wt, dt, gt) =
+            (upload("w", &[400], &w), upload("delta", &[1], &[delta]), upload("gq", &[400], &g));
+        let (fit, wq, dw, dd) =
+            (zeros("fit", &[8]), zeros("wq", &[400]), zeros("dw", &[400]), zeros("dd", &[1]));
+        run([
+            tern::quant::ttn::stats(gpu, "ttn", &wt, &dt, &fit).unwrap(),
+            tern::quant::ttn::quantize(gpu, "ttn", &wt, &fit, &wq).unwrap(),
+            tern::quant::ttn::backward(gpu, "ttn", &wt, &fit, &gt, &dw, &dd).unwrap(),
+        ]);
+        check("ttn dδ", &[delta], &download(&dd), |v| dot(&ttn_quantize(&w, v[0]), &g));
+        assert_close("ttn wq", &download(&wq), &ttn_quantize(&w, delta), 1e-5);
+        // With T held fixed, L = α(w)·Σ g·T: the rest of dw is the α path.
+        let t: Vec<f64> = ttn_quantize(&w, delta)
+            .iter()
+            .map(|&v| (v > 0.0) as i8 as f64 - (v < 0.0) as i8 as f64)
+            .collect();
+        let alpha_path: Vec<f64> = download(&dw).iter().zip(&g).map(|(d, gi)| d - gi).collect();
+        let alpha_of = |w: &[f64]| ttn_quantize(w, delta).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        check("ttn dw (α path)", &w, &alpha_path, |v| alpha_of(v) * dot(&t, &g));
+    }
+}

@@ -500,3 +500,31 @@ fn reference_conv_backward_matches_finite_differences() {
         assert!((fd - want).abs() < 1e-5, "dw[{i}]");
     }
 }
+
+/// TTN forward: α·T with α = μ + σ·φ(a)/(1 − Φ(a)), a = clamp(δ, 0, 3σ)/σ (Φ by a series).
+pub fn ttn_quantize(w: &[f64], delta: f64) -> Vec<f64> {
+    let n = w.len() as f64;
+    let mu = w.iter().sum::<f64>() / n;
+    let sigma = (w.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / n).sqrt();
+    let d = delta.clamp(0.0, 3.0 * sigma);
+    let a = d / sigma;
+    // Φ(a) = 1/2 + φ(a)·Σ a^(2k+1)/(1·3·…·(2k+1))
+    let phi = (-0.5 * a * a).exp() / (2.0 * std::f64::consts::PI).sqrt();
+    let (mut term, mut sum) = (a, a);
+    for k in 1..200 {
+        term *= a * a / (2 * k + 1) as f64;
+        sum += term;
+    }
+    let alpha = mu + sigma * phi / (0.5 - phi * sum);
+    w.iter()
+        .map(|&v| {
+            if v > mu + d {
+                alpha
+            } else if v < mu - d {
+                -alpha
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}

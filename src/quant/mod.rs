@@ -3,6 +3,7 @@
 //! parameters) plus kernels (its shader file), behind the one `Quantizer` trait.
 
 pub mod pack;
+pub mod ttn;
 pub mod ttq;
 pub mod twn;
 
@@ -19,6 +20,8 @@ pub enum QuantKind {
     Ttq,
     /// Ternary Weight Networks (Li & Liu 2016), the baseline.
     Twn,
+    /// Trained threshold, truncated-Gaussian scale (He & Fan 2018).
+    Ttn,
 }
 
 impl QuantKind {
@@ -27,6 +30,7 @@ impl QuantKind {
             QuantKind::Fp => "fp",
             QuantKind::Ttq => "ttq",
             QuantKind::Twn => "twn",
+            QuantKind::Ttn => "ttn",
         }
     }
 
@@ -35,6 +39,7 @@ impl QuantKind {
             QuantKind::Fp => Box::new(FullPrecision),
             QuantKind::Ttq => Box::new(ttq::Ttq { threshold }),
             QuantKind::Twn => Box::new(twn::Twn),
+            QuantKind::Ttn => Box::new(ttn::Ttn { threshold }),
         }
     }
 }
@@ -56,6 +61,8 @@ pub struct Quantized {
     pub gq: Option<Tensor>,
     /// Runs after grad_weight: turns ∂L/∂wq into the latent and scale gradients.
     pub backward: Program,
+    /// Runs after the optimizer step (STTN clamps its latent weights).
+    pub after_update: Program,
 }
 
 /// Ternary weights on the host, for export and reports: weight = codes[i] · (Wp or Wn).
@@ -128,6 +135,7 @@ impl Quantizer for FullPrecision {
             forward: Program::default(),
             gq: latent.grad.clone(),
             backward: Program::default(),
+            after_update: Program::default(),
         })
     }
 

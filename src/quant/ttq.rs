@@ -113,7 +113,7 @@ impl Quantizer for Ttq {
             )?);
             gq = Some(g);
         }
-        Ok(Quantized { wq, forward, gq, backward })
+        Ok(Quantized { wq, forward, gq, backward, after_update: Program::default() })
     }
 
     fn ternarize(&self, latent: &[f32], extra: &[Vec<f32>]) -> Option<Ternary> {

@@ -51,7 +51,13 @@ impl Quantizer for Twn {
         forward.push(stats(gpu, layer, w, &delta_alpha)?);
         forward.push(quantize(gpu, layer, w, &delta_alpha, &wq)?);
         // Straight-through: the layer writes ∂L/∂wq straight into the latent gradient.
-        Ok(Quantized { wq, forward, gq: latent.grad.clone(), backward: Program::default() })
+        Ok(Quantized {
+            wq,
+            forward,
+            gq: latent.grad.clone(),
+            backward: Program::default(),
+            after_update: Program::default(),
+        })
     }
 
     fn ternarize(&self, latent: &[f32], _extra: &[Vec<f32>]) -> Option<Ternary> {

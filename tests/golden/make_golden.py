@@ -50,6 +50,32 @@ class TTQ(torch.autograd.Function):
         return dw, g[pos].sum().reshape(1), -g[neg].sum().reshape(1), None
 
 
+def ttn_forward(w, delta):
+    """TTN (He & Fan 2018): α = μ + σ·φ(a)/(1 − Φ(a)), a = δ'/σ, δ' = clamp(δ, 0, 3σ); T is a
+    straight-through estimator with ∂T/∂w = 1/α; gradients reach δ, μ and σ through α."""
+    mu = w.mean()
+    sigma = ((w - mu) ** 2).mean().sqrt()
+    d = torch.minimum(torch.clamp(delta, min=0.0), 3 * sigma)
+    a = d / sigma
+    normal = torch.distributions.Normal(torch.zeros((), dtype=D), torch.ones((), dtype=D))
+    lam = normal.log_prob(a).exp() / (1 - normal.cdf(a))
+    alpha = mu + sigma * lam
+    with torch.no_grad():
+        t = torch.where(w > mu + d, 1.0, torch.where(w < mu - d, -1.0, 0.0)).to(D)
+    t_ste = t + (w - w.detach()) / alpha.detach()
+    return alpha * t_ste
+
+
+def ttn_cases(out):
+    for i, (shape, shift, delta) in enumerate([((8, 4, 3, 3), 0.0, 0.05), ((6, 5, 3, 3), 0.1, 0.3), ((10, 30), -0.05, 5.0)]):
+        w = (rand(*shape) + shift).requires_grad_()
+        d = torch.tensor([delta], dtype=D, requires_grad=True)
+        wq = ttn_forward(w, d)
+        g = rand(*shape)
+        wq.backward(g)
+        store(out, f"ttn{i}", w=w, delta=d, wq=wq, g=g, dw=w.grad, ddelta=d.grad)
+
+
 def conv_cases(out):
     shapes = [  # n, cin, h, w, cout, k, stride, pad
         (1, 1, 5, 5, 1, 3, 1, 1),
@@ -260,6 +286,7 @@ def main():
     small_op_cases(out)
     ttq_cases(out)
     block_cases(out)
+    ttn_cases(out)
     path = os.path.join(HERE, "ops.safetensors")
     save_file(out, path, metadata={"generator": "tests/golden/make_golden.py", "torch": torch.__version__})
     print(f"wrote {len(out)} tensors to {path}")

@@ -1,0 +1,118 @@
+// ttn.wgsl — ternarization with a trained threshold and a truncated-Gaussian scale
+// (He & Fan, arXiv 1810.01018), per layer.
+//
+// Bindings (group 0):
+//   0 p       uniform  TtnParams { len }
+//   1 w       storage read        [len]  latent full-precision weights
+//   2 delta   storage read        [1]    trained threshold offset δ
+//   3 fit     storage read_write  [8]    the truncated-Gaussian fit [μ, σ, δ', α, λ, a, inside, 0]
+//   4 wq      storage read_write  [len]  α·T, T ∈ {−1, 0, +1}
+//   5 gq      storage read        [len]  ∂L/∂wq
+//   6 dw      storage read_write  [len]  ∂L/∂w
+//   7 ddelta  storage read_write  [1]    ∂L/∂δ
+//
+// stats (one workgroup of 256, launch one): μ and σ of the weights (two passes, population σ),
+//   δ' = clamp(δ, 0, 3σ) (inside = 1 when δ is strictly inside), a = δ'/σ,
+//   λ = φ(a)/(1 − Φ(a)) (inverse Mills ratio), α = μ + σ·λ: the mean of N(μ, σ²) truncated
+//   above μ + δ'.
+// quantize (one invocation per weight, 256 per workgroup, 2-D grid):
+//   T = +1 where w > μ + δ', −1 where w < μ − δ', else 0; wq = α·T.
+// backward (one workgroup of 256, launch one), with G = Σ g·T (fixed-order tree):
+//   through T, straight-through with ∂T/∂w = 1/α (T stands for w/α), so this path gives g;
+//   through α: ∂α/∂δ = λ' = λ(λ − a) when inside, else 0; ∂α/∂μ = 1;
+//   ∂α/∂σ = λ − a·λ' when inside, else λ (a is fixed by the clip); ∂μ/∂w = 1/n;
+//   ∂σ/∂w = (w − μ)/(nσ). So ∂L/∂w = g + G·(1/n + ∂α/∂σ·(w − μ)/(nσ)), ∂L/∂δ = G·∂α/∂δ.
+//   The thresholds μ ± δ' also move with μ and δ, but T is piecewise constant there: no gradient.
+// Φ uses the complementary error function of Numerical Recipes' erfcc (fractional error < 1.2e-7).
+
+struct TtnParams { len: u32 }
+
+@group(0) @binding(0) var<uniform> p: TtnParams;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> delta: array<f32>;
+@group(0) @binding(3) var<storage, read_write> fit: array<f32>;
+@group(0) @binding(4) var<storage, read_write> wq: array<f32>;
+@group(0) @binding(5) var<storage, read> gq: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dw: array<f32>;
+@group(0) @binding(7) var<storage, read_write> ddelta: array<f32>;
+
+var<workgroup> tree: array<f32, 256>;
+
+fn tree_sum(li: u32, v: f32) -> f32 {
+    tree[li] = v;
+    workgroupBarrier();
+    for (var half = 128u; half > 0u; half >>= 1u) {
+        if (li < half) { tree[li] += tree[li + half]; }
+        workgroupBarrier();
+    }
+    let s = tree[0];
+    workgroupBarrier();
+    return s;
+}
+
+fn erfc(x: f32) -> f32 {
+    let z = abs(x);
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+        + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+    let r = t * exp(-z * z + poly);
+    return select(2.0 - r, r, x >= 0.0);
+}
+
+fn ternary(v: f32) -> f32 {
+    let hi = fit[0] + fit[2];
+    let lo = fit[0] - fit[2];
+    return select(select(0.0, -1.0, v < lo), 1.0, v > hi);
+}
+
+@compute @workgroup_size(256)
+fn stats(@builtin(local_invocation_index) li: u32) {
+    let n = f32(p.len);
+    var s = 0.0;
+    for (var i = li; i < p.len; i += 256u) { s += w[i]; }
+    let mu = tree_sum(li, s) / n;
+    var v = 0.0;
+    for (var i = li; i < p.len; i += 256u) { v += (w[i] - mu) * (w[i] - mu); }
+    let sigma = max(sqrt(tree_sum(li, v) / n), 1e-12);
+    if (li == 0u) {
+        let d = clamp(delta[0], 0.0, 3.0 * sigma);
+        let a = d / sigma;
+        let tail = 0.5 * erfc(a * 0.70710678);
+        let lambda = 0.39894228 * exp(-0.5 * a * a) / tail;
+        fit[0] = mu;
+        fit[1] = sigma;
+        fit[2] = d;
+        fit[3] = mu + sigma * lambda;
+        fit[4] = lambda;
+        fit[5] = a;
+        fit[6] = select(0.0, 1.0, delta[0] > 0.0 && delta[0] < 3.0 * sigma);
+        fit[7] = 0.0;
+    }
+}
+
+@compute @workgroup_size(256)
+fn quantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+            @builtin(local_invocation_index) li: u32) {
+    let i = (wg.y * nwg.x + wg.x) * 256u + li;
+    if (i >= p.len) { return; }
+    wq[i] = fit[3] * ternary(w[i]);
+}
+
+@compute @workgroup_size(256)
+fn backward(@builtin(local_invocation_index) li: u32) {
+    var s = 0.0;
+    for (var i = li; i < p.len; i += 256u) { s += gq[i] * ternary(w[i]); }
+    let g_alpha = tree_sum(li, s);
+    let mu = fit[0];
+    let sigma = fit[1];
+    let lambda = fit[4];
+    let a = fit[5];
+    let inside = fit[6] > 0.5;
+    let dlambda = lambda * (lambda - a);
+    let dalpha_dsigma = select(lambda, lambda - a * dlambda, inside);
+    let n = f32(p.len);
+    for (var i = li; i < p.len; i += 256u) {
+        dw[i] = gq[i] + g_alpha * (1.0 / n + dalpha_dsigma * (w[i] - mu) / (n * sigma));
+    }
+    if (li == 0u) { ddelta[0] = select(0.0, g_alpha * dlambda, inside); }
+}
