@@ -234,7 +234,7 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(gpu: &Gpu, model: Model, cfg: &TrainConfig, eval_batch: usize) -> Result<Session> {
-        let train = model.graph(gpu, cfg.batch_size, Mode::Train)?;
+        let mut train = model.graph(gpu, cfg.batch_size, Mode::Train)?;
         let eval = model.graph(gpu, eval_batch, Mode::Eval)?;
         let step_params = gpu.uniform("step", bytemuck::bytes_of(&StepParams::default()));
         let s = &model.store;
@@ -369,7 +369,7 @@ fn from_full_precision(gpu: &Gpu, spec: ModelSpec, fp: &[HostTensor], origin: &P
     }
     for (layer, q) in model.weight_layers() {
         let wname = format!("{layer}.weight");
-        let extra_names: Vec<String> = q.extra_params(layer).into_iter().map(|s| s.name).collect();
+        let extra_names = model.extra_names(layer, q.as_ref());
         let mut latent = values.iter().find(|t| t.name == wname).context("weight")?.data.clone();
         let mut extra: Vec<Vec<f32>> = extra_names
             .iter()
@@ -389,7 +389,10 @@ fn from_full_precision(gpu: &Gpu, spec: ModelSpec, fp: &[HostTensor], origin: &P
 }
 
 fn is_quantizer_param(model: &Model, name: &str) -> bool {
-    model.weight_layers().iter().any(|(layer, q)| q.extra_params(layer).iter().any(|s| s.name == name))
+    model
+        .weight_layers()
+        .iter()
+        .any(|(layer, q)| model.extra_names(layer, q.as_ref()).iter().any(|n| n == name))
 }
 
 /// Train per `cfg`, or continue the run in `resume` (its own config then applies). With

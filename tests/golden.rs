@@ -223,7 +223,7 @@ fn resnet_block_forward_and_backward_match_pytorch() {
             grad: Some(zeros("dx", &g.get(&format!("{case}.x")).0)),
         };
         let y = block.build(&mut b, &x).unwrap();
-        let (forward, backward) = b.finish();
+        let (forward, backward, _) = b.finish();
         let dy = g.values(&format!("{case}.dy"));
         gpu.write(y.grad.as_ref().unwrap(), &dy.iter().map(|v| *v as f32).collect::<Vec<_>>()).unwrap();
         run_programs(&[&forward, &backward]);
@@ -262,5 +262,33 @@ fn ttn_forward_and_gradients_match_pytorch() {
         for (name, t) in [("wq", &wq), ("dw", &dw), ("ddelta", &ddelta)] {
             assert_close(&format!("{case}.{name}"), &download(t), &g.values(&format!("{case}.{name}")), TOL);
         }
+    }
+}
+
+#[test]
+fn sttn_forward_and_gradients_match_pytorch() {
+    let (gpu, g) = (gpu(), golden());
+    for i in 0..2 {
+        let case = format!("sttn{i}");
+        let t = |n: &str| g.upload(&format!("{case}.{n}"));
+        let (w1, w2, gq) = (t("w1"), t("w2"), t("g"));
+        let cout = w1.shape()[0];
+        let (alpha, wq, dw1, dw2) = (
+            zeros("alpha", &[cout]),
+            zeros("wq", w1.shape()),
+            zeros("dw1", w1.shape()),
+            zeros("dw2", w1.shape()),
+        );
+        run([
+            tern::quant::sttn::scale(gpu, &case, &w1, &w2, &alpha).unwrap(),
+            tern::quant::sttn::quantize(gpu, &case, &w1, &w2, &alpha, &wq).unwrap(),
+            tern::quant::sttn::backward(gpu, &case, &w1, &w2, &alpha, &gq, &dw1, &dw2).unwrap(),
+        ]);
+        for (name, t) in [("wq", &wq), ("dw1", &dw1), ("dw2", &dw2)] {
+            assert_close(&format!("{case}.{name}"), &download(t), &g.values(&format!("{case}.{name}")), TOL);
+        }
+        run([tern::quant::sttn::clamp_latent(gpu, &case, &w1, &w2).unwrap()]);
+        let clamped: Vec<f64> = g.values(&format!("{case}.w1")).iter().map(|v| v.clamp(-1.0, 1.0)).collect();
+        assert_close(&format!("{case} clamp"), &download(&w1), &clamped, 0.0);
     }
 }

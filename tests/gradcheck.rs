@@ -185,3 +185,41 @@ fn ttn_threshold_gradient() {
         check("ttn dw (α path)", &w, &alpha_path, |v| alpha_of(v) * dot(&t, &g));
     }
 }
+
+/// STTN: with the binary signs held fixed, the rest of ∂L/∂W1 is the true derivative through the
+/// per-channel scale α = (‖W1‖₁ + ‖W2‖₁)/(2n).
+#[test]
+fn sttn_scale_gradient() {
+    let gpu = gpu();
+    let (cout, n) = (3, 20);
+    let (w1, w2, g) = (values(cout * n, 19), values(cout * n, 20), values(cout * n, 21));
+    let sgn = |v: f64| if v >= 0.0 { 1.0 } else { -1.0 };
+    let b: Vec<f64> = w1.iter().zip(&w2).map(|(a, c)| sgn(*a) + sgn(*c)).collect();
+    let loss = |w1: &[f64]| -> f64 {
+        (0..cout * n)
+            .map(|i| {
+                let c = i / n;
+                let alpha: f64 =
+                    (c * n..(c + 1) * n).map(|j| w1[j].abs() + w2[j].abs()).sum::<f64>() / (2 * n) as f64;
+                g[i] * alpha * b[i]
+            })
+            .sum()
+    };
+    let (t1, t2, tg) =
+        (upload("w1", &[cout, n], &w1), upload("w2", &[cout, n], &w2), upload("gq", &[cout, n], &g));
+    let (alpha, wq, d1, d2) = (
+        zeros("alpha", &[cout]),
+        zeros("wq", &[cout, n]),
+        zeros("dw1", &[cout, n]),
+        zeros("dw2", &[cout, n]),
+    );
+    run([
+        tern::quant::sttn::scale(gpu, "sttn", &t1, &t2, &alpha).unwrap(),
+        tern::quant::sttn::quantize(gpu, "sttn", &t1, &t2, &alpha, &wq).unwrap(),
+        tern::quant::sttn::backward(gpu, "sttn", &t1, &t2, &alpha, &tg, &d1, &d2).unwrap(),
+    ]);
+    let a = download(&alpha);
+    let through_alpha: Vec<f64> =
+        download(&d1).iter().enumerate().map(|(i, d)| d - g[i] * a[i / n]).collect();
+    check("sttn dW1 (α path)", &w1, &through_alpha, loss);
+}

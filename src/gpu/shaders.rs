@@ -26,6 +26,7 @@ shader!(PACKED_LINEAR, "packed_linear");
 shader!(POOL, "pool");
 shader!(REDUCE, "reduce");
 shader!(SHORTCUT, "shortcut");
+shader!(STTN, "sttn");
 shader!(TTN, "ttn");
 shader!(TTQ, "ttq");
 shader!(TWN, "twn");

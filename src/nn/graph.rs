@@ -27,11 +27,20 @@ pub struct Builder<'a> {
     pub mode: Mode,
     pub forward: Program,
     backward: Vec<Program>,
+    /// Runs after the optimizer step (quantizers that constrain their latent weights).
+    pub after_update: Program,
 }
 
 impl<'a> Builder<'a> {
     pub fn new(gpu: &'a Gpu, store: &'a ParamStore, mode: Mode) -> Builder<'a> {
-        Builder { gpu, store, mode, forward: Program::default(), backward: Vec::new() }
+        Builder {
+            gpu,
+            store,
+            mode,
+            forward: Program::default(),
+            backward: Vec::new(),
+            after_update: Program::default(),
+        }
     }
 
     pub fn training(&self) -> bool {
@@ -68,12 +77,12 @@ impl<'a> Builder<'a> {
         self.backward[slot] = p;
     }
 
-    /// (forward, backward) programs.
-    pub fn finish(self) -> (Program, Program) {
+    /// (forward, backward, after_update) programs.
+    pub fn finish(self) -> (Program, Program, Program) {
         let mut backward = Program::default();
         for p in self.backward.into_iter().rev() {
             backward.extend(p);
         }
-        (self.forward, backward)
+        (self.forward, backward, self.after_update)
     }
 }

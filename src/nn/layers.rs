@@ -55,8 +55,8 @@ impl Layer {
     }
 }
 
-fn extra_refs(b: &Builder, q: &dyn Quantizer, layer: &str) -> Result<Vec<ParamRef>> {
-    q.extra_params(layer).iter().map(|s| b.param(&s.name)).collect()
+fn extra_refs(b: &Builder, q: &dyn Quantizer, layer: &str, weight: &ParamRef) -> Result<Vec<ParamRef>> {
+    q.extra_params(layer, weight.value.shape()).iter().map(|s| b.param(&s.name)).collect()
 }
 
 /// Convolution without bias; its weights go through the layer's quantizer.
@@ -80,7 +80,7 @@ impl Conv {
             Init::KaimingNormal { fan_in },
             true,
         )];
-        p.extend(self.quant.extra_params(&self.name));
+        p.extend(self.quant.extra_params(&self.name, &shape));
         p
     }
 
@@ -98,8 +98,10 @@ impl Conv {
             pad: self.pad,
         };
         let w = b.param(&format!("{}.weight", self.name))?;
-        let q = self.quant.build(b.gpu, &self.name, &w, &extra_refs(b, self.quant.as_ref(), &self.name)?)?;
+        let q =
+            self.quant.build(b.gpu, &self.name, &w, &extra_refs(b, self.quant.as_ref(), &self.name, &w)?)?;
         b.forward.extend(q.forward);
+        b.after_update.extend(q.after_update);
         let y = b.act(&format!("{}.out", self.name), &g.output_shape())?;
         b.forward.push(ops::conv2d::forward(b.gpu, &self.name, &g, &x.value, &q.wq, &y.value)?);
         if let (Some(dy), Some(gq)) = (&y.grad, &q.gq) {
@@ -210,15 +212,16 @@ impl Linear {
             ),
             ParamSpec::new(format!("{}.bias", self.name), &[self.fout], Init::Uniform { bound }, false),
         ];
-        p.extend(self.quant.extra_params(&self.name));
+        p.extend(self.quant.extra_params(&self.name, &[self.fout, self.fin]));
         p
     }
 
     fn build(&self, b: &mut Builder, x: &Act) -> Result<Act> {
         let n = &self.name;
         let (w, bias) = (b.param(&format!("{n}.weight"))?, b.param(&format!("{n}.bias"))?);
-        let q = self.quant.build(b.gpu, n, &w, &extra_refs(b, self.quant.as_ref(), n)?)?;
+        let q = self.quant.build(b.gpu, n, &w, &extra_refs(b, self.quant.as_ref(), n, &w)?)?;
         b.forward.extend(q.forward);
+        b.after_update.extend(q.after_update);
         let batch = x.value.shape()[0];
         let y = b.act(&format!("{n}.out"), &[batch, self.fout])?;
         b.forward.push(ops::linear::forward(b.gpu, n, &x.value, &q.wq, &bias.value, &y.value)?);

@@ -140,6 +140,8 @@ pub struct Graph {
     pub forward: Program,
     /// Empty in eval mode.
     pub backward: Program,
+    /// After each optimizer step (empty in eval mode and for most quantizers).
+    pub after_update: Program,
 }
 
 impl Model {
@@ -148,6 +150,12 @@ impl Model {
         let specs = layers.iter().flat_map(|l| l.params()).collect();
         let store = ParamStore::new(gpu, specs, seed)?;
         Ok(Model { spec, layers, store })
+    }
+
+    /// Names of a weight layer's quantizer parameters (TTQ's scales, STTN's second kernel).
+    pub fn extra_names(&self, layer: &str, q: &dyn Quantizer) -> Vec<String> {
+        let shape = self.store.spec(&format!("{layer}.weight")).map(|s| s.shape.clone()).unwrap_or_default();
+        q.extra_params(layer, &shape).into_iter().map(|s| s.name).collect()
     }
 
     /// Every weight layer with its quantizer, in model order.
@@ -173,8 +181,19 @@ impl Model {
         };
         b.forward.push(ops::loss::forward(gpu, "loss", &x.value, &labels, &dlogits, &loss, &pred)?);
         b.forward.push(ops::loss::accumulate(gpu, "loss", &loss, &pred, &labels, &metrics)?);
-        let (forward, backward) = b.finish();
-        Ok(Graph { batch, input, labels, logits: x.value, pred, loss, metrics, forward, backward })
+        let (forward, backward, after_update) = b.finish();
+        Ok(Graph {
+            batch,
+            input,
+            labels,
+            logits: x.value,
+            pred,
+            loss,
+            metrics,
+            forward,
+            backward,
+            after_update,
+        })
     }
 }
 
@@ -200,7 +219,7 @@ impl Model {
         let mut out = Vec::new();
         for (name, q) in self.weight_layers() {
             let w = find(&format!("{name}.weight"));
-            let extra: Vec<Vec<f32>> = q.extra_params(name).iter().map(|s| find(&s.name)).collect();
+            let extra: Vec<Vec<f32>> = self.extra_names(name, q.as_ref()).iter().map(|n| find(n)).collect();
             let n = w.len();
             let stats = match q.ternarize(&w, &extra) {
                 Some(t) => LayerStats {

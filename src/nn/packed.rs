@@ -324,10 +324,10 @@ fn quantized_weights(
     q: &dyn crate::quant::Quantizer,
 ) -> Result<Vec<f32>> {
     let latent = ParamRef { value: model.store.get(&format!("{name}.weight"))?.value, grad: None };
-    let extra: Vec<ParamRef> = q
-        .extra_params(name)
+    let extra: Vec<ParamRef> = model
+        .extra_names(name, q)
         .iter()
-        .map(|s| Ok(ParamRef { value: model.store.get(&s.name)?.value, grad: None }))
+        .map(|n| Ok(ParamRef { value: model.store.get(n)?.value, grad: None }))
         .collect::<Result<_>>()?;
     let built = q.build(gpu, name, &latent, &extra)?;
     gpu.run(&[&built.forward])?;

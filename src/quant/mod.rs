@@ -3,6 +3,7 @@
 //! parameters) plus kernels (its shader file), behind the one `Quantizer` trait.
 
 pub mod pack;
+pub mod sttn;
 pub mod ttn;
 pub mod ttq;
 pub mod twn;
@@ -22,6 +23,8 @@ pub enum QuantKind {
     Twn,
     /// Trained threshold, truncated-Gaussian scale (He & Fan 2018).
     Ttn,
+    /// Soft Threshold Ternary Networks: two binary kernels whose sum is ternary (Xu et al. 2020).
+    Sttn,
 }
 
 impl QuantKind {
@@ -31,6 +34,7 @@ impl QuantKind {
             QuantKind::Ttq => "ttq",
             QuantKind::Twn => "twn",
             QuantKind::Ttn => "ttn",
+            QuantKind::Sttn => "sttn",
         }
     }
 
@@ -40,6 +44,7 @@ impl QuantKind {
             QuantKind::Ttq => Box::new(ttq::Ttq { threshold }),
             QuantKind::Twn => Box::new(twn::Twn),
             QuantKind::Ttn => Box::new(ttn::Ttn { threshold }),
+            QuantKind::Sttn => Box::new(sttn::Sttn { threshold }),
         }
     }
 }
@@ -98,8 +103,8 @@ impl Ternary {
 pub trait Quantizer: Send + Sync {
     fn kind(&self) -> QuantKind;
 
-    /// Trainable parameters besides the latent weights, named by suffix ("wp", "wn").
-    fn extra_params(&self, layer: &str) -> Vec<ParamSpec>;
+    /// Trainable parameters besides the latent weights (TTQ's "wp", "wn", STTN's "weight2").
+    fn extra_params(&self, layer: &str, weight_shape: &[usize]) -> Vec<ParamSpec>;
 
     /// Record the quantizer's kernels for one layer. `extra` follows `extra_params` order.
     fn build(&self, gpu: &Gpu, layer: &str, latent: &ParamRef, extra: &[ParamRef]) -> Result<Quantized>;
@@ -125,7 +130,7 @@ impl Quantizer for FullPrecision {
         QuantKind::Fp
     }
 
-    fn extra_params(&self, _layer: &str) -> Vec<ParamSpec> {
+    fn extra_params(&self, _layer: &str, _weight_shape: &[usize]) -> Vec<ParamSpec> {
         Vec::new()
     }
 

@@ -115,7 +115,7 @@ impl Quantizer for Ttn {
         super::QuantKind::Ttn
     }
 
-    fn extra_params(&self, layer: &str) -> Vec<ParamSpec> {
+    fn extra_params(&self, layer: &str, _weight_shape: &[usize]) -> Vec<ParamSpec> {
         vec![scalar(layer, "delta", 0.0)]
     }
 

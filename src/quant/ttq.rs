@@ -83,7 +83,7 @@ impl Quantizer for Ttq {
         super::QuantKind::Ttq
     }
 
-    fn extra_params(&self, layer: &str) -> Vec<ParamSpec> {
+    fn extra_params(&self, layer: &str, _weight_shape: &[usize]) -> Vec<ParamSpec> {
         vec![scalar(layer, "wp", 1.0), scalar(layer, "wn", 1.0)]
     }
 

@@ -39,7 +39,7 @@ impl Quantizer for Twn {
         super::QuantKind::Twn
     }
 
-    fn extra_params(&self, _layer: &str) -> Vec<ParamSpec> {
+    fn extra_params(&self, _layer: &str, _weight_shape: &[usize]) -> Vec<ParamSpec> {
         Vec::new()
     }
 

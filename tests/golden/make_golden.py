@@ -76,6 +76,38 @@ def ttn_cases(out):
         store(out, f"ttn{i}", w=w, delta=d, wq=wq, g=g, dw=w.grad, ddelta=d.grad)
 
 
+class SignSTE(torch.autograd.Function):
+    """sign with sign(0) = +1; straight-through where |w| ≤ 1."""
+
+    @staticmethod
+    def forward(ctx, w):
+        ctx.save_for_backward(w)
+        return torch.where(w >= 0, 1.0, -1.0).to(w.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (w,) = ctx.saved_tensors
+        return g * (w.abs() <= 1).to(g.dtype)
+
+
+def sttn_forward(w1, w2):
+    """STTN (Xu et al. 2020): α·(sign W1 + sign W2), α per output channel = (‖W1‖₁ + ‖W2‖₁)/(2n)."""
+    n = w1[0].numel()
+    alpha = (w1.abs().flatten(1).sum(1) + w2.abs().flatten(1).sum(1)) / (2 * n)
+    shape = (-1,) + (1,) * (w1.dim() - 1)
+    return alpha.view(shape) * (SignSTE.apply(w1) + SignSTE.apply(w2))
+
+
+def sttn_cases(out):
+    for i, shape in enumerate([(8, 4, 3, 3), (10, 70)]):
+        w1 = (rand(*shape) * 1.3).requires_grad_()
+        w2 = (rand(*shape) * 1.3).requires_grad_()
+        wq = sttn_forward(w1, w2)
+        g = rand(*shape)
+        wq.backward(g)
+        store(out, f"sttn{i}", w1=w1, w2=w2, wq=wq, g=g, dw1=w1.grad, dw2=w2.grad)
+
+
 def conv_cases(out):
     shapes = [  # n, cin, h, w, cout, k, stride, pad
         (1, 1, 5, 5, 1, 3, 1, 1),
@@ -287,6 +319,7 @@ def main():
     ttq_cases(out)
     block_cases(out)
     ttn_cases(out)
+    sttn_cases(out)
     path = os.path.join(HERE, "ops.safetensors")
     save_file(out, path, metadata={"generator": "tests/golden/make_golden.py", "torch": torch.__version__})
     print(f"wrote {len(out)} tensors to {path}")
