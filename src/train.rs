@@ -252,18 +252,11 @@ impl Session {
             Optimizer::Adam => "adam",
         };
         let trained = s.values.view("params.trained", 0, &[s.trainable_end.max(1)]);
-        let update = Program {
-            dispatches: vec![optim::update(
-                gpu,
-                entry,
-                &params,
-                &step_params,
-                &trained,
-                &s.grads,
-                &s.moment1,
-                &s.moment2,
-            )?],
-        };
+        let optimizer =
+            optim::update(gpu, entry, &params, &step_params, &trained, &s.grads, &s.moment1, &s.moment2)?;
+        // The optimizer, then the quantizers' after-update kernels (STTN's latent clamp).
+        let mut update = Program { dispatches: vec![optimizer] };
+        update.extend(std::mem::take(&mut train.after_update));
         Ok(Session { model, train, eval, update, step_params })
     }
 
