@@ -1,4 +1,5 @@
-// activation.wgsl — elementwise ReLU and addition (residual joins).
+// activation.wgsl — elementwise ReLU, the ternary activation of STTN, and addition (residual
+// joins).
 //
 // Bindings (group 0):
 //   0 p    uniform  ActivationParams { len }
@@ -12,6 +13,8 @@
 //
 // One invocation per element, 256 per workgroup, grid folded to 2-D.
 // relu_backward masks dy with the forward input x (the gradient at x = 0 is taken as 0).
+// ternary_forward: y = +1 above 0.5, −1 below −0.5, else 0 (Xu et al. 2020);
+// ternary_backward: straight-through, dx = dy where |x| ≤ 1, else 0.
 
 struct ActivationParams { len: u32 }
 
@@ -47,4 +50,18 @@ fn add(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
        @builtin(local_invocation_index) li: u32) {
     let i = index(wg, nwg, li);
     if (i < p.len) { sum[i] = a[i] + b[i]; }
+}
+
+@compute @workgroup_size(256)
+fn ternary_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                   @builtin(local_invocation_index) li: u32) {
+    let i = index(wg, nwg, li);
+    if (i < p.len) { y[i] = select(select(0.0, -1.0, x[i] < -0.5), 1.0, x[i] > 0.5); }
+}
+
+@compute @workgroup_size(256)
+fn ternary_backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                    @builtin(local_invocation_index) li: u32) {
+    let i = index(wg, nwg, li);
+    if (i < p.len) { dx[i] = select(0.0, dy[i], abs(x[i]) <= 1.0); }
 }

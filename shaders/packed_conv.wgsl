@@ -12,7 +12,11 @@
 //   7 scale   storage read        [cout]  folded batch norm: γ / √(var + ε)
 //   8 shift   storage read        [cout]  β − mean · scale
 //   9 res     storage read        [n, res_c, res_h, res_w]  residual input (p.residual = 1)
-//   10 y      storage read_write  [n, cout, oh, ow]
+//   10 y      storage read_write  [n, cout, oh, ow]  (ternary_affine: [n, cin, h, w])
+//   11 act_scale  storage read    [cin]  folded batch norm before a ternary activation
+//   12 act_shift  storage read    [cin]
+//   13 act_pos    storage read_write  [n, h·w, words] bit c % 32 of word c / 32: activation +1
+//   14 act_neg    storage read_write  [n, h·w, words] activation −1  (words = ⌈cin/32⌉)
 //
 // Ternary weight i is the i-th in [cout, kh, kw, cin] order (tap-major: the input channels of one
 // kernel tap are consecutive bits); it is bit i % 32 (least significant first) of word i / 32.
@@ -28,13 +32,20 @@
 //
 // Epilogue: v = conv·scale + shift, then + residual (option-A: subsample by res_stride, channels
 // offset by res_pad_c, zero outside), then ReLU if p.relu = 1.
+//
+// Ternary activations (STTN), a = +1 above 0.5, −1 below −0.5, else 0, of x·act_scale + act_shift:
+// ternary_affine writes them as floats (one invocation per element, 256 per workgroup) for the
+// `ternary` entry; pack_activations writes them as bit-planes (one invocation per pixel and
+// 32-channel word), and `bitplane` convolves bit-plane activations with the weight bitmasks:
+// per 32 channels, popc(w⁺&a⁺) − popc(w⁺&a⁻) counts towards Wp and popc(w⁻&a⁺) − popc(w⁻&a⁻)
+// towards Wn — integer dot products, no floating-point work until the epilogue.
 
 struct PackedConvParams {
     n: u32, cin: u32, h: u32, w: u32,
     cout: u32, oh: u32, ow: u32, kh: u32,
     kw: u32, stride: u32, pad: u32, per_channel: u32,
     relu: u32, residual: u32, res_c: u32, res_h: u32,
-    res_w: u32, res_stride: u32, res_pad_c: u32,
+    res_w: u32, res_stride: u32, res_pad_c: u32, words: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: PackedConvParams;
@@ -48,6 +59,10 @@ struct PackedConvParams {
 @group(0) @binding(8) var<storage, read> shift: array<f32>;
 @group(0) @binding(9) var<storage, read> res: array<f32>;
 @group(0) @binding(10) var<storage, read_write> y: array<f32>;
+@group(0) @binding(11) var<storage, read> act_scale: array<f32>;
+@group(0) @binding(12) var<storage, read> act_shift: array<f32>;
+@group(0) @binding(13) var<storage, read_write> act_pos: array<u32>;
+@group(0) @binding(14) var<storage, read_write> act_neg: array<u32>;
 
 const WG: u32 = 64u;
 
@@ -55,6 +70,7 @@ const WG: u32 = 64u;
 struct Block {
     co0: u32,
     pos0: u32,
+    n: vec4u,      // image of each position
     base: vec4u,   // offset of image n in x
     r0: vec4i,     // top input row of the window
     c0: vec4i,     // left input column of the window
@@ -70,7 +86,8 @@ fn block(wg: vec3u, nwg: vec3u, li: u32) -> Block {
     for (var j = 0u; j < 4u; j++) {
         let q = min(b.pos0 + j, positions - 1u);
         let rc = q % (p.oh * p.ow);
-        b.base[j] = (q / (p.oh * p.ow)) * p.cin * p.h * p.w;
+        b.n[j] = q / (p.oh * p.ow);
+        b.base[j] = b.n[j] * p.cin * p.h * p.w;
         b.r0[j] = i32((rc / p.ow) * p.stride) - i32(p.pad);
         b.c0[j] = i32((rc % p.ow) * p.stride) - i32(p.pad);
     }
@@ -210,6 +227,105 @@ fn dense(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             if (b.co0 + 3u < p.cout) { acc[3] += weight[wi + 3u * stride_co] * xv; }
             wi += kk;
         }
+    }
+    epilogue(b, acc);
+}
+
+fn ternary_of(v: f32) -> f32 {
+    return select(select(0.0, -1.0, v < -0.5), 1.0, v > 0.5);
+}
+
+@compute @workgroup_size(256)
+fn ternary_affine(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                  @builtin(local_invocation_index) li: u32) {
+    let i = (wg.y * nwg.x + wg.x) * 256u + li;
+    if (i >= p.n * p.cin * p.h * p.w) { return; }
+    let c = (i / (p.h * p.w)) % p.cin;
+    y[i] = ternary_of(x[i] * act_scale[c] + act_shift[c]);
+}
+
+@compute @workgroup_size(256)
+fn pack_activations(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                    @builtin(local_invocation_index) li: u32) {
+    let i = (wg.y * nwg.x + wg.x) * 256u + li;
+    let hw = p.h * p.w;
+    if (i >= p.n * hw * p.words) { return; }
+    let word = i % p.words;
+    let pixel = (i / p.words) % hw;
+    let n = i / (p.words * hw);
+    var plus = 0u;
+    var minus = 0u;
+    for (var b = 0u; b < 32u; b++) {
+        let c = word * 32u + b;
+        if (c >= p.cin) { break; }
+        let a = ternary_of(x[(n * p.cin + c) * hw + pixel] * act_scale[c] + act_shift[c]);
+        plus |= select(0u, 1u << b, a > 0.0);
+        minus |= select(0u, 1u << b, a < 0.0);
+    }
+    act_pos[i] = plus;
+    act_neg[i] = minus;
+}
+
+@compute @workgroup_size(64)
+fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+            @builtin(local_invocation_index) li: u32) {
+    let b = block(wg, nwg, li);
+    if (b.co0 >= p.cout) { return; }
+    let kk = p.kh * p.kw;
+    var rows = 0u;
+    var scale_p: vec4f;
+    var scale_n: vec4f;
+    for (var m = 0u; m < 4u; m++) {
+        if (b.co0 + m < p.cout) {
+            let c = (b.co0 + m) * p.per_channel;
+            scale_p[m] = wp[c];
+            scale_n[m] = wn[c];
+            rows = m + 1u;
+        }
+    }
+    var sp: array<vec4i, 4>;
+    var sn: array<vec4i, 4>;
+    for (var t = 0u; t < kk; t++) {
+        // Pixel index of each position at this tap, or none outside the image (zero padding).
+        var pix: vec4u;
+        var inside: vec4<bool>;
+        for (var j = 0u; j < 4u; j++) {
+            let row = b.r0[j] + i32(t / p.kw);
+            let col = b.c0[j] + i32(t % p.kw);
+            inside[j] = row >= 0 && row < i32(p.h) && col >= 0 && col < i32(p.w);
+            pix[j] = select(0u, (b.n[j] * p.h + u32(row)) * p.w + u32(col), inside[j]);
+        }
+        for (var word = 0u; word < p.words; word++) {
+            let count = min(32u, p.cin - word * 32u);
+            let keep = select((1u << count) - 1u, 0xffffffffu, count == 32u);
+            var mp: array<u32, 4>;
+            var mn: array<u32, 4>;
+            var any = 0u;
+            for (var m = 0u; m < rows; m++) {
+                let first = ((b.co0 + m) * kk + t) * p.cin + word * 32u;
+                mp[m] = bits32(first, false) & keep;
+                mn[m] = bits32(first, true) & keep;
+                any |= mp[m] | mn[m];
+            }
+            if (any == 0u) { continue; }
+            var ap: vec4u;
+            var an: vec4u;
+            for (var j = 0u; j < 4u; j++) {
+                let k = pix[j] * p.words + word;
+                ap[j] = select(0u, act_pos[k], inside[j]);
+                an[j] = select(0u, act_neg[k], inside[j]);
+            }
+            for (var m = 0u; m < rows; m++) {
+                let pp = vec4i(countOneBits(vec4u(mp[m]) & ap)) - vec4i(countOneBits(vec4u(mp[m]) & an));
+                let nn = vec4i(countOneBits(vec4u(mn[m]) & ap)) - vec4i(countOneBits(vec4u(mn[m]) & an));
+                sp[m] += pp;
+                sn[m] += nn;
+            }
+        }
+    }
+    var acc: array<vec4f, 4>;
+    for (var m = 0u; m < 4u; m++) {
+        acc[m] = scale_p[m] * vec4f(sp[m]) - scale_n[m] * vec4f(sn[m]);
     }
     epilogue(b, acc);
 }

@@ -81,6 +81,7 @@ pub fn infer_bench(
         quant,
         threshold: 0.05,
         quantize_ends: false,
+        activation: Default::default(),
     };
     let meta = |s: &ModelSpec| Meta {
         spec: s.clone(),
@@ -132,6 +133,7 @@ pub fn profiler_bench(gpu: &Gpu, steps: usize) -> Result<()> {
         quant: cfg.quant,
         threshold: cfg.threshold,
         quantize_ends: false,
+        activation: Default::default(),
     };
     let session = Session::new(gpu, Model::new(gpu, spec, 0)?, &cfg, 1)?;
     let profiler = crate::gpu::Profiler::new(gpu, session.dispatch_count());
@@ -171,5 +173,40 @@ pub fn profiler_bench(gpu: &Gpu, steps: usize) -> Result<()> {
     println!("{:<34} {:>10.2} ms/step  {:+.1}%", "every step timed", all * 1e3, 100.0 * (all / plain - 1.0));
     let name = format!("1 step in {PROFILE_EVERY} (train --profile)");
     println!("{name:<34} {:>10.2} ms/step  {:+.1}%", sampled * 1e3, 100.0 * (sampled / plain - 1.0));
+    Ok(())
+}
+
+/// STTN's ResNet with ternary activations, packed: activations as floats through the `ternary`
+/// kernel vs bit-planes through the popcount `bitplane` kernel, images/s at batch 1, 32 and 128.
+pub fn bitplane_bench(gpu: &Gpu, arch: crate::nn::Arch, reps: usize) -> Result<()> {
+    use crate::checkpoint::Meta;
+    use crate::nn::packed::PackedModel;
+    use crate::nn::{Activation, Model, ModelSpec};
+    use crate::quant::QuantKind;
+    let spec = ModelSpec {
+        arch,
+        in_channels: 3,
+        height: 32,
+        width: 32,
+        classes: 10,
+        quant: QuantKind::Sttn,
+        threshold: 0.05,
+        quantize_ends: false,
+        activation: Activation::Ternary,
+    };
+    let model = Model::new(gpu, spec.clone(), 0)?;
+    let meta = Meta { spec, mean: vec![0.0; 3], std: vec![1.0; 3], classes: vec![] };
+    let packed = PackedModel::from_model(gpu, &model, &meta)?;
+    println!(
+        "ternary activations, {} STTN 3x32x32 on {} — images/s, median of {reps} runs",
+        arch.name(),
+        gpu.describe()
+    );
+    println!("{:>6} {:>18} {:>18} {:>10}", "batch", "float activations", "bit-planes", "ratio");
+    for batch in [1, 32, 128] {
+        let float = images_per_second(gpu, &packed.graph_with(gpu, batch, false)?.forward, batch, reps)?;
+        let bits = images_per_second(gpu, &packed.graph_with(gpu, batch, true)?.forward, batch, reps)?;
+        println!("{batch:>6} {float:>18.1} {bits:>18.1} {:>9.2}x", bits / float);
+    }
     Ok(())
 }

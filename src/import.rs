@@ -91,6 +91,7 @@ pub fn import_torch(gpu: &Gpu, path: &Path, o: &ImportOptions) -> Result<(Model,
         quant: QuantKind::Fp,
         threshold: 0.05,
         quantize_ends: false,
+        activation: Default::default(),
     };
     let model = Model::new(gpu, spec.clone(), 0)?;
     check_complete(&tensors, &model, path)?;

@@ -114,6 +114,8 @@ enum BenchSuite {
     Infer,
     /// cost of profiling a training step
     Profiler,
+    /// ternary activations: bit-plane popcount vs float-activation packed kernels
+    Bitplane,
     All,
 }
 
@@ -229,6 +231,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if matches!(suite, BenchSuite::Infer | BenchSuite::All) {
                 tern::bench::infer_bench(&gpu, arch, 3, 32, reps)?;
+            }
+            if matches!(suite, BenchSuite::Bitplane | BenchSuite::All) {
+                tern::bench::bitplane_bench(&gpu, arch, reps)?;
             }
             if matches!(suite, BenchSuite::Profiler | BenchSuite::All) {
                 tern::bench::profiler_bench(&gpu, 100)?;

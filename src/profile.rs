@@ -86,6 +86,7 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
                 quant: cfg.quant,
                 threshold: 0.05,
                 quantize_ends: false,
+                activation: Default::default(),
             };
             Model::new(gpu, spec, 0)?
         }

@@ -62,6 +62,10 @@ pub struct TrainConfig {
     /// Ternarize the first convolution and the last linear layer too
     #[arg(long)]
     pub quantize_ends: bool,
+    /// ternary: STTN's ternary activations and ResNet unit layout (ResNets only)
+    #[arg(long, value_enum, default_value = "relu")]
+    #[serde(default)]
+    pub activation: crate::nn::Activation,
     #[arg(long, value_enum, default_value = "embedded")]
     pub dataset: DatasetKind,
     /// Dataset directory (all datasets but the embedded one)
@@ -336,6 +340,7 @@ fn spec(cfg: &TrainConfig, data: &Dataset, quant: QuantKind) -> ModelSpec {
         quant,
         threshold: cfg.threshold,
         quantize_ends: cfg.quantize_ends,
+        activation: cfg.activation,
     }
 }
 
@@ -423,6 +428,8 @@ pub fn train(
     if resume.is_none() && out.join("last.safetensors").exists() {
         bail!("{} already holds a run: resume it with --resume {0}, or choose another --out", out.display());
     }
+    // Reject an impossible model before anything is written.
+    spec(&cfg, &splits.train, cfg.quant).layers()?;
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
     let (mean, std) = match &state {
         Some(s) => (s.mean.clone(), s.std.clone()),

@@ -253,3 +253,12 @@ fn no_adapter_names_the_fix() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("WGPU_ADAPTER_NAME=no-such-adapter-anywhere"));
 }
+
+#[test]
+fn ternary_activation_needs_a_resnet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("never-written");
+    let r = tern(&["train", "--activation", "ternary", "--out", out.to_str().unwrap()]);
+    assert_fails(&r, &["--activation ternary", "ResNet"]);
+    assert!(!out.exists(), "the output directory was created");
+}

@@ -292,3 +292,50 @@ fn sttn_forward_and_gradients_match_pytorch() {
         assert_close(&format!("{case} clamp"), &download(&w1), &clamped, 0.0);
     }
 }
+
+/// A unit of STTN's ResNet (BN → ternary activation → conv with STTN weights → BN, + identity or
+/// option-A shortcut), built by the models' code, forward and backward against PyTorch.
+#[test]
+fn sttn_ternary_unit_forward_and_backward_match_pytorch() {
+    let (gpu, g) = (gpu(), golden());
+    for case in ["unit_sttn", "unit_down_sttn"] {
+        let v = g.usizes(&format!("{case}.geom"));
+        let (cin, cout, stride) = (v[0], v[1], v[2]);
+        let quant: std::sync::Arc<dyn Quantizer> = QuantKind::Sttn.quantizer(0.05).into();
+        let unit = Layer::TernaryUnit(tern::nn::layers::TernaryUnit::new(case, 1, cin, cout, stride, &quant));
+        let store = ParamStore::new(gpu, unit.params(), 0).unwrap();
+        let host: Vec<HostTensor> = store
+            .specs
+            .iter()
+            .filter(|s| s.role != Role::State)
+            .map(|s| {
+                let (shape, data) = g.get(&s.name);
+                HostTensor { name: s.name.clone(), shape, data: data.iter().map(|x| *x as f32).collect() }
+            })
+            .collect();
+        store.write(gpu, Slot::Values, &host).unwrap();
+        let mut b = Builder::new(gpu, &store, Mode::Train);
+        let shape = g.get(&format!("{case}.x")).0;
+        let x = Act { value: g.upload(&format!("{case}.x")), grad: Some(zeros("dx", &shape)) };
+        let y = unit.build(&mut b, &x).unwrap();
+        let (forward, backward, _) = b.finish();
+        let dy: Vec<f32> = g.values(&format!("{case}.dy")).iter().map(|v| *v as f32).collect();
+        gpu.write(y.grad.as_ref().unwrap(), &dy).unwrap();
+        run_programs(&[&forward, &backward]);
+        assert_close(&format!("{case}.y"), &download(&y.value), &g.values(&format!("{case}.y")), TOL);
+        assert_close(
+            &format!("{case}.dx"),
+            &download(x.grad.as_ref().unwrap()),
+            &g.values(&format!("{case}.dx")),
+            TOL,
+        );
+        for s in store.specs.iter() {
+            let p = store.get(&s.name).unwrap();
+            let (t, golden_name) = match &p.grad {
+                Some(grad) => (grad.clone(), format!("{}.grad", s.name)),
+                None => (p.value.clone(), s.name.clone()),
+            };
+            assert_close(&s.name, &download(&t), &g.values(&golden_name), TOL);
+        }
+    }
+}

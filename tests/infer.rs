@@ -13,11 +13,22 @@ use std::process::Command;
 use tern::checkpoint::Meta;
 use tern::nn::packed::{PackedModel, PackedWeightsHost};
 use tern::nn::params::{Role, Slot};
-use tern::nn::{Arch, Model, ModelSpec};
+use tern::nn::{Activation, Arch, Model, ModelSpec};
 use tern::quant::QuantKind;
 
 /// A model whose every tensor (batch-norm statistics included) holds random values.
 fn random_model(arch: Arch, quant: QuantKind, channels: usize, size: usize, seed: u64) -> Model {
+    random_model_with(arch, quant, channels, size, seed, Activation::Relu)
+}
+
+fn random_model_with(
+    arch: Arch,
+    quant: QuantKind,
+    channels: usize,
+    size: usize,
+    seed: u64,
+    activation: Activation,
+) -> Model {
     let spec = ModelSpec {
         arch,
         in_channels: channels,
@@ -27,6 +38,7 @@ fn random_model(arch: Arch, quant: QuantKind, channels: usize, size: usize, seed
         quant,
         threshold: 0.05,
         quantize_ends: quant != QuantKind::Fp && seed % 2 == 1,
+        activation,
     };
     let model = Model::new(gpu(), spec, seed).unwrap();
     let mut values = model.store.read(gpu(), Slot::Values).unwrap();
@@ -82,10 +94,10 @@ fn packed_logits_match_the_training_graph_for_every_architecture_and_quantizer()
         (Arch::Resnet20, 3, 32),
         (Arch::Resnet32, 3, 16),
         (Arch::Resnet44, 1, 12),
-        (Arch::Resnet56, 3, 8),
+        (Arch::Resnet56, 3, 4),
     ];
     for (i, &(arch, channels, size)) in cases.iter().enumerate() {
-        for quant in [QuantKind::Ttq, QuantKind::Twn, QuantKind::Fp] {
+        for quant in [QuantKind::Ttq, QuantKind::Twn, QuantKind::Ttn, QuantKind::Sttn, QuantKind::Fp] {
             let model = random_model(arch, quant, channels, size, i as u64 + 1);
             let batch = 3;
             let images: Vec<f32> = reference::to_f32(&reference::values(batch * channels * size * size, 77));
@@ -97,11 +109,21 @@ fn packed_logits_match_the_training_graph_for_every_architecture_and_quantizer()
             let what = format!("{} {channels}x{size}x{size} {}", arch.name(), quant.name());
             assert_close_to_scale(&what, &reference::to_f64(&got), &reference::to_f64(&want), 1e-4);
             for l in &packed.layers {
-                if let PackedWeightsHost::Ternary { .. } = l.weights {
-                    // 2 bits per weight, at most 62 bits of padding, 64 bits of scales (per layer).
+                if let PackedWeightsHost::Ternary { wp, wn, .. } = &l.weights {
+                    // 2 bits per weight, at most 62 bits of padding, and the scales: two per
+                    // layer, or per output channel (stored once when Wn = Wp).
+                    let scales = if wp == wn { wp.len() } else { 2 * wp.len() } as f64;
                     let (n, bits) = (l.numel() as f64, 8.0 * l.weight_bytes() as f64 / l.numel() as f64);
-                    assert!(bits <= 2.0 + 126.0 / n, "{what} {}: {bits} bits per weight", l.name);
-                    assert!(n < 1152.0 || bits <= 2.06, "{what} {}: {bits} bits per weight", l.name);
+                    assert!(
+                        bits <= 2.0 + (62.0 + 32.0 * scales) / n,
+                        "{what} {}: {bits} bits per weight",
+                        l.name
+                    );
+                    assert!(
+                        n < 1152.0 || wp.len() > 1 || bits <= 2.06,
+                        "{what} {}: {bits} bits per weight",
+                        l.name
+                    );
                 }
             }
         }
@@ -254,4 +276,38 @@ fn eval_of_an_imported_model_needs_matching_data() {
     ]);
     assert_eq!(code, 1);
     assert!(err.contains("missing tensor 'layer1.3.conv1.weight'"), "{err}");
+}
+
+/// STTN's ResNet with ternary activations: the float-activation packed path and the bit-plane
+/// popcount path both give the training graph's logits.
+#[test]
+fn ternary_activation_resnet_packed_and_bitplane_paths_match() {
+    let gpu = gpu();
+    for (quant, channels, size) in [(QuantKind::Sttn, 3, 16), (QuantKind::Ttq, 1, 12), (QuantKind::Fp, 3, 8)]
+    {
+        let model = random_model_with(Arch::Resnet20, quant, channels, size, 4, Activation::Ternary);
+        let batch = 3;
+        let images = reference::to_f32(&reference::values(batch * channels * size * size, 78));
+        let graph = tern::infer::eval_graph(gpu, &model, batch).unwrap();
+        let want = reference::to_f64(&tern::infer::logits(gpu, &graph, &images, batch).unwrap());
+        let packed = PackedModel::from_model(gpu, &model, &meta(&model)).unwrap();
+        for bitplanes in [false, true] {
+            let g = packed.graph_with(gpu, batch, bitplanes).unwrap();
+            let uses_bitplanes = g.forward.dispatches.iter().any(|d| d.kernel.name == "packed_conv/bitplane");
+            assert_eq!(uses_bitplanes, bitplanes && quant != QuantKind::Fp, "{quant:?}");
+            let got = reference::to_f64(
+                &tern::infer::Runner::Packed(Box::new(g)).logits(gpu, &images, batch).unwrap(),
+            );
+            assert_close_to_scale(
+                &format!("ternary-activation resnet20 {quant:?} bitplanes {bitplanes}"),
+                &got,
+                &want,
+                1e-4,
+            );
+        }
+        // And through the file.
+        let tmp = tempfile::tempdir().unwrap();
+        packed.save(&tmp.path().join("m.safetensors")).unwrap();
+        assert_eq!(PackedModel::load(&tmp.path().join("m.safetensors")).unwrap().layers, packed.layers);
+    }
 }

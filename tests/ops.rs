@@ -425,3 +425,32 @@ fn packed_conv_matches_reference() {
         }
     }
 }
+
+#[test]
+fn ternary_activation_matches_reference() {
+    let gpu = gpu();
+    let len = 1000;
+    let x: Vec<f64> = values(len, 600).iter().map(|v| v * 1.6).collect();
+    let dy = values(len, 601);
+    let (xt, dyt, yt, dxt) =
+        (upload("x", &[len], &x), upload("dy", &[len], &dy), zeros("y", &[len]), zeros("dx", &[len]));
+    run([
+        ops::activation::ternary_forward(gpu, "act", &xt, &yt).unwrap(),
+        ops::activation::ternary_backward(gpu, "act", &xt, &dyt, &dxt).unwrap(),
+    ]);
+    let y: Vec<f64> = x
+        .iter()
+        .map(|&v| {
+            if v > 0.5 {
+                1.0
+            } else if v < -0.5 {
+                -1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let dx: Vec<f64> = x.iter().zip(&dy).map(|(&v, &g)| if v.abs() <= 1.0 { g } else { 0.0 }).collect();
+    assert_close("ternary activation", &download(&yt), &y, 0.0);
+    assert_close("ternary activation backward", &download(&dxt), &dx, 0.0);
+}

@@ -39,6 +39,7 @@ fn trace_has_one_event_per_dispatch_consistent_with_the_table() {
         quant: QuantKind::Ttq,
         threshold: 0.05,
         quantize_ends: false,
+        activation: Default::default(),
     };
     let graph = Model::new(gpu(), spec, 0).unwrap().graph(gpu(), 16, Mode::Train).unwrap();
     let per_step = graph.forward.dispatches.len() + graph.backward.dispatches.len() + 1;

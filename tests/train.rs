@@ -93,3 +93,63 @@ fn resumed_run_reproduces_the_uninterrupted_run() {
         }
     }
 }
+
+#[test]
+fn sttn_keeps_latent_kernels_in_range_and_ternary_activation_resnet_trains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_fashion(&tmp.path().join("data"), 256, 64);
+    let out = tmp.path().join("sttn");
+    let cfg = train_config(&[
+        "--dataset",
+        "fashion-mnist",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--fp-epochs",
+        "0",
+        "--batch-size",
+        "32",
+        "--quant",
+        "sttn",
+        "--lr",
+        "1000",
+    ]);
+    train(gpu(), &cfg, None, None).unwrap();
+    let ckpt = tern::checkpoint::Checkpoint::load(&out.join("last.safetensors")).unwrap();
+    for name in ["conv2.weight", "conv2.weight2", "conv3.weight", "conv3.weight2"] {
+        let t = ckpt.tensors.iter().find(|t| t.name == name).unwrap();
+        let max = t.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(max <= 1.0, "{name}: max |w| = {max} after clamping");
+        assert!(t.data.iter().any(|v| v.abs() == 1.0), "{name}: a large learning rate should hit the clamp");
+    }
+    // STTN's ResNet layout with ternary activations trains end to end.
+    let out = tmp.path().join("resnet");
+    let cfg = train_config(&[
+        "--dataset",
+        "fashion-mnist",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--fp-epochs",
+        "0",
+        "--batch-size",
+        "32",
+        "--arch",
+        "resnet20",
+        "--quant",
+        "sttn",
+        "--activation",
+        "ternary",
+        "--lr",
+        "0.05",
+    ]);
+    let s = train(gpu(), &cfg, None, None).unwrap();
+    assert!(s.history[0].train_loss.is_finite());
+    assert!(s.layers.iter().any(|l| l.name == "layer3.2.conv2" && l.sparsity.is_some()));
+}

@@ -17,6 +17,7 @@ pub enum Layer {
     GlobalAvgPool(String),
     Linear(Linear),
     Block(BasicBlock),
+    TernaryUnit(TernaryUnit),
 }
 
 impl Layer {
@@ -26,6 +27,7 @@ impl Layer {
             Layer::BatchNorm(b) => b.params(),
             Layer::Linear(l) => l.params(),
             Layer::Block(b) => b.params(),
+            Layer::TernaryUnit(u) => u.params(),
             Layer::Relu(_) | Layer::MaxPool { .. } | Layer::GlobalAvgPool(_) => Vec::new(),
         }
     }
@@ -39,6 +41,7 @@ impl Layer {
             Layer::GlobalAvgPool(name) => global_avg_pool(b, name, x),
             Layer::Linear(l) => l.build(b, x),
             Layer::Block(blk) => blk.build(b, x),
+            Layer::TernaryUnit(u) => u.build(b, x),
         }
     }
 
@@ -50,6 +53,7 @@ impl Layer {
             Layer::Block(b) => {
                 vec![(b.conv1.name.as_str(), &b.conv1.quant), (b.conv2.name.as_str(), &b.conv2.quant)]
             }
+            Layer::TernaryUnit(u) => vec![(u.conv.name.as_str(), &u.conv.quant)],
             _ => Vec::new(),
         }
     }
@@ -276,50 +280,128 @@ impl BasicBlock {
 
     fn build(&self, b: &mut Builder, x: &Act) -> Result<Act> {
         let name = &self.name;
-        let identity = self.stride == 1 && self.conv1.cin == self.conv1.cout;
-        // The join of both gradient paths into x.grad runs after conv1's backward: reserve it now.
-        let join = x.grad.as_ref().map(|_| b.push_backward(Program::default()));
-        let conv_in = Act {
-            value: x.value.clone(),
-            grad: x
-                .grad
-                .as_ref()
-                .map(|g| b.tensor(&format!("{name}.conv_path.grad"), g.shape()))
-                .transpose()?,
-        };
-        let h = self.conv1.build(b, &conv_in)?;
+        let res = Residual::begin(b, name, x, self.stride)?;
+        let h = self.conv1.build(b, &res.branch_in)?;
         let h = self.bn1.build(b, &h)?;
         let h = relu(b, &format!("{name}.relu1"), &h)?;
         let h = self.conv2.build(b, &h)?;
         let h = self.bn2.build(b, &h)?;
+        let sum = res.end(b, &h)?;
+        relu(b, &format!("{name}.relu2"), &sum)
+    }
+}
+
+/// A residual connection around a branch. `begin` gives the branch the block input with its own
+/// gradient buffer and reserves the join of the two gradient paths (it must run after the
+/// branch's backward); `end` adds the identity or option-A shortcut.
+struct Residual {
+    name: String,
+    x: Act,
+    branch_in: Act,
+    join: Option<usize>,
+    stride: usize,
+}
+
+impl Residual {
+    fn begin(b: &mut Builder, name: &str, x: &Act, stride: usize) -> Result<Residual> {
+        let join = x.grad.as_ref().map(|_| b.push_backward(Program::default()));
+        let grad =
+            x.grad.as_ref().map(|g| b.tensor(&format!("{name}.branch.grad"), g.shape())).transpose()?;
+        let branch_in = Act { value: x.value.clone(), grad };
+        Ok(Residual { name: name.into(), x: x.clone(), branch_in, join, stride })
+    }
+
+    /// sum = branch + shortcut(x); sum shares the branch output's gradient buffer, since ∂L/∂sum
+    /// flows unchanged to both.
+    fn end(self, b: &mut Builder, branch: &Act) -> Result<Act> {
+        let (name, x) = (&self.name, &self.x);
+        let identity = self.stride == 1 && x.value.shape() == branch.value.shape();
+        let sc_name = format!("{name}.shortcut");
         let shortcut = if identity {
             x.value.clone()
         } else {
-            let sc = b.tensor(&format!("{name}.shortcut"), h.value.shape())?;
-            b.forward.push(ops::shortcut::forward(
-                b.gpu,
-                &format!("{name}.shortcut"),
-                &x.value,
-                &sc,
-                self.stride,
-            )?);
+            let sc = b.tensor(&sc_name, branch.value.shape())?;
+            b.forward.push(ops::shortcut::forward(b.gpu, &sc_name, &x.value, &sc, self.stride)?);
             sc
         };
-        // sum = bn2 + shortcut shares bn2's gradient buffer: ∂L/∂sum flows unchanged to both.
-        let sum = Act { value: b.tensor(&format!("{name}.sum"), h.value.shape())?, grad: h.grad.clone() };
-        b.forward.push(ops::activation::add(b.gpu, name, &h.value, &shortcut, &sum.value)?);
-        let out = relu(b, &format!("{name}.relu2"), &sum)?;
-        if let (Some(slot), Some(dx), Some(dconv), Some(dsum)) = (join, &x.grad, &conv_in.grad, &sum.grad) {
+        let sum =
+            Act { value: b.tensor(&format!("{name}.sum"), branch.value.shape())?, grad: branch.grad.clone() };
+        b.forward.push(ops::activation::add(b.gpu, name, &branch.value, &shortcut, &sum.value)?);
+        if let (Some(slot), Some(dx), Some(dbranch), Some(dsum)) =
+            (self.join, &x.grad, &self.branch_in.grad, &sum.grad)
+        {
+            let join = format!("{name}.join");
             let mut p = Program::default();
             if identity {
-                p.push(ops::activation::add(b.gpu, &format!("{name}.join"), dconv, dsum, dx)?);
+                p.push(ops::activation::add(b.gpu, &join, dbranch, dsum, dx)?);
             } else {
-                let dsc = b.tensor(&format!("{name}.shortcut.grad"), dx.shape())?;
-                p.push(ops::shortcut::backward(b.gpu, &format!("{name}.shortcut"), dsum, &dsc, self.stride)?);
-                p.push(ops::activation::add(b.gpu, &format!("{name}.join"), dconv, &dsc, dx)?);
+                let dsc = b.tensor(&format!("{sc_name}.grad"), dx.shape())?;
+                p.push(ops::shortcut::backward(b.gpu, &sc_name, dsum, &dsc, self.stride)?);
+                p.push(ops::activation::add(b.gpu, &join, dbranch, &dsc, dx)?);
             }
             b.set_backward(slot, p);
         }
-        Ok(out)
+        Ok(sum)
     }
+}
+
+/// A unit of STTN's ResNet (Xu et al. 2020): BN → ternary activation → conv → BN, plus the
+/// identity or option-A shortcut; a basic block is two units.
+pub struct TernaryUnit {
+    pub name: String,
+    pub bn_in: BatchNorm,
+    pub conv: Conv,
+    pub bn: BatchNorm,
+    pub stride: usize,
+}
+
+impl TernaryUnit {
+    /// Unit `k` (1 or 2) of `block`: layer names block.bn{k}_in, block.conv{k}, block.bn{k}.
+    pub fn new(
+        block: &str,
+        k: usize,
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        quant: &Arc<dyn Quantizer>,
+    ) -> TernaryUnit {
+        TernaryUnit {
+            name: format!("{block}.unit{k}"),
+            bn_in: BatchNorm { name: format!("{block}.bn{k}_in"), c: cin },
+            conv: Conv {
+                name: format!("{block}.conv{k}"),
+                cin,
+                cout,
+                k: 3,
+                stride,
+                pad: 1,
+                quant: quant.clone(),
+            },
+            bn: BatchNorm { name: format!("{block}.bn{k}"), c: cout },
+            stride,
+        }
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        [self.bn_in.params(), self.conv.params(), self.bn.params()].concat()
+    }
+
+    fn build(&self, b: &mut Builder, x: &Act) -> Result<Act> {
+        let res = Residual::begin(b, &self.name, x, self.stride)?;
+        let h = self.bn_in.build(b, &res.branch_in)?;
+        let a = ternary(b, &format!("{}.act", self.name), &h)?;
+        let h = self.conv.build(b, &a)?;
+        let h = self.bn.build(b, &h)?;
+        res.end(b, &h)
+    }
+}
+
+fn ternary(b: &mut Builder, name: &str, x: &Act) -> Result<Act> {
+    let y = b.act(&format!("{name}.out"), x.value.shape())?;
+    b.forward.push(ops::activation::ternary_forward(b.gpu, name, &x.value, &y.value)?);
+    if let (Some(dy), Some(dx)) = (&y.grad, &x.grad) {
+        let bw = ops::activation::ternary_backward(b.gpu, name, &x.value, dy, dx)?;
+        b.push_backward(Program { dispatches: vec![bw] });
+    }
+    Ok(y)
 }

@@ -7,4 +7,4 @@ pub mod packed;
 pub mod params;
 
 pub use graph::{Act, Builder, Mode};
-pub use models::{Arch, Graph, Model, ModelSpec};
+pub use models::{Activation, Arch, Graph, Model, ModelSpec};

@@ -2,7 +2,7 @@
 //! parameter store, and the graphs built from them for a batch size.
 
 use super::graph::{Act, Builder, Mode};
-use super::layers::{BasicBlock, BatchNorm, Conv, Layer, Linear};
+use super::layers::{BasicBlock, BatchNorm, Conv, Layer, Linear, TernaryUnit};
 use super::params::ParamStore;
 use crate::gpu::{DType, Gpu, Program, Tensor};
 use crate::ops;
@@ -37,6 +37,18 @@ impl Arch {
     }
 }
 
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    #[default]
+    Relu,
+    /// STTN's ternary activations in its ResNet layout (BN → ternary activation → conv → BN
+    /// + shortcut, two units per block); ResNets only.
+    Ternary,
+}
+
 /// Everything that defines a model's graph; stored in checkpoint metadata.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelSpec {
@@ -50,6 +62,8 @@ pub struct ModelSpec {
     pub threshold: f32,
     /// Ternarize the first convolution and the last linear layer too.
     pub quantize_ends: bool,
+    #[serde(default)]
+    pub activation: Activation,
 }
 
 impl ModelSpec {
@@ -81,6 +95,9 @@ impl ModelSpec {
         };
         let mut layers = Vec::new();
         match self.arch {
+            Arch::SmallCnn if self.activation == Activation::Ternary => {
+                bail!("--activation ternary is STTN's ResNet layout: use it with a ResNet architecture")
+            }
             Arch::SmallCnn => {
                 let widths = [8, 16, 32];
                 let mut cin = self.in_channels;
@@ -100,15 +117,26 @@ impl ModelSpec {
             Arch::Resnet20 | Arch::Resnet32 | Arch::Resnet44 | Arch::Resnet56 => {
                 let depth = self.arch.name()[6..].parse::<usize>()?;
                 let n = (depth - 2) / 6;
+                let ternary = self.activation == Activation::Ternary;
                 layers.push(conv("conv1", self.in_channels, 16, &ends));
                 layers.push(bn("bn1", 16));
-                layers.push(relu("relu1"));
+                if !ternary {
+                    layers.push(relu("relu1"));
+                }
                 let mut cin = 16;
                 for (stage, cout) in [16, 32, 64].into_iter().enumerate() {
                     for i in 0..n {
                         let stride = if stage > 0 && i == 0 { 2 } else { 1 };
                         let name = format!("layer{}.{i}", stage + 1);
-                        layers.push(Layer::Block(BasicBlock::new(&name, cin, cout, stride, &hidden)));
+                        if ternary {
+                            layers.push(Layer::TernaryUnit(TernaryUnit::new(
+                                &name, 1, cin, cout, stride, &hidden,
+                            )));
+                            layers
+                                .push(Layer::TernaryUnit(TernaryUnit::new(&name, 2, cout, cout, 1, &hidden)));
+                        } else {
+                            layers.push(Layer::Block(BasicBlock::new(&name, cin, cout, stride, &hidden)));
+                        }
                         cin = cout;
                     }
                 }
@@ -207,7 +235,7 @@ pub struct LayerStats {
     pub wn: Option<f32>,
     /// Fraction of zero weights (ternary layers).
     pub sparsity: Option<f64>,
-    /// Storage cost: 32 for f32; 2 + 64/n for 2-bit codes plus two f32 scales.
+    /// Storage cost as exported: 32 for f32; 2-bit codes (masks padded to 32 bits) plus scales.
     pub bits_per_weight: f64,
 }
 
@@ -221,16 +249,30 @@ impl Model {
             let w = find(&format!("{name}.weight"));
             let extra: Vec<Vec<f32>> = self.extra_names(name, q.as_ref()).iter().map(|n| find(n)).collect();
             let n = w.len();
+            // As exported: two bit masks, plus the scales (per layer or per output channel, once
+            // when Wn = Wp).
+            let groups = if q.per_channel_scales() {
+                w.len()
+                    / self
+                        .store
+                        .spec(&format!("{name}.weight"))
+                        .map_or(1, |s| s.shape[1..].iter().product::<usize>().max(1))
+            } else {
+                1
+            };
             let stats = match q.ternarize(&w, &extra) {
-                Some(t) => LayerStats {
-                    name: name.into(),
-                    quant: q.kind(),
-                    weights: n,
-                    wp: Some(t.wp),
-                    wn: Some(t.wn),
-                    sparsity: Some(t.sparsity()),
-                    bits_per_weight: 2.0 + 64.0 / n as f64,
-                },
+                Some(t) => {
+                    let scale_bits = 32 * groups * if t.wp == t.wn { 1 } else { 2 };
+                    LayerStats {
+                        name: name.into(),
+                        quant: q.kind(),
+                        weights: n,
+                        wp: Some(t.wp),
+                        wn: Some(t.wn),
+                        sparsity: Some(t.sparsity()),
+                        bits_per_weight: (64 * n.div_ceil(32) + scale_bits) as f64 / n as f64,
+                    }
+                }
                 None => LayerStats {
                     name: name.into(),
                     quant: q.kind(),

@@ -42,6 +42,9 @@ pub struct PackedLayer {
     pub scale: Vec<f32>,
     /// Folded batch norm (convolutions) or the bias (linear).
     pub shift: Vec<f32>,
+    /// STTN units: the batch norm before the ternary activation of this layer's input, folded
+    /// (scale, shift per input channel).
+    pub act: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl PackedLayer {
@@ -52,8 +55,9 @@ impl PackedLayer {
     /// Bytes of the weights and their scales (not the folded batch norm).
     pub fn weight_bytes(&self) -> usize {
         match &self.weights {
+            // A symmetric layer (Wn = Wp) stores its scales once.
             PackedWeightsHost::Ternary { pos, neg, wp, wn } => {
-                4 * (pos.len() + neg.len() + wp.len() + wn.len())
+                4 * (pos.len() + neg.len() + wp.len() + if wp == wn { 0 } else { wn.len() })
             }
             PackedWeightsHost::Dense { weight } => 4 * weight.len(),
         }
@@ -86,15 +90,21 @@ impl PackedModel {
                 let spec = model.store.spec(&format!("{name}.weight")).context("weight")?;
                 let shape = spec.shape.clone();
                 let cout = shape[0];
-                let (scale, shift) = if matches!(layer, Layer::Linear(_)) {
-                    (vec![1.0; cout], get(&format!("{name}.bias"))?)
-                } else {
-                    let bn = bn_of(name);
+                // Batch norm as y = x·scale + shift with the running statistics.
+                let fold = |bn: &str| -> Result<(Vec<f32>, Vec<f32>)> {
                     let (g, b) = (get(&format!("{bn}.weight"))?, get(&format!("{bn}.bias"))?);
                     let (m, v) = (get(&format!("{bn}.running_mean"))?, get(&format!("{bn}.running_var"))?);
-                    let scale: Vec<f32> = (0..cout).map(|c| g[c] / (v[c] + EPS).sqrt()).collect();
-                    let shift = (0..cout).map(|c| b[c] - m[c] * scale[c]).collect();
-                    (scale, shift)
+                    let scale: Vec<f32> = (0..g.len()).map(|c| g[c] / (v[c] + EPS).sqrt()).collect();
+                    let shift = (0..g.len()).map(|c| b[c] - m[c] * scale[c]).collect();
+                    Ok((scale, shift))
+                };
+                let (scale, shift) = match &layer {
+                    Layer::Linear(_) => (vec![1.0; cout], get(&format!("{name}.bias"))?),
+                    _ => fold(&bn_of(name))?,
+                };
+                let act = match &layer {
+                    Layer::TernaryUnit(u) => Some(fold(&u.bn_in.name)?),
+                    _ => None,
                 };
                 let weights = if q.kind() == crate::quant::QuantKind::Fp {
                     PackedWeightsHost::Dense { weight: get(&format!("{name}.weight"))? }
@@ -102,7 +112,7 @@ impl PackedModel {
                     let wq = quantized_weights(gpu, model, name, q.as_ref())?;
                     ternary(name, &wq, &shape, q.per_channel_scales())?
                 };
-                layers.push(PackedLayer { name: name.to_string(), shape, weights, scale, shift });
+                layers.push(PackedLayer { name: name.to_string(), shape, weights, scale, shift, act });
             }
         }
         Ok(PackedModel { meta: meta.clone(), layers })
@@ -129,7 +139,9 @@ impl PackedModel {
                         Dtype::U32,
                     ));
                     owned.push((format!("{n}.wp"), vec![wp.len()], f32s(wp), Dtype::F32));
-                    owned.push((format!("{n}.wn"), vec![wn.len()], f32s(wn), Dtype::F32));
+                    if wn != wp {
+                        owned.push((format!("{n}.wn"), vec![wn.len()], f32s(wn), Dtype::F32));
+                    }
                     index.push(serde_json::json!({"name": n, "kind": "ternary", "shape": l.shape}));
                 }
                 PackedWeightsHost::Dense { weight } => {
@@ -139,6 +151,10 @@ impl PackedModel {
             }
             owned.push((format!("{n}.scale"), vec![l.scale.len()], f32s(&l.scale), Dtype::F32));
             owned.push((format!("{n}.shift"), vec![l.shift.len()], f32s(&l.shift), Dtype::F32));
+            if let Some((scale, shift)) = &l.act {
+                owned.push((format!("{n}.act_scale"), vec![scale.len()], f32s(scale), Dtype::F32));
+                owned.push((format!("{n}.act_shift"), vec![shift.len()], f32s(shift), Dtype::F32));
+            }
         }
         let list: Vec<_> =
             owned.iter().map(|(n, s, b, d)| (n.clone(), s.clone(), b.as_slice(), *d)).collect();
@@ -203,8 +219,11 @@ impl PackedModel {
                             Dtype::U32,
                             &[words],
                         )?),
+                        wn: match st.tensor(&format!("{name}.wn")) {
+                            Ok(_) => scales("wn")?,
+                            Err(_) => scales("wp")?, // no Wn: the layer is symmetric
+                        },
                         wp: scales("wp")?,
-                        wn: scales("wn")?,
                     }
                 } else {
                     PackedWeightsHost::Dense {
@@ -213,17 +232,31 @@ impl PackedModel {
                 };
                 let scale = f32s(tensor(&format!("{name}.scale"), Dtype::F32, &[cout])?);
                 let shift = f32s(tensor(&format!("{name}.shift"), Dtype::F32, &[cout])?);
-                layers.push(PackedLayer { name: name.to_string(), shape, weights, scale, shift });
+                let act = match layer {
+                    Layer::TernaryUnit(_) => {
+                        let cin = shape[1];
+                        let s = f32s(tensor(&format!("{name}.act_scale"), Dtype::F32, &[cin])?);
+                        Some((s, f32s(tensor(&format!("{name}.act_shift"), Dtype::F32, &[cin])?)))
+                    }
+                    _ => None,
+                };
+                layers.push(PackedLayer { name: name.to_string(), shape, weights, scale, shift, act });
             }
         }
         Ok(PackedModel { meta, layers })
     }
 
-    /// The inference program for `batch` images.
+    /// The inference program for `batch` images (ternary activations as floats).
     pub fn graph(&self, gpu: &Gpu, batch: usize) -> Result<PackedGraph> {
+        self.graph_with(gpu, batch, false)
+    }
+
+    /// As `graph`; with `bitplanes`, ternary activations feeding ternary weights are packed into
+    /// bit-planes and convolved with popcounts.
+    pub fn graph_with(&self, gpu: &Gpu, batch: usize, bitplanes: bool) -> Result<PackedGraph> {
         let spec = &self.meta.spec;
         let input = gpu.tensor("input", &[batch, spec.in_channels, spec.height, spec.width])?;
-        let mut b = PackedBuilder { gpu, model: self, forward: Program::default() };
+        let mut b = PackedBuilder { gpu, model: self, forward: Program::default(), bitplanes };
         let arch_layers = ModelSpec { quant: crate::quant::QuantKind::Fp, ..spec.clone() }.layers()?;
         let mut x = input.clone();
         let mut i = 0;
@@ -256,6 +289,7 @@ impl PackedModel {
                     x = y;
                 }
                 Layer::Linear(l) => x = b.linear(&l.name, &x)?,
+                Layer::TernaryUnit(u) => x = b.ternary_unit(&u.conv.name, u.stride, &x)?,
                 Layer::BatchNorm(_) | Layer::Relu(_) => {
                     bail!("packed inference: unsupported layer order in {}", spec.arch.name())
                 }
@@ -338,6 +372,7 @@ struct PackedBuilder<'a> {
     gpu: &'a Gpu,
     model: &'a PackedModel,
     forward: Program,
+    bitplanes: bool,
 }
 
 /// A packed layer's tensors on the GPU.
@@ -418,6 +453,52 @@ impl PackedBuilder<'_> {
         let y = self.gpu.tensor(&format!("{name}.out"), &g.output_shape())?;
         let e = Epilogue { scale: &up.scale, shift: &up.shift, relu, residual };
         self.forward.push(ops::packed_conv::forward(self.gpu, name, &g, x, &up.weights(), &e, &y)?);
+        Ok(y)
+    }
+
+    /// An STTN unit: ternary(BN(x)) → conv → folded BN, + shortcut(x); no ReLU.
+    fn ternary_unit(&mut self, name: &str, stride: usize, x: &Tensor) -> Result<Tensor> {
+        let (up, l) = self.upload(name)?;
+        let g = self.gpu;
+        let (act_scale, act_shift) =
+            l.act.as_ref().with_context(|| format!("layer '{name}' has no activation scale"))?;
+        let act_scale = g.tensor_from(&format!("{name}.act_scale"), &[act_scale.len()], act_scale)?;
+        let act_shift = g.tensor_from(&format!("{name}.act_shift"), &[act_shift.len()], act_shift)?;
+        let s = x.shape();
+        let geom = Conv2dGeom {
+            n: s[0],
+            cin: s[1],
+            h: s[2],
+            w: s[3],
+            cout: l.shape[0],
+            kh: l.shape[2],
+            kw: l.shape[3],
+            stride,
+            pad: 1,
+        };
+        let y = g.tensor(&format!("{name}.out"), &geom.output_shape())?;
+        let e = Epilogue { scale: &up.scale, shift: &up.shift, relu: false, residual: Some((x, stride)) };
+        if self.bitplanes && up.weight.is_none() {
+            let words = [s[0], s[2] * s[3], s[1].div_ceil(32)];
+            let pos = g.tensor_of(&format!("{name}.act_pos"), &words, DType::U32)?;
+            let neg = g.tensor_of(&format!("{name}.act_neg"), &words, DType::U32)?;
+            self.forward
+                .push(ops::packed_conv::pack_activations(g, name, x, &act_scale, &act_shift, &pos, &neg)?);
+            self.forward.push(ops::packed_conv::forward_bitplanes(
+                g,
+                name,
+                &geom,
+                x,
+                (&pos, &neg),
+                &up.weights(),
+                &e,
+                &y,
+            )?);
+        } else {
+            let a = g.tensor(&format!("{name}.act"), s)?;
+            self.forward.push(ops::packed_conv::ternary_affine(g, name, x, &act_scale, &act_shift, &a)?);
+            self.forward.push(ops::packed_conv::forward(g, name, &geom, &a, &up.weights(), &e, &y)?);
+        }
         Ok(y)
     }
 

@@ -1,4 +1,4 @@
-//! ReLU and elementwise addition (shaders/activation.wgsl).
+//! ReLU, the ternary activation and elementwise addition (shaders/activation.wgsl).
 
 use super::{expect_shape, f32_bytes, u32_of};
 use crate::gpu::{Cost, Dispatch, Gpu, Grid, Result, Tensor, shaders};
@@ -27,6 +27,16 @@ pub fn relu_forward(gpu: &Gpu, label: &str, x: &Tensor, y: &Tensor) -> Result<Di
 
 pub fn relu_backward(gpu: &Gpu, label: &str, x: &Tensor, dy: &Tensor, dx: &Tensor) -> Result<Dispatch> {
     launch(gpu, format!("{label}/relu_backward"), "relu_backward", &[("x", x), ("dy", dy), ("dx", dx)])
+}
+
+/// +1 above 0.5, −1 below −0.5, else 0.
+pub fn ternary_forward(gpu: &Gpu, label: &str, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
+    launch(gpu, format!("{label}/ternary_forward"), "ternary_forward", &[("x", x), ("y", y)])
+}
+
+/// Straight-through: dy where |x| ≤ 1.
+pub fn ternary_backward(gpu: &Gpu, label: &str, x: &Tensor, dy: &Tensor, dx: &Tensor) -> Result<Dispatch> {
+    launch(gpu, format!("{label}/ternary_backward"), "ternary_backward", &[("x", x), ("dy", dy), ("dx", dx)])
 }
 
 pub fn add(gpu: &Gpu, label: &str, a: &Tensor, b: &Tensor, sum: &Tensor) -> Result<Dispatch> {

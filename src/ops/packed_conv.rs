@@ -42,6 +42,7 @@ struct Params {
     res_w: u32,
     res_stride: u32,
     res_pad_c: u32,
+    words: u32,
 }
 
 pub fn forward(
@@ -53,9 +54,42 @@ pub fn forward(
     e: &Epilogue,
     y: &Tensor,
 ) -> Result<Dispatch> {
-    let (entry, per_channel) = match weights {
-        PackedWeights::Ternary { wp, .. } => ("ternary", wp.numel() > 1),
-        PackedWeights::Dense { .. } => ("dense", false),
+    launch(gpu, label, g, x, None, weights, e, y)
+}
+
+/// The convolution of ternary activations given as bit-planes (from `pack_activations` of `x`,
+/// which is still bound, for shapes, the residual default and the dispatch's bookkeeping).
+pub fn forward_bitplanes(
+    gpu: &Gpu,
+    label: &str,
+    g: &Conv2dGeom,
+    x: &Tensor,
+    planes: (&Tensor, &Tensor),
+    weights: &PackedWeights,
+    e: &Epilogue,
+    y: &Tensor,
+) -> Result<Dispatch> {
+    launch(gpu, label, g, x, Some(planes), weights, e, y)
+}
+
+fn launch(
+    gpu: &Gpu,
+    label: &str,
+    g: &Conv2dGeom,
+    x: &Tensor,
+    planes: Option<(&Tensor, &Tensor)>,
+    weights: &PackedWeights,
+    e: &Epilogue,
+    y: &Tensor,
+) -> Result<Dispatch> {
+    let (entry, per_channel) = match (weights, planes) {
+        (PackedWeights::Ternary { wp, .. }, None) => ("ternary", wp.numel() > 1),
+        (PackedWeights::Ternary { wp, .. }, Some(_)) => ("bitplane", wp.numel() > 1),
+        (PackedWeights::Dense { .. }, None) => ("dense", false),
+        (PackedWeights::Dense { .. }, Some(_)) => {
+            let what = "bit-plane activations need ternary weights".to_string();
+            return Err(GpuError::Invalid { label: label.into(), what });
+        }
     };
     let label = format!("{label}/packed_{entry}");
     g.validate(&label)?;
@@ -90,8 +124,18 @@ pub fn forward(
         res_w: u(rs[3]),
         res_stride: u(res_stride),
         res_pad_c: u(g.cout.saturating_sub(rs[1]) / 2),
+        words: u(g.cin.div_ceil(32)),
     };
-    let mut tensors = vec![("x", x), ("scale", e.scale), ("shift", e.shift), ("res", res), ("y", y)];
+    let mut tensors = vec![("scale", e.scale), ("shift", e.shift), ("res", res), ("y", y)];
+    match planes {
+        Some((pos, neg)) => {
+            let words = [g.n, g.h * g.w, g.cin.div_ceil(32)];
+            expect_shape(&label, pos, &words)?;
+            expect_shape(&label, neg, &words)?;
+            tensors.extend([("act_pos", pos), ("act_neg", neg)]);
+        }
+        None => tensors.push(("x", x)),
+    }
     let weight_bytes = match weights {
         PackedWeights::Ternary { pos, neg, wp, wn } => {
             let words = (g.cout * g.cin * g.kh * g.kw).div_ceil(32);
@@ -118,4 +162,63 @@ pub fn forward(
     let threads = (g.n * g.oh() * g.ow()).div_ceil(4) as u64 * g.cout.div_ceil(4) as u64;
     let cost = Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + y.numel()) + weight_bytes };
     Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(threads), cost)
+}
+
+/// Params for the activation kernels: only the input dimensions matter.
+fn act_params(label: &str, x: &Tensor) -> Result<Params> {
+    let s = x.shape();
+    let u = |v: usize| crate::ops::u32_of(label, "size", v);
+    let mut p: Params = bytemuck::Zeroable::zeroed();
+    (p.n, p.cin, p.h, p.w, p.words) = (u(s[0])?, u(s[1])?, u(s[2])?, u(s[3])?, u(s[1].div_ceil(32))?);
+    Ok(p)
+}
+
+/// y = ternary(x·act_scale + act_shift) as floats (+1, 0, −1).
+pub fn ternary_affine(
+    gpu: &Gpu,
+    label: &str,
+    x: &Tensor,
+    act_scale: &Tensor,
+    act_shift: &Tensor,
+    y: &Tensor,
+) -> Result<Dispatch> {
+    let label = format!("{label}/ternary_affine");
+    let p = act_params(&label, x)?;
+    expect_shape(&label, act_scale, &[x.shape()[1]])?;
+    expect_shape(&label, act_shift, &[x.shape()[1]])?;
+    expect_shape(&label, y, x.shape())?;
+    let k = gpu.kernel(&shaders::PACKED_CONV, "ternary_affine")?;
+    let cost = Cost { flops: 3 * x.numel() as u64, bytes: f32_bytes(2 * x.numel()) };
+    let tensors = [("x", x), ("act_scale", act_scale), ("act_shift", act_shift), ("y", y)];
+    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(x.numel() as u64), cost)
+}
+
+/// The same activations as bit-planes [n, h·w, ⌈c/32⌉] (bit c % 32 of word c / 32).
+pub fn pack_activations(
+    gpu: &Gpu,
+    label: &str,
+    x: &Tensor,
+    act_scale: &Tensor,
+    act_shift: &Tensor,
+    act_pos: &Tensor,
+    act_neg: &Tensor,
+) -> Result<Dispatch> {
+    let label = format!("{label}/pack_activations");
+    let p = act_params(&label, x)?;
+    let s = x.shape();
+    let words = [s[0], s[2] * s[3], s[1].div_ceil(32)];
+    expect_shape(&label, act_scale, &[s[1]])?;
+    expect_shape(&label, act_shift, &[s[1]])?;
+    expect_shape(&label, act_pos, &words)?;
+    expect_shape(&label, act_neg, &words)?;
+    let k = gpu.kernel(&shaders::PACKED_CONV, "pack_activations")?;
+    let cost = Cost { flops: 3 * x.numel() as u64, bytes: f32_bytes(x.numel()) + 8 * act_pos.numel() as u64 };
+    let tensors = [
+        ("x", x),
+        ("act_scale", act_scale),
+        ("act_shift", act_shift),
+        ("act_pos", act_pos),
+        ("act_neg", act_neg),
+    ];
+    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(act_pos.numel() as u64), cost)
 }

@@ -108,6 +108,55 @@ def sttn_cases(out):
         store(out, f"sttn{i}", w1=w1, w2=w2, wq=wq, g=g, dw1=w1.grad, dw2=w2.grad)
 
 
+class TernaryActSTE(torch.autograd.Function):
+    """+1 above 0.5, −1 below −0.5, else 0; straight-through where |x| ≤ 1."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.where(x > 0.5, 1.0, torch.where(x < -0.5, -1.0, 0.0)).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * (x.abs() <= 1).to(g.dtype)
+
+
+def ternary_unit_cases(out):
+    """STTN's ResNet unit: BN → ternary activation → conv (STTN weights) → BN, + shortcut."""
+    for case, cin, cout, stride in [("unit_sttn", 8, 8, 1), ("unit_down_sttn", 4, 8, 2)]:
+        n, h = 3, 6
+        x = (rand(n, cin, h, h) * 2).requires_grad_()
+        p = {
+            f"{case}.bn1_in.weight": 1 + 0.3 * rand(cin), f"{case}.bn1_in.bias": 0.3 * rand(cin),
+            f"{case}.conv1.weight": rand(cout, cin, 3, 3), f"{case}.conv1.weight2": rand(cout, cin, 3, 3),
+            f"{case}.bn1.weight": 1 + 0.2 * rand(cout), f"{case}.bn1.bias": 0.2 * rand(cout),
+        }
+        for v in p.values():
+            v.requires_grad_()
+        running = {f"{case}.{b}.{s}": (torch.zeros if s == "running_mean" else torch.ones)(c, dtype=D)
+                   for b, c in (("bn1_in", cin), ("bn1", cout)) for s in ("running_mean", "running_var")}
+
+        def bn(t, b):
+            return F.batch_norm(t, running[f"{case}.{b}.running_mean"], running[f"{case}.{b}.running_var"],
+                                p[f"{case}.{b}.weight"], p[f"{case}.{b}.bias"], training=True, momentum=0.1, eps=1e-5)
+
+        a = TernaryActSTE.apply(bn(x, "bn1_in"))
+        wq = sttn_forward(p[f"{case}.conv1.weight"], p[f"{case}.conv1.weight2"])
+        hh = bn(F.conv2d(a, wq, stride=stride, padding=1), "bn1")
+        sc = x if stride == 1 and cin == cout else F.pad(x[:, :, ::stride, ::stride], (0, 0, 0, 0, (cout - cin) // 2, (cout - cin) // 2))
+        y = hh + sc
+        dy = rand(*y.shape)
+        y.backward(dy)
+        tensors = {"x": x, "y": y, "dy": dy, "dx": x.grad, "geom": geom(cin, cout, stride)}
+        store(out, case, **tensors)
+        for k, v in p.items():
+            out[k] = v.detach().float().contiguous()
+            out[f"{k}.grad"] = v.grad.float().contiguous()
+        for k, v in running.items():
+            out[k] = v.float().contiguous()
+
+
 def conv_cases(out):
     shapes = [  # n, cin, h, w, cout, k, stride, pad
         (1, 1, 5, 5, 1, 3, 1, 1),
@@ -320,6 +369,7 @@ def main():
     block_cases(out)
     ttn_cases(out)
     sttn_cases(out)
+    ternary_unit_cases(out)
     path = os.path.join(HERE, "ops.safetensors")
     save_file(out, path, metadata={"generator": "tests/golden/make_golden.py", "torch": torch.__version__})
     print(f"wrote {len(out)} tensors to {path}")
