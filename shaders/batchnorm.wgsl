@@ -18,6 +18,7 @@
 // stats, backward_reduce: one workgroup of 256 per channel; each strides over the channel's
 //   n·hw values, then a fixed-order tree in workgroup memory (deterministic). stats uses two
 //   passes (mean, then Σ(x − mean)²) for accuracy.
+//   Each invocation walks its values with (n, k) counters, so no division per value.
 // forward, backward: one invocation per element, 256 per workgroup, 2-D grid.
 // running_stats (evaluation): one invocation per channel copies the running statistics into
 //   mean/invstd, so evaluation runs the same `forward`.
@@ -45,9 +46,20 @@ fn element(wg: vec3u, nwg: vec3u, li: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * 256u + li;
 }
 
-// Index of the m-th value of channel c.
-fn at(c: u32, m: u32) -> u32 {
-    return ((m / p.hw) * p.c + c) * p.hw + m % p.hw;
+// Position of value m = li, li + 256, ... of a channel: image n, offset k within the plane.
+struct Cursor { n: u32, k: u32, dn: u32, dk: u32 }
+
+fn cursor(li: u32) -> Cursor {
+    return Cursor(li / p.hw, li % p.hw, 256u / p.hw, 256u % p.hw);
+}
+
+fn advance(q: ptr<function, Cursor>) {
+    (*q).k += (*q).dk;
+    (*q).n += (*q).dn;
+    if ((*q).k >= p.hw) {
+        (*q).k -= p.hw;
+        (*q).n += 1u;
+    }
 }
 
 // Tree-sum tree[] (and tree2[]) in place; the result lands in slot 0.
@@ -68,16 +80,22 @@ fn stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
     let c = wg.y * nwg.x + wg.x;
     let count = p.n * p.hw;
     var s = 0.0;
-    for (var m = li; m < count; m += 256u) { s += x[at(c, m)]; }
+    var q = cursor(li);
+    for (var m = li; m < count; m += 256u) {
+        s += x[(q.n * p.c + c) * p.hw + q.k];
+        advance(&q);
+    }
     tree[li] = s;
     tree2[li] = 0.0;
     tree_sum(li);
     let mu = tree[0] / f32(count);
     workgroupBarrier();
     var v = 0.0;
+    q = cursor(li);
     for (var m = li; m < count; m += 256u) {
-        let d = x[at(c, m)] - mu;
+        let d = x[(q.n * p.c + c) * p.hw + q.k] - mu;
         v += d * d;
+        advance(&q);
     }
     tree[li] = v;
     tree_sum(li);
@@ -114,15 +132,16 @@ fn running_stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
 fn backward_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                    @builtin(local_invocation_index) li: u32) {
     let c = wg.y * nwg.x + wg.x;
-    let count = p.n * p.hw;
     let mu = mean[c];
     let is = invstd[c];
     var s = 0.0;
     var sx = 0.0;
-    for (var m = li; m < count; m += 256u) {
-        let k = at(c, m);
+    var q = cursor(li);
+    for (var m = li; m < p.n * p.hw; m += 256u) {
+        let k = (q.n * p.c + c) * p.hw + q.k;
         s += dy[k];
         sx += dy[k] * (x[k] - mu) * is;
+        advance(&q);
     }
     tree[li] = s;
     tree2[li] = sx;

@@ -9,7 +9,10 @@
 //
 // One invocation per output element (forward) or per input element (backward), 256 per
 // workgroup, 2-D grid. max_backward recomputes each window's arg-max instead of storing it;
-// ties go to the first position in row-major order, as in PyTorch.
+// ties go to the first position in row-major order, as in PyTorch. When windows do not overlap
+// (k = stride, the common 2×2/2 pool) max_backward runs one invocation per output element that
+// writes its whole window (and any uncovered last rows and columns), which avoids per-input
+// index arithmetic.
 
 struct PoolParams { n: u32, c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32 }
 
@@ -51,6 +54,10 @@ fn max_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
 fn max_backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                 @builtin(local_invocation_index) li: u32) {
     let i = element(wg, nwg, li);
+    if (p.k == p.stride) {
+        max_backward_disjoint(i);
+        return;
+    }
     let in_hw = p.h * p.w;
     if (i >= p.n * p.c * in_hw) { return; }
     let nc = i / in_hw;
@@ -71,6 +78,27 @@ fn max_backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: 
         }
     }
     dx[i] = g;
+}
+
+// Non-overlapping windows: output element o owns its k×k window, extended to the plane's edge
+// when it is the last row or column of windows.
+fn max_backward_disjoint(o: u32) {
+    let out_hw = p.oh * p.ow;
+    if (o >= p.n * p.c * out_hw) { return; }
+    let nc = o / out_hw;
+    let orow = (o % out_hw) / p.ow;
+    let ocol = o % p.ow;
+    let plane = nc * p.h * p.w;
+    let best = argmax(plane, orow, ocol);
+    let g = dy[o];
+    let r_end = select(orow * p.k + p.k, p.h, orow + 1u == p.oh);
+    let c_end = select(ocol * p.k + p.k, p.w, ocol + 1u == p.ow);
+    for (var r = orow * p.k; r < r_end; r++) {
+        for (var c = ocol * p.k; c < c_end; c++) {
+            let at = plane + r * p.w + c;
+            dx[at] = select(0.0, g, at == best);
+        }
+    }
 }
 
 @compute @workgroup_size(256)

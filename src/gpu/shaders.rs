@@ -43,6 +43,8 @@ pub const ALL: &[&ShaderFile] = &[
     &POOL,
     &REDUCE,
     &SHORTCUT,
+    &STTN,
+    &TTN,
     &TTQ,
     &TWN,
 ];

@@ -76,7 +76,9 @@ pub fn max_backward(
     let cost =
         Cost { flops: (x.numel() * windows * k * k) as u64, bytes: f32_bytes(2 * x.numel() + dy.numel()) };
     let tensors = [("x", x), ("dy", dy), ("dx", dx)];
-    Dispatch::new(gpu, &kernel, label, &p, &tensors, Grid::Threads(x.numel() as u64), cost)
+    // Disjoint windows: one invocation per output element (see the shader).
+    let threads = if k == stride { dy.numel() } else { x.numel() };
+    Dispatch::new(gpu, &kernel, label, &p, &tensors, Grid::Threads(threads as u64), cost)
 }
 
 fn avg_params(label: &str, x: &Tensor) -> Result<Params> {
