@@ -162,17 +162,32 @@ pub fn profiler_bench(gpu: &Gpu, steps: usize) -> Result<()> {
         Ok(t.elapsed().as_secs_f64() / steps as f64)
     };
     println!(
-        "profiler overhead, small-cnn batch 64 training step on {} ({})",
+        "profiler overhead, small-cnn batch 64 training step on {} ({}); median of 3 interleaved rounds",
         gpu.describe(),
         profiler.describe()
     );
-    let plain = run(0)?;
-    let all = run(1)?;
-    let sampled = run(PROFILE_EVERY)?;
-    println!("{:<34} {:>10.2} ms/step", "no profiling", plain * 1e3);
-    println!("{:<34} {:>10.2} ms/step  {:+.1}%", "every step timed", all * 1e3, 100.0 * (all / plain - 1.0));
-    let name = format!("1 step in {PROFILE_EVERY} (train --profile)");
-    println!("{name:<34} {:>10.2} ms/step  {:+.1}%", sampled * 1e3, 100.0 * (sampled / plain - 1.0));
+    let configs = [
+        (0, "no profiling".to_string()),
+        (1, "every step timed".to_string()),
+        (PROFILE_EVERY, format!("1 step in {PROFILE_EVERY} (train --profile)")),
+    ];
+    run(0)?; // warm-up: the first round pays for loader start-up and staging buffers
+    let mut times = vec![Vec::new(); configs.len()];
+    for _ in 0..3 {
+        for (i, (every, _)) in configs.iter().enumerate() {
+            times[i].push(run(*every)?);
+        }
+    }
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect();
+    for ((_, name), t) in configs.iter().zip(&medians) {
+        println!("{name:<34} {:>10.2} ms/step  {:+.1}%", t * 1e3, 100.0 * (t / medians[0] - 1.0));
+    }
     Ok(())
 }
 
