@@ -76,6 +76,11 @@ fn train_eval_and_devices_work_end_to_end() {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("test accuracy") && r.stdout.contains("Ankle boot"), "{}", r.stdout);
+    // The trained checkpoint classifies image files (channels converted, resized to 28×28).
+    let image = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/images/pattern2.png");
+    let r = tern(&["classify", "--model", ckpt.to_str().unwrap(), "--top-k", "2", image.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("pattern2.png: ") && r.stdout.matches('%').count() == 2, "{}", r.stdout);
     let r = tern(&["devices"]);
     assert_eq!(r.code, 0);
     assert!(r.stdout.starts_with("0: "), "{}", r.stdout);

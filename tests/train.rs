@@ -153,3 +153,94 @@ fn sttn_keeps_latent_kernels_in_range_and_ternary_activation_resnet_trains() {
     assert!(s.history[0].train_loss.is_finite());
     assert!(s.layers.iter().any(|l| l.name == "layer3.2.conv2" && l.sparsity.is_some()));
 }
+
+/// --init from PyTorch's ResNet-20 state_dict on (made-up) CIFAR-10 batches with Adam, and from
+/// this project's own full-precision checkpoint: the full-precision ends keep the given weights,
+/// each TTQ layer starts from max|w| = 1 and Wp = Wn = 1.
+#[test]
+fn init_from_pytorch_and_own_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cifar = tmp.path().join("cifar");
+    std::fs::create_dir_all(&cifar).unwrap();
+    let records = |n: usize| -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| {
+                std::iter::once((i % 10) as u8).chain((0..3072).map(move |k| ((i * 31 + k * 7) % 256) as u8))
+            })
+            .collect()
+    };
+    std::fs::write(cifar.join("data_batch_1.bin"), records(32)).unwrap();
+    std::fs::write(cifar.join("test_batch.bin"), records(16)).unwrap();
+    let tensors = |path: &std::path::Path| tern::checkpoint::Checkpoint::load(path).unwrap().tensors;
+    let get =
+        |t: &[tern::nn::params::HostTensor], n: &str| t.iter().find(|t| t.name == n).unwrap().data.clone();
+    let max_abs = |v: &[f32]| v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let torch_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/resnet20_torch.safetensors");
+    let torch = tern::import::read_state_dict(&torch_path).unwrap();
+    // A learning rate so small that one Adam step moves no weight by more than 1e-6.
+    let run = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "--dataset",
+            "cifar10",
+            "--data",
+            cifar.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--fp-epochs",
+            "0",
+            "--batch-size",
+            "32",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-6",
+        ];
+        args.extend_from_slice(extra);
+        train(gpu(), &train_config(&args), None, None).unwrap()
+    };
+    let out = tmp.path().join("r20");
+    let s = run(&out, &["--arch", "resnet20", "--init", torch_path.to_str().unwrap()]);
+    let t = tensors(&out.join("last.safetensors"));
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
+    assert!(close(&get(&t, "conv1.weight"), &get(&torch, "conv1.weight")), "conv1 changed");
+    assert!(close(&get(&t, "linear.bias"), &get(&torch, "linear.bias")), "linear changed");
+    assert!((max_abs(&get(&t, "layer2.1.conv1.weight")) - 1.0).abs() < 1e-5);
+    for l in s.layers.iter().filter(|l| l.name.starts_with("layer")) {
+        assert!(
+            (l.wp.unwrap() - 1.0).abs() < 1e-4 && (l.wn.unwrap() - 1.0).abs() < 1e-4,
+            "{}: {:?} {:?}",
+            l.name,
+            l.wp,
+            l.wn
+        );
+    }
+    // This project's own full-precision checkpoint.
+    let fp = tmp.path().join("fp");
+    run(&fp, &["--quant", "fp"]);
+    let ttq = tmp.path().join("ttq");
+    run(&ttq, &["--init", fp.join("last.safetensors").to_str().unwrap()]);
+    let (a, b) = (tensors(&fp.join("last.safetensors")), tensors(&ttq.join("last.safetensors")));
+    assert!(close(&get(&a, "conv1.weight"), &get(&b, "conv1.weight")));
+    assert!((max_abs(&get(&b, "conv3.weight")) - 1.0).abs() < 1e-5);
+    assert!(get(&b, "conv3.wp")[0] > 0.99 && get(&b, "conv3.wp")[0] < 1.01);
+}
+
+#[test]
+fn learning_rate_schedules() {
+    let cfg = |args: &[&str]| train_config(args);
+    let cosine = cfg(&["--epochs", "4", "--lr", "0.2"]);
+    assert_eq!(cosine.lr_at(0, 0, 10), 0.2);
+    assert!((cosine.lr_at(2, 0, 10) - 0.1).abs() < 1e-6);
+    assert!(cosine.lr_at(3, 9, 10) < 0.001);
+    let step = cfg(&["--epochs", "4", "--lr", "0.2", "--schedule", "step"]);
+    let got = [step.lr_at(1, 9, 10), step.lr_at(2, 0, 10), step.lr_at(3, 0, 10)];
+    for (g, w) in got.iter().zip([0.2, 0.02, 0.002]) {
+        assert!((g - w).abs() < 1e-7, "step schedule {got:?}");
+    }
+    let warm = cfg(&["--epochs", "4", "--lr", "0.2", "--schedule", "constant", "--warmup-epochs", "1"]);
+    assert!((warm.lr_at(0, 4, 10) - 0.1).abs() < 1e-6);
+    assert_eq!(warm.lr_at(2, 0, 10), 0.2);
+}

@@ -255,7 +255,8 @@ impl Gpu {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut enc = self.device.create_command_encoder(&Default::default());
+        let mut enc =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         enc.copy_buffer_to_buffer(t.buffer(), t.offset(), &staging, 0, bytes);
         self.queue.submit([enc.finish()]);
         let slice = staging.slice(..);
@@ -289,9 +290,11 @@ impl Gpu {
 
     /// Record programs into one compute pass, submit, and wait.
     pub fn run(&self, programs: &[&Program]) -> Result<()> {
-        let mut enc = self.device.create_command_encoder(&Default::default());
+        let label = Some("tern.run");
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label });
         {
-            let mut pass = enc.begin_compute_pass(&Default::default());
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label, timestamp_writes: None });
             for p in programs {
                 p.record(&mut pass);
             }

@@ -191,7 +191,9 @@ impl Profiler {
             let t0 = Instant::now();
             for d in programs.iter().flat_map(|p| p.dispatches.iter()) {
                 let start = t0.elapsed().as_secs_f64() * 1e6;
-                let mut enc = gpu.device.create_command_encoder(&Default::default());
+                let mut enc = gpu
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&d.label) });
                 d.record(&mut enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(&d.label),
                     timestamp_writes: None,
