@@ -160,23 +160,34 @@ fn bits32(at: u32, use_neg: bool) -> u32 {
     return (lo >> s) | select(0u, hi << (32u - s), s != 0u);
 }
 
+// Wp and Wn of the invocation's output channels, and how many of its 4 channels exist.
+struct Scales {
+    wp: vec4f,
+    wn: vec4f,
+    rows: u32,
+}
+
+fn scales(b: Block) -> Scales {
+    var s: Scales;
+    for (var m = 0u; m < 4u; m++) {
+        if (b.co0 + m < p.cout) {
+            let c = (b.co0 + m) * p.per_channel;
+            s.wp[m] = wp[c];
+            s.wn[m] = wn[c];
+            s.rows = m + 1u;
+        }
+    }
+    return s;
+}
+
 @compute @workgroup_size(64)
 fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32) {
     let b = block(wg, nwg, li);
     if (b.co0 >= p.cout) { return; }
     let kk = p.kh * p.kw;
-    var scale_p: vec4f;
-    var scale_n: vec4f;
-    var rows = 0u;
-    for (var m = 0u; m < 4u; m++) {
-        if (b.co0 + m < p.cout) {
-            let c = (b.co0 + m) * p.per_channel;
-            scale_p[m] = wp[c];
-            scale_n[m] = wn[c];
-            rows = m + 1u;
-        }
-    }
+    let sc = scales(b);
+    let rows = sc.rows;
     var acc: array<vec4f, 4>;
     for (var t = 0u; t < kk; t++) {
         let at = tap(b, t);
@@ -198,8 +209,8 @@ fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
                 any &= any - 1u;
                 let xv = gather(at, ci0 + k);
                 for (var m = 0u; m < 4u; m++) {
-                    let w = select(0.0, scale_p[m], ((mp[m] >> k) & 1u) == 1u)
-                          - select(0.0, scale_n[m], ((mn[m] >> k) & 1u) == 1u);
+                    let w = select(0.0, sc.wp[m], ((mp[m] >> k) & 1u) == 1u)
+                          - select(0.0, sc.wn[m], ((mn[m] >> k) & 1u) == 1u);
                     acc[m] += w * xv;
                 }
             }
@@ -272,17 +283,8 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     let b = block(wg, nwg, li);
     if (b.co0 >= p.cout) { return; }
     let kk = p.kh * p.kw;
-    var rows = 0u;
-    var scale_p: vec4f;
-    var scale_n: vec4f;
-    for (var m = 0u; m < 4u; m++) {
-        if (b.co0 + m < p.cout) {
-            let c = (b.co0 + m) * p.per_channel;
-            scale_p[m] = wp[c];
-            scale_n[m] = wn[c];
-            rows = m + 1u;
-        }
-    }
+    let sc = scales(b);
+    let rows = sc.rows;
     var sp: array<vec4i, 4>;
     var sn: array<vec4i, 4>;
     for (var t = 0u; t < kk; t++) {
@@ -325,7 +327,7 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     }
     var acc: array<vec4f, 4>;
     for (var m = 0u; m < 4u; m++) {
-        acc[m] = scale_p[m] * vec4f(sp[m]) - scale_n[m] * vec4f(sn[m]);
+        acc[m] = sc.wp[m] * vec4f(sp[m]) - sc.wn[m] * vec4f(sn[m]);
     }
     epilogue(b, acc);
 }

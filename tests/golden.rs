@@ -194,54 +194,58 @@ fn ttq_forward_and_all_three_gradients_match_pytorch() {
     }
 }
 
+/// Build `layer` (a block or unit named `case`) on a store holding the golden's trainable values
+/// (running statistics start at (0, 1), as in PyTorch), run forward and backward with the
+/// golden's dy, and compare the output, dx, every gradient and the updated running statistics.
+fn check_layer(g: &Golden, case: &str, layer: &Layer) {
+    let gpu = gpu();
+    let store = ParamStore::new(gpu, layer.params(), 0).unwrap();
+    let host: Vec<HostTensor> = store
+        .specs
+        .iter()
+        .filter(|s| s.role != Role::State)
+        .map(|s| {
+            let (shape, data) = g.get(&s.name);
+            HostTensor { name: s.name.clone(), shape, data: data.iter().map(|x| *x as f32).collect() }
+        })
+        .collect();
+    store.write(gpu, Slot::Values, &host).unwrap();
+    let mut b = Builder::new(gpu, &store, Mode::Train);
+    let shape = g.get(&format!("{case}.x")).0;
+    let x = Act { value: g.upload(&format!("{case}.x")), grad: Some(zeros("dx", &shape)) };
+    let y = layer.build(&mut b, &x).unwrap();
+    let (forward, backward, _) = b.finish();
+    let dy: Vec<f32> = g.values(&format!("{case}.dy")).iter().map(|v| *v as f32).collect();
+    gpu.write(y.grad.as_ref().unwrap(), &dy).unwrap();
+    run_programs(&[&forward, &backward]);
+    assert_close(&format!("{case}.y"), &download(&y.value), &g.values(&format!("{case}.y")), TOL);
+    assert_close(
+        &format!("{case}.dx"),
+        &download(x.grad.as_ref().unwrap()),
+        &g.values(&format!("{case}.dx")),
+        TOL,
+    );
+    for s in store.specs.iter() {
+        let p = store.get(&s.name).unwrap();
+        let (t, golden_name) = match &p.grad {
+            Some(grad) => (grad.clone(), format!("{}.grad", s.name)),
+            None => (p.value.clone(), s.name.clone()),
+        };
+        assert_close(&s.name, &download(&t), &g.values(&golden_name), TOL);
+    }
+}
+
 /// A whole CIFAR ResNet basic block (identity and option-A shortcut, FP and TTQ) built by the
 /// same code as the models, forward and backward, against PyTorch.
 #[test]
 fn resnet_block_forward_and_backward_match_pytorch() {
-    let (gpu, g) = (gpu(), golden());
+    let g = golden();
     for case in ["block_fp", "block_ttq", "block_down_ttq"] {
         let v = g.usizes(&format!("{case}.geom"));
         let (cin, cout, stride, ttq) = (v[0], v[1], v[2], v[3] == 1);
         let kind = if ttq { QuantKind::Ttq } else { QuantKind::Fp };
         let quant: std::sync::Arc<dyn Quantizer> = kind.quantizer(0.05).into();
-        let block = Layer::Block(BasicBlock::new(case, cin, cout, stride, &quant));
-        let store = ParamStore::new(gpu, block.params(), 0).unwrap();
-        // Trainable values from the golden; running statistics start at (0, 1) as in PyTorch.
-        let host: Vec<HostTensor> = store
-            .specs
-            .iter()
-            .filter(|s| s.role != Role::State)
-            .map(|s| {
-                let (shape, data) = g.get(&s.name);
-                HostTensor { name: s.name.clone(), shape, data: data.iter().map(|x| *x as f32).collect() }
-            })
-            .collect();
-        store.write(gpu, Slot::Values, &host).unwrap();
-        let mut b = Builder::new(gpu, &store, Mode::Train);
-        let x = Act {
-            value: g.upload(&format!("{case}.x")),
-            grad: Some(zeros("dx", &g.get(&format!("{case}.x")).0)),
-        };
-        let y = block.build(&mut b, &x).unwrap();
-        let (forward, backward, _) = b.finish();
-        let dy = g.values(&format!("{case}.dy"));
-        gpu.write(y.grad.as_ref().unwrap(), &dy.iter().map(|v| *v as f32).collect::<Vec<_>>()).unwrap();
-        run_programs(&[&forward, &backward]);
-        assert_close(&format!("{case}.y"), &download(&y.value), &g.values(&format!("{case}.y")), TOL);
-        assert_close(
-            &format!("{case}.dx"),
-            &download(x.grad.as_ref().unwrap()),
-            &g.values(&format!("{case}.dx")),
-            TOL,
-        );
-        for s in store.specs.iter() {
-            let p = store.get(&s.name).unwrap();
-            let (what, t, golden_name) = match &p.grad {
-                Some(grad) => ("grad", grad.clone(), format!("{}.grad", s.name)),
-                None => ("state", p.value.clone(), s.name.clone()),
-            };
-            assert_close(&format!("{} {what}", s.name), &download(&t), &g.values(&golden_name), TOL);
-        }
+        check_layer(&g, case, &Layer::Block(BasicBlock::new(case, cin, cout, stride, &quant)));
     }
 }
 
@@ -297,45 +301,15 @@ fn sttn_forward_and_gradients_match_pytorch() {
 /// option-A shortcut), built by the models' code, forward and backward against PyTorch.
 #[test]
 fn sttn_ternary_unit_forward_and_backward_match_pytorch() {
-    let (gpu, g) = (gpu(), golden());
+    let g = golden();
     for case in ["unit_sttn", "unit_down_sttn"] {
         let v = g.usizes(&format!("{case}.geom"));
         let (cin, cout, stride) = (v[0], v[1], v[2]);
         let quant: std::sync::Arc<dyn Quantizer> = QuantKind::Sttn.quantizer(0.05).into();
-        let unit = Layer::TernaryUnit(tern::nn::layers::TernaryUnit::new(case, 1, cin, cout, stride, &quant));
-        let store = ParamStore::new(gpu, unit.params(), 0).unwrap();
-        let host: Vec<HostTensor> = store
-            .specs
-            .iter()
-            .filter(|s| s.role != Role::State)
-            .map(|s| {
-                let (shape, data) = g.get(&s.name);
-                HostTensor { name: s.name.clone(), shape, data: data.iter().map(|x| *x as f32).collect() }
-            })
-            .collect();
-        store.write(gpu, Slot::Values, &host).unwrap();
-        let mut b = Builder::new(gpu, &store, Mode::Train);
-        let shape = g.get(&format!("{case}.x")).0;
-        let x = Act { value: g.upload(&format!("{case}.x")), grad: Some(zeros("dx", &shape)) };
-        let y = unit.build(&mut b, &x).unwrap();
-        let (forward, backward, _) = b.finish();
-        let dy: Vec<f32> = g.values(&format!("{case}.dy")).iter().map(|v| *v as f32).collect();
-        gpu.write(y.grad.as_ref().unwrap(), &dy).unwrap();
-        run_programs(&[&forward, &backward]);
-        assert_close(&format!("{case}.y"), &download(&y.value), &g.values(&format!("{case}.y")), TOL);
-        assert_close(
-            &format!("{case}.dx"),
-            &download(x.grad.as_ref().unwrap()),
-            &g.values(&format!("{case}.dx")),
-            TOL,
+        check_layer(
+            &g,
+            case,
+            &Layer::TernaryUnit(tern::nn::layers::TernaryUnit::new(case, 1, cin, cout, stride, &quant)),
         );
-        for s in store.specs.iter() {
-            let p = store.get(&s.name).unwrap();
-            let (t, golden_name) = match &p.grad {
-                Some(grad) => (grad.clone(), format!("{}.grad", s.name)),
-                None => (p.value.clone(), s.name.clone()),
-            };
-            assert_close(&s.name, &download(&t), &g.values(&golden_name), TOL);
-        }
     }
 }

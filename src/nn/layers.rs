@@ -90,17 +90,7 @@ impl Conv {
 
     fn build(&self, b: &mut Builder, x: &Act) -> Result<Act> {
         let s = x.value.shape();
-        let g = Conv2dGeom {
-            n: s[0],
-            cin: s[1],
-            h: s[2],
-            w: s[3],
-            cout: self.cout,
-            kh: self.k,
-            kw: self.k,
-            stride: self.stride,
-            pad: self.pad,
-        };
+        let g = Conv2dGeom::new(s, &[self.cout, self.cin, self.k, self.k], self.stride, self.pad);
         let w = b.param(&format!("{}.weight", self.name))?;
         let q =
             self.quant.build(b.gpu, &self.name, &w, &extra_refs(b, self.quant.as_ref(), &self.name, &w)?)?;

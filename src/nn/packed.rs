@@ -439,17 +439,7 @@ impl PackedBuilder<'_> {
     ) -> Result<Tensor> {
         let (up, l) = self.upload(name)?;
         let s = x.shape();
-        let g = Conv2dGeom {
-            n: s[0],
-            cin: s[1],
-            h: s[2],
-            w: s[3],
-            cout: l.shape[0],
-            kh: l.shape[2],
-            kw: l.shape[3],
-            stride,
-            pad,
-        };
+        let g = Conv2dGeom::new(s, &l.shape, stride, pad);
         let y = self.gpu.tensor(&format!("{name}.out"), &g.output_shape())?;
         let e = Epilogue { scale: &up.scale, shift: &up.shift, relu, residual };
         self.forward.push(ops::packed_conv::forward(self.gpu, name, &g, x, &up.weights(), &e, &y)?);
@@ -465,17 +455,7 @@ impl PackedBuilder<'_> {
         let act_scale = g.tensor_from(&format!("{name}.act_scale"), &[act_scale.len()], act_scale)?;
         let act_shift = g.tensor_from(&format!("{name}.act_shift"), &[act_shift.len()], act_shift)?;
         let s = x.shape();
-        let geom = Conv2dGeom {
-            n: s[0],
-            cin: s[1],
-            h: s[2],
-            w: s[3],
-            cout: l.shape[0],
-            kh: l.shape[2],
-            kw: l.shape[3],
-            stride,
-            pad: 1,
-        };
+        let geom = Conv2dGeom::new(s, &l.shape, stride, 1);
         let y = g.tensor(&format!("{name}.out"), &geom.output_shape())?;
         let e = Epilogue { scale: &up.scale, shift: &up.shift, relu: false, residual: Some((x, stride)) };
         if self.bitplanes && up.weight.is_none() {

@@ -18,6 +18,12 @@ pub struct Conv2dGeom {
 }
 
 impl Conv2dGeom {
+    /// The convolution of an input [n, cin, h, w] by weights [cout, cin, kh, kw].
+    pub fn new(input: &[usize], weight: &[usize], stride: usize, pad: usize) -> Conv2dGeom {
+        let (n, cin, h, w) = (input[0], input[1], input[2], input[3]);
+        Conv2dGeom { n, cin, h, w, cout: weight[0], kh: weight[2], kw: weight[3], stride, pad }
+    }
+
     pub fn oh(&self) -> usize {
         (self.h + 2 * self.pad).saturating_sub(self.kh) / self.stride.max(1) + 1
     }
