@@ -1,20 +1,22 @@
 //! The packed inference model: ternary layers as W+/W− bitmasks with their scales, full-precision
 //! layers as f32, batch norm folded into per-channel scale and shift. Built from a trained model
-//! (`tern export`), saved as safetensors, and run by packed_conv.wgsl / packed_linear.wgsl.
+//! (`tern export`), saved as safetensors; `graph` builds its inference program.
 
 use super::layers::Layer;
 use super::params::Slot;
 use super::{Model, ModelSpec};
 use crate::checkpoint::{Meta, to_safetensors, write_atomic};
-use crate::gpu::{DType, Gpu, Program, Tensor};
-use crate::ops::{
-    self, batchnorm::EPS, conv2d::Conv2dGeom, packed_conv::Epilogue, packed_conv::PackedWeights,
-};
+use crate::gpu::Gpu;
+use crate::ops::batchnorm::EPS;
 use crate::quant::{ParamRef, pack};
 use anyhow::{Context, Result, bail};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::Path;
+
+mod graph;
+
+pub use graph::PackedGraph;
 
 pub const FORMAT: &str = "tern-packed-1";
 
@@ -245,59 +247,6 @@ impl PackedModel {
         }
         Ok(PackedModel { meta, layers })
     }
-
-    /// The inference program for `batch` images (ternary activations as floats).
-    pub fn graph(&self, gpu: &Gpu, batch: usize) -> Result<PackedGraph> {
-        self.graph_with(gpu, batch, false)
-    }
-
-    /// As `graph`; with `bitplanes`, ternary activations feeding ternary weights are packed into
-    /// bit-planes and convolved with popcounts.
-    pub fn graph_with(&self, gpu: &Gpu, batch: usize, bitplanes: bool) -> Result<PackedGraph> {
-        let spec = &self.meta.spec;
-        let input = gpu.tensor("input", &[batch, spec.in_channels, spec.height, spec.width])?;
-        let mut b = PackedBuilder { gpu, model: self, forward: Program::default(), bitplanes };
-        let arch_layers = ModelSpec { quant: crate::quant::QuantKind::Fp, ..spec.clone() }.layers()?;
-        let mut x = input.clone();
-        let mut i = 0;
-        while i < arch_layers.len() {
-            match &arch_layers[i] {
-                Layer::Conv(c) => {
-                    // conv → bn [→ relu], fused
-                    let relu = matches!(arch_layers.get(i + 2), Some(Layer::Relu(_)));
-                    x = b.conv(&c.name, c.stride, c.pad, &x, relu, None)?;
-                    i += if relu { 3 } else { 2 };
-                    continue;
-                }
-                Layer::Block(blk) => {
-                    let h = b.conv(&blk.conv1.name, blk.conv1.stride, 1, &x, true, None)?;
-                    x = b.conv(&blk.conv2.name, 1, 1, &h, true, Some((&x, blk.stride)))?;
-                }
-                Layer::MaxPool { name, k, stride } => {
-                    let s = x.shape();
-                    let out = ops::pool::max_out;
-                    let y = gpu.tensor(
-                        &format!("{name}.out"),
-                        &[s[0], s[1], out(s[2], *k, *stride), out(s[3], *k, *stride)],
-                    )?;
-                    b.forward.push(ops::pool::max_forward(gpu, name, &x, &y, *k, *stride)?);
-                    x = y;
-                }
-                Layer::GlobalAvgPool(name) => {
-                    let y = gpu.tensor(&format!("{name}.out"), &x.shape()[..2])?;
-                    b.forward.push(ops::pool::avg_forward(gpu, name, &x, &y)?);
-                    x = y;
-                }
-                Layer::Linear(l) => x = b.linear(&l.name, &x)?,
-                Layer::TernaryUnit(u) => x = b.ternary_unit(&u.conv.name, u.stride, &x)?,
-                Layer::BatchNorm(_) | Layer::Relu(_) => {
-                    bail!("packed inference: unsupported layer order in {}", spec.arch.name())
-                }
-            }
-            i += 1;
-        }
-        Ok(PackedGraph { batch, input, logits: x, forward: b.forward })
-    }
 }
 
 fn weight_shape(layer: &Layer, name: &str) -> Option<Vec<usize>> {
@@ -366,141 +315,4 @@ fn quantized_weights(
     let built = q.build(gpu, name, &latent, &extra)?;
     gpu.run(&[&built.forward])?;
     Ok(gpu.read(&built.wq)?)
-}
-
-struct PackedBuilder<'a> {
-    gpu: &'a Gpu,
-    model: &'a PackedModel,
-    forward: Program,
-    bitplanes: bool,
-}
-
-/// A packed layer's tensors on the GPU.
-struct Uploaded {
-    pos: Tensor,
-    neg: Tensor,
-    wp: Tensor,
-    wn: Tensor,
-    weight: Option<Tensor>,
-    scale: Tensor,
-    shift: Tensor,
-}
-
-impl Uploaded {
-    fn weights(&self) -> PackedWeights<'_> {
-        match &self.weight {
-            Some(weight) => PackedWeights::Dense { weight },
-            None => PackedWeights::Ternary { pos: &self.pos, neg: &self.neg, wp: &self.wp, wn: &self.wn },
-        }
-    }
-}
-
-impl PackedBuilder<'_> {
-    fn upload(&self, name: &str) -> Result<(Uploaded, &PackedLayer)> {
-        let g = self.gpu;
-        let l = self
-            .model
-            .layers
-            .iter()
-            .find(|l| l.name == name)
-            .with_context(|| format!("packed model has no layer '{name}'"))?;
-        let one = |n: &str| g.tensor_from(&format!("{name}.{n}"), &[1], &[0.0]);
-        let up = match &l.weights {
-            PackedWeightsHost::Ternary { pos, neg, wp, wn } => Uploaded {
-                pos: g.tensor_u32(&format!("{name}.pos"), &[pos.len()], pos)?,
-                neg: g.tensor_u32(&format!("{name}.neg"), &[neg.len()], neg)?,
-                wp: g.tensor_from(&format!("{name}.wp"), &[wp.len()], wp)?,
-                wn: g.tensor_from(&format!("{name}.wn"), &[wn.len()], wn)?,
-                weight: None,
-                scale: g.tensor_from(&format!("{name}.scale"), &[l.scale.len()], &l.scale)?,
-                shift: g.tensor_from(&format!("{name}.shift"), &[l.shift.len()], &l.shift)?,
-            },
-            PackedWeightsHost::Dense { weight } => Uploaded {
-                pos: g.tensor_of(&format!("{name}.pos"), &[1], DType::U32)?,
-                neg: g.tensor_of(&format!("{name}.neg"), &[1], DType::U32)?,
-                wp: one("wp")?,
-                wn: one("wn")?,
-                weight: Some(g.tensor_from(&format!("{name}.weight"), &l.shape, weight)?),
-                scale: g.tensor_from(&format!("{name}.scale"), &[l.scale.len()], &l.scale)?,
-                shift: g.tensor_from(&format!("{name}.shift"), &[l.shift.len()], &l.shift)?,
-            },
-        };
-        Ok((up, l))
-    }
-
-    fn conv(
-        &mut self,
-        name: &str,
-        stride: usize,
-        pad: usize,
-        x: &Tensor,
-        relu: bool,
-        residual: Option<(&Tensor, usize)>,
-    ) -> Result<Tensor> {
-        let (up, l) = self.upload(name)?;
-        let s = x.shape();
-        let g = Conv2dGeom::new(s, &l.shape, stride, pad);
-        let y = self.gpu.tensor(&format!("{name}.out"), &g.output_shape())?;
-        let e = Epilogue { scale: &up.scale, shift: &up.shift, relu, residual };
-        self.forward.push(ops::packed_conv::forward(self.gpu, name, &g, x, &up.weights(), &e, &y)?);
-        Ok(y)
-    }
-
-    /// An STTN unit: ternary(BN(x)) → conv → folded BN, + shortcut(x); no ReLU.
-    fn ternary_unit(&mut self, name: &str, stride: usize, x: &Tensor) -> Result<Tensor> {
-        let (up, l) = self.upload(name)?;
-        let g = self.gpu;
-        let (act_scale, act_shift) =
-            l.act.as_ref().with_context(|| format!("layer '{name}' has no activation scale"))?;
-        let act_scale = g.tensor_from(&format!("{name}.act_scale"), &[act_scale.len()], act_scale)?;
-        let act_shift = g.tensor_from(&format!("{name}.act_shift"), &[act_shift.len()], act_shift)?;
-        let s = x.shape();
-        let geom = Conv2dGeom::new(s, &l.shape, stride, 1);
-        let y = g.tensor(&format!("{name}.out"), &geom.output_shape())?;
-        let e = Epilogue { scale: &up.scale, shift: &up.shift, relu: false, residual: Some((x, stride)) };
-        if self.bitplanes && up.weight.is_none() {
-            let words = [s[0], s[2] * s[3], s[1].div_ceil(32)];
-            let pos = g.tensor_of(&format!("{name}.act_pos"), &words, DType::U32)?;
-            let neg = g.tensor_of(&format!("{name}.act_neg"), &words, DType::U32)?;
-            self.forward
-                .push(ops::packed_conv::pack_activations(g, name, x, &act_scale, &act_shift, &pos, &neg)?);
-            self.forward.push(ops::packed_conv::forward_bitplanes(
-                g,
-                name,
-                &geom,
-                x,
-                (&pos, &neg),
-                &up.weights(),
-                &e,
-                &y,
-            )?);
-        } else {
-            let a = g.tensor(&format!("{name}.act"), s)?;
-            self.forward.push(ops::packed_conv::ternary_affine(g, name, x, &act_scale, &act_shift, &a)?);
-            self.forward.push(ops::packed_conv::forward(g, name, &geom, &a, &up.weights(), &e, &y)?);
-        }
-        Ok(y)
-    }
-
-    fn linear(&mut self, name: &str, x: &Tensor) -> Result<Tensor> {
-        let (up, l) = self.upload(name)?;
-        let y = self.gpu.tensor(&format!("{name}.out"), &[x.shape()[0], l.shape[0]])?;
-        self.forward.push(ops::packed_linear::forward(
-            self.gpu,
-            name,
-            x,
-            &up.weights(),
-            &up.scale,
-            &up.shift,
-            &y,
-        )?);
-        Ok(y)
-    }
-}
-
-pub struct PackedGraph {
-    pub batch: usize,
-    pub input: Tensor,
-    pub logits: Tensor,
-    pub forward: Program,
 }
