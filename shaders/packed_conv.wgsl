@@ -180,6 +180,27 @@ fn scales(b: Block) -> Scales {
     return s;
 }
 
+// The W+ and W− codes of input channels ci0 .. ci0 + 31 at tap t for the invocation's output
+// channels (zero past cin), and their union.
+struct Codes {
+    pos: array<u32, 4>,
+    neg: array<u32, 4>,
+    any: u32,
+}
+
+fn codes(b: Block, rows: u32, t: u32, ci0: u32) -> Codes {
+    var c: Codes;
+    let count = min(32u, p.cin - ci0);
+    let keep = select((1u << count) - 1u, 0xffffffffu, count == 32u);
+    for (var m = 0u; m < rows; m++) {
+        let first = ((b.co0 + m) * p.kh * p.kw + t) * p.cin + ci0;
+        c.pos[m] = bits32(first, false) & keep;
+        c.neg[m] = bits32(first, true) & keep;
+        c.any |= c.pos[m] | c.neg[m];
+    }
+    return c;
+}
+
 @compute @workgroup_size(64)
 fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32) {
@@ -192,26 +213,17 @@ fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
     for (var t = 0u; t < kk; t++) {
         let at = tap(b, t);
         for (var ci0 = 0u; ci0 < p.cin; ci0 += 32u) {
-            let count = min(32u, p.cin - ci0);
-            let keep = select((1u << count) - 1u, 0xffffffffu, count == 32u);
-            var mp: array<u32, 4>;
-            var mn: array<u32, 4>;
-            var any = 0u;
-            for (var m = 0u; m < rows; m++) {
-                let first = ((b.co0 + m) * kk + t) * p.cin + ci0;
-                mp[m] = bits32(first, false) & keep;
-                mn[m] = bits32(first, true) & keep;
-                any |= mp[m] | mn[m];
-            }
+            let w = codes(b, rows, t, ci0);
+            var any = w.any;
             // Zero-heavy weights cost less: channels whose 4 codes are all zero are skipped.
             while (any != 0u) {
                 let k = firstTrailingBit(any);
                 any &= any - 1u;
                 let xv = gather(at, ci0 + k);
                 for (var m = 0u; m < 4u; m++) {
-                    let w = select(0.0, sc.wp[m], ((mp[m] >> k) & 1u) == 1u)
-                          - select(0.0, sc.wn[m], ((mn[m] >> k) & 1u) == 1u);
-                    acc[m] += w * xv;
+                    let v = select(0.0, sc.wp[m], ((w.pos[m] >> k) & 1u) == 1u)
+                          - select(0.0, sc.wn[m], ((w.neg[m] >> k) & 1u) == 1u);
+                    acc[m] += v * xv;
                 }
             }
         }
@@ -298,18 +310,8 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
             pix[j] = select(0u, (b.n[j] * p.h + u32(row)) * p.w + u32(col), inside[j]);
         }
         for (var word = 0u; word < p.words; word++) {
-            let count = min(32u, p.cin - word * 32u);
-            let keep = select((1u << count) - 1u, 0xffffffffu, count == 32u);
-            var mp: array<u32, 4>;
-            var mn: array<u32, 4>;
-            var any = 0u;
-            for (var m = 0u; m < rows; m++) {
-                let first = ((b.co0 + m) * kk + t) * p.cin + word * 32u;
-                mp[m] = bits32(first, false) & keep;
-                mn[m] = bits32(first, true) & keep;
-                any |= mp[m] | mn[m];
-            }
-            if (any == 0u) { continue; }
+            let w = codes(b, rows, t, word * 32u);
+            if (w.any == 0u) { continue; }
             var ap: vec4u;
             var an: vec4u;
             for (var j = 0u; j < 4u; j++) {
@@ -318,8 +320,8 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
                 an[j] = select(0u, act_neg[k], inside[j]);
             }
             for (var m = 0u; m < rows; m++) {
-                let pp = vec4i(countOneBits(vec4u(mp[m]) & ap)) - vec4i(countOneBits(vec4u(mp[m]) & an));
-                let nn = vec4i(countOneBits(vec4u(mn[m]) & ap)) - vec4i(countOneBits(vec4u(mn[m]) & an));
+                let pp = vec4i(countOneBits(vec4u(w.pos[m]) & ap)) - vec4i(countOneBits(vec4u(w.pos[m]) & an));
+                let nn = vec4i(countOneBits(vec4u(w.neg[m]) & ap)) - vec4i(countOneBits(vec4u(w.neg[m]) & an));
                 sp[m] += pp;
                 sn[m] += nn;
             }
