@@ -5,7 +5,7 @@ use crate::checkpoint::{Checkpoint, Meta};
 use crate::data::Dataset;
 use crate::data::augment::Augment;
 use crate::data::loader::{Loader, LoaderOptions};
-use crate::gpu::{Gpu, Program};
+use crate::gpu::{Gpu, Program, Tensor};
 use crate::nn::{Graph, Mode, Model};
 use anyhow::{Result, bail};
 use std::path::Path;
@@ -82,19 +82,31 @@ pub fn eval_graph(gpu: &Gpu, model: &Model, batch: usize) -> Result<Graph> {
 
 /// Logits for already-normalised images [n, c, h, w], in batches of `graph.batch`.
 pub fn logits(gpu: &Gpu, graph: &Graph, images: &[f32], n: usize) -> Result<Vec<f32>> {
-    let per_image = graph.input.numel() / graph.batch;
-    let classes = graph.logits.shape()[1];
-    let mut out = Vec::with_capacity(n * classes);
-    for start in (0..n).step_by(graph.batch) {
-        let count = graph.batch.min(n - start);
+    batched_logits(gpu, &graph.input, &graph.logits, &graph.forward, images, n)
+}
+
+/// Run `forward` over `images` in batches of the input's batch size (the last one padded).
+fn batched_logits(
+    gpu: &Gpu,
+    input: &Tensor,
+    out: &Tensor,
+    forward: &Program,
+    images: &[f32],
+    n: usize,
+) -> Result<Vec<f32>> {
+    let batch = input.shape()[0];
+    let per_image = input.numel() / batch;
+    let classes = out.shape()[1];
+    let mut logits = Vec::with_capacity(n * classes);
+    for start in (0..n).step_by(batch) {
+        let count = batch.min(n - start);
         let mut chunk = images[start * per_image..(start + count) * per_image].to_vec();
-        chunk.resize(graph.batch * per_image, 0.0);
-        gpu.write(&graph.input, &chunk)?;
-        gpu.write_u32(&graph.labels, &vec![0; graph.batch])?;
-        gpu.run(&[&graph.forward as &Program])?;
-        out.extend_from_slice(&gpu.read(&graph.logits)?[..count * classes]);
+        chunk.resize(batch * per_image, 0.0);
+        gpu.write(input, &chunk)?;
+        gpu.run(&[forward])?;
+        logits.extend_from_slice(&gpu.read(out)?[..count * classes]);
     }
-    Ok(out)
+    Ok(logits)
 }
 
 /// The confusion matrix as text rows, class names abbreviated to 10 characters.
@@ -133,20 +145,7 @@ impl Runner {
     pub fn logits(&self, gpu: &Gpu, images: &[f32], n: usize) -> Result<Vec<f32>> {
         match self {
             Runner::Graph(m) => logits(gpu, &m.1, images, n),
-            Runner::Packed(g) => {
-                let per_image = g.input.numel() / g.batch;
-                let classes = g.logits.shape()[1];
-                let mut out = Vec::with_capacity(n * classes);
-                for start in (0..n).step_by(g.batch) {
-                    let count = g.batch.min(n - start);
-                    let mut chunk = images[start * per_image..(start + count) * per_image].to_vec();
-                    chunk.resize(g.batch * per_image, 0.0);
-                    gpu.write(&g.input, &chunk)?;
-                    gpu.run(&[&g.forward])?;
-                    out.extend_from_slice(&gpu.read(&g.logits)?[..count * classes]);
-                }
-                Ok(out)
-            }
+            Runner::Packed(g) => batched_logits(gpu, &g.input, &g.logits, &g.forward, images, n),
         }
     }
 }

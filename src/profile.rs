@@ -6,7 +6,7 @@ use crate::data::Dataset;
 use crate::data::augment::Augment;
 use crate::data::loader::{Loader, LoaderOptions};
 use crate::gpu::profiler::{self, TimingSource};
-use crate::gpu::{Gpu, Profiler, Program};
+use crate::gpu::{Gpu, Profiler};
 use crate::nn::packed::PackedModel;
 use crate::nn::{Arch, Mode, Model, ModelSpec};
 use crate::ops::optim::StepParams;
@@ -168,7 +168,7 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
                 let t = trace.now();
                 gpu.write(&input, &batch.images)?;
                 trace.host_span("upload", t);
-                infer_step(gpu, &profiler, &program, &mut trace)?;
+                crate::trace::profiled_submit(gpu, &profiler, &[&program], "inference", &mut trace)?;
                 let t = trace.now();
                 gpu.read(&logits)?;
                 trace.host_span("readback", t);
@@ -181,29 +181,6 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
         println!("trace: {} ({} GPU events)", path.display(), trace.kernels.len());
     }
     Ok(trace)
-}
-
-fn infer_step(gpu: &Gpu, profiler: &Profiler, program: &Program, trace: &mut Trace) -> Result<()> {
-    if profiler.source == TimingSource::CpuSync {
-        let t = trace.now();
-        let timings = profiler.run(gpu, &[program])?;
-        trace.host_span("submit + wait per dispatch (no timestamps)", t);
-        trace.gpu(timings, t);
-        return Ok(());
-    }
-    let t = trace.now();
-    let mut enc =
-        gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("inference") });
-    let timed = profiler.encode(&mut enc, &[program], "inference");
-    trace.host_span("encode", t);
-    let t = trace.now();
-    gpu.queue.submit([enc.finish()]);
-    trace.host_span("submit", t);
-    let submitted = trace.now();
-    let timings = profiler.read(gpu, &[program], timed)?;
-    trace.host_span("wait for GPU + timestamp readback", submitted);
-    trace.gpu(timings, submitted);
-    Ok(())
 }
 
 /// The per-kernel table, sorted by total time, and the per-step split of GPU and host time.

@@ -2,7 +2,8 @@
 //! host phases (data loading, upload, encoding, submit, readback) on another, and the per-kernel
 //! timings the profile table is built from.
 
-use crate::gpu::Timing;
+use crate::gpu::profiler::TimingSource;
+use crate::gpu::{Gpu, Profiler, Program, Timing};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::path::Path;
@@ -80,4 +81,35 @@ impl Trace {
         crate::checkpoint::write_atomic(path, text.as_bytes())
             .with_context(|| format!("{}: cannot write trace", path.display()))
     }
+}
+
+/// Record `programs` with every dispatch timed, submit, wait for the timings and add them and the
+/// host phases (encode, submit, wait) to `trace`. Without timestamp queries each dispatch is
+/// submitted alone and timed on the CPU.
+pub fn profiled_submit(
+    gpu: &Gpu,
+    profiler: &Profiler,
+    programs: &[&Program],
+    label: &str,
+    trace: &mut Trace,
+) -> Result<()> {
+    if profiler.source == TimingSource::CpuSync {
+        let t = trace.now();
+        let timings = profiler.run(gpu, programs)?;
+        trace.host_span("submit + wait per dispatch (no timestamps)", t);
+        trace.gpu(timings, t);
+        return Ok(());
+    }
+    let t = trace.now();
+    let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+    let timed = profiler.encode(&mut enc, programs, label);
+    trace.host_span("encode", t);
+    let t = trace.now();
+    gpu.queue.submit([enc.finish()]);
+    trace.host_span("submit", t);
+    let submitted = trace.now();
+    let timings = profiler.read(gpu, programs, timed)?;
+    trace.host_span("wait for GPU + timestamp readback", submitted);
+    trace.gpu(timings, submitted);
+    Ok(())
 }

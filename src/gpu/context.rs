@@ -232,14 +232,14 @@ impl Gpu {
     }
 
     pub fn write(&self, t: &Tensor, data: &[f32]) -> Result<()> {
-        Self::check_len(t, data.len())?;
-        if !data.is_empty() {
-            self.queue.write_buffer(t.buffer(), t.offset(), bytemuck::cast_slice(data));
-        }
-        Ok(())
+        self.write_pod(t, data)
     }
 
     pub fn write_u32(&self, t: &Tensor, data: &[u32]) -> Result<()> {
+        self.write_pod(t, data)
+    }
+
+    fn write_pod<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) -> Result<()> {
         Self::check_len(t, data.len())?;
         if !data.is_empty() {
             self.queue.write_buffer(t.buffer(), t.offset(), bytemuck::cast_slice(data));

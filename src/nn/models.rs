@@ -251,15 +251,8 @@ impl Model {
             let n = w.len();
             // As exported: two bit masks, plus the scales (per layer or per output channel, once
             // when Wn = Wp).
-            let groups = if q.per_channel_scales() {
-                w.len()
-                    / self
-                        .store
-                        .spec(&format!("{name}.weight"))
-                        .map_or(1, |s| s.shape[1..].iter().product::<usize>().max(1))
-            } else {
-                1
-            };
+            let cout = self.store.spec(&format!("{name}.weight")).map_or(1, |s| s.shape[0]);
+            let groups = if q.per_channel_scales() { cout } else { 1 };
             let stats = match q.ternarize(&w, &extra) {
                 Some(t) => {
                     let scale_bits = 32 * groups * if t.wp == t.wn { 1 } else { 2 };

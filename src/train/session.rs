@@ -4,7 +4,6 @@
 use super::TrainConfig;
 use super::config::Optimizer;
 use crate::data::loader::Batch;
-use crate::gpu::profiler::TimingSource;
 use crate::gpu::{Gpu, Profiler, Program};
 use crate::nn::{Graph, Mode, Model};
 use crate::ops::optim::{self, OptimParams, StepParams};
@@ -93,25 +92,6 @@ impl Session {
         let t = trace.now();
         upload(gpu)?;
         trace.host_span("upload", t);
-        if profiler.source == TimingSource::CpuSync {
-            let t = trace.now();
-            let timings = profiler.run(gpu, &self.programs())?;
-            trace.host_span("submit + wait per dispatch (no timestamps)", t);
-            trace.gpu(timings, t);
-            return Ok(());
-        }
-        let t = trace.now();
-        let mut enc =
-            gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
-        let timed = profiler.encode(&mut enc, &self.programs(), "train step");
-        trace.host_span("encode", t);
-        let t = trace.now();
-        gpu.queue.submit([enc.finish()]);
-        trace.host_span("submit", t);
-        let submitted = trace.now();
-        let timings = profiler.read(gpu, &self.programs(), timed)?;
-        trace.host_span("wait for GPU + timestamp readback", submitted);
-        trace.gpu(timings, submitted);
-        Ok(())
+        crate::trace::profiled_submit(gpu, profiler, &self.programs(), "train step", trace)
     }
 }
