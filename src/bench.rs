@@ -69,8 +69,8 @@ pub fn infer_bench(
     reps: usize,
 ) -> Result<()> {
     use crate::checkpoint::Meta;
-    use crate::nn::packed::PackedModel;
     use crate::nn::{Mode, Model, ModelSpec};
+    use crate::packed::PackedModel;
     use crate::quant::QuantKind;
     let spec = |quant| ModelSpec {
         arch,
@@ -195,8 +195,8 @@ pub fn profiler_bench(gpu: &Gpu, steps: usize) -> Result<()> {
 /// kernel vs bit-planes through the popcount `bitplane` kernel, images/s at batch 1, 32 and 128.
 pub fn bitplane_bench(gpu: &Gpu, arch: crate::nn::Arch, reps: usize) -> Result<()> {
     use crate::checkpoint::Meta;
-    use crate::nn::packed::PackedModel;
     use crate::nn::{Activation, Model, ModelSpec};
+    use crate::packed::PackedModel;
     use crate::quant::QuantKind;
     let spec = ModelSpec {
         arch,

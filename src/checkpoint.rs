@@ -3,8 +3,8 @@
 //! class names, training state). Writes are atomic: temp file, fsync, rename, fsync directory.
 
 use crate::gpu::Gpu;
-use crate::nn::params::{HostTensor, Role, Slot};
 use crate::nn::{Model, ModelSpec};
+use crate::params::{HostTensor, Role, Slot};
 use anyhow::{Context, Result, bail};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use std::collections::HashMap;

@@ -2,7 +2,7 @@
 
 use crate::gpu::Gpu;
 use crate::infer::load_model;
-use crate::nn::packed::{PackedModel, PackedWeightsHost};
+use crate::packed::{PackedModel, PackedWeightsHost};
 use anyhow::{Result, bail};
 use std::path::Path;
 

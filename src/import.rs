@@ -7,8 +7,8 @@
 
 use crate::checkpoint::{Checkpoint, Meta, check_complete};
 use crate::gpu::Gpu;
-use crate::nn::params::HostTensor;
 use crate::nn::{Arch, Model, ModelSpec};
+use crate::params::HostTensor;
 use crate::quant::QuantKind;
 use anyhow::{Context, Result, bail};
 use safetensors::{Dtype, SafeTensors};

@@ -130,7 +130,7 @@ pub fn confusion_table(e: &Evaluation, classes: &[String]) -> String {
 /// A model ready for inference: the training graph's eval path, or the packed kernels.
 pub enum Runner {
     Graph(Box<(Model, Graph)>),
-    Packed(Box<crate::nn::packed::PackedGraph>),
+    Packed(Box<crate::packed::PackedGraph>),
 }
 
 impl Runner {
@@ -158,8 +158,8 @@ pub fn load_runner(gpu: &Gpu, path: &Path, batch: usize) -> Result<(Runner, Meta
         .and_then(|(_, m)| m.metadata().as_ref().and_then(|m| m.get("format").cloned()));
     drop(bytes);
     match format.as_deref() {
-        Some(crate::nn::packed::FORMAT) => {
-            let packed = crate::nn::packed::PackedModel::load(path)?;
+        Some(crate::packed::FORMAT) => {
+            let packed = crate::packed::PackedModel::load(path)?;
             let graph = packed.graph(gpu, batch)?;
             Ok((Runner::Packed(Box::new(graph)), packed.meta))
         }

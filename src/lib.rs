@@ -18,6 +18,8 @@ pub mod import;
 pub mod infer;
 pub mod nn;
 pub mod ops;
+pub mod packed;
+pub mod params;
 pub mod plot;
 pub mod profile;
 pub mod quant;

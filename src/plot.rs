@@ -1,6 +1,5 @@
-//! OUT/curves.png: loss and accuracy against epoch, train and test, drawn with plotters.
+//! Line charts as PNG, drawn with plotters (OUT/curves.png of a training run).
 
-use crate::train::EpochMetrics;
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 use std::path::Path;
@@ -15,39 +14,46 @@ fn register_font() {
     });
 }
 
-/// Two panels: loss (left) and accuracy in % (right), train and test lines.
-pub fn curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
+/// One line of a panel: its legend name and (x, y) points.
+pub struct Series {
+    pub name: &'static str,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A chart with a title and up to two series (blue, red), drawn side by side with the others.
+pub struct Panel {
+    pub title: &'static str,
+    pub series: [Series; 2],
+}
+
+/// Panels side by side in one PNG, x from 0 to the largest x, y from min(0, values) up.
+pub fn panels(path: &Path, x_desc: &str, panels: &[Panel]) -> Result<()> {
     register_font();
     let err = |e: &dyn std::fmt::Display| anyhow!("{}: cannot draw curves: {e}", path.display());
-    let root = BitMapBackend::new(path, (1000, 420)).into_drawing_area();
+    let root = BitMapBackend::new(path, (500 * panels.len() as u32, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let panels = root.split_evenly((1, 2));
-    let epochs = history.len().max(1) as f64;
-    type Series = (&'static str, fn(&EpochMetrics) -> f64);
-    let sets: [(&str, [Series; 2]); 2] = [
-        ("loss", [("train", |m| m.train_loss), ("test", |m| m.test_loss)]),
-        ("accuracy (%)", [("train", |m| 100.0 * m.train_accuracy), ("test", |m| 100.0 * m.test_accuracy)]),
-    ];
-    for (panel, (title, series)) in panels.iter().zip(sets) {
-        let values: Vec<f64> = history.iter().flat_map(|m| series.iter().map(move |(_, f)| f(m))).collect();
-        let lo = values.iter().cloned().fold(f64::INFINITY, f64::min).min(0.0);
-        let hi = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max).max(lo + 1e-6) * 1.05;
-        let mut chart = ChartBuilder::on(panel)
-            .caption(title, ("sans-serif", 20))
+    let areas = root.split_evenly((1, panels.len()));
+    for (area, panel) in areas.iter().zip(panels) {
+        let points = || panel.series.iter().flat_map(|s| s.points.iter());
+        let x_max = points().map(|p| p.0).fold(1.0, f64::max);
+        let lo = points().map(|p| p.1).fold(f64::INFINITY, f64::min).min(0.0);
+        let hi = points().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max).max(lo + 1e-6) * 1.05;
+        let mut chart = ChartBuilder::on(area)
+            .caption(panel.title, ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(52)
-            .build_cartesian_2d(0.0..epochs, lo..hi)
+            .build_cartesian_2d(0.0..x_max, lo..hi)
             .map_err(|e| err(&e))?;
-        chart.configure_mesh().x_desc("epoch").draw().map_err(|e| err(&e))?;
-        for ((name, f), color) in series.iter().zip([BLUE, RED]) {
-            let pts: Vec<(f64, f64)> = history.iter().map(|m| (m.epoch as f64, f(m))).collect();
+        chart.configure_mesh().x_desc(x_desc).draw().map_err(|e| err(&e))?;
+        for (series, color) in panel.series.iter().zip([BLUE, RED]) {
             chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(series.points.clone(), color.stroke_width(2)))
                 .map_err(|e| err(&e))?
-                .label(*name)
+                .label(series.name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-            chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(|e| err(&e))?;
+            let dots = series.points.iter().map(|p| Circle::new(*p, 3, color.filled()));
+            chart.draw_series(dots).map_err(|e| err(&e))?;
         }
         chart
             .configure_series_labels()

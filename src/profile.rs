@@ -5,11 +5,11 @@
 use crate::data::Dataset;
 use crate::data::augment::Augment;
 use crate::data::loader::{Loader, LoaderOptions};
-use crate::gpu::profiler::{self, TimingSource};
+use crate::gpu::profiler::TimingSource;
 use crate::gpu::{Gpu, Profiler};
-use crate::nn::packed::PackedModel;
 use crate::nn::{Arch, Mode, Model, ModelSpec};
 use crate::ops::optim::StepParams;
+use crate::packed::PackedModel;
 use crate::quant::QuantKind;
 use crate::trace::Trace;
 use crate::train::{Session, TrainConfig};
@@ -168,49 +168,17 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
                 let t = trace.now();
                 gpu.write(&input, &batch.images)?;
                 trace.host_span("upload", t);
-                crate::trace::profiled_submit(gpu, &profiler, &[&program], "inference", &mut trace)?;
+                trace.add(profiler.submit(gpu, &[&program], "inference")?);
                 let t = trace.now();
                 gpu.read(&logits)?;
                 trace.host_span("readback", t);
             }
         }
     }
-    print!("{}", table(&trace, source));
+    print!("{}", trace.table(source));
     if let Some(path) = &cfg.trace {
         trace.write(path)?;
         println!("trace: {} ({} GPU events)", path.display(), trace.kernels.len());
     }
     Ok(trace)
-}
-
-/// The per-kernel table, sorted by total time, and the per-step split of GPU and host time.
-pub fn table(trace: &Trace, source: &str) -> String {
-    let steps = trace.steps.max(1) as f64;
-    let stats = profiler::aggregate(&trace.kernels);
-    let busy = trace.gpu_busy_us();
-    let mut s = format!("{} profiled step(s), {source}\n", trace.steps);
-    s += &format!(
-        "{:<28} {:<24} {:>6} {:>10} {:>9} {:>6} {:>8} {:>8}\n",
-        "kernel", "layer", "calls", "total ms", "mean us", "%", "GFLOP/s", "GB/s"
-    );
-    for k in &stats {
-        let secs = k.total_us / 1e6;
-        s += &format!(
-            "{:<28} {:<24} {:>6} {:>10.3} {:>9.1} {:>6.1} {:>8.2} {:>8.2}\n",
-            k.kernel,
-            k.layer,
-            k.calls,
-            k.total_us / 1e3,
-            k.total_us / k.calls as f64,
-            100.0 * k.total_us / busy.max(1e-9),
-            k.flops as f64 / secs.max(1e-12) / 1e9,
-            k.bytes as f64 / secs.max(1e-12) / 1e9
-        );
-    }
-    s += &format!("per step: GPU busy {:.3} ms", busy / steps / 1e3);
-    for (name, us) in &trace.host {
-        s += &format!(" | {name} {:.3} ms", us / steps / 1e3);
-    }
-    s.push('\n');
-    s
 }

@@ -2,8 +2,7 @@
 //! host phases (data loading, upload, encoding, submit, readback) on another, and the per-kernel
 //! timings the profile table is built from.
 
-use crate::gpu::profiler::TimingSource;
-use crate::gpu::{Gpu, Profiler, Program, Timing};
+use crate::gpu::{Profiled, Timing};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::path::Path;
@@ -20,7 +19,7 @@ pub struct Trace {
     pub kernels: Vec<Timing>,
     /// Total host time per phase, microseconds.
     pub host: Vec<(String, f64)>,
-    /// Profiled steps (calls of `gpu`).
+    /// Profiled submissions (calls of `add`).
     pub steps: usize,
 }
 
@@ -38,7 +37,11 @@ impl Trace {
 
     /// Record a host phase that started at `start` (from `now`) and ends now.
     pub fn host_span(&mut self, name: &str, start: f64) {
-        let dur = (self.now() - start).max(0.0);
+        self.span(name, start, self.now());
+    }
+
+    fn span(&mut self, name: &str, start: f64, end: f64) {
+        let dur = (end - start).max(0.0);
         self.events.push(
             json!({"name": name, "cat": "host", "ph": "X", "ts": start, "dur": dur, "pid": PID, "tid": HOST}),
         );
@@ -48,16 +51,26 @@ impl Trace {
         }
     }
 
-    /// Add one step's GPU timings, placed on the timeline from `at` (the step's submit time).
-    pub fn gpu(&mut self, timings: Vec<Timing>, at: f64) {
-        for t in &timings {
+    /// Microseconds from the trace's start to `t`.
+    fn at(&self, t: Instant) -> f64 {
+        t.saturating_duration_since(self.origin).as_secs_f64() * 1e6
+    }
+
+    /// Add one profiled submission: its host phases, and its kernels placed on the timeline
+    /// from the submission.
+    pub fn add(&mut self, step: Profiled) {
+        for (name, start, end) in &step.phases {
+            self.span(name, self.at(*start), self.at(*end));
+        }
+        let at = self.at(step.started);
+        for t in &step.timings {
             self.events.push(json!({
                 "name": t.kernel, "cat": "gpu", "ph": "X", "ts": at + t.start_us, "dur": t.duration_us,
                 "pid": PID, "tid": GPU,
                 "args": {"layer": t.label, "flops": t.flops, "bytes": t.bytes},
             }));
         }
-        self.kernels.extend(timings);
+        self.kernels.extend(step.timings);
         self.steps += 1;
     }
 
@@ -76,40 +89,41 @@ impl Trace {
         json!({"traceEvents": events, "displayTimeUnit": "ms"})
     }
 
+    /// The per-kernel table, sorted by total time, and the per-step split of GPU and host time.
+    pub fn table(&self, source: &str) -> String {
+        let steps = self.steps.max(1) as f64;
+        let stats = crate::gpu::profiler::aggregate(&self.kernels);
+        let busy = self.gpu_busy_us();
+        let mut s = format!("{} profiled step(s), {source}\n", self.steps);
+        s += &format!(
+            "{:<28} {:<24} {:>6} {:>10} {:>9} {:>6} {:>8} {:>8}\n",
+            "kernel", "layer", "calls", "total ms", "mean us", "%", "GFLOP/s", "GB/s"
+        );
+        for k in &stats {
+            let secs = k.total_us / 1e6;
+            s += &format!(
+                "{:<28} {:<24} {:>6} {:>10.3} {:>9.1} {:>6.1} {:>8.2} {:>8.2}\n",
+                k.kernel,
+                k.layer,
+                k.calls,
+                k.total_us / 1e3,
+                k.total_us / k.calls as f64,
+                100.0 * k.total_us / busy.max(1e-9),
+                k.flops as f64 / secs.max(1e-12) / 1e9,
+                k.bytes as f64 / secs.max(1e-12) / 1e9
+            );
+        }
+        s += &format!("per step: GPU busy {:.3} ms", busy / steps / 1e3);
+        for (name, us) in &self.host {
+            s += &format!(" | {name} {:.3} ms", us / steps / 1e3);
+        }
+        s.push('\n');
+        s
+    }
+
     pub fn write(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string(&self.to_json())?;
         crate::checkpoint::write_atomic(path, text.as_bytes())
             .with_context(|| format!("{}: cannot write trace", path.display()))
     }
-}
-
-/// Record `programs` with every dispatch timed, submit, wait for the timings and add them and the
-/// host phases (encode, submit, wait) to `trace`. Without timestamp queries each dispatch is
-/// submitted alone and timed on the CPU.
-pub fn profiled_submit(
-    gpu: &Gpu,
-    profiler: &Profiler,
-    programs: &[&Program],
-    label: &str,
-    trace: &mut Trace,
-) -> Result<()> {
-    if profiler.source == TimingSource::CpuSync {
-        let t = trace.now();
-        let timings = profiler.run(gpu, programs)?;
-        trace.host_span("submit + wait per dispatch (no timestamps)", t);
-        trace.gpu(timings, t);
-        return Ok(());
-    }
-    let t = trace.now();
-    let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
-    let timed = profiler.encode(&mut enc, programs, label);
-    trace.host_span("encode", t);
-    let t = trace.now();
-    gpu.queue.submit([enc.finish()]);
-    trace.host_span("submit", t);
-    let submitted = trace.now();
-    let timings = profiler.read(gpu, programs, timed)?;
-    trace.host_span("wait for GPU + timestamp readback", submitted);
-    trace.gpu(timings, submitted);
-    Ok(())
 }

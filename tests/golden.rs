@@ -7,11 +7,12 @@ mod reference;
 
 use common::*;
 use reference::assert_close;
+use tern::gpu::Var;
 use tern::gpu::{DType, Program};
 use tern::nn::layers::{BasicBlock, Layer};
-use tern::nn::params::{HostTensor, ParamStore, Role, Slot};
-use tern::nn::{Act, Builder, Mode};
+use tern::nn::{Builder, Mode};
 use tern::ops;
+use tern::params::{HostTensor, ParamStore, Role, Slot};
 use tern::quant::{QuantKind, Quantizer};
 
 const TOL: f64 = 1e-4;
@@ -153,8 +154,7 @@ fn pooling_relu_linear_loss_and_sgd_match_pytorch() {
     assert_close("xent.dlogits", &download(&dl), &g.values("xent.dlogits"), TOL);
     // SGD: two steps
     let (w, m1, m2) = (t("sgd.w0"), zeros("m1", &[50]), zeros("m2", &[50]));
-    let step =
-        gpu.uniform("step", bytemuck::bytes_of(&ops::optim::StepParams { lr: 0.1, bias1: 1.0, bias2: 1.0 }));
+    let step = gpu.uniform("step", &ops::optim::StepParams { lr: 0.1, bias1: 1.0, bias2: 1.0 });
     let params = ops::optim::OptimParams {
         len: 50,
         decay_end: 50,
@@ -212,7 +212,7 @@ fn check_layer(g: &Golden, case: &str, layer: &Layer) {
     store.write(gpu, Slot::Values, &host).unwrap();
     let mut b = Builder::new(gpu, &store, Mode::Train);
     let shape = g.get(&format!("{case}.x")).0;
-    let x = Act { value: g.upload(&format!("{case}.x")), grad: Some(zeros("dx", &shape)) };
+    let x = Var { value: g.upload(&format!("{case}.x")), grad: Some(zeros("dx", &shape)) };
     let y = layer.build(&mut b, &x).unwrap();
     let (forward, backward, _) = b.finish();
     let dy: Vec<f32> = g.values(&format!("{case}.dy")).iter().map(|v| *v as f32).collect();

@@ -11,9 +11,9 @@ use reference::{assert_close, assert_close_to_scale};
 use std::path::Path;
 use std::process::Command;
 use tern::checkpoint::Meta;
-use tern::nn::packed::{PackedModel, PackedWeightsHost};
-use tern::nn::params::{Role, Slot};
 use tern::nn::{Activation, Arch, Model, ModelSpec};
+use tern::packed::{PackedModel, PackedWeightsHost};
+use tern::params::{Role, Slot};
 use tern::quant::QuantKind;
 
 /// A model whose every tensor (batch-norm statistics included) holds random values.

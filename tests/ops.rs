@@ -85,7 +85,7 @@ fn conv2d_rejects_mismatched_shapes_by_name() {
 #[test]
 fn tensor_over_adapter_limit_is_an_error_naming_it() {
     let gpu = gpu();
-    let huge = gpu.limits.max_storage_buffer_binding_size as usize / 4 + 1;
+    let huge = gpu.max_binding_bytes() as usize / 4 + 1;
     let err = gpu.tensor("activations.huge", &[huge]).err().unwrap().to_string();
     assert!(err.contains("activations.huge") && err.contains("max_storage_buffer_binding_size"), "{err}");
 }
@@ -318,7 +318,7 @@ fn sgd_and_adam_match_reference() {
             bias1: 1.0 - 0.9f32.powi(3),
             bias2: 1.0 - 0.999f32.powi(3),
         };
-        let step_buf = gpu.uniform("step", bytemuck::bytes_of(&step));
+        let step_buf = gpu.uniform("step", &step);
         let (wt, gt, m1, m2) = (
             upload("param", &[len], &w),
             upload("grad", &[len], &g),
@@ -379,7 +379,7 @@ fn packed_conv_matches_reference() {
             })
             .collect();
         let (scale, shift) = (values(c.cout, 400), values(c.cout, 401));
-        let (pos, neg) = tern::quant::pack::pack(&tern::nn::packed::tap_major(&codes, &g.weight_shape()));
+        let (pos, neg) = tern::quant::pack::pack(&tern::packed::tap_major(&codes, &g.weight_shape()));
         let xt = upload("x", &g.input_shape(), &x);
         let post = gpu.tensor_u32("pos", &[pos.len()], &pos).unwrap();
         let negt = gpu.tensor_u32("neg", &[neg.len()], &neg).unwrap();

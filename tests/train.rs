@@ -172,8 +172,7 @@ fn init_from_pytorch_and_own_checkpoints() {
     std::fs::write(cifar.join("data_batch_1.bin"), records(32)).unwrap();
     std::fs::write(cifar.join("test_batch.bin"), records(16)).unwrap();
     let tensors = |path: &std::path::Path| tern::checkpoint::Checkpoint::load(path).unwrap().tensors;
-    let get =
-        |t: &[tern::nn::params::HostTensor], n: &str| t.iter().find(|t| t.name == n).unwrap().data.clone();
+    let get = |t: &[tern::params::HostTensor], n: &str| t.iter().find(|t| t.name == n).unwrap().data.clone();
     let max_abs = |v: &[f32]| v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     let torch_path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/resnet20_torch.safetensors");

@@ -1,6 +1,6 @@
 //! `Gpu`: adapter choice, device creation, tensors, upload/readback and error capture.
 
-use super::{GpuError, Kernel, Program, Result, Tensor, shaders::ShaderFile};
+use super::{GpuError, Kernel, Program, Result, Tensor, Uniform, shaders::ShaderFile};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
@@ -48,11 +48,11 @@ const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
 type Module = (wgpu::ShaderModule, naga::Module, naga::valid::ModuleInfo);
 
 pub struct Gpu {
-    pub device: wgpu::Device,
-    pub queue: wgpu::Queue,
-    pub info: wgpu::AdapterInfo,
-    pub features: wgpu::Features,
-    pub limits: wgpu::Limits,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) info: wgpu::AdapterInfo,
+    pub(crate) features: wgpu::Features,
+    pub(crate) limits: wgpu::Limits,
     errors: Arc<Mutex<Vec<String>>>,
     modules: Mutex<HashMap<&'static str, Arc<Module>>>,
     kernels: Mutex<HashMap<String, Arc<Kernel>>>,
@@ -153,7 +153,17 @@ impl Gpu {
         format!("{} on {:?}", self.info.name, self.info.backend)
     }
 
-    pub fn has(&self, feature: wgpu::Features) -> bool {
+    /// Elements (of 4 bytes) a tensor view's offset must be a multiple of.
+    pub fn offset_alignment(&self) -> usize {
+        (self.limits.min_storage_buffer_offset_alignment as usize / 4).max(1)
+    }
+
+    /// The largest tensor, in bytes, a kernel can bind.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+    }
+
+    pub(crate) fn has(&self, feature: wgpu::Features) -> bool {
         self.features.contains(feature)
     }
 
@@ -215,13 +225,20 @@ impl Gpu {
         Ok(t)
     }
 
-    /// A uniform buffer the host rewrites between submissions (learning rate, step count).
-    pub fn uniform(&self, name: &str, bytes: &[u8]) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+    /// A uniform buffer holding `value`, padded to 16 bytes as uniform layouts require.
+    pub fn uniform<T: bytemuck::Pod>(&self, name: &str, value: &T) -> Uniform<T> {
+        let mut bytes = bytemuck::bytes_of(value).to_vec();
+        bytes.resize(bytes.len().next_multiple_of(16).max(16), 0);
+        Uniform::new(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(name),
-            contents: bytes,
+            contents: &bytes,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+        }))
+    }
+
+    /// Rewrite a uniform; the next submission sees the new value.
+    pub fn write_uniform<T: bytemuck::Pod>(&self, u: &Uniform<T>, value: &T) {
+        self.queue.write_buffer(&u.buffer, 0, bytemuck::bytes_of(value));
     }
 
     fn check_len(t: &Tensor, got: usize) -> Result<()> {
@@ -255,10 +272,9 @@ impl Gpu {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut enc =
-            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
-        enc.copy_buffer_to_buffer(t.buffer(), t.offset(), &staging, 0, bytes);
-        self.queue.submit([enc.finish()]);
+        self.submit_with("readback", |enc| {
+            enc.copy_buffer_to_buffer(t.buffer(), t.offset(), &staging, 0, bytes)
+        });
         let slice = staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -288,18 +304,26 @@ impl Gpu {
         self.check()
     }
 
-    /// Record programs into one compute pass, submit, and wait.
-    pub fn run(&self, programs: &[&Program]) -> Result<()> {
-        let label = Some("tern.run");
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label });
-        {
-            let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label, timestamp_writes: None });
-            for p in programs {
-                p.record(&mut pass);
-            }
-        }
+    /// The one submit path: `record` fills a command encoder, which is submitted (no wait).
+    /// Plain, training, profiled and readback submissions all come through here.
+    pub(crate) fn submit_with(&self, label: &str, record: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut enc =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+        record(&mut enc);
         self.queue.submit([enc.finish()]);
+    }
+
+    /// Record programs into one compute pass and submit, without waiting.
+    pub fn submit(&self, programs: &[&Program], label: &str) {
+        self.submit_with(label, |enc| {
+            let mut pass = compute_pass(enc, label, None);
+            programs.iter().for_each(|p| p.record(&mut pass));
+        });
+    }
+
+    /// Submit programs and wait for them.
+    pub fn run(&self, programs: &[&Program]) -> Result<()> {
+        self.submit(programs, "tern.run");
         self.wait()
     }
 
@@ -339,4 +363,13 @@ impl Gpu {
             _ => 65536,
         }
     }
+}
+
+/// A compute pass on `enc`, with timestamps at its ends when profiling one dispatch per pass.
+pub(crate) fn compute_pass<'e>(
+    enc: &'e mut wgpu::CommandEncoder,
+    label: &str,
+    timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'e>>,
+) -> wgpu::ComputePass<'e> {
+    enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes })
 }

@@ -4,7 +4,7 @@
 //! Host code names bindings exactly as the WGSL does: `("x", &x), ("w", &w), ("y", &y)`. The
 //! uniform `p` is created from the params struct unless the caller binds a buffer to it.
 
-use super::{Gpu, GpuError, Result, Tensor};
+use super::{Gpu, GpuError, Result, Tensor, UniformRef};
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,7 +144,7 @@ impl Dispatch {
         label: impl Into<String>,
         params: &P,
         tensors: &[(&str, &Tensor)],
-        uniforms: &[(&str, &wgpu::Buffer)],
+        uniforms: &[(&str, UniformRef)],
         grid: Grid,
         cost: Cost,
     ) -> Result<Dispatch> {
@@ -171,18 +171,16 @@ impl Dispatch {
                 }
             }
         }
-        let mut bytes = bytemuck::bytes_of(params).to_vec();
-        bytes.resize(bytes.len().next_multiple_of(16).max(16), 0);
         let needs_own = kernel.bindings.iter().any(|b| b.name == "p" && b.access == Access::Uniform)
             && !uniforms.iter().any(|(n, _)| *n == "p");
-        let own_uniform = needs_own.then(|| gpu.uniform(&label, &bytes));
+        let own_uniform = needs_own.then(|| gpu.uniform(&label, params));
         let mut entries = Vec::new();
         for b in &kernel.bindings {
             let resource = if b.access == Access::Uniform {
                 match uniforms.iter().find(|(n, _)| *n == b.name) {
-                    Some((_, buf)) => buf.as_entire_binding(),
+                    Some((_, u)) => u.0.as_entire_binding(),
                     None => match (&own_uniform, b.name.as_str()) {
-                        (Some(buf), "p") => buf.as_entire_binding(),
+                        (Some(u), "p") => u.buffer.as_entire_binding(),
                         _ => return Err(err(format!("uniform '{}' is not bound", b.name))),
                     },
                 }

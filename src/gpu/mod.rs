@@ -13,8 +13,8 @@ mod tensor;
 
 pub use context::{Backend, Gpu, GpuOptions, adapter_summaries};
 pub use kernel::{Cost, Dispatch, Grid, Kernel, Program};
-pub use profiler::{KernelStat, Profiler, Timing};
-pub use tensor::{DType, Tensor};
+pub use profiler::{KernelStat, Profiled, Profiler, Timing};
+pub use tensor::{DType, Tensor, Uniform, UniformRef, Var};
 
 /// Errors at the device boundary. Each names the tensor, kernel or limit at fault.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,8 @@
 //! waiting (the report says so). Results are resolved into a buffer in the same submission and
 //! read back once per profiled step.
 
-use super::{Gpu, Program, Result};
+use super::context::compute_pass;
+use super::{Dispatch, Gpu, Program, Result};
 use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
@@ -107,64 +108,81 @@ impl Profiler {
         }
     }
 
-    /// Record `programs` into `enc` with a timestamp before and after every dispatch, then the
-    /// copy of the results to the readback buffer. Returns how many dispatches are timed (all, up
-    /// to the capacity). Needs timestamp queries: without them use `run`.
-    pub fn encode(&self, enc: &mut wgpu::CommandEncoder, programs: &[&Program], label: &str) -> usize {
-        let dispatches: Vec<_> = programs.iter().flat_map(|p| p.dispatches.iter()).collect();
+    /// Submit `programs` with every dispatch timed (up to the capacity) and wait for the
+    /// timings. Without timestamp queries each dispatch is submitted alone and timed on the CPU.
+    pub fn submit(&self, gpu: &Gpu, programs: &[&Program], label: &str) -> Result<Profiled> {
+        let dispatches: Vec<&Dispatch> = programs.iter().flat_map(|p| p.dispatches.iter()).collect();
+        let start = Instant::now();
         let Some((set, resolve, read)) = &self.queries else {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(label),
-                timestamp_writes: None,
-            });
-            dispatches.iter().for_each(|d| d.record(&mut pass));
-            return 0;
+            let mut timings = Vec::new();
+            for d in dispatches {
+                let t = micros(start);
+                gpu.submit_with(&d.label, |enc| d.record(&mut compute_pass(enc, &d.label, None)));
+                gpu.wait()?;
+                timings.push(timing(d, t, micros(start) - t));
+            }
+            let phases = vec![("submit + wait per dispatch (no timestamps)", start, Instant::now())];
+            return Ok(Profiled { timings, started: start, phases });
         };
         let timed = dispatches.len().min(self.capacity as usize / 2);
-        if self.source == TimingSource::InsidePasses {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(label),
-                timestamp_writes: None,
-            });
-            for (i, d) in dispatches.iter().enumerate() {
-                if i < timed {
-                    pass.write_timestamp(set, 2 * i as u32);
-                }
-                d.record(&mut pass);
-                if i < timed {
-                    pass.write_timestamp(set, 2 * i as u32 + 1);
-                }
+        let mut encoded = start;
+        gpu.submit_with(label, |enc| {
+            self.encode(enc, &dispatches[..timed], &dispatches[timed..], set, label);
+            let n = 2 * timed as u32;
+            if n > 0 {
+                enc.resolve_query_set(set, 0..n, resolve, 0);
+                enc.copy_buffer_to_buffer(resolve, 0, read, 0, n as u64 * 8);
             }
-        } else {
-            for (i, d) in dispatches.iter().enumerate() {
-                let writes = (i < timed).then(|| wgpu::ComputePassTimestampWrites {
-                    query_set: set,
-                    beginning_of_pass_write_index: Some(2 * i as u32),
-                    end_of_pass_write_index: Some(2 * i as u32 + 1),
-                });
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(&d.label),
-                    timestamp_writes: writes,
-                });
-                d.record(&mut pass);
-            }
-        }
-        let n = 2 * timed as u32;
-        if n > 0 {
-            enc.resolve_query_set(set, 0..n, resolve, 0);
-            enc.copy_buffer_to_buffer(resolve, 0, read, 0, n as u64 * 8);
-        }
-        timed
+            encoded = Instant::now();
+        });
+        let submitted = Instant::now();
+        let timings = self.read(gpu, &dispatches[..timed], read)?;
+        let phases = vec![
+            ("encode", start, encoded),
+            ("submit", encoded, submitted),
+            ("wait for GPU + timestamp readback", submitted, Instant::now()),
+        ];
+        Ok(Profiled { timings, started: submitted, phases })
     }
 
-    /// The timings of a submission made with `encode` (waits for it).
-    pub fn read(&self, gpu: &Gpu, programs: &[&Program], timed: usize) -> Result<Vec<Timing>> {
-        let Some((_, _, read)) = &self.queries else { return Ok(Vec::new()) };
-        if timed == 0 {
+    /// Record the timed dispatches with a timestamp before and after each, then the rest.
+    fn encode(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        timed: &[&Dispatch],
+        untimed: &[&Dispatch],
+        set: &wgpu::QuerySet,
+        label: &str,
+    ) {
+        if self.source == TimingSource::InsidePasses {
+            let mut pass = compute_pass(enc, label, None);
+            for (i, d) in timed.iter().enumerate() {
+                pass.write_timestamp(set, 2 * i as u32);
+                d.record(&mut pass);
+                pass.write_timestamp(set, 2 * i as u32 + 1);
+            }
+            untimed.iter().for_each(|d| d.record(&mut pass));
+            return;
+        }
+        for (i, d) in timed.iter().enumerate() {
+            let writes = wgpu::ComputePassTimestampWrites {
+                query_set: set,
+                beginning_of_pass_write_index: Some(2 * i as u32),
+                end_of_pass_write_index: Some(2 * i as u32 + 1),
+            };
+            d.record(&mut compute_pass(enc, &d.label, Some(writes)));
+        }
+        let mut pass = compute_pass(enc, label, None);
+        untimed.iter().for_each(|d| d.record(&mut pass));
+    }
+
+    /// The timings of the submitted, timed dispatches (waits for them).
+    fn read(&self, gpu: &Gpu, timed: &[&Dispatch], read: &wgpu::Buffer) -> Result<Vec<Timing>> {
+        if timed.is_empty() {
             return Ok(Vec::new());
         }
         let err = |e: String| super::GpuError::Wgpu(format!("reading timestamps: {e}"));
-        let slice = read.slice(..timed as u64 * 16);
+        let slice = read.slice(..timed.len() as u64 * 16);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
@@ -174,46 +192,29 @@ impl Profiler {
         let ticks: Vec<u64> =
             bytemuck::pod_collect_to_vec(&slice.get_mapped_range().map_err(|e| err(e.to_string()))?);
         read.unmap();
-        let t0 = ticks.first().copied().unwrap_or(0);
+        let t0 = ticks[0];
         let us = |t: u64| t.saturating_sub(t0) as f64 * self.period_ns / 1e3;
-        let dispatches = programs.iter().flat_map(|p| p.dispatches.iter());
-        Ok(dispatches
-            .take(timed)
+        Ok(timed
+            .iter()
             .enumerate()
             .map(|(i, d)| timing(d, us(ticks[2 * i]), (us(ticks[2 * i + 1]) - us(ticks[2 * i])).max(0.0)))
             .collect())
     }
-
-    /// Run `programs` once, timing every dispatch.
-    pub fn run(&self, gpu: &Gpu, programs: &[&Program]) -> Result<Vec<Timing>> {
-        if self.queries.is_none() {
-            let mut out = Vec::new();
-            let t0 = Instant::now();
-            for d in programs.iter().flat_map(|p| p.dispatches.iter()) {
-                let start = t0.elapsed().as_secs_f64() * 1e6;
-                let mut enc = gpu
-                    .device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&d.label) });
-                d.record(&mut enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(&d.label),
-                    timestamp_writes: None,
-                }));
-                gpu.queue.submit([enc.finish()]);
-                gpu.wait()?;
-                out.push(timing(d, start, t0.elapsed().as_secs_f64() * 1e6 - start));
-            }
-            return Ok(out);
-        }
-        let mut enc = gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("profiled step") });
-        let timed = self.encode(&mut enc, programs, "profiled step");
-        gpu.queue.submit([enc.finish()]);
-        self.read(gpu, programs, timed)
-    }
 }
 
-fn timing(d: &super::Dispatch, start_us: f64, duration_us: f64) -> Timing {
+/// One profiled submission: every timed dispatch, when the GPU work started on the host's clock
+/// (its submission), and the host phases around it.
+pub struct Profiled {
+    pub timings: Vec<Timing>,
+    pub started: Instant,
+    pub phases: Vec<(&'static str, Instant, Instant)>,
+}
+
+fn micros(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e6
+}
+
+fn timing(d: &Dispatch, start_us: f64, duration_us: f64) -> Timing {
     Timing {
         label: d.label.clone(),
         kernel: d.kernel.name.clone(),

@@ -1,5 +1,8 @@
 //! `Tensor`: a range of a GPU buffer with a shape and a name. Cloning shares the buffer.
+//! `Var`: a tensor and the buffer its gradient is written to (activations and parameters alike).
+//! `Uniform<T>`: a uniform buffer holding one `T` that the host rewrites between submissions.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,3 +97,33 @@ impl Tensor {
             && other.offset < self.offset + self.bytes().max(4)
     }
 }
+
+/// A value and, when gradients flow to it, the tensor its gradient is written to: an activation
+/// in the step graph, or a parameter's view into the store's value and gradient buffers.
+#[derive(Clone, Debug)]
+pub struct Var {
+    pub value: Tensor,
+    pub grad: Option<Tensor>,
+}
+
+/// A uniform buffer holding one `T` (learning rate, step count), rewritten with
+/// `Gpu::write_uniform` between submissions and bound by name with `Dispatch::with_uniforms`.
+pub struct Uniform<T> {
+    pub(crate) buffer: wgpu::Buffer,
+    value: PhantomData<T>,
+}
+
+impl<T: bytemuck::Pod> Uniform<T> {
+    pub(crate) fn new(buffer: wgpu::Buffer) -> Uniform<T> {
+        Uniform { buffer, value: PhantomData }
+    }
+
+    /// The untyped handle a dispatch binds.
+    pub fn bind(&self) -> UniformRef<'_> {
+        UniformRef(&self.buffer)
+    }
+}
+
+/// A uniform buffer bound to a dispatch, whatever its type.
+#[derive(Clone, Copy)]
+pub struct UniformRef<'a>(pub(crate) &'a wgpu::Buffer);

@@ -1,9 +1,9 @@
 //! `Builder` records a model's kernels once: the forward program in order, and each layer's
-//! backward program, replayed in reverse. `Act` is an activation and its gradient slot.
+//! backward program, replayed in reverse. Activations are `Var`s: the value and, in training,
+//! the buffer its gradient is written to.
 
-use super::params::ParamStore;
-use crate::gpu::{Gpu, Program, Tensor};
-use crate::quant::ParamRef;
+use crate::gpu::{Gpu, Program, Tensor, Var};
+use crate::params::ParamStore;
 use anyhow::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,13 +12,6 @@ pub enum Mode {
     Train,
     /// Running statistics, forward only.
     Eval,
-}
-
-/// An activation tensor and, in training, the buffer its gradient is written to.
-#[derive(Clone, Debug)]
-pub struct Act {
-    pub value: Tensor,
-    pub grad: Option<Tensor>,
 }
 
 pub struct Builder<'a> {
@@ -48,7 +41,7 @@ impl<'a> Builder<'a> {
     }
 
     /// A parameter; its gradient slot only when training.
-    pub fn param(&self, name: &str) -> Result<ParamRef> {
+    pub fn param(&self, name: &str) -> Result<Var> {
         let mut p = self.store.get(name)?;
         if !self.training() {
             p.grad = None;
@@ -61,9 +54,9 @@ impl<'a> Builder<'a> {
     }
 
     /// A new activation, with a gradient buffer when training.
-    pub fn act(&self, name: &str, shape: &[usize]) -> Result<Act> {
+    pub fn act(&self, name: &str, shape: &[usize]) -> Result<Var> {
         let grad = if self.training() { Some(self.tensor(&format!("{name}.grad"), shape)?) } else { None };
-        Ok(Act { value: self.tensor(name, shape)?, grad })
+        Ok(Var { value: self.tensor(name, shape)?, grad })
     }
 
     /// Add a layer's backward program; programs run in the reverse order of their pushing.

@@ -1,11 +1,12 @@
 //! Layers: each declares its parameters and records its forward and backward kernels.
 //! Parameter names follow PyTorch's CIFAR ResNets (conv1.weight, layer1.0.bn2.running_var, ...).
 
-use super::graph::{Act, Builder};
-use super::params::{Init, ParamSpec};
+use super::graph::Builder;
 use crate::gpu::Program;
+use crate::gpu::Var;
 use crate::ops::{self, batchnorm::BatchNormTensors, conv2d::Conv2dGeom};
-use crate::quant::{ParamRef, Quantizer};
+use crate::params::{Init, ParamSpec};
+use crate::quant::Quantizer;
 use anyhow::Result;
 use std::sync::Arc;
 
@@ -32,7 +33,7 @@ impl Layer {
         }
     }
 
-    pub fn build(&self, b: &mut Builder, x: &Act) -> Result<Act> {
+    pub fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
         match self {
             Layer::Conv(c) => c.build(b, x),
             Layer::BatchNorm(n) => n.build(b, x),
@@ -59,7 +60,7 @@ impl Layer {
     }
 }
 
-fn extra_refs(b: &Builder, q: &dyn Quantizer, layer: &str, weight: &ParamRef) -> Result<Vec<ParamRef>> {
+fn extra_refs(b: &Builder, q: &dyn Quantizer, layer: &str, weight: &Var) -> Result<Vec<Var>> {
     q.extra_params(layer, weight.value.shape()).iter().map(|s| b.param(&s.name)).collect()
 }
 
@@ -88,7 +89,7 @@ impl Conv {
         p
     }
 
-    fn build(&self, b: &mut Builder, x: &Act) -> Result<Act> {
+    fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
         let s = x.value.shape();
         let g = Conv2dGeom::new(s, &[self.cout, self.cin, self.k, self.k], self.stride, self.pad);
         let w = b.param(&format!("{}.weight", self.name))?;
@@ -126,7 +127,7 @@ impl BatchNorm {
         ]
     }
 
-    fn build(&self, b: &mut Builder, x: &Act) -> Result<Act> {
+    fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
         let n = &self.name;
         let (gamma, beta) = (b.param(&format!("{n}.weight"))?, b.param(&format!("{n}.bias"))?);
         let (rm, rv) = (b.param(&format!("{n}.running_mean"))?, b.param(&format!("{n}.running_var"))?);
@@ -154,7 +155,7 @@ impl BatchNorm {
     }
 }
 
-fn relu(b: &mut Builder, name: &str, x: &Act) -> Result<Act> {
+fn relu(b: &mut Builder, name: &str, x: &Var) -> Result<Var> {
     let y = b.act(&format!("{name}.out"), x.value.shape())?;
     b.forward.push(ops::activation::relu_forward(b.gpu, name, &x.value, &y.value)?);
     if let (Some(dy), Some(dx)) = (&y.grad, &x.grad) {
@@ -164,7 +165,7 @@ fn relu(b: &mut Builder, name: &str, x: &Act) -> Result<Act> {
     Ok(y)
 }
 
-fn max_pool(b: &mut Builder, name: &str, x: &Act, k: usize, stride: usize) -> Result<Act> {
+fn max_pool(b: &mut Builder, name: &str, x: &Var, k: usize, stride: usize) -> Result<Var> {
     let s = x.value.shape();
     let out = ops::pool::max_out;
     let y = b.act(&format!("{name}.out"), &[s[0], s[1], out(s[2], k, stride), out(s[3], k, stride)])?;
@@ -176,7 +177,7 @@ fn max_pool(b: &mut Builder, name: &str, x: &Act, k: usize, stride: usize) -> Re
     Ok(y)
 }
 
-fn global_avg_pool(b: &mut Builder, name: &str, x: &Act) -> Result<Act> {
+fn global_avg_pool(b: &mut Builder, name: &str, x: &Var) -> Result<Var> {
     let s = x.value.shape();
     let y = b.act(&format!("{name}.out"), &s[..2])?;
     b.forward.push(ops::pool::avg_forward(b.gpu, name, &x.value, &y.value)?);
@@ -210,7 +211,7 @@ impl Linear {
         p
     }
 
-    fn build(&self, b: &mut Builder, x: &Act) -> Result<Act> {
+    fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
         let n = &self.name;
         let (w, bias) = (b.param(&format!("{n}.weight"))?, b.param(&format!("{n}.bias"))?);
         let q = self.quant.build(b.gpu, n, &w, &extra_refs(b, self.quant.as_ref(), n, &w)?)?;
@@ -268,7 +269,7 @@ impl BasicBlock {
         [self.conv1.params(), self.bn1.params(), self.conv2.params(), self.bn2.params()].concat()
     }
 
-    fn build(&self, b: &mut Builder, x: &Act) -> Result<Act> {
+    fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
         let name = &self.name;
         let res = Residual::begin(b, name, x, self.stride)?;
         let h = self.conv1.build(b, &res.branch_in)?;
@@ -286,24 +287,24 @@ impl BasicBlock {
 /// branch's backward); `end` adds the identity or option-A shortcut.
 struct Residual {
     name: String,
-    x: Act,
-    branch_in: Act,
+    x: Var,
+    branch_in: Var,
     join: Option<usize>,
     stride: usize,
 }
 
 impl Residual {
-    fn begin(b: &mut Builder, name: &str, x: &Act, stride: usize) -> Result<Residual> {
+    fn begin(b: &mut Builder, name: &str, x: &Var, stride: usize) -> Result<Residual> {
         let join = x.grad.as_ref().map(|_| b.push_backward(Program::default()));
         let grad =
             x.grad.as_ref().map(|g| b.tensor(&format!("{name}.branch.grad"), g.shape())).transpose()?;
-        let branch_in = Act { value: x.value.clone(), grad };
+        let branch_in = Var { value: x.value.clone(), grad };
         Ok(Residual { name: name.into(), x: x.clone(), branch_in, join, stride })
     }
 
     /// sum = branch + shortcut(x); sum shares the branch output's gradient buffer, since ∂L/∂sum
     /// flows unchanged to both.
-    fn end(self, b: &mut Builder, branch: &Act) -> Result<Act> {
+    fn end(self, b: &mut Builder, branch: &Var) -> Result<Var> {
         let (name, x) = (&self.name, &self.x);
         let identity = self.stride == 1 && x.value.shape() == branch.value.shape();
         let sc_name = format!("{name}.shortcut");
@@ -315,7 +316,7 @@ impl Residual {
             sc
         };
         let sum =
-            Act { value: b.tensor(&format!("{name}.sum"), branch.value.shape())?, grad: branch.grad.clone() };
+            Var { value: b.tensor(&format!("{name}.sum"), branch.value.shape())?, grad: branch.grad.clone() };
         b.forward.push(ops::activation::add(b.gpu, name, &branch.value, &shortcut, &sum.value)?);
         if let (Some(slot), Some(dx), Some(dbranch), Some(dsum)) =
             (self.join, &x.grad, &self.branch_in.grad, &sum.grad)
@@ -376,7 +377,7 @@ impl TernaryUnit {
         [self.bn_in.params(), self.conv.params(), self.bn.params()].concat()
     }
 
-    fn build(&self, b: &mut Builder, x: &Act) -> Result<Act> {
+    fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
         let res = Residual::begin(b, &self.name, x, self.stride)?;
         let h = self.bn_in.build(b, &res.branch_in)?;
         let a = ternary(b, &format!("{}.act", self.name), &h)?;
@@ -386,7 +387,7 @@ impl TernaryUnit {
     }
 }
 
-fn ternary(b: &mut Builder, name: &str, x: &Act) -> Result<Act> {
+fn ternary(b: &mut Builder, name: &str, x: &Var) -> Result<Var> {
     let y = b.act(&format!("{name}.out"), x.value.shape())?;
     b.forward.push(ops::activation::ternary_forward(b.gpu, name, &x.value, &y.value)?);
     if let (Some(dy), Some(dx)) = (&y.grad, &x.grad) {

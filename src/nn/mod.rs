@@ -1,10 +1,8 @@
-//! Layers, models, the parameter store and the recorded step graph.
+//! Layers, models and the recorded step graph.
 
 pub mod graph;
 pub mod layers;
 pub mod models;
-pub mod packed;
-pub mod params;
 
-pub use graph::{Act, Builder, Mode};
+pub use graph::{Builder, Mode};
 pub use models::{Activation, Arch, Graph, Model, ModelSpec};

@@ -1,11 +1,11 @@
 //! Architectures (the small default CNN and the CIFAR ResNets) and `Model`: the layers, the
 //! parameter store, and the graphs built from them for a batch size.
 
-use super::graph::{Act, Builder, Mode};
+use super::graph::{Builder, Mode};
 use super::layers::{BasicBlock, BatchNorm, Conv, Layer, Linear, TernaryUnit};
-use super::params::ParamStore;
-use crate::gpu::{DType, Gpu, Program, Tensor};
+use crate::gpu::{DType, Gpu, Program, Tensor, Var};
 use crate::ops;
+use crate::params::ParamStore;
 use crate::quant::{QuantKind, Quantizer};
 use anyhow::{Result, bail};
 use std::sync::Arc;
@@ -195,7 +195,7 @@ impl Model {
         let s = &self.spec;
         let mut b = Builder::new(gpu, &self.store, mode);
         let input = b.tensor("input", &[batch, s.in_channels, s.height, s.width])?;
-        let mut x = Act { value: input.clone(), grad: None };
+        let mut x = Var { value: input.clone(), grad: None };
         for layer in &self.layers {
             x = layer.build(&mut b, &x)?;
         }
@@ -242,7 +242,7 @@ pub struct LayerStats {
 impl Model {
     /// Ternarize every weight layer on the host (one readback) and describe it.
     pub fn layer_stats(&self, gpu: &Gpu) -> Result<Vec<LayerStats>> {
-        let tensors = self.store.read(gpu, super::params::Slot::Values)?;
+        let tensors = self.store.read(gpu, crate::params::Slot::Values)?;
         let find = |n: &str| tensors.iter().find(|t| t.name == n).map(|t| t.data.clone()).unwrap_or_default();
         let mut out = Vec::new();
         for (name, q) in self.weight_layers() {

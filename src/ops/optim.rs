@@ -1,7 +1,7 @@
 //! SGD with momentum and AdamW over the flat parameter buffer (shaders/optim.wgsl).
 
 use super::{expect_shape, f32_bytes, u32_of};
-use crate::gpu::{Cost, Dispatch, Gpu, Grid, Result, Tensor, shaders};
+use crate::gpu::{Cost, Dispatch, Gpu, Grid, Result, Tensor, Uniform, shaders};
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -31,7 +31,7 @@ pub fn update(
     gpu: &Gpu,
     entry: &str,
     p: &OptimParams,
-    step: &wgpu::Buffer,
+    step: &Uniform<StepParams>,
     param: &Tensor,
     grad: &Tensor,
     moment1: &Tensor,
@@ -49,5 +49,14 @@ pub fn update(
         tensors.push(("moment2", moment2));
     }
     let cost = Cost { flops: 10 * len as u64, bytes: f32_bytes(len * (2 + 2 * (tensors.len() - 2))) };
-    Dispatch::with_uniforms(gpu, &k, label, &p, &tensors, &[("step", step)], Grid::Threads(len as u64), cost)
+    Dispatch::with_uniforms(
+        gpu,
+        &k,
+        label,
+        &p,
+        &tensors,
+        &[("step", step.bind())],
+        Grid::Threads(len as u64),
+        cost,
+    )
 }

@@ -8,8 +8,8 @@ pub mod ttn;
 pub mod ttq;
 pub mod twn;
 
-use crate::gpu::{Gpu, Program, Result, Tensor};
-use crate::nn::params::{Init, ParamSpec};
+use crate::gpu::{Gpu, Program, Result, Tensor, Var};
+use crate::params::{Init, ParamSpec};
 
 /// `--quant`: which method ternarizes the hidden layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -47,13 +47,6 @@ impl QuantKind {
             QuantKind::Sttn => Box::new(sttn::Sttn { threshold }),
         }
     }
-}
-
-/// A parameter's value and the gradient slot the backward pass writes.
-#[derive(Clone, Debug)]
-pub struct ParamRef {
-    pub value: Tensor,
-    pub grad: Option<Tensor>,
 }
 
 /// What a quantizer adds to a layer's graph.
@@ -107,7 +100,7 @@ pub trait Quantizer: Send + Sync {
     fn extra_params(&self, layer: &str, weight_shape: &[usize]) -> Vec<ParamSpec>;
 
     /// Record the quantizer's kernels for one layer. `extra` follows `extra_params` order.
-    fn build(&self, gpu: &Gpu, layer: &str, latent: &ParamRef, extra: &[ParamRef]) -> Result<Quantized>;
+    fn build(&self, gpu: &Gpu, layer: &str, latent: &Var, extra: &[Var]) -> Result<Quantized>;
 
     /// Whether each output channel has its own scales (else one Wp/Wn per layer).
     fn per_channel_scales(&self) -> bool {
@@ -134,7 +127,7 @@ impl Quantizer for FullPrecision {
         Vec::new()
     }
 
-    fn build(&self, _gpu: &Gpu, _layer: &str, latent: &ParamRef, _extra: &[ParamRef]) -> Result<Quantized> {
+    fn build(&self, _gpu: &Gpu, _layer: &str, latent: &Var, _extra: &[Var]) -> Result<Quantized> {
         Ok(Quantized {
             wq: latent.value.clone(),
             forward: Program::default(),

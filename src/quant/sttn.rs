@@ -2,10 +2,10 @@
 //! The layer's `weight` is the first binary latent kernel W1 and `weight2` the second; both are
 //! clamped to [−1, 1] after every optimizer step.
 
-use super::{ParamRef, Quantized, Quantizer, Ternary};
-use crate::gpu::{Cost, Dispatch, Gpu, GpuError, Grid, Program, Result, Tensor, shaders};
-use crate::nn::params::{Init, ParamSpec};
+use super::{Quantized, Quantizer, Ternary};
+use crate::gpu::{Cost, Dispatch, Gpu, GpuError, Grid, Program, Result, Tensor, Var, shaders};
 use crate::ops::{expect_shape, f32_bytes, u32_of};
+use crate::params::{Init, ParamSpec};
 
 pub struct Sttn {
     /// The soft threshold the two kernels start from, t · max|w| (as TTQ's t).
@@ -115,7 +115,7 @@ impl Quantizer for Sttn {
         true
     }
 
-    fn build(&self, gpu: &Gpu, layer: &str, latent: &ParamRef, extra: &[ParamRef]) -> Result<Quantized> {
+    fn build(&self, gpu: &Gpu, layer: &str, latent: &Var, extra: &[Var]) -> Result<Quantized> {
         let [second] = extra else { unreachable!("STTN has a second kernel") };
         let (w1, w2) = (&latent.value, &second.value);
         let alpha = gpu.tensor(&format!("{layer}.alpha"), &[w1.shape()[0]])?;

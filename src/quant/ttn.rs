@@ -5,10 +5,10 @@
 //! clipped to [0, 3σ] (no gradient to δ while clipped), and the straight-through estimator of T
 //! uses ∂T/∂w = 1/α so that the weight gradient through T is the layer's gradient itself.
 
-use super::{ParamRef, Quantized, Quantizer, Ternary, scalar};
-use crate::gpu::{Cost, Dispatch, Gpu, Grid, Program, Result, Tensor, shaders};
-use crate::nn::params::ParamSpec;
+use super::{Quantized, Quantizer, Ternary, scalar};
+use crate::gpu::{Cost, Dispatch, Gpu, Grid, Program, Result, Tensor, Var, shaders};
 use crate::ops::{expect_shape, f32_bytes, u32_of};
+use crate::params::ParamSpec;
 
 pub struct Ttn {
     /// δ starts at t · max|w|.
@@ -119,7 +119,7 @@ impl Quantizer for Ttn {
         vec![scalar(layer, "delta", 0.0)]
     }
 
-    fn build(&self, gpu: &Gpu, layer: &str, latent: &ParamRef, extra: &[ParamRef]) -> Result<Quantized> {
+    fn build(&self, gpu: &Gpu, layer: &str, latent: &Var, extra: &[Var]) -> Result<Quantized> {
         let [delta] = extra else { unreachable!("TTN has one threshold") };
         let w = &latent.value;
         let fit = gpu.tensor(&format!("{layer}.fit"), &[8])?;

@@ -3,10 +3,10 @@
 //! Per layer: Δ = t·max|w| (max by reduce.wgsl/max_abs), wq ∈ {−Wn, 0, +Wp} with Wp and Wn
 //! trained; the gradients are in the shader's header.
 
-use super::{ParamRef, Quantized, Quantizer, Ternary, scalar};
-use crate::gpu::{Cost, Dispatch, Gpu, Grid, Program, Result, Tensor, shaders};
-use crate::nn::params::ParamSpec;
+use super::{Quantized, Quantizer, Ternary, scalar};
+use crate::gpu::{Cost, Dispatch, Gpu, Grid, Program, Result, Tensor, Var, shaders};
 use crate::ops::{expect_shape, f32_bytes, reduce, u32_of};
+use crate::params::ParamSpec;
 
 pub struct Ttq {
     /// t in Δ = t·max|w| (0.05 in the paper).
@@ -87,7 +87,7 @@ impl Quantizer for Ttq {
         vec![scalar(layer, "wp", 1.0), scalar(layer, "wn", 1.0)]
     }
 
-    fn build(&self, gpu: &Gpu, layer: &str, latent: &ParamRef, extra: &[ParamRef]) -> Result<Quantized> {
+    fn build(&self, gpu: &Gpu, layer: &str, latent: &Var, extra: &[Var]) -> Result<Quantized> {
         let [wp, wn] = extra else { unreachable!("TTQ has two scales") };
         let w = &latent.value;
         let maxabs = gpu.tensor(&format!("{layer}.maxabs"), &[1])?;

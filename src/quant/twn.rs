@@ -1,10 +1,10 @@
 //! Ternary Weight Networks (Li & Liu 2016), the baseline: host side of shaders/twn.wgsl.
 //! Δ = 0.7·mean|w|, α = mean of |w| above Δ, wq = α·sign(w) above Δ; straight-through backward.
 
-use super::{ParamRef, Quantized, Quantizer, Ternary};
-use crate::gpu::{Cost, Dispatch, Gpu, Grid, Program, Result, Tensor, shaders};
-use crate::nn::params::ParamSpec;
+use super::{Quantized, Quantizer, Ternary};
+use crate::gpu::{Cost, Dispatch, Gpu, Grid, Program, Result, Tensor, Var, shaders};
 use crate::ops::{expect_shape, f32_bytes, u32_of};
+use crate::params::ParamSpec;
 
 pub struct Twn;
 
@@ -43,7 +43,7 @@ impl Quantizer for Twn {
         Vec::new()
     }
 
-    fn build(&self, gpu: &Gpu, layer: &str, latent: &ParamRef, _extra: &[ParamRef]) -> Result<Quantized> {
+    fn build(&self, gpu: &Gpu, layer: &str, latent: &Var, _extra: &[Var]) -> Result<Quantized> {
         let w = &latent.value;
         let delta_alpha = gpu.tensor(&format!("{layer}.delta_alpha"), &[2])?;
         let wq = gpu.tensor(&format!("{layer}.wq"), w.shape())?;

@@ -16,8 +16,8 @@ use crate::data::{self, Dataset, FolderOptions};
 use crate::gpu::{Gpu, Profiler};
 use crate::infer::{self, Evaluation};
 use crate::nn::ModelSpec;
-use crate::nn::params::Slot;
 use crate::ops::optim::StepParams;
+use crate::params::Slot;
 use crate::quant::QuantKind;
 use crate::trace::Trace;
 use anyhow::{Context, Result, bail};
@@ -199,7 +199,7 @@ pub fn train(
             ckpt.save(&out.join("best.safetensors"))?;
         }
         append_jsonl(&out.join("metrics.jsonl"), &m)?;
-        crate::plot::curves(&out.join("curves.png"), &st.history)?;
+        curves(&out.join("curves.png"), &st.history)?;
         last_eval = Some(eval);
     }
     let test = match last_eval {
@@ -209,11 +209,37 @@ pub fn train(
     let layers = session.model.layer_stats(gpu)?;
     println!("{}", layer_table(&layers));
     if let (Some(trace), Some(p)) = (&trace, &profiler) {
-        print!("{}", crate::profile::table(trace, p.describe()));
+        print!("{}", trace.table(p.describe()));
         trace.write(&out.join("profile.json"))?;
         println!("trace of the sampled steps: {}", out.join("profile.json").display());
     }
     Ok(Summary { out, history: st.history, layers, test })
+}
+
+/// OUT/curves.png: loss and accuracy (%) against epoch, train and test.
+fn curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
+    use crate::plot::{Panel, Series};
+    let series = |name, f: fn(&EpochMetrics) -> f64| Series {
+        name,
+        points: history.iter().map(|m| (m.epoch as f64, f(m))).collect(),
+    };
+    crate::plot::panels(
+        path,
+        "epoch",
+        &[
+            Panel {
+                title: "loss",
+                series: [series("train", |m| m.train_loss), series("test", |m| m.test_loss)],
+            },
+            Panel {
+                title: "accuracy (%)",
+                series: [
+                    series("train", |m| 100.0 * m.train_accuracy),
+                    series("test", |m| 100.0 * m.test_accuracy),
+                ],
+            },
+        ],
+    )
 }
 
 /// With --profile, one step in this many is timed.

@@ -4,7 +4,7 @@
 use super::TrainConfig;
 use super::config::Optimizer;
 use crate::data::loader::Batch;
-use crate::gpu::{Gpu, Profiler, Program};
+use crate::gpu::{Gpu, Profiler, Program, Uniform};
 use crate::nn::{Graph, Mode, Model};
 use crate::ops::optim::{self, OptimParams, StepParams};
 use crate::trace::Trace;
@@ -18,14 +18,14 @@ pub(crate) struct Session {
     /// The optimizer, then the quantizers' after-update kernels.
     update: Program,
     /// StepParams, rewritten before each step.
-    step_params: wgpu::Buffer,
+    step_params: Uniform<StepParams>,
 }
 
 impl Session {
     pub(crate) fn new(gpu: &Gpu, model: Model, cfg: &TrainConfig, eval_batch: usize) -> Result<Session> {
         let mut train = model.graph(gpu, cfg.batch_size, Mode::Train)?;
         let eval = model.graph(gpu, eval_batch, Mode::Eval)?;
-        let step_params = gpu.uniform("step", bytemuck::bytes_of(&StepParams::default()));
+        let step_params = gpu.uniform("step", &StepParams::default());
         let s = &model.store;
         let params = OptimParams {
             len: s.trainable_end as u32,
@@ -70,28 +70,19 @@ impl Session {
     ) -> Result<()> {
         let g = &self.train;
         let upload = |gpu: &Gpu| -> Result<()> {
-            gpu.queue.write_buffer(&self.step_params, 0, bytemuck::bytes_of(&params));
+            gpu.write_uniform(&self.step_params, &params);
             gpu.write(&g.input, &batch.images)?;
             Ok(gpu.write_u32(&g.labels, &batch.labels)?)
         };
         let Some((profiler, trace)) = profile else {
             upload(gpu)?;
-            let mut enc = gpu
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("train step"),
-                    timestamp_writes: None,
-                });
-                self.programs().iter().for_each(|p| p.record(&mut pass));
-            }
-            gpu.queue.submit([enc.finish()]);
+            gpu.submit(&self.programs(), "train step");
             return Ok(());
         };
         let t = trace.now();
         upload(gpu)?;
         trace.host_span("upload", t);
-        crate::trace::profiled_submit(gpu, profiler, &self.programs(), "train step", trace)
+        trace.add(profiler.submit(gpu, &self.programs(), "train step")?);
+        Ok(())
     }
 }

@@ -4,8 +4,7 @@
 //!
 //! Layout: [weights with decay | other trainable | non-trainable state (running stats)].
 
-use crate::gpu::{Gpu, Result, Tensor};
-use crate::quant::ParamRef;
+use crate::gpu::{Gpu, Result, Tensor, Var};
 use anyhow::{Context, bail};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal, Uniform};
@@ -89,7 +88,7 @@ pub struct ParamStore {
 impl ParamStore {
     /// Lay out `specs` and allocate the flat buffers (values initialised from `seed`).
     pub fn new(gpu: &Gpu, specs: Vec<ParamSpec>, seed: u64) -> anyhow::Result<ParamStore> {
-        let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+        let align = gpu.offset_alignment();
         let mut specs = specs;
         let rank = |r: &Role| match r {
             Role::Decayed => 0,
@@ -153,12 +152,12 @@ impl ParamStore {
     }
 
     /// The value view and (for trainable parameters) the gradient view of one parameter.
-    pub fn get(&self, name: &str) -> anyhow::Result<ParamRef> {
+    pub fn get(&self, name: &str) -> anyhow::Result<Var> {
         let i = self.find(name)?;
         let s = &self.specs[i];
         let o = self.offsets[i];
         let grad = (s.role != Role::State).then(|| self.grads.view(&format!("{name}.grad"), o, &s.shape));
-        Ok(ParamRef { value: self.values.view(name, o, &s.shape), grad })
+        Ok(Var { value: self.values.view(name, o, &s.shape), grad })
     }
 
     fn flat(&self, slot: Slot) -> &Tensor {

@@ -2,13 +2,14 @@
 //! layers as f32, batch norm folded into per-channel scale and shift. Built from a trained model
 //! (`tern export`), saved as safetensors; `graph` builds its inference program.
 
-use super::layers::Layer;
-use super::params::Slot;
-use super::{Model, ModelSpec};
 use crate::checkpoint::{Meta, to_safetensors, write_atomic};
 use crate::gpu::Gpu;
+use crate::gpu::Var;
+use crate::nn::layers::Layer;
+use crate::nn::{Model, ModelSpec};
 use crate::ops::batchnorm::EPS;
-use crate::quant::{ParamRef, pack};
+use crate::params::Slot;
+use crate::quant::pack;
 use anyhow::{Context, Result, bail};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
@@ -306,11 +307,11 @@ fn quantized_weights(
     name: &str,
     q: &dyn crate::quant::Quantizer,
 ) -> Result<Vec<f32>> {
-    let latent = ParamRef { value: model.store.get(&format!("{name}.weight"))?.value, grad: None };
-    let extra: Vec<ParamRef> = model
+    let latent = Var { value: model.store.get(&format!("{name}.weight"))?.value, grad: None };
+    let extra: Vec<Var> = model
         .extra_names(name, q)
         .iter()
-        .map(|n| Ok(ParamRef { value: model.store.get(n)?.value, grad: None }))
+        .map(|n| Ok(Var { value: model.store.get(n)?.value, grad: None }))
         .collect::<Result<_>>()?;
     let built = q.build(gpu, name, &latent, &extra)?;
     gpu.run(&[&built.forward])?;
