@@ -16,6 +16,38 @@ const RESNET20_CONVS: &[(&str, usize, usize, usize, usize)] = &[
     ("layer3 64→64 @8", 64, 64, 8, 1),
 ];
 
+/// `--suite`: which benchmarks `tern bench` runs.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Suite {
+    /// conv2d GFLOP/s on ResNet-20 shapes
+    Conv,
+    /// packed ternary vs fp32 inference, images/s
+    Infer,
+    /// cost of profiling a training step
+    Profiler,
+    /// ternary activations: bit-plane popcount vs float-activation packed kernels
+    Bitplane,
+    All,
+}
+
+/// The benchmarks of `suite`, in order: conv, infer, bitplane, profiler.
+pub fn run(gpu: &Gpu, suite: Suite, batch: usize, reps: usize, arch: crate::nn::Arch) -> Result<()> {
+    let wants = |s: Suite| suite == s || suite == Suite::All;
+    if wants(Suite::Conv) {
+        conv_bench(gpu, batch, reps)?;
+    }
+    if wants(Suite::Infer) {
+        infer_bench(gpu, arch, 3, 32, reps)?;
+    }
+    if wants(Suite::Bitplane) {
+        bitplane_bench(gpu, arch, reps)?;
+    }
+    if wants(Suite::Profiler) {
+        profiler_bench(gpu, 100)?;
+    }
+    Ok(())
+}
+
 /// Median seconds per run of `program` over `reps` timed runs after one warm-up.
 pub fn time_program(gpu: &Gpu, program: &Program, reps: usize) -> Result<f64> {
     gpu.run(&[program])?;
@@ -79,7 +111,7 @@ pub fn infer_bench(
         width: size,
         classes: 10,
         quant,
-        threshold: 0.05,
+        threshold: crate::quant::DEFAULT_THRESHOLD,
         quantize_ends: false,
         activation: Default::default(),
     };
@@ -205,7 +237,7 @@ pub fn bitplane_bench(gpu: &Gpu, arch: crate::nn::Arch, reps: usize) -> Result<(
         width: 32,
         classes: 10,
         quant: QuantKind::Sttn,
-        threshold: 0.05,
+        threshold: crate::quant::DEFAULT_THRESHOLD,
         quantize_ends: false,
         activation: Activation::Ternary,
     };

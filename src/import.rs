@@ -89,7 +89,7 @@ pub fn import_torch(gpu: &Gpu, path: &Path, o: &ImportOptions) -> Result<(Model,
         width: o.size,
         classes,
         quant: QuantKind::Fp,
-        threshold: 0.05,
+        threshold: crate::quant::DEFAULT_THRESHOLD,
         quantize_ends: false,
         activation: Default::default(),
     };
@@ -104,6 +104,16 @@ pub fn import_torch(gpu: &Gpu, path: &Path, o: &ImportOptions) -> Result<(Model,
     };
     ckpt.restore(gpu, &model, path)?;
     Ok((model, ckpt))
+}
+
+/// `tern import-torch`: import `path` and save the checkpoint to `out`, which must not exist.
+pub fn import_torch_to(gpu: &Gpu, path: &Path, o: &ImportOptions, out: &Path) -> Result<Model> {
+    if out.exists() {
+        bail!("{} already exists; choose another --out", out.display());
+    }
+    let (model, ckpt) = import_torch(gpu, path, o)?;
+    ckpt.save(out)?;
+    Ok(model)
 }
 
 /// Full-precision tensors for `--init`: a native checkpoint, or else a PyTorch state_dict.

@@ -20,6 +20,27 @@ pub struct Evaluation {
     pub confusion: Vec<Vec<usize>>,
 }
 
+/// Fail, naming the model file, when `data` does not fit the model's input or classes.
+pub fn check_compatible(path: &Path, meta: &Meta, data: &Dataset) -> Result<()> {
+    let s = &meta.spec;
+    let p = path.display();
+    if (data.channels, data.height, data.width) != (s.in_channels, s.height, s.width) {
+        bail!(
+            "{p}: the model takes {}x{}x{} images, the dataset has {}x{}x{}",
+            s.in_channels,
+            s.height,
+            s.width,
+            data.channels,
+            data.height,
+            data.width
+        );
+    }
+    if data.classes.len() != s.classes {
+        bail!("{p}: the model has {} classes, the dataset {}", s.classes, data.classes.len());
+    }
+    Ok(())
+}
+
 /// Run `graph` (eval mode) over `data`, normalised with `mean`/`std`.
 pub fn evaluate(
     gpu: &Gpu,

@@ -1,16 +1,18 @@
 //! tern: train and run ternary-weight neural networks with WGSL compute shaders (wgpu).
 //!
-//! Module map:
-//! - `gpu`: the device boundary (adapter, tensors, kernels, dispatches).
+//! Module map, lowest layer first; a module imports only from layers below it:
+//! - `gpu`: the device boundary, the only module that talks to wgpu (adapter, tensors,
+//!   kernels, dispatches, the one submit path, profiler). `data` and `plot` stand beside it.
 //! - `ops`: host side of each shader file (shape checks, launches).
-//! - `quant`: quantizers (TTQ, TWN, full precision) behind one trait.
-//! - `nn`: layers, models, parameter store, recorded forward/backward programs.
-//! - `data`: datasets, augmentation, the prefetching loader.
-//! - `train`, `infer`, `checkpoint`, `plot`: the user-facing flows.
-//! - `bench`: micro-benchmarks.
+//! - `params`: the parameter store (every parameter in one flat buffer).
+//! - `quant`: the quantizers (TTQ, TTN, STTN, TWN, full precision) behind one trait.
+//! - `nn`: layers, models and the recorded forward/backward programs.
+//! - flows: `checkpoint`, `import`, `trace`, `packed`, `infer`, `train`, `export`, `profile`,
+//!   `bench`; `cli` holds one function per subcommand, which `main.rs` calls.
 
 pub mod bench;
 pub mod checkpoint;
+pub mod cli;
 pub mod data;
 pub mod export;
 pub mod gpu;

@@ -2,8 +2,11 @@
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use tern::data::{DatasetKind, FolderOptions};
-use tern::gpu::{Gpu, GpuOptions};
+use std::process::ExitCode;
+use tern::cli;
+use tern::data::DatasetKind;
+use tern::gpu::GpuOptions;
+use tern::import::ImportOptions;
 
 #[derive(Parser)]
 #[command(name = "tern", version, about = "Train and run ternary-weight networks on any GPU (WGSL + wgpu)")]
@@ -94,7 +97,7 @@ enum Command {
     /// Benchmarks: conv2d GFLOP/s on ResNet-20 shapes; packed vs fp32 inference images/s
     Bench {
         #[arg(long, value_enum, default_value = "all")]
-        suite: BenchSuite,
+        suite: tern::bench::Suite,
         /// Batch of the conv2d benchmark
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
@@ -106,139 +109,32 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum BenchSuite {
-    /// conv2d GFLOP/s on ResNet-20 shapes
-    Conv,
-    /// packed ternary vs fp32 inference, images/s
-    Infer,
-    /// cost of profiling a training step
-    Profiler,
-    /// ternary activations: bit-plane popcount vs float-activation packed kernels
-    Bitplane,
-    All,
-}
-
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = run(cli) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
-}
-
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+    let gpu = &cli.gpu;
+    let done = match cli.command {
         Command::Train { config, resume, stop_after } => {
-            let gpu = Gpu::new(&cli.gpu)?;
-            let summary = tern::train::train(&gpu, &config, resume.as_deref(), stop_after)?;
-            println!(
-                "final test accuracy {:.2}% — checkpoints, metrics.jsonl and curves.png in {}",
-                100.0 * summary.test.accuracy,
-                summary.out.display()
-            );
+            cli::train(gpu, &config, resume.as_deref(), stop_after).map(|_| ExitCode::SUCCESS)
         }
         Command::Eval { model, dataset, data, batch_size } => {
-            let gpu = Gpu::new(&cli.gpu)?;
-            let (m, meta) = tern::infer::load_model(&gpu, &model)?;
-            let folder = FolderOptions { size: meta.spec.height, channels: meta.spec.in_channels };
-            let splits = tern::data::load(dataset, data.as_deref(), folder)?;
-            let test = std::sync::Arc::new(splits.test);
-            let s = &meta.spec;
-            if (test.channels, test.height, test.width) != (s.in_channels, s.height, s.width) {
-                anyhow::bail!(
-                    "{}: the model takes {}x{}x{} images, the dataset has {}x{}x{}",
-                    model.display(),
-                    s.in_channels,
-                    s.height,
-                    s.width,
-                    test.channels,
-                    test.height,
-                    test.width
-                );
-            }
-            if test.classes.len() != s.classes {
-                anyhow::bail!(
-                    "{}: the model has {} classes, the dataset {}",
-                    model.display(),
-                    s.classes,
-                    test.classes.len()
-                );
-            }
-            let graph = tern::infer::eval_graph(&gpu, &m, batch_size.clamp(1, test.len()))?;
-            let e = tern::infer::evaluate(&gpu, &graph, &test, &meta.mean, &meta.std)?;
-            println!("test accuracy {:.2}% ({} images), loss {:.4}", 100.0 * e.accuracy, e.samples, e.loss);
-            print!("{}", tern::infer::confusion_table(&e, &meta.classes));
+            cli::eval(gpu, &model, dataset, data.as_deref(), batch_size).map(|_| ExitCode::SUCCESS)
         }
-        Command::Profile { config } => {
-            let gpu = Gpu::new(&cli.gpu)?;
-            tern::profile::profile(&gpu, &config)?;
-        }
-        Command::Export { model, out } => {
-            let gpu = Gpu::new(&cli.gpu)?;
-            let report = tern::export::export(&gpu, &model, &out)?;
-            print!("{}", tern::export::size_table(&report));
-            println!("wrote {}", out.display());
-        }
+        Command::Profile { config } => cli::profile(gpu, &config).map(|_| ExitCode::SUCCESS),
+        Command::Export { model, out } => cli::export(gpu, &model, &out).map(|_| ExitCode::SUCCESS),
         Command::Classify { model, top_k, json, batch_size, images } => {
-            let files = tern::infer::collect_images(&images)?;
-            let gpu = Gpu::new(&cli.gpu)?;
-            let (runner, meta) =
-                tern::infer::load_runner(&gpu, &model, batch_size.clamp(1, files.len().max(1)))?;
-            let (preds, errors) = tern::infer::classify(&gpu, &runner, &meta, &files, top_k)?;
-            for p in &preds {
-                if json {
-                    println!("{}", serde_json::to_string(p)?);
-                } else {
-                    let top: Vec<String> =
-                        p.top.iter().map(|t| format!("{} {:.1}%", t.label, 100.0 * t.probability)).collect();
-                    println!("{}: {}", p.file, top.join(", "));
-                }
-            }
-            for e in &errors {
-                eprintln!("error: {e}");
-            }
-            if !errors.is_empty() {
-                std::process::exit(1);
-            }
+            cli::classify(gpu, &model, top_k, json, batch_size, &images)
         }
         Command::ImportTorch { file, arch, classes, size, mean, std, class_names, out } => {
-            if out.exists() {
-                anyhow::bail!("{} already exists; choose another --out", out.display());
-            }
-            let gpu = Gpu::new(&cli.gpu)?;
-            let opts = tern::import::ImportOptions { arch, classes, size, mean, std, class_names };
-            let (model, ckpt) = tern::import::import_torch(&gpu, &file, &opts)?;
-            ckpt.save(&out)?;
-            println!(
-                "imported {} ({} parameters, {} classes) from {} to {}",
-                arch.name(),
-                model.store.trainable_count(),
-                model.spec.classes,
-                file.display(),
-                out.display()
-            );
+            let opts = ImportOptions { arch, classes, size, mean, std, class_names };
+            cli::import_torch(gpu, &file, &opts, &out).map(|_| ExitCode::SUCCESS)
         }
-        Command::Devices => {
-            for line in tern::gpu::adapter_summaries(&cli.gpu) {
-                println!("{line}");
-            }
-        }
+        Command::Devices => cli::devices(gpu).map(|_| ExitCode::SUCCESS),
         Command::Bench { suite, batch_size, reps, arch } => {
-            let gpu = Gpu::new(&cli.gpu)?;
-            if matches!(suite, BenchSuite::Conv | BenchSuite::All) {
-                tern::bench::conv_bench(&gpu, batch_size, reps)?;
-            }
-            if matches!(suite, BenchSuite::Infer | BenchSuite::All) {
-                tern::bench::infer_bench(&gpu, arch, 3, 32, reps)?;
-            }
-            if matches!(suite, BenchSuite::Bitplane | BenchSuite::All) {
-                tern::bench::bitplane_bench(&gpu, arch, reps)?;
-            }
-            if matches!(suite, BenchSuite::Profiler | BenchSuite::All) {
-                tern::bench::profiler_bench(&gpu, 100)?;
-            }
+            cli::bench(gpu, suite, batch_size, reps, arch).map(|_| ExitCode::SUCCESS)
         }
-    }
-    Ok(())
+    };
+    done.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
 }

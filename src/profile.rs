@@ -84,7 +84,7 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
                 width: cfg.size,
                 classes: 10,
                 quant: cfg.quant,
-                threshold: 0.05,
+                threshold: crate::quant::DEFAULT_THRESHOLD,
                 quantize_ends: false,
                 activation: Default::default(),
             };

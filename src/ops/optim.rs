@@ -16,6 +16,11 @@ pub struct OptimParams {
     pub eps: f32,
 }
 
+/// Adam's moment decays and ε (Kingma & Ba's defaults, as PyTorch's).
+pub const ADAM_BETA1: f32 = 0.9;
+pub const ADAM_BETA2: f32 = 0.999;
+pub const ADAM_EPS: f32 = 1e-8;
+
 /// Rewritten by the host before each step.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -23,6 +28,13 @@ pub struct StepParams {
     pub lr: f32,
     pub bias1: f32,
     pub bias2: f32,
+}
+
+impl StepParams {
+    /// Learning rate `lr` at optimizer step `t` (from 1), with Adam's bias corrections.
+    pub fn at(lr: f32, t: i32) -> StepParams {
+        StepParams { lr, bias1: 1.0 - ADAM_BETA1.powi(t), bias2: 1.0 - ADAM_BETA2.powi(t) }
+    }
 }
 
 /// One update of every parameter. `entry` is "sgd" or "adam"; `step` is the uniform buffer the

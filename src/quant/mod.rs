@@ -11,6 +11,10 @@ pub mod twn;
 use crate::gpu::{Gpu, Program, Result, Tensor, Var};
 use crate::params::{Init, ParamSpec};
 
+/// The threshold factor t of TTQ's paper (Δ = t·max|w|), the default seed of every quantizer
+/// that has one (`--threshold`).
+pub const DEFAULT_THRESHOLD: f32 = 0.05;
+
 /// `--quant`: which method ternarizes the hidden layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -9,7 +9,7 @@ use crate::ops::{expect_shape, f32_bytes, reduce, u32_of};
 use crate::params::ParamSpec;
 
 pub struct Ttq {
-    /// t in Δ = t·max|w| (0.05 in the paper).
+    /// t in Δ = t·max|w| (`DEFAULT_THRESHOLD`, the paper's 0.05).
     pub threshold: f32,
 }
 

@@ -42,8 +42,9 @@ pub struct TrainConfig {
     /// Quantizer of the hidden layers
     #[arg(long, value_enum, default_value = "ttq")]
     pub quant: QuantKind,
-    /// TTQ threshold factor t (Δ = t·max|w|)
-    #[arg(long, default_value_t = 0.05)]
+    /// Threshold factor t: TTQ's Δ = t·max|w|; TTN's initial δ = t·max|w|; STTN's initial soft
+    /// threshold (the two binary kernels start at w/max|w| ± t); unused by twn and fp
+    #[arg(long, default_value_t = crate::quant::DEFAULT_THRESHOLD)]
     pub threshold: f32,
     /// Ternarize the first convolution and the last linear layer too
     #[arg(long)]

@@ -289,7 +289,7 @@ fn run_epoch(
         lr = cfg.lr_at(epoch, i, steps);
         *global_step += 1;
         let t = *global_step as i32;
-        let step = StepParams { lr, bias1: 1.0 - 0.9f32.powi(t), bias2: 1.0 - 0.999f32.powi(t) };
+        let step = StepParams::at(lr, t);
         let sampled = i % PROFILE_EVERY == PROFILE_EVERY / 2;
         match profile.as_mut() {
             Some((p, trace)) if sampled => {

@@ -32,9 +32,9 @@ impl Session {
             decay_end: s.decay_end as u32,
             momentum: cfg.momentum,
             weight_decay: cfg.weight_decay,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
+            beta1: optim::ADAM_BETA1,
+            beta2: optim::ADAM_BETA2,
+            eps: optim::ADAM_EPS,
         };
         let entry = match cfg.optimizer {
             Optimizer::Sgd => "sgd",

@@ -1,0 +1,115 @@
+//! What each `tern` subcommand does, one function per subcommand: open the adapter, run the flow,
+//! print its result. `main.rs` parses the command line and calls exactly one of these.
+
+use crate::data::{DatasetKind, FolderOptions};
+use crate::gpu::{Gpu, GpuOptions};
+use crate::{bench, export, import, infer, profile, train};
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub fn train(
+    gpu: &GpuOptions,
+    config: &train::TrainConfig,
+    resume: Option<&Path>,
+    stop_after: Option<usize>,
+) -> Result<()> {
+    let gpu = Gpu::new(gpu)?;
+    let summary = train::train(&gpu, config, resume, stop_after)?;
+    println!(
+        "final test accuracy {:.2}% — checkpoints, metrics.jsonl and curves.png in {}",
+        100.0 * summary.test.accuracy,
+        summary.out.display()
+    );
+    Ok(())
+}
+
+pub fn eval(
+    gpu: &GpuOptions,
+    model: &Path,
+    dataset: DatasetKind,
+    data: Option<&Path>,
+    batch_size: usize,
+) -> Result<()> {
+    let gpu = Gpu::new(gpu)?;
+    let (m, meta) = infer::load_model(&gpu, model)?;
+    let folder = FolderOptions { size: meta.spec.height, channels: meta.spec.in_channels };
+    let test = std::sync::Arc::new(crate::data::load(dataset, data, folder)?.test);
+    infer::check_compatible(model, &meta, &test)?;
+    let graph = infer::eval_graph(&gpu, &m, batch_size.clamp(1, test.len()))?;
+    let e = infer::evaluate(&gpu, &graph, &test, &meta.mean, &meta.std)?;
+    println!("test accuracy {:.2}% ({} images), loss {:.4}", 100.0 * e.accuracy, e.samples, e.loss);
+    print!("{}", infer::confusion_table(&e, &meta.classes));
+    Ok(())
+}
+
+pub fn profile(gpu: &GpuOptions, config: &profile::ProfileConfig) -> Result<()> {
+    profile::profile(&Gpu::new(gpu)?, config)?;
+    Ok(())
+}
+
+pub fn export(gpu: &GpuOptions, model: &Path, out: &Path) -> Result<()> {
+    let report = export::export(&Gpu::new(gpu)?, model, out)?;
+    print!("{}", export::size_table(&report));
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// Prints one line (or JSON object) per classified image and one error line per image that
+/// could not be read; fails (exit code 1) when any could not.
+pub fn classify(
+    gpu: &GpuOptions,
+    model: &Path,
+    top_k: usize,
+    json: bool,
+    batch_size: usize,
+    images: &[PathBuf],
+) -> Result<ExitCode> {
+    let files = infer::collect_images(images)?;
+    let gpu = Gpu::new(gpu)?;
+    let (runner, meta) = infer::load_runner(&gpu, model, batch_size.clamp(1, files.len().max(1)))?;
+    let (preds, errors) = infer::classify(&gpu, &runner, &meta, &files, top_k)?;
+    for p in &preds {
+        if json {
+            println!("{}", serde_json::to_string(p)?);
+        } else {
+            let top: Vec<String> =
+                p.top.iter().map(|t| format!("{} {:.1}%", t.label, 100.0 * t.probability)).collect();
+            println!("{}: {}", p.file, top.join(", "));
+        }
+    }
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+pub fn import_torch(gpu: &GpuOptions, file: &Path, opts: &import::ImportOptions, out: &Path) -> Result<()> {
+    let model = import::import_torch_to(&Gpu::new(gpu)?, file, opts, out)?;
+    println!(
+        "imported {} ({} parameters, {} classes) from {} to {}",
+        opts.arch.name(),
+        model.store.trainable_count(),
+        model.spec.classes,
+        file.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+pub fn devices(gpu: &GpuOptions) -> Result<()> {
+    for line in crate::gpu::adapter_summaries(gpu) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+pub fn bench(
+    gpu: &GpuOptions,
+    suite: bench::Suite,
+    batch_size: usize,
+    reps: usize,
+    arch: crate::nn::Arch,
+) -> Result<()> {
+    bench::run(&Gpu::new(gpu)?, suite, batch_size, reps, arch)
+}
