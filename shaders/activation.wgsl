@@ -18,6 +18,9 @@
 
 struct ActivationParams { len: u32 }
 
+// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
+override WG: u32 = 256u;
+
 @group(0) @binding(0) var<uniform> p: ActivationParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -28,38 +31,38 @@ struct ActivationParams { len: u32 }
 @group(0) @binding(7) var<storage, read_write> sum: array<f32>;
 
 fn index(wg: vec3u, nwg: vec3u, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * 256u + li;
+    return (wg.y * nwg.x + wg.x) * WG + li;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn relu_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                 @builtin(local_invocation_index) li: u32) {
     let i = index(wg, nwg, li);
     if (i < p.len) { y[i] = max(x[i], 0.0); }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn relu_backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                  @builtin(local_invocation_index) li: u32) {
     let i = index(wg, nwg, li);
     if (i < p.len) { dx[i] = select(0.0, dy[i], x[i] > 0.0); }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn add(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
        @builtin(local_invocation_index) li: u32) {
     let i = index(wg, nwg, li);
     if (i < p.len) { sum[i] = a[i] + b[i]; }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn ternary_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                    @builtin(local_invocation_index) li: u32) {
     let i = index(wg, nwg, li);
     if (i < p.len) { y[i] = select(select(0.0, -1.0, x[i] < -0.5), 1.0, x[i] > 0.5); }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn ternary_backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                     @builtin(local_invocation_index) li: u32) {
     let i = index(wg, nwg, li);

@@ -25,6 +25,9 @@
 
 struct BatchNormParams { n: u32, c: u32, hw: u32, eps: f32, momentum: f32 }
 
+// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
+override WG: u32 = 256u; // a power of two: the reductions halve it
+
 @group(0) @binding(0) var<uniform> p: BatchNormParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -39,18 +42,18 @@ struct BatchNormParams { n: u32, c: u32, hw: u32, eps: f32, momentum: f32 }
 @group(0) @binding(11) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(12) var<storage, read_write> dbeta: array<f32>;
 
-var<workgroup> tree: array<f32, 256>;
-var<workgroup> tree2: array<f32, 256>;
+var<workgroup> tree: array<f32, WG>;
+var<workgroup> tree2: array<f32, WG>;
 
 fn element(wg: vec3u, nwg: vec3u, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * 256u + li;
+    return (wg.y * nwg.x + wg.x) * WG + li;
 }
 
 // Position of value m = li, li + 256, ... of a channel: image n, offset k within the plane.
 struct Cursor { n: u32, k: u32, dn: u32, dk: u32 }
 
 fn cursor(li: u32) -> Cursor {
-    return Cursor(li / p.hw, li % p.hw, 256u / p.hw, 256u % p.hw);
+    return Cursor(li / p.hw, li % p.hw, WG / p.hw, WG % p.hw);
 }
 
 fn advance(q: ptr<function, Cursor>) {
@@ -65,7 +68,7 @@ fn advance(q: ptr<function, Cursor>) {
 // Tree-sum tree[] (and tree2[]) in place; the result lands in slot 0.
 fn tree_sum(li: u32) {
     workgroupBarrier();
-    for (var half = 128u; half > 0u; half >>= 1u) {
+    for (var half = WG / 2u; half > 0u; half >>= 1u) {
         if (li < half) {
             tree[li] += tree[li + half];
             tree2[li] += tree2[li + half];
@@ -74,14 +77,14 @@ fn tree_sum(li: u32) {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
          @builtin(local_invocation_index) li: u32) {
     let c = wg.y * nwg.x + wg.x;
     let count = p.n * p.hw;
     var s = 0.0;
     var q = cursor(li);
-    for (var m = li; m < count; m += 256u) {
+    for (var m = li; m < count; m += WG) {
         s += x[(q.n * p.c + c) * p.hw + q.k];
         advance(&q);
     }
@@ -92,7 +95,7 @@ fn stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
     workgroupBarrier();
     var v = 0.0;
     q = cursor(li);
-    for (var m = li; m < count; m += 256u) {
+    for (var m = li; m < count; m += WG) {
         let d = x[(q.n * p.c + c) * p.hw + q.k] - mu;
         v += d * d;
         advance(&q);
@@ -109,7 +112,7 @@ fn stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32) {
     let i = element(wg, nwg, li);
@@ -119,16 +122,16 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
 }
 
 // Evaluation: the saved statistics become the running ones, then `forward` normalises.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn running_stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                  @builtin(local_invocation_index) li: u32) {
-    let c = (wg.y * nwg.x + wg.x) * 64u + li;
+    let c = (wg.y * nwg.x + wg.x) * WG + li;
     if (c >= p.c) { return; }
     mean[c] = running_mean[c];
     invstd[c] = inverseSqrt(running_var[c] + p.eps);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn backward_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                    @builtin(local_invocation_index) li: u32) {
     let c = wg.y * nwg.x + wg.x;
@@ -137,7 +140,7 @@ fn backward_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw
     var s = 0.0;
     var sx = 0.0;
     var q = cursor(li);
-    for (var m = li; m < p.n * p.hw; m += 256u) {
+    for (var m = li; m < p.n * p.hw; m += WG) {
         let k = (q.n * p.c + c) * p.hw + q.k;
         s += dy[k];
         sx += dy[k] * (x[k] - mu) * is;
@@ -153,7 +156,7 @@ fn backward_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw
 }
 
 // dx = γ·invstd · (dy − Σdy/M − x̂ · Σ(dy·x̂)/M), M = n·hw
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32) {
     let i = element(wg, nwg, li);

@@ -13,8 +13,10 @@
 // Every entry point is an implicit GEMM with a 4×4 register block per invocation: 4 output
 // channels × 4 consecutive positions of the flattened (n, row, col) index, so each loaded weight
 // and each loaded activation feeds 4 multiply-adds. Invocations run along positions fastest, so
-// neighbours read neighbouring activations and share weights. Workgroup: 64 invocations, 1-D;
-// the grid may be folded to 2-D (index = (wg.y * nwg.x + wg.x) * 64 + local index).
+// neighbours read neighbouring activations and share weights. Workgroup: WG (64) invocations,
+// 1-D; the grid may be folded to 2-D (index = (wg.y * nwg.x + wg.x) * WG + local index).
+// forward and grad_input share the block's prologue (`block`), its multiply-add (`mac`) and its
+// store (`out_at`).
 //
 // grad_weight sums over n·oh·ow, split into p.splits contiguous chunks; each chunk writes its own
 // slice of dw_partial and reduce.wgsl/sum_splits adds the slices in order: deterministic, no atomics.
@@ -33,38 +35,67 @@ struct Conv2dParams {
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dw_partial: array<f32>;
 
-const WG: u32 = 64u;
+override WG: u32 = 64u;
 
-fn flat_id(wg: vec3u, nwg: vec3u, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WG + li;
+// The invocation's register block: 4 channels from ch0 (output channels for forward, input
+// channels for grad_input) × 4 consecutive positions from pos0 of the flattened (n, row, col)
+// index over an image plane of hw = rows × cols. Positions run fastest across invocations.
+struct Block {
+    ch0: u32,
+    pos0: u32,
+    n: vec4u,     // image of each position (the last position repeated past the end)
+    row: vec4u,
+    col: vec4u,
+}
+
+fn block(wg: vec3u, nwg: vec3u, li: u32, positions: u32, cols: u32, hw: u32) -> Block {
+    let id = (wg.y * nwg.x + wg.x) * WG + li;
+    let pos_blocks = (positions + 3u) / 4u;
+    var b: Block;
+    b.ch0 = (id / pos_blocks) * 4u;
+    b.pos0 = (id % pos_blocks) * 4u;
+    for (var j = 0u; j < 4u; j++) {
+        let q = min(b.pos0 + j, positions - 1u);
+        let rc = q % hw;
+        b.n[j] = q / hw;
+        b.row[j] = rc / cols;
+        b.col[j] = rc % cols;
+    }
+    return b;
+}
+
+// Offset of element (position j, channel ch0 + m) in an NCHW tensor of `channels` planes, and
+// whether it exists.
+fn out_at(b: Block, j: u32, m: u32, positions: u32, channels: u32, hw: u32) -> vec2u {
+    let q = b.pos0 + j;
+    let ok = q < positions && b.ch0 + m < channels;
+    return vec2u((b.n[j] * channels + b.ch0 + m) * hw + q % hw, u32(ok));
+}
+
+// acc[m] += w[wi + m·stride] · v for the block's `rows` channels that exist (unrolled: llvmpipe
+// vectorises straight-line code best).
+fn mac(acc: ptr<function, array<vec4f, 4>>, wi: u32, stride: u32, rows: u32, v: vec4f) {
+    (*acc)[0] += w[wi] * v;
+    if (rows > 1u) { (*acc)[1] += w[wi + stride] * v; }
+    if (rows > 2u) { (*acc)[2] += w[wi + 2u * stride] * v; }
+    if (rows > 3u) { (*acc)[3] += w[wi + 3u * stride] * v; }
 }
 
 // y[n, co, r, c] = Σ_{ci, i, j} w[co, ci, i, j] · x[n, ci, r·s − pad + i, c·s − pad + j]
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32) {
-    let id = flat_id(wg, nwg, li);
     let out_hw = p.oh * p.ow;
     let positions = p.n * out_hw;
-    let pos_blocks = (positions + 3u) / 4u;
-    let co0 = (id / pos_blocks) * 4u;
-    let pos0 = (id % pos_blocks) * 4u;
+    let b = block(wg, nwg, li, positions, p.ow, out_hw);
+    let co0 = b.ch0;
     if (co0 >= p.cout) { return; }
+    let rows = min(4u, p.cout - co0);
     let in_hw = p.h * p.w;
     let kk = p.kh * p.kw;
-
-    // Per position: image base offset and top-left input corner.
-    var base: array<u32, 4>;
-    var r0: array<i32, 4>;
-    var c0: array<i32, 4>;
-    for (var j = 0u; j < 4u; j++) {
-        let q = min(pos0 + j, positions - 1u);
-        let n = q / out_hw;
-        let rc = q % out_hw;
-        base[j] = n * p.cin * in_hw;
-        r0[j] = i32((rc / p.ow) * p.stride) - i32(p.pad);
-        c0[j] = i32((rc % p.ow) * p.stride) - i32(p.pad);
-    }
+    let base = b.n * p.cin * in_hw;
+    let r0 = vec4i(b.row * p.stride) - i32(p.pad);
+    let c0 = vec4i(b.col * p.stride) - i32(p.pad);
     var acc: array<vec4f, 4>;
     for (var i = 0u; i < p.kh; i++) {
         for (var jj = 0u; jj < p.kw; jj++) {
@@ -78,57 +109,38 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
                 off[j] = select(0u, base[j] + u32(r) * p.w + u32(c), inside);
             }
             var wi = co0 * p.cin * kk + i * p.kw + jj;
+            let stride_co = p.cin * kk;
             for (var ci = 0u; ci < p.cin; ci++) {
-                let xv = vec4f(x[off[0]], x[off[1]], x[off[2]], x[off[3]]) * ok;
-                let stride_co = p.cin * kk;
-                acc[0] += w[wi] * xv;
-                if (co0 + 1u < p.cout) { acc[1] += w[wi + stride_co] * xv; }
-                if (co0 + 2u < p.cout) { acc[2] += w[wi + 2u * stride_co] * xv; }
-                if (co0 + 3u < p.cout) { acc[3] += w[wi + 3u * stride_co] * xv; }
+                mac(&acc, wi, stride_co, rows, vec4f(x[off[0]], x[off[1]], x[off[2]], x[off[3]]) * ok);
                 off += vec4u(in_hw);
                 wi += kk;
             }
         }
     }
     for (var j = 0u; j < 4u; j++) {
-        let q = pos0 + j;
-        if (q >= positions) { break; }
-        let n = q / out_hw;
-        let rc = q % out_hw;
         for (var m = 0u; m < 4u; m++) {
-            if (co0 + m < p.cout) {
-                y[(n * p.cout + co0 + m) * out_hw + rc] = acc[m][j];
-            }
+            let o = out_at(b, j, m, positions, p.cout, out_hw);
+            if (o.y == 1u) { y[o.x] = acc[m][j]; }
         }
     }
 }
 
 // dx[n, ci, r, c] = Σ_{co, i, j} w[co, ci, i, j] · dy[n, co, (r + pad − i)/s, (c + pad − j)/s]
 // over the (i, j) for which the division is exact and the output position exists.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn grad_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
               @builtin(local_invocation_index) li: u32) {
-    let id = flat_id(wg, nwg, li);
     let in_hw = p.h * p.w;
     let positions = p.n * in_hw;
-    let pos_blocks = (positions + 3u) / 4u;
-    let ci0 = (id / pos_blocks) * 4u;
-    let pos0 = (id % pos_blocks) * 4u;
+    let b = block(wg, nwg, li, positions, p.w, in_hw);
+    let ci0 = b.ch0;
     if (ci0 >= p.cin) { return; }
+    let rows = min(4u, p.cin - ci0);
     let out_hw = p.oh * p.ow;
     let kk = p.kh * p.kw;
-
-    var base: array<u32, 4>;
-    var r: array<i32, 4>;
-    var c: array<i32, 4>;
-    for (var j = 0u; j < 4u; j++) {
-        let q = min(pos0 + j, positions - 1u);
-        let n = q / in_hw;
-        let rc = q % in_hw;
-        base[j] = n * p.cout * out_hw;
-        r[j] = i32(rc / p.w) + i32(p.pad);
-        c[j] = i32(rc % p.w) + i32(p.pad);
-    }
+    let base = b.n * p.cout * out_hw;
+    let r = vec4i(b.row) + i32(p.pad);
+    let c = vec4i(b.col) + i32(p.pad);
     let s = i32(p.stride);
     var acc: array<vec4f, 4>;
     for (var i = 0u; i < p.kh; i++) {
@@ -146,35 +158,26 @@ fn grad_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: ve
             if (all(ok == vec4f(0.0))) { continue; }
             var wi = ci0 * kk + i * p.kw + jj;
             for (var co = 0u; co < p.cout; co++) {
-                let g = vec4f(dy[off[0]], dy[off[1]], dy[off[2]], dy[off[3]]) * ok;
-                acc[0] += w[wi] * g;
-                if (ci0 + 1u < p.cin) { acc[1] += w[wi + kk] * g; }
-                if (ci0 + 2u < p.cin) { acc[2] += w[wi + 2u * kk] * g; }
-                if (ci0 + 3u < p.cin) { acc[3] += w[wi + 3u * kk] * g; }
+                mac(&acc, wi, kk, rows, vec4f(dy[off[0]], dy[off[1]], dy[off[2]], dy[off[3]]) * ok);
                 off += vec4u(out_hw);
                 wi += p.cin * kk;
             }
         }
     }
     for (var j = 0u; j < 4u; j++) {
-        let q = pos0 + j;
-        if (q >= positions) { break; }
-        let n = q / in_hw;
-        let rc = q % in_hw;
         for (var m = 0u; m < 4u; m++) {
-            if (ci0 + m < p.cin) {
-                dx[(n * p.cin + ci0 + m) * in_hw + rc] = acc[m][j];
-            }
+            let o = out_at(b, j, m, positions, p.cin, in_hw);
+            if (o.y == 1u) { dx[o.x] = acc[m][j]; }
         }
     }
 }
 
 // dw[co, ci, i, j] = Σ_{n, r, c} dy[n, co, r, c] · x[n, ci, r·s − pad + i, c·s − pad + j],
 // for the chunk of (n, r, c) that this invocation's split owns.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                @builtin(local_invocation_index) li: u32) {
-    let id = flat_id(wg, nwg, li);
+    let id = (wg.y * nwg.x + wg.x) * WG + li;
     let kk = p.kh * p.kw;
     let k_total = p.cin * kk;
     let k_blocks = (k_total + 3u) / 4u;

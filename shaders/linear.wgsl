@@ -17,6 +17,9 @@
 
 struct LinearParams { n: u32, fin: u32, fout: u32 }
 
+// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
+override WG: u32 = 64u;
+
 @group(0) @binding(0) var<uniform> p: LinearParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
@@ -28,10 +31,10 @@ struct LinearParams { n: u32, fin: u32, fout: u32 }
 @group(0) @binding(8) var<storage, read_write> db: array<f32>;
 
 fn element(wg: vec3u, nwg: vec3u, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * 64u + li;
+    return (wg.y * nwg.x + wg.x) * WG + li;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32) {
     let i = element(wg, nwg, li);
@@ -43,7 +46,7 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
     y[i] = s;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn grad_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
               @builtin(local_invocation_index) li: u32) {
     let i = element(wg, nwg, li);
@@ -55,7 +58,7 @@ fn grad_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: ve
     dx[i] = s;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                @builtin(local_invocation_index) li: u32) {
     let i = element(wg, nwg, li);

@@ -15,6 +15,10 @@
 
 struct LossParams { n: u32, classes: u32 }
 
+// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
+override WG: u32 = 64u;
+override TREE: u32 = 256u; // a power of two: the reduction halves it
+
 @group(0) @binding(0) var<uniform> p: LossParams;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
@@ -23,10 +27,10 @@ struct LossParams { n: u32, classes: u32 }
 @group(0) @binding(5) var<storage, read_write> pred: array<u32>;
 @group(0) @binding(6) var<storage, read_write> metrics: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32) {
-    let i = (wg.y * nwg.x + wg.x) * 64u + li;
+    let i = (wg.y * nwg.x + wg.x) * WG + li;
     if (i >= p.n) { return; }
     let row = i * p.classes;
     var best = 0u;
@@ -46,21 +50,21 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
     }
 }
 
-var<workgroup> tree_loss: array<f32, 256>;
-var<workgroup> tree_correct: array<f32, 256>;
+var<workgroup> tree_loss: array<f32, TREE>;
+var<workgroup> tree_correct: array<f32, TREE>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(TREE)
 fn accumulate(@builtin(local_invocation_index) li: u32) {
     var l = 0.0;
     var c = 0.0;
-    for (var i = li; i < p.n; i += 256u) {
+    for (var i = li; i < p.n; i += TREE) {
         l += loss[i];
         c += select(0.0, 1.0, pred[i] == labels[i]);
     }
     tree_loss[li] = l;
     tree_correct[li] = c;
     workgroupBarrier();
-    for (var half = 128u; half > 0u; half >>= 1u) {
+    for (var half = TREE / 2u; half > 0u; half >>= 1u) {
         if (li < half) {
             tree_loss[li] += tree_loss[li + half];
             tree_correct[li] += tree_correct[li + half];

@@ -17,6 +17,9 @@
 // adam: decoupled weight decay (AdamW): w −= lr·λ·w, then w −= lr·m̂ / (√v̂ + ε)
 
 struct OptimParams { len: u32, decay_end: u32, momentum: f32, weight_decay: f32, beta1: f32, beta2: f32, eps: f32 }
+
+// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
+override WG: u32 = 256u;
 // bias1 = 1 − β1^t and bias2 = 1 − β2^t for Adam's step t.
 struct StepParams { lr: f32, bias1: f32, bias2: f32 }
 
@@ -28,10 +31,10 @@ struct StepParams { lr: f32, bias1: f32, bias2: f32 }
 @group(0) @binding(5) var<storage, read_write> moment2: array<f32>;
 
 fn element(wg: vec3u, nwg: vec3u, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * 256u + li;
+    return (wg.y * nwg.x + wg.x) * WG + li;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn sgd(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
        @builtin(local_invocation_index) li: u32) {
     let i = element(wg, nwg, li);
@@ -42,7 +45,7 @@ fn sgd(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
     param[i] -= step.lr * v;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn adam(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) li: u32) {
     let i = element(wg, nwg, li);

@@ -64,7 +64,8 @@ struct PackedConvParams {
 @group(0) @binding(13) var<storage, read_write> act_pos: array<u32>;
 @group(0) @binding(14) var<storage, read_write> act_neg: array<u32>;
 
-const WG: u32 = 64u;
+override WG: u32 = 64u;
+override WG_ELEMENT: u32 = 256u;
 
 // The invocation's 4 output channels and 4 positions.
 struct Block {
@@ -201,7 +202,7 @@ fn codes(b: Block, rows: u32, t: u32, ci0: u32) -> Codes {
     return c;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32) {
     let b = block(wg, nwg, li);
@@ -231,7 +232,7 @@ fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
     epilogue(b, acc);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn dense(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
          @builtin(local_invocation_index) li: u32) {
     let b = block(wg, nwg, li);
@@ -258,19 +259,19 @@ fn ternary_of(v: f32) -> f32 {
     return select(select(0.0, -1.0, v < -0.5), 1.0, v > 0.5);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_ELEMENT)
 fn ternary_affine(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                   @builtin(local_invocation_index) li: u32) {
-    let i = (wg.y * nwg.x + wg.x) * 256u + li;
+    let i = (wg.y * nwg.x + wg.x) * WG_ELEMENT + li;
     if (i >= p.n * p.cin * p.h * p.w) { return; }
     let c = (i / (p.h * p.w)) % p.cin;
     y[i] = ternary_of(x[i] * act_scale[c] + act_shift[c]);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG_ELEMENT)
 fn pack_activations(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                     @builtin(local_invocation_index) li: u32) {
-    let i = (wg.y * nwg.x + wg.x) * 256u + li;
+    let i = (wg.y * nwg.x + wg.x) * WG_ELEMENT + li;
     let hw = p.h * p.w;
     if (i >= p.n * hw * p.words) { return; }
     let word = i % p.words;
@@ -289,7 +290,7 @@ fn pack_activations(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) n
     act_neg[i] = minus;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32) {
     let b = block(wg, nwg, li);

@@ -19,6 +19,9 @@
 
 struct PackedLinearParams { n: u32, fin: u32, fout: u32, per_channel: u32 }
 
+// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
+override WG: u32 = 64u;
+
 @group(0) @binding(0) var<uniform> p: PackedLinearParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> pos: array<u32>;
@@ -30,13 +33,13 @@ struct PackedLinearParams { n: u32, fin: u32, fout: u32, per_channel: u32 }
 @group(0) @binding(8) var<storage, read> shift: array<f32>;
 @group(0) @binding(9) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32) {
     let g = wg.y * nwg.x + wg.x;
-    let blocks = (p.n + 63u) / 64u;
+    let blocks = (p.n + WG - 1u) / WG;
     let o = g / blocks;
-    let row = (g % blocks) * 64u + li;
+    let row = (g % blocks) * WG + li;
     if (o >= p.fout) { return; }
     let r = min(row, p.n - 1u) * p.fin;
     let first = o * p.fin;
@@ -65,13 +68,13 @@ fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
     if (row < p.n) { y[row * p.fout + o] = (wp[c] * sp - wn[c] * sn) * scale[o] + shift[o]; }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn dense(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
          @builtin(local_invocation_index) li: u32) {
     let g = wg.y * nwg.x + wg.x;
-    let blocks = (p.n + 63u) / 64u;
+    let blocks = (p.n + WG - 1u) / WG;
     let o = g / blocks;
-    let row = (g % blocks) * 64u + li;
+    let row = (g % blocks) * WG + li;
     if (o >= p.fout) { return; }
     let r = min(row, p.n - 1u) * p.fin;
     var acc = 0.0;

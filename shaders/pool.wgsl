@@ -16,6 +16,9 @@
 
 struct PoolParams { n: u32, c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32 }
 
+// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
+override WG: u32 = 256u;
+
 @group(0) @binding(0) var<uniform> p: PoolParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -23,7 +26,7 @@ struct PoolParams { n: u32, c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, st
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 
 fn element(wg: vec3u, nwg: vec3u, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * 256u + li;
+    return (wg.y * nwg.x + wg.x) * WG + li;
 }
 
 // Flat index within the plane of the largest value in the window at (r, c).
@@ -38,7 +41,7 @@ fn argmax(plane: u32, r: u32, c: u32) -> u32 {
     return best;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn max_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                @builtin(local_invocation_index) li: u32) {
     let i = element(wg, nwg, li);
@@ -50,7 +53,7 @@ fn max_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
 }
 
 // Each input element gathers dy from every window that selected it.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn max_backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                 @builtin(local_invocation_index) li: u32) {
     let i = element(wg, nwg, li);
@@ -101,7 +104,7 @@ fn max_backward_disjoint(o: u32) {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn avg_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                @builtin(local_invocation_index) li: u32) {
     let i = element(wg, nwg, li);
@@ -112,7 +115,7 @@ fn avg_forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     y[i] = s / f32(hw);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn avg_backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                 @builtin(local_invocation_index) li: u32) {
     let i = element(wg, nwg, li);

@@ -15,16 +15,20 @@
 
 struct ReduceParams { len: u32, splits: u32 }
 
+// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
+override WG: u32 = 64u;
+override TREE: u32 = 256u; // a power of two: the reduction halves it
+
 @group(0) @binding(0) var<uniform> p: ReduceParams;
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> total: array<f32>;
 @group(0) @binding(3) var<storage, read> src: array<f32>;
 @group(0) @binding(4) var<storage, read_write> result: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn sum_splits(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
               @builtin(local_invocation_index) li: u32) {
-    let i = (wg.y * nwg.x + wg.x) * 64u + li;
+    let i = (wg.y * nwg.x + wg.x) * WG + li;
     if (i >= p.len) { return; }
     var s = 0.0;
     for (var k = 0u; k < p.splits; k++) {
@@ -33,17 +37,17 @@ fn sum_splits(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: ve
     total[i] = s;
 }
 
-var<workgroup> tree: array<f32, 256>;
+var<workgroup> tree: array<f32, TREE>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(TREE)
 fn max_abs(@builtin(local_invocation_index) li: u32) {
     var m = 0.0;
-    for (var i = li; i < p.len; i += 256u) {
+    for (var i = li; i < p.len; i += TREE) {
         m = max(m, abs(src[i]));
     }
     tree[li] = m;
     workgroupBarrier();
-    for (var half = 128u; half > 0u; half >>= 1u) {
+    for (var half = TREE / 2u; half > 0u; half >>= 1u) {
         if (li < half) { tree[li] = max(tree[li], tree[li + half]); }
         workgroupBarrier();
     }

@@ -12,6 +12,9 @@
 
 struct ShortcutParams { n: u32, cin: u32, h: u32, w: u32, cout: u32, oh: u32, ow: u32, stride: u32, pad_c: u32 }
 
+// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
+override WG: u32 = 256u;
+
 @group(0) @binding(0) var<uniform> p: ShortcutParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -19,10 +22,10 @@ struct ShortcutParams { n: u32, cin: u32, h: u32, w: u32, cout: u32, oh: u32, ow
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 
 fn element(wg: vec3u, nwg: vec3u, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * 256u + li;
+    return (wg.y * nwg.x + wg.x) * WG + li;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32) {
     let i = element(wg, nwg, li);
@@ -39,7 +42,7 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
     y[i] = v;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32) {
     let i = element(wg, nwg, li);

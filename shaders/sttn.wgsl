@@ -22,6 +22,10 @@
 
 struct SttnParams { cout: u32, per_channel: u32, len: u32 }
 
+// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
+override WG: u32 = 256u;
+override TREE: u32 = 64u; // a power of two: the reductions halve it
+
 @group(0) @binding(0) var<uniform> p: SttnParams;
 @group(0) @binding(1) var<storage, read_write> w1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> w2: array<f32>;
@@ -31,7 +35,7 @@ struct SttnParams { cout: u32, per_channel: u32, len: u32 }
 @group(0) @binding(6) var<storage, read_write> dw1: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dw2: array<f32>;
 
-var<workgroup> tree: array<f32, 64>;
+var<workgroup> tree: array<f32, TREE>;
 
 fn sgn(v: f32) -> f32 {
     return select(-1.0, 1.0, v >= 0.0);
@@ -40,7 +44,7 @@ fn sgn(v: f32) -> f32 {
 fn tree_sum(li: u32, v: f32) -> f32 {
     tree[li] = v;
     workgroupBarrier();
-    for (var half = 32u; half > 0u; half >>= 1u) {
+    for (var half = TREE / 2u; half > 0u; half >>= 1u) {
         if (li < half) { tree[li] += tree[li + half]; }
         workgroupBarrier();
     }
@@ -49,37 +53,37 @@ fn tree_sum(li: u32, v: f32) -> f32 {
     return s;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(TREE)
 fn scale(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
          @builtin(local_invocation_index) li: u32) {
     let c = wg.y * nwg.x + wg.x;
     let base = c * p.per_channel;
     var s = 0.0;
-    for (var i = li; i < p.per_channel; i += 64u) { s += abs(w1[base + i]) + abs(w2[base + i]); }
+    for (var i = li; i < p.per_channel; i += TREE) { s += abs(w1[base + i]) + abs(w2[base + i]); }
     let total = tree_sum(li, s);
     if (li == 0u) { alpha[c] = total / (2.0 * f32(p.per_channel)); }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn quantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32) {
-    let i = (wg.y * nwg.x + wg.x) * 256u + li;
+    let i = (wg.y * nwg.x + wg.x) * WG + li;
     if (i >= p.len) { return; }
     wq[i] = alpha[i / p.per_channel] * (sgn(w1[i]) + sgn(w2[i]));
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(TREE)
 fn backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32) {
     let c = wg.y * nwg.x + wg.x;
     let base = c * p.per_channel;
     var s = 0.0;
-    for (var i = li; i < p.per_channel; i += 64u) {
+    for (var i = li; i < p.per_channel; i += TREE) {
         s += gq[base + i] * (sgn(w1[base + i]) + sgn(w2[base + i]));
     }
     let g_alpha = tree_sum(li, s) / (2.0 * f32(p.per_channel));
     let a = alpha[c];
-    for (var i = li; i < p.per_channel; i += 64u) {
+    for (var i = li; i < p.per_channel; i += TREE) {
         let k = base + i;
         let g = gq[k];
         dw1[k] = select(0.0, g * a, abs(w1[k]) <= 1.0) + g_alpha * sgn(w1[k]);
@@ -87,10 +91,10 @@ fn backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn clamp_latent(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                 @builtin(local_invocation_index) li: u32) {
-    let i = (wg.y * nwg.x + wg.x) * 256u + li;
+    let i = (wg.y * nwg.x + wg.x) * WG + li;
     if (i >= p.len) { return; }
     w1[i] = clamp(w1[i], -1.0, 1.0);
     w2[i] = clamp(w2[i], -1.0, 1.0);

@@ -27,6 +27,9 @@
 
 struct TtnParams { len: u32 }
 
+// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
+override WG: u32 = 256u; // a power of two: the reductions halve it
+
 @group(0) @binding(0) var<uniform> p: TtnParams;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> delta: array<f32>;
@@ -36,12 +39,12 @@ struct TtnParams { len: u32 }
 @group(0) @binding(6) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(7) var<storage, read_write> ddelta: array<f32>;
 
-var<workgroup> tree: array<f32, 256>;
+var<workgroup> tree: array<f32, WG>;
 
 fn tree_sum(li: u32, v: f32) -> f32 {
     tree[li] = v;
     workgroupBarrier();
-    for (var half = 128u; half > 0u; half >>= 1u) {
+    for (var half = WG / 2u; half > 0u; half >>= 1u) {
         if (li < half) { tree[li] += tree[li + half]; }
         workgroupBarrier();
     }
@@ -65,14 +68,14 @@ fn ternary(v: f32) -> f32 {
     return select(select(0.0, -1.0, v < lo), 1.0, v > hi);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn stats(@builtin(local_invocation_index) li: u32) {
     let n = f32(p.len);
     var s = 0.0;
-    for (var i = li; i < p.len; i += 256u) { s += w[i]; }
+    for (var i = li; i < p.len; i += WG) { s += w[i]; }
     let mu = tree_sum(li, s) / n;
     var v = 0.0;
-    for (var i = li; i < p.len; i += 256u) { v += (w[i] - mu) * (w[i] - mu); }
+    for (var i = li; i < p.len; i += WG) { v += (w[i] - mu) * (w[i] - mu); }
     let sigma = max(sqrt(tree_sum(li, v) / n), 1e-12);
     if (li == 0u) {
         let d = clamp(delta[0], 0.0, 3.0 * sigma);
@@ -90,18 +93,18 @@ fn stats(@builtin(local_invocation_index) li: u32) {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn quantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32) {
-    let i = (wg.y * nwg.x + wg.x) * 256u + li;
+    let i = (wg.y * nwg.x + wg.x) * WG + li;
     if (i >= p.len) { return; }
     wq[i] = fit[3] * ternary(w[i]);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn backward(@builtin(local_invocation_index) li: u32) {
     var s = 0.0;
-    for (var i = li; i < p.len; i += 256u) { s += gq[i] * ternary(w[i]); }
+    for (var i = li; i < p.len; i += WG) { s += gq[i] * ternary(w[i]); }
     let g_alpha = tree_sum(li, s);
     let mu = fit[0];
     let sigma = fit[1];
@@ -111,7 +114,7 @@ fn backward(@builtin(local_invocation_index) li: u32) {
     let dlambda = lambda * (lambda - a);
     let dalpha_dsigma = select(lambda, lambda - a * dlambda, inside);
     let n = f32(p.len);
-    for (var i = li; i < p.len; i += 256u) {
+    for (var i = li; i < p.len; i += WG) {
         dw[i] = gq[i] + g_alpha * (1.0 / n + dalpha_dsigma * (w[i] - mu) / (n * sigma));
     }
     if (li == 0u) { ddelta[0] = select(0.0, g_alpha * dlambda, inside); }

@@ -21,6 +21,9 @@
 
 struct TtqParams { len: u32, threshold: f32 }
 
+// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
+override WG: u32 = 256u; // a power of two: the reductions halve it
+
 @group(0) @binding(0) var<uniform> p: TtqParams;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> maxabs: array<f32>;
@@ -32,27 +35,27 @@ struct TtqParams { len: u32, threshold: f32 }
 @group(0) @binding(8) var<storage, read_write> dwp: array<f32>;
 @group(0) @binding(9) var<storage, read_write> dwn: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn quantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32) {
-    let i = (wg.y * nwg.x + wg.x) * 256u + li;
+    let i = (wg.y * nwg.x + wg.x) * WG + li;
     if (i >= p.len) { return; }
     let delta = p.threshold * maxabs[0];
     let v = w[i];
     wq[i] = select(select(0.0, -wn[0], v < -delta), wp[0], v > delta);
 }
 
-var<workgroup> tree_pos: array<f32, 256>;
-var<workgroup> tree_neg: array<f32, 256>;
+var<workgroup> tree_pos: array<f32, WG>;
+var<workgroup> tree_neg: array<f32, WG>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn backward(@builtin(local_invocation_index) li: u32) {
     let delta = p.threshold * maxabs[0];
     let scale_p = wp[0];
     let scale_n = wn[0];
     var sp = 0.0;
     var sn = 0.0;
-    for (var i = li; i < p.len; i += 256u) {
+    for (var i = li; i < p.len; i += WG) {
         let g = gq[i];
         let v = w[i];
         if (v > delta) {
@@ -68,7 +71,7 @@ fn backward(@builtin(local_invocation_index) li: u32) {
     tree_pos[li] = sp;
     tree_neg[li] = sn;
     workgroupBarrier();
-    for (var half = 128u; half > 0u; half >>= 1u) {
+    for (var half = WG / 2u; half > 0u; half >>= 1u) {
         if (li < half) {
             tree_pos[li] += tree_pos[li + half];
             tree_neg[li] += tree_neg[li + half];

@@ -13,17 +13,20 @@
 
 struct TwnParams { len: u32 }
 
+// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
+override WG: u32 = 256u; // a power of two: the reductions halve it
+
 @group(0) @binding(0) var<uniform> p: TwnParams;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> delta_alpha: array<f32>;
 @group(0) @binding(3) var<storage, read_write> wq: array<f32>;
 
-var<workgroup> tree_sum: array<f32, 256>;
-var<workgroup> tree_count: array<f32, 256>;
+var<workgroup> tree_sum: array<f32, WG>;
+var<workgroup> tree_count: array<f32, WG>;
 
 fn reduce(li: u32) {
     workgroupBarrier();
-    for (var half = 128u; half > 0u; half >>= 1u) {
+    for (var half = WG / 2u; half > 0u; half >>= 1u) {
         if (li < half) {
             tree_sum[li] += tree_sum[li + half];
             tree_count[li] += tree_count[li + half];
@@ -32,10 +35,10 @@ fn reduce(li: u32) {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn stats(@builtin(local_invocation_index) li: u32) {
     var s = 0.0;
-    for (var i = li; i < p.len; i += 256u) { s += abs(w[i]); }
+    for (var i = li; i < p.len; i += WG) { s += abs(w[i]); }
     tree_sum[li] = s;
     tree_count[li] = 0.0;
     reduce(li);
@@ -43,7 +46,7 @@ fn stats(@builtin(local_invocation_index) li: u32) {
     workgroupBarrier();
     var above = 0.0;
     var count = 0.0;
-    for (var i = li; i < p.len; i += 256u) {
+    for (var i = li; i < p.len; i += WG) {
         let a = abs(w[i]);
         if (a > delta) {
             above += a;
@@ -59,10 +62,10 @@ fn stats(@builtin(local_invocation_index) li: u32) {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn quantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32) {
-    let i = (wg.y * nwg.x + wg.x) * 256u + li;
+    let i = (wg.y * nwg.x + wg.x) * WG + li;
     if (i >= p.len) { return; }
     let v = w[i];
     wq[i] = select(0.0, sign(v) * delta_alpha[1], abs(v) > delta_alpha[0]);

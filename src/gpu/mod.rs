@@ -1,9 +1,12 @@
-//! The device boundary: everything that talks to wgpu lives under this module.
+//! The device boundary: everything that talks to wgpu lives under this module, and no wgpu type
+//! crosses it.
 //!
-//! `Gpu` owns the adapter, device and queue; `Tensor` is a buffer range with a shape;
-//! `Kernel` is one compiled shader entry point whose bindings are read from the WGSL by naga;
-//! `Dispatch` is one launch of a kernel with its bind group, built once and replayed every step;
-//! `Profiler` times dispatches with timestamp queries.
+//! `Gpu` owns the adapter, device and queue and the one submit path (`Gpu::submit`, `run`, and
+//! `Profiler::submit` all record through `submit_with`); `Tensor` is a buffer range with a shape,
+//! `Var` a value with its gradient, `Uniform<T>` a typed uniform buffer; `Kernel` is one compiled
+//! shader entry point whose bindings and workgroup size (an `override` constant) are read from
+//! the WGSL by naga; `Dispatch` is one launch of a kernel with its bind group, built once and
+//! replayed every step; `Profiler` times dispatches with timestamp queries.
 
 mod context;
 mod kernel;

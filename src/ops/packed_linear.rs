@@ -55,5 +55,6 @@ pub fn forward(
     let k = gpu.kernel(&shaders::PACKED_LINEAR, entry)?;
     let cost =
         Cost { flops: 2 * (n * fin * fout) as u64, bytes: f32_bytes(n * fin + n * fout + fin * fout / 16) };
-    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups((n.div_ceil(64) * fout) as u64), cost)
+    let groups = n.div_ceil(k.invocations_per_group() as usize) * fout;
+    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups as u64), cost)
 }
