@@ -67,9 +67,11 @@ impl Conv2dGeom {
         Ok(())
     }
 
-    fn params(&self, splits: usize) -> Params {
+    /// The convolution's dimensions as the shaders' uniforms begin (conv2d.wgsl's and
+    /// packed_conv.wgsl's parameter structs start with these 11 fields).
+    pub(crate) fn shape(&self) -> Conv2dShape {
         let u = |v: usize| v as u32;
-        Params {
+        Conv2dShape {
             n: u(self.n),
             cin: u(self.cin),
             h: u(self.h),
@@ -81,25 +83,34 @@ impl Conv2dGeom {
             kw: u(self.kw),
             stride: u(self.stride),
             pad: u(self.pad),
-            splits: u(splits),
         }
+    }
+
+    fn params(&self, splits: usize) -> Params {
+        Params { shape: self.shape(), splits: splits as u32 }
     }
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Conv2dShape {
+    pub n: u32,
+    pub cin: u32,
+    pub h: u32,
+    pub w: u32,
+    pub cout: u32,
+    pub oh: u32,
+    pub ow: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub stride: u32,
+    pub pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
-    n: u32,
-    cin: u32,
-    h: u32,
-    w: u32,
-    cout: u32,
-    oh: u32,
-    ow: u32,
-    kh: u32,
-    kw: u32,
-    stride: u32,
-    pad: u32,
+    shape: Conv2dShape,
     splits: u32,
 }
 

@@ -1,7 +1,7 @@
 //! Inference convolution from bit-packed ternary or f32 weights with fused folded batch norm,
 //! residual and ReLU (shaders/packed_conv.wgsl).
 
-use super::conv2d::Conv2dGeom;
+use super::conv2d::{Conv2dGeom, Conv2dShape};
 use super::{expect_shape, f32_bytes};
 use crate::gpu::{Cost, Dispatch, Gpu, GpuError, Grid, Result, Tensor, shaders};
 
@@ -23,17 +23,7 @@ pub struct Epilogue<'a> {
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
-    n: u32,
-    cin: u32,
-    h: u32,
-    w: u32,
-    cout: u32,
-    oh: u32,
-    ow: u32,
-    kh: u32,
-    kw: u32,
-    stride: u32,
-    pad: u32,
+    shape: Conv2dShape,
     per_channel: u32,
     relu: u32,
     residual: u32,
@@ -105,17 +95,7 @@ fn launch(
         return Err(GpuError::Invalid { label, what });
     }
     let p = Params {
-        n: u(g.n),
-        cin: u(g.cin),
-        h: u(g.h),
-        w: u(g.w),
-        cout: u(g.cout),
-        oh: u(g.oh()),
-        ow: u(g.ow()),
-        kh: u(g.kh),
-        kw: u(g.kw),
-        stride: u(g.stride),
-        pad: u(g.pad),
+        shape: g.shape(),
         per_channel: per_channel as u32,
         relu: e.relu as u32,
         residual: e.residual.is_some() as u32,
@@ -169,7 +149,8 @@ fn act_params(label: &str, x: &Tensor) -> Result<Params> {
     let s = x.shape();
     let u = |v: usize| crate::ops::u32_of(label, "size", v);
     let mut p: Params = bytemuck::Zeroable::zeroed();
-    (p.n, p.cin, p.h, p.w, p.words) = (u(s[0])?, u(s[1])?, u(s[2])?, u(s[3])?, u(s[1].div_ceil(32))?);
+    let d = &mut p.shape;
+    (d.n, d.cin, d.h, d.w, p.words) = (u(s[0])?, u(s[1])?, u(s[2])?, u(s[3])?, u(s[1].div_ceil(32))?);
     Ok(p)
 }
 
