@@ -8,8 +8,11 @@
 //! - `data`: datasets, augmentation, the prefetching loader.
 //! - `train`, `infer`, `checkpoint`, `plot`: the user-facing flows.
 //! - `bench`: micro-benchmarks.
+//! - `check`: the f64 reference of every op and the cases holding each kernel against it and
+//!   against PyTorch's goldens (tests/ops, `tern check`).
 
 pub mod bench;
+pub mod check;
 pub mod checkpoint;
 pub mod data;
 pub mod export;
