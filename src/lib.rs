@@ -8,9 +8,12 @@
 //! - `quant`: the quantizers (TTQ, TTN, STTN, TWN, full precision) behind one trait.
 //! - `nn`: layers, models and the recorded forward/backward programs.
 //! - flows: `checkpoint`, `import`, `trace`, `packed`, `infer`, `train`, `export`, `profile`,
-//!   `bench`; `cli` holds one function per subcommand, which `main.rs` calls.
+//!   `bench`, `check` (the f64 reference of every op and the cases holding each kernel against
+//!   it and PyTorch's goldens: tests/ops and `tern check`); `cli` holds one function per
+//!   subcommand, which `main.rs` calls.
 
 pub mod bench;
+pub mod check;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;

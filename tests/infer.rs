@@ -3,13 +3,11 @@
 //! gives PyTorch's logits through `tern classify`; bad models and images are named.
 
 mod common;
-#[path = "reference.rs"]
-mod reference;
 
 use common::*;
-use reference::{assert_close, assert_close_to_scale};
 use std::path::Path;
 use std::process::Command;
+use tern::check::{self, assert_close, assert_close_to_scale};
 use tern::checkpoint::Meta;
 use tern::nn::{Activation, Arch, Model, ModelSpec};
 use tern::packed::{PackedModel, PackedWeightsHost};
@@ -43,7 +41,7 @@ fn random_model_with(
     let model = Model::new(gpu(), spec, seed).unwrap();
     let mut values = model.store.read(gpu(), Slot::Values).unwrap();
     for (i, t) in values.iter_mut().enumerate() {
-        let r = reference::values(t.data.len(), seed * 1000 + i as u64);
+        let r = check::values(t.data.len(), seed * 1000 + i as u64);
         // TTQ scales of the order of the Kaiming-initialised weights, so activations stay O(1).
         if t.name.ends_with(".wp") || t.name.ends_with(".wn") {
             t.data.iter_mut().zip(r).for_each(|(v, x)| *v = 0.1 + 0.1 * x.abs() as f32);
@@ -66,7 +64,7 @@ fn random_model_with(
     model.store.write(gpu(), Slot::Values, &values).unwrap();
     // Running statistics as after training: momentum updates from batches of random images.
     let g = model.graph(gpu(), 4, tern::nn::Mode::Train).unwrap();
-    let images = reference::to_f32(&reference::values(g.input.numel(), seed + 99));
+    let images = check::to_f32(&check::values(g.input.numel(), seed + 99));
     gpu().write(&g.input, &images).unwrap();
     for _ in 0..15 {
         gpu().run(&[&g.forward]).unwrap();
@@ -100,14 +98,14 @@ fn packed_logits_match_the_training_graph_for_every_architecture_and_quantizer()
         for quant in [QuantKind::Ttq, QuantKind::Twn, QuantKind::Ttn, QuantKind::Sttn, QuantKind::Fp] {
             let model = random_model(arch, quant, channels, size, i as u64 + 1);
             let batch = 3;
-            let images: Vec<f32> = reference::to_f32(&reference::values(batch * channels * size * size, 77));
+            let images: Vec<f32> = check::to_f32(&check::values(batch * channels * size * size, 77));
             let graph = tern::infer::eval_graph(gpu, &model, batch).unwrap();
             let want = tern::infer::logits(gpu, &graph, &images, batch).unwrap();
             let packed = PackedModel::from_model(gpu, &model, &meta(&model)).unwrap();
             let runner = tern::infer::Runner::Packed(Box::new(packed.graph(gpu, batch).unwrap()));
             let got = runner.logits(gpu, &images, batch).unwrap();
             let what = format!("{} {channels}x{size}x{size} {}", arch.name(), quant.name());
-            assert_close_to_scale(&what, &reference::to_f64(&got), &reference::to_f64(&want), 1e-4);
+            assert_close_to_scale(&what, &check::to_f64(&got), &check::to_f64(&want), 1e-4);
             for l in &packed.layers {
                 if let PackedWeightsHost::Ternary { wp, wn, .. } = &l.weights {
                     // 2 bits per weight, at most 62 bits of padding, and the scales: two per
@@ -169,7 +167,7 @@ fn imported_pytorch_resnet20_matches_pytorch_logits() {
     let (code, stdout, err) = tern(&["export", "--model", c, "--out", packed.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(stdout.contains("layer1.0.conv1") && stdout.contains("f32"), "{stdout}");
-    let want = Golden::load("resnet20_logits.safetensors").values("logits");
+    let want = golden("resnet20_logits.safetensors").values("logits").unwrap();
     let images: Vec<String> = (0..4).map(|i| golden_path(&format!("images/pattern{i}.png"))).collect();
     for model in [c, packed.to_str().unwrap()] {
         let mut args = vec!["classify", "--model", model, "--json", "--batch-size", "3"];
@@ -287,17 +285,16 @@ fn ternary_activation_resnet_packed_and_bitplane_paths_match() {
     {
         let model = random_model_with(Arch::Resnet20, quant, channels, size, 4, Activation::Ternary);
         let batch = 3;
-        let images = reference::to_f32(&reference::values(batch * channels * size * size, 78));
+        let images = check::to_f32(&check::values(batch * channels * size * size, 78));
         let graph = tern::infer::eval_graph(gpu, &model, batch).unwrap();
-        let want = reference::to_f64(&tern::infer::logits(gpu, &graph, &images, batch).unwrap());
+        let want = check::to_f64(&tern::infer::logits(gpu, &graph, &images, batch).unwrap());
         let packed = PackedModel::from_model(gpu, &model, &meta(&model)).unwrap();
         for bitplanes in [false, true] {
             let g = packed.graph_with(gpu, batch, bitplanes).unwrap();
             let uses_bitplanes = g.forward.dispatches.iter().any(|d| d.kernel.name == "packed_conv/bitplane");
             assert_eq!(uses_bitplanes, bitplanes && quant != QuantKind::Fp, "{quant:?}");
-            let got = reference::to_f64(
-                &tern::infer::Runner::Packed(Box::new(g)).logits(gpu, &images, batch).unwrap(),
-            );
+            let got =
+                check::to_f64(&tern::infer::Runner::Packed(Box::new(g)).logits(gpu, &images, batch).unwrap());
             assert_close_to_scale(
                 &format!("ternary-activation resnet20 {quant:?} bitplanes {bitplanes}"),
                 &got,

@@ -1,8 +1,8 @@
-//! Shared test helpers: one GPU per test binary, upload/readback in f64.
+//! Helpers of the end-to-end tests: one GPU per test binary, golden files, tiny datasets.
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
-use tern::gpu::{Dispatch, Gpu, GpuOptions, Program, Tensor};
+use tern::gpu::{Gpu, GpuOptions};
 
 /// The adapter the tests run on. No adapter is a failure, never a skip: CI installs lavapipe.
 pub fn gpu() -> &'static Gpu {
@@ -10,63 +10,10 @@ pub fn gpu() -> &'static Gpu {
     GPU.get_or_init(|| Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| panic!("{e}")))
 }
 
-pub fn upload(name: &str, shape: &[usize], data: &[f64]) -> Tensor {
-    let v: Vec<f32> = data.iter().map(|x| *x as f32).collect();
-    gpu().tensor_from(name, shape, &v).unwrap()
-}
-
-pub fn zeros(name: &str, shape: &[usize]) -> Tensor {
-    gpu().tensor(name, shape).unwrap()
-}
-
-pub fn download(t: &Tensor) -> Vec<f64> {
-    gpu().read(t).unwrap().iter().map(|x| *x as f64).collect()
-}
-
-pub fn run(dispatches: impl IntoIterator<Item = Dispatch>) {
-    let program = Program { dispatches: dispatches.into_iter().collect() };
-    gpu().run(&[&program]).unwrap();
-}
-
-pub fn run_programs(programs: &[&Program]) {
-    gpu().run(programs).unwrap();
-}
-
-/// Tensors of a golden file made by tests/golden/make_golden.py.
-pub struct Golden {
-    bytes: Vec<u8>,
-}
-
-impl Golden {
-    pub fn load(file: &str) -> Golden {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(file);
-        Golden { bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())) }
-    }
-
-    pub fn has(&self, name: &str) -> bool {
-        safetensors::SafeTensors::deserialize(&self.bytes).unwrap().tensor(name).is_ok()
-    }
-
-    /// (shape, values) of a float32 tensor.
-    pub fn get(&self, name: &str) -> (Vec<usize>, Vec<f64>) {
-        let st = safetensors::SafeTensors::deserialize(&self.bytes).unwrap();
-        let t = st.tensor(name).unwrap_or_else(|_| panic!("golden tensor '{name}' missing"));
-        let v: Vec<f32> = bytemuck::pod_collect_to_vec(t.data());
-        (t.shape().to_vec(), v.iter().map(|x| *x as f64).collect())
-    }
-
-    pub fn values(&self, name: &str) -> Vec<f64> {
-        self.get(name).1
-    }
-
-    pub fn upload(&self, name: &str) -> Tensor {
-        let (shape, v) = self.get(name);
-        upload(name, &shape, &v)
-    }
-
-    pub fn usizes(&self, name: &str) -> Vec<usize> {
-        self.values(name).iter().map(|v| *v as usize).collect()
-    }
+/// A golden file made by tests/golden/make_golden.py.
+pub fn golden(file: &str) -> tern::check::Golden {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(file);
+    tern::check::Golden::load(&path).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Write a small Fashion-MNIST-format dataset (raw idx files, not gzip'd) with the first

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden values from PyTorch for tests/golden.rs.
+"""Golden values from PyTorch for the op checks (src/check/<op>.rs, run by tests/ops).
 
     pip install torch safetensors numpy
     python3 tests/golden/make_golden.py      # rewrites tests/golden/*.safetensors

@@ -1,0 +1,112 @@
+//! Ternary activations and the popcount convolution (the bit-plane entry points of
+//! shaders/packed_conv.wgsl, host side in src/ops/packed_conv.rs): ternary_affine (activations as
+//! floats), pack_activations (as bit-planes) and bitplane (their convolution with the weight
+//! bitmasks), with per-channel scales as STTN's units use them. The float path through the
+//! `ternary` entry point is checked on the same activations.
+
+use super::packed_conv::{self, Epilogue, EpilogueInputs, codes, ternary_weights, upload_ternary};
+use super::{
+    Case, Cases, TOL,
+    activation::ternary,
+    affine,
+    conv2d::{self, geom},
+};
+use crate::gpu::{DType, Gpu, Tensor};
+use crate::ops::conv2d::Conv2dGeom;
+use crate::ops::packed_conv::{self as op, PackedWeights};
+use anyhow::Result;
+
+/// conv2d's odd shapes, and channel counts over one 32-bit word (33, 70: a partial last word).
+pub const AWKWARD: &[Conv2dGeom] = &[
+    conv2d::AWKWARD[0],
+    conv2d::AWKWARD[1],
+    conv2d::AWKWARD[3],
+    conv2d::AWKWARD[4],
+    geom(2, 33, 5, 7, 6, 3, 1, 1),
+    geom(1, 70, 6, 5, 9, 3, 2, 1),
+];
+
+/// a = ternary(x·scale + shift) per channel of x [n, c, h, w].
+pub fn ternary_affine(x: &[f64], input: [usize; 4], scale: &[f64], shift: &[f64]) -> Vec<f64> {
+    let hw = input[2] * input[3];
+    x.iter()
+        .enumerate()
+        .map(|(i, v)| ternary(v * scale[(i / hw) % input[1]] + shift[(i / hw) % input[1]]))
+        .collect()
+}
+
+/// Bit-planes [n, h·w, ⌈c/32⌉] of activations a [n, c, h, w]: bit c % 32 of word c / 32 is set in
+/// `pos` where a = +1, in `neg` where a = −1.
+pub fn pack_activations(a: &[f64], input: [usize; 4]) -> (Vec<u32>, Vec<u32>) {
+    let ([n, c, h, w], words) = (input, input[1].div_ceil(32));
+    let (mut pos, mut neg) = (vec![0u32; n * h * w * words], vec![0u32; n * h * w * words]);
+    for (i, v) in a.iter().enumerate() {
+        let (b, ch, pixel) = (i / (c * h * w), (i / (h * w)) % c, i % (h * w));
+        let word = (b * h * w + pixel) * words + ch / 32;
+        let plane = if *v > 0.0 {
+            &mut pos
+        } else if *v < 0.0 {
+            &mut neg
+        } else {
+            continue;
+        };
+        plane[word] |= 1 << (ch % 32);
+    }
+    (pos, neg)
+}
+
+/// The popcount convolution is the convolution of the ternary activations.
+pub fn bitplane(g: &Conv2dGeom, a: &[f64], w: &[f64], e: &Epilogue) -> Vec<f64> {
+    packed_conv::forward(g, a, w, e)
+}
+
+/// Ternary activations of x (seed `seed`) through ternary_affine and pack_activations, checked
+/// against the reference; returns them on the host and, on the GPU, [x, a, act_pos, act_neg].
+fn activations(c: &mut Cases, g: &Conv2dGeom, seed: u64) -> Result<(Vec<f64>, [Tensor; 4])> {
+    let input = g.input_shape();
+    let x = affine(input.iter().product(), seed, 1.5, 0.0);
+    let (scale, shift) = (affine(g.cin, seed + 1, 0.5, 1.0), affine(g.cin, seed + 2, 0.3, 0.0));
+    let (xt, st, sht) = (
+        c.upload("x", &input, &x)?,
+        c.upload("act_scale", &[g.cin], &scale)?,
+        c.upload("act_shift", &[g.cin], &shift)?,
+    );
+    let words = [g.n, g.h * g.w, g.cin.div_ceil(32)];
+    let [pos, neg] = ["act_pos", "act_neg"].map(|name| c.gpu.tensor_of(name, &words, DType::U32));
+    let (at, pos, neg) = (c.zeros("a", &input)?, pos?, neg?);
+    c.run([
+        op::ternary_affine(c.gpu, "act", &xt, &st, &sht, &at)?,
+        op::pack_activations(c.gpu, "act", &xt, &st, &sht, &pos, &neg)?,
+    ])?;
+    let a = ternary_affine(&x, input, &scale, &shift);
+    let (want_pos, want_neg) = pack_activations(&a, input);
+    c.expect("ternary_affine", &at, &a, 0.0)?;
+    c.expect_u32("pack_activations pos", &pos, &want_pos)?;
+    c.expect_u32("pack_activations neg", &neg, &want_neg)?;
+    Ok((a, [xt, at, pos, neg]))
+}
+
+pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
+    Cases::each(gpu, "bitplane", shapes, |c, s, g| {
+        let seed = 800 + 10 * s as u64;
+        let (a, [xt, at, apos, aneg]) = activations(c, g, seed)?;
+        let codes = codes(g.weight_shape().iter().product(), seed + 3);
+        let (wp, wn) = (affine(g.cout, seed + 4, 0.25, 0.75), affine(g.cout, seed + 5, 0.25, 0.75));
+        let w = ternary_weights(&codes, &wp, &wn);
+        let [pos, neg, wp, wn] = upload_ternary(c, &codes, &g.weight_shape(), &wp, &wn)?;
+        let weights = PackedWeights::Ternary { pos: &pos, neg: &neg, wp: &wp, wn: &wn };
+        let inputs = EpilogueInputs::new(c, g, seed + 6)?;
+        for (e, ge) in inputs.both() {
+            let (y, y_float) = (c.zeros("y", &g.output_shape())?, c.zeros("y_float", &g.output_shape())?);
+            c.run([
+                op::forward_bitplanes(gpu, "packed", g, &xt, (&apos, &aneg), &weights, &ge, &y)?,
+                op::forward(gpu, "packed", g, &at, &weights, &ge, &y_float)?,
+            ])?;
+            let want = bitplane(g, &a, &w, &e);
+            let epilogue = format!("relu {} residual {}", e.relu, e.residual.is_some());
+            c.expect(&format!("bitplane {epilogue}"), &y, &want, TOL)?;
+            c.expect(&format!("ternary (float activations) {epilogue}"), &y_float, &want, TOL)?;
+        }
+        Ok(())
+    })
+}

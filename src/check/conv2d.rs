@@ -1,0 +1,136 @@
+//! conv2d (shaders/conv2d.wgsl): forward, grad_input and grad_weight.
+
+use super::{Case, Cases, TOL, values};
+use crate::gpu::{Gpu, Program};
+use crate::ops::conv2d::{self as op, Conv2dGeom};
+use anyhow::Result;
+
+/// A square-kernel convolution: input [n, cin, h, w], cout kernels k×k.
+#[allow(clippy::too_many_arguments)]
+pub const fn geom(
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> Conv2dGeom {
+    Conv2dGeom { n, cin, h, w, cout, kh: k, kw: k, stride, pad }
+}
+
+/// Odd sizes, 1×1 and 5×5 kernels, strides 1 to 3, channel counts off the 4×4 register block.
+pub const AWKWARD: &[Conv2dGeom] = &[
+    geom(1, 1, 5, 5, 1, 3, 1, 1),
+    geom(2, 3, 7, 9, 5, 3, 1, 1),
+    geom(3, 4, 8, 8, 8, 3, 2, 1),
+    geom(2, 5, 9, 6, 7, 1, 1, 0),
+    geom(2, 6, 11, 10, 3, 5, 2, 2),
+    geom(1, 2, 6, 6, 6, 3, 3, 0),
+    geom(5, 16, 16, 16, 32, 3, 2, 1),
+];
+
+/// Calls f(x index, w index, y index) for every multiply-add of the convolution.
+fn taps(g: &Conv2dGeom, mut f: impl FnMut(usize, usize, usize)) {
+    let inside = |o: usize, i: usize, size: usize| {
+        let v = (o * g.stride + i) as isize - g.pad as isize;
+        (v >= 0 && (v as usize) < size).then_some(v as usize)
+    };
+    let (oh, ow) = (g.oh(), g.ow());
+    for n in 0..g.n {
+        for co in 0..g.cout {
+            for r in 0..oh {
+                for c in 0..ow {
+                    for ci in 0..g.cin {
+                        for i in 0..g.kh {
+                            for j in 0..g.kw {
+                                if let (Some(ir), Some(ic)) = (inside(r, i, g.h), inside(c, j, g.w)) {
+                                    f(
+                                        ((n * g.cin + ci) * g.h + ir) * g.w + ic,
+                                        ((co * g.cin + ci) * g.kh + i) * g.kw + j,
+                                        ((n * g.cout + co) * oh + r) * ow + c,
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn numel(shape: [usize; 4]) -> usize {
+    shape.iter().product()
+}
+
+pub fn forward(g: &Conv2dGeom, x: &[f64], w: &[f64]) -> Vec<f64> {
+    let mut y = vec![0.0; numel(g.output_shape())];
+    taps(g, |xi, wi, yi| y[yi] += x[xi] * w[wi]);
+    y
+}
+
+pub fn grad_input(g: &Conv2dGeom, dy: &[f64], w: &[f64]) -> Vec<f64> {
+    let mut dx = vec![0.0; numel(g.input_shape())];
+    taps(g, |xi, wi, yi| dx[xi] += w[wi] * dy[yi]);
+    dx
+}
+
+pub fn grad_weight(g: &Conv2dGeom, x: &[f64], dy: &[f64]) -> Vec<f64> {
+    let mut dw = vec![0.0; numel(g.weight_shape())];
+    taps(g, |xi, wi, yi| dw[wi] += x[xi] * dy[yi]);
+    dw
+}
+
+pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
+    Cases::each(gpu, "conv2d", shapes, |c, s, g| {
+        let x = values(numel(g.input_shape()), 10 + s as u64);
+        let w = values(numel(g.weight_shape()), 20 + s as u64);
+        let dy = values(numel(g.output_shape()), 50 + s as u64);
+        let (xt, wt, dyt) = (
+            c.upload("x", &g.input_shape(), &x)?,
+            c.upload("w", &g.weight_shape(), &w)?,
+            c.upload("dy", &g.output_shape(), &dy)?,
+        );
+        let (yt, dxt, dwt) = (
+            c.zeros("y", &g.output_shape())?,
+            c.zeros("dx", &g.input_shape())?,
+            c.zeros("dw", &g.weight_shape())?,
+        );
+        let p = launch(gpu, "conv", g, [&xt, &wt, &dyt], [&yt, &dxt, &dwt])?;
+        c.run(p.dispatches)?;
+        c.expect("forward", &yt, &forward(g, &x, &w), TOL)?;
+        c.expect("grad_input", &dxt, &grad_input(g, &dy, &w), TOL)?;
+        c.expect("grad_weight", &dwt, &grad_weight(g, &x, &dy), TOL)?;
+        Ok(())
+    })
+}
+
+/// All three entry points: y from (x, w), dx from (dy, w), dw from (x, dy).
+fn launch(
+    gpu: &Gpu,
+    label: &str,
+    g: &Conv2dGeom,
+    [x, w, dy]: [&crate::gpu::Tensor; 3],
+    [y, dx, dw]: [&crate::gpu::Tensor; 3],
+) -> Result<Program> {
+    let mut p = op::grad_weight(gpu, label, g, x, dy, dw)?;
+    p.push(op::forward(gpu, label, g, x, w, y)?);
+    p.push(op::grad_input(gpu, label, g, dy, w, dx)?);
+    Ok(p)
+}
+
+/// PyTorch's conv2d and its two gradients on six geometries (conv0 … conv5).
+pub fn golden(gpu: &Gpu) -> Result<Vec<Case>> {
+    Cases::goldens(gpu, "conv2d", &["conv0", "conv1", "conv2", "conv3", "conv4", "conv5"], |c, case| {
+        let v: Vec<usize> = c.golden_values("geom")?.iter().map(|v| *v as usize).collect();
+        let g = geom(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+        let (x, w, dy) = (c.golden_input("x")?, c.golden_input("w")?, c.golden_input("dy")?);
+        let (y, dx, dw) =
+            (c.zeros("y", &g.output_shape())?, c.zeros("dx", x.shape())?, c.zeros("dw", w.shape())?);
+        c.run(launch(gpu, case, &g, [&x, &w, &dy], [&y, &dx, &dw])?.dispatches)?;
+        c.expect_golden(&[("y", &y), ("dx", &dx), ("dw", &dw)], TOL)?;
+        Ok(())
+    })
+}

@@ -1,0 +1,183 @@
+//! The CPU reference of every op and the cases that hold each GPU kernel against it and against
+//! PyTorch's goldens; run by tests/ops and by `tern check`.
+//!
+//! One module per shader file, same name (`conv2d` ↔ shaders/conv2d.wgsl ↔ src/ops/conv2d.rs ↔
+//! tests/ops/conv2d.rs), plus `bitplane` (the popcount path of packed_conv.wgsl) and `block` (a
+//! whole ResNet basic block and STTN unit built by the models' code). Each holds:
+//! - the op's f64 reference, written for clarity, not speed, in the shaders' layouts (NCHW
+//!   activations, [cout, cin, kh, kw] weights, [out, in] linear weights);
+//! - `AWKWARD`: shapes that do not divide the workgroup size or the 4×4 register block;
+//! - `cases(gpu, shapes)`: every entry point of the op on the GPU against the reference;
+//! - `golden(gpu)`: the same kernels against PyTorch's outputs (tests/golden/make_golden.py).
+//!
+//! Tolerances are relative ([`max_rel_err`]): 1e-4 where the GPU sums in f32, 0 where the kernel
+//! only moves or selects values.
+
+mod golden;
+mod run;
+
+pub mod activation;
+pub mod batchnorm;
+pub mod bitplane;
+pub mod block;
+pub mod conv2d;
+pub mod linear;
+pub mod loss;
+pub mod optim;
+pub mod packed_conv;
+pub mod packed_linear;
+pub mod pool;
+pub mod reduce;
+pub mod shortcut;
+pub mod sttn;
+pub mod ttn;
+pub mod ttq;
+pub mod twn;
+
+pub use golden::Golden;
+pub use run::{Cases, download, run, upload, zeros};
+
+/// The tolerance of every kernel that accumulates in f32.
+pub const TOL: f64 = 1e-4;
+
+/// One output of one entry point on one shape, compared with its reference.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// Op and output: "conv2d/grad_input".
+    pub op: String,
+    /// The shape (or golden case) it ran on.
+    pub shape: String,
+    pub max_rel_err: f64,
+    pub tol: f64,
+    /// Where the largest error is, with the two values there.
+    pub at: usize,
+    pub got: f64,
+    pub want: f64,
+}
+
+impl Case {
+    pub fn passed(&self) -> bool {
+        self.max_rel_err <= self.tol
+    }
+}
+
+impl std::fmt::Display for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: relative error {:.3e} (tolerance {:.0e}) at {}: got {} want {}",
+            self.op, self.shape, self.max_rel_err, self.tol, self.at, self.got, self.want
+        )
+    }
+}
+
+/// `got` against `want` as a case; a length mismatch is an infinite error.
+pub fn compare(op: &str, shape: &str, got: &[f64], want: &[f64], tol: f64) -> Case {
+    let (max_rel_err, at) = if got.len() == want.len() {
+        max_rel_err(got, want)
+    } else {
+        (f64::INFINITY, got.len().min(want.len()))
+    };
+    let value = |v: &[f64]| v.get(at).copied().unwrap_or(f64::NAN);
+    let (got, want) = (value(got), value(want));
+    Case { op: op.into(), shape: shape.into(), max_rel_err, tol, at, got, want }
+}
+
+/// Largest |a − b| / (|b| + scale), with scale = max|b| · 1e-3 so near-zero entries are judged
+/// against the tensor's magnitude. Returns (error, index).
+pub fn max_rel_err(a: &[f64], b: &[f64]) -> (f64, usize) {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())) * 1e-3 + 1e-12;
+    a.iter()
+        .zip(b)
+        .enumerate()
+        .map(|(i, (x, y))| ((x - y).abs() / (y.abs() + scale), i))
+        .fold((0.0, 0), |m, e| if e.0 > m.0 { e } else { m })
+}
+
+/// Deterministic pseudo-random values in [-1, 1) for test inputs, exactly representable in f32
+/// so that GPU and reference start from the same numbers.
+pub fn values(len: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32 as f64
+        })
+        .collect()
+}
+
+/// `values(len, seed)`·scale + shift, rounded to f32 as the GPU holds them.
+pub fn affine(len: usize, seed: u64, scale: f64, shift: f64) -> Vec<f64> {
+    values(len, seed).iter().map(|v| (v * scale + shift) as f32 as f64).collect()
+}
+
+pub fn to_f32(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|x| *x as f32).collect()
+}
+
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|x| *x as f64).collect()
+}
+
+/// Panics, naming `what`, unless `got` is within `tol` of `want` by [`max_rel_err`] (for tests).
+#[track_caller]
+pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length mismatch");
+    let case = compare(what, "", got, want, tol);
+    assert!(case.passed(), "{case}");
+}
+
+/// |got − want| ≤ tol · max|want| everywhere: for outputs such as logits whose entries near zero
+/// carry the rounding of the whole network (for tests).
+#[track_caller]
+pub fn assert_close_to_scale(what: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length mismatch");
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (a - b).abs() <= tol * scale,
+            "{what}: |{a} − {b}| at {i} exceeds {tol:.0e} × max|want| = {}",
+            tol * scale
+        );
+    }
+}
+
+/// Every op's cases on its awkward shapes, then every golden: what `tern check` runs.
+pub fn all(gpu: &crate::gpu::Gpu) -> anyhow::Result<Vec<Case>> {
+    let mut cases = Vec::new();
+    cases.extend(conv2d::cases(gpu, conv2d::AWKWARD)?);
+    cases.extend(batchnorm::cases(gpu, batchnorm::AWKWARD)?);
+    cases.extend(activation::cases(gpu, activation::AWKWARD)?);
+    cases.extend(pool::cases(gpu, pool::AWKWARD)?);
+    cases.extend(linear::cases(gpu, linear::AWKWARD)?);
+    cases.extend(loss::cases(gpu, loss::AWKWARD)?);
+    cases.extend(optim::cases(gpu, optim::AWKWARD)?);
+    cases.extend(reduce::cases(gpu, reduce::AWKWARD)?);
+    cases.extend(shortcut::cases(gpu, shortcut::AWKWARD)?);
+    cases.extend(ttq::cases(gpu, ttq::AWKWARD)?);
+    cases.extend(twn::cases(gpu, twn::AWKWARD)?);
+    cases.extend(ttn::cases(gpu, ttn::AWKWARD)?);
+    cases.extend(sttn::cases(gpu, sttn::AWKWARD)?);
+    cases.extend(packed_conv::cases(gpu, packed_conv::AWKWARD)?);
+    cases.extend(packed_linear::cases(gpu, packed_linear::AWKWARD)?);
+    cases.extend(bitplane::cases(gpu, bitplane::AWKWARD)?);
+    for golden in [
+        conv2d::golden,
+        batchnorm::golden,
+        activation::golden,
+        pool::golden,
+        linear::golden,
+        loss::golden,
+        optim::golden,
+        ttq::golden,
+        ttn::golden,
+        sttn::golden,
+        block::golden,
+    ] {
+        cases.extend(golden(gpu)?);
+    }
+    Ok(cases)
+}

@@ -1,0 +1,139 @@
+//! Inference convolution (shaders/packed_conv.wgsl): `ternary` (bit-packed weights) and `dense`
+//! (f32 weights), each with the fused epilogue. The reference is conv2d's of the same weights,
+//! then v·scale + shift, the residual (option A: subsampled, channels offset) and ReLU. The
+//! bit-plane entry points of the same shader are checked by `bitplane`.
+
+use super::{Case, Cases, conv2d, values};
+use crate::gpu::{Gpu, Tensor};
+use crate::ops::conv2d::Conv2dGeom;
+use crate::ops::packed_conv::{self as op, PackedWeights};
+use crate::packed::tap_major;
+use crate::quant::pack::pack;
+use anyhow::Result;
+
+/// conv2d's awkward shapes.
+pub const AWKWARD: &[Conv2dGeom] = conv2d::AWKWARD;
+
+/// The epilogue on the host: v·scale + shift (+ residual) (ReLU).
+pub struct Epilogue<'a> {
+    pub scale: &'a [f64],
+    pub shift: &'a [f64],
+    pub relu: bool,
+    /// Residual [n, res_c, res_h, res_w] and its stride: output (row, col) adds the residual at
+    /// (row·stride, col·stride), channel co at co − (cout − res_c)/2, zero outside.
+    pub residual: Option<(&'a [f64], [usize; 4], usize)>,
+}
+
+/// Ternary weights: +wp, 0 or −wn for codes +1, 0, −1; scales per layer ([1]) or per output
+/// channel ([cout]) of `codes.len() / cout` weights each.
+pub fn ternary_weights(codes: &[i8], wp: &[f64], wn: &[f64]) -> Vec<f64> {
+    let per = codes.len() / wp.len();
+    codes.iter().enumerate().map(|(i, &k)| [-wn[i / per], 0.0, wp[i / per]][(k + 1) as usize]).collect()
+}
+
+pub fn epilogue(g: &Conv2dGeom, conv: &[f64], e: &Epilogue) -> Vec<f64> {
+    let (oh, ow) = (g.oh(), g.ow());
+    conv.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let (n, co, r, c) = (i / (g.cout * oh * ow), (i / (oh * ow)) % g.cout, (i / ow) % oh, i % ow);
+            let mut out = v * e.scale[co] + e.shift[co];
+            if let Some((res, [_, res_c, rh, rw], s)) = e.residual {
+                let (pad, rr, rc) = ((g.cout - res_c) / 2, r * s, c * s);
+                if co >= pad && co < pad + res_c && rr < rh && rc < rw {
+                    out += res[((n * res_c + co - pad) * rh + rr) * rw + rc];
+                }
+            }
+            if e.relu { out.max(0.0) } else { out }
+        })
+        .collect()
+}
+
+/// The convolution of x by w, then the epilogue.
+pub fn forward(g: &Conv2dGeom, x: &[f64], w: &[f64], e: &Epilogue) -> Vec<f64> {
+    epilogue(g, &conv2d::forward(g, x, w), e)
+}
+
+/// Codes in {−1, 0, +1}, about a third each.
+pub fn codes(len: usize, seed: u64) -> Vec<i8> {
+    values(len, seed).iter().map(|v| (*v > 0.3) as i8 - (*v < -0.3) as i8).collect()
+}
+
+/// The tensors of ternary weights [cout, …]: (pos, neg) bitmasks in the packed order, wp, wn.
+pub fn upload_ternary(
+    c: &Cases,
+    codes: &[i8],
+    shape: &[usize],
+    wp: &[f64],
+    wn: &[f64],
+) -> Result<[Tensor; 4]> {
+    let (pos, neg) = pack(&tap_major(codes, shape));
+    Ok([
+        c.u32s("pos", &pos)?,
+        c.u32s("neg", &neg)?,
+        c.upload("wp", &[wp.len()], wp)?,
+        c.upload("wn", &[wn.len()], wn)?,
+    ])
+}
+
+/// A case's epilogue inputs on the host and the GPU: scale and shift (seeds `seed`, `seed + 1`)
+/// and a residual (seed `seed + 100`) of cout − 2 channels (rounded to the parity of cout, at
+/// least one) at the input resolution, so option A applies when the stride is 2.
+pub struct EpilogueInputs {
+    scale: Vec<f64>,
+    shift: Vec<f64>,
+    res: Vec<f64>,
+    res_shape: [usize; 4],
+    stride: usize,
+    tensors: [Tensor; 3],
+}
+
+impl EpilogueInputs {
+    pub fn new(c: &Cases, g: &Conv2dGeom, seed: u64) -> Result<EpilogueInputs> {
+        let ch = g.cout.saturating_sub(2).max(1);
+        let res_shape = [g.n, ch - (ch + g.cout) % 2, g.oh() * g.stride, g.ow() * g.stride];
+        let (scale, shift) = (values(g.cout, seed), values(g.cout, seed + 1));
+        let res = values(res_shape.iter().product(), seed + 100);
+        let tensors = [
+            c.upload("scale", &[g.cout], &scale)?,
+            c.upload("shift", &[g.cout], &shift)?,
+            c.upload("res", &res_shape, &res)?,
+        ];
+        Ok(EpilogueInputs { scale, shift, res, res_shape, stride: g.stride, tensors })
+    }
+
+    /// The epilogues of the cases, on the host and the GPU: none, and everything (residual and
+    /// ReLU).
+    pub fn both(&self) -> [(Epilogue<'_>, op::Epilogue<'_>); 2] {
+        let [scale, shift, res] = &self.tensors;
+        [false, true].map(|all| {
+            let residual = all.then_some((&self.res[..], self.res_shape, self.stride));
+            let host = Epilogue { scale: &self.scale, shift: &self.shift, relu: all, residual };
+            (host, op::Epilogue { scale, shift, relu: all, residual: all.then_some((res, self.stride)) })
+        })
+    }
+}
+
+pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
+    Cases::each(gpu, "packed_conv", shapes, |c, s, g| {
+        let x = values(g.input_shape().iter().product(), 200 + s as u64);
+        let (codes, wp, wn) = (codes(g.weight_shape().iter().product(), 300 + s as u64), [0.75], [1.25]);
+        let w = ternary_weights(&codes, &wp, &wn);
+        let (xt, wt) = (c.upload("x", &g.input_shape(), &x)?, c.upload("w", &g.weight_shape(), &w)?);
+        let [pos, neg, wp, wn] = upload_ternary(c, &codes, &g.weight_shape(), &wp, &wn)?;
+        let inputs = EpilogueInputs::new(c, g, 400)?;
+        for (e, ge) in inputs.both() {
+            let want = forward(g, &x, &w, &e);
+            let epilogue = format!("relu {} residual {}", e.relu, e.residual.is_some());
+            for (entry, weights) in [
+                ("ternary", PackedWeights::Ternary { pos: &pos, neg: &neg, wp: &wp, wn: &wn }),
+                ("dense", PackedWeights::Dense { weight: &wt }),
+            ] {
+                let y = c.zeros("y", &g.output_shape())?;
+                c.run([op::forward(gpu, "packed", g, &xt, &weights, &ge, &y)?])?;
+                c.expect(&format!("{entry} {epilogue}"), &y, &want, super::TOL)?;
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,33 @@
+//! Batch normalisation: training and eval forward, running statistics, backward.
+
+use super::*;
+use tern::check::{batchnorm as op, values};
+use tern::ops::batchnorm::{self as kernel, BatchNormTensors};
+
+op_checks!(batchnorm, golden);
+
+#[test]
+fn gradients_match_finite_differences() {
+    let shape = [3, 4, 2, 5];
+    let x: Vec<f64> = values(120, 4).iter().map(|v| 1.5 * v + 0.3).collect();
+    let (gamma, beta, r) = (values(4, 5), values(4, 6), values(120, 7));
+    let (xt, yt, rt) = (upload("x", &shape, &x), zeros("y", &shape), upload("dy", &shape, &r));
+    let (gt, bt) = (upload("gamma", &[4], &gamma), upload("beta", &[4], &beta));
+    let [rm, rv, mean, invstd, dg, db] =
+        ["rm", "rv", "mean", "invstd", "dgamma", "dbeta"].map(|n| zeros(n, &[4]));
+    let dx = zeros("dx", &shape);
+    let t = BatchNormTensors {
+        gamma: &gt,
+        beta: &bt,
+        running_mean: &rm,
+        running_var: &rv,
+        mean: &mean,
+        invstd: &invstd,
+    };
+    let fwd = kernel::forward_train(gpu(), "bn", &xt, &yt, &t).unwrap();
+    run(fwd.into_iter().chain(kernel::backward(gpu(), "bn", &xt, &rt, &dx, &t, &dg, &db).unwrap()));
+    let loss = |x: &[f64], g: &[f64], b: &[f64]| dot(&op::forward(x, shape, g, b).0, &r);
+    fd_check("bn dx", &x, &download(&dx), |v| loss(v, &gamma, &beta));
+    fd_check("bn dgamma", &gamma, &download(&dg), |v| loss(&x, v, &beta));
+    fd_check("bn dbeta", &beta, &download(&db), |v| loss(&x, &gamma, v));
+}

@@ -1,0 +1,3 @@
+//! SGD with momentum and AdamW.
+
+op_checks!(optim, golden);

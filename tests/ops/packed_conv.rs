@@ -1,0 +1,3 @@
+//! The packed convolution: ternary bitmasks and dense weights, with the fused epilogue.
+
+op_checks!(packed_conv);

@@ -1,0 +1,3 @@
+//! The packed fully connected layer: ternary (per-layer and per-output scales) and dense.
+
+op_checks!(packed_linear);
