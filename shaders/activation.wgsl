@@ -16,10 +16,9 @@
 // ternary_forward: y = +1 above 0.5, −1 below −0.5, else 0 (Xu et al. 2020);
 // ternary_backward: straight-through, dx = dy where |x| ≤ 1, else 0.
 
-struct ActivationParams { len: u32 }
-
-// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
 override WG: u32 = 256u;
+
+struct ActivationParams { len: u32 }
 
 @group(0) @binding(0) var<uniform> p: ActivationParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -23,10 +23,9 @@
 // running_stats (evaluation): one invocation per channel copies the running statistics into
 //   mean/invstd, so evaluation runs the same `forward`.
 
-struct BatchNormParams { n: u32, c: u32, hw: u32, eps: f32, momentum: f32 }
-
-// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
 override WG: u32 = 256u; // a power of two: the reductions halve it
+
+struct BatchNormParams { n: u32, c: u32, hw: u32, eps: f32, momentum: f32 }
 
 @group(0) @binding(0) var<uniform> p: BatchNormParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -15,10 +15,9 @@
 // its sum over the batch in index order (deterministic). grad_weight also writes db: the
 // invocation for column 0 of each row adds up dy for that output.
 
-struct LinearParams { n: u32, fin: u32, fout: u32 }
-
-// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
 override WG: u32 = 64u;
+
+struct LinearParams { n: u32, fin: u32, fout: u32 }
 
 @group(0) @binding(0) var<uniform> p: LinearParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -13,11 +13,10 @@
 // accumulate: a single workgroup of 256; a fixed-order tree over the batch, then adds the batch
 //   totals to `metrics`, which the host reads (and zeroes) only every few steps.
 
-struct LossParams { n: u32, classes: u32 }
-
-// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
 override WG: u32 = 64u;
 override TREE: u32 = 256u; // a power of two: the reduction halves it
+
+struct LossParams { n: u32, classes: u32 }
 
 @group(0) @binding(0) var<uniform> p: LossParams;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;

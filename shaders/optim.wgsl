@@ -16,10 +16,9 @@
 // sgd:  v = μ·v + (g + λ·w);  w −= lr·v            (PyTorch SGD, dampening 0)
 // adam: decoupled weight decay (AdamW): w −= lr·λ·w, then w −= lr·m̂ / (√v̂ + ε)
 
-struct OptimParams { len: u32, decay_end: u32, momentum: f32, weight_decay: f32, beta1: f32, beta2: f32, eps: f32 }
-
-// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
 override WG: u32 = 256u;
+
+struct OptimParams { len: u32, decay_end: u32, momentum: f32, weight_decay: f32, beta1: f32, beta2: f32, eps: f32 }
 // bias1 = 1 − β1^t and bias2 = 1 − β2^t for Adam's step t.
 struct StepParams { lr: f32, bias1: f32, bias2: f32 }
 

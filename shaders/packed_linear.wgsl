@@ -17,10 +17,9 @@
 // Mapping: one workgroup of 64 per (output, 64 rows of the batch); the output, and so every
 // weight word, is uniform across the workgroup; set bits are visited with firstTrailingBit.
 
-struct PackedLinearParams { n: u32, fin: u32, fout: u32, per_channel: u32 }
-
-// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
 override WG: u32 = 64u;
+
+struct PackedLinearParams { n: u32, fin: u32, fout: u32, per_channel: u32 }
 
 @group(0) @binding(0) var<uniform> p: PackedLinearParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -33,15 +32,25 @@ override WG: u32 = 64u;
 @group(0) @binding(8) var<storage, read> shift: array<f32>;
 @group(0) @binding(9) var<storage, read_write> y: array<f32>;
 
+// The invocation's output feature o, batch row, and the offset r of that row in x (clamped to
+// the last row, so out-of-range invocations read valid memory and store nothing).
+struct Item { o: u32, row: u32, r: u32 }
+
+fn item(wg: vec3u, nwg: vec3u, li: u32) -> Item {
+    let g = wg.y * nwg.x + wg.x;
+    let blocks = (p.n + WG - 1u) / WG;
+    let row = (g % blocks) * WG + li;
+    return Item(g / blocks, row, min(row, p.n - 1u) * p.fin);
+}
+
 @compute @workgroup_size(WG)
 fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32) {
-    let g = wg.y * nwg.x + wg.x;
-    let blocks = (p.n + WG - 1u) / WG;
-    let o = g / blocks;
-    let row = (g % blocks) * WG + li;
+    let t = item(wg, nwg, li);
+    let o = t.o;
+    let row = t.row;
+    let r = t.r;
     if (o >= p.fout) { return; }
-    let r = min(row, p.n - 1u) * p.fin;
     let first = o * p.fin;
     let last = first + p.fin;
     var sp = 0.0;
@@ -71,12 +80,11 @@ fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
 @compute @workgroup_size(WG)
 fn dense(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
          @builtin(local_invocation_index) li: u32) {
-    let g = wg.y * nwg.x + wg.x;
-    let blocks = (p.n + WG - 1u) / WG;
-    let o = g / blocks;
-    let row = (g % blocks) * WG + li;
+    let t = item(wg, nwg, li);
+    let o = t.o;
+    let row = t.row;
+    let r = t.r;
     if (o >= p.fout) { return; }
-    let r = min(row, p.n - 1u) * p.fin;
     var acc = 0.0;
     for (var k = 0u; k < p.fin; k++) { acc += weight[o * p.fin + k] * x[r + k]; }
     if (row < p.n) { y[row * p.fout + o] = acc * scale[o] + shift[o]; }

@@ -14,10 +14,9 @@
 // writes its whole window (and any uncovered last rows and columns), which avoids per-input
 // index arithmetic.
 
-struct PoolParams { n: u32, c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32 }
-
-// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
 override WG: u32 = 256u;
+
+struct PoolParams { n: u32, c: u32, h: u32, w: u32, oh: u32, ow: u32, k: u32, stride: u32 }
 
 @group(0) @binding(0) var<uniform> p: PoolParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -13,11 +13,10 @@
 //   memory; launch exactly one workgroup. Per-layer weight tensors are small, so one workgroup
 //   is enough and keeps the result bit-identical from run to run.
 
-struct ReduceParams { len: u32, splits: u32 }
-
-// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
 override WG: u32 = 64u;
 override TREE: u32 = 256u; // a power of two: the reduction halves it
+
+struct ReduceParams { len: u32, splits: u32 }
 
 @group(0) @binding(0) var<uniform> p: ReduceParams;
 @group(0) @binding(1) var<storage, read> partial: array<f32>;

@@ -10,10 +10,9 @@
 //
 // One invocation per output (forward) or input (backward) element, 256 per workgroup, 2-D grid.
 
-struct ShortcutParams { n: u32, cin: u32, h: u32, w: u32, cout: u32, oh: u32, ow: u32, stride: u32, pad_c: u32 }
-
-// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
 override WG: u32 = 256u;
+
+struct ShortcutParams { n: u32, cin: u32, h: u32, w: u32, cout: u32, oh: u32, ow: u32, stride: u32, pad_c: u32 }
 
 @group(0) @binding(0) var<uniform> p: ShortcutParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

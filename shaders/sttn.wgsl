@@ -20,11 +20,10 @@
 //   ∂L/∂w1 = g·α·1{|w1| ≤ 1} + G·sign(w1)/(2n)   (straight-through sign, plus the path through α)
 //   and the same for w2.
 
-struct SttnParams { cout: u32, per_channel: u32, len: u32 }
-
-// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
 override WG: u32 = 256u;
 override TREE: u32 = 64u; // a power of two: the reductions halve it
+
+struct SttnParams { cout: u32, per_channel: u32, len: u32 }
 
 @group(0) @binding(0) var<uniform> p: SttnParams;
 @group(0) @binding(1) var<storage, read_write> w1: array<f32>;

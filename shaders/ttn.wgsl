@@ -25,10 +25,9 @@
 //   The thresholds μ ± δ' also move with μ and δ, but T is piecewise constant there: no gradient.
 // Φ uses the complementary error function of Numerical Recipes' erfcc (fractional error < 1.2e-7).
 
-struct TtnParams { len: u32 }
-
-// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
 override WG: u32 = 256u; // a power of two: the reductions halve it
+
+struct TtnParams { len: u32 }
 
 @group(0) @binding(0) var<uniform> p: TtnParams;
 @group(0) @binding(1) var<storage, read> w: array<f32>;

@@ -19,10 +19,9 @@
 //   ∂L/∂Wp = Σ_{w > Δ} g,  ∂L/∂Wn = −Σ_{w < −Δ} g  (wq = −Wn there, hence the sign),
 //   both summed by a fixed-order tree (deterministic).
 
-struct TtqParams { len: u32, threshold: f32 }
-
-// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
 override WG: u32 = 256u; // a power of two: the reductions halve it
+
+struct TtqParams { len: u32, threshold: f32 }
 
 @group(0) @binding(0) var<uniform> p: TtqParams;
 @group(0) @binding(1) var<storage, read> w: array<f32>;

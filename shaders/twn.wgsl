@@ -11,10 +11,9 @@
 // The backward pass is the straight-through estimator ∂L/∂w = ∂L/∂wq: the convolution writes its
 // weight gradient straight into the latent gradient, so there is no backward entry point.
 
-struct TwnParams { len: u32 }
-
-// Workgroup sizes are override constants; the host reads them from the compiled pipeline.
 override WG: u32 = 256u; // a power of two: the reductions halve it
+
+struct TwnParams { len: u32 }
 
 @group(0) @binding(0) var<uniform> p: TwnParams;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
