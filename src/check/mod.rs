@@ -84,14 +84,19 @@ pub fn compare(op: &str, shape: &str, got: &[f64], want: &[f64], tol: f64) -> Ca
 }
 
 /// Largest |a − b| / (|b| + scale), with scale = max|b| · 1e-3 so near-zero entries are judged
-/// against the tensor's magnitude. Returns (error, index).
+/// against the tensor's magnitude; a NaN or infinity where the reference is finite is an
+/// infinite error. Returns (error, index).
 pub fn max_rel_err(a: &[f64], b: &[f64]) -> (f64, usize) {
     assert_eq!(a.len(), b.len(), "length mismatch");
     let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())) * 1e-3 + 1e-12;
+    let err = |x: f64, y: f64| {
+        let e = (x - y).abs() / (y.abs() + scale);
+        if e.is_nan() || (x.is_infinite() && y.is_finite()) { f64::INFINITY } else { e }
+    };
     a.iter()
         .zip(b)
         .enumerate()
-        .map(|(i, (x, y))| ((x - y).abs() / (y.abs() + scale), i))
+        .map(|(i, (&x, &y))| (err(x, y), i))
         .fold((0.0, 0), |m, e| if e.0 > m.0 { e } else { m })
 }
 

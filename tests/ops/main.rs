@@ -114,3 +114,13 @@ fn tensor_over_adapter_limit_is_an_error_naming_it() {
     let err = gpu.tensor("activations.huge", &[huge]).err().unwrap().to_string();
     assert!(err.contains("activations.huge") && err.contains("max_storage_buffer_binding_size"), "{err}");
 }
+
+#[test]
+fn a_nan_or_infinity_fails_a_case() {
+    let want = [1.0, -2.0, 0.5];
+    assert!(tern::check::compare("op", "", &want, &want, 0.0).passed());
+    for bad in [f64::NAN, f64::INFINITY] {
+        let case = tern::check::compare("op", "", &[1.0, bad, 0.5], &want, 1e-4);
+        assert!(!case.passed() && case.at == 1, "{case}");
+    }
+}
