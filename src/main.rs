@@ -19,7 +19,7 @@ enum Command {
     /// Train a model (default: the small CNN with TTQ on the embedded Fashion-MNIST subset)
     Train {
         #[command(flatten)]
-        config: Box<tern::train::TrainConfig>,
+        args: Box<tern::train::TrainArgs>,
         /// Continue the run in this output directory from its last checkpoint
         #[arg(long, conflicts_with = "init")]
         resume: Option<PathBuf>,
@@ -123,15 +123,15 @@ fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        std::process::exit(tern::interrupt::exit_code(&e));
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Train { config, resume, stop_after } => {
+        Command::Train { args, resume, stop_after } => {
             let gpu = Gpu::new(&cli.gpu)?;
-            let summary = tern::train::train(&gpu, &config, resume.as_deref(), stop_after)?;
+            let summary = tern::train::command(&gpu, &args, resume.as_deref(), stop_after)?;
             println!(
                 "final test accuracy {:.2}% — checkpoints, metrics.jsonl and curves.png in {}",
                 100.0 * summary.test.accuracy,
