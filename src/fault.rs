@@ -9,7 +9,8 @@
 //! - `before-rename:FILE`: abort after FILE's temporary file is written and synced, before it is
 //!   renamed over FILE;
 //! - `loader-panic`: a data-loader worker panics while building its second batch;
-//! - `slow-steps`: every training step takes 300 ms longer (a slow device, for signal tests).
+//! - `slow-steps`: every training step takes 300 ms longer, and stopping after a signal 2 s
+//!   longer (a slow device: the window the signal tests need).
 //!
 //! Unset (always, outside tests), every hook is a no-op.
 

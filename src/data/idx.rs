@@ -84,7 +84,7 @@ pub fn dataset(images: (&[u8], &Path), labels: (&[u8], &Path), classes: &[&str])
 /// `name` or `name.gz` in `dir`.
 fn find(dir: &Path, name: &str) -> Result<PathBuf> {
     for candidate in [dir.join(format!("{name}.gz")), dir.join(name)] {
-        if candidate.is_file() {
+        if candidate.exists() {
             return Ok(candidate);
         }
     }
@@ -102,13 +102,14 @@ pub fn load_dir(dir: &Path, classes: &[&str]) -> Result<(Dataset, Dataset)> {
         let lp = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
         dataset((&read(&ip)?, &ip), (&read(&lp)?, &lp), classes).map(|d| (d, ip))
     };
-    let ((train, _), (test, test_images)) = (split("train")?, split("t10k")?);
+    let ((train, train_images), (test, test_images)) = (split("train")?, split("t10k")?);
     if (test.height, test.width) != (train.height, train.width) {
         bail!(
-            "{}: test images are {}x{}, the training images {}x{}",
+            "{}: test images are {}x{}, the training images in {} {}x{}",
             test_images.display(),
             test.height,
             test.width,
+            train_images.display(),
             train.height,
             train.width
         );

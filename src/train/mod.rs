@@ -209,18 +209,24 @@ fn run(
     spec.layers()?;
     let steps = splits.train.len() / cfg.batch_size;
     if steps == 0 {
-        bail!("--batch-size {} is larger than the {} training images", cfg.batch_size, splits.train.len());
+        let run = resume_ckpt.as_ref().map_or(String::new(), |(_, p)| format!("{}: the run's ", p.display()));
+        bail!(
+            "{run}--batch-size {} is larger than the {} training images",
+            cfg.batch_size,
+            splits.train.len()
+        );
     }
     init::check_fits(gpu, cfg.arch, (spec.in_channels, spec.height, spec.width), cfg.batch_size)?;
     if let (Some((ckpt, path)), Some(st)) = (&resume_ckpt, &state) {
         init::check_data(&ckpt.meta, &splits.train, path, cfg.data.as_deref())?;
         if st.step != (st.epoch * steps) as u64 {
             bail!(
-                "{}: {} training images make {steps} steps per epoch, but the run took {} steps in {} epochs: is this its data?",
-                cfg.data.as_deref().map_or("the embedded data".into(), |d| d.display().to_string()),
-                splits.train.len(),
+                "{}: the run took {} steps in {} epochs, but the {} training images of {} make {steps} per epoch: is this its data?",
+                path.display(),
                 st.step,
-                st.epoch
+                st.epoch,
+                splits.train.len(),
+                cfg.data.as_deref().map_or("the embedded set".into(), |d| d.display().to_string())
             );
         }
     }
@@ -445,6 +451,10 @@ fn run_epoch(
     let mut done = 0;
     loop {
         if let Some(signal) = crate::interrupt::pending() {
+            if crate::fault::armed("slow-steps", None) {
+                // Test hook: a slow device takes long to stop (the window for a second signal).
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
             bar.finish_and_clear();
             let at = format!("after step {done} of {steps}");
             return Err(crate::interrupt::Interrupted::new(signal, at).into());

@@ -93,7 +93,8 @@ pub fn assert_fails(r: &Run, needles: &[&str]) {
     }
 }
 
-/// `tern train` on a Fashion-MNIST-format directory with 1 epoch, no warm-up, batch 32.
+/// `tern train` on a Fashion-MNIST-format directory: 1 epoch, no warm-up, batch 32 unless
+/// `extra` gives --epochs, --fp-epochs or --batch-size.
 pub fn train_args<'a>(data: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "train",
@@ -103,13 +104,12 @@ pub fn train_args<'a>(data: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&
         data.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--fp-epochs",
-        "0",
-        "--batch-size",
-        "32",
     ];
+    for (flag, value) in [("--epochs", "1"), ("--fp-epochs", "0"), ("--batch-size", "32")] {
+        if !extra.iter().any(|a| *a == flag || a.starts_with(&format!("{flag}="))) {
+            args.extend([flag, value]);
+        }
+    }
     args.extend_from_slice(extra);
     args
 }
