@@ -45,7 +45,7 @@ pub fn evaluate(
     for batch in loader {
         let batch = batch?;
         if let Some(signal) = crate::interrupt::pending() {
-            let msg = format!("interrupted by {} during evaluation", crate::interrupt::name(signal));
+            let msg = "during the evaluation".to_string();
             return Err(crate::interrupt::Interrupted::new(signal, msg).into());
         }
         gpu.write(&graph.input, &batch.images)?;
