@@ -48,8 +48,17 @@ pub fn run(gpu: &Gpu, suite: Suite, batch: usize, reps: usize, arch: crate::nn::
     Ok(())
 }
 
+/// `--reps` must time at least one run.
+fn check_reps(reps: usize) -> Result<()> {
+    if reps == 0 {
+        anyhow::bail!("--reps must be at least 1");
+    }
+    Ok(())
+}
+
 /// Median seconds per run of `program` over `reps` timed runs after one warm-up.
 pub fn time_program(gpu: &Gpu, program: &Program, reps: usize) -> Result<f64> {
+    check_reps(reps)?;
     gpu.run(&[program])?;
     let mut times = Vec::with_capacity(reps);
     for _ in 0..reps {
@@ -62,6 +71,10 @@ pub fn time_program(gpu: &Gpu, program: &Program, reps: usize) -> Result<f64> {
 }
 
 pub fn conv_bench(gpu: &Gpu, batch: usize, reps: usize) -> Result<()> {
+    check_reps(reps)?;
+    if batch == 0 {
+        anyhow::bail!("--batch-size must be at least 1");
+    }
     println!("conv2d on {} — batch {batch}, median of {reps} runs (wall clock incl. submit)", gpu.describe());
     println!("{:<22} {:>12} {:>12} {:>12}", "layer", "forward", "grad_input", "grad_weight");
     for &(name, cin, cout, size, stride) in RESNET20_CONVS {
@@ -100,6 +113,7 @@ pub fn infer_bench(
     size: usize,
     reps: usize,
 ) -> Result<()> {
+    check_reps(reps)?;
     use crate::checkpoint::Meta;
     use crate::nn::{Mode, Model, ModelSpec};
     use crate::packed::PackedModel;
@@ -181,12 +195,12 @@ pub fn profiler_bench(gpu: &Gpu, steps: usize) -> Result<()> {
     // Every `every` steps profiled (0: none); mean seconds per step, synchronised at the end.
     let run = |every: usize| -> Result<f64> {
         let mut loader = Loader::new(data.clone(), (0..data.len()).collect(), opts());
-        session.step(gpu, &loader.next().unwrap(), params, None)?;
+        session.step(gpu, &loader.next().unwrap()?, params, None)?;
         gpu.wait()?;
         let mut trace = crate::trace::Trace::default();
         let t = Instant::now();
         for i in 0..steps {
-            let batch = loader.next().unwrap();
+            let batch = loader.next().unwrap()?;
             let profiled = every > 0 && i % every == 0;
             session.step(gpu, &batch, params, profiled.then_some((&profiler, &mut trace)))?;
         }
@@ -226,6 +240,7 @@ pub fn profiler_bench(gpu: &Gpu, steps: usize) -> Result<()> {
 /// STTN's ResNet with ternary activations, packed: activations as floats through the `ternary`
 /// kernel vs bit-planes through the popcount `bitplane` kernel, images/s at batch 1, 32 and 128.
 pub fn bitplane_bench(gpu: &Gpu, arch: crate::nn::Arch, reps: usize) -> Result<()> {
+    check_reps(reps)?;
     use crate::checkpoint::Meta;
     use crate::nn::{Activation, Model, ModelSpec};
     use crate::packed::PackedModel;

@@ -10,12 +10,12 @@ use std::process::ExitCode;
 
 pub fn train(
     gpu: &GpuOptions,
-    config: &train::TrainConfig,
+    args: &train::TrainArgs,
     resume: Option<&Path>,
     stop_after: Option<usize>,
 ) -> Result<()> {
     let gpu = Gpu::new(gpu)?;
-    let summary = train::train(&gpu, config, resume, stop_after)?;
+    let summary = train::command(&gpu, args, resume, stop_after)?;
     println!(
         "final test accuracy {:.2}% — checkpoints, metrics.jsonl and curves.png in {}",
         100.0 * summary.test.accuracy,

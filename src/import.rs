@@ -17,7 +17,7 @@ use std::path::Path;
 /// The state_dict's tensors under this project's names.
 pub fn read_state_dict(path: &Path) -> Result<Vec<HostTensor>> {
     let p = path.display();
-    let bytes = std::fs::read(path).with_context(|| format!("{p}: cannot read"))?;
+    let bytes = crate::files::read(path)?;
     let st =
         SafeTensors::deserialize(&bytes).map_err(|e| anyhow::anyhow!("{p}: not a safetensors file ({e})"))?;
     let mut out = Vec::new();
@@ -93,15 +93,11 @@ pub fn import_torch(gpu: &Gpu, path: &Path, o: &ImportOptions) -> Result<(Model,
         quantize_ends: false,
         activation: Default::default(),
     };
-    let model = Model::new(gpu, spec.clone(), 0)?;
+    let meta = Meta { spec: spec.clone(), mean, std, classes: class_names };
+    meta.validate(path)?;
+    let model = Model::new(gpu, spec, 0)?;
     check_complete(&tensors, &model, path)?;
-    let ckpt = Checkpoint {
-        meta: Meta { spec, mean, std, classes: class_names },
-        tensors,
-        moment1: vec![],
-        moment2: vec![],
-        training: None,
-    };
+    let ckpt = Checkpoint { meta, tensors, moment1: vec![], moment2: vec![], training: None };
     ckpt.restore(gpu, &model, path)?;
     Ok((model, ckpt))
 }
@@ -118,8 +114,11 @@ pub fn import_torch_to(gpu: &Gpu, path: &Path, o: &ImportOptions, out: &Path) ->
 
 /// Full-precision tensors for `--init`: a native checkpoint, or else a PyTorch state_dict.
 pub fn init_tensors(path: &Path) -> Result<(Option<Meta>, Vec<HostTensor>)> {
+    let tern_file =
+        crate::checkpoint::format_of(&crate::files::read(path)?).is_some_and(|f| f.starts_with("tern-"));
     match Checkpoint::load(path) {
         Ok(c) => Ok((Some(c.meta), c.tensors)),
+        Err(native) if tern_file => Err(native),
         Err(native) => match read_state_dict(path) {
             Ok(t) if t.iter().any(|t| t.name == "conv1.weight") => Ok((None, t)),
             _ => Err(native),

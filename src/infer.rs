@@ -64,6 +64,11 @@ pub fn evaluate(
     );
     let (mut loss, mut confusion) = (0.0f64, vec![vec![0usize; classes]; classes]);
     for batch in loader {
+        let batch = batch?;
+        if let Some(signal) = crate::interrupt::pending() {
+            let msg = "during the evaluation".to_string();
+            return Err(crate::interrupt::Interrupted::new(signal, msg).into());
+        }
         gpu.write(&graph.input, &batch.images)?;
         gpu.write_u32(&graph.labels, &batch.labels)?;
         gpu.run(&[&graph.forward])?;
@@ -78,7 +83,7 @@ pub fn evaluate(
     let samples = data.len();
     let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
     if !loss.is_finite() {
-        bail!("evaluation loss is not finite");
+        bail!("the model's loss on the test images is not finite (its outputs overflow)");
     }
     Ok(Evaluation {
         loss: loss / samples as f64,
@@ -88,12 +93,58 @@ pub fn evaluate(
     })
 }
 
-/// A model and its metadata from a native checkpoint.
+/// A model and its metadata from a native checkpoint: metadata, tensors and outputs checked.
 pub fn load_model(gpu: &Gpu, path: &Path) -> Result<(Model, Meta)> {
     let ckpt = Checkpoint::load(path)?;
-    let model = Model::new(gpu, ckpt.meta.spec.clone(), 0)?;
+    let model =
+        Model::new(gpu, ckpt.meta.spec.clone(), 0).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     ckpt.restore(gpu, &model, path)?;
+    let probe =
+        model.graph(gpu, PROBES, Mode::Eval).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    check_outputs(gpu, &probe.input, &probe.logits, &probe.forward, &ckpt.meta, path)?;
     Ok((model, ckpt.meta))
+}
+
+/// Images in the probe `check_outputs` runs.
+const PROBES: usize = 8;
+
+/// Finite tensors can still overflow on the way through the network: run black, white,
+/// patterned and noise images through the model's own program (at the batch size it will run)
+/// and refuse a model whose logits are not all finite, naming its file.
+fn check_outputs(
+    gpu: &Gpu,
+    input: &Tensor,
+    logits: &Tensor,
+    forward: &Program,
+    meta: &Meta,
+    path: &Path,
+) -> Result<()> {
+    let s = &meta.spec;
+    let hw = s.height * s.width;
+    let augment = Augment::eval(&meta.mean, &meta.std);
+    let mut images = Vec::new();
+    for pattern in 0..PROBES {
+        let px: Vec<u8> = (0..s.in_channels * hw)
+            .map(|i| match pattern {
+                0 => 0,
+                1 => 255,
+                2 => ((i % s.width + i / s.width) % 2 * 255) as u8,
+                3 => (255 * (i % hw) / hw) as u8,
+                k => (i.wrapping_mul(2654435761).wrapping_add(k * 40503) >> 11) as u8,
+            })
+            .collect();
+        let mut out = vec![0f32; px.len()];
+        augment.apply(&px, s.in_channels, s.height, s.width, None::<&mut rand_pcg::Pcg32>, &mut out);
+        images.extend(out);
+    }
+    let out = batched_logits(gpu, input, logits, forward, &images, PROBES)?;
+    if out.iter().any(|v| !v.is_finite()) {
+        bail!(
+            "{}: the model's outputs are not finite (NaN or infinite): its weights overflow",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// An eval-mode graph for `batch` images.
@@ -173,20 +224,19 @@ impl Runner {
 
 /// Load a native checkpoint or a packed model (told apart by their metadata).
 pub fn load_runner(gpu: &Gpu, path: &Path, batch: usize) -> Result<(Runner, Meta)> {
-    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: cannot read ({e})", path.display()))?;
-    let format = safetensors::SafeTensors::read_metadata(&bytes)
-        .ok()
-        .and_then(|(_, m)| m.metadata().as_ref().and_then(|m| m.get("format").cloned()));
-    drop(bytes);
+    let format = crate::checkpoint::format_of(&crate::files::read(path)?);
     match format.as_deref() {
         Some(crate::packed::FORMAT) => {
             let packed = crate::packed::PackedModel::load(path)?;
-            let graph = packed.graph(gpu, batch)?;
+            let graph = packed.graph(gpu, batch).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            check_outputs(gpu, &graph.input, &graph.logits, &graph.forward, &packed.meta, path)?;
             Ok((Runner::Packed(Box::new(graph)), packed.meta))
         }
         _ => {
             let (model, meta) = load_model(gpu, path)?;
-            let graph = eval_graph(gpu, &model, batch)?;
+            let graph =
+                eval_graph(gpu, &model, batch).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            check_outputs(gpu, &graph.input, &graph.logits, &graph.forward, &meta, path)?;
             Ok((Runner::Graph(Box::new((model, graph))), meta))
         }
     }
@@ -209,9 +259,13 @@ pub struct TopK {
 }
 
 /// Files named directly, and the files inside named directories (sorted, not recursive).
+/// Anything else that exists (a FIFO, socket or device) is refused: reading it could block.
 pub fn collect_images(paths: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>> {
     let mut files = Vec::new();
     for p in paths {
+        if std::fs::metadata(p).is_ok_and(|m| !m.is_dir()) {
+            crate::files::check_regular(p)?;
+        }
         if p.is_dir() {
             let inside = crate::data::folder::image_files(p)?;
             if inside.is_empty() {
@@ -234,12 +288,18 @@ pub fn classify(
     files: &[std::path::PathBuf],
     top_k: usize,
 ) -> Result<(Vec<Prediction>, Vec<String>)> {
+    if top_k == 0 {
+        bail!("--top-k must be at least 1");
+    }
     let s = &meta.spec;
     let augment = Augment::eval(&meta.mean, &meta.std);
     let per_image = s.in_channels * s.height * s.width;
     let (mut ok_files, mut images, mut errors) = (Vec::new(), Vec::new(), Vec::new());
     for f in files {
-        match crate::data::folder::decode_image(f, s.in_channels, s.height, s.width) {
+        let decoded = crate::fault::catch(&format!("{}: decoding", f.display()), || {
+            crate::data::folder::decode_image(f, s.in_channels, s.height, s.width)
+        });
+        match decoded.and_then(|r| r) {
             Ok(px) => {
                 let mut out = vec![0f32; per_image];
                 augment.apply(&px, s.in_channels, s.height, s.width, None::<&mut rand_pcg::Pcg32>, &mut out);
@@ -251,17 +311,23 @@ pub fn classify(
     }
     let logits =
         if ok_files.is_empty() { Vec::new() } else { runner.logits(gpu, &images, ok_files.len())? };
-    let preds = ok_files
-        .iter()
-        .zip(logits.chunks(s.classes))
-        .map(|(f, l)| {
+    let mut preds = Vec::new();
+    for (f, l) in ok_files.iter().zip(logits.chunks(s.classes)) {
+        if l.iter().any(|v| !v.is_finite()) {
+            errors.push(format!(
+                "{}: the model's outputs for this image are not finite (NaN or infinite)",
+                f.display()
+            ));
+            continue;
+        }
+        preds.push({
             let top = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
             let z: f32 = l.iter().map(|v| (v - top).exp()).sum();
             let mut order: Vec<usize> = (0..l.len()).collect();
             order.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
             let top = order
                 .iter()
-                .take(top_k.max(1))
+                .take(top_k)
                 .map(|&i| TopK {
                     label: meta.classes[i].clone(),
                     index: i,
@@ -269,7 +335,7 @@ pub fn classify(
                 })
                 .collect();
             Prediction { file: f.display().to_string(), top, logits: l.to_vec() }
-        })
-        .collect();
+        });
+    }
     Ok((preds, errors))
 }

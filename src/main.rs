@@ -22,7 +22,7 @@ enum Command {
     /// Train a model (default: the small CNN with TTQ on the embedded Fashion-MNIST subset)
     Train {
         #[command(flatten)]
-        config: Box<tern::train::TrainConfig>,
+        args: Box<tern::train::TrainArgs>,
         /// Continue the run in this output directory from its last checkpoint
         #[arg(long, conflicts_with = "init")]
         resume: Option<PathBuf>,
@@ -113,8 +113,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let gpu = &cli.gpu;
     let done = match cli.command {
-        Command::Train { config, resume, stop_after } => {
-            cli::train(gpu, &config, resume.as_deref(), stop_after).map(|_| ExitCode::SUCCESS)
+        Command::Train { args, resume, stop_after } => {
+            cli::train(gpu, &args, resume.as_deref(), stop_after).map(|_| ExitCode::SUCCESS)
         }
         Command::Eval { model, dataset, data, batch_size } => {
             cli::eval(gpu, &model, dataset, data.as_deref(), batch_size).map(|_| ExitCode::SUCCESS)
@@ -135,6 +135,6 @@ fn main() -> ExitCode {
     };
     done.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
-        ExitCode::FAILURE
+        ExitCode::from(tern::interrupt::exit_code(&e))
     })
 }

@@ -124,12 +124,12 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
             source = profiler.describe();
             let params = StepParams { lr: 0.01, bias1: 1.0, bias2: 1.0 };
             for _ in 0..2 {
-                session.step(gpu, &loader.next().unwrap(), params, None)?;
+                session.step(gpu, &loader.next().unwrap()?, params, None)?;
             }
             gpu.wait()?;
             for _ in 0..cfg.steps {
                 let t = trace.now();
-                let batch = loader.next().unwrap();
+                let batch = loader.next().unwrap()?;
                 trace.host_span("data loading", t);
                 session.step(gpu, &batch, params, Some((&profiler, &mut trace)))?;
             }
@@ -158,12 +158,12 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
             let profiler = Profiler::with_source(gpu, program.dispatches.len(), cfg.timing);
             source = profiler.describe();
             for _ in 0..2 {
-                gpu.write(&input, &loader.next().unwrap().images)?;
+                gpu.write(&input, &loader.next().unwrap()?.images)?;
                 gpu.run(&[&program])?;
             }
             for _ in 0..cfg.steps {
                 let t = trace.now();
-                let batch = loader.next().unwrap();
+                let batch = loader.next().unwrap()?;
                 trace.host_span("data loading", t);
                 let t = trace.now();
                 gpu.write(&input, &batch.images)?;

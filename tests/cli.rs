@@ -2,59 +2,12 @@
 //! the problem for every kind of bad input, with nothing overwritten.
 
 mod common;
+#[path = "common/process.rs"]
+mod process;
 
 use common::tiny_fashion;
-use std::path::Path;
+use process::{Tensors, assert_fails, classify, eval, fixture, tern, train_tiny};
 use std::process::Command;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    /// stderr without the Vulkan loader's XDG_RUNTIME_DIR notices.
-    stderr: String,
-}
-
-fn tern(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_tern")).args(args).output().expect("run tern");
-    let stderr = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    Run { code: out.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr }
-}
-
-/// Exit code 1 and exactly one stderr line, `error: ...` containing every `needle`.
-#[track_caller]
-fn assert_fails(r: &Run, needles: &[&str]) {
-    assert_eq!(r.code, 1, "expected exit code 1, got {}: {}", r.code, r.stderr);
-    assert_eq!(r.stderr.lines().count(), 1, "expected one error line, got:\n{}", r.stderr);
-    assert!(r.stderr.starts_with("error: "), "{}", r.stderr);
-    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
-    for n in needles {
-        assert!(r.stderr.contains(n), "'{n}' not in: {}", r.stderr);
-    }
-}
-
-fn train_tiny(data: &Path, out: &Path, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "train",
-        "--dataset",
-        "fashion-mnist",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--fp-epochs",
-        "0",
-        "--batch-size",
-        "32",
-    ];
-    args.extend_from_slice(extra);
-    tern(&args)
-}
 
 #[test]
 fn train_eval_and_devices_work_end_to_end() {
@@ -266,4 +219,338 @@ fn ternary_activation_needs_a_resnet() {
     let r = tern(&["train", "--activation", "ternary", "--out", out.to_str().unwrap()]);
     assert_fails(&r, &["--activation ternary", "ResNet"]);
     assert!(!out.exists(), "the output directory was created");
+}
+
+/// A folder dataset of two classes with three small PNGs each.
+fn folder_dataset(dir: &std::path::Path) -> std::path::PathBuf {
+    for class in ["cat", "dog"] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for i in 0..3 {
+            let img =
+                image::RgbImage::from_fn(10, 12, |x, y| image::Rgb([x as u8 * 20, y as u8 * 20, i * 40]));
+            img.save(dir.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    dir.to_path_buf()
+}
+
+/// Issue 10, point 4: a zero or absurd --image-size, or one whose activations exceed the
+/// adapter's buffer limits, is refused before any image is decoded or anything is written.
+#[test]
+fn image_sizes_that_cannot_work_are_refused_up_front() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = folder_dataset(&tmp.path().join("folder"));
+    let out = tmp.path().join("run");
+    let train = |size: &str| {
+        let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
+        tern(&["train", "--dataset", "folder", "--data", d, "--out", o, "--image-size", size])
+    };
+    assert_fails(&train("0"), &["--image-size must be between 4 and 4096, got 0"]);
+    assert_fails(&train("100000"), &["--image-size must be between 4 and 4096, got 100000"]);
+    let r = train("4096");
+    assert_fails(&r, &["--batch-size 64 with 3x4096x4096 images", "over this adapter's", "--image-size"]);
+    assert!(!out.exists(), "the output directory was created");
+}
+
+/// The fixture's checkpoint with its "tern" metadata edited.
+fn with_meta(
+    dir: &std::path::Path,
+    name: &str,
+    f: impl FnOnce(&mut serde_json::Value),
+) -> std::path::PathBuf {
+    let mut t = Tensors::read(&fixture().ckpt);
+    t.edit_json("tern", f);
+    let path = dir.join(name);
+    t.write(&path);
+    path
+}
+
+/// Issue 10, point 5: metadata is validated as a whole when a model is loaded, by every command
+/// that loads one (eval, classify, export, profile --model, train --init and --resume).
+#[test]
+fn bad_model_metadata_is_refused_by_every_command() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: Vec<(std::path::PathBuf, &str)> = vec![
+        (
+            with_meta(tmp.path(), "short-classes.safetensors", |m| {
+                m["classes"].as_array_mut().unwrap().truncate(3)
+            }),
+            "3 class names for 10 classes",
+        ),
+        (
+            with_meta(tmp.path(), "empty-mean.safetensors", |m| {
+                m["mean"] = serde_json::json!([]);
+                m["std"] = serde_json::json!([]);
+            }),
+            "normalisation mean and std have 0 and 0 values for 1 input channels",
+        ),
+        (
+            with_meta(tmp.path(), "huge-classes.safetensors", |m| {
+                m["spec"]["classes"] = serde_json::json!(1u64 << 62)
+            }),
+            "4611686018427387904 classes",
+        ),
+    ];
+    let data = f.data.to_str().unwrap();
+    for (path, message) in &cases {
+        let p = path.to_str().unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let needles = [name, *message];
+        assert_fails(&eval(path), &needles);
+        assert_fails(&classify(path), &needles);
+        let packed = tmp.path().join("never.tern.safetensors");
+        assert_fails(&tern(&["export", "--model", p, "--out", packed.to_str().unwrap()]), &needles);
+        assert!(!packed.exists());
+        assert_fails(&tern(&["profile", "--model", p, "--steps", "1"]), &needles);
+        let out = tmp.path().join("init-run");
+        assert_fails(&train_tiny(&f.data, &out, &["--quant", "fp", "--init", p]), &needles);
+        assert!(!out.exists());
+        let run = tmp.path().join("resume-run");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::copy(path, run.join("last.safetensors")).unwrap();
+        let before = std::fs::read(run.join("last.safetensors")).unwrap();
+        let r = tern(&["train", "--resume", run.to_str().unwrap(), "--data", data]);
+        assert_fails(&r, &["last.safetensors", message]);
+        assert_eq!(std::fs::read(run.join("last.safetensors")).unwrap(), before);
+        std::fs::remove_dir_all(&run).unwrap();
+    }
+    // The packed model's metadata goes through the same check.
+    let mut t = Tensors::read(&f.packed);
+    t.edit_json("tern", |m| m["classes"].as_array_mut().unwrap().truncate(3));
+    let packed = tmp.path().join("short.tern.safetensors");
+    t.write(&packed);
+    assert_fails(&classify(&packed), &["short.tern.safetensors", "3 class names for 10 classes"]);
+    // A stored epoch beyond the configured epochs, resumed with --stop-after.
+    let run = tmp.path().join("epoch-run");
+    std::fs::create_dir_all(&run).unwrap();
+    let mut t = Tensors::read(&f.ckpt);
+    t.edit_json("training", |s| s["epoch"] = serde_json::json!(5));
+    t.write(&run.join("last.safetensors"));
+    let r = tern(&["train", "--resume", run.to_str().unwrap(), "--stop-after", "2"]);
+    assert_fails(&r, &["last.safetensors", "the training state is at epoch 5 of 1"]);
+}
+
+/// Issue 10, point 6.
+#[test]
+fn bench_with_zero_repetitions() {
+    assert_fails(&tern(&["bench", "--suite", "conv", "--reps", "0"]), &["--reps must be at least 1"]);
+    assert_fails(&tern(&["bench", "--suite", "infer", "--reps", "0"]), &["--reps must be at least 1"]);
+}
+
+/// Issue 10, point 7: NaN, infinite or out-of-range values are refused at load, naming the
+/// tensor; nothing is classified with NaN probabilities.
+#[test]
+fn non_finite_and_out_of_range_values_are_refused_at_load() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    for (tensor, value, shown) in [
+        ("conv2.scale", f32::NAN, "NaN"),
+        ("conv3.wp", f32::INFINITY, "inf"),
+        ("linear.weight", f32::NEG_INFINITY, "-inf"),
+    ] {
+        let mut t = Tensors::read(&f.packed);
+        t.set_f32(tensor, 0, value);
+        let path = tmp.path().join(format!("{tensor}.tern.safetensors"));
+        t.write(&path);
+        let r = classify(&path);
+        assert_fails(
+            &r,
+            &[
+                path.file_name().unwrap().to_str().unwrap(),
+                &format!("'{tensor}' holds the non-finite value {shown}"),
+            ],
+        );
+        assert!(!r.stdout.contains("NaN"), "{}", r.stdout);
+    }
+    for (tensor, value, message) in [
+        ("bn1.running_mean", f32::NAN, "'bn1.running_mean' holds the non-finite value NaN"),
+        ("bn2.running_var", f32::INFINITY, "'bn2.running_var' holds the non-finite value inf"),
+        ("bn3.running_var", -0.5, "'bn3.running_var' holds the negative variance -0.5"),
+        ("optimizer.moment2.conv2.weight", -1.0, "'optimizer.moment2.conv2.weight' holds -1"),
+    ] {
+        let mut t = Tensors::read(&f.ckpt);
+        t.set_f32(tensor, 0, value);
+        let path = tmp.path().join(format!("{tensor}.safetensors"));
+        t.write(&path);
+        assert_fails(&eval(&path), &[path.file_name().unwrap().to_str().unwrap(), message]);
+    }
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit, &str); 3] = [
+        (
+            "zero-std",
+            |m| m["std"] = serde_json::json!([0.0]),
+            "normalisation std 0 is not positive and finite",
+        ),
+        ("negative-std", |m| m["std"] = serde_json::json!([-1.0]), "normalisation std -1 is not positive"),
+        ("threshold", |m| m["spec"]["threshold"] = serde_json::json!(5.0), "threshold 5 is outside [0, 1)"),
+    ];
+    for (name, edit, message) in cases {
+        let path = with_meta(tmp.path(), &format!("{name}.safetensors"), edit);
+        assert_fails(&eval(&path), &[&format!("{name}.safetensors"), message]);
+        assert_fails(&classify(&path), &[&format!("{name}.safetensors"), message]);
+    }
+    // Finite weights that overflow on the way through the network.
+    let mut t = Tensors::read(&f.ckpt);
+    for i in 0..8 {
+        t.set_f32("conv1.weight", i, 3e38);
+    }
+    let path = tmp.path().join("overflow.safetensors");
+    t.write(&path);
+    assert_fails(&classify(&path), &["overflow.safetensors", "outputs are not finite"]);
+    assert_fails(&eval(&path), &["overflow.safetensors", "outputs are not finite"]);
+}
+
+/// Issue 10, point 9: test images of another size than the training images, and an unwritable
+/// --out, are found before the first training step.
+#[test]
+fn data_shape_and_unwritable_out_are_checked_before_the_first_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_fashion(&tmp.path().join("data"), 64, 32);
+    let test_images = data.join("t10k-images-idx3-ubyte");
+    let mut bytes = vec![0, 0, 8, 3];
+    for v in [32u32, 20, 20] {
+        bytes.extend(v.to_be_bytes());
+    }
+    bytes.extend(vec![7u8; 32 * 400]);
+    std::fs::write(&test_images, bytes).unwrap();
+    let out = tmp.path().join("run");
+    let r = train_tiny(&data, &out, &[]);
+    assert_fails(
+        &r,
+        &[
+            "t10k-images-idx3-ubyte: test images are 20x20, the training images in",
+            "train-images-idx3-ubyte 28x28",
+        ],
+    );
+    assert!(!r.stdout.contains("epoch"), "{}", r.stdout);
+    assert!(!out.exists(), "the output directory was created");
+    let data = tiny_fashion(&tmp.path().join("data2"), 64, 32);
+    // A directory no one may create files in, even root.
+    let r = train_tiny(&data, std::path::Path::new("/proc/1"), &[]);
+    assert_fails(&r, &["/proc/1: cannot write in this directory"]);
+    assert!(!r.stdout.contains("epoch"), "{}", r.stdout);
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let r = train_tiny(&data, &file.join("run"), &[]);
+    assert_fails(&r, &["a-file/run: cannot create"]);
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
+
+/// Issue 10, point 10 (training flags): each error says what is wrong, up front, and writes
+/// nothing.
+#[test]
+fn training_flags_out_of_range_fail_up_front() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_fashion(&tmp.path().join("data"), 64, 32);
+    let out = tmp.path().join("run");
+    for (flags, message) in [
+        (&["--batch-size", "100000"][..], "--batch-size 100000 is larger than the 64 training images"),
+        (&["--stop-after", "0"][..], "--stop-after must be at least 1"),
+        (&["--warmup-epochs", "nan"][..], "--warmup-epochs must be finite and not negative, got NaN"),
+        (&["--momentum=-5"][..], "--momentum must be in [0, 1), got -5"),
+        (&["--weight-decay", "inf"][..], "--weight-decay must be finite and not negative, got inf"),
+        (&["--channels", "2"][..], "--channels must be 1 or 3, got 2"),
+    ] {
+        assert_fails(&train_tiny(&data, &out, flags), &[message]);
+        assert!(!out.exists(), "{flags:?}: the output directory was created");
+    }
+    let f = fixture();
+    assert_fails(
+        &tern(&["classify", "--model", f.ckpt.to_str().unwrap(), "--top-k", "0", f.image.to_str().unwrap()]),
+        &["--top-k must be at least 1"],
+    );
+}
+
+/// Issue 10, point 10 (--resume): --data is stored absolute, so a run resumes from any working
+/// directory; flags that may change (--epochs, --lr) are applied and stored, the others refused.
+#[test]
+fn resume_from_another_directory_with_changed_and_refused_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_fashion(&tmp.path().join("data"), 64, 32);
+    let r = process::tern_in(
+        tmp.path(),
+        &[
+            "train",
+            "--dataset",
+            "fashion-mnist",
+            "--data",
+            "data",
+            "--out",
+            "run",
+            "--epochs",
+            "2",
+            "--fp-epochs",
+            "0",
+            "--batch-size",
+            "32",
+            "--stop-after",
+            "1",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let run = tmp.path().join("run");
+    let before = std::fs::read(run.join("last.safetensors")).unwrap();
+    for (flags, message) in [
+        (&["--batch-size", "16"][..], "--batch-size 16 would change the run in"),
+        (&["--seed", "7"][..], "--seed 7 would change the run in"),
+        (&["--quant", "fp"][..], "--quant fp would change the run in"),
+        (&["--epochs", "0"][..], "--epochs must be at least 1"),
+        (&["--out", "/elsewhere"][..], "--out: --resume"),
+    ] {
+        let mut args = vec!["train", "--resume", run.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        assert_fails(&tern(&args), &[message]);
+        assert_eq!(std::fs::read(run.join("last.safetensors")).unwrap(), before, "{flags:?} wrote");
+    }
+    // From another working directory (the stored --data is absolute), with a longer run and a
+    // new learning rate; the same --batch-size as the run's is no change and is accepted.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let r = process::tern_in(
+        elsewhere.path(),
+        &["train", "--resume", run.to_str().unwrap(), "--epochs", "3", "--lr", "0.1", "--batch-size", "32"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("with --epochs 3 (was 2), --lr 0.1 (was 0.3)"), "{}", r.stdout);
+    let ckpt = Tensors::read(&run.join("last.safetensors"));
+    let st: serde_json::Value = serde_json::from_str(&ckpt.metadata["training"]).unwrap();
+    assert_eq!(st["epoch"], 3);
+    assert_eq!(st["config"]["epochs"], 3);
+    assert!((st["config"]["lr"].as_f64().unwrap() - 0.1).abs() < 1e-6);
+    assert!(std::path::Path::new(st["config"]["data"].as_str().unwrap()).is_absolute());
+    assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count(), 3);
+}
+
+/// Issue 10, point 10 (models): eval on a packed model, a packed model without a ternary
+/// layer's mask, a checkpoint without its "tern" metadata and one with optimizer state for a
+/// tensor the model lacks: each error names the file and the real problem.
+#[test]
+fn model_errors_name_the_file_and_the_real_problem() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let r = eval(&f.packed);
+    assert_fails(&r, &["model.tern.safetensors", "a packed model from `tern export`", "tern classify"]);
+    let mut t = Tensors::read(&f.packed);
+    t.tensors.retain(|t| t.0 != "conv2.pos");
+    let path = tmp.path().join("no-pos.tern.safetensors");
+    t.write(&path);
+    assert_fails(&classify(&path), &["no-pos.tern.safetensors", "missing tensor 'conv2.pos'"]);
+    let mut t = Tensors::read(&f.ckpt);
+    t.metadata.remove("tern");
+    let path = tmp.path().join("no-meta.safetensors");
+    t.write(&path);
+    assert_fails(&eval(&path), &["no-meta.safetensors: missing \"tern\" metadata"]);
+    let mut t = Tensors::read(&f.ckpt);
+    t.tensors.push(("optimizer.moment1.conv6.wn".into(), safetensors::Dtype::F32, vec![1], vec![0; 4]));
+    let path = tmp.path().join("extra-moment.safetensors");
+    t.write(&path);
+    assert_fails(
+        &eval(&path),
+        &["extra-moment.safetensors", "unexpected tensor 'optimizer.moment1.conv6.wn'"],
+    );
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::copy(&path, run.join("last.safetensors")).unwrap();
+    let r = tern(&["train", "--resume", run.to_str().unwrap()]);
+    assert_fails(&r, &["last.safetensors", "unexpected tensor 'optimizer.moment1.conv6.wn'"]);
 }

@@ -99,7 +99,7 @@ fn loader_is_deterministic_for_any_worker_count_and_augments() {
             prefetch: 2,
         };
         Loader::new(data.clone(), shuffled(data.len(), 7, 3), opts)
-            .map(|b| (b.images, b.labels))
+            .map(|b| b.map(|b| (b.images, b.labels)).unwrap())
             .collect::<Vec<_>>()
     };
     let one = batches(1);
@@ -107,9 +107,9 @@ fn loader_is_deterministic_for_any_worker_count_and_augments() {
     assert_eq!(one, batches(3));
     // Without randomness the first image is its normalised pixels.
     let padded = LoaderOptions { batch: 64, drop_last: false, ..plain_opts() };
-    let b = Loader::new(data.clone(), (0..data.len()).collect(), padded).last().unwrap();
+    let b = Loader::new(data.clone(), (0..data.len()).collect(), padded).last().unwrap().unwrap();
     assert_eq!(b.valid, 2000 % 64);
-    let first = Loader::new(data.clone(), (0..data.len()).collect(), plain_opts()).next().unwrap();
+    let first = Loader::new(data.clone(), (0..data.len()).collect(), plain_opts()).next().unwrap().unwrap();
     let want = (data.image(0)[300] as f32 / 255.0 - 0.286) / 0.353;
     assert!((first.images[300] - want).abs() < 1e-5);
     // Augmentation moves pixels: crops and flips differ from the plain image for most samples.

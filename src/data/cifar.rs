@@ -30,10 +30,16 @@ pub fn parse(bytes: &[u8], file: &Path, classes: usize, into: &mut Dataset) -> R
 
 pub fn load_dir(dir: &Path) -> Result<(Dataset, Dataset)> {
     let meta = dir.join("batches.meta.txt");
-    let classes: Vec<String> = match std::fs::read_to_string(&meta) {
-        Ok(text) => text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
-        Err(_) => CLASSES.iter().map(|s| s.to_string()).collect(),
+    let classes: Vec<String> = if meta.exists() {
+        let text = String::from_utf8(crate::files::read(&meta)?)
+            .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", meta.display()))?;
+        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+    } else {
+        CLASSES.iter().map(|s| s.to_string()).collect()
     };
+    if !(2..=256).contains(&classes.len()) {
+        bail!("{}: {} class names; CIFAR labels are bytes, 2 to 256 classes", meta.display(), classes.len());
+    }
     let empty = || Dataset {
         channels: 3,
         height: 32,
@@ -61,14 +67,9 @@ pub fn load_dir(dir: &Path) -> Result<(Dataset, Dataset)> {
     }
     let (mut train, mut test) = (empty(), empty());
     for f in &train_files {
-        parse(
-            &std::fs::read(f).with_context(|| format!("{}: cannot read", f.display()))?,
-            f,
-            classes.len(),
-            &mut train,
-        )?;
+        parse(&crate::files::read(f)?, f, classes.len(), &mut train)?;
     }
-    let bytes = std::fs::read(&test_file).with_context(|| format!("{}: cannot read", test_file.display()))?;
+    let bytes = crate::files::read(&test_file)?;
     parse(&bytes, &test_file, classes.len(), &mut test)?;
     Ok((train, test))
 }

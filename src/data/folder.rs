@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// Decode one image to u8 [channels, height, width] (channels 1 = luma, 3 = RGB).
 pub fn decode_image(path: &Path, channels: usize, height: usize, width: usize) -> Result<Vec<u8>> {
+    crate::files::check_regular(path)?;
     let img = image::ImageReader::open(path)
         .with_context(|| format!("{}: cannot open", path.display()))?
         .with_guessed_format()
@@ -69,13 +70,21 @@ fn decode_all(items: &[(PathBuf, u32)], classes: &[String], opts: FolderOptions)
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .map(|(p, _)| decode_image(p, opts.channels, opts.size, opts.size))
+                        .map(|(p, _)| {
+                            crate::fault::catch(&format!("{}: decoding", p.display()), || {
+                                decode_image(p, opts.channels, opts.size, opts.size)
+                            })
+                            .and_then(|r| r)
+                        })
                         .collect::<Result<Vec<_>>>()
                         .map(|v| v.concat())
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("decoder thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("image decoder thread failed"))))
+            .collect()
     });
     let mut pixels = Vec::with_capacity(items.len() * opts.channels * opts.size * opts.size);
     for part in decoded {
@@ -122,5 +131,17 @@ pub fn load_dir(dir: &Path, opts: FolderOptions) -> Result<(Dataset, Dataset)> {
     if train.is_empty() {
         bail!("{}: no images found", dir.display());
     }
+    let bytes = (train.len() + test.len()) as u64 * (opts.channels * opts.size * opts.size) as u64;
+    super::check_memory(
+        bytes,
+        &format!(
+            "{} images of {}x{}x{} in {}",
+            train.len() + test.len(),
+            opts.channels,
+            opts.size,
+            opts.size,
+            dir.display()
+        ),
+    )?;
     Ok((decode_all(&train, &classes, opts)?, decode_all(&test, &classes, opts)?))
 }

@@ -41,11 +41,10 @@ pub fn parse(bytes: &[u8], rank: usize, file: &Path) -> Result<(Vec<usize>, Vec<
     if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 || bytes[3] as usize != rank {
         bail!("{}: not an idx{rank} file of unsigned bytes (magic {:02x?})", file.display(), &bytes[..4]);
     }
-    let dims: Vec<usize> = (0..rank)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
-        .collect();
-    let len: usize = dims.iter().product();
+    let dims: Vec<usize> =
+        (0..rank).map(|i| u32::from_be_bytes([0, 1, 2, 3].map(|k| bytes[4 + 4 * i + k])) as usize).collect();
     let body = &bytes[header..];
+    let len = dims.iter().try_fold(1usize, |a, d| a.checked_mul(*d)).unwrap_or(usize::MAX);
     if body.len() < len {
         bail!("{}: truncated: header promises {len} bytes of data, file has {}", file.display(), body.len());
     }
@@ -55,6 +54,10 @@ pub fn parse(bytes: &[u8], rank: usize, file: &Path) -> Result<(Vec<usize>, Vec<
 /// Images and labels from two idx files' bytes.
 pub fn dataset(images: (&[u8], &Path), labels: (&[u8], &Path), classes: &[&str]) -> Result<Dataset> {
     let (dims, pixels) = parse(images.0, 3, images.1)?;
+    let max = crate::checkpoint::MAX_IMAGE_SIZE;
+    if dims[1..].iter().any(|d| !(1..=max).contains(d)) {
+        bail!("{}: images of {}x{} pixels (each side 1 to {max})", images.1.display(), dims[1], dims[2]);
+    }
     let (ldims, labels_u8) = parse(labels.0, 1, labels.1)?;
     if dims[0] != ldims[0] {
         bail!(
@@ -81,7 +84,7 @@ pub fn dataset(images: (&[u8], &Path), labels: (&[u8], &Path), classes: &[&str])
 /// `name` or `name.gz` in `dir`.
 fn find(dir: &Path, name: &str) -> Result<PathBuf> {
     for candidate in [dir.join(format!("{name}.gz")), dir.join(name)] {
-        if candidate.is_file() {
+        if candidate.exists() {
             return Ok(candidate);
         }
     }
@@ -89,16 +92,27 @@ fn find(dir: &Path, name: &str) -> Result<PathBuf> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    maybe_gunzip(bytes, path)
+    maybe_gunzip(crate::files::read(path)?, path)
 }
 
 /// The standard file names: train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-...
 pub fn load_dir(dir: &Path, classes: &[&str]) -> Result<(Dataset, Dataset)> {
-    let split = |prefix: &str| -> Result<Dataset> {
+    let split = |prefix: &str| -> Result<(Dataset, PathBuf)> {
         let ip = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
         let lp = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
-        dataset((&read(&ip)?, &ip), (&read(&lp)?, &lp), classes)
+        dataset((&read(&ip)?, &ip), (&read(&lp)?, &lp), classes).map(|d| (d, ip))
     };
-    Ok((split("train")?, split("t10k")?))
+    let ((train, train_images), (test, test_images)) = (split("train")?, split("t10k")?);
+    if (test.height, test.width) != (train.height, train.width) {
+        bail!(
+            "{}: test images are {}x{}, the training images in {} {}x{}",
+            test_images.display(),
+            test.height,
+            test.width,
+            train_images.display(),
+            train.height,
+            train.width
+        );
+    }
+    Ok((train, test))
 }

@@ -1,9 +1,11 @@
 //! The batch loader: worker threads decode, augment and normalise batches ahead of the GPU
 //! through bounded queues. Worker w builds batches w, w + W, w + 2W, ... and the consumer takes
-//! them in order, so the batch sequence is the same for any number of workers.
+//! them in order, so the batch sequence is the same for any number of workers. A worker that
+//! fails (panics) ends the iteration with its error, never with a silently short epoch.
 
 use super::Dataset;
 use super::augment::{Augment, sample_rng};
+use anyhow::{Result, anyhow};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use std::sync::Arc;
@@ -39,7 +41,7 @@ pub struct LoaderOptions {
 }
 
 pub struct Loader {
-    receivers: Vec<Receiver<Batch>>,
+    receivers: Vec<Receiver<Result<Batch>>>,
     handles: Vec<JoinHandle<()>>,
     next: usize,
     count: usize,
@@ -57,8 +59,16 @@ impl Loader {
                 (data.clone(), order.clone(), o.augment.clone(), o.random, o.batch);
             handles.push(std::thread::spawn(move || {
                 for b in (w..count).step_by(workers) {
-                    if tx.send(make_batch(&data, &order, b, batch, &augment, random)).is_err() {
-                        return; // the consumer stopped early
+                    let made =
+                        crate::fault::catch(&format!("data loader worker {w} (batch {})", b + 1), || {
+                            if b == 1 && crate::fault::armed("loader-panic", None) {
+                                panic!("injected fault (TERN_FAULT=loader-panic)");
+                            }
+                            make_batch(&data, &order, b, batch, &augment, random)
+                        });
+                    let failed = made.is_err();
+                    if tx.send(made).is_err() || failed {
+                        return; // the consumer stopped early, or this worker failed
                     }
                 }
             }));
@@ -101,15 +111,31 @@ fn make_batch(
 }
 
 impl Iterator for Loader {
-    type Item = Batch;
+    /// The next batch, or the error of the worker that should have built it.
+    type Item = Result<Batch>;
 
-    fn next(&mut self) -> Option<Batch> {
+    fn next(&mut self) -> Option<Result<Batch>> {
         if self.next >= self.count {
             return None;
         }
-        let rx = &self.receivers[self.next % self.receivers.len()];
+        let (index, w) = (self.next, self.next % self.receivers.len());
         self.next += 1;
-        rx.recv().ok()
+        match self.receivers[w].recv() {
+            Ok(batch) => {
+                if batch.is_err() {
+                    self.next = self.count; // nothing after a failed batch
+                }
+                Some(batch)
+            }
+            Err(_) => {
+                self.next = self.count;
+                Some(Err(anyhow!(
+                    "data loader worker {w} stopped before batch {} of {}",
+                    index + 1,
+                    self.count
+                )))
+            }
+        }
     }
 }
 

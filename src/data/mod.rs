@@ -130,6 +130,26 @@ pub fn load(kind: DatasetKind, dir: Option<&Path>, folder: FolderOptions) -> Res
     Ok(Splits { train, test, mean, std, flip })
 }
 
+/// Refuse to hold `bytes` in host memory when that is more than half the memory available
+/// (`MemAvailable` on Linux; 8 GiB assumed elsewhere). `what` names the data.
+pub fn check_memory(bytes: u64, what: &str) -> Result<()> {
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(8 << 30, |kib| kib * 1024);
+    if bytes > available / 2 {
+        bail!(
+            "{what} need {:.1} GB of memory, more than half the {:.1} GB available: use a smaller --image-size",
+            bytes as f64 / 1e9,
+            available as f64 / 1e9
+        );
+    }
+    Ok(())
+}
+
 /// Labels must index the class list: name the file and the first bad label.
 pub fn check_labels(labels: &[u32], classes: usize, file: &Path) -> Result<()> {
     if let Some((i, l)) = labels.iter().enumerate().find(|(_, l)| **l as usize >= classes) {

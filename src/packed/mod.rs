@@ -5,8 +5,8 @@
 use crate::checkpoint::{Meta, to_safetensors, write_atomic};
 use crate::gpu::Gpu;
 use crate::gpu::Var;
+use crate::nn::Model;
 use crate::nn::layers::Layer;
-use crate::nn::{Model, ModelSpec};
 use crate::ops::batchnorm::EPS;
 use crate::params::Slot;
 use crate::quant::pack;
@@ -19,7 +19,7 @@ mod graph;
 
 pub use graph::PackedGraph;
 
-pub const FORMAT: &str = "tern-packed-1";
+pub use crate::checkpoint::PACKED_FORMAT as FORMAT;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum PackedWeightsHost {
@@ -168,10 +168,12 @@ impl PackedModel {
         write_atomic(path, &to_safetensors(&list, meta)?)
     }
 
-    /// Load and check every tensor against the architecture in the metadata.
+    /// Load and check: the metadata as a whole (`Meta::validate`), each layer's tensors with the
+    /// kind (ternary or f32), dtype and shape the architecture and quantizer imply, the
+    /// `layers` index against them, every value finite, no weight both +Wp and −Wn.
     pub fn load(path: &Path) -> Result<PackedModel> {
         let p = path.display();
-        let bytes = std::fs::read(path).with_context(|| format!("{p}: cannot read"))?;
+        let bytes = crate::files::read(path)?;
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|e| anyhow::anyhow!("{p}: not a safetensors file ({e})"))?;
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| anyhow::anyhow!("{p}: {e}"))?;
@@ -179,9 +181,12 @@ impl PackedModel {
         if md.get("format").map(String::as_str) != Some(FORMAT) {
             bail!("{p}: not a packed tern model (no \"format\": \"{FORMAT}\" metadata)");
         }
-        let meta: Meta = serde_json::from_str(md.get("tern").context("missing \"tern\" metadata")?)
-            .with_context(|| format!("{p}: malformed metadata"))?;
-        let tensor = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
+        let meta: Meta =
+            serde_json::from_str(md.get("tern").with_context(|| format!("{p}: missing \"tern\" metadata"))?)
+                .map_err(|e| anyhow::anyhow!("{p}: malformed \"tern\" metadata ({e})"))?;
+        meta.validate(path)?;
+        let mut used = std::collections::HashSet::new();
+        let mut tensor = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
             let t = st.tensor(name).map_err(|_| anyhow::anyhow!("{p}: missing tensor '{name}'"))?;
             if t.dtype() != dtype || t.shape() != shape {
                 bail!(
@@ -190,61 +195,82 @@ impl PackedModel {
                     t.shape()
                 );
             }
+            used.insert(name.to_string());
             Ok(t.data().to_vec())
         };
-        let f32s = |b: Vec<u8>| -> Vec<f32> { bytemuck::pod_collect_to_vec(&b) };
-        let model = ModelSpec { quant: crate::quant::QuantKind::Fp, ..meta.spec.clone() };
+        let f32s = |name: &str, b: Vec<u8>| -> Result<Vec<f32>> {
+            let v: Vec<f32> = bytemuck::pod_collect_to_vec(&b);
+            if let Some(x) = v.iter().find(|x| !x.is_finite()) {
+                bail!("{p}: tensor '{name}' holds the non-finite value {x}");
+            }
+            Ok(v)
+        };
         let mut layers = Vec::new();
-        for layer in model.layers()? {
-            for (name, _) in layer.weight_layers() {
+        let mut index = Vec::new();
+        for layer in meta.spec.layers()? {
+            for (name, q) in layer.weight_layers() {
                 let shape = weight_shape(&layer, name).context("layer shape")?;
                 let (cout, numel) = (shape[0], shape.iter().product::<usize>());
                 let words = numel.div_ceil(32);
-                let weights = if st.tensor(&format!("{name}.pos")).is_ok() {
-                    let scales = |s: &str| -> Result<Vec<f32>> {
-                        let t = st
-                            .tensor(&format!("{name}.{s}"))
-                            .map_err(|_| anyhow::anyhow!("{p}: missing tensor '{name}.{s}'"))?;
+                let ternary = q.kind() != crate::quant::QuantKind::Fp;
+                let kind = if ternary { "ternary" } else { "dense" };
+                index.push(serde_json::json!({"name": name, "kind": kind, "shape": shape}));
+                let weights = if ternary {
+                    let mut scales = |s: &str| -> Result<Vec<f32>> {
+                        let n = format!("{name}.{s}");
+                        let t = st.tensor(&n).map_err(|_| anyhow::anyhow!("{p}: missing tensor '{n}'"))?;
                         let len = t.shape().iter().product::<usize>();
                         if len != 1 && len != cout {
-                            bail!("{p}: tensor '{name}.{s}' must hold 1 or {cout} scales");
+                            bail!("{p}: tensor '{n}' must hold 1 or {cout} scales");
                         }
-                        Ok(f32s(tensor(&format!("{name}.{s}"), Dtype::F32, &[len])?))
+                        f32s(&n, tensor(&n, Dtype::F32, &[len])?)
                     };
-                    PackedWeightsHost::Ternary {
-                        pos: bytemuck::pod_collect_to_vec(&tensor(
-                            &format!("{name}.pos"),
-                            Dtype::U32,
-                            &[words],
-                        )?),
-                        neg: bytemuck::pod_collect_to_vec(&tensor(
-                            &format!("{name}.neg"),
-                            Dtype::U32,
-                            &[words],
-                        )?),
-                        wn: match st.tensor(&format!("{name}.wn")) {
-                            Ok(_) => scales("wn")?,
-                            Err(_) => scales("wp")?, // no Wn: the layer is symmetric
-                        },
-                        wp: scales("wp")?,
+                    let wp = scales("wp")?;
+                    let wn = match st.tensor(&format!("{name}.wn")) {
+                        Ok(_) => scales("wn")?,
+                        Err(_) => wp.clone(), // no Wn: the layer is symmetric
+                    };
+                    let pos: Vec<u32> =
+                        bytemuck::pod_collect_to_vec(&tensor(&format!("{name}.pos"), Dtype::U32, &[words])?);
+                    let neg: Vec<u32> =
+                        bytemuck::pod_collect_to_vec(&tensor(&format!("{name}.neg"), Dtype::U32, &[words])?);
+                    if let Some(w) = pos.iter().zip(&neg).position(|(a, b)| a & b != 0) {
+                        let bit = 32 * w + (pos[w] & neg[w]).trailing_zeros() as usize;
+                        bail!("{p}: tensors '{name}.pos' and '{name}.neg' both set weight {bit}");
                     }
+                    PackedWeightsHost::Ternary { pos, neg, wp, wn }
                 } else {
-                    PackedWeightsHost::Dense {
-                        weight: f32s(tensor(&format!("{name}.weight"), Dtype::F32, &shape)?),
-                    }
+                    let n = format!("{name}.weight");
+                    PackedWeightsHost::Dense { weight: f32s(&n, tensor(&n, Dtype::F32, &shape)?)? }
                 };
-                let scale = f32s(tensor(&format!("{name}.scale"), Dtype::F32, &[cout])?);
-                let shift = f32s(tensor(&format!("{name}.shift"), Dtype::F32, &[cout])?);
+                let mut vector = |s: &str, len: usize| -> Result<Vec<f32>> {
+                    let n = format!("{name}.{s}");
+                    f32s(&n, tensor(&n, Dtype::F32, &[len])?)
+                };
+                let scale = vector("scale", cout)?;
+                let shift = vector("shift", cout)?;
                 let act = match layer {
                     Layer::TernaryUnit(_) => {
-                        let cin = shape[1];
-                        let s = f32s(tensor(&format!("{name}.act_scale"), Dtype::F32, &[cin])?);
-                        Some((s, f32s(tensor(&format!("{name}.act_shift"), Dtype::F32, &[cin])?)))
+                        Some((vector("act_scale", shape[1])?, vector("act_shift", shape[1])?))
                     }
                     _ => None,
                 };
                 layers.push(PackedLayer { name: name.to_string(), shape, weights, scale, shift, act });
             }
+        }
+        if let Some(text) = md.get("layers") {
+            let stored: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| anyhow::anyhow!("{p}: malformed \"layers\" metadata ({e})"))?;
+            if stored != serde_json::Value::Array(index) {
+                bail!(
+                    "{p}: the \"layers\" metadata does not list the layers of {} with {} as this file's tensors do",
+                    meta.spec.arch.name(),
+                    meta.spec.quant.name()
+                );
+            }
+        }
+        if let Some(extra) = st.names().into_iter().find(|n| !used.contains(*n)) {
+            bail!("{p}: unexpected tensor '{extra}': not part of {}", meta.spec.arch.name());
         }
         Ok(PackedModel { meta, layers })
     }

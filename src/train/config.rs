@@ -5,7 +5,7 @@ use crate::data::DatasetKind;
 use crate::nn::Arch;
 use crate::quant::QuantKind;
 use anyhow::{Result, bail};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -169,13 +169,150 @@ impl TrainConfig {
         if on { (4, flip_ok) } else { (0, false) }
     }
 
+    /// Every setting in its range; the error names the flag and the value.
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.epochs == 0 || self.batch_size == 0 || self.log_every == 0 {
-            bail!("--epochs, --batch-size and --log-every must be at least 1");
+        for (flag, v) in
+            [("--epochs", self.epochs), ("--batch-size", self.batch_size), ("--log-every", self.log_every)]
+        {
+            if v == 0 {
+                bail!("{flag} must be at least 1");
+            }
         }
-        if !(self.lr > 0.0 && self.lr.is_finite() && (0.0..1.0).contains(&self.threshold)) {
-            bail!("--lr must be positive and --threshold in [0, 1)");
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            bail!("--lr must be positive and finite, got {}", self.lr);
+        }
+        if !(self.threshold.is_finite() && (0.0..1.0).contains(&self.threshold)) {
+            bail!("--threshold must be in [0, 1), got {}", self.threshold);
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            bail!("--momentum must be in [0, 1), got {}", self.momentum);
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            bail!("--weight-decay must be finite and not negative, got {}", self.weight_decay);
+        }
+        if !(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0) {
+            bail!("--warmup-epochs must be finite and not negative, got {}", self.warmup_epochs);
+        }
+        let max = crate::checkpoint::MAX_IMAGE_SIZE;
+        if !(4..=max).contains(&self.image_size) {
+            bail!("--image-size must be between 4 and {max}, got {}", self.image_size);
+        }
+        if !matches!(self.channels, 1 | 3) {
+            bail!("--channels must be 1 or 3, got {}", self.channels);
+        }
+        if !(1..=256).contains(&self.workers) {
+            bail!("--workers must be between 1 and 256, got {}", self.workers);
         }
         Ok(())
     }
+}
+
+/// Settings a resumed run may change: the schedule and optimizer's numbers, the length of the
+/// run, logging, loader threads, and where the data now lives. Everything else defines the run.
+const CHANGEABLE_ON_RESUME: [&str; 10] = [
+    "epochs",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "warmup_epochs",
+    "log_every",
+    "workers",
+    "profile",
+    "data",
+];
+
+/// `tern train`'s settings and the flags given on the command line (their clap ids, which are
+/// the field names), so that `--resume` can apply or refuse them.
+#[derive(Clone, Debug)]
+pub struct TrainArgs {
+    pub config: TrainConfig,
+    pub given: Vec<String>,
+}
+
+impl clap::FromArgMatches for TrainArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let config = TrainConfig::from_arg_matches(m)?;
+        Ok(TrainArgs { config, given: given(m) })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.config.update_from_arg_matches(m)?;
+        self.given = given(m);
+        Ok(())
+    }
+}
+
+fn given(m: &clap::ArgMatches) -> Vec<String> {
+    m.ids()
+        .filter(|id| m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| id.to_string())
+        .collect()
+}
+
+impl clap::Args for TrainArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        TrainConfig::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        TrainConfig::augment_args_for_update(cmd)
+    }
+}
+
+/// The configuration a resumed run continues with: `stored`, with each flag in `given` (taken
+/// from `cli`) applied when it may change, and refused with a message when it would make another
+/// run. Returns the configuration and the changes, as "--flag new (was old)".
+pub(crate) fn resumed(
+    stored: &TrainConfig,
+    cli: &TrainConfig,
+    given: &[String],
+    completed: usize,
+    dir: &Path,
+) -> Result<(TrainConfig, Vec<String>)> {
+    let show = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "none".into(),
+        serde_json::Value::Number(n) if n.is_f64() => format!("{}", n.as_f64().unwrap_or(f64::NAN) as f32),
+        v => v.to_string(),
+    };
+    let mut cli = cli.clone();
+    cli.data = cli.data.as_deref().map(absolute);
+    let (mut cfg, new) = (serde_json::to_value(stored)?, serde_json::to_value(&cli)?);
+    let mut changes = Vec::new();
+    for id in given {
+        let flag = format!("--{}", id.replace('_', "-"));
+        if id == "out" {
+            let same = |a: &Path, b: &Path| absolute(a) == absolute(b);
+            if !cli.out.as_deref().is_some_and(|o| same(o, dir)) {
+                bail!("{flag}: --resume {} continues in {0}; leave out --out", dir.display());
+            }
+            continue;
+        }
+        let (Some(old), Some(new)) = (cfg.get(id).cloned(), new.get(id)) else { continue };
+        if old == *new {
+            continue;
+        }
+        if !CHANGEABLE_ON_RESUME.contains(&id.as_str()) {
+            bail!(
+                "{flag} {} would change the run in {} (its {flag} is {}): resume without it, or start a new run with another --out",
+                show(new),
+                dir.display(),
+                show(&old)
+            );
+        }
+        changes.push(format!("{flag} {} (was {})", show(new), show(&old)));
+        cfg[id] = new.clone();
+    }
+    let cfg: TrainConfig = serde_json::from_value(cfg)?;
+    cfg.validate()?;
+    if cfg.epochs < completed {
+        bail!("--epochs {}: {} already has {completed} epochs complete", cfg.epochs, dir.display());
+    }
+    Ok((cfg, changes))
+}
+
+/// `path` made absolute (canonical when it exists), so a stored path works from any directory.
+pub(crate) fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_path_buf())
 }

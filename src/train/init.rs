@@ -3,9 +3,10 @@
 //! from full precision to a quantizer.
 
 use super::TrainConfig;
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, Meta};
 use crate::data::Dataset;
 use crate::gpu::Gpu;
+use crate::nn::Arch;
 use crate::nn::{Model, ModelSpec};
 use crate::params::{HostTensor, Slot};
 use crate::quant::QuantKind;
@@ -25,6 +26,53 @@ pub(crate) fn spec(cfg: &TrainConfig, data: &Dataset, quant: QuantKind) -> Model
         quantize_ends: cfg.quantize_ends,
         activation: cfg.activation,
     }
+}
+
+/// Refuse up front an input (channels, height, width) and batch whose activation tensors would
+/// exceed the adapter's buffer limits (the widest tensor is the first layer's output).
+pub(crate) fn check_fits(gpu: &Gpu, arch: Arch, input: (usize, usize, usize), batch: usize) -> Result<()> {
+    let (c, h, w) = input;
+    let widest = if arch == Arch::SmallCnn { 8 } else { 16 }.max(c) as u64;
+    let bytes = (batch as u64).saturating_mul(widest * h as u64 * w as u64 * 4);
+    let l = &gpu.limits;
+    let (limit, max) = [
+        ("max_storage_buffer_binding_size", l.max_storage_buffer_binding_size),
+        ("max_buffer_size", l.max_buffer_size),
+    ]
+    .into_iter()
+    .min_by_key(|(_, m)| *m)
+    .unwrap_or(("max_buffer_size", u64::MAX));
+    if bytes > max {
+        bail!(
+            "--batch-size {batch} with {c}x{h}x{w} images needs {:.0} MB for one activation tensor, over this adapter's {limit} of {:.0} MB: use a smaller --image-size or --batch-size",
+            bytes as f64 / 1e6,
+            max as f64 / 1e6
+        );
+    }
+    Ok(())
+}
+
+/// A resumed model and the data it continues on must agree on input shape and classes.
+pub(crate) fn check_data(meta: &Meta, data: &Dataset, ckpt: &Path, dir: Option<&Path>) -> Result<()> {
+    let s = &meta.spec;
+    if (data.channels, data.height, data.width, data.classes.len())
+        != (s.in_channels, s.height, s.width, s.classes)
+    {
+        bail!(
+            "{}: the model takes {}x{}x{} images in {} classes, the data in {} has {}x{}x{} in {}",
+            ckpt.display(),
+            s.in_channels,
+            s.height,
+            s.width,
+            s.classes,
+            dir.map_or("the embedded set".into(), |d| d.display().to_string()),
+            data.channels,
+            data.height,
+            data.width,
+            data.classes.len()
+        );
+    }
+    Ok(())
 }
 
 /// A quantized model started from full-precision tensors: same names, plus the quantizer's own
@@ -47,6 +95,9 @@ pub(crate) fn from_full_precision(
                     src.shape,
                     t.shape
                 );
+            }
+            if let Some(v) = src.data.iter().find(|v| !v.is_finite()) {
+                bail!("{}: tensor '{}' holds the non-finite value {v}", origin.display(), t.name);
             }
             t.data = src.data.clone();
         } else if !is_quantizer_param(&model, &t.name) {

@@ -5,9 +5,12 @@
 
 mod config;
 mod init;
+mod outdir;
 mod session;
 
-pub use config::{Augment, Optimizer, Schedule, TrainConfig};
+pub use config::{Augment, Optimizer, Schedule, TrainArgs, TrainConfig};
+pub use outdir::LOCK;
+use outdir::OutDir;
 pub(crate) use session::Session;
 
 use crate::checkpoint::{Checkpoint, Meta};
@@ -53,6 +56,67 @@ pub struct TrainState {
     pub std: Vec<f32>,
 }
 
+impl TrainState {
+    /// The epoch (from 1) whose checkpoint is best.safetensors: the first with the highest test
+    /// accuracy, as training chooses it.
+    pub fn best_epoch(&self) -> Option<usize> {
+        let mut best: Option<&EpochMetrics> = None;
+        for m in &self.history {
+            if best.is_none_or(|b| m.test_accuracy > b.test_accuracy) {
+                best = Some(m);
+            }
+        }
+        best.map(|m| m.epoch)
+    }
+
+    /// The training state of a checkpoint to resume, checked as a whole against itself and the
+    /// model metadata; errors name `path`.
+    fn from_checkpoint(ckpt: &Checkpoint, path: &Path) -> Result<TrainState> {
+        let p = path.display();
+        let text = ckpt.training.as_deref().with_context(|| format!("{p}: no training state to resume"))?;
+        let st: TrainState = serde_json::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{p}: malformed \"training\" metadata ({e})"))?;
+        let c = &st.config;
+        c.validate().map_err(|e| anyhow::anyhow!("{p}: the stored configuration is invalid: {e}"))?;
+        if st.epoch == 0 || st.epoch > c.epochs {
+            bail!("{p}: the training state is at epoch {} of {}", st.epoch, c.epochs);
+        }
+        if st.history.len() != st.epoch || st.history.iter().enumerate().any(|(i, m)| m.epoch != i + 1) {
+            bail!("{p}: the training history does not list epochs 1 to {}", st.epoch);
+        }
+        let finite = |m: &EpochMetrics| {
+            [m.train_loss, m.test_loss, m.images_per_second, m.seconds].iter().all(|v| v.is_finite())
+                && [m.train_accuracy, m.test_accuracy].iter().all(|v| (0.0..=1.0).contains(v))
+                && m.lr.is_finite()
+        };
+        if let Some(m) = st.history.iter().find(|m| !finite(m)) {
+            bail!("{p}: the training history of epoch {} holds values out of range", m.epoch);
+        }
+        let best = st.history.iter().map(|m| m.test_accuracy).fold(f64::NEG_INFINITY, f64::max);
+        if st.best_accuracy != best {
+            bail!("{p}: the best accuracy {} is not the history's best {best}", st.best_accuracy);
+        }
+        if st.mean != ckpt.meta.mean || st.std != ckpt.meta.std {
+            bail!("{p}: the training state's normalisation differs from the model's");
+        }
+        let s = &ckpt.meta.spec;
+        let quant = c.quant_at(st.epoch - 1);
+        if (s.arch, s.quant, s.threshold, s.quantize_ends, s.activation)
+            != (c.arch, quant, c.threshold, c.quantize_ends, c.activation)
+        {
+            bail!(
+                "{p}: the model metadata ({} {}) does not match the training configuration ({} {} after epoch {})",
+                s.arch.name(),
+                s.quant.name(),
+                c.arch.name(),
+                quant.name(),
+                st.epoch
+            );
+        }
+        Ok(st)
+    }
+}
+
 pub struct Summary {
     pub out: PathBuf,
     pub history: Vec<EpochMetrics>,
@@ -60,44 +124,125 @@ pub struct Summary {
     pub test: Evaluation,
 }
 
-/// Train per `cfg`, or continue the run in `resume` (its own config then applies). With
-/// `stop_after`, return after that many epochs have completed (resume later).
+/// Train per `cfg`, or continue the run in `resume` with its own configuration (`cfg` is then
+/// ignored). With `stop_after`, return once that many epochs are complete (resume later).
 pub fn train(
     gpu: &Gpu,
     cfg: &TrainConfig,
     resume: Option<&Path>,
     stop_after: Option<usize>,
 ) -> Result<Summary> {
-    // On --resume the run's own config and state come from OUT/last.safetensors.
-    let (cfg, mut state, resume_ckpt) = match resume {
-        Some(dir) => {
-            let path = dir.join("last.safetensors");
-            let ckpt =
-                Checkpoint::load(&path).with_context(|| format!("cannot resume from {}", dir.display()))?;
-            let text = ckpt
-                .training
-                .clone()
-                .with_context(|| format!("{}: no training state to resume", path.display()))?;
-            let mut state: TrainState = serde_json::from_str(&text)
-                .with_context(|| format!("{}: bad training state", path.display()))?;
-            state.config.out = Some(dir.to_path_buf());
+    run(gpu, cfg, &[], resume, stop_after)
+}
+
+/// `tern train`: `train` with SIGINT/SIGTERM handled (the run stops at the next step boundary
+/// with its last checkpoint kept; a second signal exits at once), and with `--resume` the flags
+/// given on the command line applied to the resumed run or refused.
+pub fn command(
+    gpu: &Gpu,
+    args: &TrainArgs,
+    resume: Option<&Path>,
+    stop_after: Option<usize>,
+) -> Result<Summary> {
+    crate::interrupt::install();
+    run(gpu, &args.config, &args.given, resume, stop_after)
+}
+
+fn run(
+    gpu: &Gpu,
+    cli: &TrainConfig,
+    given: &[String],
+    resume: Option<&Path>,
+    stop_after: Option<usize>,
+) -> Result<Summary> {
+    if stop_after == Some(0) {
+        bail!("--stop-after must be at least 1 (the epochs to complete before stopping)");
+    }
+    // On --resume the run's own config and state come from OUT/last.safetensors, read under the
+    // directory's lock.
+    let mut dir = None;
+    let (mut cfg, mut state, resume_ckpt) = match resume {
+        Some(d) => {
+            let locked = OutDir::open(d, false)?;
+            let path = locked.file(outdir::LAST);
+            if !path.exists() {
+                bail!(
+                    "{}: no {} to resume from (a run stopped before its first epoch ends leaves none): start it again",
+                    d.display(),
+                    outdir::LAST
+                );
+            }
+            let ckpt = Checkpoint::load(&path)?;
+            let mut state = TrainState::from_checkpoint(&ckpt, &path)?;
+            let (cfg, changes) = config::resumed(&state.config, cli, given, state.epoch, d)?;
+            if !changes.is_empty() {
+                println!("resuming {} with {}", d.display(), changes.join(", "));
+            }
+            state.config = TrainConfig { out: Some(d.to_path_buf()), ..cfg.clone() };
+            dir = Some(locked);
             (state.config.clone(), Some(state), Some((ckpt, path)))
         }
-        None => (cfg.clone(), None, None),
+        None => (cli.clone(), None, None),
     };
     cfg.validate()?;
+    // Stored paths work from any working directory.
+    cfg.data = cfg.data.as_deref().map(config::absolute);
+    cfg.init = cfg.init.as_deref().map(config::absolute);
+    if let Some(s) = state.as_mut() {
+        s.config = cfg.clone();
+    }
+    let out = cfg.out_dir();
+    if dir.is_none() && out.join(outdir::LAST).exists() {
+        bail!("{} already holds a run: resume it with --resume {0}, or choose another --out", out.display());
+    }
+    if cfg.dataset == data::DatasetKind::Folder {
+        // The size is known before any image is decoded.
+        init::check_fits(gpu, cfg.arch, (cfg.channels, cfg.image_size, cfg.image_size), cfg.batch_size)?;
+    }
     let splits = data::load(
         cfg.dataset,
         cfg.data.as_deref(),
         FolderOptions { size: cfg.image_size, channels: cfg.channels },
     )?;
-    let out = cfg.out_dir();
-    if resume.is_none() && out.join("last.safetensors").exists() {
-        bail!("{} already holds a run: resume it with --resume {0}, or choose another --out", out.display());
+    // Reject an impossible model, batch or device limit before anything is written.
+    let spec = init::spec(&cfg, &splits.train, cfg.quant_at(0));
+    spec.layers()?;
+    let steps = splits.train.len() / cfg.batch_size;
+    if steps == 0 {
+        let run = resume_ckpt.as_ref().map_or(String::new(), |(_, p)| format!("{}: the run's ", p.display()));
+        bail!(
+            "{run}--batch-size {} is larger than the {} training images",
+            cfg.batch_size,
+            splits.train.len()
+        );
     }
-    // Reject an impossible model before anything is written.
-    init::spec(&cfg, &splits.train, cfg.quant).layers()?;
-    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+    init::check_fits(gpu, cfg.arch, (spec.in_channels, spec.height, spec.width), cfg.batch_size)?;
+    if let (Some((ckpt, path)), Some(st)) = (&resume_ckpt, &state) {
+        init::check_data(&ckpt.meta, &splits.train, path, cfg.data.as_deref())?;
+        if st.step != (st.epoch * steps) as u64 {
+            bail!(
+                "{}: the run took {} steps in {} epochs, but the {} training images of {} make {steps} per epoch: is this its data?",
+                path.display(),
+                st.step,
+                st.epoch,
+                splits.train.len(),
+                cfg.data.as_deref().map_or("the embedded set".into(), |d| d.display().to_string())
+            );
+        }
+    }
+    let mut dir = match dir {
+        Some(d) => d,
+        None => {
+            let d = OutDir::open(&out, true)?;
+            if d.had_run {
+                bail!(
+                    "{} already holds a run: resume it with --resume {0}, or choose another --out",
+                    out.display()
+                );
+            }
+            d
+        }
+    };
     let (mean, std) = match &state {
         Some(s) => (s.mean.clone(), s.std.clone()),
         None => (splits.mean.clone(), splits.std.clone()),
@@ -115,7 +260,7 @@ pub fn train(
     let start_epoch = state.as_ref().map_or(0, |s| s.epoch);
     let model = init::initial_model(gpu, &cfg, &train_data, resume_ckpt.as_ref())?;
     let mut session = Session::new(gpu, model, &cfg, eval_batch)?;
-    let mut st = state.take().unwrap_or(TrainState {
+    let mut st = state.unwrap_or(TrainState {
         config: cfg.clone(),
         epoch: 0,
         step: 0,
@@ -124,6 +269,12 @@ pub fn train(
         mean: mean.clone(),
         std: std.clone(),
     });
+    if let Some((_, path)) = &resume_ckpt {
+        let restored = dir.repair(&st, &crate::files::read(path)?)?;
+        if !restored.is_empty() {
+            println!("restored from {}: {}", path.display(), restored.join(", "));
+        }
+    }
     println!(
         "training {} ({} parameters) on {} — {} train / {} test images, {} classes, out {}",
         cfg.arch.name(),
@@ -136,14 +287,15 @@ pub fn train(
     );
     let (pad, flip) = cfg.augmentation(splits.flip);
     let augment = data::augment::Augment { pad, flip, mean: mean.clone(), std: std.clone() };
-    let steps = train_data.len() / cfg.batch_size;
-    if steps == 0 {
-        bail!("--batch-size {} is larger than the {} training images", cfg.batch_size, train_data.len());
-    }
     let mut last_eval = None;
     let (mut profiler, mut trace) = (None, cfg.profile.then(Trace::default));
-    let end_epoch = stop_after.map_or(cfg.epochs, |n| n.clamp(start_epoch, cfg.epochs));
+    let end_epoch = stop_after.map_or(cfg.epochs, |n| n.min(cfg.epochs)).max(start_epoch);
+    if start_epoch == cfg.epochs {
+        println!("{}: all {} epochs are complete", out.display(), cfg.epochs);
+    }
     for epoch in start_epoch..end_epoch {
+        crate::interrupt::set_hint(resume_hint(&out, st.epoch));
+        let stopped = |e: anyhow::Error, st: &TrainState| interrupted(e, &out, st, epoch, cfg.epochs);
         let quant = cfg.quant_at(epoch);
         if session.model.spec.quant != quant {
             // End of the full-precision warm-up: continue from its weights with the quantizer.
@@ -159,10 +311,13 @@ pub fn train(
         }
         let prof = profiler.as_ref().zip(trace.as_mut());
         let t0 = Instant::now();
+        let mut step = st.step;
         let (train_loss, train_acc, lr) =
-            run_epoch(gpu, &session, &cfg, &train_data, &augment, epoch, steps, &mut st.step, prof)?;
+            run_epoch(gpu, &session, &cfg, &train_data, &augment, epoch, steps, &mut step, prof)
+                .map_err(|e| stopped(e, &st))?;
         let seconds = t0.elapsed().as_secs_f64();
-        let eval = infer::evaluate(gpu, &session.eval, &test_data, &mean, &std)?;
+        let eval =
+            infer::evaluate(gpu, &session.eval, &test_data, &mean, &std).map_err(|e| stopped(e, &st))?;
         let m = EpochMetrics {
             epoch: epoch + 1,
             quant,
@@ -186,6 +341,7 @@ pub fn train(
             m.images_per_second,
             seconds
         );
+        st.step = step;
         st.epoch = epoch + 1;
         st.history.push(m.clone());
         let best = eval.accuracy > st.best_accuracy;
@@ -194,13 +350,14 @@ pub fn train(
         }
         let training = Some(serde_json::to_string(&st)?);
         let ckpt = Checkpoint::of(gpu, &session.model, meta(&session.model.spec), true, training)?;
-        ckpt.save(&out.join("last.safetensors"))?;
-        if best {
-            ckpt.save(&out.join("best.safetensors"))?;
-        }
-        append_jsonl(&out.join("metrics.jsonl"), &m)?;
-        curves(&out.join("curves.png"), &st.history)?;
+        dir.commit_epoch(&ckpt, &st, best)?;
         last_eval = Some(eval);
+        if let Some(signal) = crate::interrupt::pending()
+            && st.epoch < end_epoch
+        {
+            let e = crate::interrupt::Interrupted::new(signal, format!("after epoch {}", st.epoch)).into();
+            return Err(interrupted(e, &out, &st, epoch + 1, cfg.epochs));
+        }
     }
     let test = match last_eval {
         Some(e) => e,
@@ -216,30 +373,38 @@ pub fn train(
     Ok(Summary { out, history: st.history, layers, test })
 }
 
-/// OUT/curves.png: loss and accuracy (%) against epoch, train and test.
-fn curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
-    use crate::plot::{Panel, Series};
-    let series = |name, f: fn(&EpochMetrics) -> f64| Series {
-        name,
-        points: history.iter().map(|m| (m.epoch as f64, f(m))).collect(),
-    };
-    crate::plot::panels(
-        path,
-        "epoch",
-        &[
-            Panel {
-                title: "loss",
-                series: [series("train", |m| m.train_loss), series("test", |m| m.test_loss)],
-            },
-            Panel {
-                title: "accuracy (%)",
-                series: [
-                    series("train", |m| 100.0 * m.train_accuracy),
-                    series("test", |m| 100.0 * m.test_accuracy),
-                ],
-            },
-        ],
-    )
+/// How to continue after a stop: what the last checkpoint holds and the command.
+fn resume_hint(out: &Path, completed: usize) -> String {
+    if completed == 0 {
+        "; no epoch was complete, nothing is saved: start the run again".into()
+    } else {
+        format!(
+            "; {} (epoch {completed}) is kept: continue with `tern train --resume {}`",
+            out.join(outdir::LAST).display(),
+            out.display()
+        )
+    }
+}
+
+/// An interruption during `epoch` (0-based) as the one-line error the user sees; other errors
+/// pass unchanged.
+fn interrupted(e: anyhow::Error, out: &Path, st: &TrainState, epoch: usize, epochs: usize) -> anyhow::Error {
+    match e.downcast::<crate::interrupt::Interrupted>() {
+        Ok(i) => {
+            let at = if i.message.starts_with("after epoch") {
+                i.message.clone()
+            } else {
+                format!("in epoch {}/{epochs} ({})", epoch + 1, i.message)
+            };
+            let message = format!(
+                "interrupted by {} {at}{}",
+                crate::interrupt::name(i.signal),
+                resume_hint(out, st.epoch)
+            );
+            crate::interrupt::Interrupted::new(i.signal, message).into()
+        }
+        Err(e) => e,
+    }
 }
 
 /// With --profile, one step in this many is timed.
@@ -283,9 +448,23 @@ fn run_epoch(
     let mut lr = 0.0;
     let mut profile = profile;
     let mut loader = loader.enumerate();
+    let mut done = 0;
     loop {
+        if let Some(signal) = crate::interrupt::pending() {
+            if crate::fault::armed("slow-steps", None) {
+                // Test hook: a slow device takes long to stop (the window for a second signal).
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
+            bar.finish_and_clear();
+            let at = format!("after step {done} of {steps}");
+            return Err(crate::interrupt::Interrupted::new(signal, at).into());
+        }
         let t_load = profile.as_ref().map(|(_, t)| t.now());
         let Some((i, batch)) = loader.next() else { break };
+        let batch = batch?;
+        if crate::fault::armed("slow-steps", None) {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
         lr = cfg.lr_at(epoch, i, steps);
         *global_step += 1;
         let t = *global_step as i32;
@@ -320,20 +499,13 @@ fn run_epoch(
             ));
         }
         bar.set_position(i as u64 + 1);
+        done = i + 1;
     }
     bar.finish_and_clear();
+    if done != steps {
+        bail!("the data loader ended after {done} of {steps} steps of epoch {}", epoch + 1);
+    }
     Ok((loss_sum / seen.max(1.0), correct / seen.max(1.0), lr))
-}
-
-fn append_jsonl(path: &Path, m: &EpochMetrics) -> Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?;
-    writeln!(f, "{}", serde_json::to_string(m)?)?;
-    Ok(())
 }
 
 /// The per-layer report: quantizer, Wp, Wn, sparsity, bits per weight.

@@ -1,0 +1,340 @@
+//! Faults with the real binary (issue 10): two runs on one output directory, a kill between an
+//! epoch's outputs, a panicking loader worker, a FIFO on the command line, SIGINT and SIGTERM.
+//! Each checks the message (one line naming what is at fault), the exit code, and that nothing
+//! was lost or overwritten. Kills are injected with the `TERN_FAULT` test hook (src/fault.rs).
+
+mod common;
+#[path = "common/process.rs"]
+mod process;
+
+use common::tiny_fashion;
+use process::*;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tern::checkpoint::Checkpoint;
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// Wait until `f` holds (at most two minutes).
+#[track_caller]
+fn wait_for(what: &str, f: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(120), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The pid recorded in OUT/.tern-lock, once there.
+fn lock_holder(out: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(out.join(tern::train::LOCK)).ok()?;
+    text.trim().strip_prefix("pid ")?.parse().ok()
+}
+
+fn metrics(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The training state stored in a checkpoint.
+fn state(path: &Path) -> serde_json::Value {
+    serde_json::from_str(Checkpoint::load(path).unwrap().training.as_deref().unwrap()).unwrap()
+}
+
+/// Hidden temporary files a write left in `out`.
+fn temp_files(out: &Path) -> Vec<String> {
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect()
+}
+
+/// Point 1: two runs on one --out. Started together, exactly one runs and the other refuses,
+/// naming the holder; started while the first runs, the second names its pid and changes
+/// nothing; a killed holder's lock is released by the OS.
+#[test]
+fn one_run_per_output_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_fashion(&tmp.path().join("data"), 64, 32);
+    let slow = [("TERN_FAULT", "slow-steps")];
+    let out = tmp.path().join("together");
+    let a = spawn(&train_args(&data, &out, &["--epochs", "2", "--seed", "1"]), &slow);
+    let b = spawn(&train_args(&data, &out, &["--epochs", "2", "--seed", "2"]), &slow);
+    let (pids, runs) = ([a.id(), b.id()], [finish(a, LIMIT), finish(b, LIMIT)]);
+    let winner = runs.iter().position(|r| r.code == 0).expect("neither run succeeded");
+    let loser = &runs[1 - winner];
+    assert_fails(loser, &["together is in use by another tern run (", "choose another --out"]);
+    if !loser.stderr.contains("pid not yet recorded") {
+        assert!(loser.stderr.contains(&format!("(pid {})", pids[winner])), "{}", loser.stderr);
+    }
+    let m = metrics(&out);
+    assert_eq!(m.len(), 2, "metrics.jsonl holds another run's lines");
+    let seed = state(&out.join("last.safetensors"))["config"]["seed"].as_u64().unwrap();
+    assert_eq!(seed, winner as u64 + 1, "last.safetensors is not the winner's");
+    assert_eq!(state(&out.join("best.safetensors"))["config"]["seed"].as_u64().unwrap(), seed);
+    assert!(temp_files(&out).is_empty(), "{:?}", temp_files(&out));
+
+    // A second run started while the first runs names the first's pid and writes nothing.
+    let out = tmp.path().join("apart");
+    let a = spawn(&train_args(&data, &out, &["--epochs", "2"]), &slow);
+    let pid = a.id();
+    wait_for("the first run's lock", || lock_holder(&out) == Some(pid));
+    let r = train_tiny(&data, &out, &["--seed", "5"]);
+    assert_fails(&r, &[&format!("apart is in use by another tern run (pid {pid})")]);
+    let r = tern(&["train", "--resume", out.to_str().unwrap()]);
+    assert_fails(&r, &[&format!("apart is in use by another tern run (pid {pid})")]);
+    let a = finish(a, LIMIT);
+    assert_eq!(a.code, 0, "{}", a.stderr);
+    assert_eq!(metrics(&out).len(), 2);
+    assert_eq!(state(&out.join("last.safetensors"))["config"]["seed"], 0);
+
+    // A holder killed with SIGKILL never blocks the next run.
+    let out = tmp.path().join("killed");
+    let a = spawn(&train_args(&data, &out, &["--epochs", "2"]), &slow);
+    let pid = a.id();
+    wait_for("the run's lock", || lock_holder(&out) == Some(pid));
+    send_signal(pid, libc::SIGKILL);
+    assert_eq!(finish(a, LIMIT).signal, Some(libc::SIGKILL));
+    let r = train_tiny(&data, &out, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(metrics(&out).len(), 1);
+}
+
+/// The names of the tensors two checkpoints do not share exactly (empty: the same weights).
+fn differing(a: &Path, b: &Path) -> Vec<String> {
+    let (a, b) = (Checkpoint::load(a).unwrap(), Checkpoint::load(b).unwrap());
+    let mut names: Vec<String> = a.tensors.iter().chain(&b.tensors).map(|t| t.name.clone()).collect();
+    names.sort();
+    names.dedup();
+    let get = |c: &Checkpoint, n: &str| c.tensors.iter().find(|t| t.name == n).cloned();
+    names.into_iter().filter(|n| get(&a, n) != get(&b, n)).collect()
+}
+
+/// Point 2: a kill at each step of an epoch's commit. `--resume` then restores what is missing
+/// (the metrics line, best.safetensors, the curves) or redoes the epoch, removes stale temporary
+/// files, and ends with the uninterrupted run's outputs.
+#[test]
+fn a_kill_between_an_epochs_outputs_is_repaired_by_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_fashion(&tmp.path().join("data"), 64, 32);
+    let args = |out: &Path| -> Vec<String> {
+        train_args(&data, out, &["--epochs", "3", "--fp-epochs", "1"]).into_iter().map(String::from).collect()
+    };
+    let reference = tmp.path().join("reference");
+    let r = tern(&args(&reference).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let want = metrics(&reference);
+    // The last epoch that set a new best: a kill right after its last.safetensors leaves
+    // best.safetensors behind.
+    let mut top = -1.0;
+    let mut last_best = 1;
+    for m in &want {
+        if m["test_accuracy"].as_f64().unwrap() > top {
+            top = m["test_accuracy"].as_f64().unwrap();
+            last_best = m["epoch"].as_u64().unwrap();
+        }
+    }
+    let best_epoch = state(&reference.join("best.safetensors"))["epoch"].clone();
+    let cases: Vec<(String, usize, &str)> = vec![
+        // (fault, epochs in last.safetensors after the kill, stale temporary file)
+        (format!("after-last-checkpoint@{last_best}"), last_best as usize, ""),
+        ("after-last-checkpoint@3".into(), 3, ""),
+        ("after-best-checkpoint@1".into(), 1, ""),
+        ("after-metrics@2".into(), 2, ""),
+        ("before-rename:metrics.jsonl".into(), 1, ".metrics.jsonl.tmp"),
+        ("before-rename:best.safetensors".into(), 1, ".best.safetensors.tmp"),
+    ];
+    for (i, (fault, epochs, stale)) in cases.iter().enumerate() {
+        let out = tmp.path().join(format!("run{i}"));
+        let a = args(&out);
+        let r = tern_env(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[("TERN_FAULT", fault)]);
+        assert_eq!(r.signal, Some(libc::SIGABRT), "{fault}: {}", r.stderr);
+        assert_eq!(state(&out.join("last.safetensors"))["epoch"], *epochs, "{fault}");
+        assert!(metrics(&out).len() <= *epochs, "{fault}");
+        if !stale.is_empty() {
+            assert!(out.join(stale).exists(), "{fault}: no {stale}");
+        }
+        let r = tern(&["train", "--resume", out.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{fault}: {}", r.stderr);
+        let got = metrics(&out);
+        assert_eq!(got.len(), 3, "{fault}");
+        for (x, y) in want.iter().zip(&got) {
+            for key in ["epoch", "quant", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy"]
+            {
+                assert_eq!(x[key], y[key], "{fault}: epoch {} {key}", x["epoch"]);
+            }
+        }
+        assert_eq!(state(&out.join("best.safetensors"))["epoch"], best_epoch, "{fault}: best.safetensors");
+        for f in ["best.safetensors", "last.safetensors"] {
+            let d = differing(&out.join(f), &reference.join(f));
+            assert!(d.is_empty(), "{fault}: {f} differs from the uninterrupted run's in {d:?}");
+        }
+        assert!(out.join("curves.png").metadata().unwrap().len() > 1000, "{fault}: curves.png");
+        assert!(temp_files(&out).is_empty(), "{fault}: {:?}", temp_files(&out));
+    }
+    // A kill before the first checkpoint's rename leaves nothing to resume: --resume says so,
+    // and a new run in the same directory starts cleanly.
+    let out = tmp.path().join("first");
+    let a = args(&out);
+    let r = tern_env(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[("TERN_FAULT", "before-rename:last.safetensors")],
+    );
+    assert_eq!(r.signal, Some(libc::SIGABRT), "{}", r.stderr);
+    assert_fails(
+        &tern(&["train", "--resume", out.to_str().unwrap()]),
+        &["no last.safetensors to resume from"],
+    );
+    let r = tern(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(metrics(&out).len(), 3);
+    assert!(temp_files(&out).is_empty(), "{:?}", temp_files(&out));
+}
+
+/// Point 3: a loader worker that panics stops eval and training with its error (exit 1, one
+/// line); nothing is written.
+#[test]
+fn a_panicking_loader_worker_stops_the_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_fashion(&tmp.path().join("data"), 64, 32);
+    let fault = [("TERN_FAULT", "loader-panic")];
+    let run = tmp.path().join("run");
+    let r = train_tiny(&data, &run, &["--epochs", "2", "--stop-after", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ckpt = run.join("last.safetensors");
+    let (d, c) = (data.to_str().unwrap(), ckpt.to_str().unwrap());
+    let r = tern_env(
+        &["eval", "--model", c, "--dataset", "fashion-mnist", "--data", d, "--batch-size", "8"],
+        &fault,
+    );
+    assert_fails(&r, &["data loader worker", "(batch 2) failed: injected fault"]);
+    assert!(!r.stdout.contains("test accuracy"), "{}", r.stdout);
+    let out = tmp.path().join("fresh");
+    let r = tern_env(&train_args(&data, &out, &[]), &fault);
+    assert_fails(&r, &["data loader worker", "failed: injected fault"]);
+    assert!(!out.exists(), "a failed run left its output directory");
+    let files = ["last.safetensors", "best.safetensors", "metrics.jsonl", "curves.png"];
+    let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(run.join(f)).unwrap()).collect();
+    let r = tern_env(&["train", "--resume", run.to_str().unwrap()], &fault);
+    assert_fails(&r, &["data loader worker", "failed: injected fault"]);
+    for (f, b) in files.iter().zip(&before) {
+        assert_eq!(&std::fs::read(run.join(f)).unwrap(), b, "{f} changed");
+    }
+}
+
+fn mkfifo(path: &Path) -> PathBuf {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+    path.to_path_buf()
+}
+
+/// Point 8: a FIFO named as an image, a model, an --init file or a dataset file is refused
+/// at once instead of blocking.
+#[test]
+fn a_fifo_on_the_command_line_is_refused() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = mkfifo(&tmp.path().join("images.fifo"));
+    let (m, p) = (f.ckpt.to_str().unwrap(), fifo.to_str().unwrap());
+    let limit = Duration::from_secs(120);
+    let quick = |args: &[&str]| {
+        let r = finish(spawn(args, &[]), limit);
+        assert!(!r.timed_out, "{args:?} blocked");
+        r
+    };
+    let refused = ["images.fifo: not a regular file (a FIFO, socket or device)"];
+    assert_fails(&quick(&["classify", "--model", m, p]), &refused);
+    assert_fails(&quick(&["classify", "--model", p, f.image.to_str().unwrap()]), &refused);
+    assert_fails(&quick(&["eval", "--model", p]), &refused);
+    assert_fails(
+        &quick(&["export", "--model", p, "--out", tmp.path().join("x").to_str().unwrap()]),
+        &refused,
+    );
+    let out = tmp.path().join("run");
+    assert_fails(&quick(&train_args(&f.data, &out, &["--init", p])), &refused);
+    // A dataset file that is a FIFO.
+    let data = tiny_fashion(&tmp.path().join("data"), 64, 32);
+    std::fs::remove_file(data.join("t10k-labels-idx1-ubyte")).unwrap();
+    mkfifo(&data.join("t10k-labels-idx1-ubyte"));
+    let r = quick(&train_args(&data, &out, &[]));
+    assert_fails(&r, &["t10k-labels-idx1-ubyte: not a regular file"]);
+    assert!(!out.exists());
+}
+
+/// Point 11: SIGINT or SIGTERM during training stops at the next step, keeps the last
+/// checkpoint, says how to resume and exits with 130 or 143; the run then resumes to the end.
+#[test]
+fn sigint_and_sigterm_keep_the_last_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_fashion(&tmp.path().join("data"), 64, 32);
+    let slow = [("TERN_FAULT", "slow-steps")];
+    let out = tmp.path().join("int");
+    let a = spawn(&train_args(&data, &out, &["--epochs", "3"]), &slow);
+    let pid = a.id();
+    wait_for("epoch 1's outputs", || out.join("curves.png").exists());
+    let saved = std::fs::read(out.join("last.safetensors")).unwrap();
+    send_signal(pid, libc::SIGINT);
+    let r = finish(a, LIMIT);
+    assert_eq!(r.code, 130, "{}", r.stderr);
+    let o = out.display();
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    for needle in [
+        "error: interrupted by SIGINT ",
+        &format!("; {o}/last.safetensors (epoch 1) is kept: continue with `tern train --resume {o}`"),
+    ] {
+        assert!(r.stderr.contains(needle), "'{needle}' not in {}", r.stderr);
+    }
+    assert_eq!(std::fs::read(out.join("last.safetensors")).unwrap(), saved, "the last checkpoint changed");
+    assert_eq!(metrics(&out).len(), 1);
+    let r = tern(&["train", "--resume", out.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(metrics(&out).len(), 3);
+
+    // SIGTERM before the first epoch ends: nothing to keep, nothing left behind.
+    let out = tmp.path().join("term");
+    let a = spawn(&train_args(&data, &out, &["--epochs", "3"]), &slow);
+    let pid = a.id();
+    wait_for("the run's lock", || lock_holder(&out) == Some(pid));
+    send_signal(pid, libc::SIGTERM);
+    let r = finish(a, LIMIT);
+    assert_eq!(r.code, 143, "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.starts_with("error: interrupted by SIGTERM in epoch 1/3 (after step "), "{}", r.stderr);
+    assert!(
+        r.stderr.ends_with("no epoch was complete, nothing is saved: start the run again"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.exists(), "the stopped run left its output directory");
+}
+
+/// Point 11: a second SIGINT exits at once, while the first is still stopping the run (the
+/// slow-steps hook makes stopping take two seconds); the last checkpoint stays loadable.
+#[test]
+fn a_second_sigint_exits_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_fashion(&tmp.path().join("data"), 64, 32);
+    let out = tmp.path().join("run");
+    let a = spawn(&train_args(&data, &out, &["--epochs", "3"]), &[("TERN_FAULT", "slow-steps")]);
+    let pid = a.id();
+    wait_for("epoch 1's outputs", || out.join("curves.png").exists());
+    send_signal(pid, libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(500));
+    let second = Instant::now();
+    send_signal(pid, libc::SIGINT);
+    let r = finish(a, LIMIT);
+    let waited = second.elapsed();
+    assert_eq!(r.code, 130, "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    let o = out.display();
+    let want = format!(
+        "error: SIGINT again: stopped at once; {o}/last.safetensors (epoch 1) is kept: continue with `tern train --resume {o}`"
+    );
+    assert_eq!(r.stderr, want);
+    assert!(waited < Duration::from_millis(1500), "took {waited:?} after the second signal");
+    assert_eq!(state(&out.join("last.safetensors"))["epoch"], 1);
+}
