@@ -97,6 +97,17 @@ pub fn import_torch(gpu: &GpuOptions, file: &Path, opts: &import::ImportOptions,
     Ok(())
 }
 
+/// Every kernel against the CPU reference and PyTorch's goldens on the chosen adapter: a table,
+/// a one-line verdict, and exit code 1 when any case is out of tolerance.
+pub fn check(gpu: &GpuOptions) -> Result<ExitCode> {
+    let gpu = Gpu::new(gpu)?;
+    let started = std::time::Instant::now();
+    let cases = crate::check::all(&gpu)?;
+    print!("{}", crate::check::report(&cases, &gpu.describe()));
+    println!("checked in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(if cases.iter().all(|c| c.passed()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 pub fn devices(gpu: &GpuOptions) -> Result<()> {
     for line in crate::gpu::adapter_summaries(gpu) {
         println!("{line}");

@@ -92,6 +92,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Run every kernel against the CPU reference and PyTorch's goldens on this adapter (exit
+    /// code 1 on any failure): run it before trusting a new GPU or driver
+    Check,
     /// List the GPU adapters, in the order --adapter indexes them
     Devices,
     /// Benchmarks: conv2d GFLOP/s on ResNet-20 shapes; packed vs fp32 inference images/s
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
             let opts = ImportOptions { arch, classes, size, mean, std, class_names };
             cli::import_torch(gpu, &file, &opts, &out).map(|_| ExitCode::SUCCESS)
         }
+        Command::Check => cli::check(gpu),
         Command::Devices => cli::devices(gpu).map(|_| ExitCode::SUCCESS),
         Command::Bench { suite, batch_size, reps, arch } => {
             cli::bench(gpu, suite, batch_size, reps, arch).map(|_| ExitCode::SUCCESS)

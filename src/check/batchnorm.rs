@@ -9,6 +9,12 @@ use anyhow::Result;
 /// One to eight channels, planes of 3 to 49 values, a single value per channel and batch of 1.
 pub const AWKWARD: &[[usize; 4]] = &[[2, 3, 4, 5], [4, 8, 7, 7], [1, 1, 1, 3], [3, 5, 17, 3]];
 
+/// Batch norms of the small CNN and ResNet-20, batch 2.
+pub const MODEL: &[[usize; 4]] = &[[2, 8, 28, 28], [2, 32, 7, 7], [2, 16, 32, 32], [2, 64, 8, 8]];
+
+/// Statistics over more than 100k values per channel (batch 128 of 32×32).
+pub const LARGE: &[[usize; 4]] = &[[128, 2, 32, 32]];
+
 /// Index of (image b, channel ch, position s).
 fn at(shape: [usize; 4], b: usize, ch: usize, s: usize) -> usize {
     (b * shape[1] + ch) * shape[2] * shape[3] + s

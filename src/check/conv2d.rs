@@ -1,6 +1,6 @@
 //! conv2d (shaders/conv2d.wgsl): forward, grad_input and grad_weight.
 
-use super::{Case, Cases, TOL, values};
+use super::{Case, Cases, TOL, abs, values};
 use crate::gpu::{Gpu, Program};
 use crate::ops::conv2d::{self as op, Conv2dGeom};
 use anyhow::Result;
@@ -29,6 +29,19 @@ pub const AWKWARD: &[Conv2dGeom] = &[
     geom(2, 6, 11, 10, 3, 5, 2, 2),
     geom(1, 2, 6, 6, 6, 3, 3, 0),
     geom(5, 16, 16, 16, 32, 3, 2, 1),
+];
+
+/// The convolutions of the small CNN (28×28) and ResNet-20 (32×32), batch 2.
+pub const MODEL: &[Conv2dGeom] = &[
+    geom(2, 1, 28, 28, 8, 3, 1, 1),
+    geom(2, 8, 14, 14, 16, 3, 1, 1),
+    geom(2, 16, 7, 7, 32, 3, 1, 1),
+    geom(2, 3, 32, 32, 16, 3, 1, 1),
+    geom(2, 16, 32, 32, 16, 3, 1, 1),
+    geom(2, 16, 32, 32, 32, 3, 2, 1),
+    geom(2, 32, 16, 16, 32, 3, 1, 1),
+    geom(2, 32, 16, 16, 64, 3, 2, 1),
+    geom(2, 64, 8, 8, 64, 3, 1, 1),
 ];
 
 /// Calls f(x index, w index, y index) for every multiply-add of the convolution.
@@ -100,9 +113,10 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
         );
         let p = launch(gpu, "conv", g, [&xt, &wt, &dyt], [&yt, &dxt, &dwt])?;
         c.run(p.dispatches)?;
-        c.expect("forward", &yt, &forward(g, &x, &w), TOL)?;
-        c.expect("grad_input", &dxt, &grad_input(g, &dy, &w), TOL)?;
-        c.expect("grad_weight", &dwt, &grad_weight(g, &x, &dy), TOL)?;
+        let (ax, aw, ady) = (abs(&x), abs(&w), abs(&dy));
+        c.expect_bounded("forward", &yt, &forward(g, &x, &w), &forward(g, &ax, &aw), TOL)?;
+        c.expect_bounded("grad_input", &dxt, &grad_input(g, &dy, &w), &grad_input(g, &ady, &aw), TOL)?;
+        c.expect_bounded("grad_weight", &dwt, &grad_weight(g, &x, &dy), &grad_weight(g, &ax, &ady), TOL)?;
         Ok(())
     })
 }

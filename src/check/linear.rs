@@ -9,6 +9,9 @@ use anyhow::Result;
 /// (n, fin, fout): a single value, sizes off the workgroup of 64, a batch of 65.
 pub const AWKWARD: &[(usize, usize, usize)] = &[(1, 1, 1), (3, 17, 10), (65, 64, 10), (8, 100, 33)];
 
+/// (n, fin, fout) of the models' classifiers, batch 2.
+pub const MODEL: &[(usize, usize, usize)] = &[(2, 32, 10), (2, 64, 10)];
+
 /// y = x·wᵀ + b.
 pub fn forward(x: &[f64], w: &[f64], b: &[f64], n: usize, fin: usize, fout: usize) -> Vec<f64> {
     let mut y = vec![0.0; n * fout];

@@ -9,6 +9,12 @@ use anyhow::Result;
 /// (n, classes): one sample, a batch over the workgroup, many classes.
 pub const AWKWARD: &[(usize, usize)] = &[(1, 2), (7, 10), (300, 10), (5, 100)];
 
+/// (n, classes): a training batch.
+pub const MODEL: &[(usize, usize)] = &[(64, 10)];
+
+/// Counters summed over more than 100k samples.
+pub const LARGE: &[(usize, usize)] = &[(100_003, 10)];
+
 /// (per-sample loss, dlogits of the mean loss, arg-max predictions, first wins on ties).
 pub fn forward(logits: &[f64], labels: &[u32], classes: usize) -> (Vec<f64>, Vec<f64>, Vec<u32>) {
     let n = labels.len();

@@ -10,6 +10,7 @@ use anyhow::Result;
 
 /// linear's awkward shapes (n, fin, fout).
 pub const AWKWARD: &[(usize, usize, usize)] = linear::AWKWARD;
+pub const MODEL: &[(usize, usize, usize)] = linear::MODEL;
 
 /// y = (x·wᵀ)·scale + shift for x [n, fin], w [fout, fin].
 pub fn forward(

@@ -7,11 +7,17 @@ use crate::ops::pool::{self as op, max_out};
 use anyhow::Result;
 
 /// A max pool of input [n, c, h, w] (the average pool reads only the input shape).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Pool {
     pub input: [usize; 4],
     pub k: usize,
     pub stride: usize,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} {}×{} /{}", self.input, self.k, self.k, self.stride)
+    }
 }
 
 impl Pool {
@@ -29,6 +35,10 @@ pub const AWKWARD: &[Pool] = &[
     Pool { input: [1, 1, 6, 6], k: 3, stride: 3 },
     Pool { input: [3, 5, 7, 6], k: 2, stride: 2 },
 ];
+
+/// The small CNN's 2×2 max pools, batch 2.
+pub const MODEL: &[Pool] =
+    &[Pool { input: [2, 8, 28, 28], k: 2, stride: 2 }, Pool { input: [2, 16, 14, 14], k: 2, stride: 2 }];
 
 /// (y, flat arg-max per output, first wins on ties as in PyTorch).
 pub fn max_forward(x: &[f64], p: &Pool) -> (Vec<f64>, Vec<usize>) {

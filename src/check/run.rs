@@ -96,6 +96,22 @@ impl<'a> Cases<'a> {
         Ok(())
     }
 
+    /// Compare a sum with the reference, each error relative to `bound`, the sum of its terms'
+    /// magnitudes ([`compare_bounded`](super::compare_bounded)).
+    pub fn expect_bounded(
+        &mut self,
+        what: &str,
+        got: &Tensor,
+        want: &[f64],
+        bound: &[f64],
+        tol: f64,
+    ) -> Result<()> {
+        let got = download(self.gpu, got)?;
+        let op = format!("{}/{what}", self.op);
+        self.list.push(super::compare_bounded(&op, &self.shape, &got, want, bound, tol));
+        Ok(())
+    }
+
     /// Compare a u32 output exactly.
     pub fn expect_u32(&mut self, what: &str, got: &Tensor, want: &[u32]) -> Result<()> {
         self.expect(what, got, &want.iter().map(|v| *v as f64).collect::<Vec<_>>(), 0.0)

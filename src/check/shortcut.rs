@@ -8,11 +8,17 @@ use crate::ops::shortcut::{self as op, output_shape};
 use anyhow::Result;
 
 /// Input [n, cin, h, w] to cout channels with a stride.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Shortcut {
     pub input: [usize; 4],
     pub cout: usize,
     pub stride: usize,
+}
+
+impl std::fmt::Debug for Shortcut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} → {} /{}", self.input, self.cout, self.stride)
+    }
 }
 
 /// Odd sizes with stride 2 (⌈h/2⌉ rows), 3 → 7 channels, and the identity.
@@ -20,6 +26,12 @@ pub const AWKWARD: &[Shortcut] = &[
     Shortcut { input: [2, 4, 8, 8], cout: 8, stride: 2 },
     Shortcut { input: [1, 3, 7, 5], cout: 7, stride: 2 },
     Shortcut { input: [2, 6, 4, 4], cout: 6, stride: 1 },
+];
+
+/// ResNet-20's two option-A shortcuts, batch 2.
+pub const MODEL: &[Shortcut] = &[
+    Shortcut { input: [2, 16, 32, 32], cout: 32, stride: 2 },
+    Shortcut { input: [2, 32, 16, 16], cout: 64, stride: 2 },
 ];
 
 /// Calls f(x index, y index) for every value the shortcut copies.

@@ -9,6 +9,10 @@ use anyhow::Result;
 /// (cout, n): channels under, at and over the scale workgroup of 64.
 pub const AWKWARD: &[(usize, usize)] = &[(3, 20), (8, 36), (10, 70), (5, 200)];
 
+/// ResNet-20's largest layer, and more than 100k weights per output channel.
+pub const MODEL: &[(usize, usize)] = &[(64, 576)];
+pub const LARGE: &[(usize, usize)] = &[(2, 110_000)];
+
 /// +1 for v ≥ 0, else −1.
 fn sgn(v: f64) -> f64 {
     if v >= 0.0 { 1.0 } else { -1.0 }

@@ -10,6 +10,10 @@ use anyhow::Result;
 /// Lengths around and over the single backward workgroup of 256.
 pub const AWKWARD: &[usize] = &[1, 255, 300, 1000, 40_000];
 
+/// ResNet-20's largest layer (64·64·3·3 weights) and a reduction over more than 100k.
+pub const MODEL: &[usize] = &[36_864];
+pub const LARGE: &[usize] = &[150_001];
+
 /// The threshold factor t of the cases (the default).
 const T: f32 = 0.05;
 

@@ -10,6 +10,9 @@ use anyhow::Result;
 /// Lengths around and over the single stats workgroup of 256.
 pub const AWKWARD: &[usize] = &[1, 100, 257, 1000, 40_000];
 
+pub const MODEL: &[usize] = super::ttq::MODEL;
+pub const LARGE: &[usize] = super::ttq::LARGE;
+
 /// [Δ, α]: Δ = 0.7·mean|w|, α = mean of |w| over |w| > Δ (0 when none is).
 pub fn stats(w: &[f64]) -> [f64; 2] {
     let delta = 0.7 * w.iter().map(|v| v.abs()).sum::<f64>() / w.len() as f64;

@@ -4,7 +4,7 @@ use super::{expect_shape, f32_bytes};
 use crate::gpu::{Cost, Dispatch, Gpu, GpuError, Grid, Program, Result, Tensor, shaders};
 
 /// Shape of one convolution: input [n, cin, h, w], weights [cout, cin, kh, kw].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Conv2dGeom {
     pub n: usize,
     pub cin: usize,
@@ -15,6 +15,14 @@ pub struct Conv2dGeom {
     pub kw: usize,
     pub stride: usize,
     pub pad: usize,
+}
+
+/// "[2, 16, 32, 32] → 32, 3×3 /2 pad 1": input, output channels, kernel, stride, padding.
+impl std::fmt::Debug for Conv2dGeom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Conv2dGeom { n, cin, h, w, cout, kh, kw, stride, pad } = self;
+        write!(f, "[{n}, {cin}, {h}, {w}] → {cout}, {kh}×{kw} /{stride} pad {pad}")
+    }
 }
 
 impl Conv2dGeom {
