@@ -98,7 +98,7 @@ pub fn import_torch(gpu: &GpuOptions, file: &Path, opts: &import::ImportOptions,
 }
 
 pub fn devices(gpu: &GpuOptions) -> Result<()> {
-    for line in crate::gpu::adapter_summaries(gpu) {
+    for line in crate::gpu::adapter_summaries(gpu)? {
         println!("{line}");
     }
     Ok(())
