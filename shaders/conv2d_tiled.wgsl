@@ -38,7 +38,8 @@
 // grad_weight: workgroup (split, tile) reduces the positions of its chunk in slices of TILE_K
 // positions; a staging invocation's position row is fixed (TILE_K divides WG) and decoded once
 // per slice; the columns' (channel offset, tap) come from kinfo, filled once per workgroup. Each
-// split writes its own slice of dw_partial and reduce.wgsl/sum_splits adds them in order.
+// split writes its own slice of dw_partial and reduce.wgsl/sum_splits adds them in order. Within
+// a chunk, each slice is summed on its own and then added to the running total (two-level sum).
 //
 // Grid: Groups, folded to 2-D (t = wg.y · nwg.x + wg.x); t past the last tile returns (uniform
 // per workgroup). Row tiles run fastest, so neighbouring workgroups share their column operand.
@@ -295,7 +296,11 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
             put_b(row, c, v);
         }
         workgroupBarrier();
-        mma(&acc, tx, ty);
+        // Two-level sum: each slice's TILE_K products first, then the slices in order, so the
+        // rounding error grows with chunk / TILE_K + TILE_K terms rather than the chunk length.
+        var part: array<vec4f, 4>;
+        mma(&part, tx, ty);
+        for (var m = 0u; m < 4u; m++) { acc[m] += part[m]; }
         workgroupBarrier();
     }
     let out_base = split * p.cout * k_total;
