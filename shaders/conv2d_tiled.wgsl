@@ -27,10 +27,13 @@
 // against bank conflicts), a barrier, then each invocation does TILE_K rank-1 updates of its
 // block from one vec4 of each tile (16 multiply-adds per 2 workgroup loads), and a barrier.
 //
-// forward and grad_input run the kernel taps outermost and the channels in slices of TILE_K, so
-// staging needs no division: a staging invocation's column (output or input position) is fixed
-// (WG is a multiple of TILE_N), decoded once, and its window offset updated once per tap;
-// consecutive invocations load consecutive positions (coalesced).
+// forward and grad_input reduce over a flattened k, sliced TILE_K at a time whatever the channel
+// count (a 3-channel layer is not padded to a slice per tap): forward k = tap · cin + ci,
+// grad_input k = (a · taps_c + b) · cout + co. Each k is decoded once per workgroup into ktab
+// (offsets and tap coordinates; two buffers, the next slice's filled while the current one is
+// staged), so staging needs no division: a staging invocation's column (output or input
+// position) is fixed (WG is a multiple of TILE_N) and decoded once, and consecutive invocations
+// load consecutive positions (coalesced).
 // grad_input splits the input positions into stride² parity classes ((r + pad) mod s,
 // (c + pad) mod s); a class meets only the taps i ≡ (r + pad) mod s, j ≡ (c + pad) mod s, so no
 // tap is visited that contributes nothing (stride 2: a quarter of the taps per class).
@@ -69,6 +72,9 @@ override WG: u32 = 256u;
 
 var<workgroup> a_tile: array<vec4f, TILE_K * (TILE_M / 4u + 1u)>;
 var<workgroup> b_tile: array<vec4f, TILE_K * (TILE_N / 4u + 1u)>;
+// forward, grad_input: the reduction index k of the current and the next slice, decoded once per
+// workgroup (two buffers of TILE_K: the next slice's is filled while the current one is staged).
+var<workgroup> ktab: array<vec4i, 2u * TILE_K>;
 // grad_weight: per tile column k, (ci · h · w, tap row − pad, tap column − pad, k exists).
 var<workgroup> kinfo: array<vec4i, TILE_N>;
 
@@ -92,6 +98,28 @@ fn mma(acc: ptr<function, array<vec4f, 4>>, tx: u32, ty: u32) {
     }
 }
 
+// k-table entries past the reduction's end: a row offset that puts every window outside.
+const OUTSIDE: i32 = -1073741824;
+
+// Fill buffer `buf` of ktab with forward's entries for k = k0 .. k0 + TILE_K − 1 (tap-major:
+// k = tap · cin + ci): (x offset ci·h·w + i·w + j from the window corner, i, j, weight offset
+// ci·kh·kw + tap).
+fn forward_ktab(li: u32, buf: u32, k0: u32) {
+    let kk = p.kh * p.kw;
+    for (var r = li; r < TILE_K; r += WG) {
+        let k = k0 + r;
+        var e = vec4i(0, OUTSIDE, 0, 0);
+        if (k < p.cin * kk) {
+            let tap = k / p.cin;
+            let ci = k % p.cin;
+            let i = tap / p.kw;
+            let j = tap % p.kw;
+            e = vec4i(i32(ci * p.h * p.w + i * p.w + j), i32(i), i32(j), i32(ci * kk + tap));
+        }
+        ktab[buf * TILE_K + r] = e;
+    }
+}
+
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32) {
@@ -102,47 +130,43 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
     if (t >= tiles_m * ((positions + TILE_N - 1u) / TILE_N)) { return; }
     let m0 = (t % tiles_m) * TILE_M;
     let n0 = (t / tiles_m) * TILE_N;
-    let in_hw = p.h * p.w;
-    let kk = p.kh * p.kw;
+    let k_total = p.cin * p.kh * p.kw;
     // Staging: this invocation's column (an output position) and its window's corner.
     let col = li % TILE_N;
     let q = n0 + col;
     let q_ok = q < positions;
     let qc = min(q, positions - 1u);
     let rc = qc % out_hw;
-    let x_img = (qc / out_hw) * p.cin * in_hw;
     let r0 = i32((rc / p.ow) * p.stride) - i32(p.pad);
     let c0 = i32((rc % p.ow) * p.stride) - i32(p.pad);
+    let corner = i32((qc / out_hw) * p.cin * p.h * p.w) + r0 * i32(p.w) + c0;
     let am = li % TILE_M;
     let co_a = m0 + am;
     let tx = li % (TILE_N / 4u);
     let ty = li / (TILE_N / 4u);
     var acc: array<vec4f, 4>;
-    for (var i = 0u; i < p.kh; i++) {
-        for (var j = 0u; j < p.kw; j++) {
-            let r = r0 + i32(i);
-            let c = c0 + i32(j);
-            let inside = q_ok && r >= 0 && r < i32(p.h) && c >= 0 && c < i32(p.w);
-            let x_off = select(0u, x_img + u32(r) * p.w + u32(c), inside);
-            let tap = i * p.kw + j;
-            for (var ci0 = 0u; ci0 < p.cin; ci0 += TILE_K) {
-                for (var row = li / TILE_N; row < TILE_K; row += WG / TILE_N) {
-                    let ci = ci0 + row;
-                    var v = 0.0;
-                    if (inside && ci < p.cin) { v = x[x_off + ci * in_hw]; }
-                    put_b(row, col, v);
-                }
-                for (var row = li / TILE_M; row < TILE_K; row += WG / TILE_M) {
-                    let ci = ci0 + row;
-                    var v = 0.0;
-                    if (co_a < p.cout && ci < p.cin) { v = w[(co_a * p.cin + ci) * kk + tap]; }
-                    put_a(row, am, v);
-                }
-                workgroupBarrier();
-                mma(&acc, tx, ty);
-                workgroupBarrier();
-            }
+    forward_ktab(li, 0u, 0u);
+    workgroupBarrier();
+    for (var s = 0u; s * TILE_K < k_total; s++) {
+        let k0 = s * TILE_K;
+        let cur = (s % 2u) * TILE_K;
+        for (var row = li / TILE_N; row < TILE_K; row += WG / TILE_N) {
+            let e = ktab[cur + row];
+            let r = r0 + e.y;
+            let c = c0 + e.z;
+            var v = 0.0;
+            if (q_ok && r >= 0 && r < i32(p.h) && c >= 0 && c < i32(p.w)) { v = x[u32(corner + e.x)]; }
+            put_b(row, col, v);
         }
+        for (var row = li / TILE_M; row < TILE_K; row += WG / TILE_M) {
+            var v = 0.0;
+            if (co_a < p.cout && k0 + row < k_total) { v = w[co_a * k_total + u32(ktab[cur + row].w)]; }
+            put_a(row, am, v);
+        }
+        forward_ktab(li, 1u - s % 2u, k0 + TILE_K);
+        workgroupBarrier();
+        mma(&acc, tx, ty);
+        workgroupBarrier();
     }
     for (var jj = 0u; jj < 4u; jj++) {
         let qq = n0 + tx * 4u + jj;
@@ -155,82 +179,117 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
     }
 }
 
+// The stride parity class (rho_r, rho_c) of grad_input: its input rows r have
+// (r + pad) mod s = rho_r, the first being r_first, `rows` of them per image (columns alike), and
+// it meets the taps i = rho_r + s·a (a < taps_r), j = rho_c + s·b (b < taps_c).
+struct Parity {
+    rho_r: u32, rho_c: u32,
+    r_first: u32, c_first: u32,
+    rows: u32, cols: u32,
+    taps_r: u32, taps_c: u32,
+}
+
+fn parity(index: u32) -> Parity {
+    let s = p.stride;
+    var c: Parity;
+    c.rho_r = index / s;
+    c.rho_c = index % s;
+    c.r_first = (c.rho_r + s - p.pad % s) % s;
+    c.c_first = (c.rho_c + s - p.pad % s) % s;
+    c.rows = select(0u, (p.h - c.r_first + s - 1u) / s, c.r_first < p.h);
+    c.cols = select(0u, (p.w - c.c_first + s - 1u) / s, c.c_first < p.w);
+    c.taps_r = select(0u, (p.kh - c.rho_r + s - 1u) / s, c.rho_r < p.kh);
+    c.taps_c = select(0u, (p.kw - c.rho_c + s - 1u) / s, c.rho_c < p.kw);
+    return c;
+}
+
+// Fill buffer `buf` of ktab with grad_input's entries of class c for k = k0 .. k0 + TILE_K − 1
+// (k = (a · taps_c + b) · cout + co): (dy offset co·oh·ow − a·ow − b from the class position's
+// own output position, −a, −b, weight offset co·cin·kh·kw + tap).
+fn grad_input_ktab(li: u32, buf: u32, k0: u32, c: Parity) {
+    for (var r = li; r < TILE_K; r += WG) {
+        let k = k0 + r;
+        var e = vec4i(0, OUTSIDE, 0, 0);
+        if (k < c.taps_r * c.taps_c * p.cout) {
+            let tl = k / p.cout;
+            let co = k % p.cout;
+            let a = tl / c.taps_c;
+            let b = tl % c.taps_c;
+            let tap = (c.rho_r + p.stride * a) * p.kw + c.rho_c + p.stride * b;
+            e = vec4i(i32(co * p.oh * p.ow) - i32(a * p.ow + b), -i32(a), -i32(b),
+                      i32(co * p.cin * p.kh * p.kw + tap));
+        }
+        ktab[buf * TILE_K + r] = e;
+    }
+}
+
 @compute @workgroup_size(WG)
 fn grad_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
               @builtin(local_invocation_index) li: u32) {
     let s = p.stride;
     let in_hw = p.h * p.w;
     let out_hw = p.oh * p.ow;
-    let kk = p.kh * p.kw;
     // Every class gets the grid of the largest: ⌈h/s⌉ × ⌈w/s⌉ positions per image.
     let tiles_m = (p.cin + TILE_M - 1u) / TILE_M;
     let class_max = p.n * ((p.h + s - 1u) / s) * ((p.w + s - 1u) / s);
     let per_class = tiles_m * ((class_max + TILE_N - 1u) / TILE_N);
     let t = wg.y * nwg.x + wg.x;
     if (t >= per_class * s * s) { return; }
-    let parity = t / per_class;
+    let c = parity(t / per_class);
     let m0 = (t % per_class % tiles_m) * TILE_M;
     let n0 = (t % per_class / tiles_m) * TILE_N;
-    // The class: input rows r with (r + pad) mod s = rho_r (the first is r_first), columns alike.
-    let rho_r = parity / s;
-    let rho_c = parity % s;
-    let r_first = (rho_r + s - p.pad % s) % s;
-    let c_first = (rho_c + s - p.pad % s) % s;
-    let rows = select(0u, (p.h - r_first + s - 1u) / s, r_first < p.h);
-    let cols = select(0u, (p.w - c_first + s - 1u) / s, c_first < p.w);
-    let class_positions = p.n * rows * cols;
+    let class_positions = p.n * c.rows * c.cols;
     if (n0 >= class_positions) { return; }
-    // Its taps: i = rho_r + s·a, j = rho_c + s·b.
-    let taps_r = select(0u, (p.kh - rho_r + s - 1u) / s, rho_r < p.kh);
-    let taps_c = select(0u, (p.kw - rho_c + s - 1u) / s, rho_c < p.kw);
+    let k_total = c.taps_r * c.taps_c * p.cout;
     // Staging: this invocation's column (an input position of the class) and the output
-    // position its tap (rho_r, rho_c) reads, (R, C); tap (a, b) reads (R − a, C − b).
+    // position (R, C) that its tap (rho_r, rho_c) reads; tap (a, b) reads (R − a, C − b).
     let col = li % TILE_N;
     let q = n0 + col;
     let q_ok = q < class_positions;
     let qc = min(q, class_positions - 1u);
-    let uv = qc % (rows * cols);
-    let big_r = i32((r_first + s * (uv / cols) + p.pad - rho_r) / s);
-    let big_c = i32((c_first + s * (uv % cols) + p.pad - rho_c) / s);
-    let dy_img = (qc / (rows * cols)) * p.cout * out_hw;
+    let uv = qc % (c.rows * c.cols);
+    let big_r = i32((c.r_first + s * (uv / c.cols) + p.pad - c.rho_r) / s);
+    let big_c = i32((c.c_first + s * (uv % c.cols) + p.pad - c.rho_c) / s);
+    let at = i32((qc / (c.rows * c.cols)) * p.cout * out_hw) + big_r * i32(p.ow) + big_c;
     let am = li % TILE_M;
     let ci_a = m0 + am;
     let tx = li % (TILE_N / 4u);
     let ty = li / (TILE_N / 4u);
     var acc: array<vec4f, 4>;
-    for (var a = 0u; a < taps_r; a++) {
-        for (var b = 0u; b < taps_c; b++) {
-            let orow = big_r - i32(a);
-            let ocol = big_c - i32(b);
-            let inside = q_ok && orow >= 0 && orow < i32(p.oh) && ocol >= 0 && ocol < i32(p.ow);
-            let dy_off = select(0u, dy_img + u32(orow) * p.ow + u32(ocol), inside);
-            let tap = (rho_r + s * a) * p.kw + rho_c + s * b;
-            for (var co0 = 0u; co0 < p.cout; co0 += TILE_K) {
-                for (var row = li / TILE_N; row < TILE_K; row += WG / TILE_N) {
-                    let co = co0 + row;
-                    var v = 0.0;
-                    if (inside && co < p.cout) { v = dy[dy_off + co * out_hw]; }
-                    put_b(row, col, v);
-                }
-                for (var row = li / TILE_M; row < TILE_K; row += WG / TILE_M) {
-                    let co = co0 + row;
-                    var v = 0.0;
-                    if (ci_a < p.cin && co < p.cout) { v = w[(co * p.cin + ci_a) * kk + tap]; }
-                    put_a(row, am, v);
-                }
-                workgroupBarrier();
-                mma(&acc, tx, ty);
-                workgroupBarrier();
+    grad_input_ktab(li, 0u, 0u, c);
+    workgroupBarrier();
+    for (var sl = 0u; sl * TILE_K < k_total; sl++) {
+        let k0 = sl * TILE_K;
+        let cur = (sl % 2u) * TILE_K;
+        for (var row = li / TILE_N; row < TILE_K; row += WG / TILE_N) {
+            let e = ktab[cur + row];
+            let orow = big_r + e.y;
+            let ocol = big_c + e.z;
+            var v = 0.0;
+            if (q_ok && orow >= 0 && orow < i32(p.oh) && ocol >= 0 && ocol < i32(p.ow)) {
+                v = dy[u32(at + e.x)];
             }
+            put_b(row, col, v);
         }
+        for (var row = li / TILE_M; row < TILE_K; row += WG / TILE_M) {
+            var v = 0.0;
+            if (ci_a < p.cin && k0 + row < k_total) {
+                v = w[u32(ktab[cur + row].w) + ci_a * p.kh * p.kw];
+            }
+            put_a(row, am, v);
+        }
+        grad_input_ktab(li, 1u - sl % 2u, k0 + TILE_K, c);
+        workgroupBarrier();
+        mma(&acc, tx, ty);
+        workgroupBarrier();
     }
     for (var jj = 0u; jj < 4u; jj++) {
         let qq = n0 + tx * 4u + jj;
         if (qq >= class_positions) { break; }
-        let o = qq % (rows * cols);
-        let r = r_first + s * (o / cols);
-        let c = c_first + s * (o % cols);
-        let base = (qq / (rows * cols)) * p.cin * in_hw + r * p.w + c;
+        let o = qq % (c.rows * c.cols);
+        let r = c.r_first + s * (o / c.cols);
+        let cc = c.c_first + s * (o % c.cols);
+        let base = (qq / (c.rows * c.cols)) * p.cin * in_hw + r * p.w + cc;
         for (var m = 0u; m < 4u; m++) {
             let ci = m0 + ty * 4u + m;
             if (ci < p.cin) { dx[base + ci * in_hw] = acc[m][jj]; }

@@ -24,13 +24,15 @@
 // Tiling (as conv2d_tiled.wgsl/forward; override constants chosen by the host from the
 // adapter's limits): a workgroup of WG = TILE_M·TILE_N/16 invocations computes TILE_M output
 // channels × TILE_N positions of the flattened (n, row, col); invocation li owns channels
-// 4·ty .. 4·ty + 3 and positions 4·tx .. 4·tx + 3 of the tile (tx = li mod TILE_N/4). Kernel taps
-// run outermost and input channels in slices of TILE_K staged in workgroup memory:
-//   ternary: the masks are decoded while staging: each staging invocation reads 32 bits of W+
-//     and of W− for 4 consecutive input channels of one output channel (a funnel shift, rows
-//     are unaligned) and writes +Wp, 0 or −Wn to a_tile, so the inner loop is the dense one
-//     (16 multiply-adds per two vec4 workgroup loads) and each code is decoded once per
-//     workgroup instead of once per invocation;
+// 4·ty .. 4·ty + 3 and positions 4·tx .. 4·tx + 3 of the tile (tx = li mod TILE_N/4). The
+// reduction runs over k = tap · cin + ci (the masks' bit order) in slices of TILE_K staged in
+// workgroup memory, each k decoded once per workgroup into ktab (as conv2d_tiled.wgsl/forward):
+//   ternary: the masks are decoded while staging: each staging item reads 32 bits of W+ and of
+//     W− at 4 consecutive k of one output channel (a funnel shift, rows are unaligned) and
+//     writes +Wp, 0 or −Wn to a_tile, so the inner loop is the dense one (16 multiply-adds per
+//     two vec4 workgroup loads) and each code is decoded once per workgroup instead of once per
+//     invocation; zero codes are multiplied, not skipped (skipping pays on CPUs, not in
+//     lock-step SIMD);
 //   dense: a_tile holds the f32 weights;
 //   bitplane: the reduction runs over (tap, 32-channel word) pairs, TILE_K / 2 per slice: the
 //     weights' W+ and W− words and the activations' +1 and −1 planes are staged as u32, and the
@@ -75,6 +77,9 @@ override WG: u32 = 256u;
 
 var<workgroup> a_tile: array<vec4f, TILE_K * (TILE_M / 4u + 1u)>;
 var<workgroup> b_tile: array<vec4f, TILE_K * (TILE_N / 4u + 1u)>;
+// ternary, dense: the reduction index k of the current and the next slice, decoded once per
+// workgroup (the next slice's buffer is filled while the current one is staged).
+var<workgroup> ktab: array<vec4i, 2u * TILE_K>;
 // bitplane: TILE_K / 2 (tap, word) pairs per slice.
 var<workgroup> wpos_tile: array<vec4u, TILE_K / 2u * (TILE_M / 4u + 1u)>;
 var<workgroup> wneg_tile: array<vec4u, TILE_K / 2u * (TILE_M / 4u + 1u)>;
@@ -118,24 +123,41 @@ fn tile(wg: vec3u, nwg: vec3u, li: u32) -> Tile {
     return t;
 }
 
-// Input offset of the staging column at tap (i, j) and whether it lies inside the image.
-fn window(t: Tile, i: u32, j: u32) -> vec2u {
-    let r = t.r0 + i32(i);
-    let c = t.c0 + i32(j);
-    let inside = t.q_ok && r >= 0 && r < i32(p.h) && c >= 0 && c < i32(p.w);
-    return vec2u(select(0u, (t.img * p.cin * p.h + u32(r)) * p.w + u32(c), inside), u32(inside));
-}
-
 fn put_a(row: u32, m: u32, v: f32) {
     a_tile[row * (TILE_M / 4u + 1u) + m / 4u][m % 4u] = v;
 }
 
-// Stage input channels ci0 .. ci0 + TILE_K − 1 of the staging column at window `at`.
-fn stage_x(t: Tile, li: u32, at: vec2u, ci0: u32) {
+// k-table entries past the reduction's end: a row offset that puts every window outside.
+const OUTSIDE: i32 = -1073741824;
+
+// Fill buffer `buf` of ktab for k = k0 .. k0 + TILE_K − 1 (k = tap · cin + ci, the ternary bit
+// order): (x offset ci·h·w + i·w + j from the window corner, i, j, dense weight offset
+// ci·kh·kw + tap).
+fn fill_ktab(li: u32, buf: u32, k0: u32) {
+    let kk = p.kh * p.kw;
+    for (var r = li; r < TILE_K; r += WG) {
+        let k = k0 + r;
+        var e = vec4i(0, OUTSIDE, 0, 0);
+        if (k < p.cin * kk) {
+            let tap = k / p.cin;
+            let ci = k % p.cin;
+            let i = tap / p.kw;
+            let j = tap % p.kw;
+            e = vec4i(i32(ci * p.h * p.w + i * p.w + j), i32(i), i32(j), i32(ci * kk + tap));
+        }
+        ktab[buf * TILE_K + r] = e;
+    }
+}
+
+// Stage x for the slice whose k-table is ktab[cur ..]: the staging column's window values.
+fn stage_x(t: Tile, li: u32, cur: u32) {
+    let corner = i32(t.img * p.cin * p.h * p.w) + t.r0 * i32(p.w) + t.c0;
     for (var row = li / TILE_N; row < TILE_K; row += WG / TILE_N) {
-        let ci = ci0 + row;
+        let e = ktab[cur + row];
+        let r = t.r0 + e.y;
+        let c = t.c0 + e.z;
         var v = 0.0;
-        if (at.y == 1u && ci < p.cin) { v = x[at.x + ci * p.h * p.w]; }
+        if (t.q_ok && r >= 0 && r < i32(p.h) && c >= 0 && c < i32(p.w)) { v = x[u32(corner + e.x)]; }
         b_tile[row * (TILE_N / 4u + 1u) + t.col / 4u][t.col % 4u] = v;
     }
 }
@@ -195,38 +217,36 @@ fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
            @builtin(local_invocation_index) li: u32) {
     let t = tile(wg, nwg, li);
     if (!t.live) { return; }
+    let k_total = p.cin * p.kh * p.kw;
     var acc: array<vec4f, 4>;
-    for (var i = 0u; i < p.kh; i++) {
-        for (var j = 0u; j < p.kw; j++) {
-            let at = window(t, i, j);
-            let tap = i * p.kw + j;
-            for (var ci0 = 0u; ci0 < p.cin; ci0 += TILE_K) {
-                stage_x(t, li, at, ci0);
-                // Decode 4 input channels of one output channel per staging item.
-                for (var e = li; e < TILE_M * TILE_K / 4u; e += WG) {
-                    let m = e % TILE_M;
-                    let seg = (e / TILE_M) * 4u;
-                    let co = t.m0 + m;
-                    let ci = ci0 + seg;
-                    var v = vec4f(0.0);
-                    if (co < p.cout && ci < p.cin) {
-                        let first = (co * p.kh * p.kw + tap) * p.cin + ci;
-                        let count = min(4u, p.cin - ci);
-                        let bp = bits32(first, false);
-                        let bn = bits32(first, true);
-                        let c = co * p.per_channel;
-                        for (var b = 0u; b < count; b++) {
-                            v[b] = select(0.0, wp[c], ((bp >> b) & 1u) == 1u)
-                                 - select(0.0, wn[c], ((bn >> b) & 1u) == 1u);
-                        }
-                    }
-                    for (var b = 0u; b < 4u; b++) { put_a(seg + b, m, v[b]); }
+    fill_ktab(li, 0u, 0u);
+    workgroupBarrier();
+    for (var s = 0u; s * TILE_K < k_total; s++) {
+        let k0 = s * TILE_K;
+        stage_x(t, li, (s % 2u) * TILE_K);
+        // Decode 4 consecutive k of one output channel per staging item.
+        for (var e = li; e < TILE_M * TILE_K / 4u; e += WG) {
+            let m = e % TILE_M;
+            let seg = (e / TILE_M) * 4u;
+            let co = t.m0 + m;
+            let k = k0 + seg;
+            var v = vec4f(0.0);
+            if (co < p.cout && k < k_total) {
+                let count = min(4u, k_total - k);
+                let bp = bits32(co * k_total + k, false);
+                let bn = bits32(co * k_total + k, true);
+                let c = co * p.per_channel;
+                for (var b = 0u; b < count; b++) {
+                    v[b] = select(0.0, wp[c], ((bp >> b) & 1u) == 1u)
+                         - select(0.0, wn[c], ((bn >> b) & 1u) == 1u);
                 }
-                workgroupBarrier();
-                mma(&acc, t.tx, t.ty);
-                workgroupBarrier();
             }
+            for (var b = 0u; b < 4u; b++) { put_a(seg + b, m, v[b]); }
         }
+        fill_ktab(li, 1u - s % 2u, k0 + TILE_K);
+        workgroupBarrier();
+        mma(&acc, t.tx, t.ty);
+        workgroupBarrier();
     }
     epilogue(t, acc);
 }
@@ -236,27 +256,27 @@ fn dense(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
          @builtin(local_invocation_index) li: u32) {
     let t = tile(wg, nwg, li);
     if (!t.live) { return; }
-    let kk = p.kh * p.kw;
+    let k_total = p.cin * p.kh * p.kw;
     let am = li % TILE_M;
     let co_a = t.m0 + am;
     var acc: array<vec4f, 4>;
-    for (var i = 0u; i < p.kh; i++) {
-        for (var j = 0u; j < p.kw; j++) {
-            let at = window(t, i, j);
-            let tap = i * p.kw + j;
-            for (var ci0 = 0u; ci0 < p.cin; ci0 += TILE_K) {
-                stage_x(t, li, at, ci0);
-                for (var row = li / TILE_M; row < TILE_K; row += WG / TILE_M) {
-                    let ci = ci0 + row;
-                    var v = 0.0;
-                    if (co_a < p.cout && ci < p.cin) { v = weight[(co_a * p.cin + ci) * kk + tap]; }
-                    put_a(row, am, v);
-                }
-                workgroupBarrier();
-                mma(&acc, t.tx, t.ty);
-                workgroupBarrier();
+    fill_ktab(li, 0u, 0u);
+    workgroupBarrier();
+    for (var s = 0u; s * TILE_K < k_total; s++) {
+        let k0 = s * TILE_K;
+        let cur = (s % 2u) * TILE_K;
+        stage_x(t, li, cur);
+        for (var row = li / TILE_M; row < TILE_K; row += WG / TILE_M) {
+            var v = 0.0;
+            if (co_a < p.cout && k0 + row < k_total) {
+                v = weight[co_a * k_total + u32(ktab[cur + row].w)];
             }
+            put_a(row, am, v);
         }
+        fill_ktab(li, 1u - s % 2u, k0 + TILE_K);
+        workgroupBarrier();
+        mma(&acc, t.tx, t.ty);
+        workgroupBarrier();
     }
     epilogue(t, acc);
 }

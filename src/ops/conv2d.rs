@@ -146,7 +146,7 @@ pub fn forward(
             (k, Grid::Threads(blocks(g.cout) * blocks(positions)))
         }
         Family::Tiled => {
-            let t = gpu.tile(g.cout, positions, g.cin);
+            let t = gpu.tile(g.cout, positions, g.cin * g.kh * g.kw);
             let k = gpu.kernel_with(&shaders::CONV2D_TILED, "forward", &t.constants())?;
             (k, Grid::Groups(tiles(&t, g.cout, positions)))
         }
@@ -178,7 +178,7 @@ pub fn grad_input(
             // One grid per stride parity class, each sized for the largest class.
             let s = g.stride;
             let class = g.n * g.h.div_ceil(s) * g.w.div_ceil(s);
-            let t = gpu.tile(g.cin, class, g.cout);
+            let t = gpu.tile(g.cin, class, g.cout * g.kh.div_ceil(s) * g.kw.div_ceil(s));
             let k = gpu.kernel_with(&shaders::CONV2D_TILED, "grad_input", &t.constants())?;
             (k, Grid::Groups((s * s) as u64 * tiles(&t, g.cin, class)))
         }

@@ -148,10 +148,10 @@ fn launch(
             (gpu.kernel(&shaders::PACKED_CONV, entry)?, Grid::Threads(threads))
         }
         Family::Tiled => {
-            // Reduction runs: input channels per tap, or (tap, 32-channel word) pairs, two per
-            // TILE_K, for bit-planes.
+            // The reduction: (tap, channel), or (tap, 32-channel word) pairs, two per TILE_K, for
+            // bit-planes.
             let depth = match planes {
-                None => g.cin,
+                None => g.cin * g.kh * g.kw,
                 Some(_) => 2 * g.kh * g.kw * g.cin.div_ceil(32),
             };
             let t = gpu.tile(g.cout, positions, depth);
