@@ -63,7 +63,7 @@ const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
 type Module = (wgpu::ShaderModule, naga::Module, naga::valid::ModuleInfo);
 
 /// One device and the kernel family its ops run. `with_family` gives a second handle on the same
-/// device, queue and caches that runs the other family (tensors are shared between them).
+/// device, queue and caches that runs another family (tensors are shared between them).
 pub struct Gpu {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
@@ -182,7 +182,8 @@ impl Gpu {
         self.family
     }
 
-    /// "tiled (workgroup tiles up to 64×64×16, 256 invocations)" or "blocked (4×4 register blocks)".
+    /// "blocked (4×4 register blocks, no workgroup memory)" or "tiled (workgroup-memory tiles of
+    /// 256 invocations, 64×64×16 for a 64-channel layer)", with this adapter's tile.
     pub fn describe_family(&self) -> String {
         match self.family {
             Family::Blocked => "blocked (4×4 register blocks, no workgroup memory)".into(),

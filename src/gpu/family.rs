@@ -55,13 +55,6 @@ impl Family {
             Family::Tiled => "tiled",
         }
     }
-
-    pub fn other(self) -> Family {
-        match self {
-            Family::Blocked => Family::Tiled,
-            Family::Tiled => Family::Blocked,
-        }
-    }
 }
 
 /// One workgroup tile of the tiled family: a TILE_M × TILE_N block of a GEMM's output computed
