@@ -1,5 +1,6 @@
 //! `tern bench`: GFLOP/s of conv2d forward, grad_input and grad_weight on the ResNet-20 layer
-//! shapes (CIFAR 32×32), on the current adapter. A benchmark, never a test.
+//! shapes (CIFAR 32×32), and inference throughput, on the current adapter; the conv and infer
+//! suites run both kernel families side by side. A benchmark, never a test.
 
 use crate::gpu::{Gpu, Program};
 use crate::ops::conv2d::{self, Conv2dGeom};
@@ -70,13 +71,22 @@ pub fn time_program(gpu: &Gpu, program: &Program, reps: usize) -> Result<f64> {
     Ok(times[times.len() / 2])
 }
 
+/// GFLOP/s of both kernel families side by side on every ResNet-20 convolution shape.
 pub fn conv_bench(gpu: &Gpu, batch: usize, reps: usize) -> Result<()> {
     check_reps(reps)?;
     if batch == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }
-    println!("conv2d on {} — batch {batch}, median of {reps} runs (wall clock incl. submit)", gpu.describe());
-    println!("{:<22} {:>12} {:>12} {:>12}", "layer", "forward", "grad_input", "grad_weight");
+    use crate::gpu::Family;
+    println!(
+        "conv2d on {} — batch {batch}, GFLOP/s, median of {reps} runs (wall clock incl. submit); \
+         this adapter's default family: {}",
+        gpu.describe(),
+        gpu.family().name()
+    );
+    let families = [Family::Blocked, Family::Tiled].map(|f| gpu.with_family(f));
+    println!("{:<22} {:>19} {:>19} {:>19}", "", "forward", "grad_input", "grad_weight");
+    println!("{:<22}{}", "layer", format!(" {:>9} {:>9}", "blocked", "tiled").repeat(3));
     for &(name, cin, cout, size, stride) in RESNET20_CONVS {
         let g = Conv2dGeom { n: batch, cin, h: size, w: size, cout, kh: 3, kw: 3, stride, pad: 1 };
         let x = gpu.tensor("x", &g.input_shape())?;
@@ -84,16 +94,19 @@ pub fn conv_bench(gpu: &Gpu, batch: usize, reps: usize) -> Result<()> {
         let y = gpu.tensor("y", &g.output_shape())?;
         let dx = gpu.tensor("dx", &g.input_shape())?;
         let dw = gpu.tensor("dw", &g.weight_shape())?;
-        let fwd = Program { dispatches: vec![conv2d::forward(gpu, name, &g, &x, &w, &y)?] };
-        let gi = Program { dispatches: vec![conv2d::grad_input(gpu, name, &g, &y, &w, &dx)?] };
-        let gw = conv2d::grad_weight(gpu, name, &g, &x, &y, &dw)?;
         let gflops = |secs: f64| g.flops() as f64 / secs / 1e9;
-        println!(
-            "{name:<22} {:>8.2} GF/s {:>8.2} GF/s {:>8.2} GF/s",
-            gflops(time_program(gpu, &fwd, reps)?),
-            gflops(time_program(gpu, &gi, reps)?),
-            gflops(time_program(gpu, &gw, reps)?),
-        );
+        // [pass][family]
+        let mut rates = [[0.0; 2]; 3];
+        for (f, gpu) in families.iter().enumerate() {
+            let fwd = Program { dispatches: vec![conv2d::forward(gpu, name, &g, &x, &w, &y)?] };
+            let gi = Program { dispatches: vec![conv2d::grad_input(gpu, name, &g, &y, &w, &dx)?] };
+            let gw = conv2d::grad_weight(gpu, name, &g, &x, &y, &dw)?;
+            for (pass, program) in [fwd, gi, gw].iter().enumerate() {
+                rates[pass][f] = gflops(time_program(gpu, program, reps)?);
+            }
+        }
+        let cells: String = rates.iter().map(|[b, t]| format!(" {b:>9.2} {t:>9.2}")).collect();
+        println!("{name:<22}{cells}");
     }
     Ok(())
 }
@@ -145,15 +158,19 @@ pub fn infer_bench(
         gpu.describe()
     );
     println!(
-        "{:>6} {:>14} {:>14} {:>16} {:>12}",
-        "batch", "fp32 graph", "fp32 fused", "ternary packed", "ternary/fp32"
+        "{:>6} {:>8} {:>14} {:>14} {:>16} {:>12}",
+        "batch", "kernels", "fp32 graph", "fp32 fused", "ternary packed", "ternary/fp32"
     );
+    let families = [crate::gpu::Family::Blocked, crate::gpu::Family::Tiled].map(|f| gpu.with_family(f));
     for batch in [1, 32, 128] {
-        let graph = fp.graph(gpu, batch, Mode::Eval)?;
-        let a = images_per_second(gpu, &graph.forward, batch, reps)?;
-        let b = images_per_second(gpu, &packed_dense.graph(gpu, batch)?.forward, batch, reps)?;
-        let c = images_per_second(gpu, &packed_ternary.graph(gpu, batch)?.forward, batch, reps)?;
-        println!("{batch:>6} {a:>14.1} {b:>14.1} {c:>16.1} {:>11.2}x", c / a);
+        for gpu in &families {
+            let graph = fp.graph(gpu, batch, Mode::Eval)?;
+            let a = images_per_second(gpu, &graph.forward, batch, reps)?;
+            let b = images_per_second(gpu, &packed_dense.graph(gpu, batch)?.forward, batch, reps)?;
+            let c = images_per_second(gpu, &packed_ternary.graph(gpu, batch)?.forward, batch, reps)?;
+            let family = gpu.family().name();
+            println!("{batch:>6} {family:>8} {a:>14.1} {b:>14.1} {c:>16.1} {:>11.2}x", c / a);
+        }
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! print its result. `main.rs` parses the command line and calls exactly one of these.
 
 use crate::data::{DatasetKind, FolderOptions};
-use crate::gpu::{Gpu, GpuOptions};
+use crate::gpu::{Family, Gpu, GpuOptions};
 use crate::{bench, export, import, infer, profile, train};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -97,19 +97,36 @@ pub fn import_torch(gpu: &GpuOptions, file: &Path, opts: &import::ImportOptions,
     Ok(())
 }
 
-/// Every kernel against the CPU reference and PyTorch's goldens on the chosen adapter: a table,
-/// a one-line verdict, and exit code 1 when any case is out of tolerance.
-pub fn check(gpu: &GpuOptions) -> Result<ExitCode> {
-    let gpu = Gpu::new(gpu)?;
+/// Every kernel against the CPU reference and PyTorch's goldens on the chosen adapter, in every
+/// kernel family (or the one `--kernels`/`TERN_KERNELS` names): a table per family, a one-line
+/// verdict, and exit code 1 when any case is out of tolerance.
+pub fn check(options: &GpuOptions) -> Result<ExitCode> {
+    let gpu = Gpu::new(options)?;
+    let named = match options.kernels {
+        Some(k) => Some(k),
+        None => crate::gpu::Kernels::from_env()?,
+    };
+    let families: Vec<Family> = match named {
+        None | Some(crate::gpu::Kernels::Auto) => vec![Family::Blocked, Family::Tiled],
+        Some(_) => vec![gpu.family()],
+    };
     let started = std::time::Instant::now();
-    let cases = crate::check::all(&gpu)?;
-    print!("{}", crate::check::report(&cases, &gpu.describe()));
+    let mut all = Vec::new();
+    for family in families {
+        let gpu = gpu.with_family(family);
+        println!("{} kernels: {}", family.name(), gpu.describe_family());
+        let mut cases = crate::check::all(&gpu)?;
+        cases.iter_mut().for_each(|c| c.op = format!("{}:{}", family.name(), c.op));
+        print!("{}", crate::check::table(&cases));
+        all.extend(cases);
+    }
+    println!("{}", crate::check::verdict(&all, &gpu.describe()));
     println!("checked in {:.1} s", started.elapsed().as_secs_f64());
-    Ok(if cases.iter().all(|c| c.passed()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all.iter().all(|c| c.passed()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 pub fn devices(gpu: &GpuOptions) -> Result<()> {
-    for line in crate::gpu::adapter_summaries(gpu) {
+    for line in crate::gpu::adapter_summaries(gpu)? {
         println!("{line}");
     }
     Ok(())

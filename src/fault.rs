@@ -9,6 +9,8 @@
 //! - `before-rename:FILE`: abort after FILE's temporary file is written and synced, before it is
 //!   renamed over FILE;
 //! - `loader-panic`: a data-loader worker panics while building its second batch;
+//! - `check-wrong-result`: `tern check` reads conv2d/forward's first output with its sign flipped
+//!   (a kernel gone wrong, to test the failure path);
 //! - `slow-steps`: every training step takes 300 ms longer, and stopping after a signal 2 s
 //!   longer (a slow device: the window the signal tests need).
 //!

@@ -175,6 +175,7 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
             }
         }
     }
+    println!("{} — kernels: {}", gpu.describe(), gpu.describe_family());
     print!("{}", trace.table(source));
     if let Some(path) = &cfg.trace {
         trace.write(path)?;

@@ -554,3 +554,47 @@ fn model_errors_name_the_file_and_the_real_problem() {
     let r = tern(&["train", "--resume", run.to_str().unwrap()]);
     assert_fails(&r, &["last.safetensors", "unexpected tensor 'optimizer.moment1.conv6.wn'"]);
 }
+
+fn run_tern(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let r = process::tern_env(args, env);
+    (r.code, r.stdout, r.stderr)
+}
+
+/// `--kernels` and `TERN_KERNELS` pick the family `tern devices` reports; auto picks blocked on
+/// CPU adapters (llvmpipe) and tiled elsewhere; a bad TERN_KERNELS is a one-line error.
+#[test]
+fn kernels_flag_and_environment_select_the_family() {
+    let (code, auto, err) = run_tern(&["devices"], &[]);
+    assert_eq!(code, 0, "{err}");
+    for line in auto.lines() {
+        let cpu = line.contains("Cpu,");
+        let want = if cpu { "kernels: blocked" } else { "kernels: tiled" };
+        assert!(line.ends_with(want), "auto: {line}");
+    }
+    let (_, tiled, _) = run_tern(&["--kernels", "tiled", "devices"], &[]);
+    assert!(!tiled.is_empty() && tiled.lines().all(|l| l.ends_with("kernels: tiled")), "{tiled}");
+    let (_, blocked, _) = run_tern(&["devices"], &[("TERN_KERNELS", "blocked")]);
+    assert!(blocked.lines().all(|l| l.ends_with("kernels: blocked")), "{blocked}");
+    let (_, flag_wins, _) = run_tern(&["devices", "--kernels", "tiled"], &[("TERN_KERNELS", "blocked")]);
+    assert!(flag_wins.lines().all(|l| l.ends_with("kernels: tiled")), "{flag_wins}");
+    let (code, _, err) = run_tern(&["devices"], &[("TERN_KERNELS", "fast")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("TERN_KERNELS: 'fast' is not a kernel family (auto, blocked or tiled)"), "{err}");
+}
+
+/// `tern check` runs every kernel of both families against the reference and the goldens and
+/// passes on this adapter; a kernel gone wrong (the test hook) fails it with exit code 1 and a
+/// verdict naming the case.
+#[test]
+fn check_passes_here_and_fails_on_a_wrong_result() {
+    let r = tern(&["check"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("blocked kernels:") && r.stdout.contains("tiled kernels:"), "{}", r.stdout);
+    assert!(r.stdout.lines().any(|l| l.starts_with("PASS: all ")), "{}", r.stdout);
+    assert!(!r.stdout.contains("FAIL"), "{}", r.stdout);
+    let r = process::tern_env(&["--kernels", "blocked", "check"], &[("TERN_FAULT", "check-wrong-result")]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains("tiled kernels:"), "--kernels names one family: {}", r.stdout);
+    let verdict = r.stdout.lines().find(|l| l.starts_with("FAIL: ")).expect("a FAIL verdict");
+    assert!(verdict.contains("blocked:conv2d/forward"), "{verdict}");
+}

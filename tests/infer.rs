@@ -308,3 +308,64 @@ fn ternary_activation_resnet_packed_and_bitplane_paths_match() {
         assert_eq!(PackedModel::load(&tmp.path().join("m.safetensors")).unwrap().layers, packed.layers);
     }
 }
+
+/// The test device in each kernel family (blocked, tiled).
+fn families() -> [&'static tern::gpu::Gpu; 2] {
+    use tern::gpu::Family;
+    static TILED: std::sync::OnceLock<tern::gpu::Gpu> = std::sync::OnceLock::new();
+    [gpu(), TILED.get_or_init(|| gpu().with_family(Family::Tiled))]
+}
+
+/// Under the tiled family the packed kernels (float activations and bit-planes) give the
+/// training graph's eval-mode logits, and both equal the blocked family's.
+#[test]
+fn packed_logits_match_the_training_graph_under_the_tiled_family() {
+    use tern::checkpoint::Meta;
+    use tern::nn::{Activation, Arch, Mode, Model, ModelSpec};
+    use tern::packed::PackedModel;
+    use tern::quant::QuantKind;
+    let [_, gpu] = families();
+    let cases = [
+        (Arch::SmallCnn, QuantKind::Ttq, Activation::Relu, 1, 28),
+        (Arch::Resnet20, QuantKind::Ttq, Activation::Relu, 3, 16),
+        (Arch::Resnet20, QuantKind::Sttn, Activation::Ternary, 3, 16),
+    ];
+    for (i, &(arch, quant, activation, channels, size)) in cases.iter().enumerate() {
+        let spec = ModelSpec {
+            arch,
+            in_channels: channels,
+            height: size,
+            width: size,
+            classes: 10,
+            quant,
+            threshold: 0.05,
+            quantize_ends: false,
+            activation,
+        };
+        let model = Model::new(gpu, spec.clone(), i as u64).unwrap();
+        // Running statistics as after training: momentum updates from random batches.
+        let g = model.graph(gpu, 4, Mode::Train).unwrap();
+        gpu.write(&g.input, &check::to_f32(&check::values(g.input.numel(), 50 + i as u64))).unwrap();
+        for _ in 0..10 {
+            gpu.run(&[&g.forward]).unwrap();
+        }
+        let batch = 3;
+        let images = check::to_f32(&check::values(batch * channels * size * size, 77));
+        let meta = Meta { spec, mean: vec![0.0; channels], std: vec![1.0; channels], classes: vec![] };
+        let packed = PackedModel::from_model(gpu, &model, &meta).unwrap();
+        let what = format!("{} {} {channels}x{size}x{size}", arch.name(), quant.name());
+        let mut logits = Vec::new();
+        for gpu in families() {
+            let graph = tern::infer::eval_graph(gpu, &model, batch).unwrap();
+            let want = check::to_f64(&tern::infer::logits(gpu, &graph, &images, batch).unwrap());
+            for bitplanes in [false, true] {
+                let pg = packed.graph_with(gpu, batch, bitplanes).unwrap();
+                let got = tern::infer::Runner::Packed(Box::new(pg)).logits(gpu, &images, batch).unwrap();
+                let path = format!("{} packed (bit-planes {bitplanes}) {what}", gpu.family().name());
+                assert_close_to_scale(&path, &check::to_f64(&got), &want, 1e-4);
+            }
+            logits.push(want);
+        }
+        assert_close_to_scale(&format!("tiled vs blocked logits {what}"), &logits[1], &logits[0], 1e-4);
+    }
+}

@@ -20,7 +20,8 @@ pub const fn geom(
     Conv2dGeom { n, cin, h, w, cout, kh: k, kw: k, stride, pad }
 }
 
-/// Odd sizes, 1×1 and 5×5 kernels, strides 1 to 3, channel counts off the 4×4 register block.
+/// Odd sizes, 1×1 and 5×5 kernels, strides 1 to 3, channel counts off the 4×4 register block
+/// and off the tiled family's tiles.
 pub const AWKWARD: &[Conv2dGeom] = &[
     geom(1, 1, 5, 5, 1, 3, 1, 1),
     geom(2, 3, 7, 9, 5, 3, 1, 1),
@@ -29,6 +30,13 @@ pub const AWKWARD: &[Conv2dGeom] = &[
     geom(2, 6, 11, 10, 3, 5, 2, 2),
     geom(1, 2, 6, 6, 6, 3, 3, 0),
     geom(5, 16, 16, 16, 32, 3, 2, 1),
+    // Off the tiled family's tiles: stride-2 1×1 (parity classes meeting no tap), channel
+    // slices with remainders, two row tiles (70 channels), two bit-plane words (40 channels).
+    geom(2, 5, 7, 7, 6, 1, 2, 0),
+    geom(3, 12, 13, 11, 14, 3, 1, 1),
+    geom(2, 67, 9, 7, 70, 1, 1, 0),
+    geom(2, 17, 9, 9, 33, 3, 2, 1),
+    geom(2, 40, 6, 5, 70, 1, 1, 0),
 ];
 
 /// The convolutions of the small CNN (28×28) and ResNet-20 (32×32), batch 2.

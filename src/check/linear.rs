@@ -7,7 +7,8 @@ use crate::ops::linear as op;
 use anyhow::Result;
 
 /// (n, fin, fout): a single value, sizes off the workgroup of 64, a batch of 65.
-pub const AWKWARD: &[(usize, usize, usize)] = &[(1, 1, 1), (3, 17, 10), (65, 64, 10), (8, 100, 33)];
+pub const AWKWARD: &[(usize, usize, usize)] =
+    &[(1, 1, 1), (3, 17, 10), (65, 64, 10), (8, 100, 33), (3, 20, 7), (67, 33, 3), (5, 70, 66)];
 
 /// (n, fin, fout) of the models' classifiers, batch 2.
 pub const MODEL: &[(usize, usize, usize)] = &[(2, 32, 10), (2, 64, 10)];

@@ -108,7 +108,7 @@ impl<'a> Cases<'a> {
     ) -> Result<()> {
         let got = download(self.gpu, got)?;
         let op = format!("{}/{what}", self.op);
-        self.list.push(super::compare_bounded(&op, &self.shape, &got, want, bound, tol));
+        self.list.push(super::compare_bounded(&op, &self.shape, &tampered(&op, &got), want, bound, tol));
         Ok(())
     }
 
@@ -119,7 +119,7 @@ impl<'a> Cases<'a> {
 
     pub fn expect_values(&mut self, what: &str, got: &[f64], want: &[f64], tol: f64) {
         let op = format!("{}/{what}", self.op);
-        self.list.push(compare(&op, &self.shape, got, want, tol));
+        self.list.push(compare(&op, &self.shape, &tampered(&op, got), want, tol));
     }
 
     /// The op goldens (tests/golden/ops.safetensors), for tensors named otherwise.
@@ -145,4 +145,14 @@ impl<'a> Cases<'a> {
         }
         Ok(())
     }
+}
+
+/// `got`, with conv2d/forward's first value negated under the test hook
+/// `TERN_FAULT=check-wrong-result` (src/fault.rs), so the failure path of `tern check` is tested.
+fn tampered(op: &str, got: &[f64]) -> Vec<f64> {
+    let mut got = got.to_vec();
+    if op == "conv2d/forward" && !got.is_empty() && crate::fault::armed("check-wrong-result", None) {
+        got[0] = -got[0] - 1.0;
+    }
+    got
 }

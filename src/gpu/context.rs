@@ -1,5 +1,6 @@
 //! `Gpu`: adapter choice, device creation, tensors, upload/readback and error capture.
 
+use super::family::{Family, Kernels, Tile, TileLimits};
 use super::{GpuError, Kernel, Program, Result, Tensor, Uniform, shaders::ShaderFile};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,20 @@ pub struct GpuOptions {
     /// Adapter index as listed by `tern devices` (default: best available; also WGPU_ADAPTER_NAME)
     #[arg(long, global = true)]
     pub adapter: Option<usize>,
+    /// Kernel family: auto (blocked on CPU adapters such as llvmpipe, tiled on GPUs), blocked or
+    /// tiled (default: TERN_KERNELS, else auto)
+    #[arg(long, value_enum, global = true)]
+    pub kernels: Option<Kernels>,
+}
+
+impl GpuOptions {
+    /// `--kernels`, else `TERN_KERNELS`, else auto.
+    fn kernels(&self) -> Result<Kernels> {
+        Ok(match self.kernels {
+            Some(k) => k,
+            None => Kernels::from_env()?.unwrap_or_default(),
+        })
+    }
 }
 
 /// Features used when the adapter has them; everything works without them.
@@ -47,15 +62,18 @@ const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
 /// A compiled shader file with the naga IR used to reflect its bindings.
 type Module = (wgpu::ShaderModule, naga::Module, naga::valid::ModuleInfo);
 
+/// One device and the kernel family its ops run. `with_family` gives a second handle on the same
+/// device, queue and caches that runs another family (tensors are shared between them).
 pub struct Gpu {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     pub(crate) info: wgpu::AdapterInfo,
     pub(crate) features: wgpu::Features,
     pub(crate) limits: wgpu::Limits,
+    family: Family,
     errors: Arc<Mutex<Vec<String>>>,
-    modules: Mutex<HashMap<&'static str, Arc<Module>>>,
-    kernels: Mutex<HashMap<String, Arc<Kernel>>>,
+    modules: Arc<Mutex<HashMap<&'static str, Arc<Module>>>>,
+    kernels: Arc<Mutex<HashMap<String, Arc<Kernel>>>>,
 }
 
 fn instance(opts: &GpuOptions) -> (wgpu::Instance, wgpu::Backends) {
@@ -68,10 +86,12 @@ fn instance(opts: &GpuOptions) -> (wgpu::Instance, wgpu::Backends) {
     (wgpu::Instance::new(desc), backends)
 }
 
-/// One line per adapter, in the order `--adapter` indexes them.
-pub fn adapter_summaries(opts: &GpuOptions) -> Vec<String> {
+/// One line per adapter, in the order `--adapter` indexes them, with the kernel family that
+/// `--kernels` (or `TERN_KERNELS`) selects on it.
+pub fn adapter_summaries(opts: &GpuOptions) -> Result<Vec<String>> {
     let (instance, backends) = instance(opts);
-    pollster::block_on(instance.enumerate_adapters(backends))
+    let kernels = opts.kernels()?;
+    Ok(pollster::block_on(instance.enumerate_adapters(backends))
         .iter()
         .enumerate()
         .map(|(i, a)| {
@@ -81,7 +101,7 @@ pub fn adapter_summaries(opts: &GpuOptions) -> Vec<String> {
                 if f.contains(x) { name.to_string() } else { format!("no-{name}") }
             };
             format!(
-                "{i}: {} ({:?}, {:?}, driver {} {}) [{} {} {}]",
+                "{i}: {} ({:?}, {:?}, driver {} {}) [{} {} {}] kernels: {}",
                 info.name,
                 info.backend,
                 info.device_type,
@@ -90,13 +110,15 @@ pub fn adapter_summaries(opts: &GpuOptions) -> Vec<String> {
                 has(wgpu::Features::TIMESTAMP_QUERY, "timestamps"),
                 has(wgpu::Features::SUBGROUP, "subgroups"),
                 has(wgpu::Features::SHADER_F16, "f16"),
+                kernels.resolve(info.device_type).name(),
             )
         })
-        .collect()
+        .collect())
 }
 
 impl Gpu {
     pub fn new(opts: &GpuOptions) -> Result<Gpu> {
+        let kernels = opts.kernels()?;
         let (instance, backends) = instance(opts);
         let adapters = pollster::block_on(instance.enumerate_adapters(backends));
         let which = match opts.backend {
@@ -136,21 +158,73 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             sink.lock().unwrap().push(e.to_string());
         }));
+        let family = kernels.resolve(info.device_type);
         Ok(Gpu {
             device,
             queue,
             info,
             features,
             limits,
+            family,
             errors,
-            modules: Mutex::default(),
-            kernels: Mutex::default(),
+            modules: Arc::default(),
+            kernels: Arc::default(),
         })
     }
 
     /// "llvmpipe (LLVM 15.0.6, 256 bits) on Vulkan"
     pub fn describe(&self) -> String {
         format!("{} on {:?}", self.info.name, self.info.backend)
+    }
+
+    /// The kernel family this handle's ops run.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// "blocked (4×4 register blocks, no workgroup memory)" or "tiled (workgroup-memory tiles of
+    /// 256 invocations, 64×64×16 for a 64-channel layer)", with this adapter's tile.
+    pub fn describe_family(&self) -> String {
+        match self.family {
+            Family::Blocked => "blocked (4×4 register blocks, no workgroup memory)".into(),
+            Family::Tiled => {
+                let t = self.tile(64, 1 << 20, 1 << 20);
+                format!(
+                    "tiled (workgroup-memory tiles of {} invocations, {}×{}×{} for a 64-channel layer)",
+                    t.invocations(),
+                    t.m,
+                    t.n,
+                    t.k
+                )
+            }
+        }
+    }
+
+    /// A handle on the same device, queue, error sink and kernel caches running `family`: what
+    /// one handle creates, the other can bind (tests and benchmarks compare the two families).
+    pub fn with_family(&self, family: Family) -> Gpu {
+        Gpu {
+            device: self.device.clone(),
+            queue: self.queue.clone(),
+            info: self.info.clone(),
+            features: self.features,
+            limits: self.limits.clone(),
+            family,
+            errors: self.errors.clone(),
+            modules: self.modules.clone(),
+            kernels: self.kernels.clone(),
+        }
+    }
+
+    /// The tiled family's tile for a GEMM of `rows` × `cols` outputs whose reduction comes in
+    /// runs of `depth`, within this adapter's workgroup limits (see `Tile::choose`).
+    pub fn tile(&self, rows: usize, cols: usize, depth: usize) -> Tile {
+        let l = &self.limits;
+        let limits = TileLimits {
+            invocations: l.max_compute_invocations_per_workgroup.min(l.max_compute_workgroup_size_x),
+            storage: l.max_compute_workgroup_storage_size,
+        };
+        Tile::choose(limits, rows, cols, depth)
     }
 
     /// Elements (of 4 bytes) a tensor view's offset must be a multiple of.
@@ -329,12 +403,25 @@ impl Gpu {
 
     /// The compiled entry point `entry` of a shader file, compiled once and cached.
     pub fn kernel(&self, shader: &ShaderFile, entry: &str) -> Result<Arc<Kernel>> {
-        let key = format!("{}/{}", shader.name, entry);
+        self.kernel_with(shader, entry, &[])
+    }
+
+    /// `entry` specialised with `override` constants (name, value), compiled once per set of
+    /// values: the cache key names them.
+    pub fn kernel_with(
+        &self,
+        shader: &ShaderFile,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<Arc<Kernel>> {
+        let name = format!("{}/{}", shader.name, entry);
+        let values: Vec<String> = constants.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let key = format!("{name}[{}]", values.join(","));
         if let Some(k) = self.kernels.lock().unwrap().get(&key) {
             return Ok(k.clone());
         }
         let module = self.module(shader)?;
-        let kernel = Arc::new(Kernel::new(self, &key, &module.0, &module.1, &module.2, entry)?);
+        let kernel = Arc::new(Kernel::new(self, &name, &module.0, &module.1, &module.2, entry, constants)?);
         self.check().map_err(|e| GpuError::Shader { shader: key.clone(), reason: e.to_string() })?;
         self.kernels.lock().unwrap().insert(key, kernel.clone());
         Ok(kernel)

@@ -38,6 +38,7 @@ impl Kernel {
         ir: &naga::Module,
         info: &naga::valid::ModuleInfo,
         entry: &str,
+        constants: &[(&str, f64)],
     ) -> Result<Kernel> {
         let shader_err = |reason: String| GpuError::Shader { shader: name.into(), reason };
         let (index, _) = ir
@@ -46,12 +47,15 @@ impl Kernel {
             .enumerate()
             .find(|(_, ep)| ep.name == entry && ep.stage == naga::ShaderStage::Compute)
             .ok_or_else(|| shader_err("no such compute entry point".into()))?;
-        // Resolve `override` defaults so the workgroup size is concrete.
+        // Resolve `override` constants (given values, else defaults) so the workgroup size is
+        // concrete.
+        let values: naga::back::PipelineConstants =
+            constants.iter().map(|(n, v)| (n.to_string(), *v)).collect();
         let (resolved, _) = naga::back::pipeline_constants::process_overrides(
             ir,
             info,
             Some((naga::ShaderStage::Compute, entry)),
-            &Default::default(),
+            &values,
         )
         .map_err(|e| shader_err(e.to_string()))?;
         let workgroup_size = resolved
@@ -86,7 +90,12 @@ impl Kernel {
             layout: None,
             module,
             entry_point: Some(entry),
-            compilation_options: Default::default(),
+            // Specialised kernels (the tiled family) write every workgroup element they read
+            // before reading it: skip the zero-fill wgpu would otherwise add to each workgroup.
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: constants.is_empty(),
+            },
             cache: None,
         });
         let layout = pipeline.get_bind_group_layout(0);

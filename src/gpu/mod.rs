@@ -1,20 +1,24 @@
 //! The device boundary: everything that talks to wgpu lives under this module, and no wgpu type
 //! crosses it.
 //!
-//! `Gpu` owns the adapter, device and queue and the one submit path (`Gpu::submit`, `run`, and
-//! `Profiler::submit` all record through `submit_with`); `Tensor` is a buffer range with a shape,
-//! `Var` a value with its gradient, `Uniform<T>` a typed uniform buffer; `Kernel` is one compiled
-//! shader entry point whose bindings and workgroup size (an `override` constant) are read from
-//! the WGSL by naga; `Dispatch` is one launch of a kernel with its bind group, built once and
+//! `Gpu` owns the adapter, device and queue, the kernel family its ops run (`Family`: blocked or
+//! tiled, from `--kernels`/`TERN_KERNELS`; the tiled family's `Tile` sizes from the adapter's
+//! limits) and the one submit path (`Gpu::submit`, `run`, and `Profiler::submit` all record
+//! through `submit_with`); `Tensor` is a buffer range with a shape, `Var` a value with its
+//! gradient, `Uniform<T>` a typed uniform buffer; `Kernel` is one compiled shader entry point
+//! (specialised by `override` constants where given) whose bindings and workgroup size are read
+//! from the WGSL by naga; `Dispatch` is one launch of a kernel with its bind group, built once and
 //! replayed every step; `Profiler` times dispatches with timestamp queries.
 
 mod context;
+mod family;
 mod kernel;
 pub mod profiler;
 pub mod shaders;
 mod tensor;
 
 pub use context::{Backend, Gpu, GpuOptions, adapter_summaries};
+pub use family::{Family, Kernels, Tile};
 pub use kernel::{Cost, Dispatch, Grid, Kernel, Program};
 pub use profiler::{KernelStat, Profiled, Profiler, Timing};
 pub use tensor::{DType, Tensor, Uniform, UniformRef, Var};

@@ -1,4 +1,5 @@
 //! Every WGSL file of the project, embedded at compile time. Each is valid WGSL on its own.
+//! `<op>_tiled` files hold the tiled family's entry points of `<op>` (same bindings and uniforms).
 
 use super::{GpuError, Result};
 
@@ -18,11 +19,15 @@ macro_rules! shader {
 shader!(ACTIVATION, "activation");
 shader!(BATCHNORM, "batchnorm");
 shader!(CONV2D, "conv2d");
+shader!(CONV2D_TILED, "conv2d_tiled");
 shader!(LINEAR, "linear");
+shader!(LINEAR_TILED, "linear_tiled");
 shader!(LOSS, "loss");
 shader!(OPTIM, "optim");
 shader!(PACKED_CONV, "packed_conv");
+shader!(PACKED_CONV_TILED, "packed_conv_tiled");
 shader!(PACKED_LINEAR, "packed_linear");
+shader!(PACKED_LINEAR_TILED, "packed_linear_tiled");
 shader!(POOL, "pool");
 shader!(REDUCE, "reduce");
 shader!(SHORTCUT, "shortcut");
@@ -35,11 +40,15 @@ pub const ALL: &[&ShaderFile] = &[
     &ACTIVATION,
     &BATCHNORM,
     &CONV2D,
+    &CONV2D_TILED,
     &LINEAR,
+    &LINEAR_TILED,
     &LOSS,
     &OPTIM,
     &PACKED_CONV,
+    &PACKED_CONV_TILED,
     &PACKED_LINEAR,
+    &PACKED_LINEAR_TILED,
     &POOL,
     &REDUCE,
     &SHORTCUT,

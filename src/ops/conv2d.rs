@@ -1,7 +1,8 @@
-//! conv2d: forward, grad_input and grad_weight (shaders/conv2d.wgsl).
+//! conv2d: forward, grad_input and grad_weight (shaders/conv2d.wgsl: the blocked family;
+//! shaders/conv2d_tiled.wgsl: the tiled family, chosen by `gpu.family()`).
 
 use super::{expect_shape, f32_bytes};
-use crate::gpu::{Cost, Dispatch, Gpu, GpuError, Grid, Program, Result, Tensor, shaders};
+use crate::gpu::{Cost, Dispatch, Family, Gpu, GpuError, Grid, Program, Result, Tensor, Tile, shaders};
 
 /// Shape of one convolution: input [n, cin, h, w], weights [cout, cin, kh, kw].
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -126,6 +127,11 @@ fn blocks(v: usize) -> u64 {
     v.div_ceil(4) as u64
 }
 
+/// Workgroups of the tiled family covering `rows` × `cols` outputs with tile `t`.
+pub(crate) fn tiles(t: &Tile, rows: usize, cols: usize) -> u64 {
+    rows.div_ceil(t.m as usize) as u64 * cols.div_ceil(t.n as usize) as u64
+}
+
 pub fn forward(
     gpu: &Gpu,
     label: &str,
@@ -139,10 +145,21 @@ pub fn forward(
     expect_shape(&label, x, &g.input_shape())?;
     expect_shape(&label, w, &g.weight_shape())?;
     expect_shape(&label, y, &g.output_shape())?;
-    let k = gpu.kernel(&shaders::CONV2D, "forward")?;
-    let threads = blocks(g.cout) * blocks(g.n * g.oh() * g.ow());
     let cost = Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + w.numel() + y.numel()) };
-    Dispatch::new(gpu, &k, label, &g.params(1), &[("x", x), ("w", w), ("y", y)], Grid::Threads(threads), cost)
+    let tensors = [("x", x), ("w", w), ("y", y)];
+    let positions = g.n * g.oh() * g.ow();
+    let (k, grid) = match gpu.family() {
+        Family::Blocked => {
+            let k = gpu.kernel(&shaders::CONV2D, "forward")?;
+            (k, Grid::Threads(blocks(g.cout) * blocks(positions)))
+        }
+        Family::Tiled => {
+            let t = gpu.tile(g.cout, positions, g.cin * g.kh * g.kw);
+            let k = gpu.kernel_with(&shaders::CONV2D_TILED, "forward", &t.constants())?;
+            (k, Grid::Groups(tiles(&t, g.cout, positions)))
+        }
+    };
+    Dispatch::new(gpu, &k, label, &g.params(1), &tensors, grid, cost)
 }
 
 pub fn grad_input(
@@ -158,18 +175,23 @@ pub fn grad_input(
     expect_shape(&label, dy, &g.output_shape())?;
     expect_shape(&label, w, &g.weight_shape())?;
     expect_shape(&label, dx, &g.input_shape())?;
-    let k = gpu.kernel(&shaders::CONV2D, "grad_input")?;
-    let threads = blocks(g.cin) * blocks(g.n * g.h * g.w);
     let cost = Cost { flops: g.flops(), bytes: f32_bytes(dy.numel() + w.numel() + dx.numel()) };
-    Dispatch::new(
-        gpu,
-        &k,
-        label,
-        &g.params(1),
-        &[("dy", dy), ("w", w), ("dx", dx)],
-        Grid::Threads(threads),
-        cost,
-    )
+    let tensors = [("dy", dy), ("w", w), ("dx", dx)];
+    let (k, grid) = match gpu.family() {
+        Family::Blocked => {
+            let k = gpu.kernel(&shaders::CONV2D, "grad_input")?;
+            (k, Grid::Threads(blocks(g.cin) * blocks(g.n * g.h * g.w)))
+        }
+        Family::Tiled => {
+            // One grid per stride parity class, each sized for the largest class.
+            let s = g.stride;
+            let class = g.n * g.h.div_ceil(s) * g.w.div_ceil(s);
+            let t = gpu.tile(g.cin, class, g.cout * g.kh.div_ceil(s) * g.kw.div_ceil(s));
+            let k = gpu.kernel_with(&shaders::CONV2D_TILED, "grad_input", &t.constants())?;
+            (k, Grid::Groups((s * s) as u64 * tiles(&t, g.cin, class)))
+        }
+    };
+    Dispatch::new(gpu, &k, label, &g.params(1), &tensors, grid, cost)
 }
 
 /// dw = Σ over the batch and output positions. The sum is split into chunks so that enough
@@ -189,9 +211,27 @@ pub fn grad_weight(
     expect_shape(&label, dy, &g.output_shape())?;
     expect_shape(&label, dw, &g.weight_shape())?;
     let positions = g.n * g.oh() * g.ow();
-    let base = blocks(g.cout) * blocks(g.cin * g.kh * g.kw);
-    let splits = (gpu.parallelism().div_ceil(base) as usize).clamp(1, positions.div_ceil(64).max(1));
-    let k = gpu.kernel(&shaders::CONV2D, "grad_weight")?;
+    let k_total = g.cin * g.kh * g.kw;
+    // One split's launch: `units` invocations (blocked) or workgroups (tiled); a split reduces
+    // at least `min_chunk` positions.
+    let (k, units, groups, min_chunk) = match gpu.family() {
+        Family::Blocked => {
+            let k = gpu.kernel(&shaders::CONV2D, "grad_weight")?;
+            (k, blocks(g.cout) * blocks(k_total), false, 64)
+        }
+        Family::Tiled => {
+            let t = gpu.tile(g.cout, k_total, positions);
+            let k = gpu.kernel_with(&shaders::CONV2D_TILED, "grad_weight", &t.constants())?;
+            (k, tiles(&t, g.cout, k_total), true, 4 * t.k as usize)
+        }
+    };
+    let grid = |splits: usize| {
+        let n = units * splits as u64;
+        if groups { Grid::Groups(n) } else { Grid::Threads(n) }
+    };
+    let threads = if groups { units * k.invocations_per_group() as u64 } else { units };
+    let splits =
+        (gpu.parallelism().div_ceil(threads) as usize).clamp(1, positions.div_ceil(min_chunk).max(1));
     let cost = Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + dy.numel() + dw.numel() * splits) };
     let mut program = Program::default();
     if splits == 1 {
@@ -201,7 +241,7 @@ pub fn grad_weight(
             label,
             &g.params(1),
             &[("x", x), ("dy", dy), ("dw_partial", dw)],
-            Grid::Threads(base),
+            grid(1),
             cost,
         )?);
         return Ok(program);
@@ -213,7 +253,7 @@ pub fn grad_weight(
         label.clone(),
         &g.params(splits),
         &[("x", x), ("dy", dy), ("dw_partial", &partial)],
-        Grid::Threads(base * splits as u64),
+        grid(splits),
         cost,
     )?);
     program.push(super::reduce::sum_splits(gpu, &label, &partial, dw)?);

@@ -1,9 +1,11 @@
 //! Inference convolution from bit-packed ternary or f32 weights with fused folded batch norm,
-//! residual and ReLU (shaders/packed_conv.wgsl).
+//! residual and ReLU (shaders/packed_conv.wgsl: the blocked family and the element-wise
+//! activation kernels; shaders/packed_conv_tiled.wgsl: the tiled family's convolutions, chosen by
+//! `gpu.family()`).
 
-use super::conv2d::{Conv2dGeom, Conv2dShape};
+use super::conv2d::{Conv2dGeom, Conv2dShape, tiles};
 use super::{expect_shape, f32_bytes};
-use crate::gpu::{Cost, Dispatch, Gpu, GpuError, Grid, Result, Tensor, shaders};
+use crate::gpu::{Cost, Dispatch, Family, Gpu, GpuError, Grid, Result, Tensor, shaders};
 
 /// The weights of a packed layer on the GPU.
 pub enum PackedWeights<'a> {
@@ -138,10 +140,26 @@ fn launch(
             4 * weight.numel() as u64
         }
     };
-    let k = gpu.kernel(&shaders::PACKED_CONV, entry)?;
-    let threads = (g.n * g.oh() * g.ow()).div_ceil(4) as u64 * g.cout.div_ceil(4) as u64;
     let cost = Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + y.numel()) + weight_bytes };
-    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(threads), cost)
+    let positions = g.n * g.oh() * g.ow();
+    let (k, grid) = match gpu.family() {
+        Family::Blocked => {
+            let threads = positions.div_ceil(4) as u64 * g.cout.div_ceil(4) as u64;
+            (gpu.kernel(&shaders::PACKED_CONV, entry)?, Grid::Threads(threads))
+        }
+        Family::Tiled => {
+            // The reduction: (tap, channel), or (tap, 32-channel word) pairs, two per TILE_K, for
+            // bit-planes.
+            let depth = match planes {
+                None => g.cin * g.kh * g.kw,
+                Some(_) => 2 * g.kh * g.kw * g.cin.div_ceil(32),
+            };
+            let t = gpu.tile(g.cout, positions, depth);
+            let k = gpu.kernel_with(&shaders::PACKED_CONV_TILED, entry, &t.constants())?;
+            (k, Grid::Groups(tiles(&t, g.cout, positions)))
+        }
+    };
+    Dispatch::new(gpu, &k, label, &p, &tensors, grid, cost)
 }
 
 /// Params for the activation kernels: only the input dimensions matter.

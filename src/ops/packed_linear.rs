@@ -1,9 +1,11 @@
 //! Inference fully connected layer from bit-packed ternary or f32 weights
-//! (shaders/packed_linear.wgsl).
+//! (shaders/packed_linear.wgsl: the blocked family; shaders/packed_linear_tiled.wgsl: the tiled
+//! family, chosen by `gpu.family()`).
 
+use super::conv2d::tiles;
 use super::packed_conv::PackedWeights;
 use super::{expect_shape, f32_bytes, u32_of};
-use crate::gpu::{Cost, Dispatch, Gpu, Grid, Result, Tensor, shaders};
+use crate::gpu::{Cost, Dispatch, Family, Gpu, Grid, Result, Tensor, shaders};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -52,9 +54,18 @@ pub fn forward(
         fout: u32_of(&label, "fout", fout)?,
         per_channel: per_channel as u32,
     };
-    let k = gpu.kernel(&shaders::PACKED_LINEAR, entry)?;
     let cost =
         Cost { flops: 2 * (n * fin * fout) as u64, bytes: f32_bytes(n * fin + n * fout + fin * fout / 16) };
-    let groups = n.div_ceil(k.invocations_per_group() as usize) * fout;
-    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups as u64), cost)
+    let (k, groups) = match gpu.family() {
+        Family::Blocked => {
+            let k = gpu.kernel(&shaders::PACKED_LINEAR, entry)?;
+            let groups = n.div_ceil(k.invocations_per_group() as usize) * fout;
+            (k, groups as u64)
+        }
+        Family::Tiled => {
+            let t = gpu.tile(fout, n, fin);
+            (gpu.kernel_with(&shaders::PACKED_LINEAR_TILED, entry, &t.constants())?, tiles(&t, fout, n))
+        }
+    };
+    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost)
 }

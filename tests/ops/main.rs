@@ -9,12 +9,15 @@
 
 /// The checks every op module starts with: `matches_reference` (`tern::check::<op>::cases` on
 /// the op's awkward shapes) and, for ops with PyTorch goldens, `matches_pytorch`
-/// (`tern::check::<op>::golden`). Each asserts that every case passed.
+/// (`tern::check::<op>::golden`), each in both kernel families. Each asserts that every case
+/// passed.
 macro_rules! op_checks {
     ($op:ident) => {
         #[test]
         fn matches_reference() {
-            crate::assert_passed(tern::check::$op::cases(crate::gpu(), tern::check::$op::AWKWARD));
+            for gpu in crate::families() {
+                crate::assert_passed(tern::check::$op::cases(gpu, tern::check::$op::AWKWARD));
+            }
         }
     };
     ($op:ident, golden) => {
@@ -22,7 +25,9 @@ macro_rules! op_checks {
 
         #[test]
         fn matches_pytorch() {
-            crate::assert_passed(tern::check::$op::golden(crate::gpu()));
+            for gpu in crate::families() {
+                crate::assert_passed(tern::check::$op::golden(gpu));
+            }
         }
     };
 }
@@ -47,12 +52,23 @@ mod twn;
 
 use std::sync::OnceLock;
 use tern::check::Case;
-use tern::gpu::{Dispatch, Gpu, GpuOptions, Tensor};
+use tern::gpu::{Dispatch, Family, Gpu, GpuOptions, Tensor};
 
 /// The adapter the tests run on. No adapter is a failure, never a skip: CI installs lavapipe.
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| panic!("{e}")))
+    GPU.get_or_init(|| {
+        let gpu = Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        gpu.with_family(Family::Blocked)
+    })
+}
+
+/// The test device once per kernel family (blocked, tiled), whatever `--kernels` or
+/// `TERN_KERNELS` say: every op is checked in both.
+pub fn families() -> [&'static Gpu; 2] {
+    static TILED: OnceLock<Gpu> = OnceLock::new();
+    let blocked = gpu();
+    [blocked, TILED.get_or_init(|| blocked.with_family(Family::Tiled))]
 }
 
 /// Fails listing every failed case (and the error, if the cases could not run).
@@ -122,5 +138,64 @@ fn a_nan_or_infinity_fails_a_case() {
     for bad in [f64::NAN, f64::INFINITY] {
         let case = tern::check::compare("op", "", &[1.0, bad, 0.5], &want, 1e-4);
         assert!(!case.passed() && case.at == 1, "{case}");
+    }
+}
+
+/// Each family gives the same bits from run to run: one program replayed, and the same ops
+/// built again (conv2d passes with a split-K weight gradient, packed convolution, linear).
+#[test]
+fn both_families_are_bit_reproducible_run_to_run() {
+    use tern::check::{conv2d::geom, packed_conv::codes, values};
+    use tern::ops::packed_conv::{Epilogue, PackedWeights};
+    let g = geom(4, 17, 12, 10, 33, 3, 2, 1);
+    let x = upload("x", &g.input_shape(), &values(g.input_shape().iter().product(), 900));
+    let w = upload("w", &g.weight_shape(), &values(g.weight_shape().iter().product(), 901));
+    let dy = upload("dy", &g.output_shape(), &values(g.output_shape().iter().product(), 902));
+    let codes = codes(g.weight_shape().iter().product(), 903);
+    let (pos, neg) = tern::quant::pack::pack(&tern::packed::tap_major(&codes, &g.weight_shape()));
+    let (pos, neg) = (
+        gpu().tensor_u32("pos", &[pos.len()], &pos).unwrap(),
+        gpu().tensor_u32("neg", &[neg.len()], &neg).unwrap(),
+    );
+    let (wp, wn) = (upload("wp", &[1], &[0.7]), upload("wn", &[1], &[1.1]));
+    let (scale, shift) = (upload("scale", &[33], &values(33, 904)), upload("shift", &[33], &values(33, 905)));
+    let (fx, fw, fb) = (
+        upload("fx", &[9, 77], &values(9 * 77, 906)),
+        upload("fw", &[13, 77], &values(13 * 77, 907)),
+        upload("fb", &[13], &values(13, 908)),
+    );
+    let outputs = [
+        zeros("y", &g.output_shape()),
+        zeros("dx", &g.input_shape()),
+        zeros("dw", &g.weight_shape()),
+        zeros("packed", &g.output_shape()),
+        zeros("fy", &[9, 13]),
+    ];
+    for gpu in families() {
+        let build = || {
+            let [y, dx, dw, packed, fy] = &outputs;
+            let mut p = tern::ops::conv2d::grad_weight(gpu, "conv", &g, &x, &dy, dw).unwrap();
+            p.push(tern::ops::conv2d::forward(gpu, "conv", &g, &x, &w, y).unwrap());
+            p.push(tern::ops::conv2d::grad_input(gpu, "conv", &g, &dy, &w, dx).unwrap());
+            let e = Epilogue { scale: &scale, shift: &shift, relu: true, residual: None };
+            let t = PackedWeights::Ternary { pos: &pos, neg: &neg, wp: &wp, wn: &wn };
+            p.push(tern::ops::packed_conv::forward(gpu, "packed", &g, &x, &t, &e, packed).unwrap());
+            p.push(tern::ops::linear::forward(gpu, "fc", &fx, &fw, &fb, fy).unwrap());
+            p
+        };
+        let bits = || -> Vec<Vec<u32>> {
+            outputs.iter().map(|t| gpu.read(t).unwrap().iter().map(|v| v.to_bits()).collect()).collect()
+        };
+        let family = gpu.family().name();
+        let program = build();
+        gpu.run(&[&program]).unwrap();
+        let first = bits();
+        for t in &outputs {
+            gpu.write(t, &vec![f32::NAN; t.numel()]).unwrap();
+        }
+        gpu.run(&[&program]).unwrap();
+        assert_eq!(bits(), first, "{family} family: a replayed program changed its results");
+        gpu.run(&[&build()]).unwrap();
+        assert_eq!(bits(), first, "{family} family: rebuilt dispatches changed the results");
     }
 }
