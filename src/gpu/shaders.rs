@@ -18,6 +18,7 @@ macro_rules! shader {
 shader!(ACTIVATION, "activation");
 shader!(BATCHNORM, "batchnorm");
 shader!(CONV2D, "conv2d");
+shader!(CONV2D_LANES, "conv2d_lanes");
 shader!(LINEAR, "linear");
 shader!(LOSS, "loss");
 shader!(OPTIM, "optim");
@@ -35,6 +36,7 @@ pub const ALL: &[&ShaderFile] = &[
     &ACTIVATION,
     &BATCHNORM,
     &CONV2D,
+    &CONV2D_LANES,
     &LINEAR,
     &LOSS,
     &OPTIM,
