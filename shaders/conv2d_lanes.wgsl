@@ -26,7 +26,9 @@
 //   co0 + 8 + l and subgroupBroadcast hands each to every lane (2 loads for 16 weights). Output
 //   channels past the end read the last channel's weights and are not stored.
 //   grad_input (stride 1 only) is the forward convolution of dy with the kernel flipped and its
-//   channels swapped: weight index = ch·p.w_ch + c·p.w_in + p.w_tap0 ± tap (p.w_flip).
+//   channels swapped: weight index = ch·p.w_ch + c·p.w_in + p.w_tap0 ± tap (p.w_flip). With
+//   p.accumulate, grad_input adds to dx (a residual branch's first convolution adds to the
+//   shortcut's gradient).
 // grad_input_s2: stride 2 by parity. dx rows r = 2u + pr take only kernel rows i with
 //   i ≡ pr + 1 (mod 2), from dy row u (+1 for i = 0), and likewise columns: each workgroup owns
 //   one parity class (pr, pc) = class bits of the group, so no tap is wasted. Block as forward:
@@ -44,6 +46,7 @@ struct LanesParams {
     dst_c: u32, dh: u32, dw: u32, stride: u32,     // destination (forward, grad_input)
     w_ch: u32, w_in: u32, w_tap0: u32, w_flip: u32, // weight index of (out channel, in channel, tap)
     segs_row: u32, segs: u32, groups: u32, splits: u32, // segments per row and in all, position groups
+    accumulate: u32,                                // grad_input: add to dst instead of storing
 }
 
 @group(0) @binding(0) var<uniform> p: LanesParams;
@@ -96,36 +99,46 @@ fn row_taps(rb: u32, k: Cols, rok: f32, stride2: bool) -> array<vec4f, 6> {
 }
 
 // acc[2k], acc[2k + 1] (columns 0-3, 4-7 of channel k) += w_k · (lo, hi), where lane l holds
-// w_l in wa and w_(8 + l) in wb.
-fn mac16(acc: ptr<function, array<vec4f, 32>>, wa: f32, wb: f32, lo: vec4f, hi: vec4f) {
+// w_l in wv.x and w_(8 + l) in wv.y; channels 8-15 only when `upper` (they exist).
+fn mac16(acc: ptr<function, array<vec4f, 32>>, wv: vec2f, lo: vec4f, hi: vec4f, upper: bool) {
     var s: f32;
-    s = subgroupBroadcast(wa, 0u); (*acc)[0] += s * lo; (*acc)[1] += s * hi;
-    s = subgroupBroadcast(wa, 1u); (*acc)[2] += s * lo; (*acc)[3] += s * hi;
-    s = subgroupBroadcast(wa, 2u); (*acc)[4] += s * lo; (*acc)[5] += s * hi;
-    s = subgroupBroadcast(wa, 3u); (*acc)[6] += s * lo; (*acc)[7] += s * hi;
-    s = subgroupBroadcast(wa, 4u); (*acc)[8] += s * lo; (*acc)[9] += s * hi;
-    s = subgroupBroadcast(wa, 5u); (*acc)[10] += s * lo; (*acc)[11] += s * hi;
-    s = subgroupBroadcast(wa, 6u); (*acc)[12] += s * lo; (*acc)[13] += s * hi;
-    s = subgroupBroadcast(wa, 7u); (*acc)[14] += s * lo; (*acc)[15] += s * hi;
-    s = subgroupBroadcast(wb, 0u); (*acc)[16] += s * lo; (*acc)[17] += s * hi;
-    s = subgroupBroadcast(wb, 1u); (*acc)[18] += s * lo; (*acc)[19] += s * hi;
-    s = subgroupBroadcast(wb, 2u); (*acc)[20] += s * lo; (*acc)[21] += s * hi;
-    s = subgroupBroadcast(wb, 3u); (*acc)[22] += s * lo; (*acc)[23] += s * hi;
-    s = subgroupBroadcast(wb, 4u); (*acc)[24] += s * lo; (*acc)[25] += s * hi;
-    s = subgroupBroadcast(wb, 5u); (*acc)[26] += s * lo; (*acc)[27] += s * hi;
-    s = subgroupBroadcast(wb, 6u); (*acc)[28] += s * lo; (*acc)[29] += s * hi;
-    s = subgroupBroadcast(wb, 7u); (*acc)[30] += s * lo; (*acc)[31] += s * hi;
+    s = subgroupBroadcast(wv.x, 0u); (*acc)[0] += s * lo; (*acc)[1] += s * hi;
+    s = subgroupBroadcast(wv.x, 1u); (*acc)[2] += s * lo; (*acc)[3] += s * hi;
+    s = subgroupBroadcast(wv.x, 2u); (*acc)[4] += s * lo; (*acc)[5] += s * hi;
+    s = subgroupBroadcast(wv.x, 3u); (*acc)[6] += s * lo; (*acc)[7] += s * hi;
+    s = subgroupBroadcast(wv.x, 4u); (*acc)[8] += s * lo; (*acc)[9] += s * hi;
+    s = subgroupBroadcast(wv.x, 5u); (*acc)[10] += s * lo; (*acc)[11] += s * hi;
+    s = subgroupBroadcast(wv.x, 6u); (*acc)[12] += s * lo; (*acc)[13] += s * hi;
+    s = subgroupBroadcast(wv.x, 7u); (*acc)[14] += s * lo; (*acc)[15] += s * hi;
+    if (!upper) { return; }
+    s = subgroupBroadcast(wv.y, 0u); (*acc)[16] += s * lo; (*acc)[17] += s * hi;
+    s = subgroupBroadcast(wv.y, 1u); (*acc)[18] += s * lo; (*acc)[19] += s * hi;
+    s = subgroupBroadcast(wv.y, 2u); (*acc)[20] += s * lo; (*acc)[21] += s * hi;
+    s = subgroupBroadcast(wv.y, 3u); (*acc)[22] += s * lo; (*acc)[23] += s * hi;
+    s = subgroupBroadcast(wv.y, 4u); (*acc)[24] += s * lo; (*acc)[25] += s * hi;
+    s = subgroupBroadcast(wv.y, 5u); (*acc)[26] += s * lo; (*acc)[27] += s * hi;
+    s = subgroupBroadcast(wv.y, 6u); (*acc)[28] += s * lo; (*acc)[29] += s * hi;
+    s = subgroupBroadcast(wv.y, 7u); (*acc)[30] += s * lo; (*acc)[31] += s * hi;
 }
 
+fn put(o: u32, v: f32) {
+    if (p.accumulate == 1u) {
+        dst[o] += v;
+    } else {
+        dst[o] = v;
+    }
+}
+
+// The first n of 8 values to dst, `step` apart from o.
 fn put8(o: u32, lo: vec4f, hi: vec4f, n: u32, step: u32) {
-    if (n > 0u) { dst[o] = lo.x; }
-    if (n > 1u) { dst[o + step] = lo.y; }
-    if (n > 2u) { dst[o + 2u * step] = lo.z; }
-    if (n > 3u) { dst[o + 3u * step] = lo.w; }
-    if (n > 4u) { dst[o + 4u * step] = hi.x; }
-    if (n > 5u) { dst[o + 5u * step] = hi.y; }
-    if (n > 6u) { dst[o + 6u * step] = hi.z; }
-    if (n > 7u) { dst[o + 7u * step] = hi.w; }
+    if (n > 0u) { put(o, lo.x); }
+    if (n > 1u) { put(o + step, lo.y); }
+    if (n > 2u) { put(o + 2u * step, lo.z); }
+    if (n > 3u) { put(o + 3u * step, lo.w); }
+    if (n > 4u) { put(o + 4u * step, hi.x); }
+    if (n > 5u) { put(o + 5u * step, hi.y); }
+    if (n > 6u) { put(o + 6u * step, hi.z); }
+    if (n > 7u) { put(o + 7u * step, hi.w); }
 }
 
 // Store the block: channel ch0 + k of row `row` at columns c0 .. c0 + 7 of each dst plane,
@@ -155,6 +168,13 @@ fn w_index(ch: u32, c: u32, t: u32) -> u32 {
     return select(base + t, base - t, p.w_flip == 1u);
 }
 
+// Tap t's weights of this lane's channels wa and, when `upper`, wb (input channel c).
+fn weights(wa: u32, wb: u32, c: u32, t: u32, upper: bool) -> vec2f {
+    var r = vec2f(w[w_index(wa, c, t)], 0.0);
+    if (upper) { r.y = w[w_index(wb, c, t)]; }
+    return r;
+}
+
 // The position group's segment for this invocation (clamped to the last one, so every lane takes
 // part in the broadcasts), as (image, row, first column).
 fn segment(pb: u32, rows: u32) -> vec3u {
@@ -174,6 +194,7 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
     let stride2 = p.stride == 2u;
     let wa = min(co0 + lane % 8u, p.dst_c - 1u);
     let wb = min(co0 + 8u + lane % 8u, p.dst_c - 1u);
+    let upper = co0 + 8u < p.dst_c;
     let src_hw = p.sh * p.sw;
     var acc: array<vec4f, 32>;
     for (var c = 0u; c < p.src_c; c++) {
@@ -183,9 +204,9 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
             let rok = select(0.0, 1.0, r >= 0 && r < i32(p.sh));
             let t = row_taps(plane + u32(clamp(r, 0, i32(p.sh) - 1)) * p.sw, k, rok, stride2);
             let tap = 3u * i;
-            mac16(&acc, w[w_index(wa, c, tap)], w[w_index(wb, c, tap)], t[0], t[1]);
-            mac16(&acc, w[w_index(wa, c, tap + 1u)], w[w_index(wb, c, tap + 1u)], t[2], t[3]);
-            mac16(&acc, w[w_index(wa, c, tap + 2u)], w[w_index(wb, c, tap + 2u)], t[4], t[5]);
+            mac16(&acc, weights(wa, wb, c, tap, upper), t[0], t[1], upper);
+            mac16(&acc, weights(wa, wb, c, tap + 1u, upper), t[2], t[3], upper);
+            mac16(&acc, weights(wa, wb, c, tap + 2u, upper), t[4], t[5], upper);
         }
     }
     if (pb >= p.segs) { return; }
@@ -205,6 +226,7 @@ fn grad_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: ve
     let k = cols(i32(seg.z) - 1, p.sw);
     let wa = min(ci0 + lane % 8u, p.dst_c - 1u);
     let wb = min(ci0 + 8u + lane % 8u, p.dst_c - 1u);
+    let upper = ci0 + 8u < p.dst_c;
     let src_hw = p.sh * p.sw;
     var acc: array<vec4f, 32>;
     for (var c = 0u; c < p.src_c; c++) {
@@ -214,9 +236,9 @@ fn grad_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: ve
             let rok = select(0.0, 1.0, r >= 0 && r < i32(p.sh));
             let t = row_taps(plane + u32(clamp(r, 0, i32(p.sh) - 1)) * p.sw, k, rok, false);
             let tap = 3u * i;
-            mac16(&acc, w[w_index(wa, c, tap)], w[w_index(wb, c, tap)], t[0], t[1]);
-            mac16(&acc, w[w_index(wa, c, tap + 1u)], w[w_index(wb, c, tap + 1u)], t[2], t[3]);
-            mac16(&acc, w[w_index(wa, c, tap + 2u)], w[w_index(wb, c, tap + 2u)], t[4], t[5]);
+            mac16(&acc, weights(wa, wb, c, tap, upper), t[0], t[1], upper);
+            mac16(&acc, weights(wa, wb, c, tap + 1u, upper), t[2], t[3], upper);
+            mac16(&acc, weights(wa, wb, c, tap + 2u, upper), t[4], t[5], upper);
         }
     }
     if (pb >= p.segs) { return; }
@@ -242,6 +264,7 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
     let k = cols(i32(seg.z), p.sw);
     let wa = min(ci0 + lane % 8u, p.dst_c - 1u);
     let wb = min(ci0 + 8u + lane % 8u, p.dst_c - 1u);
+    let upper = ci0 + 8u < p.dst_c;
     let src_hw = p.sh * p.sw;
     // Kernel rows (and columns) of the class: pr = 0: i = 1 from dy row u; pr = 1: i = 2 from
     // row u and i = 0 from row u + 1.
@@ -259,10 +282,9 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
             let e = src[rb + k.off[2].x] * k.ok[2].x * rok;
             let i = i_near - 2u * dr;
             // column tap j_near reads dy columns v .., tap 0 (pc = 1) reads v + 1 ..
-            mac16(&acc, w[w_index(wa, c, 3u * i + j_near)], w[w_index(wb, c, 3u * i + j_near)], a, b);
+            mac16(&acc, weights(wa, wb, c, 3u * i + j_near, upper), a, b, upper);
             if (pc == 1u) {
-                mac16(&acc, w[w_index(wa, c, 3u * i)], w[w_index(wb, c, 3u * i)],
-                      vec4f(a.yzw, b.x), vec4f(b.yzw, e));
+                mac16(&acc, weights(wa, wb, c, 3u * i, upper), vec4f(a.yzw, b.x), vec4f(b.yzw, e), upper);
             }
         }
     }
@@ -277,7 +299,8 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
 
 // Lane l's 9 taps (lo, hi over the 8 positions) against channel k's dy, for the 16 channels:
 // acc[9k + tap] += dy_k · x_tap, where lane k % 8 holds dy_k in (a_lo, a_hi) (k < 8) or (b_lo, b_hi).
-fn grad_acc(acc: ptr<function, array<f32, 144>>, t: array<vec4f, 18>, a_lo: vec4f, a_hi: vec4f, b_lo: vec4f, b_hi: vec4f) {
+// Channels 8-15 only when `upper` (they exist).
+fn grad_acc(acc: ptr<function, array<f32, 144>>, t: array<vec4f, 18>, a_lo: vec4f, a_hi: vec4f, b_lo: vec4f, b_hi: vec4f, upper: bool) {
     var lo: vec4f;
     var hi: vec4f;
     lo = vec4f(subgroupBroadcast(a_lo.x, 0u), subgroupBroadcast(a_lo.y, 0u), subgroupBroadcast(a_lo.z, 0u), subgroupBroadcast(a_lo.w, 0u));
@@ -368,6 +391,7 @@ fn grad_acc(acc: ptr<function, array<f32, 144>>, t: array<vec4f, 18>, a_lo: vec4
     (*acc)[69] += dot(lo, t[12]) + dot(hi, t[13]);
     (*acc)[70] += dot(lo, t[14]) + dot(hi, t[15]);
     (*acc)[71] += dot(lo, t[16]) + dot(hi, t[17]);
+    if (!upper) { return; }
     lo = vec4f(subgroupBroadcast(b_lo.x, 0u), subgroupBroadcast(b_lo.y, 0u), subgroupBroadcast(b_lo.z, 0u), subgroupBroadcast(b_lo.w, 0u));
     hi = vec4f(subgroupBroadcast(b_hi.x, 0u), subgroupBroadcast(b_hi.y, 0u), subgroupBroadcast(b_hi.z, 0u), subgroupBroadcast(b_hi.w, 0u));
     (*acc)[72] += dot(lo, t[0]) + dot(hi, t[1]);
@@ -557,6 +581,7 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     let dy_hw = p.dh * p.dw;
     let co_a = min(co0 + l, p.dst_c - 1u);
     let co_b = min(co0 + 8u + l, p.dst_c - 1u);
+    let upper = co0 + 8u < p.dst_c;
     let stride2 = p.stride == 2u;
     var acc: array<f32, 144>;
     for (var s = s_begin; s < s_end; s++) {
@@ -564,7 +589,8 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
         let left = p.dw - seg.z;
         let d = seg.y * p.dw + seg.z;
         let da = dy8((seg.x * p.dst_c + co_a) * dy_hw + d, left);
-        let db = dy8((seg.x * p.dst_c + co_b) * dy_hw + d, left);
+        var db: array<vec4f, 2>;
+        if (upper) { db = dy8((seg.x * p.dst_c + co_b) * dy_hw + d, left); }
         var t: array<vec4f, 18>;
         if (has_ci) {
             let k = cols(i32(seg.z * p.stride) - 1, p.sw);
@@ -577,7 +603,7 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
             t = array<vec4f, 18>(t0[0], t0[1], t0[2], t0[3], t0[4], t0[5], t1[0], t1[1], t1[2], t1[3], t1[4], t1[5],
                                  t2[0], t2[1], t2[2], t2[3], t2[4], t2[5]);
         }
-        grad_acc(&acc, t, da[0], da[1], db[0], db[1]);
+        grad_acc(&acc, t, da[0], da[1], db[0], db[1], upper);
     }
     if (!has_ci) { return; }
     grad_store(&acc, split * p.dst_c * p.src_c * 9u + co0 * p.src_c * 9u + ci * 9u, co0, p.src_c * 9u);

@@ -87,7 +87,7 @@ impl Conv2dGeom {
     }
 
     fn params(&self, splits: usize) -> Params {
-        Params { shape: self.shape(), splits: splits as u32 }
+        Params { shape: self.shape(), splits: splits as u32, accumulate: 0 }
     }
 }
 
@@ -112,6 +112,7 @@ pub(crate) struct Conv2dShape {
 struct Params {
     shape: Conv2dShape,
     splits: u32,
+    accumulate: u32,
 }
 
 fn blocks(v: usize) -> u64 {
@@ -151,16 +152,32 @@ pub fn grad_input(
     w: &Tensor,
     dx: &Tensor,
 ) -> Result<Dispatch> {
+    grad_input_into(gpu, label, g, dy, w, dx, false)
+}
+
+/// grad_input that, with `accumulate`, adds to what dx holds (the first convolution of a
+/// residual branch adds its input gradient to the shortcut's).
+pub fn grad_input_into(
+    gpu: &Gpu,
+    label: &str,
+    g: &Conv2dGeom,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+    accumulate: bool,
+) -> Result<Dispatch> {
     let label = format!("{label}/grad_input");
     g.validate(&label)?;
     expect_shape(&label, dy, &g.output_shape())?;
     expect_shape(&label, w, &g.weight_shape())?;
     expect_shape(&label, dx, &g.input_shape())?;
-    let cost = Cost { flops: g.flops(), bytes: f32_bytes(dy.numel() + w.numel() + dx.numel()) };
+    let dx_bytes = dx.numel() * (1 + usize::from(accumulate));
+    let cost = Cost { flops: g.flops(), bytes: f32_bytes(dy.numel() + w.numel() + dx_bytes) };
     if lanes(gpu, g) {
         let entry = if g.stride == 1 { "grad_input" } else { "grad_input_s2" };
         let k = gpu.kernel(&shaders::CONV2D_LANES, entry)?;
-        let (p, groups) = LanesParams::grad_input(g, k.invocations_per_group());
+        let (mut p, groups) = LanesParams::grad_input(g, k.invocations_per_group());
+        p.accumulate = u32::from(accumulate);
         let tensors = [("src", dy), ("w", w), ("dst", dx)];
         return Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost);
     }
@@ -170,7 +187,7 @@ pub fn grad_input(
         gpu,
         &k,
         label,
-        &g.params(1),
+        &Params { accumulate: u32::from(accumulate), ..g.params(1) },
         &[("dy", dy), ("w", w), ("dx", dx)],
         Grid::Threads(threads),
         cost,
@@ -290,6 +307,7 @@ struct LanesParams {
     segs: u32,
     groups: u32,
     splits: u32,
+    accumulate: u32,
 }
 
 impl LanesParams {
@@ -321,6 +339,7 @@ impl LanesParams {
             segs: 0,
             groups: 0,
             splits: 1,
+            accumulate: 0,
         }
         .grid(g.oh(), g.ow(), wg);
         (p, p.groups as u64 * g.cout.div_ceil(16) as u64)
@@ -347,6 +366,7 @@ impl LanesParams {
             segs: 0,
             groups: 0,
             splits: 1,
+            accumulate: 0,
         };
         let (p, classes) = if g.stride == 1 {
             (p.grid(g.h, g.w, wg), 1)
@@ -375,6 +395,7 @@ impl LanesParams {
             segs: 0,
             groups: 0,
             splits: 1,
+            accumulate: 0,
         }
         .grid(g.oh(), g.ow(), 1)
     }
