@@ -138,7 +138,7 @@ fn params(label: &str, x: &Tensor, f: &Fused) -> Result<Params> {
                 && s.len() == 4
                 && rs[0] == s[0]
                 && rs[1] <= s[1]
-                && (s[1] - rs[1]) % 2 == 0
+                && (s[1] - rs[1]).is_multiple_of(2)
                 && rs[2].div_ceil(2) == s[2]
                 && rs[3].div_ceil(2) == s[3];
             if !ok {
