@@ -7,8 +7,8 @@
 //! - `params`: the parameter store (every parameter in one flat buffer).
 //! - `quant`: the quantizers (TTQ, TTN, STTN, TWN, full precision) behind one trait.
 //! - `nn`: layers, models and the recorded forward/backward programs.
-//! - flows: `checkpoint`, `import`, `trace`, `packed`, `infer`, `train`, `export`, `profile`,
-//!   `bench`; `cli` holds one function per subcommand, which `main.rs` calls.
+//! - flows: `checkpoint`, `import`, `trace`, `packed`, `infer`, `train`, `export`, `bench`,
+//!   `profile`; `cli` holds one function per subcommand, which `main.rs` calls.
 
 pub mod bench;
 pub mod checkpoint;

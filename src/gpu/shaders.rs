@@ -26,6 +26,7 @@ shader!(PACKED_CONV, "packed_conv");
 shader!(PACKED_LINEAR, "packed_linear");
 shader!(POOL, "pool");
 shader!(REDUCE, "reduce");
+shader!(ROOFLINE, "roofline");
 shader!(SHORTCUT, "shortcut");
 shader!(STTN, "sttn");
 shader!(TTN, "ttn");
@@ -44,6 +45,7 @@ pub const ALL: &[&ShaderFile] = &[
     &PACKED_LINEAR,
     &POOL,
     &REDUCE,
+    &ROOFLINE,
     &SHORTCUT,
     &STTN,
     &TTN,
