@@ -1,31 +1,63 @@
-// batchnorm.wgsl — batch normalisation over (n, h, w) per channel, NCHW.
+// batchnorm.wgsl — batch normalisation over (n, h, w) per channel, NCHW, fused with what follows
+// it in our models: ReLU, a residual add (identity or option-A shortcut) and 2×2 max pooling or
+// global average pooling. Forward and backward of the fused unit
+//   z = (x − mean)·invstd·γ + β  [+ shortcut(res)]  [→ ReLU]  [→ pool]
+// never store z or its ReLU when a pool follows: the backward kernels recompute them from x.
 //
 // Bindings (group 0):
 //   0  p             uniform  BatchNormParams
-//   1  x             storage read        [n, c, hw]  input
-//   2  y             storage read_write  [n, c, hw]  output
-//   3  gamma         storage read        [c]         scale
-//   4  beta          storage read        [c]         shift
-//   5  mean          storage read_write  [c]         batch mean (saved for backward)
-//   6  invstd        storage read_write  [c]         1 / sqrt(batch var + eps) (saved)
+//   1  x             storage read        [n, c, h, w]  input (the convolution's output)
+//   2  y             storage read_write  output: [n, c, h, w]; max pool [n, c, oh, ow]; average
+//                                        pool [n, c]
+//   3  gamma         storage read        [c]  scale
+//   4  beta          storage read        [c]  shift
+//   5  mean          storage read_write  [c]  batch mean (saved for backward)
+//   6  invstd        storage read_write  [c]  1 / sqrt(batch var + eps) (saved)
 //   7  running_mean  storage read_write  [c]
-//   8  running_var   storage read_write  [c]         unbiased, as PyTorch
-//   9  dy            storage read        [n, c, hw]  gradient of y
-//   10 dx            storage read_write  [n, c, hw]  gradient of x
-//   11 dgamma        storage read_write  [c]         Σ dy·x̂
-//   12 dbeta         storage read_write  [c]         Σ dy
+//   8  running_var   storage read_write  [c]  unbiased, as PyTorch
+//   9  dy            storage read        gradient of y (shape of y)
+//   10 dx            storage read_write  [n, c, h, w]  gradient of x
+//   11 dgamma        storage read_write  [c]  Σ g·x̂ (g: gradient at the batch norm's output z)
+//   12 dbeta         storage read_write  [c]  Σ g
+//   13 res           storage read        residual input [n, res_c, res_h, res_w] (x when none)
+//   14 dres          storage read_write  its gradient (backward_residual; identity: = g;
+//                                        option A: g at the subsampled positions of the
+//                                        matching channel, else 0)
 //
-// stats, backward_reduce: one workgroup of 256 per channel; each strides over the channel's
-//   n·hw values, then a fixed-order tree in workgroup memory (deterministic). stats uses two
-//   passes (mean, then Σ(x − mean)²) for accuracy.
-//   Each invocation walks its values with (n, k) counters, so no division per value.
-// forward, backward: one invocation per element, 256 per workgroup, 2-D grid.
+// Modes (uniform, so each dispatch runs one path): p.relu; p.pool 0 none, 1 max 2×2 stride 2
+// (windows that do not fit are dropped, as PyTorch; their inputs get g = 0), 2 global average;
+// p.residual 0 none, 1 identity (res has x's shape), 2 option A (res subsampled by 2, channels
+// offset by p.res_pad); p.accumulate: backward adds dx to what dx holds (the first layer of a
+// residual branch adds to the shortcut's gradient). Max pooling's arg-max is the first largest of the window in row-major
+// order, as PyTorch.
+//
+// llvmpipe costs one memory access per lane ≈ 20 multiply-adds, and has no vector integer
+// division: no entry point divides per element. Positions are walked with counters (a row and
+// column that step by the workgroup size and wrap), the channel and image come from the
+// workgroup id.
+//
+// stats, backward_reduce: one workgroup of WG per channel; each invocation walks its share of
+//   the channel's n·h·w values (or windows) in a fixed order, then a fixed-order tree in
+//   workgroup memory merges the invocations' partials (deterministic). stats is one pass:
+//   per-invocation Welford (count, mean, M2), merged with Chan's formula, so the variance does
+//   not suffer the cancellation of Σx² − (Σx)²/n.
+// forward, backward, backward_residual: one invocation per run of CHUNK consecutive elements of
+//   one (image, channel) plane (invocation id = plane · ⌈h·w/CHUNK⌉ + run), WG per workgroup;
+//   the channel's statistics are loaded once per run. forward_max_pool and backward with
+//   p.pool = 1: one invocation per pooled output row. forward_avg_pool: one invocation per
+//   plane, summing it in order.
 // running_stats (evaluation): one invocation per channel copies the running statistics into
-//   mean/invstd, so evaluation runs the same `forward`.
+//   mean/invstd, so evaluation runs the same forward kernels.
 
-override WG: u32 = 256u; // a power of two: the reductions halve it
+override WG: u32 = 64u; // a power of two: the reductions halve it
+const CHUNK: u32 = 16u; // elements per invocation of the elementwise kernels
 
-struct BatchNormParams { n: u32, c: u32, hw: u32, eps: f32, momentum: f32 }
+struct BatchNormParams {
+    n: u32, c: u32, h: u32, w: u32,
+    eps: f32, momentum: f32, relu: u32, pool: u32,
+    residual: u32, res_c: u32, res_h: u32, res_w: u32,
+    res_pad: u32, oh: u32, ow: u32, accumulate: u32,
+}
 
 @group(0) @binding(0) var<uniform> p: BatchNormParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -40,128 +72,401 @@ struct BatchNormParams { n: u32, c: u32, hw: u32, eps: f32, momentum: f32 }
 @group(0) @binding(10) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(11) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(12) var<storage, read_write> dbeta: array<f32>;
+@group(0) @binding(13) var<storage, read> res: array<f32>;
+@group(0) @binding(14) var<storage, read_write> dres: array<f32>;
 
-var<workgroup> tree: array<f32, WG>;
-var<workgroup> tree2: array<f32, WG>;
+var<workgroup> tree_a: array<f32, WG>;
+var<workgroup> tree_b: array<f32, WG>;
+var<workgroup> tree_c: array<f32, WG>;
 
-fn element(wg: vec3u, nwg: vec3u, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WG + li;
+fn group(wg: vec3u, nwg: vec3u) -> u32 {
+    return wg.y * nwg.x + wg.x;
 }
 
-// Position of value m = li, li + 256, ... of a channel: image n, offset k within the plane.
-struct Cursor { n: u32, k: u32, dn: u32, dk: u32 }
+// A position (n, row, col) in a [n, rows, cols] walk that advances by WG positions at a time.
+struct Walk { n: u32, r: u32, c: u32, dn: u32, dr: u32, dc: u32, rows: u32, cols: u32 }
 
-fn cursor(li: u32) -> Cursor {
-    return Cursor(li / p.hw, li % p.hw, WG / p.hw, WG % p.hw);
+fn walk(start: u32, rows: u32, cols: u32) -> Walk {
+    let plane = rows * cols;
+    var k: Walk;
+    k.n = start / plane;
+    k.r = (start % plane) / cols;
+    k.c = start % cols;
+    k.dn = WG / plane;
+    k.dr = (WG % plane) / cols;
+    k.dc = WG % cols;
+    k.rows = rows;
+    k.cols = cols;
+    return k;
 }
 
-fn advance(q: ptr<function, Cursor>) {
-    (*q).k += (*q).dk;
-    (*q).n += (*q).dn;
-    if ((*q).k >= p.hw) {
-        (*q).k -= p.hw;
-        (*q).n += 1u;
+fn step(k: ptr<function, Walk>) {
+    (*k).c += (*k).dc;
+    (*k).r += (*k).dr;
+    (*k).n += (*k).dn;
+    if ((*k).c >= (*k).cols) {
+        (*k).c -= (*k).cols;
+        (*k).r += 1u;
+    }
+    if ((*k).r >= (*k).rows) {
+        (*k).r -= (*k).rows;
+        (*k).n += 1u;
     }
 }
 
-// Tree-sum tree[] (and tree2[]) in place; the result lands in slot 0.
-fn tree_sum(li: u32) {
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-        if (li < half) {
-            tree[li] += tree[li + half];
-            tree2[li] += tree2[li + half];
-        }
-        workgroupBarrier();
+// Per-channel affine of the batch norm: z = x·scale + shift.
+struct Affine { scale: f32, shift: f32, mu: f32, is: f32 }
+
+fn affine(ch: u32) -> Affine {
+    let mu = mean[ch];
+    let is = invstd[ch];
+    let s = is * gamma[ch];
+    return Affine(s, beta[ch] - mu * s, mu, is);
+}
+
+// The shortcut added to z at (n, ch, r, col) of the output.
+fn shortcut(i: u32, n: u32, ch: u32, r: u32, col: u32) -> f32 {
+    if (p.residual == 1u) {
+        return res[i];
     }
+    if (p.residual == 2u && ch >= p.res_pad && ch < p.res_pad + p.res_c) {
+        return res[((n * p.res_c + ch - p.res_pad) * p.res_h + 2u * r) * p.res_w + 2u * col];
+    }
+    return 0.0;
+}
+
+fn act(v: f32) -> f32 {
+    return select(v, max(v, 0.0), p.relu == 1u);
+}
+
+// ---- statistics --------------------------------------------------------------------------
+
+// Merge Welford partials (count, mean, M2) b into a (Chan et al.).
+fn merge(na: f32, ma: f32, qa: f32, nb: f32, mb: f32, qb: f32) -> vec3f {
+    let n = na + nb;
+    if (n == 0.0) { return vec3f(0.0); }
+    let d = mb - ma;
+    let f = nb / n;
+    return vec3f(n, ma + d * f, qa + qb + d * d * na * f);
 }
 
 @compute @workgroup_size(WG)
 fn stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
          @builtin(local_invocation_index) li: u32) {
-    let c = wg.y * nwg.x + wg.x;
-    let count = p.n * p.hw;
-    var s = 0.0;
-    var q = cursor(li);
-    for (var m = li; m < count; m += WG) {
-        s += x[(q.n * p.c + c) * p.hw + q.k];
-        advance(&q);
+    let ch = group(wg, nwg);
+    let hw = p.h * p.w;
+    var k = walk(li, 1u, hw);
+    var cnt = 0.0;
+    var m = 0.0;
+    var q = 0.0;
+    for (; k.n < p.n; step(&k)) {
+        let v = x[(k.n * p.c + ch) * hw + k.c];
+        cnt += 1.0;
+        let d = v - m;
+        m += d / cnt;
+        q += d * (v - m);
     }
-    tree[li] = s;
-    tree2[li] = 0.0;
-    tree_sum(li);
-    let mu = tree[0] / f32(count);
+    tree_a[li] = cnt;
+    tree_b[li] = m;
+    tree_c[li] = q;
     workgroupBarrier();
-    var v = 0.0;
-    q = cursor(li);
-    for (var m = li; m < count; m += WG) {
-        let d = x[(q.n * p.c + c) * p.hw + q.k] - mu;
-        v += d * d;
-        advance(&q);
+    for (var half = WG / 2u; half > 0u; half >>= 1u) {
+        if (li < half) {
+            let r = merge(tree_a[li], tree_b[li], tree_c[li], tree_a[li + half], tree_b[li + half], tree_c[li + half]);
+            tree_a[li] = r.x;
+            tree_b[li] = r.y;
+            tree_c[li] = r.z;
+        }
+        workgroupBarrier();
     }
-    tree[li] = v;
-    tree_sum(li);
     if (li == 0u) {
-        let var_biased = tree[0] / f32(count);
-        mean[c] = mu;
-        invstd[c] = inverseSqrt(var_biased + p.eps);
-        let unbiased = tree[0] / f32(max(count, 2u) - 1u);
-        running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * mu;
-        running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
+        let count = f32(p.n * hw);
+        let mu = tree_b[0];
+        mean[ch] = mu;
+        invstd[ch] = inverseSqrt(tree_c[0] / count + p.eps);
+        let unbiased = tree_c[0] / max(count - 1.0, 1.0);
+        running_mean[ch] = (1.0 - p.momentum) * running_mean[ch] + p.momentum * mu;
+        running_var[ch] = (1.0 - p.momentum) * running_var[ch] + p.momentum * unbiased;
     }
 }
 
-@compute @workgroup_size(WG)
-fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-           @builtin(local_invocation_index) li: u32) {
-    let i = element(wg, nwg, li);
-    if (i >= p.n * p.c * p.hw) { return; }
-    let c = (i / p.hw) % p.c;
-    y[i] = (x[i] - mean[c]) * invstd[c] * gamma[c] + beta[c];
-}
-
-// Evaluation: the saved statistics become the running ones, then `forward` normalises.
+// Evaluation: the running statistics become the saved ones, then the forward kernels normalise.
 @compute @workgroup_size(WG)
 fn running_stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                  @builtin(local_invocation_index) li: u32) {
-    let c = (wg.y * nwg.x + wg.x) * WG + li;
-    if (c >= p.c) { return; }
-    mean[c] = running_mean[c];
-    invstd[c] = inverseSqrt(running_var[c] + p.eps);
+    let ch = group(wg, nwg) * WG + li;
+    if (ch >= p.c) { return; }
+    mean[ch] = running_mean[ch];
+    invstd[ch] = inverseSqrt(running_var[ch] + p.eps);
+}
+
+// ---- forward -----------------------------------------------------------------------------
+
+// Elementwise kernels: invocation id → (plane, first element) of a run of CHUNK elements.
+struct Run { plane: u32, n: u32, ch: u32, i0: u32, end: u32, r: u32, col: u32 }
+
+fn run(wg: vec3u, nwg: vec3u, li: u32) -> Run {
+    let id = group(wg, nwg) * WG + li;
+    let hw = p.h * p.w;
+    let chunks = (hw + CHUNK - 1u) / CHUNK;
+    var q: Run;
+    q.plane = id / chunks;
+    q.n = q.plane / p.c;
+    q.ch = q.plane % p.c;
+    let k0 = (id % chunks) * CHUNK;
+    q.i0 = q.plane * hw + k0;
+    q.end = q.plane * hw + min(k0 + CHUNK, hw);
+    q.r = k0 / p.w;
+    q.col = k0 % p.w;
+    return q;
+}
+
+// The next element's row and column.
+fn next(q: ptr<function, Run>) {
+    (*q).col += 1u;
+    if ((*q).col == p.w) {
+        (*q).col = 0u;
+        (*q).r += 1u;
+    }
+}
+
+// y = act(z [+ shortcut]) per element (p.pool = 0).
+@compute @workgroup_size(WG)
+fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+           @builtin(local_invocation_index) li: u32) {
+    var q = run(wg, nwg, li);
+    if (q.plane >= p.n * p.c) { return; }
+    let a = affine(q.ch);
+    for (var i = q.i0; i < q.end; i++) {
+        y[i] = act(x[i] * a.scale + a.shift + shortcut(i, q.n, q.ch, q.r, q.col));
+        next(&q);
+    }
+}
+
+// The window of pooled output (r, col): its inputs' activations, and which is the arg-max.
+struct Window { v: vec4f, at: u32 }
+
+fn window(base: u32, r: u32, col: u32, a: Affine) -> Window {
+    let i = base + 2u * r * p.w + 2u * col;
+    let v = vec4f(act(x[i] * a.scale + a.shift), act(x[i + 1u] * a.scale + a.shift),
+                  act(x[i + p.w] * a.scale + a.shift), act(x[i + p.w + 1u] * a.scale + a.shift));
+    var at = 0u;
+    var best = v.x;
+    if (v.y > best) { at = 1u; best = v.y; }
+    if (v.z > best) { at = 2u; best = v.z; }
+    if (v.w > best) { at = 3u; }
+    return Window(v, at);
+}
+
+// y = max over each 2×2 window of act(z) (p.pool = 1); one invocation per output row.
+@compute @workgroup_size(WG)
+fn forward_max_pool(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                    @builtin(local_invocation_index) li: u32) {
+    let id = group(wg, nwg) * WG + li;
+    let plane = id / p.oh;
+    if (plane >= p.n * p.c) { return; }
+    let r = id % p.oh;
+    let a = affine(plane % p.c);
+    let base = plane * p.h * p.w;
+    let out = id * p.ow;
+    for (var col = 0u; col < p.ow; col++) {
+        let v = window(base, r, col, a).v;
+        y[out + col] = max(max(v.x, v.y), max(v.z, v.w));
+    }
+}
+
+// y[n, c] = mean over the plane of act(z) (p.pool = 2); one invocation per plane, in order.
+@compute @workgroup_size(WG)
+fn forward_avg_pool(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                    @builtin(local_invocation_index) li: u32) {
+    let plane = group(wg, nwg) * WG + li;
+    if (plane >= p.n * p.c) { return; }
+    let a = affine(plane % p.c);
+    let hw = p.h * p.w;
+    var s = 0.0;
+    for (var i = plane * hw; i < (plane + 1u) * hw; i++) {
+        s += act(x[i] * a.scale + a.shift);
+    }
+    y[plane] = s / f32(hw);
+}
+
+// ---- backward ----------------------------------------------------------------------------
+// g is the gradient at z, recomputed through the pooling, the ReLU and the residual add.
+
+// g of element i = (n, ch, r, col) (p.pool 0, or 2 with g_avg = dy[n, ch] / (h·w)).
+fn grad_element(i: u32, n: u32, ch: u32, r: u32, col: u32, a: Affine, g_avg: f32) -> f32 {
+    let g = select(dy[i], g_avg, p.pool == 2u);
+    if (p.relu == 0u) {
+        return g;
+    }
+    // The ReLU follows the residual add.
+    return select(0.0, g, x[i] * a.scale + a.shift + shortcut(i, n, ch, r, col) > 0.0);
+}
+
+// g of the window of pooled output (r, col) (p.pool = 1): dy at the arg-max, unless the ReLU
+// blocked it.
+fn grad_window(base: u32, out: u32, r: u32, col: u32, a: Affine) -> vec4f {
+    let w = window(base, r, col, a);
+    var g = dy[out + r * p.ow + col];
+    if (p.relu == 1u && w.v[w.at] <= 0.0) { g = 0.0; }
+    return select(vec4f(0.0), vec4f(g), vec4<u32>(0u, 1u, 2u, 3u) == vec4u(w.at));
+}
+
+fn window_xhat(base: u32, r: u32, col: u32, a: Affine) -> vec4f {
+    let i = base + 2u * r * p.w + 2u * col;
+    return (vec4f(x[i], x[i + 1u], x[i + p.w], x[i + p.w + 1u]) - a.mu) * a.is;
 }
 
 @compute @workgroup_size(WG)
 fn backward_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                    @builtin(local_invocation_index) li: u32) {
-    let c = wg.y * nwg.x + wg.x;
-    let mu = mean[c];
-    let is = invstd[c];
+    let ch = group(wg, nwg);
+    let a = affine(ch);
     var s = 0.0;
     var sx = 0.0;
-    var q = cursor(li);
-    for (var m = li; m < p.n * p.hw; m += WG) {
-        let k = (q.n * p.c + c) * p.hw + q.k;
-        s += dy[k];
-        sx += dy[k] * (x[k] - mu) * is;
-        advance(&q);
+    if (p.pool == 1u) {
+        var k = walk(li, p.oh, p.ow);
+        for (; k.n < p.n; step(&k)) {
+            let plane = k.n * p.c + ch;
+            let base = plane * p.h * p.w;
+            let g = grad_window(base, plane * p.oh * p.ow, k.r, k.c, a);
+            s += g.x + g.y + g.z + g.w;
+            sx += dot(g, window_xhat(base, k.r, k.c, a));
+        }
+    } else {
+        let inv_hw = 1.0 / f32(p.h * p.w);
+        var k = walk(li, p.h, p.w);
+        for (; k.n < p.n; step(&k)) {
+            let plane = k.n * p.c + ch;
+            let i = (plane * p.h + k.r) * p.w + k.c;
+            var g_avg = 0.0;
+            if (p.pool == 2u) { g_avg = dy[plane] * inv_hw; }
+            let g = grad_element(i, k.n, ch, k.r, k.c, a, g_avg);
+            s += g;
+            sx += g * (x[i] - a.mu) * a.is;
+        }
     }
-    tree[li] = s;
-    tree2[li] = sx;
-    tree_sum(li);
+    tree_a[li] = s;
+    tree_b[li] = sx;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half >>= 1u) {
+        if (li < half) {
+            tree_a[li] += tree_a[li + half];
+            tree_b[li] += tree_b[li + half];
+        }
+        workgroupBarrier();
+    }
     if (li == 0u) {
-        dbeta[c] = tree[0];
-        dgamma[c] = tree2[0];
+        dbeta[ch] = tree_a[0];
+        dgamma[ch] = tree_b[0];
     }
 }
 
-// dx = γ·invstd · (dy − Σdy/M − x̂ · Σ(dy·x̂)/M), M = n·hw
+// dx = γ·invstd · (g − Σg/M − x̂ · Σ(g·x̂)/M), M = n·h·w.
+struct Backward { k1: f32, k2: f32, k3: f32, mu: f32, is: f32 }
+
+fn backward_terms(ch: u32) -> Backward {
+    let count = f32(p.n * p.h * p.w);
+    let is = invstd[ch];
+    let k1 = gamma[ch] * is;
+    return Backward(k1, dbeta[ch] / count, dgamma[ch] / count, mean[ch], is);
+}
+
+fn dx_of(g: f32, xv: f32, t: Backward) -> f32 {
+    return t.k1 * (g - t.k2 - (xv - t.mu) * t.is * t.k3);
+}
+
+fn put_dx(i: u32, v: f32) {
+    if (p.accumulate == 1u) {
+        dx[i] += v;
+    } else {
+        dx[i] = v;
+    }
+}
+
+// dx of the window of pooled output (r, col) and, in the last window row and column, of the
+// inputs past it that no window covers (their g is 0).
+fn backward_window(base: u32, out: u32, r: u32, col: u32, a: Affine, t: Backward) {
+    let g = grad_window(base, out, r, col, a);
+    let i = base + 2u * r * p.w + 2u * col;
+    put_dx(i, dx_of(g.x, x[i], t));
+    put_dx(i + 1u, dx_of(g.y, x[i + 1u], t));
+    put_dx(i + p.w, dx_of(g.z, x[i + p.w], t));
+    put_dx(i + p.w + 1u, dx_of(g.w, x[i + p.w + 1u], t));
+    let last_col = col + 1u == p.ow && p.w > 2u * p.ow;
+    let last_row = r + 1u == p.oh && p.h > 2u * p.oh;
+    if (last_col) {
+        put_dx(i + 2u, dx_of(0.0, x[i + 2u], t));
+        put_dx(i + p.w + 2u, dx_of(0.0, x[i + p.w + 2u], t));
+    }
+    if (last_row) {
+        let j = i + 2u * p.w;
+        put_dx(j, dx_of(0.0, x[j], t));
+        put_dx(j + 1u, dx_of(0.0, x[j + 1u], t));
+        if (last_col) { put_dx(j + 2u, dx_of(0.0, x[j + 2u], t)); }
+    }
+}
+
+// dx (p.pool 0 or 2: runs of CHUNK elements per invocation; p.pool 1: one pooled output row).
 @compute @workgroup_size(WG)
 fn backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32) {
-    let i = element(wg, nwg, li);
-    if (i >= p.n * p.c * p.hw) { return; }
-    let c = (i / p.hw) % p.c;
-    let count = f32(p.n * p.hw);
-    let xhat = (x[i] - mean[c]) * invstd[c];
-    dx[i] = gamma[c] * invstd[c] * (dy[i] - dbeta[c] / count - xhat * dgamma[c] / count);
+    if (p.pool == 1u) {
+        let id = group(wg, nwg) * WG + li;
+        let plane = id / p.oh;
+        if (plane >= p.n * p.c) { return; }
+        let r = id % p.oh;
+        let ch = plane % p.c;
+        let a = affine(ch);
+        let t = backward_terms(ch);
+        let base = plane * p.h * p.w;
+        for (var col = 0u; col < p.ow; col++) {
+            backward_window(base, plane * p.oh * p.ow, r, col, a, t);
+        }
+        return;
+    }
+    var q = run(wg, nwg, li);
+    if (q.plane >= p.n * p.c) { return; }
+    let a = affine(q.ch);
+    let t = backward_terms(q.ch);
+    var g_avg = 0.0;
+    if (p.pool == 2u) { g_avg = dy[q.plane] / f32(p.h * p.w); }
+    for (var i = q.i0; i < q.end; i++) {
+        put_dx(i, dx_of(grad_element(i, q.n, q.ch, q.r, q.col, a, g_avg), x[i], t));
+        next(&q);
+    }
+}
+
+// Option A: the shortcut gradient of input (n, ch − res_pad) at the block of output (r, col):
+// g at (2r, 2col), zero at the other positions of the 2×2 block that exist.
+fn shortcut_grad(n: u32, ch: u32, r: u32, col: u32, g: f32) {
+    if (ch < p.res_pad || ch >= p.res_pad + p.res_c) { return; }
+    let i = ((n * p.res_c + ch - p.res_pad) * p.res_h + 2u * r) * p.res_w + 2u * col;
+    let right = 2u * col + 1u < p.res_w;
+    let down = 2u * r + 1u < p.res_h;
+    dres[i] = g;
+    if (right) { dres[i + 1u] = 0.0; }
+    if (down) { dres[i + p.res_w] = 0.0; }
+    if (right && down) { dres[i + p.res_w + 1u] = 0.0; }
+}
+
+// backward of a unit with a residual (p.residual 1 or 2, p.pool 0): dx, and the shortcut's
+// gradient into dres.
+@compute @workgroup_size(WG)
+fn backward_residual(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                     @builtin(local_invocation_index) li: u32) {
+    var q = run(wg, nwg, li);
+    if (q.plane >= p.n * p.c) { return; }
+    let a = affine(q.ch);
+    let t = backward_terms(q.ch);
+    for (var i = q.i0; i < q.end; i++) {
+        let g = grad_element(i, q.n, q.ch, q.r, q.col, a, 0.0);
+        put_dx(i, dx_of(g, x[i], t));
+        if (p.residual == 1u) {
+            dres[i] = g;
+        } else {
+            shortcut_grad(q.n, q.ch, q.r, q.col, g);
+        }
+        next(&q);
+    }
 }

@@ -16,7 +16,10 @@
 // neighbours read neighbouring activations and share weights. Workgroup: WG (64) invocations,
 // 1-D; the grid may be folded to 2-D (index = (wg.y * nwg.x + wg.x) * WG + local index).
 // forward and grad_input share the block's prologue (`block`), its multiply-add (`mac`) and its
-// store (`out_at`).
+// stores (`store_y`, `store_dx`). The accumulators are indexed by constants only: a computed index would
+// send the whole block to memory (llvmpipe then writes it lane by lane). With p.accumulate,
+// grad_input adds to dx (a residual branch's first convolution adds to the shortcut's gradient).
+// conv2d_lanes.wgsl runs 3×3 convolutions faster where subgroups have 8 lanes or more.
 //
 // grad_weight sums over n·oh·ow, split into p.splits contiguous chunks; each chunk writes its own
 // slice of dw_partial and reduce.wgsl/sum_splits adds the slices in order: deterministic, no atomics.
@@ -25,6 +28,7 @@ struct Conv2dParams {
     n: u32, cin: u32, h: u32, w: u32,
     cout: u32, oh: u32, ow: u32, kh: u32,
     kw: u32, stride: u32, pad: u32, splits: u32,
+    accumulate: u32, // grad_input: add to dx instead of storing
 }
 
 @group(0) @binding(0) var<uniform> p: Conv2dParams;
@@ -64,12 +68,44 @@ fn block(wg: vec3u, nwg: vec3u, li: u32, positions: u32, cols: u32, hw: u32) -> 
     return b;
 }
 
-// Offset of element (position j, channel ch0 + m) in an NCHW tensor of `channels` planes, and
-// whether it exists.
-fn out_at(b: Block, j: u32, m: u32, positions: u32, channels: u32, hw: u32) -> vec2u {
-    let q = b.pos0 + j;
-    let ok = q < positions && b.ch0 + m < channels;
-    return vec2u((b.n[j] * channels + b.ch0 + m) * hw + q % hw, u32(ok));
+// Offsets of channel ch0 + m's 4 positions in an NCHW tensor of `channels` planes of hw
+// elements, and which exist.
+fn offsets(b: Block, m: u32, positions: u32, channels: u32, hw: u32) -> array<vec2u, 4> {
+    var r: array<vec2u, 4>;
+    let ok = b.ch0 + m < channels;
+    let q = vec4u(b.pos0) + vec4u(0u, 1u, 2u, 3u);
+    let o = (b.n * channels + b.ch0 + m) * hw + q % hw;
+    let live = vec4<bool>(ok) & (q < vec4u(positions));
+    r[0] = vec2u(o.x, u32(live.x));
+    r[1] = vec2u(o.y, u32(live.y));
+    r[2] = vec2u(o.z, u32(live.z));
+    r[3] = vec2u(o.w, u32(live.w));
+    return r;
+}
+
+fn store_y(b: Block, m: u32, v: vec4f, positions: u32) {
+    let o = offsets(b, m, positions, p.cout, p.oh * p.ow);
+    if (o[0].y == 1u) { y[o[0].x] = v.x; }
+    if (o[1].y == 1u) { y[o[1].x] = v.y; }
+    if (o[2].y == 1u) { y[o[2].x] = v.z; }
+    if (o[3].y == 1u) { y[o[3].x] = v.w; }
+}
+
+fn put_dx(o: vec2u, v: f32) {
+    if (o.y == 0u) { return; }
+    if (p.accumulate == 1u) {
+        dx[o.x] += v;
+    } else {
+        dx[o.x] = v;
+    }
+}
+
+fn store_dx(b: Block, m: u32, v: vec4f, positions: u32) {
+    let o = offsets(b, m, positions, p.cin, p.h * p.w);
+    put_dx(o[0], v.x);
+    put_dx(o[1], v.y);
+    put_dx(o[2], v.z);
+    put_dx(o[3], v.w);
 }
 
 // acc[m] += w[wi + m·stride] · v for the block's `rows` channels that exist (unrolled: llvmpipe
@@ -117,12 +153,10 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
             }
         }
     }
-    for (var j = 0u; j < 4u; j++) {
-        for (var m = 0u; m < 4u; m++) {
-            let o = out_at(b, j, m, positions, p.cout, out_hw);
-            if (o.y == 1u) { y[o.x] = acc[m][j]; }
-        }
-    }
+    store_y(b, 0u, acc[0], positions);
+    store_y(b, 1u, acc[1], positions);
+    store_y(b, 2u, acc[2], positions);
+    store_y(b, 3u, acc[3], positions);
 }
 
 // dx[n, ci, r, c] = Σ_{co, i, j} w[co, ci, i, j] · dy[n, co, (r + pad − i)/s, (c + pad − j)/s]
@@ -164,12 +198,10 @@ fn grad_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: ve
             }
         }
     }
-    for (var j = 0u; j < 4u; j++) {
-        for (var m = 0u; m < 4u; m++) {
-            let o = out_at(b, j, m, positions, p.cin, in_hw);
-            if (o.y == 1u) { dx[o.x] = acc[m][j]; }
-        }
-    }
+    store_dx(b, 0u, acc[0], positions);
+    store_dx(b, 1u, acc[1], positions);
+    store_dx(b, 2u, acc[2], positions);
+    store_dx(b, 3u, acc[3], positions);
 }
 
 // dw[co, ci, i, j] = Σ_{n, r, c} dy[n, co, r, c] · x[n, ci, r·s − pad + i, c·s − pad + j],
@@ -197,13 +229,11 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     var ci_off: vec4u;
     var ki: vec4i;
     var kj: vec4i;
-    var kvalid: vec4f;
     for (var j = 0u; j < 4u; j++) {
         let k = min(k0 + j, k_total - 1u);
         ci_off[j] = (k / kk) * in_hw;
         ki[j] = i32((k % kk) / p.kw) - i32(p.pad);
         kj[j] = i32(k % p.kw) - i32(p.pad);
-        kvalid[j] = select(0.0, 1.0, k0 + j < k_total);
     }
     var acc: array<vec4f, 4>;
     for (var q = q_begin; q < q_end; q++) {
@@ -226,12 +256,17 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
         if (co0 + 3u < p.cout) { acc[3] += dy[gb + (co0 + 3u) * out_hw] * xv; }
     }
     let out_base = split * p.cout * k_total;
-    for (var m = 0u; m < 4u; m++) {
-        if (co0 + m >= p.cout) { break; }
-        for (var j = 0u; j < 4u; j++) {
-            if (k0 + j < k_total) {
-                dw_partial[out_base + (co0 + m) * k_total + k0 + j] = acc[m][j] * kvalid[j];
-            }
+    store_dw(out_base, co0, 0u, acc[0], k0, k_total);
+    store_dw(out_base, co0, 1u, acc[1], k0, k_total);
+    store_dw(out_base, co0, 2u, acc[2], k0, k_total);
+    store_dw(out_base, co0, 3u, acc[3], k0, k_total);
+}
+
+fn store_dw(out_base: u32, co0: u32, m: u32, v: vec4f, k0: u32, k_total: u32) {
+    if (co0 + m >= p.cout) { return; }
+    for (var j = 0u; j < 4u; j++) {
+        if (k0 + j < k_total) {
+            dw_partial[out_base + (co0 + m) * k_total + k0 + j] = v[j];
         }
     }
 }

@@ -55,6 +55,7 @@ struct Conv2dParams {
     n: u32, cin: u32, h: u32, w: u32,
     cout: u32, oh: u32, ow: u32, kh: u32,
     kw: u32, stride: u32, pad: u32, splits: u32,
+    accumulate: u32, // grad_input: add to dx instead of storing
 }
 
 @group(0) @binding(0) var<uniform> p: Conv2dParams;
@@ -292,7 +293,9 @@ fn grad_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: ve
         let base = (qq / (c.rows * c.cols)) * p.cin * in_hw + r * p.w + cc;
         for (var m = 0u; m < 4u; m++) {
             let ci = m0 + ty * 4u + m;
-            if (ci < p.cin) { dx[base + ci * in_hw] = acc[m][jj]; }
+            if (ci >= p.cin) { continue; }
+            let i = base + ci * in_hw;
+            if (p.accumulate == 1u) { dx[i] += acc[m][jj]; } else { dx[i] = acc[m][jj]; }
         }
     }
 }

@@ -122,25 +122,33 @@ fn gather(t: Tap, ci: u32) -> vec4f {
 }
 
 fn epilogue(b: Block, acc: array<vec4f, 4>) {
+    epilogue_row(b, 0u, acc[0]);
+    epilogue_row(b, 1u, acc[1]);
+    epilogue_row(b, 2u, acc[2]);
+    epilogue_row(b, 3u, acc[3]);
+}
+
+// Output channel co0 + m at the block's 4 positions (the components of v).
+fn epilogue_row(b: Block, m: u32, v: vec4f) {
+    let co = b.co0 + m;
+    if (co >= p.cout) { return; }
     let out_hw = p.oh * p.ow;
     let positions = p.n * out_hw;
+    let sc = scale[co];
+    let sh = shift[co];
     for (var j = 0u; j < 4u; j++) {
         let q = b.pos0 + j;
         if (q >= positions) { break; }
         let n = q / out_hw;
         let rc = q % out_hw;
-        for (var m = 0u; m < 4u; m++) {
-            let co = b.co0 + m;
-            if (co >= p.cout) { break; }
-            var v = acc[m][j] * scale[co] + shift[co];
-            if (p.residual == 1u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c) {
-                let rr = (rc / p.ow) * p.res_stride;
-                let cc = (rc % p.ow) * p.res_stride;
-                v += res[((n * p.res_c + co - p.res_pad_c) * p.res_h + rr) * p.res_w + cc];
-            }
-            if (p.relu == 1u) { v = max(v, 0.0); }
-            y[(n * p.cout + co) * out_hw + rc] = v;
+        var o = v[j] * sc + sh;
+        if (p.residual == 1u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c) {
+            let rr = (rc / p.ow) * p.res_stride;
+            let cc = (rc % p.ow) * p.res_stride;
+            o += res[((n * p.res_c + co - p.res_pad_c) * p.res_h + rr) * p.res_w + cc];
         }
+        if (p.relu == 1u) { o = max(o, 0.0); }
+        y[(n * p.cout + co) * out_hw + rc] = o;
     }
 }
 
@@ -170,35 +178,40 @@ struct Scales {
 
 fn scales(b: Block) -> Scales {
     var s: Scales;
-    for (var m = 0u; m < 4u; m++) {
-        if (b.co0 + m < p.cout) {
-            let c = (b.co0 + m) * p.per_channel;
-            s.wp[m] = wp[c];
-            s.wn[m] = wn[c];
-            s.rows = m + 1u;
-        }
-    }
+    let last = p.cout - 1u;
+    let c = min(vec4u(b.co0) + vec4u(0u, 1u, 2u, 3u), vec4u(last)) * p.per_channel;
+    s.wp = vec4f(wp[c.x], wp[c.y], wp[c.z], wp[c.w]);
+    s.wn = vec4f(wn[c.x], wn[c.y], wn[c.z], wn[c.w]);
+    s.rows = min(4u, p.cout - b.co0);
     return s;
 }
 
 // The W+ and W− codes of input channels ci0 .. ci0 + 31 at tap t for the invocation's output
 // channels (zero past cin), and their union.
 struct Codes {
-    pos: array<u32, 4>,
-    neg: array<u32, 4>,
+    pos: vec4u,
+    neg: vec4u,
     any: u32,
+}
+
+// One output channel's codes (row m < rows), or zeros.
+fn code_row(b: Block, m: u32, rows: u32, t: u32, ci0: u32, keep: u32) -> vec2u {
+    if (m >= rows) { return vec2u(0u); }
+    let first = ((b.co0 + m) * p.kh * p.kw + t) * p.cin + ci0;
+    return vec2u(bits32(first, false), bits32(first, true)) & vec2u(keep);
 }
 
 fn codes(b: Block, rows: u32, t: u32, ci0: u32) -> Codes {
     var c: Codes;
     let count = min(32u, p.cin - ci0);
     let keep = select((1u << count) - 1u, 0xffffffffu, count == 32u);
-    for (var m = 0u; m < rows; m++) {
-        let first = ((b.co0 + m) * p.kh * p.kw + t) * p.cin + ci0;
-        c.pos[m] = bits32(first, false) & keep;
-        c.neg[m] = bits32(first, true) & keep;
-        c.any |= c.pos[m] | c.neg[m];
-    }
+    let r0 = code_row(b, 0u, rows, t, ci0, keep);
+    let r1 = code_row(b, 1u, rows, t, ci0, keep);
+    let r2 = code_row(b, 2u, rows, t, ci0, keep);
+    let r3 = code_row(b, 3u, rows, t, ci0, keep);
+    c.pos = vec4u(r0.x, r1.x, r2.x, r3.x);
+    c.neg = vec4u(r0.y, r1.y, r2.y, r3.y);
+    c.any = r0.x | r0.y | r1.x | r1.y | r2.x | r2.y | r3.x | r3.y;
     return c;
 }
 
@@ -221,11 +234,14 @@ fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
                 let k = firstTrailingBit(any);
                 any &= any - 1u;
                 let xv = gather(at, ci0 + k);
-                for (var m = 0u; m < 4u; m++) {
-                    let v = select(0.0, sc.wp[m], ((w.pos[m] >> k) & 1u) == 1u)
-                          - select(0.0, sc.wn[m], ((w.neg[m] >> k) & 1u) == 1u);
-                    acc[m] += v * xv;
-                }
+                // each output channel's weight of input channel ci0 + k: +Wp, −Wn or 0
+                let bit = vec4u(k);
+                let v = select(vec4f(0.0), sc.wp, ((w.pos >> bit) & vec4u(1u)) == vec4u(1u))
+                      - select(vec4f(0.0), sc.wn, ((w.neg >> bit) & vec4u(1u)) == vec4u(1u));
+                acc[0] += v.x * xv;
+                acc[1] += v.y * xv;
+                acc[2] += v.z * xv;
+                acc[3] += v.w * xv;
             }
         }
     }
@@ -253,6 +269,11 @@ fn dense(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
         }
     }
     epilogue(b, acc);
+}
+
+// popc(w & a⁺) − popc(w & a⁻) for the 4 positions: one 32-channel slice of a bit-plane dot product.
+fn planes(w: u32, ap: vec4u, an: vec4u) -> vec4i {
+    return vec4i(countOneBits(vec4u(w) & ap)) - vec4i(countOneBits(vec4u(w) & an));
 }
 
 fn ternary_of(v: f32) -> f32 {
@@ -320,17 +341,20 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
                 ap[j] = select(0u, act_pos[k], inside[j]);
                 an[j] = select(0u, act_neg[k], inside[j]);
             }
-            for (var m = 0u; m < rows; m++) {
-                let pp = vec4i(countOneBits(vec4u(w.pos[m]) & ap)) - vec4i(countOneBits(vec4u(w.pos[m]) & an));
-                let nn = vec4i(countOneBits(vec4u(w.neg[m]) & ap)) - vec4i(countOneBits(vec4u(w.neg[m]) & an));
-                sp[m] += pp;
-                sn[m] += nn;
-            }
+            sp[0] += planes(w.pos.x, ap, an);
+            sn[0] += planes(w.neg.x, ap, an);
+            sp[1] += planes(w.pos.y, ap, an);
+            sn[1] += planes(w.neg.y, ap, an);
+            sp[2] += planes(w.pos.z, ap, an);
+            sn[2] += planes(w.neg.z, ap, an);
+            sp[3] += planes(w.pos.w, ap, an);
+            sn[3] += planes(w.neg.w, ap, an);
         }
     }
     var acc: array<vec4f, 4>;
-    for (var m = 0u; m < 4u; m++) {
-        acc[m] = sc.wp[m] * vec4f(sp[m]) - sc.wn[m] * vec4f(sn[m]);
-    }
+    acc[0] = sc.wp.x * vec4f(sp[0]) - sc.wn.x * vec4f(sn[0]);
+    acc[1] = sc.wp.y * vec4f(sp[1]) - sc.wn.y * vec4f(sn[1]);
+    acc[2] = sc.wp.z * vec4f(sp[2]) - sc.wn.z * vec4f(sn[2]);
+    acc[3] = sc.wp.w * vec4f(sp[3]) - sc.wn.w * vec4f(sn[3]);
     epilogue(b, acc);
 }

@@ -1,9 +1,11 @@
-//! `tern bench`: GFLOP/s of conv2d forward, grad_input and grad_weight on the ResNet-20 layer
-//! shapes (CIFAR 32×32), and inference throughput, on the current adapter; the conv and infer
-//! suites run both kernel families side by side. A benchmark, never a test.
+//! `tern bench`: the adapter's roofline (copy bandwidth, multiply-add throughput, the best
+//! convolution), GFLOP/s of conv2d forward, grad_input and grad_weight on the ResNet-20 layer
+//! shapes (CIFAR 32×32), inference and profiler costs, on the current adapter; the conv and
+//! infer suites run both kernel families side by side. A benchmark, never a test.
 
-use crate::gpu::{Gpu, Program};
+use crate::gpu::{Cost, Dispatch, Gpu, Grid, Program, shaders};
 use crate::ops::conv2d::{self, Conv2dGeom};
+use crate::trace::Ceilings;
 use anyhow::Result;
 use std::time::Instant;
 
@@ -20,6 +22,8 @@ const RESNET20_CONVS: &[(&str, usize, usize, usize, usize)] = &[
 /// `--suite`: which benchmarks `tern bench` runs.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Suite {
+    /// ceilings: copy GB/s, multiply-add GFLOP/s, the best convolution's GFLOP/s
+    Roofline,
     /// conv2d GFLOP/s on ResNet-20 shapes
     Conv,
     /// packed ternary vs fp32 inference, images/s
@@ -31,9 +35,12 @@ pub enum Suite {
     All,
 }
 
-/// The benchmarks of `suite`, in order: conv, infer, bitplane, profiler.
+/// The benchmarks of `suite`, in order: roofline, conv, infer, bitplane, profiler.
 pub fn run(gpu: &Gpu, suite: Suite, batch: usize, reps: usize, arch: crate::nn::Arch) -> Result<()> {
     let wants = |s: Suite| suite == s || suite == Suite::All;
+    if wants(Suite::Roofline) {
+        roofline_bench(gpu, reps)?;
+    }
     if wants(Suite::Conv) {
         conv_bench(gpu, batch, reps)?;
     }
@@ -69,6 +76,125 @@ pub fn time_program(gpu: &Gpu, program: &Program, reps: usize) -> Result<f64> {
     }
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
+}
+
+/// Seconds of the fastest of `reps` runs of `program` after one warm-up: the ceilings are the
+/// best the adapter does, so the least disturbed run counts.
+fn best_seconds(gpu: &Gpu, program: &Program, reps: usize) -> Result<f64> {
+    gpu.run(&[program])?;
+    let mut best = f64::INFINITY;
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        gpu.run(&[program])?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RooflineParams {
+    len: u32,
+    iters: u32,
+}
+
+/// Copy bandwidth (read + write, GB/s) of `elements` floats: (one per invocation, one vec4 per
+/// invocation).
+pub fn copy_gbs(gpu: &Gpu, elements: usize, reps: usize) -> Result<(f64, f64)> {
+    let src = gpu.tensor("roofline.src", &[elements])?;
+    let dst = gpu.tensor("roofline.dst", &[elements])?;
+    let p = RooflineParams { len: elements as u32, iters: 0 };
+    let bytes = 8 * elements as u64;
+    let cost = Cost { flops: 0, bytes };
+    let mut rates = [0.0; 2];
+    for (i, (entry, src_name, dst_name, threads)) in
+        [("copy", "src", "dst", elements), ("copy4", "src4", "dst4", elements / 4)].into_iter().enumerate()
+    {
+        let k = gpu.kernel(&shaders::ROOFLINE, entry)?;
+        let tensors = [(src_name, &src), (dst_name, &dst)];
+        let d = Dispatch::new(
+            gpu,
+            &k,
+            format!("roofline/{entry}"),
+            &p,
+            &tensors,
+            Grid::Threads(threads as u64),
+            cost,
+        )?;
+        rates[i] = bytes as f64 / best_seconds(gpu, &Program { dispatches: vec![d] }, reps)? / 1e9;
+    }
+    Ok((rates[0], rates[1]))
+}
+
+/// Multiply-add throughput (GFLOP/s): `invocations` running `iters` iterations of 48 FMAs.
+pub fn fma_gflops(gpu: &Gpu, invocations: usize, iters: u32, reps: usize) -> Result<f64> {
+    let dst = gpu.tensor("roofline.dst", &[invocations])?;
+    let flops = invocations as u64 * 96 * iters as u64;
+    let k = gpu.kernel(&shaders::ROOFLINE, "multiply_add")?;
+    let p = RooflineParams { len: invocations as u32, iters };
+    let cost = Cost { flops, bytes: 4 * invocations as u64 };
+    let d = Dispatch::new(
+        gpu,
+        &k,
+        "roofline/multiply_add",
+        &p,
+        &[("dst", &dst)],
+        Grid::Threads(invocations as u64),
+        cost,
+    )?;
+    Ok(flops as f64 / best_seconds(gpu, &Program { dispatches: vec![d] }, reps)? / 1e9)
+}
+
+/// The blocked family's best convolution pass (GFLOP/s) over `layers` of `RESNET20_CONVS` at
+/// batch `batch`, and its name.
+pub fn gemm_gflops(gpu: &Gpu, batch: usize, layers: &[usize], reps: usize) -> Result<(f64, String)> {
+    let mut best = (0.0, String::new());
+    for &l in layers {
+        let (name, cin, cout, size, stride) = RESNET20_CONVS[l];
+        let g = Conv2dGeom { n: batch, cin, h: size, w: size, cout, kh: 3, kw: 3, stride, pad: 1 };
+        let x = gpu.tensor("x", &g.input_shape())?;
+        let w = gpu.tensor("w", &g.weight_shape())?;
+        let y = gpu.tensor("y", &g.output_shape())?;
+        let dx = gpu.tensor("dx", &g.input_shape())?;
+        let dw = gpu.tensor("dw", &g.weight_shape())?;
+        let passes = [
+            ("forward", Program { dispatches: vec![conv2d::forward(gpu, name, &g, &x, &w, &y)?] }),
+            ("grad_input", Program { dispatches: vec![conv2d::grad_input(gpu, name, &g, &y, &w, &dx)?] }),
+            ("grad_weight", conv2d::grad_weight(gpu, name, &g, &x, &y, &dw)?),
+        ];
+        for (pass, program) in passes {
+            let rate = g.flops() as f64 / best_seconds(gpu, &program, reps)? / 1e9;
+            if rate > best.0 {
+                best = (rate, format!("{name} {pass}, batch {batch}"));
+            }
+        }
+    }
+    Ok(best)
+}
+
+/// The ceilings `tern profile` reports fractions of, measured briefly (a second or two on
+/// llvmpipe): copy and multiply-add at a quarter of the benchmark's size, the convolution on
+/// ResNet-20's 64-channel layer.
+pub fn ceilings(gpu: &Gpu) -> Result<Ceilings> {
+    let (copy, copy4) = copy_gbs(gpu, 1 << 20, 2)?;
+    let fma_gflops = fma_gflops(gpu, 1 << 14, 256, 2)?;
+    let (gemm_gflops, gemm) = gemm_gflops(gpu, 16, &[5], 2)?;
+    Ok(Ceilings { copy_gbs: copy.max(copy4), fma_gflops, gemm_gflops, gemm })
+}
+
+/// `tern bench --suite roofline`: the ceilings in full.
+pub fn roofline_bench(gpu: &Gpu, reps: usize) -> Result<()> {
+    println!("roofline on {} — best of {reps} runs (wall clock incl. submit)", gpu.describe());
+    let (copy, copy4) = copy_gbs(gpu, 1 << 22, reps)?;
+    println!(
+        "copy (16 MiB, read + write)     {copy:>8.2} GB/s one float per invocation, {copy4:.2} GB/s one vec4"
+    );
+    let fma = fma_gflops(gpu, 1 << 14, 2048, reps)?;
+    println!("multiply-add (register chains)  {fma:>8.2} GFLOP/s");
+    let layers: Vec<usize> = (0..RESNET20_CONVS.len()).collect();
+    let (gemm, which) = gemm_gflops(gpu, 32, &layers, reps)?;
+    println!("best convolution (blocked)      {gemm:>8.2} GFLOP/s ({which})");
+    Ok(())
 }
 
 /// GFLOP/s of both kernel families side by side on every ResNet-20 convolution shape.

@@ -1,5 +1,6 @@
 //! `tern profile`: per-kernel GPU times of training or inference steps, with achieved GFLOP/s and
-//! GB/s from each kernel's declared cost, the step time split into GPU busy and host phases, and
+//! GB/s from each kernel's declared cost and their fractions of the adapter's ceilings (measured
+//! at the start, see `bench::ceilings`), the step time split into GPU busy and host phases, and
 //! an optional Chrome/Perfetto trace.
 
 use crate::data::Dataset;
@@ -11,7 +12,7 @@ use crate::nn::{Arch, Mode, Model, ModelSpec};
 use crate::ops::optim::StepParams;
 use crate::packed::PackedModel;
 use crate::quant::QuantKind;
-use crate::trace::Trace;
+use crate::trace::{Ceilings, Trace};
 use crate::train::{Session, TrainConfig};
 use anyhow::{Result, bail};
 use std::path::PathBuf;
@@ -70,6 +71,18 @@ fn synthetic(spec: &ModelSpec, n: usize) -> Dataset {
     }
 }
 
+/// The adapter's ceilings, measured once per adapter and process (briefly: `bench::ceilings`).
+fn ceilings(gpu: &Gpu) -> Result<Ceilings> {
+    static CACHE: std::sync::Mutex<Vec<(String, Ceilings)>> = std::sync::Mutex::new(Vec::new());
+    let adapter = gpu.describe();
+    if let Some((_, c)) = CACHE.lock().unwrap().iter().find(|(a, _)| *a == adapter) {
+        return Ok(c.clone());
+    }
+    let c = crate::bench::ceilings(gpu)?;
+    CACHE.lock().unwrap().push((adapter, c.clone()));
+    Ok(c)
+}
+
 pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
     if cfg.steps == 0 || cfg.batch_size == 0 {
         bail!("--steps and --batch-size must be at least 1");
@@ -114,6 +127,7 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
         bail!("the data has {} batches of {}; profile fewer --steps", loader.batches(), cfg.batch_size);
     }
     let mut trace = Trace::default();
+    trace.ceilings = Some(ceilings(gpu)?);
     let source;
     match cfg.mode {
         ProfileMode::Train => {

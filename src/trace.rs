@@ -12,6 +12,20 @@ const PID: u32 = 1;
 const HOST: u32 = 1;
 const GPU: u32 = 2;
 
+/// The adapter's ceilings (`tern bench --suite roofline`): what a kernel's GB/s and GFLOP/s are
+/// fractions of in the profile table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ceilings {
+    /// Copy bandwidth, read + write bytes per second / 1e9.
+    pub copy_gbs: f64,
+    /// Fused multiply-add throughput, GFLOP/s.
+    pub fma_gflops: f64,
+    /// The blocked convolution family's best pass and shape, GFLOP/s.
+    pub gemm_gflops: f64,
+    /// Which convolution pass reached `gemm_gflops`.
+    pub gemm: String,
+}
+
 pub struct Trace {
     origin: Instant,
     events: Vec<serde_json::Value>,
@@ -21,11 +35,20 @@ pub struct Trace {
     pub host: Vec<(String, f64)>,
     /// Profiled submissions (calls of `add`).
     pub steps: usize,
+    /// When set, the table shows each kernel's fraction of these ceilings.
+    pub ceilings: Option<Ceilings>,
 }
 
 impl Default for Trace {
     fn default() -> Self {
-        Trace { origin: Instant::now(), events: Vec::new(), kernels: Vec::new(), host: Vec::new(), steps: 0 }
+        Trace {
+            origin: Instant::now(),
+            events: Vec::new(),
+            kernels: Vec::new(),
+            host: Vec::new(),
+            steps: 0,
+            ceilings: None,
+        }
     }
 }
 
@@ -90,28 +113,52 @@ impl Trace {
     }
 
     /// The per-kernel table, sorted by total time, and the per-step split of GPU and host time.
+    /// With ceilings, three more columns give each kernel's GB/s as a percentage of the copy
+    /// bandwidth and its GFLOP/s as percentages of the multiply-add and best-convolution rates.
     pub fn table(&self, source: &str) -> String {
         let steps = self.steps.max(1) as f64;
         let stats = crate::gpu::profiler::aggregate(&self.kernels);
         let busy = self.gpu_busy_us();
         let mut s = format!("{} profiled step(s), {source}\n", self.steps);
+        if let Some(c) = &self.ceilings {
+            s += &format!(
+                "ceilings: copy {:.2} GB/s, multiply-add {:.2} GFLOP/s, convolution {:.2} GFLOP/s ({})\n",
+                c.copy_gbs, c.fma_gflops, c.gemm_gflops, c.gemm
+            );
+        }
         s += &format!(
-            "{:<28} {:<24} {:>6} {:>10} {:>9} {:>6} {:>8} {:>8}\n",
+            "{:<28} {:<24} {:>6} {:>10} {:>9} {:>6} {:>8} {:>8}",
             "kernel", "layer", "calls", "total ms", "mean us", "%", "GFLOP/s", "GB/s"
         );
+        if self.ceilings.is_some() {
+            s += &format!(" {:>6} {:>6} {:>6}", "%copy", "%fma", "%conv");
+        }
+        s.push('\n');
         for k in &stats {
             let secs = k.total_us / 1e6;
+            let gflops = k.flops as f64 / secs.max(1e-12) / 1e9;
+            let gbs = k.bytes as f64 / secs.max(1e-12) / 1e9;
             s += &format!(
-                "{:<28} {:<24} {:>6} {:>10.3} {:>9.1} {:>6.1} {:>8.2} {:>8.2}\n",
+                "{:<28} {:<24} {:>6} {:>10.3} {:>9.1} {:>6.1} {:>8.2} {:>8.2}",
                 k.kernel,
                 k.layer,
                 k.calls,
                 k.total_us / 1e3,
                 k.total_us / k.calls as f64,
                 100.0 * k.total_us / busy.max(1e-9),
-                k.flops as f64 / secs.max(1e-12) / 1e9,
-                k.bytes as f64 / secs.max(1e-12) / 1e9
+                gflops,
+                gbs
             );
+            if let Some(c) = &self.ceilings {
+                let pct = |v: f64, ceiling: f64| 100.0 * v / ceiling.max(1e-12);
+                s += &format!(
+                    " {:>6.1} {:>6.1} {:>6.1}",
+                    pct(gbs, c.copy_gbs),
+                    pct(gflops, c.fma_gflops),
+                    pct(gflops, c.gemm_gflops)
+                );
+            }
+            s.push('\n');
         }
         s += &format!("per step: GPU busy {:.3} ms", busy / steps / 1e3);
         for (name, us) in &self.host {

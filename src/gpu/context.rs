@@ -450,6 +450,13 @@ impl Gpu {
             _ => 65536,
         }
     }
+
+    /// Whether subgroup operations are available with at least `lanes` invocations in every
+    /// subgroup (llvmpipe: 8, the lanes of one 256-bit vector); kernels that share loads across
+    /// a subgroup's lanes need it.
+    pub fn subgroups_of(&self, lanes: u32) -> bool {
+        self.has(wgpu::Features::SUBGROUP) && self.info.subgroup_min_size >= lanes
+    }
 }
 
 /// A compute pass on `enc`, with timestamps at its ends when profiling one dispatch per pass.

@@ -20,6 +20,7 @@ shader!(ACTIVATION, "activation");
 shader!(BATCHNORM, "batchnorm");
 shader!(CONV2D, "conv2d");
 shader!(CONV2D_TILED, "conv2d_tiled");
+shader!(CONV2D_LANES, "conv2d_lanes");
 shader!(LINEAR, "linear");
 shader!(LINEAR_TILED, "linear_tiled");
 shader!(LOSS, "loss");
@@ -30,6 +31,7 @@ shader!(PACKED_LINEAR, "packed_linear");
 shader!(PACKED_LINEAR_TILED, "packed_linear_tiled");
 shader!(POOL, "pool");
 shader!(REDUCE, "reduce");
+shader!(ROOFLINE, "roofline");
 shader!(SHORTCUT, "shortcut");
 shader!(STTN, "sttn");
 shader!(TTN, "ttn");
@@ -41,6 +43,7 @@ pub const ALL: &[&ShaderFile] = &[
     &BATCHNORM,
     &CONV2D,
     &CONV2D_TILED,
+    &CONV2D_LANES,
     &LINEAR,
     &LINEAR_TILED,
     &LOSS,
@@ -51,6 +54,7 @@ pub const ALL: &[&ShaderFile] = &[
     &PACKED_LINEAR_TILED,
     &POOL,
     &REDUCE,
+    &ROOFLINE,
     &SHORTCUT,
     &STTN,
     &TTN,

@@ -2,9 +2,9 @@
 //! Parameter names follow PyTorch's CIFAR ResNets (conv1.weight, layer1.0.bn2.running_var, ...).
 
 use super::graph::Builder;
-use crate::gpu::Program;
-use crate::gpu::Var;
-use crate::ops::{self, batchnorm::BatchNormTensors, conv2d::Conv2dGeom};
+use crate::gpu::{Program, Tensor, Var};
+use crate::ops::batchnorm::{BatchNormTensors, Fused, Pool, Residual};
+use crate::ops::{self, conv2d::Conv2dGeom};
 use crate::params::{Init, ParamSpec};
 use crate::quant::Quantizer;
 use anyhow::Result;
@@ -60,6 +60,32 @@ impl Layer {
     }
 }
 
+/// Build `layers` in order, fusing each batch norm with the ReLU and the 2×2 max pool or global
+/// average pool that follow it (one statistics pass, one normalising pass, and a two-pass
+/// backward; the ReLU's and pool's inputs are never stored).
+pub fn build_all(layers: &[Layer], b: &mut Builder, x: &Var) -> Result<Var> {
+    let mut x = x.clone();
+    let mut i = 0;
+    while i < layers.len() {
+        if let Layer::BatchNorm(bn) = &layers[i] {
+            let relu = matches!(layers.get(i + 1), Some(Layer::Relu(_)));
+            let next = layers.get(i + 1 + usize::from(relu));
+            let pool = match next {
+                Some(Layer::MaxPool { k: 2, stride: 2, .. }) if x.value.shape()[2] >= 2 => Pool::Max2,
+                Some(Layer::GlobalAvgPool(_)) => Pool::Avg,
+                _ => Pool::None,
+            };
+            let f = Fused { relu, pool, residual: Residual::None };
+            x = bn.build_fused(b, &x, &f, None, false)?;
+            i += 1 + usize::from(relu) + usize::from(pool != Pool::None);
+            continue;
+        }
+        x = layers[i].build(b, &x)?;
+        i += 1;
+    }
+    Ok(x)
+}
+
 fn extra_refs(b: &Builder, q: &dyn Quantizer, layer: &str, weight: &Var) -> Result<Vec<Var>> {
     q.extra_params(layer, weight.value.shape()).iter().map(|s| b.param(&s.name)).collect()
 }
@@ -90,6 +116,11 @@ impl Conv {
     }
 
     fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
+        self.build_with(b, x, false)
+    }
+
+    /// With `accumulate`, the input gradient is added to what x.grad holds.
+    fn build_with(&self, b: &mut Builder, x: &Var, accumulate: bool) -> Result<Var> {
         let s = x.value.shape();
         let g = Conv2dGeom::new(s, &[self.cout, self.cin, self.k, self.k], self.stride, self.pad);
         let w = b.param(&format!("{}.weight", self.name))?;
@@ -103,7 +134,7 @@ impl Conv {
             let mut bw = ops::conv2d::grad_weight(b.gpu, &self.name, &g, &x.value, dy, gq)?;
             bw.extend(q.backward);
             if let Some(dx) = &x.grad {
-                bw.push(ops::conv2d::grad_input(b.gpu, &self.name, &g, dy, &q.wq, dx)?);
+                bw.push(ops::conv2d::grad_input_into(b.gpu, &self.name, &g, dy, &q.wq, dx, accumulate)?);
             }
             b.push_backward(bw);
         }
@@ -128,6 +159,19 @@ impl BatchNorm {
     }
 
     fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
+        self.build_fused(b, x, &Fused::PLAIN, None, false)
+    }
+
+    /// Batch norm fused with `f` (ReLU, pooling, residual add). `dres` receives the residual's
+    /// gradient; with `accumulate` the input gradient is added to what x.grad holds.
+    fn build_fused(
+        &self,
+        b: &mut Builder,
+        x: &Var,
+        f: &Fused,
+        dres: Option<&Tensor>,
+        accumulate: bool,
+    ) -> Result<Var> {
         let n = &self.name;
         let (gamma, beta) = (b.param(&format!("{n}.weight"))?, b.param(&format!("{n}.bias"))?);
         let (rm, rv) = (b.param(&format!("{n}.running_mean"))?, b.param(&format!("{n}.running_var"))?);
@@ -141,14 +185,16 @@ impl BatchNorm {
             mean: &mean,
             invstd: &invstd,
         };
-        let y = b.act(&format!("{n}.out"), x.value.shape())?;
+        let y = b.act(&format!("{n}.out"), &ops::batchnorm::output_shape(x.value.shape(), f.pool))?;
         if !b.training() {
-            b.forward.extend_from(ops::batchnorm::forward_eval(b.gpu, n, &x.value, &y.value, &t)?);
+            b.forward.extend_from(ops::batchnorm::fused_forward_eval(b.gpu, n, &x.value, &y.value, &t, f)?);
             return Ok(y);
         }
-        b.forward.extend_from(ops::batchnorm::forward_train(b.gpu, n, &x.value, &y.value, &t)?);
+        b.forward.extend_from(ops::batchnorm::fused_forward_train(b.gpu, n, &x.value, &y.value, &t, f)?);
         if let (Some(dy), Some(dx), Some(dg), Some(db)) = (&y.grad, &x.grad, &gamma.grad, &beta.grad) {
-            let bw = ops::batchnorm::backward(b.gpu, n, &x.value, dy, dx, &t, dg, db)?;
+            let bw = ops::batchnorm::fused_backward(
+                b.gpu, n, &x.value, &y.value, dy, dx, &t, dg, db, f, dres, accumulate,
+            )?;
             b.push_backward(Program { dispatches: bw.into() });
         }
         Ok(y)
@@ -269,71 +315,41 @@ impl BasicBlock {
         [self.conv1.params(), self.bn1.params(), self.conv2.params(), self.bn2.params()].concat()
     }
 
+    /// conv1 → BN + ReLU → conv2 → BN + shortcut + ReLU, the batch norms fused with what
+    /// follows them. The second batch norm's backward writes the shortcut's gradient into the
+    /// block input's gradient, and conv1's input gradient is added to it (no join kernel).
     fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
-        let name = &self.name;
-        let res = Residual::begin(b, name, x, self.stride)?;
-        let h = self.conv1.build(b, &res.branch_in)?;
-        let h = self.bn1.build(b, &h)?;
-        let h = relu(b, &format!("{name}.relu1"), &h)?;
+        // conv1's backward runs after bn2's (programs replay in reverse): it adds to x.grad.
+        let h = self.conv1.build_with(b, x, true)?;
+        let f = Fused { relu: true, pool: Pool::None, residual: Residual::None };
+        let h = self.bn1.build_fused(b, &h, &f, None, false)?;
         let h = self.conv2.build(b, &h)?;
-        let h = self.bn2.build(b, &h)?;
-        let sum = res.end(b, &h)?;
-        relu(b, &format!("{name}.relu2"), &sum)
+        shortcut_unit(b, &self.bn2, &h, x, self.stride, true)
     }
 }
 
-/// A residual connection around a branch. `begin` gives the branch the block input with its own
-/// gradient buffer and reserves the join of the two gradient paths (it must run after the
-/// branch's backward); `end` adds the identity or option-A shortcut.
-struct Residual {
-    name: String,
-    x: Var,
-    branch_in: Var,
-    join: Option<usize>,
+/// BN(branch) + shortcut(x) [→ ReLU], its backward writing the shortcut's gradient into x.grad.
+fn shortcut_unit(
+    b: &mut Builder,
+    bn: &BatchNorm,
+    branch: &Var,
+    x: &Var,
     stride: usize,
-}
-
-impl Residual {
-    fn begin(b: &mut Builder, name: &str, x: &Var, stride: usize) -> Result<Residual> {
-        let join = x.grad.as_ref().map(|_| b.push_backward(Program::default()));
-        let grad =
-            x.grad.as_ref().map(|g| b.tensor(&format!("{name}.branch.grad"), g.shape())).transpose()?;
-        let branch_in = Var { value: x.value.clone(), grad };
-        Ok(Residual { name: name.into(), x: x.clone(), branch_in, join, stride })
-    }
-
-    /// sum = branch + shortcut(x); sum shares the branch output's gradient buffer, since ∂L/∂sum
-    /// flows unchanged to both.
-    fn end(self, b: &mut Builder, branch: &Var) -> Result<Var> {
-        let (name, x) = (&self.name, &self.x);
-        let identity = self.stride == 1 && x.value.shape() == branch.value.shape();
-        let sc_name = format!("{name}.shortcut");
-        let shortcut = if identity {
-            x.value.clone()
-        } else {
-            let sc = b.tensor(&sc_name, branch.value.shape())?;
-            b.forward.push(ops::shortcut::forward(b.gpu, &sc_name, &x.value, &sc, self.stride)?);
-            sc
-        };
-        let sum =
-            Var { value: b.tensor(&format!("{name}.sum"), branch.value.shape())?, grad: branch.grad.clone() };
-        b.forward.push(ops::activation::add(b.gpu, name, &branch.value, &shortcut, &sum.value)?);
-        if let (Some(slot), Some(dx), Some(dbranch), Some(dsum)) =
-            (self.join, &x.grad, &self.branch_in.grad, &sum.grad)
-        {
-            let join = format!("{name}.join");
-            let mut p = Program::default();
-            if identity {
-                p.push(ops::activation::add(b.gpu, &join, dbranch, dsum, dx)?);
-            } else {
-                let dsc = b.tensor(&format!("{sc_name}.grad"), dx.shape())?;
-                p.push(ops::shortcut::backward(b.gpu, &sc_name, dsum, &dsc, self.stride)?);
-                p.push(ops::activation::add(b.gpu, &join, dbranch, &dsc, dx)?);
-            }
-            b.set_backward(slot, p);
+    relu: bool,
+) -> Result<Var> {
+    let identity = stride == 1 && x.value.shape() == branch.value.shape();
+    let residual = if identity { Residual::Identity(&x.value) } else { Residual::OptionA(&x.value) };
+    let f = Fused { relu, pool: Pool::None, residual };
+    let scratch;
+    let dres = match &x.grad {
+        Some(g) => g,
+        None if b.training() => {
+            scratch = b.tensor(&format!("{}.shortcut.grad", bn.name), x.value.shape())?;
+            &scratch
         }
-        Ok(sum)
-    }
+        None => &x.value,
+    };
+    bn.build_fused(b, branch, &f, Some(dres), false)
 }
 
 /// A unit of STTN's ResNet (Xu et al. 2020): BN → ternary activation → conv → BN, plus the
@@ -377,13 +393,13 @@ impl TernaryUnit {
         [self.bn_in.params(), self.conv.params(), self.bn.params()].concat()
     }
 
+    /// The output batch norm's backward writes the shortcut's gradient into the unit input's
+    /// gradient; bn_in's backward (which runs after it) adds the branch's.
     fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
-        let res = Residual::begin(b, &self.name, x, self.stride)?;
-        let h = self.bn_in.build(b, &res.branch_in)?;
+        let h = self.bn_in.build_fused(b, x, &Fused::PLAIN, None, true)?;
         let a = ternary(b, &format!("{}.act", self.name), &h)?;
         let h = self.conv.build(b, &a)?;
-        let h = self.bn.build(b, &h)?;
-        res.end(b, &h)
+        shortcut_unit(b, &self.bn, &h, x, self.stride, false)
     }
 }
 

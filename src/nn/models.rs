@@ -195,10 +195,8 @@ impl Model {
         let s = &self.spec;
         let mut b = Builder::new(gpu, &self.store, mode);
         let input = b.tensor("input", &[batch, s.in_channels, s.height, s.width])?;
-        let mut x = Var { value: input.clone(), grad: None };
-        for layer in &self.layers {
-            x = layer.build(&mut b, &x)?;
-        }
+        let x = Var { value: input.clone(), grad: None };
+        let x = super::layers::build_all(&self.layers, &mut b, &x)?;
         let labels = gpu.tensor_of("labels", &[batch], DType::U32)?;
         let pred = gpu.tensor_of("pred", &[batch], DType::U32)?;
         let loss = b.tensor("loss", &[batch])?;

@@ -1,7 +1,8 @@
-//! Batch normalisation (shaders/batchnorm.wgsl).
+//! Batch normalisation, alone or fused with the ReLU, residual add and pooling that follow it
+//! (shaders/batchnorm.wgsl).
 
 use super::{expect_shape, f32_bytes, u32_of};
-use crate::gpu::{Cost, Dispatch, Gpu, Grid, Result, Tensor, shaders};
+use crate::gpu::{Cost, Dispatch, Gpu, GpuError, Grid, Result, Tensor, shaders};
 
 pub const EPS: f32 = 1e-5;
 pub const MOMENTUM: f32 = 0.1;
@@ -11,13 +12,24 @@ pub const MOMENTUM: f32 = 0.1;
 struct Params {
     n: u32,
     c: u32,
-    hw: u32,
+    h: u32,
+    w: u32,
     eps: f32,
     momentum: f32,
+    relu: u32,
+    pool: u32,
+    residual: u32,
+    res_c: u32,
+    res_h: u32,
+    res_w: u32,
+    res_pad: u32,
+    oh: u32,
+    ow: u32,
+    accumulate: u32,
 }
 
 /// The tensors of one batch-norm layer. `mean`/`invstd` hold the batch statistics saved by
-/// `stats` for `forward` and the backward pass.
+/// `stats` for the forward and backward kernels.
 pub struct BatchNormTensors<'a> {
     pub gamma: &'a Tensor,
     pub beta: &'a Tensor,
@@ -27,17 +39,133 @@ pub struct BatchNormTensors<'a> {
     pub invstd: &'a Tensor,
 }
 
-fn params(label: &str, x: &Tensor) -> Result<(Params, usize)> {
+/// Pooling fused after the batch norm (and ReLU).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pool {
+    None,
+    /// 2×2 windows, stride 2; rows and columns past the last whole window are dropped.
+    Max2,
+    /// Global average: [n, c, h, w] → [n, c].
+    Avg,
+}
+
+/// A residual added to the batch norm's output before the ReLU.
+#[derive(Clone, Copy)]
+pub enum Residual<'a> {
+    None,
+    /// The block input itself (same shape).
+    Identity(&'a Tensor),
+    /// Option A of He et al.: the block input subsampled by 2, channels zero-padded equally on
+    /// both sides.
+    OptionA(&'a Tensor),
+}
+
+/// What follows the batch norm in one fused unit: z = BN(x) [+ residual] [→ ReLU] [→ pool].
+#[derive(Clone, Copy)]
+pub struct Fused<'a> {
+    pub relu: bool,
+    pub pool: Pool,
+    pub residual: Residual<'a>,
+}
+
+impl Fused<'_> {
+    /// Batch norm alone.
+    pub const PLAIN: Fused<'static> = Fused { relu: false, pool: Pool::None, residual: Residual::None };
+
+    fn residual_tensor(&self) -> Option<&Tensor> {
+        match self.residual {
+            Residual::None => None,
+            Residual::Identity(t) | Residual::OptionA(t) => Some(t),
+        }
+    }
+}
+
+/// The output shape of the fused unit for input `x`.
+pub fn output_shape(x: &[usize], pool: Pool) -> Vec<usize> {
+    match pool {
+        Pool::None => x.to_vec(),
+        Pool::Max2 => vec![x[0], x[1], x[2] / 2, x[3] / 2],
+        Pool::Avg => x[..2].to_vec(),
+    }
+}
+
+fn params(label: &str, x: &Tensor, f: &Fused) -> Result<Params> {
     let s = x.shape();
-    let hw: usize = s[2..].iter().product();
-    let p = Params {
-        n: u32_of(label, "n", s[0])?,
-        c: u32_of(label, "c", s[1])?,
-        hw: u32_of(label, "hw", hw)?,
+    let h = s.get(2).copied().unwrap_or(1);
+    let w: usize = s.iter().skip(3).product();
+    let bad = |what: String| Err(GpuError::Invalid { label: label.into(), what });
+    if f.pool != Pool::None && s.len() != 4 {
+        return bad(format!("pooling after batch norm needs [n, c, h, w], got {s:?}"));
+    }
+    if f.pool == Pool::Max2 && (h < 2 || w < 2) {
+        return bad(format!("2×2 max pool does not fit input {s:?}"));
+    }
+    if f.pool == Pool::Avg && f.residual_tensor().is_some() {
+        return bad("global average pooling after a residual add is not fused".into());
+    }
+    let u = |what: &str, v: usize| u32_of(label, what, v);
+    let mut p = Params {
+        n: u("n", s[0])?,
+        c: u("c", s[1])?,
+        h: u("h", h)?,
+        w: u("w", w)?,
         eps: EPS,
         momentum: MOMENTUM,
+        relu: u32::from(f.relu),
+        pool: match f.pool {
+            Pool::None => 0,
+            Pool::Max2 => 1,
+            Pool::Avg => 2,
+        },
+        residual: 0,
+        res_c: 0,
+        res_h: 0,
+        res_w: 0,
+        res_pad: 0,
+        oh: u("oh", h / 2)?,
+        ow: u("ow", w / 2)?,
+        accumulate: 0,
     };
-    Ok((p, s[1]))
+    match f.residual {
+        Residual::None => {}
+        Residual::Identity(r) => {
+            expect_shape(label, r, s)?;
+            p.residual = 1;
+        }
+        Residual::OptionA(r) => {
+            let rs = r.shape();
+            let ok = rs.len() == 4
+                && s.len() == 4
+                && rs[0] == s[0]
+                && rs[1] <= s[1]
+                && (s[1] - rs[1]).is_multiple_of(2)
+                && rs[2].div_ceil(2) == s[2]
+                && rs[3].div_ceil(2) == s[3];
+            if !ok {
+                return bad(format!("option-A shortcut cannot map {rs:?} onto {s:?}"));
+            }
+            p.residual = 2;
+            p.res_c = u("res_c", rs[1])?;
+            p.res_h = u("res_h", rs[2])?;
+            p.res_w = u("res_w", rs[3])?;
+            p.res_pad = ((s[1] - rs[1]) / 2) as u32;
+        }
+    }
+    Ok(p)
+}
+
+/// Elements per invocation of the elementwise kernels (CHUNK in the shader).
+const CHUNK: u64 = 16;
+
+/// Invocations of the per-plane kernels: runs of CHUNK elements, pooled rows (max pool), or
+/// planes (the average pool's forward).
+fn invocations(p: &Params, pool: Pool, forward: bool) -> u64 {
+    let planes = p.n as u64 * p.c as u64;
+    match pool {
+        Pool::Max2 => planes * p.oh as u64,
+        Pool::Avg if forward => planes,
+        _ => planes * (p.h as u64 * p.w as u64).div_ceil(CHUNK),
+    }
 }
 
 fn check(label: &str, t: &BatchNormTensors, c: usize) -> Result<()> {
@@ -47,36 +175,63 @@ fn check(label: &str, t: &BatchNormTensors, c: usize) -> Result<()> {
     Ok(())
 }
 
-fn normalize(
+/// The normalising pass of the fused unit (the statistics already in mean/invstd).
+fn apply(
     gpu: &Gpu,
     label: &str,
     p: &Params,
     x: &Tensor,
     y: &Tensor,
     t: &BatchNormTensors,
+    f: &Fused,
 ) -> Result<Dispatch> {
+    let (entry, out) = match f.pool {
+        Pool::None => ("forward", x.numel()),
+        Pool::Max2 => ("forward_max_pool", y.numel()),
+        Pool::Avg => ("forward_avg_pool", y.numel()),
+    };
+    let threads = invocations(p, f.pool, true);
+    let mut tensors = vec![
+        ("x", x),
+        ("y", y),
+        ("gamma", t.gamma),
+        ("beta", t.beta),
+        ("mean", t.mean),
+        ("invstd", t.invstd),
+    ];
+    if entry == "forward" {
+        tensors.push(("res", f.residual_tensor().unwrap_or(x)));
+    }
+    let reads = x.numel() + f.residual_tensor().map_or(0, |r| r.numel().min(out));
     Dispatch::new(
         gpu,
-        &gpu.kernel(&shaders::BATCHNORM, "forward")?,
-        format!("{label}/forward"),
+        &gpu.kernel(&shaders::BATCHNORM, entry)?,
+        format!("{label}/{entry}"),
         p,
-        &[("x", x), ("y", y), ("gamma", t.gamma), ("beta", t.beta), ("mean", t.mean), ("invstd", t.invstd)],
-        Grid::Threads(x.numel() as u64),
-        Cost { flops: 4 * x.numel() as u64, bytes: f32_bytes(2 * x.numel()) },
+        &tensors,
+        Grid::Threads(threads),
+        Cost { flops: 4 * x.numel() as u64, bytes: f32_bytes(reads + out) },
     )
 }
 
-/// Training forward: batch statistics (and running-statistics update), then normalisation.
-pub fn forward_train(
+fn shapes(label: &str, x: &Tensor, y: &Tensor, t: &BatchNormTensors, f: &Fused) -> Result<Params> {
+    let p = params(label, x, f)?;
+    check(label, t, x.shape()[1])?;
+    expect_shape(label, y, &output_shape(x.shape(), f.pool))?;
+    Ok(p)
+}
+
+/// Training forward of the fused unit: batch statistics in one pass (and the running-statistics
+/// update), then the normalising pass with ReLU, residual and pooling.
+pub fn fused_forward_train(
     gpu: &Gpu,
     label: &str,
     x: &Tensor,
     y: &Tensor,
     t: &BatchNormTensors,
+    f: &Fused,
 ) -> Result<[Dispatch; 2]> {
-    let (p, c) = params(label, x)?;
-    check(label, t, c)?;
-    expect_shape(label, y, x.shape())?;
+    let p = shapes(label, x, y, t, f)?;
     let stats = Dispatch::new(
         gpu,
         &gpu.kernel(&shaders::BATCHNORM, "stats")?,
@@ -89,24 +244,24 @@ pub fn forward_train(
             ("running_mean", t.running_mean),
             ("running_var", t.running_var),
         ],
-        Grid::Groups(c as u64),
-        Cost { flops: 4 * x.numel() as u64, bytes: f32_bytes(2 * x.numel()) },
+        Grid::Groups(x.shape()[1] as u64),
+        Cost { flops: 6 * x.numel() as u64, bytes: f32_bytes(x.numel()) },
     )?;
-    let norm = normalize(gpu, label, &p, x, y, t)?;
-    Ok([stats, norm])
+    Ok([stats, apply(gpu, label, &p, x, y, t, f)?])
 }
 
-/// Inference forward: the running statistics into mean/invstd, then normalisation.
-pub fn forward_eval(
+/// Inference forward of the fused unit: the running statistics into mean/invstd, then the
+/// normalising pass.
+pub fn fused_forward_eval(
     gpu: &Gpu,
     label: &str,
     x: &Tensor,
     y: &Tensor,
     t: &BatchNormTensors,
+    f: &Fused,
 ) -> Result<[Dispatch; 2]> {
-    let (p, c) = params(label, x)?;
-    check(label, t, c)?;
-    expect_shape(label, y, x.shape())?;
+    let p = shapes(label, x, y, t, f)?;
+    let c = x.shape()[1];
     let stats = Dispatch::new(
         gpu,
         &gpu.kernel(&shaders::BATCHNORM, "running_stats")?,
@@ -121,10 +276,102 @@ pub fn forward_eval(
         Grid::Threads(c as u64),
         Cost { flops: 2 * c as u64, bytes: f32_bytes(4 * c) },
     )?;
-    Ok([stats, normalize(gpu, label, &p, x, y, t)?])
+    Ok([stats, apply(gpu, label, &p, x, y, t, f)?])
 }
 
-/// Backward: per-channel sums into dgamma/dbeta, then dx.
+/// Backward of the fused unit: per-channel sums of g (the gradient at the batch norm's output,
+/// recomputed through pooling and ReLU from x) into dbeta and of g·x̂ into dgamma, then dx; with
+/// a residual, `dres` receives the shortcut's gradient (the block input's gradient, before the
+/// branch adds to it). `y` is the forward output (shapes only). With
+/// `accumulate`, dx is added to what the tensor holds (a residual branch's first layer adds to
+/// the shortcut's gradient).
+pub fn fused_backward(
+    gpu: &Gpu,
+    label: &str,
+    x: &Tensor,
+    y: &Tensor,
+    dy: &Tensor,
+    dx: &Tensor,
+    t: &BatchNormTensors,
+    dgamma: &Tensor,
+    dbeta: &Tensor,
+    f: &Fused,
+    dres: Option<&Tensor>,
+    accumulate: bool,
+) -> Result<[Dispatch; 2]> {
+    let mut p = shapes(label, x, y, t, f)?;
+    p.accumulate = u32::from(accumulate);
+    let c = x.shape()[1];
+    expect_shape(label, dy, y.shape())?;
+    expect_shape(label, dx, x.shape())?;
+    expect_shape(label, dgamma, &[c])?;
+    expect_shape(label, dbeta, &[c])?;
+    let stats = [("gamma", t.gamma), ("beta", t.beta), ("mean", t.mean), ("invstd", t.invstd)];
+    let mut reduce_t = vec![("x", x), ("dy", dy), ("dgamma", dgamma), ("dbeta", dbeta)];
+    reduce_t.extend(stats);
+    reduce_t.push(("res", f.residual_tensor().unwrap_or(x)));
+    let mut grad_t = reduce_t.clone();
+    let entry = match (f.residual_tensor(), dres) {
+        (None, _) => "backward",
+        (Some(r), Some(d)) => {
+            expect_shape(label, d, r.shape())?;
+            grad_t.push(("dres", d));
+            "backward_residual"
+        }
+        (Some(_), None) => {
+            let what = "a residual unit's backward needs the residual's gradient tensor".into();
+            return Err(GpuError::Invalid { label: label.into(), what });
+        }
+    };
+    grad_t.push(("dx", dx));
+    let reads = x.numel() + dy.numel();
+    let reduce = Dispatch::new(
+        gpu,
+        &gpu.kernel(&shaders::BATCHNORM, "backward_reduce")?,
+        format!("{label}/backward_reduce"),
+        &p,
+        &reduce_t,
+        Grid::Groups(c as u64),
+        Cost { flops: 8 * x.numel() as u64, bytes: f32_bytes(reads) },
+    )?;
+    let writes = x.numel() * (1 + usize::from(accumulate)) + dres.map_or(0, |d| d.numel());
+    let grad = Dispatch::new(
+        gpu,
+        &gpu.kernel(&shaders::BATCHNORM, entry)?,
+        format!("{label}/{entry}"),
+        &p,
+        &grad_t,
+        Grid::Threads(invocations(&p, f.pool, false)),
+        Cost { flops: 10 * x.numel() as u64, bytes: f32_bytes(reads + writes) },
+    )?;
+    Ok([reduce, grad])
+}
+
+/// Training forward of batch norm alone: batch statistics (and running-statistics update), then
+/// normalisation.
+pub fn forward_train(
+    gpu: &Gpu,
+    label: &str,
+    x: &Tensor,
+    y: &Tensor,
+    t: &BatchNormTensors,
+) -> Result<[Dispatch; 2]> {
+    fused_forward_train(gpu, label, x, y, t, &Fused::PLAIN)
+}
+
+/// Inference forward of batch norm alone: the running statistics into mean/invstd, then
+/// normalisation.
+pub fn forward_eval(
+    gpu: &Gpu,
+    label: &str,
+    x: &Tensor,
+    y: &Tensor,
+    t: &BatchNormTensors,
+) -> Result<[Dispatch; 2]> {
+    fused_forward_eval(gpu, label, x, y, t, &Fused::PLAIN)
+}
+
+/// Backward of batch norm alone: per-channel sums into dgamma/dbeta, then dx.
 pub fn backward(
     gpu: &Gpu,
     label: &str,
@@ -135,38 +382,5 @@ pub fn backward(
     dgamma: &Tensor,
     dbeta: &Tensor,
 ) -> Result<[Dispatch; 2]> {
-    let (p, c) = params(label, x)?;
-    check(label, t, c)?;
-    expect_shape(label, dy, x.shape())?;
-    expect_shape(label, dx, x.shape())?;
-    expect_shape(label, dgamma, &[c])?;
-    expect_shape(label, dbeta, &[c])?;
-    let reduce = Dispatch::new(
-        gpu,
-        &gpu.kernel(&shaders::BATCHNORM, "backward_reduce")?,
-        format!("{label}/backward_reduce"),
-        &p,
-        &[("x", x), ("dy", dy), ("mean", t.mean), ("invstd", t.invstd), ("dgamma", dgamma), ("dbeta", dbeta)],
-        Grid::Groups(c as u64),
-        Cost { flops: 5 * x.numel() as u64, bytes: f32_bytes(2 * x.numel()) },
-    )?;
-    let grad = Dispatch::new(
-        gpu,
-        &gpu.kernel(&shaders::BATCHNORM, "backward")?,
-        format!("{label}/backward"),
-        &p,
-        &[
-            ("x", x),
-            ("dy", dy),
-            ("dx", dx),
-            ("gamma", t.gamma),
-            ("mean", t.mean),
-            ("invstd", t.invstd),
-            ("dgamma", dgamma),
-            ("dbeta", dbeta),
-        ],
-        Grid::Threads(x.numel() as u64),
-        Cost { flops: 8 * x.numel() as u64, bytes: f32_bytes(3 * x.numel()) },
-    )?;
-    Ok([reduce, grad])
+    fused_backward(gpu, label, x, x, dy, dx, t, dgamma, dbeta, &Fused::PLAIN, None, false)
 }

@@ -96,7 +96,7 @@ impl Conv2dGeom {
     }
 
     fn params(&self, splits: usize) -> Params {
-        Params { shape: self.shape(), splits: splits as u32 }
+        Params { shape: self.shape(), splits: splits as u32, accumulate: 0 }
     }
 }
 
@@ -121,6 +121,7 @@ pub(crate) struct Conv2dShape {
 struct Params {
     shape: Conv2dShape,
     splits: u32,
+    accumulate: u32,
 }
 
 fn blocks(v: usize) -> u64 {
@@ -146,6 +147,12 @@ pub fn forward(
     expect_shape(&label, w, &g.weight_shape())?;
     expect_shape(&label, y, &g.output_shape())?;
     let cost = Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + w.numel() + y.numel()) };
+    if lanes(gpu, g) {
+        let k = gpu.kernel(&shaders::CONV2D_LANES, "forward")?;
+        let (p, groups) = LanesParams::forward(g, k.invocations_per_group());
+        let tensors = [("src", x), ("w", w), ("dst", y)];
+        return Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost);
+    }
     let tensors = [("x", x), ("w", w), ("y", y)];
     let positions = g.n * g.oh() * g.ow();
     let (k, grid) = match gpu.family() {
@@ -170,12 +177,35 @@ pub fn grad_input(
     w: &Tensor,
     dx: &Tensor,
 ) -> Result<Dispatch> {
+    grad_input_into(gpu, label, g, dy, w, dx, false)
+}
+
+/// grad_input that, with `accumulate`, adds to what dx holds (the first convolution of a
+/// residual branch adds its input gradient to the shortcut's).
+pub fn grad_input_into(
+    gpu: &Gpu,
+    label: &str,
+    g: &Conv2dGeom,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+    accumulate: bool,
+) -> Result<Dispatch> {
     let label = format!("{label}/grad_input");
     g.validate(&label)?;
     expect_shape(&label, dy, &g.output_shape())?;
     expect_shape(&label, w, &g.weight_shape())?;
     expect_shape(&label, dx, &g.input_shape())?;
-    let cost = Cost { flops: g.flops(), bytes: f32_bytes(dy.numel() + w.numel() + dx.numel()) };
+    let dx_bytes = dx.numel() * (1 + usize::from(accumulate));
+    let cost = Cost { flops: g.flops(), bytes: f32_bytes(dy.numel() + w.numel() + dx_bytes) };
+    if lanes(gpu, g) {
+        let entry = if g.stride == 1 { "grad_input" } else { "grad_input_s2" };
+        let k = gpu.kernel(&shaders::CONV2D_LANES, entry)?;
+        let (mut p, groups) = LanesParams::grad_input(g, k.invocations_per_group());
+        p.accumulate = u32::from(accumulate);
+        let tensors = [("src", dy), ("w", w), ("dst", dx)];
+        return Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost);
+    }
     let tensors = [("dy", dy), ("w", w), ("dx", dx)];
     let (k, grid) = match gpu.family() {
         Family::Blocked => {
@@ -191,7 +221,15 @@ pub fn grad_input(
             (k, Grid::Groups((s * s) as u64 * tiles(&t, g.cin, class)))
         }
     };
-    Dispatch::new(gpu, &k, label, &g.params(1), &tensors, grid, cost)
+    Dispatch::new(
+        gpu,
+        &k,
+        label,
+        &Params { accumulate: u32::from(accumulate), ..g.params(1) },
+        &tensors,
+        grid,
+        cost,
+    )
 }
 
 /// dw = Σ over the batch and output positions. The sum is split into chunks so that enough
@@ -210,6 +248,9 @@ pub fn grad_weight(
     expect_shape(&label, x, &g.input_shape())?;
     expect_shape(&label, dy, &g.output_shape())?;
     expect_shape(&label, dw, &g.weight_shape())?;
+    if lanes(gpu, g) {
+        return grad_weight_lanes(gpu, label, g, x, dy, dw);
+    }
     let positions = g.n * g.oh() * g.ow();
     let k_total = g.cin * g.kh * g.kw;
     // One split's launch: `units` invocations (blocked) or workgroups (tiled); a split reduces
@@ -258,4 +299,163 @@ pub fn grad_weight(
     )?);
     program.push(super::reduce::sum_splits(gpu, &label, &partial, dw)?);
     Ok(program)
+}
+
+/// grad_weight through conv2d_lanes.wgsl: one subgroup per (chunk of segments, 8 input
+/// channels, 16 output channels); chunks summed in order by reduce.wgsl/sum_splits.
+fn grad_weight_lanes(
+    gpu: &Gpu,
+    label: String,
+    g: &Conv2dGeom,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+) -> Result<Program> {
+    let k = gpu.kernel(&shaders::CONV2D_LANES, "grad_weight")?;
+    let blocks = (g.cin.div_ceil(8) * g.cout.div_ceil(16)) as u64;
+    let segments = (g.n * g.oh() * g.ow().div_ceil(8)) as u64;
+    // Enough workgroups to keep the device busy, each summing at least 32 segments.
+    let wanted = (gpu.parallelism() / 32).div_ceil(blocks);
+    let splits = wanted.clamp(1, segments.div_ceil(32).max(1));
+    let mut p = LanesParams::grad_weight(g);
+    p.splits = splits as u32;
+    let cost =
+        Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + dy.numel() + dw.numel() * splits as usize) };
+    let groups = Grid::Groups(splits * blocks);
+    let mut program = Program::default();
+    if splits == 1 {
+        let tensors = [("src", x), ("dy", dy), ("dw_partial", dw)];
+        program.push(Dispatch::new(gpu, &k, label, &p, &tensors, groups, cost)?);
+        return Ok(program);
+    }
+    let partial = gpu.tensor(&format!("{label}.partial"), &[splits as usize, dw.numel()])?;
+    let tensors = [("src", x), ("dy", dy), ("dw_partial", &partial)];
+    program.push(Dispatch::new(gpu, &k, label.clone(), &p, &tensors, groups, cost)?);
+    program.push(super::reduce::sum_splits(gpu, &label, &partial, dw)?);
+    Ok(program)
+}
+
+/// Whether conv2d_lanes.wgsl runs this convolution: 3×3 kernels with padding 1 and stride 1 or
+/// 2, on an adapter whose subgroups have at least 8 lanes (its weights and gradients are shared
+/// across 8 lanes with subgroup broadcasts).
+pub fn lanes(gpu: &Gpu, g: &Conv2dGeom) -> bool {
+    gpu.family() == Family::Blocked
+        && (g.kh, g.kw, g.pad) == (3, 3, 1)
+        && (g.stride == 1 || g.stride == 2)
+        && gpu.subgroups_of(8)
+}
+
+/// conv2d_lanes.wgsl's uniform: source and destination planes, the weight indexing and the
+/// grid (see the shader's header).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LanesParams {
+    n: u32,
+    src_c: u32,
+    sh: u32,
+    sw: u32,
+    dst_c: u32,
+    dh: u32,
+    dw: u32,
+    stride: u32,
+    w_ch: u32,
+    w_in: u32,
+    w_tap0: u32,
+    w_flip: u32,
+    segs_row: u32,
+    segs: u32,
+    groups: u32,
+    splits: u32,
+    accumulate: u32,
+}
+
+impl LanesParams {
+    /// `rows` × `cols` destination positions per image in segments of 8 columns, `wg` segments
+    /// per workgroup.
+    fn grid(mut self, rows: usize, cols: usize, wg: u32) -> LanesParams {
+        self.segs_row = cols.div_ceil(8) as u32;
+        self.segs = (self.n as usize * rows) as u32 * self.segs_row;
+        self.groups = self.segs.div_ceil(wg);
+        self
+    }
+
+    fn forward(g: &Conv2dGeom, wg: u32) -> (LanesParams, u64) {
+        let u = |v: usize| v as u32;
+        let p = LanesParams {
+            n: u(g.n),
+            src_c: u(g.cin),
+            sh: u(g.h),
+            sw: u(g.w),
+            dst_c: u(g.cout),
+            dh: u(g.oh()),
+            dw: u(g.ow()),
+            stride: u(g.stride),
+            w_ch: u(g.cin * 9),
+            w_in: 9,
+            w_tap0: 0,
+            w_flip: 0,
+            segs_row: 0,
+            segs: 0,
+            groups: 0,
+            splits: 1,
+            accumulate: 0,
+        }
+        .grid(g.oh(), g.ow(), wg);
+        (p, p.groups as u64 * g.cout.div_ceil(16) as u64)
+    }
+
+    /// Stride 1: the forward kernel over dy with the kernel flipped and transposed; stride 2:
+    /// one of four parity classes per workgroup, each ⌈h/2⌉ × ⌈w/2⌉ positions.
+    fn grad_input(g: &Conv2dGeom, wg: u32) -> (LanesParams, u64) {
+        let u = |v: usize| v as u32;
+        let p = LanesParams {
+            n: u(g.n),
+            src_c: u(g.cout),
+            sh: u(g.oh()),
+            sw: u(g.ow()),
+            dst_c: u(g.cin),
+            dh: u(g.h),
+            dw: u(g.w),
+            stride: u(g.stride),
+            w_ch: 9,
+            w_in: u(g.cin * 9),
+            w_tap0: if g.stride == 1 { 8 } else { 0 },
+            w_flip: u(usize::from(g.stride == 1)),
+            segs_row: 0,
+            segs: 0,
+            groups: 0,
+            splits: 1,
+            accumulate: 0,
+        };
+        let (p, classes) = if g.stride == 1 {
+            (p.grid(g.h, g.w, wg), 1)
+        } else {
+            (p.grid(g.h.div_ceil(2), g.w.div_ceil(2), wg), 4)
+        };
+        (p, p.groups as u64 * classes * g.cin.div_ceil(16) as u64)
+    }
+
+    fn grad_weight(g: &Conv2dGeom) -> LanesParams {
+        let u = |v: usize| v as u32;
+        LanesParams {
+            n: u(g.n),
+            src_c: u(g.cin),
+            sh: u(g.h),
+            sw: u(g.w),
+            dst_c: u(g.cout),
+            dh: u(g.oh()),
+            dw: u(g.ow()),
+            stride: u(g.stride),
+            w_ch: 0,
+            w_in: 0,
+            w_tap0: 0,
+            w_flip: 0,
+            segs_row: 0,
+            segs: 0,
+            groups: 0,
+            splits: 1,
+            accumulate: 0,
+        }
+        .grid(g.oh(), g.ow(), 1)
+    }
 }
