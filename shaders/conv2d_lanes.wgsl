@@ -24,7 +24,9 @@
 //   row, the segment's source row (10 values at stride 1, 17 at stride 2) is loaded once and
 //   feeds 3 taps × 16 channels × 8 columns; lane l loads the weights of channels co0 + l and
 //   co0 + 8 + l and subgroupBroadcast hands each to every lane (2 loads for 16 weights). Output
-//   channels past the end read the last channel's weights and are not stored.
+//   channels past the end read the last channel's weights and are not stored; invocations past
+//   the last segment repeat it (so every lane takes part in the broadcasts) without storing, and
+//   subgroups made only of those return at once.
 //   grad_input (stride 1 only) is the forward convolution of dy with the kernel flipped and its
 //   channels swapped: weight index = ch·p.w_ch + c·p.w_in + p.w_tap0 ± tap (p.w_flip). With
 //   p.accumulate, grad_input adds to dx (a residual branch's first convolution adds to the
@@ -189,6 +191,8 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
     let g = wg.y * nwg.x + wg.x;
     let co0 = (g / p.groups) * 16u;
     let pb = (g % p.groups) * WG + li;
+    // Subgroups past the last segment have nothing to compute or share.
+    if (subgroupAll(pb >= p.segs)) { return; }
     let seg = segment(pb, p.dh);
     let k = cols(i32(seg.z * p.stride) - 1, p.sw);
     let stride2 = p.stride == 2u;
@@ -222,6 +226,8 @@ fn grad_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: ve
     let g = wg.y * nwg.x + wg.x;
     let ci0 = (g / p.groups) * 16u;
     let pb = (g % p.groups) * WG + li;
+    // Subgroups past the last segment have nothing to compute or share.
+    if (subgroupAll(pb >= p.segs)) { return; }
     let seg = segment(pb, p.dh);
     let k = cols(i32(seg.z) - 1, p.sw);
     let wa = min(ci0 + lane % 8u, p.dst_c - 1u);
@@ -259,6 +265,8 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
     let pr = parity >> 1u;
     let pc = parity & 1u;
     let pb = (g % p.groups) * WG + li;
+    // Subgroups past the last segment have nothing to compute or share.
+    if (subgroupAll(pb >= p.segs)) { return; }
     let seg = segment(pb, (p.dh + 1u) / 2u);
     // dy columns v .. v + 8 of the segment
     let k = cols(i32(seg.z), p.sw);

@@ -87,7 +87,7 @@ fn inference_modes_are_profiled() {
         let trace = profile(gpu(), &config(mode, None)).unwrap();
         assert_eq!(trace.steps, 2);
         assert!(!trace.kernels.is_empty());
-        let prefix = if mode == ProfileMode::Packed { "packed_conv/" } else { "conv2d" };
+        let prefix = if mode == ProfileMode::Packed { "packed_conv" } else { "conv2d" };
         assert!(trace.kernels.iter().any(|t| t.kernel.starts_with(prefix)), "{mode:?}");
     }
 }

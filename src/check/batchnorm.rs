@@ -1,9 +1,10 @@
 //! Batch normalisation (shaders/batchnorm.wgsl): stats + forward (training), running_stats +
-//! forward (eval), backward_reduce + backward. Shapes are [n, c, h, w].
+//! forward (eval), backward_reduce + backward, alone and fused with ReLU, pooling and a residual
+//! add (`Unit`). Shapes are [n, c, h, w].
 
 use super::{Case, Cases, TOL, affine, values};
 use crate::gpu::{Gpu, Program, Tensor};
-use crate::ops::batchnorm::{self as op, BatchNormTensors, EPS, MOMENTUM};
+use crate::ops::batchnorm::{self as op, BatchNormTensors, EPS, Fused, MOMENTUM, Pool, Residual};
 use anyhow::Result;
 
 /// One to eight channels, planes of 3 to 49 values, a single value per channel and batch of 1.
@@ -143,6 +144,203 @@ pub fn golden(gpu: &Gpu) -> Result<Vec<Case>> {
         let [x, gamma, beta, dy] = ["x", "gamma", "beta", "dy"].map(|n| c.golden_input(n));
         let got = launch(c, case, &x?, &gamma?, &beta?, &dy?)?;
         c.expect_golden(&OUTPUTS.into_iter().zip(&got).collect::<Vec<_>>(), TOL)?;
+        Ok(())
+    })
+}
+
+/// A batch norm fused with what follows it: [+ residual] [→ ReLU] [→ pool].
+#[derive(Clone, Copy)]
+pub struct Unit {
+    pub shape: [usize; 4],
+    pub relu: bool,
+    pub pool: Pool,
+    pub residual: Join,
+}
+
+/// The residual a unit adds: none, the block input itself, or option A from a block input of
+/// `res_c` channels at twice the size (odd when the output is, to reach the edge).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Join {
+    None,
+    Identity,
+    OptionA { res_c: usize },
+}
+
+impl std::fmt::Debug for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} relu {} pool {:?} {:?}", self.shape, self.relu, self.pool, self.residual)
+    }
+}
+
+const fn unit(shape: [usize; 4], relu: bool, pool: Pool, residual: Join) -> Unit {
+    Unit { shape, relu, pool, residual }
+}
+
+/// Every combination the models use, on planes off the elementwise kernels' runs of 16 and
+/// with odd sizes that drop a pooled row or column.
+pub const UNITS: &[Unit] = &[
+    unit([3, 5, 6, 7], false, Pool::None, Join::None),
+    unit([2, 3, 5, 9], true, Pool::None, Join::None),
+    unit([3, 4, 8, 6], true, Pool::Max2, Join::None),
+    unit([2, 3, 7, 9], true, Pool::Max2, Join::None),
+    unit([2, 2, 5, 4], false, Pool::Max2, Join::None),
+    unit([4, 6, 7, 7], true, Pool::Avg, Join::None),
+    unit([3, 4, 6, 5], true, Pool::None, Join::Identity),
+    unit([2, 5, 3, 7], false, Pool::None, Join::Identity),
+    unit([2, 8, 4, 3], true, Pool::None, Join::OptionA { res_c: 4 }),
+    unit([3, 7, 5, 4], true, Pool::None, Join::OptionA { res_c: 3 }),
+];
+
+impl Unit {
+    pub fn res_shape(&self) -> [usize; 4] {
+        let [n, c, h, w] = self.shape;
+        match self.residual {
+            Join::OptionA { res_c } => [n, res_c, 2 * h - h % 2, 2 * w - w % 2],
+            _ => [n, c, h, w],
+        }
+    }
+
+    fn shortcut(&self) -> super::shortcut::Shortcut {
+        super::shortcut::Shortcut { input: self.res_shape(), cout: self.shape[1], stride: 2 }
+    }
+
+    fn pool(&self) -> super::pool::Pool {
+        super::pool::Pool { input: self.shape, k: 2, stride: 2 }
+    }
+
+    /// Training forward: (output, z = BN(x) + residual before the ReLU).
+    pub fn forward(&self, x: &[f64], res: &[f64], gamma: &[f64], beta: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        self.after(forward(x, self.shape, gamma, beta).0, res)
+    }
+
+    /// What follows the batch norm's output.
+    pub fn after(&self, bn: Vec<f64>, res: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let add = |a: Vec<f64>, b: &[f64]| a.iter().zip(b).map(|(u, v)| u + v).collect();
+        let z = match self.residual {
+            Join::None => bn,
+            Join::Identity => add(bn, res),
+            Join::OptionA { .. } => add(bn, &super::shortcut::forward(res, &self.shortcut())),
+        };
+        let a = if self.relu { super::activation::relu_forward(&z) } else { z.clone() };
+        let [n, c, h, w] = self.shape;
+        let y = match self.pool {
+            Pool::None => a,
+            Pool::Max2 => super::pool::max_forward(&a, &self.pool()).0,
+            Pool::Avg => super::pool::avg_forward(&a, n * c, h * w),
+        };
+        (y, z)
+    }
+
+    /// Training backward: [dx, dgamma, dbeta, dres] (dres empty without a residual).
+    pub fn backward(&self, x: &[f64], res: &[f64], gamma: &[f64], beta: &[f64], dy: &[f64]) -> [Vec<f64>; 4] {
+        let (_, z) = self.forward(x, res, gamma, beta);
+        let a = if self.relu { super::activation::relu_forward(&z) } else { z.clone() };
+        let da = match self.pool {
+            Pool::None => dy.to_vec(),
+            Pool::Max2 => super::pool::max_backward(&a, dy, &self.pool()),
+            Pool::Avg => super::pool::avg_backward(dy, self.shape[2] * self.shape[3]),
+        };
+        let g = if self.relu { super::activation::relu_backward(&z, &da) } else { da };
+        let (dx, dgamma, dbeta) = backward(x, &g, self.shape, gamma);
+        let dres = match self.residual {
+            Join::None => Vec::new(),
+            Join::Identity => g,
+            Join::OptionA { .. } => super::shortcut::backward(&g, &self.shortcut()),
+        };
+        [dx, dgamma, dbeta, dres]
+    }
+
+    /// Inputs of case `seed`: x, the residual input, gamma (around 1.2) and beta.
+    pub fn inputs(&self, seed: u64) -> [Vec<f64>; 4] {
+        let (len, c) = (self.shape.iter().product(), self.shape[1]);
+        let x = affine(len, seed, 1.7, 0.4);
+        let res = values(self.res_shape().iter().product(), seed + 1);
+        [x, res, affine(c, seed + 2, 1.0, 1.2), values(c, seed + 3)]
+    }
+
+    /// The fused training forward and backward on the GPU: [y, dx, dgamma, dbeta, dres], the
+    /// running statistics then updated in `t`. dx accumulates onto what it holds when
+    /// `accumulate`; dres is overwritten.
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch(
+        &self,
+        gpu: &Gpu,
+        x: &Tensor,
+        res: &Tensor,
+        t: &BatchNormTensors,
+        dy: &Tensor,
+        dx: &Tensor,
+        dres: &Tensor,
+        accumulate: bool,
+    ) -> Result<[Tensor; 3]> {
+        let f = self.fused(res);
+        let ch = self.shape[1];
+        let y = super::zeros(gpu, "y", &op::output_shape(&self.shape, self.pool))?;
+        let (dg, db) = (super::zeros(gpu, "dgamma", &[ch])?, super::zeros(gpu, "dbeta", &[ch])?);
+        let mut p = Program::default();
+        p.extend_from(op::fused_forward_train(gpu, "bn", x, &y, t, &f)?);
+        let dres = (self.residual != Join::None).then_some(dres);
+        p.extend_from(op::fused_backward(gpu, "bn", x, &y, dy, dx, t, &dg, &db, &f, dres, accumulate)?);
+        super::run(gpu, p.dispatches)?;
+        Ok([y, dg, db])
+    }
+
+    pub fn fused<'a>(&self, res: &'a Tensor) -> Fused<'a> {
+        let residual = match self.residual {
+            Join::None => Residual::None,
+            Join::Identity => Residual::Identity(res),
+            Join::OptionA { .. } => Residual::OptionA(res),
+        };
+        Fused { relu: self.relu, pool: self.pool, residual }
+    }
+}
+
+/// The fused units: training forward, backward (dx accumulated onto a prior value, dres written
+/// over stale contents), running statistics, then the eval forward through the same unit.
+pub fn fused_cases(gpu: &Gpu, units: &[Unit]) -> Result<Vec<Case>> {
+    Cases::each(gpu, "batchnorm fused", units, |c, s, u| {
+        let seed = 10 * s as u64;
+        let [x, res, gamma, beta] = u.inputs(seed);
+        let ch = u.shape[1];
+        let out = op::output_shape(&u.shape, u.pool);
+        let dy = values(out.iter().product(), seed + 5);
+        let prior = values(x.len(), seed + 6);
+        let (xt, rt, dyt) = (
+            c.upload("x", &u.shape, &x)?,
+            c.upload("res", &u.res_shape(), &res)?,
+            c.upload("dy", &out, &dy)?,
+        );
+        let (gt, bt) = (c.upload("gamma", &[ch], &gamma)?, c.upload("beta", &[ch], &beta)?);
+        let (rm, rv) = (c.zeros("running_mean", &[ch])?, c.upload("running_var", &[ch], &vec![1.0; ch])?);
+        let (mean, invstd) = (c.zeros("mean", &[ch])?, c.zeros("invstd", &[ch])?);
+        let t = BatchNormTensors {
+            gamma: &gt,
+            beta: &bt,
+            running_mean: &rm,
+            running_var: &rv,
+            mean: &mean,
+            invstd: &invstd,
+        };
+        let dx = c.upload("dx", &u.shape, &prior)?;
+        let dres = c.upload("dres", &u.res_shape(), &values(res.len(), 7))?;
+        let [y, dg, db] = u.launch(gpu, &xt, &rt, &t, &dyt, &dx, &dres, true)?;
+        let ye = c.zeros("y_eval", &out)?;
+        c.run(op::fused_forward_eval(gpu, "bn", &xt, &ye, &t, &u.fused(&rt))?)?;
+        let [want_dx, want_dg, want_db, want_dres] = u.backward(&x, &res, &gamma, &beta, &dy);
+        let want_dx: Vec<f64> = want_dx.iter().zip(&prior).map(|(a, b)| a + b).collect();
+        let (_, bmean, bvar) = forward(&x, u.shape, &gamma, &beta);
+        let (want_rm, want_rv) = running_stats(&bmean, &bvar, u.shape);
+        let bn_eval = forward_eval(&x, u.shape, &gamma, &beta, &want_rm, &want_rv);
+        c.expect("y", &y, &u.forward(&x, &res, &gamma, &beta).0, TOL)?;
+        c.expect("dx accumulated", &dx, &want_dx, TOL)?;
+        c.expect("dgamma", &dg, &want_dg, TOL)?;
+        c.expect("dbeta", &db, &want_db, TOL)?;
+        if u.residual != Join::None {
+            c.expect("dres", &dres, &want_dres, TOL)?;
+        }
+        c.expect("running_mean", &rm, &want_rm, TOL)?;
+        c.expect("running_var", &rv, &want_rv, TOL)?;
+        c.expect("y_eval", &ye, &u.after(bn_eval, &res).0, TOL)?;
         Ok(())
     })
 }

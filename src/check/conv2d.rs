@@ -1,4 +1,5 @@
-//! conv2d (shaders/conv2d.wgsl): forward, grad_input and grad_weight.
+//! conv2d (shaders/conv2d.wgsl, conv2d_lanes.wgsl, conv2d_tiled.wgsl): forward, grad_input (also
+//! accumulating) and grad_weight.
 
 use super::{Case, Cases, TOL, abs, values};
 use crate::gpu::{Gpu, Program};
@@ -37,6 +38,12 @@ pub const AWKWARD: &[Conv2dGeom] = &[
     geom(2, 67, 9, 7, 70, 1, 1, 0),
     geom(2, 17, 9, 9, 33, 3, 2, 1),
     geom(2, 40, 6, 5, 70, 1, 1, 0),
+    // conv2d_lanes.wgsl (3×3, blocked family on 8-lane subgroups): channel blocks of 16 and
+    // widths off its 8-column segments.
+    geom(2, 11, 8, 8, 19, 3, 1, 1),
+    geom(2, 9, 7, 10, 33, 3, 2, 1),
+    geom(3, 17, 12, 5, 6, 3, 2, 1),
+    geom(1, 3, 17, 3, 16, 3, 2, 1),
 ];
 
 /// The convolutions of the small CNN (28×28) and ResNet-20 (32×32), batch 2.
@@ -119,11 +126,19 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
             c.zeros("dx", &g.input_shape())?,
             c.zeros("dw", &g.weight_shape())?,
         );
-        let p = launch(gpu, "conv", g, [&xt, &wt, &dyt], [&yt, &dxt, &dwt])?;
+        // grad_input_into with accumulate adds to what dx holds (a residual branch's join).
+        let prior = values(x.len(), 70 + s as u64);
+        let acc = c.upload("dx_acc", &g.input_shape(), &prior)?;
+        let mut p = launch(gpu, "conv", g, [&xt, &wt, &dyt], [&yt, &dxt, &dwt])?;
+        p.push(op::grad_input_into(gpu, "conv", g, &dyt, &wt, &acc, true)?);
         c.run(p.dispatches)?;
         let (ax, aw, ady) = (abs(&x), abs(&w), abs(&dy));
         c.expect_bounded("forward", &yt, &forward(g, &x, &w), &forward(g, &ax, &aw), TOL)?;
-        c.expect_bounded("grad_input", &dxt, &grad_input(g, &dy, &w), &grad_input(g, &ady, &aw), TOL)?;
+        let (dx, dx_bound) = (grad_input(g, &dy, &w), grad_input(g, &ady, &aw));
+        c.expect_bounded("grad_input", &dxt, &dx, &dx_bound, TOL)?;
+        let sum = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(u, v)| u + v).collect::<Vec<_>>();
+        let acc_bound = sum(&dx_bound, &abs(&prior));
+        c.expect_bounded("grad_input accumulate", &acc, &sum(&dx, &prior), &acc_bound, TOL)?;
         c.expect_bounded("grad_weight", &dwt, &grad_weight(g, &x, &dy), &grad_weight(g, &ax, &ady), TOL)?;
         Ok(())
     })

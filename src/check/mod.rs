@@ -209,6 +209,7 @@ pub fn all(gpu: &crate::gpu::Gpu) -> anyhow::Result<Vec<Case>> {
     let mut cases = Vec::new();
     cases.extend(conv2d::cases(gpu, &[conv2d::AWKWARD, conv2d::MODEL].concat())?);
     cases.extend(batchnorm::cases(gpu, &[batchnorm::AWKWARD, batchnorm::MODEL, batchnorm::LARGE].concat())?);
+    cases.extend(batchnorm::fused_cases(gpu, batchnorm::UNITS)?);
     cases.extend(activation::cases(gpu, activation::AWKWARD)?);
     cases.extend(pool::cases(gpu, &[pool::AWKWARD, pool::MODEL].concat())?);
     cases.extend(linear::cases(gpu, &[linear::AWKWARD, linear::MODEL].concat())?);

@@ -26,6 +26,7 @@ shader!(LINEAR_TILED, "linear_tiled");
 shader!(LOSS, "loss");
 shader!(OPTIM, "optim");
 shader!(PACKED_CONV, "packed_conv");
+shader!(PACKED_CONV_LANES, "packed_conv_lanes");
 shader!(PACKED_CONV_TILED, "packed_conv_tiled");
 shader!(PACKED_LINEAR, "packed_linear");
 shader!(PACKED_LINEAR_TILED, "packed_linear_tiled");
@@ -49,6 +50,7 @@ pub const ALL: &[&ShaderFile] = &[
     &LOSS,
     &OPTIM,
     &PACKED_CONV,
+    &PACKED_CONV_LANES,
     &PACKED_CONV_TILED,
     &PACKED_LINEAR,
     &PACKED_LINEAR_TILED,

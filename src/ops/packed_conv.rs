@@ -141,6 +141,9 @@ fn launch(
         }
     };
     let cost = Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + y.numel()) + weight_bytes };
+    if planes.is_none() && super::conv2d::lanes(gpu, g) {
+        return launch_lanes(gpu, label, g, entry, &p, &tensors, cost);
+    }
     let positions = g.n * g.oh() * g.ow();
     let (k, grid) = match gpu.family() {
         Family::Blocked => {
@@ -160,6 +163,84 @@ fn launch(
         }
     };
     Dispatch::new(gpu, &k, label, &p, &tensors, grid, cost)
+}
+
+/// packed_conv_lanes.wgsl's uniform: packed_conv's, with the grid of segments.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LanesParams {
+    n: u32,
+    cin: u32,
+    h: u32,
+    w: u32,
+    cout: u32,
+    oh: u32,
+    ow: u32,
+    stride: u32,
+    per_channel: u32,
+    relu: u32,
+    residual: u32,
+    res_c: u32,
+    res_h: u32,
+    res_w: u32,
+    res_stride: u32,
+    res_pad_c: u32,
+    segs_row: u32,
+    segs: u32,
+    groups: u32,
+    pad: u32,
+}
+
+/// 3×3 convolutions on adapters with 8-lane subgroups (see `conv2d::lanes`): 16 channels × 8
+/// columns per invocation, weights decoded once per lane and shared by broadcasts. Both entry
+/// points read every binding: the unused weights are bound to placeholders.
+fn launch_lanes(
+    gpu: &Gpu,
+    label: String,
+    g: &Conv2dGeom,
+    entry: &str,
+    p: &Params,
+    tensors: &[(&str, &Tensor)],
+    cost: Cost,
+) -> Result<Dispatch> {
+    let k = gpu.kernel(&shaders::PACKED_CONV_LANES, entry)?;
+    let segs_row = g.ow().div_ceil(8) as u32;
+    let segs = (g.n * g.oh()) as u32 * segs_row;
+    let groups = segs.div_ceil(k.invocations_per_group());
+    let s = &p.shape;
+    let lp = LanesParams {
+        n: s.n,
+        cin: s.cin,
+        h: s.h,
+        w: s.w,
+        cout: s.cout,
+        oh: s.oh,
+        ow: s.ow,
+        stride: s.stride,
+        per_channel: p.per_channel,
+        relu: p.relu,
+        residual: p.residual,
+        res_c: p.res_c,
+        res_h: p.res_h,
+        res_w: p.res_w,
+        res_stride: p.res_stride,
+        res_pad_c: p.res_pad_c,
+        segs_row,
+        segs,
+        groups,
+        pad: 0,
+    };
+    let placeholder = gpu.tensor_of(&format!("{label}.unused"), &[1], crate::gpu::DType::U32)?;
+    let find = |name: &str| tensors.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
+    let (x, scale) = (find("x").expect("x is bound"), find("scale").expect("scale is bound"));
+    let mut all = tensors.to_vec();
+    if entry == "dense" {
+        all.extend([("pos", &placeholder), ("neg", &placeholder), ("wp", scale), ("wn", scale)]);
+    } else {
+        all.push(("weight", x));
+    }
+    let grid = Grid::Groups(groups as u64 * g.cout.div_ceil(16) as u64);
+    Dispatch::new(gpu, &k, label, &lp, &all, grid, cost)
 }
 
 /// Params for the activation kernels: only the input dimensions matter.

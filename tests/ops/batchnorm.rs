@@ -31,3 +31,43 @@ fn gradients_match_finite_differences() {
     fd_check("bn dgamma", &gamma, &download(&dg), |v| loss(&x, v, &beta));
     fd_check("bn dbeta", &beta, &download(&db), |v| loss(&x, &gamma, v));
 }
+
+#[test]
+fn fused_units_match_reference() {
+    for gpu in crate::families() {
+        crate::assert_passed(op::fused_cases(gpu, op::UNITS));
+    }
+}
+
+/// The fused backward (ReLU, pooling, residual) against the reference forward.
+#[test]
+fn fused_gradients_match_finite_differences() {
+    for (s, u) in op::UNITS.iter().enumerate().filter(|(_, u)| u.relu || u.residual != op::Join::None) {
+        let [x, res, gamma, beta] = u.inputs(500 + 10 * s as u64);
+        let ch = u.shape[1];
+        let out = kernel::output_shape(&u.shape, u.pool);
+        let r = values(out.iter().product(), 77 + s as u64);
+        let (xt, rest, rt) =
+            (upload("x", &u.shape, &x), upload("res", &u.res_shape(), &res), upload("r", &out, &r));
+        let (gt, bt) = (upload("gamma", &[ch], &gamma), upload("beta", &[ch], &beta));
+        let [rm, rv, mean, invstd] = ["rm", "rv", "mean", "invstd"].map(|n| zeros(n, &[ch]));
+        let t = BatchNormTensors {
+            gamma: &gt,
+            beta: &bt,
+            running_mean: &rm,
+            running_var: &rv,
+            mean: &mean,
+            invstd: &invstd,
+        };
+        let (dx, dres) = (zeros("dx", &u.shape), zeros("dres", &u.res_shape()));
+        let [_, dg, db] = u.launch(gpu(), &xt, &rest, &t, &rt, &dx, &dres, false).unwrap();
+        let what = |name: &str| format!("{name} of {u:?}");
+        let loss = |x: &[f64], res: &[f64], g: &[f64], b: &[f64]| dot(&u.forward(x, res, g, b).0, &r);
+        fd_check(&what("dx"), &x, &download(&dx), |v| loss(v, &res, &gamma, &beta));
+        fd_check(&what("dgamma"), &gamma, &download(&dg), |v| loss(&x, &res, v, &beta));
+        fd_check(&what("dbeta"), &beta, &download(&db), |v| loss(&x, &res, &gamma, v));
+        if u.residual != op::Join::None {
+            fd_check(&what("dres"), &res, &download(&dres), |v| loss(&x, v, &gamma, &beta));
+        }
+    }
+}

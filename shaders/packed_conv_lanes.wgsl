@@ -1,0 +1,283 @@
+// packed_conv_lanes.wgsl — inference convolution from bit-packed ternary (or f32) weights with the
+// folded batch norm, residual add and ReLU in the epilogue, for 3×3 kernels, padding 1, stride 1
+// or 2, on adapters whose subgroups have at least 8 lanes: the blocked family's fast path on
+// CPU drivers (llvmpipe). Same format, results and epilogue as packed_conv.wgsl, which the host
+// uses for other shapes and adapters. NCHW.
+//
+// Bindings (group 0):
+//   0 p       uniform  PackedLanesParams
+//   1 x       storage read        [n, cin, h, w]
+//   2 pos     storage read        u32 words: bit i set ⇔ weight i is +Wp   (ternary)
+//   3 neg     storage read        u32 words: bit i set ⇔ weight i is −Wn   (ternary)
+//   4 wp      storage read        [1] or [cout] (p.per_channel)            (ternary)
+//   5 wn      storage read        [1] or [cout]                            (ternary)
+//   6 weight  storage read        [cout, cin, 3, 3] f32                    (dense)
+//   7 scale   storage read        [cout]  folded batch norm: γ / √(var + ε)
+//   8 shift   storage read        [cout]  β − mean · scale
+//   9 res     storage read        [n, res_c, res_h, res_w]  residual input (p.residual = 1)
+//   10 y      storage read_write  [n, cout, oh, ow]
+//
+// Ternary weight i is the i-th in [cout, kh, kw, cin] order, bit i % 32 of word i / 32 (see
+// packed_conv.wgsl).
+//
+// Mapping (as conv2d_lanes.wgsl/forward): 16 output channels × 8 consecutive columns of one
+// output row per invocation, WG (64) invocations along these segments, the channel block the
+// same for the whole workgroup. Lane l of a subgroup owns output channels co0 + l and
+// co0 + 8 + l: per 32 input channels it reads their codes for the 9 taps (two words each for
+// W+ and W−: rows are not aligned), decodes each input channel's weight to +Wp, 0 or −Wn in
+// registers, and subgroupBroadcast hands it to every lane; the dense entry loads the f32 weight
+// instead. Per input channel, each of the 3 source rows (10 values at stride 1, 17 at stride 2)
+// is loaded once for 3 taps × 16 channels × 8 columns. Kernel rows are written out (private
+// arrays are indexed by constants only: llvmpipe keeps them in registers). Invocations past the
+// last segment repeat it without storing; subgroups made only of those return at once.
+//
+// Epilogue: v = conv·scale + shift, then + residual (option A: subsample by res_stride, channels
+// offset by res_pad_c, zero outside), then ReLU if p.relu = 1.
+
+override WG: u32 = 64u;
+
+struct PackedLanesParams {
+    n: u32, cin: u32, h: u32, w: u32,
+    cout: u32, oh: u32, ow: u32, stride: u32,
+    per_channel: u32, relu: u32, residual: u32, res_c: u32,
+    res_h: u32, res_w: u32, res_stride: u32, res_pad_c: u32,
+    segs_row: u32, segs: u32, groups: u32, _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: PackedLanesParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> pos: array<u32>;
+@group(0) @binding(3) var<storage, read> neg: array<u32>;
+@group(0) @binding(4) var<storage, read> wp: array<f32>;
+@group(0) @binding(5) var<storage, read> wn: array<f32>;
+@group(0) @binding(6) var<storage, read> weight: array<f32>;
+@group(0) @binding(7) var<storage, read> scale: array<f32>;
+@group(0) @binding(8) var<storage, read> shift: array<f32>;
+@group(0) @binding(9) var<storage, read> res: array<f32>;
+@group(0) @binding(10) var<storage, read_write> y: array<f32>;
+
+
+// Source offsets (clamped into the row) and 1/0 masks of 20 consecutive columns from c0.
+struct Cols { off: array<vec4u, 5>, ok: array<vec4f, 5> }
+
+fn cols(c0: i32) -> Cols {
+    var r: Cols;
+    let last = vec4i(i32(p.w) - 1);
+    let a = vec4i(c0) + vec4i(0, 1, 2, 3);
+    let b = a + vec4i(4);
+    let c = a + vec4i(8);
+    let d = a + vec4i(12);
+    let e = a + vec4i(16);
+    r.off[0] = vec4u(clamp(a, vec4i(0), last)); r.ok[0] = vec4f(a >= vec4i(0) & a <= last);
+    r.off[1] = vec4u(clamp(b, vec4i(0), last)); r.ok[1] = vec4f(b >= vec4i(0) & b <= last);
+    r.off[2] = vec4u(clamp(c, vec4i(0), last)); r.ok[2] = vec4f(c >= vec4i(0) & c <= last);
+    r.off[3] = vec4u(clamp(d, vec4i(0), last)); r.ok[3] = vec4f(d >= vec4i(0) & d <= last);
+    r.off[4] = vec4u(clamp(e, vec4i(0), last)); r.ok[4] = vec4f(e >= vec4i(0) & e <= last);
+    return r;
+}
+
+fn x4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
+    return vec4f(x[rb + off.x], x[rb + off.y], x[rb + off.z], x[rb + off.w]) * ok;
+}
+
+// Source row r (zero outside the image) as the three taps of 8 outputs, (lo, hi) pairs.
+fn src_row(plane: u32, r: i32, k: Cols, stride2: bool) -> array<vec4f, 6> {
+    let rok = select(0.0, 1.0, r >= 0 && r < i32(p.h));
+    let rb = plane + u32(clamp(r, 0, i32(p.h) - 1)) * p.w;
+    let a = x4(rb, k.off[0], k.ok[0] * rok);
+    let b = x4(rb, k.off[1], k.ok[1] * rok);
+    if (stride2) {
+        let c = x4(rb, k.off[2], k.ok[2] * rok);
+        let d = x4(rb, k.off[3], k.ok[3] * rok);
+        let e = x[rb + k.off[4].x] * k.ok[4].x * rok;
+        return array<vec4f, 6>(vec4f(a.xz, b.xz), vec4f(c.xz, d.xz), vec4f(a.yw, b.yw), vec4f(c.yw, d.yw),
+                               vec4f(a.z, b.x, b.z, c.x), vec4f(c.z, d.x, d.z, e));
+    }
+    let c = vec2f(x[rb + k.off[2].x], x[rb + k.off[2].y]) * k.ok[2].xy * rok;
+    return array<vec4f, 6>(a, b, vec4f(a.yzw, b.x), vec4f(b.yzw, c.x), vec4f(a.zw, b.xy), vec4f(b.zw, c));
+}
+
+// acc[2k], acc[2k + 1] (columns 0-3, 4-7 of channel k) += w_k · (lo, hi), where lane l holds
+// w_l in wv.x and w_(8 + l) in wv.y; channels 8-15 only when `upper` (they exist).
+fn mac16(acc: ptr<function, array<vec4f, 32>>, wv: vec2f, lo: vec4f, hi: vec4f, upper: bool) {
+    var s: f32;
+    s = subgroupBroadcast(wv.x, 0u); (*acc)[0] += s * lo; (*acc)[1] += s * hi;
+    s = subgroupBroadcast(wv.x, 1u); (*acc)[2] += s * lo; (*acc)[3] += s * hi;
+    s = subgroupBroadcast(wv.x, 2u); (*acc)[4] += s * lo; (*acc)[5] += s * hi;
+    s = subgroupBroadcast(wv.x, 3u); (*acc)[6] += s * lo; (*acc)[7] += s * hi;
+    s = subgroupBroadcast(wv.x, 4u); (*acc)[8] += s * lo; (*acc)[9] += s * hi;
+    s = subgroupBroadcast(wv.x, 5u); (*acc)[10] += s * lo; (*acc)[11] += s * hi;
+    s = subgroupBroadcast(wv.x, 6u); (*acc)[12] += s * lo; (*acc)[13] += s * hi;
+    s = subgroupBroadcast(wv.x, 7u); (*acc)[14] += s * lo; (*acc)[15] += s * hi;
+    if (!upper) { return; }
+    s = subgroupBroadcast(wv.y, 0u); (*acc)[16] += s * lo; (*acc)[17] += s * hi;
+    s = subgroupBroadcast(wv.y, 1u); (*acc)[18] += s * lo; (*acc)[19] += s * hi;
+    s = subgroupBroadcast(wv.y, 2u); (*acc)[20] += s * lo; (*acc)[21] += s * hi;
+    s = subgroupBroadcast(wv.y, 3u); (*acc)[22] += s * lo; (*acc)[23] += s * hi;
+    s = subgroupBroadcast(wv.y, 4u); (*acc)[24] += s * lo; (*acc)[25] += s * hi;
+    s = subgroupBroadcast(wv.y, 5u); (*acc)[26] += s * lo; (*acc)[27] += s * hi;
+    s = subgroupBroadcast(wv.y, 6u); (*acc)[28] += s * lo; (*acc)[29] += s * hi;
+    s = subgroupBroadcast(wv.y, 7u); (*acc)[30] += s * lo; (*acc)[31] += s * hi;
+}
+
+// One kernel row (weights of taps 3i, 3i + 1, 3i + 2) against a source row.
+fn mac_row(acc: ptr<function, array<vec4f, 32>>, w0: vec2f, w1: vec2f, w2: vec2f, t: array<vec4f, 6>, upper: bool) {
+    mac16(acc, w0, t[0], t[1], upper);
+    mac16(acc, w1, t[2], t[3], upper);
+    mac16(acc, w2, t[4], t[5], upper);
+}
+
+// 32 bits of `words` from bit `at` (two words when `at` is not aligned).
+fn bits32(at: u32, use_neg: bool) -> u32 {
+    let i = at / 32u;
+    let s = at % 32u;
+    var lo: u32;
+    var hi: u32;
+    if (use_neg) {
+        lo = neg[i];
+        hi = select(0u, neg[min(i + 1u, arrayLength(&neg) - 1u)], s != 0u);
+    } else {
+        lo = pos[i];
+        hi = select(0u, pos[min(i + 1u, arrayLength(&pos) - 1u)], s != 0u);
+    }
+    return (lo >> s) | select(0u, hi << (32u - s), s != 0u);
+}
+
+// Codes of input channels ci0 .. ci0 + 31 at tap t for this lane's channels a and b (b only when
+// `upper`): (W+ of a, W− of a, W+ of b, W− of b).
+fn codes(a: u32, b: u32, t: u32, ci0: u32, upper: bool) -> vec4u {
+    let fa = (a * 9u + t) * p.cin + ci0;
+    var c = vec4u(bits32(fa, false), bits32(fa, true), 0u, 0u);
+    if (upper) {
+        let fb = (b * 9u + t) * p.cin + ci0;
+        c.z = bits32(fb, false);
+        c.w = bits32(fb, true);
+    }
+    return c;
+}
+
+// Weights of input channel ci0 + k from codes: +Wp, 0 or −Wn for channels a and b.
+fn decode(c: vec4u, k: u32, sp: vec2f, sn: vec2f) -> vec2f {
+    let b = (c >> vec4u(k)) & vec4u(1u);
+    return select(vec2f(0.0), sp, b.xz == vec2u(1u)) - select(vec2f(0.0), sn, b.yw == vec2u(1u));
+}
+
+// Dense weight of input channel ci at tap t for channels a and b.
+fn dense_w(a: u32, b: u32, ci: u32, t: u32, upper: bool) -> vec2f {
+    var r = vec2f(weight[(a * p.cin + ci) * 9u + t], 0.0);
+    if (upper) { r.y = weight[(b * p.cin + ci) * 9u + t]; }
+    return r;
+}
+
+// Epilogue of output channel co at 8 columns from col of output row `row`, image n.
+fn put8(live: bool, n: u32, co: u32, row: u32, col: u32, lo: vec4f, hi: vec4f, sc: f32, sh: f32) {
+    if (!live || co >= p.cout) { return; }
+    let o = ((n * p.cout + co) * p.oh + row) * p.ow + col;
+    let left = p.ow - col;
+    let with_res = p.residual == 1u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c;
+    let rb = ((n * p.res_c + co - min(co, p.res_pad_c)) * p.res_h + row * p.res_stride) * p.res_w + col * p.res_stride;
+    for (var q = 0u; q < 8u; q++) {
+        if (q >= left) { break; }
+        var v = select(hi, lo, q < 4u)[q & 3u] * sc + sh;
+        if (with_res) { v += res[rb + q * p.res_stride]; }
+        if (p.relu == 1u) { v = max(v, 0.0); }
+        y[o + q] = v;
+    }
+}
+
+// The block's 16 channels through the epilogue (stored only by `live` invocations); lane l holds channel l's and 8 + l's scale and
+// shift in ss (scale a, shift a, scale b, shift b).
+fn store16(acc: ptr<function, array<vec4f, 32>>, live: bool, n: u32, co0: u32, row: u32, col: u32, ss: vec4f) {
+    put8(live, n, co0 + 0u, row, col, (*acc)[0], (*acc)[1], subgroupBroadcast(ss.x, 0u), subgroupBroadcast(ss.y, 0u));
+    put8(live, n, co0 + 1u, row, col, (*acc)[2], (*acc)[3], subgroupBroadcast(ss.x, 1u), subgroupBroadcast(ss.y, 1u));
+    put8(live, n, co0 + 2u, row, col, (*acc)[4], (*acc)[5], subgroupBroadcast(ss.x, 2u), subgroupBroadcast(ss.y, 2u));
+    put8(live, n, co0 + 3u, row, col, (*acc)[6], (*acc)[7], subgroupBroadcast(ss.x, 3u), subgroupBroadcast(ss.y, 3u));
+    put8(live, n, co0 + 4u, row, col, (*acc)[8], (*acc)[9], subgroupBroadcast(ss.x, 4u), subgroupBroadcast(ss.y, 4u));
+    put8(live, n, co0 + 5u, row, col, (*acc)[10], (*acc)[11], subgroupBroadcast(ss.x, 5u), subgroupBroadcast(ss.y, 5u));
+    put8(live, n, co0 + 6u, row, col, (*acc)[12], (*acc)[13], subgroupBroadcast(ss.x, 6u), subgroupBroadcast(ss.y, 6u));
+    put8(live, n, co0 + 7u, row, col, (*acc)[14], (*acc)[15], subgroupBroadcast(ss.x, 7u), subgroupBroadcast(ss.y, 7u));
+    put8(live, n, co0 + 8u, row, col, (*acc)[16], (*acc)[17], subgroupBroadcast(ss.z, 0u), subgroupBroadcast(ss.w, 0u));
+    put8(live, n, co0 + 9u, row, col, (*acc)[18], (*acc)[19], subgroupBroadcast(ss.z, 1u), subgroupBroadcast(ss.w, 1u));
+    put8(live, n, co0 + 10u, row, col, (*acc)[20], (*acc)[21], subgroupBroadcast(ss.z, 2u), subgroupBroadcast(ss.w, 2u));
+    put8(live, n, co0 + 11u, row, col, (*acc)[22], (*acc)[23], subgroupBroadcast(ss.z, 3u), subgroupBroadcast(ss.w, 3u));
+    put8(live, n, co0 + 12u, row, col, (*acc)[24], (*acc)[25], subgroupBroadcast(ss.z, 4u), subgroupBroadcast(ss.w, 4u));
+    put8(live, n, co0 + 13u, row, col, (*acc)[26], (*acc)[27], subgroupBroadcast(ss.z, 5u), subgroupBroadcast(ss.w, 5u));
+    put8(live, n, co0 + 14u, row, col, (*acc)[28], (*acc)[29], subgroupBroadcast(ss.z, 6u), subgroupBroadcast(ss.w, 6u));
+    put8(live, n, co0 + 15u, row, col, (*acc)[30], (*acc)[31], subgroupBroadcast(ss.z, 7u), subgroupBroadcast(ss.w, 7u));
+}
+
+// The invocation's block: (image, output row, first column), its channel block, and whether the
+// invocation owns a segment (others run only to take part in the broadcasts).
+struct Block { n: u32, row: u32, col: u32, co0: u32, live: bool }
+
+fn block(wg: vec3u, nwg: vec3u, li: u32) -> Block {
+    let g = wg.y * nwg.x + wg.x;
+    let pb = (g % p.groups) * WG + li;
+    let q = min(pb, p.segs - 1u);
+    let t = q / p.segs_row;
+    return Block(t / p.oh, t % p.oh, (q % p.segs_row) * 8u, (g / p.groups) * 16u, pb < p.segs);
+}
+
+fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
+    let b = block(wg, nwg, li);
+    // Subgroups past the last segment have nothing to compute or share.
+    if (subgroupAll(!b.live)) { return; }
+    let k = cols(i32(b.col * p.stride) - 1);
+    let stride2 = p.stride == 2u;
+    let ca = min(b.co0 + lane % 8u, p.cout - 1u);
+    let cb = min(b.co0 + 8u + lane % 8u, p.cout - 1u);
+    let upper = b.co0 + 8u < p.cout;
+    let sp = vec2f(wp[ca * p.per_channel], wp[cb * p.per_channel]);
+    let sn = vec2f(wn[ca * p.per_channel], wn[cb * p.per_channel]);
+    let top = i32(b.row * p.stride) - 1;
+    let hw = p.h * p.w;
+    var acc: array<vec4f, 32>;
+    for (var ci0 = 0u; ci0 < p.cin; ci0 += 32u) {
+        var c: array<vec4u, 9>;
+        if (ternary) {
+            c[0] = codes(ca, cb, 0u, ci0, upper);
+            c[1] = codes(ca, cb, 1u, ci0, upper);
+            c[2] = codes(ca, cb, 2u, ci0, upper);
+            c[3] = codes(ca, cb, 3u, ci0, upper);
+            c[4] = codes(ca, cb, 4u, ci0, upper);
+            c[5] = codes(ca, cb, 5u, ci0, upper);
+            c[6] = codes(ca, cb, 6u, ci0, upper);
+            c[7] = codes(ca, cb, 7u, ci0, upper);
+            c[8] = codes(ca, cb, 8u, ci0, upper);
+        }
+        for (var ci = ci0; ci < min(ci0 + 32u, p.cin); ci++) {
+            let plane = (b.n * p.cin + ci) * hw;
+            var wv: array<vec2f, 9>;
+            if (ternary) {
+                let kb = ci - ci0;
+                wv[0] = decode(c[0], kb, sp, sn); wv[1] = decode(c[1], kb, sp, sn); wv[2] = decode(c[2], kb, sp, sn);
+                wv[3] = decode(c[3], kb, sp, sn); wv[4] = decode(c[4], kb, sp, sn); wv[5] = decode(c[5], kb, sp, sn);
+                wv[6] = decode(c[6], kb, sp, sn); wv[7] = decode(c[7], kb, sp, sn); wv[8] = decode(c[8], kb, sp, sn);
+            } else {
+                wv[0] = dense_w(ca, cb, ci, 0u, upper); wv[1] = dense_w(ca, cb, ci, 1u, upper);
+                wv[2] = dense_w(ca, cb, ci, 2u, upper); wv[3] = dense_w(ca, cb, ci, 3u, upper);
+                wv[4] = dense_w(ca, cb, ci, 4u, upper); wv[5] = dense_w(ca, cb, ci, 5u, upper);
+                wv[6] = dense_w(ca, cb, ci, 6u, upper); wv[7] = dense_w(ca, cb, ci, 7u, upper);
+                wv[8] = dense_w(ca, cb, ci, 8u, upper);
+            }
+            mac_row(&acc, wv[0], wv[1], wv[2], src_row(plane, top, k, stride2), upper);
+            mac_row(&acc, wv[3], wv[4], wv[5], src_row(plane, top + 1, k, stride2), upper);
+            mac_row(&acc, wv[6], wv[7], wv[8], src_row(plane, top + 2, k, stride2), upper);
+        }
+    }
+    let ss = vec4f(scale[ca], shift[ca], scale[cb], shift[cb]);
+    // Every lane takes part in store16's broadcasts; only live ones store.
+    store16(&acc, b.live, b.n, b.co0, b.row, b.col, ss);
+}
+
+@compute @workgroup_size(WG)
+fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+           @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
+    conv(wg, nwg, li, lane, true);
+}
+
+@compute @workgroup_size(WG)
+fn dense(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+         @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
+    conv(wg, nwg, li, lane, false);
+}
