@@ -379,83 +379,47 @@ impl LanesParams {
         self
     }
 
-    fn forward(g: &Conv2dGeom, wg: u32) -> (LanesParams, u64) {
+    /// Source and destination planes [channels, rows, columns]; weight indexing, grid and
+    /// flags zero.
+    fn planes(g: &Conv2dGeom, src: [usize; 3], dst: [usize; 3]) -> LanesParams {
         let u = |v: usize| v as u32;
-        let p = LanesParams {
+        LanesParams {
             n: u(g.n),
-            src_c: u(g.cin),
-            sh: u(g.h),
-            sw: u(g.w),
-            dst_c: u(g.cout),
-            dh: u(g.oh()),
-            dw: u(g.ow()),
+            src_c: u(src[0]),
+            sh: u(src[1]),
+            sw: u(src[2]),
+            dst_c: u(dst[0]),
+            dh: u(dst[1]),
+            dw: u(dst[2]),
             stride: u(g.stride),
-            w_ch: u(g.cin * 9),
-            w_in: 9,
-            w_tap0: 0,
-            w_flip: 0,
-            segs_row: 0,
-            segs: 0,
-            groups: 0,
             splits: 1,
-            accumulate: 0,
+            ..bytemuck::Zeroable::zeroed()
         }
-        .grid(g.oh(), g.ow(), wg);
+    }
+
+    fn forward(g: &Conv2dGeom, wg: u32) -> (LanesParams, u64) {
+        let planes = Self::planes(g, [g.cin, g.h, g.w], [g.cout, g.oh(), g.ow()]);
+        let p = LanesParams { w_ch: (g.cin * 9) as u32, w_in: 9, ..planes }.grid(g.oh(), g.ow(), wg);
         (p, p.groups as u64 * g.cout.div_ceil(16) as u64)
     }
 
     /// Stride 1: the forward kernel over dy with the kernel flipped and transposed; stride 2:
     /// one of four parity classes per workgroup, each ⌈h/2⌉ × ⌈w/2⌉ positions.
     fn grad_input(g: &Conv2dGeom, wg: u32) -> (LanesParams, u64) {
-        let u = |v: usize| v as u32;
+        let flip = g.stride == 1;
         let p = LanesParams {
-            n: u(g.n),
-            src_c: u(g.cout),
-            sh: u(g.oh()),
-            sw: u(g.ow()),
-            dst_c: u(g.cin),
-            dh: u(g.h),
-            dw: u(g.w),
-            stride: u(g.stride),
             w_ch: 9,
-            w_in: u(g.cin * 9),
-            w_tap0: if g.stride == 1 { 8 } else { 0 },
-            w_flip: u(usize::from(g.stride == 1)),
-            segs_row: 0,
-            segs: 0,
-            groups: 0,
-            splits: 1,
-            accumulate: 0,
+            w_in: (g.cin * 9) as u32,
+            w_tap0: if flip { 8 } else { 0 },
+            w_flip: u32::from(flip),
+            ..Self::planes(g, [g.cout, g.oh(), g.ow()], [g.cin, g.h, g.w])
         };
-        let (p, classes) = if g.stride == 1 {
-            (p.grid(g.h, g.w, wg), 1)
-        } else {
-            (p.grid(g.h.div_ceil(2), g.w.div_ceil(2), wg), 4)
-        };
+        let (p, classes) =
+            if flip { (p.grid(g.h, g.w, wg), 1) } else { (p.grid(g.h.div_ceil(2), g.w.div_ceil(2), wg), 4) };
         (p, p.groups as u64 * classes * g.cin.div_ceil(16) as u64)
     }
 
     fn grad_weight(g: &Conv2dGeom) -> LanesParams {
-        let u = |v: usize| v as u32;
-        LanesParams {
-            n: u(g.n),
-            src_c: u(g.cin),
-            sh: u(g.h),
-            sw: u(g.w),
-            dst_c: u(g.cout),
-            dh: u(g.oh()),
-            dw: u(g.ow()),
-            stride: u(g.stride),
-            w_ch: 0,
-            w_in: 0,
-            w_tap0: 0,
-            w_flip: 0,
-            segs_row: 0,
-            segs: 0,
-            groups: 0,
-            splits: 1,
-            accumulate: 0,
-        }
-        .grid(g.oh(), g.ow(), 1)
+        Self::planes(g, [g.cin, g.h, g.w], [g.cout, g.oh(), g.ow()]).grid(g.oh(), g.ow(), 1)
     }
 }
