@@ -27,6 +27,39 @@ fn each(shape: [usize; 4]) -> impl Iterator<Item = (usize, usize, usize)> {
     (0..c).flat_map(move |ch| (0..n).flat_map(move |b| (0..h * w).map(move |s| (b, ch, s))))
 }
 
+/// A fresh layer's per-channel state on the GPU: running statistics (0, 1) and the batch
+/// statistics the training forward saves for the backward.
+pub struct State {
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+    pub mean: Tensor,
+    pub invstd: Tensor,
+}
+
+impl State {
+    pub fn new(gpu: &Gpu, channels: usize) -> Result<State> {
+        let zeros = |name: &str| super::zeros(gpu, name, &[channels]);
+        Ok(State {
+            running_mean: zeros("running_mean")?,
+            running_var: super::upload(gpu, "running_var", &[channels], &vec![1.0; channels])?,
+            mean: zeros("mean")?,
+            invstd: zeros("invstd")?,
+        })
+    }
+
+    /// The kernels' tensors: this state with the layer's gamma and beta.
+    pub fn with<'a>(&'a self, gamma: &'a Tensor, beta: &'a Tensor) -> BatchNormTensors<'a> {
+        BatchNormTensors {
+            gamma,
+            beta,
+            running_mean: &self.running_mean,
+            running_var: &self.running_var,
+            mean: &self.mean,
+            invstd: &self.invstd,
+        }
+    }
+}
+
 /// Training forward: (y, batch mean, biased batch variance).
 pub fn forward(x: &[f64], shape: [usize; 4], gamma: &[f64], beta: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let m = (shape[0] * shape[2] * shape[3]) as f64;
@@ -103,19 +136,16 @@ fn launch(
     dy: &Tensor,
 ) -> Result<Vec<Tensor>> {
     let ch = gamma.numel();
-    let per_channel = |name: &str| c.zeros(name, &[ch]);
-    let (rm, rv) = (per_channel("running_mean")?, c.upload("running_var", &[ch], &vec![1.0; ch])?);
-    let (mean, invstd, dg, db) =
-        (per_channel("mean")?, per_channel("invstd")?, per_channel("dgamma")?, per_channel("dbeta")?);
-    let t =
-        BatchNormTensors { gamma, beta, running_mean: &rm, running_var: &rv, mean: &mean, invstd: &invstd };
+    let state = State::new(c.gpu, ch)?;
+    let (dg, db) = (c.zeros("dgamma", &[ch])?, c.zeros("dbeta", &[ch])?);
+    let t = state.with(gamma, beta);
     let (y, dx, ye) = (c.zeros("y", x.shape())?, c.zeros("dx", x.shape())?, c.zeros("y_eval", x.shape())?);
     let mut p = Program::default();
     p.extend_from(op::forward_train(c.gpu, label, x, &y, &t)?);
     p.extend_from(op::backward(c.gpu, label, x, dy, &dx, &t, &dg, &db)?);
     p.extend_from(op::forward_eval(c.gpu, label, x, &ye, &t)?);
     c.run(p.dispatches)?;
-    Ok(vec![y, dx, dg, db, rm, rv, ye])
+    Ok(vec![y, dx, dg, db, state.running_mean, state.running_var, ye])
 }
 
 pub fn cases(gpu: &Gpu, shapes: &[[usize; 4]]) -> Result<Vec<Case>> {
@@ -311,16 +341,8 @@ pub fn fused_cases(gpu: &Gpu, units: &[Unit]) -> Result<Vec<Case>> {
             c.upload("dy", &out, &dy)?,
         );
         let (gt, bt) = (c.upload("gamma", &[ch], &gamma)?, c.upload("beta", &[ch], &beta)?);
-        let (rm, rv) = (c.zeros("running_mean", &[ch])?, c.upload("running_var", &[ch], &vec![1.0; ch])?);
-        let (mean, invstd) = (c.zeros("mean", &[ch])?, c.zeros("invstd", &[ch])?);
-        let t = BatchNormTensors {
-            gamma: &gt,
-            beta: &bt,
-            running_mean: &rm,
-            running_var: &rv,
-            mean: &mean,
-            invstd: &invstd,
-        };
+        let state = State::new(gpu, ch)?;
+        let t = state.with(&gt, &bt);
         let dx = c.upload("dx", &u.shape, &prior)?;
         let dres = c.upload("dres", &u.res_shape(), &values(res.len(), 7))?;
         let [y, dg, db] = u.launch(gpu, &xt, &rt, &t, &dyt, &dx, &dres, true)?;
@@ -338,8 +360,8 @@ pub fn fused_cases(gpu: &Gpu, units: &[Unit]) -> Result<Vec<Case>> {
         if u.residual != Join::None {
             c.expect("dres", &dres, &want_dres, TOL)?;
         }
-        c.expect("running_mean", &rm, &want_rm, TOL)?;
-        c.expect("running_var", &rv, &want_rv, TOL)?;
+        c.expect("running_mean", &state.running_mean, &want_rm, TOL)?;
+        c.expect("running_var", &state.running_var, &want_rv, TOL)?;
         c.expect("y_eval", &ye, &u.after(bn_eval, &res).0, TOL)?;
         Ok(())
     })

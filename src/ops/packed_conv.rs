@@ -142,7 +142,7 @@ fn launch(
     };
     let cost = Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + y.numel()) + weight_bytes };
     if planes.is_none() && super::conv2d::lanes(gpu, g) {
-        return launch_lanes(gpu, label, g, entry, &p, &tensors, cost);
+        return launch_lanes(gpu, label, g, entry, &p, &tensors, [x, e.scale], cost);
     }
     let positions = g.n * g.oh() * g.ow();
     let (k, grid) = match gpu.family() {
@@ -193,7 +193,9 @@ struct LanesParams {
 
 /// 3×3 convolutions on adapters with 8-lane subgroups (see `conv2d::lanes`): 16 channels × 8
 /// columns per invocation, weights decoded once per lane and shared by broadcasts. Both entry
-/// points read every binding: the unused weights are bound to placeholders.
+/// points read every binding: the unused weights are bound to placeholders (`x` for the dense
+/// weight, a word and the folded scale for the masks and their scales).
+#[allow(clippy::too_many_arguments)]
 fn launch_lanes(
     gpu: &Gpu,
     label: String,
@@ -201,6 +203,7 @@ fn launch_lanes(
     entry: &str,
     p: &Params,
     tensors: &[(&str, &Tensor)],
+    [x, scale]: [&Tensor; 2],
     cost: Cost,
 ) -> Result<Dispatch> {
     let k = gpu.kernel(&shaders::PACKED_CONV_LANES, entry)?;
@@ -231,8 +234,6 @@ fn launch_lanes(
         pad: 0,
     };
     let placeholder = gpu.tensor_of(&format!("{label}.unused"), &[1], crate::gpu::DType::U32)?;
-    let find = |name: &str| tensors.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
-    let (x, scale) = (find("x").expect("x is bound"), find("scale").expect("scale is bound"));
     let mut all = tensors.to_vec();
     if entry == "dense" {
         all.extend([("pos", &placeholder), ("neg", &placeholder), ("wp", scale), ("wn", scale)]);

@@ -2,7 +2,7 @@
 
 use super::*;
 use tern::check::{batchnorm as op, values};
-use tern::ops::batchnorm::{self as kernel, BatchNormTensors};
+use tern::ops::batchnorm as kernel;
 
 op_checks!(batchnorm, golden);
 
@@ -13,17 +13,10 @@ fn gradients_match_finite_differences() {
     let (gamma, beta, r) = (values(4, 5), values(4, 6), values(120, 7));
     let (xt, yt, rt) = (upload("x", &shape, &x), zeros("y", &shape), upload("dy", &shape, &r));
     let (gt, bt) = (upload("gamma", &[4], &gamma), upload("beta", &[4], &beta));
-    let [rm, rv, mean, invstd, dg, db] =
-        ["rm", "rv", "mean", "invstd", "dgamma", "dbeta"].map(|n| zeros(n, &[4]));
+    let (dg, db) = (zeros("dgamma", &[4]), zeros("dbeta", &[4]));
     let dx = zeros("dx", &shape);
-    let t = BatchNormTensors {
-        gamma: &gt,
-        beta: &bt,
-        running_mean: &rm,
-        running_var: &rv,
-        mean: &mean,
-        invstd: &invstd,
-    };
+    let state = op::State::new(gpu(), 4).unwrap();
+    let t = state.with(&gt, &bt);
     let fwd = kernel::forward_train(gpu(), "bn", &xt, &yt, &t).unwrap();
     run(fwd.into_iter().chain(kernel::backward(gpu(), "bn", &xt, &rt, &dx, &t, &dg, &db).unwrap()));
     let loss = |x: &[f64], g: &[f64], b: &[f64]| dot(&op::forward(x, shape, g, b).0, &r);
@@ -50,15 +43,8 @@ fn fused_gradients_match_finite_differences() {
         let (xt, rest, rt) =
             (upload("x", &u.shape, &x), upload("res", &u.res_shape(), &res), upload("r", &out, &r));
         let (gt, bt) = (upload("gamma", &[ch], &gamma), upload("beta", &[ch], &beta));
-        let [rm, rv, mean, invstd] = ["rm", "rv", "mean", "invstd"].map(|n| zeros(n, &[ch]));
-        let t = BatchNormTensors {
-            gamma: &gt,
-            beta: &bt,
-            running_mean: &rm,
-            running_var: &rv,
-            mean: &mean,
-            invstd: &invstd,
-        };
+        let state = op::State::new(gpu(), ch).unwrap();
+        let t = state.with(&gt, &bt);
         let (dx, dres) = (zeros("dx", &u.shape), zeros("dres", &u.res_shape()));
         let [_, dg, db] = u.launch(gpu(), &xt, &rest, &t, &rt, &dx, &dres, false).unwrap();
         let what = |name: &str| format!("{name} of {u:?}");
