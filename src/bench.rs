@@ -37,6 +37,7 @@ pub enum Suite {
 
 /// The benchmarks of `suite`, in order: roofline, conv, infer, bitplane, profiler.
 pub fn run(gpu: &Gpu, suite: Suite, batch: usize, reps: usize, arch: crate::nn::Arch) -> Result<()> {
+    check_reps(reps)?;
     let wants = |s: Suite| suite == s || suite == Suite::All;
     if wants(Suite::Roofline) {
         roofline_bench(gpu, reps)?;
@@ -56,7 +57,7 @@ pub fn run(gpu: &Gpu, suite: Suite, batch: usize, reps: usize, arch: crate::nn::
     Ok(())
 }
 
-/// `--reps` must time at least one run.
+/// `--reps` must time at least one run (checked once for every suite).
 fn check_reps(reps: usize) -> Result<()> {
     if reps == 0 {
         anyhow::bail!("--reps must be at least 1");
@@ -66,7 +67,6 @@ fn check_reps(reps: usize) -> Result<()> {
 
 /// Median seconds per run of `program` over `reps` timed runs after one warm-up.
 pub fn time_program(gpu: &Gpu, program: &Program, reps: usize) -> Result<f64> {
-    check_reps(reps)?;
     gpu.run(&[program])?;
     let mut times = Vec::with_capacity(reps);
     for _ in 0..reps {
@@ -83,7 +83,7 @@ pub fn time_program(gpu: &Gpu, program: &Program, reps: usize) -> Result<f64> {
 fn best_seconds(gpu: &Gpu, program: &Program, reps: usize) -> Result<f64> {
     gpu.run(&[program])?;
     let mut best = f64::INFINITY;
-    for _ in 0..reps.max(1) {
+    for _ in 0..reps {
         let t = Instant::now();
         gpu.run(&[program])?;
         best = best.min(t.elapsed().as_secs_f64());
@@ -183,7 +183,7 @@ pub fn ceilings(gpu: &Gpu) -> Result<Ceilings> {
 }
 
 /// `tern bench --suite roofline`: the ceilings in full.
-pub fn roofline_bench(gpu: &Gpu, reps: usize) -> Result<()> {
+fn roofline_bench(gpu: &Gpu, reps: usize) -> Result<()> {
     println!("roofline on {} — best of {reps} runs (wall clock incl. submit)", gpu.describe());
     let (copy, copy4) = copy_gbs(gpu, 1 << 22, reps)?;
     println!(
@@ -198,8 +198,7 @@ pub fn roofline_bench(gpu: &Gpu, reps: usize) -> Result<()> {
 }
 
 /// GFLOP/s of both kernel families side by side on every ResNet-20 convolution shape.
-pub fn conv_bench(gpu: &Gpu, batch: usize, reps: usize) -> Result<()> {
-    check_reps(reps)?;
+fn conv_bench(gpu: &Gpu, batch: usize, reps: usize) -> Result<()> {
     if batch == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }
@@ -245,14 +244,7 @@ fn images_per_second(gpu: &Gpu, program: &Program, batch: usize, reps: usize) ->
 /// Inference throughput: the fp32 path (training graph in eval mode: convolution, batch norm and
 /// ReLU kernels), the same fp32 weights through the fused packed kernels, and packed ternary
 /// weights, at batch 1, 32 and 128.
-pub fn infer_bench(
-    gpu: &Gpu,
-    arch: crate::nn::Arch,
-    channels: usize,
-    size: usize,
-    reps: usize,
-) -> Result<()> {
-    check_reps(reps)?;
+fn infer_bench(gpu: &Gpu, arch: crate::nn::Arch, channels: usize, size: usize, reps: usize) -> Result<()> {
     use crate::checkpoint::Meta;
     use crate::nn::{Mode, Model, ModelSpec};
     use crate::packed::PackedModel;
@@ -382,8 +374,7 @@ pub fn profiler_bench(gpu: &Gpu, steps: usize) -> Result<()> {
 
 /// STTN's ResNet with ternary activations, packed: activations as floats through the `ternary`
 /// kernel vs bit-planes through the popcount `bitplane` kernel, images/s at batch 1, 32 and 128.
-pub fn bitplane_bench(gpu: &Gpu, arch: crate::nn::Arch, reps: usize) -> Result<()> {
-    check_reps(reps)?;
+fn bitplane_bench(gpu: &Gpu, arch: crate::nn::Arch, reps: usize) -> Result<()> {
     use crate::checkpoint::Meta;
     use crate::nn::{Activation, Model, ModelSpec};
     use crate::packed::PackedModel;

@@ -336,6 +336,7 @@ fn bad_model_metadata_is_refused_by_every_command() {
 fn bench_with_zero_repetitions() {
     assert_fails(&tern(&["bench", "--suite", "conv", "--reps", "0"]), &["--reps must be at least 1"]);
     assert_fails(&tern(&["bench", "--suite", "infer", "--reps", "0"]), &["--reps must be at least 1"]);
+    assert_fails(&tern(&["bench", "--suite", "roofline", "--reps", "0"]), &["--reps must be at least 1"]);
 }
 
 /// Issue 10, point 7: NaN, infinite or out-of-range values are refused at load, naming the
