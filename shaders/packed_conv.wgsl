@@ -31,7 +31,8 @@
 // codes are zero, and otherwise decodes each code to +Wp, 0 or −Wn in registers.
 //
 // Epilogue: v = conv·scale + shift, then + residual (option-A: subsample by res_stride, channels
-// offset by res_pad_c, zero outside), then ReLU if p.relu = 1.
+// offset by res_pad_c, zero outside), then ReLU if p.relu = 1. With p.accumulate = 1 the
+// output is added to what y holds (before the ReLU; training's input gradients).
 //
 // Ternary activations (STTN), a = +1 above 0.5, −1 below −0.5, else 0, of x·act_scale + act_shift:
 // ternary_affine writes them as floats (one invocation per element, 256 per workgroup) for the
@@ -46,6 +47,7 @@ struct PackedConvParams {
     kw: u32, stride: u32, pad: u32, per_channel: u32,
     relu: u32, residual: u32, res_c: u32, res_h: u32,
     res_w: u32, res_stride: u32, res_pad_c: u32, words: u32,
+    accumulate: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: PackedConvParams;
@@ -147,8 +149,10 @@ fn epilogue_row(b: Block, m: u32, v: vec4f) {
             let cc = (rc % p.ow) * p.res_stride;
             o += res[((n * p.res_c + co - p.res_pad_c) * p.res_h + rr) * p.res_w + cc];
         }
+        let at = (n * p.cout + co) * out_hw + rc;
+        if (p.accumulate == 1u) { o += y[at]; }
         if (p.relu == 1u) { o = max(o, 0.0); }
-        y[(n * p.cout + co) * out_hw + rc] = o;
+        y[at] = o;
     }
 }
 

@@ -41,7 +41,8 @@
 // A staging invocation's column (position) is fixed (WG is a multiple of TILE_N) and decoded
 // once; consecutive invocations load consecutive positions.
 // Epilogue: v = conv·scale + shift, + residual (option-A: subsample by res_stride, channels
-// offset by res_pad_c, zero outside), ReLU if p.relu = 1.
+// offset by res_pad_c, zero outside), ReLU if p.relu = 1. With p.accumulate = 1 the output is
+// added to what y holds (before the ReLU; training's input gradients).
 // Grid: Groups folded to 2-D, t = wg.y · nwg.x + wg.x, channel tiles fastest; t past the last
 // tile returns (uniform per workgroup).
 // Assumes (host-guaranteed): TILE_M and TILE_N multiples of 16, WG = TILE_M·TILE_N/16, TILE_K a
@@ -54,6 +55,7 @@ struct PackedConvParams {
     kw: u32, stride: u32, pad: u32, per_channel: u32,
     relu: u32, residual: u32, res_c: u32, res_h: u32,
     res_w: u32, res_stride: u32, res_pad_c: u32, words: u32,
+    accumulate: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: PackedConvParams;
@@ -190,8 +192,10 @@ fn epilogue(t: Tile, acc: array<vec4f, 4>) {
                 let cc = (rc % p.ow) * p.res_stride;
                 v += res[((n * p.res_c + co - p.res_pad_c) * p.res_h + rr) * p.res_w + cc];
             }
+            let at = (n * p.cout + co) * out_hw + rc;
+            if (p.accumulate == 1u) { v += y[at]; }
             if (p.relu == 1u) { v = max(v, 0.0); }
-            y[(n * p.cout + co) * out_hw + rc] = v;
+            y[at] = v;
         }
     }
 }

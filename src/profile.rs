@@ -189,11 +189,29 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
             }
         }
     }
-    println!("{} — kernels: {}", gpu.describe(), gpu.describe_family());
+    println!(
+        "{} — kernels: {}; ternary layers: {}",
+        gpu.describe(),
+        gpu.describe_family(),
+        describe_ternary(gpu)
+    );
     print!("{}", trace.table(source));
     if let Some(path) = &cfg.trace {
         trace.write(path)?;
         println!("trace: {} ({} GPU events)", path.display(), trace.kernels.len());
     }
     Ok(trace)
+}
+
+/// What ternary layers' forward convolutions and input gradients read (`--ternary-kernels`).
+fn describe_ternary(gpu: &Gpu) -> &'static str {
+    use crate::gpu::{Family, TernaryKernels};
+    match gpu.ternary_kernels() {
+        TernaryKernels::Auto if gpu.family() == Family::Blocked && gpu.subgroups_of(8) => {
+            "bit masks on the 3×3 lanes convolutions (auto)"
+        }
+        TernaryKernels::Auto => "dense f32 weights (auto)",
+        TernaryKernels::Packed => "bit masks (packed)",
+        TernaryKernels::Dense => "dense f32 weights (dense)",
+    }
 }

@@ -369,3 +369,57 @@ fn packed_logits_match_the_training_graph_under_the_tiled_family() {
         assert_close_to_scale(&format!("tiled vs blocked logits {what}"), &logits[1], &logits[0], 1e-4);
     }
 }
+
+/// Ternary layers trained on bit masks (`--ternary-kernels packed`: forward convolution and
+/// input gradient) give the dense kernels' logits, per-sample loss and every parameter gradient
+/// within float reassociation (1e-4 of each tensor's scale), in both kernel families, and the
+/// same bits when the step is replayed. Odd seeds quantize the first convolution too.
+#[test]
+fn packed_ternary_training_matches_dense() {
+    use tern::gpu::TernaryKernels;
+    use tern::nn::Mode;
+    let cases = [(Arch::SmallCnn, 1, 12, 1), (Arch::Resnet20, 3, 8, 2), (Arch::Resnet20, 3, 8, 3)];
+    for &(arch, channels, size, seed) in &cases {
+        for quant in [QuantKind::Ttq, QuantKind::Twn, QuantKind::Ttn, QuantKind::Sttn] {
+            let model = random_model(arch, quant, channels, size, seed);
+            let batch = 3;
+            let images = check::to_f32(&check::values(batch * channels * size * size, 78));
+            for family in families() {
+                let what = format!("{} {} {} seed {seed}", family.family().name(), arch.name(), quant.name());
+                let step = |ternary: TernaryKernels| {
+                    let gpu = family.with_ternary(ternary);
+                    let g = model.graph(&gpu, batch, Mode::Train).unwrap();
+                    gpu.write(&g.input, &images).unwrap();
+                    gpu.write_u32(&g.labels, &[3, 0, 7]).unwrap();
+                    let run = || {
+                        gpu.run(&[&g.forward, &g.backward]).unwrap();
+                        [&g.logits, &g.loss, &model.store.grads].map(|t| gpu.read(t).unwrap())
+                    };
+                    let first = run();
+                    let bits =
+                        |r: &[Vec<f32>; 3]| r.iter().flatten().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&run()),
+                        bits(&first),
+                        "{what} {ternary:?}: a replayed step changed its results"
+                    );
+                    first
+                };
+                let (dense, packed) = (step(TernaryKernels::Dense), step(TernaryKernels::Packed));
+                for (name, d, p) in ["logits", "loss", "gradients"]
+                    .iter()
+                    .zip(&dense)
+                    .zip(&packed)
+                    .map(|((n, d), p)| (n, d, p))
+                {
+                    assert_close_to_scale(
+                        &format!("{what} {name}"),
+                        &check::to_f64(p),
+                        &check::to_f64(d),
+                        1e-4,
+                    );
+                }
+            }
+        }
+    }
+}

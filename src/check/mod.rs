@@ -30,6 +30,7 @@ pub mod pool;
 pub mod reduce;
 pub mod shortcut;
 pub mod sttn;
+pub mod ternary_masks;
 pub mod ttn;
 pub mod ttq;
 pub mod twn;
@@ -224,6 +225,7 @@ pub fn all(gpu: &crate::gpu::Gpu) -> anyhow::Result<Vec<Case>> {
     cases.extend(packed_conv::cases(gpu, &[packed_conv::AWKWARD, packed_conv::MODEL].concat())?);
     cases.extend(packed_linear::cases(gpu, &[packed_linear::AWKWARD, packed_linear::MODEL].concat())?);
     cases.extend(bitplane::cases(gpu, &[bitplane::AWKWARD, bitplane::MODEL].concat())?);
+    cases.extend(ternary_masks::cases(gpu, &[ternary_masks::AWKWARD, conv2d::MODEL].concat())?);
     for golden in [
         conv2d::golden,
         batchnorm::golden,

@@ -125,7 +125,16 @@ impl EpilogueInputs {
         [false, true].map(|all| {
             let residual = all.then_some((&self.res[..], self.res_shape, self.stride));
             let host = Epilogue { scale: &self.scale, shift: &self.shift, relu: all, residual };
-            (host, op::Epilogue { scale, shift, relu: all, residual: all.then_some((res, self.stride)) })
+            (
+                host,
+                op::Epilogue {
+                    scale,
+                    shift,
+                    relu: all,
+                    residual: all.then_some((res, self.stride)),
+                    accumulate: false,
+                },
+            )
         })
     }
 }
@@ -150,6 +159,16 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
                 c.expect_bounded(&format!("{entry} {epilogue}"), &y, &want, &bound, super::TOL)?;
             }
         }
+        // Accumulating into y (training's input gradients): y's old values are added.
+        let [(e, mut ge), _] = inputs.both();
+        ge.accumulate = true;
+        let old = values(g.output_shape().iter().product(), 500 + s as u64);
+        let y = c.upload("y", &g.output_shape(), &old)?;
+        let t = PackedWeights::Ternary { pos: &pos, neg: &neg, wp: &wp, wn: &wn };
+        c.run([op::forward(gpu, "packed", g, &xt, &t, &ge, &y)?])?;
+        let want: Vec<f64> = forward(g, &x, &w, &e).iter().zip(&old).map(|(v, o)| v + o).collect();
+        let bound: Vec<f64> = bound(g, &x, &w, &e).iter().zip(&old).map(|(b, o)| b + o.abs()).collect();
+        c.expect_bounded("ternary accumulate", &y, &want, &bound, super::TOL)?;
         Ok(())
     })
 }

@@ -1,6 +1,6 @@
 //! `Gpu`: adapter choice, device creation, tensors, upload/readback and error capture.
 
-use super::family::{Family, Kernels, Tile, TileLimits};
+use super::family::{Family, Kernels, TernaryKernels, Tile, TileLimits};
 use super::{GpuError, Kernel, Program, Result, Tensor, Uniform, shaders::ShaderFile};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,6 +40,11 @@ pub struct GpuOptions {
     /// tiled (default: TERN_KERNELS, else auto)
     #[arg(long, value_enum, global = true)]
     pub kernels: Option<Kernels>,
+    /// What ternary layers' forward convolutions and input gradients read in training: auto
+    /// (packed where the subgroup lanes kernels run), packed bit masks or dense f32 weights
+    /// (default: TERN_TERNARY_KERNELS, else auto)
+    #[arg(long, value_enum, global = true)]
+    pub ternary_kernels: Option<TernaryKernels>,
 }
 
 impl GpuOptions {
@@ -48,6 +53,14 @@ impl GpuOptions {
         Ok(match self.kernels {
             Some(k) => k,
             None => Kernels::from_env()?.unwrap_or_default(),
+        })
+    }
+
+    /// `--ternary-kernels`, else `TERN_TERNARY_KERNELS`, else auto.
+    fn ternary_kernels(&self) -> Result<TernaryKernels> {
+        Ok(match self.ternary_kernels {
+            Some(k) => k,
+            None => TernaryKernels::from_env()?.unwrap_or_default(),
         })
     }
 }
@@ -71,6 +84,7 @@ pub struct Gpu {
     pub(crate) features: wgpu::Features,
     pub(crate) limits: wgpu::Limits,
     family: Family,
+    ternary: TernaryKernels,
     errors: Arc<Mutex<Vec<String>>>,
     modules: Arc<Mutex<HashMap<&'static str, Arc<Module>>>>,
     kernels: Arc<Mutex<HashMap<String, Arc<Kernel>>>>,
@@ -119,6 +133,7 @@ pub fn adapter_summaries(opts: &GpuOptions) -> Result<Vec<String>> {
 impl Gpu {
     pub fn new(opts: &GpuOptions) -> Result<Gpu> {
         let kernels = opts.kernels()?;
+        let ternary = opts.ternary_kernels()?;
         let (instance, backends) = instance(opts);
         let adapters = pollster::block_on(instance.enumerate_adapters(backends));
         let which = match opts.backend {
@@ -166,6 +181,7 @@ impl Gpu {
             features,
             limits,
             family,
+            ternary,
             errors,
             modules: Arc::default(),
             kernels: Arc::default(),
@@ -210,10 +226,22 @@ impl Gpu {
             features: self.features,
             limits: self.limits.clone(),
             family,
+            ternary: self.ternary,
             errors: self.errors.clone(),
             modules: self.modules.clone(),
             kernels: self.kernels.clone(),
         }
+    }
+
+    /// A handle like this one whose ternary layers train on `ternary` kernels (tests and
+    /// benchmarks compare the two).
+    pub fn with_ternary(&self, ternary: TernaryKernels) -> Gpu {
+        Gpu { ternary, ..self.with_family(self.family) }
+    }
+
+    /// `--ternary-kernels` as given (auto is resolved per layer: `nn::layers::Conv`).
+    pub fn ternary_kernels(&self) -> TernaryKernels {
+        self.ternary
     }
 
     /// The tiled family's tile for a GEMM of `rows` × `cols` outputs whose reduction comes in

@@ -41,6 +41,42 @@ impl Kernels {
     }
 }
 
+/// `--ternary-kernels` / `TERN_TERNARY_KERNELS`: what a ternary layer's forward convolution and
+/// input gradient read in training.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TernaryKernels {
+    /// packed where the subgroup lanes kernels run (measured faster there), dense elsewhere
+    #[default]
+    Auto,
+    /// bit masks written from the quantized weights every step, zero weights skipped
+    Packed,
+    /// the quantized weights as f32, zeros multiplied like any weight
+    Dense,
+}
+
+impl TernaryKernels {
+    /// `TERN_TERNARY_KERNELS` (auto, packed or dense), if set.
+    pub fn from_env() -> Result<Option<TernaryKernels>, GpuError> {
+        match std::env::var("TERN_TERNARY_KERNELS") {
+            Err(_) => Ok(None),
+            Ok(v) => <TernaryKernels as clap::ValueEnum>::from_str(v.trim(), true).map(Some).map_err(|_| {
+                GpuError::Invalid {
+                    label: "TERN_TERNARY_KERNELS".into(),
+                    what: format!("'{v}' is not a choice of ternary kernels (auto, packed or dense)"),
+                }
+            }),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TernaryKernels::Auto => "auto",
+            TernaryKernels::Packed => "packed",
+            TernaryKernels::Dense => "dense",
+        }
+    }
+}
+
 /// The kernel family a `Gpu` runs; the ops pick their entry points and grids by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {

@@ -18,7 +18,7 @@ pub mod shaders;
 mod tensor;
 
 pub use context::{Backend, Gpu, GpuOptions, adapter_summaries};
-pub use family::{Family, Kernels, Tile};
+pub use family::{Family, Kernels, TernaryKernels, Tile};
 pub use kernel::{Cost, Dispatch, Grid, Kernel, Program};
 pub use profiler::{KernelStat, Profiled, Profiler, Timing};
 pub use tensor::{DType, Tensor, Uniform, UniformRef, Var};

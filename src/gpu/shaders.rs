@@ -36,6 +36,7 @@ shader!(ROOFLINE, "roofline");
 shader!(SHORTCUT, "shortcut");
 shader!(STTN, "sttn");
 shader!(TTN, "ttn");
+shader!(TERNARY_MASKS, "ternary_masks");
 shader!(TTQ, "ttq");
 shader!(TWN, "twn");
 
@@ -60,6 +61,7 @@ pub const ALL: &[&ShaderFile] = &[
     &SHORTCUT,
     &STTN,
     &TTN,
+    &TERNARY_MASKS,
     &TTQ,
     &TWN,
 ];

@@ -2,11 +2,13 @@
 //! Parameter names follow PyTorch's CIFAR ResNets (conv1.weight, layer1.0.bn2.running_var, ...).
 
 use super::graph::Builder;
-use crate::gpu::{Program, Tensor, Var};
+use crate::gpu::{Gpu, Program, Tensor, TernaryKernels, Var};
 use crate::ops::batchnorm::{BatchNormTensors, Fused, Pool, Residual};
+use crate::ops::packed_conv::Epilogue;
+use crate::ops::ternary_masks::{self, Layout, Masks};
 use crate::ops::{self, conv2d::Conv2dGeom};
 use crate::params::{Init, ParamSpec};
-use crate::quant::Quantizer;
+use crate::quant::{QuantKind, Quantizer};
 use anyhow::Result;
 use std::sync::Arc;
 
@@ -129,16 +131,78 @@ impl Conv {
         b.forward.extend(q.forward);
         b.after_update.extend(q.after_update);
         let y = b.act(&format!("{}.out", self.name), &g.output_shape())?;
-        b.forward.push(ops::conv2d::forward(b.gpu, &self.name, &g, &x.value, &q.wq, &y.value)?);
+        let packed = self.packed(b.gpu, &g);
+        if packed {
+            let m = Masks::new(b.gpu, &self.name, &g.weight_shape(), Layout::Forward)?;
+            b.forward.extend_from(ternary_masks::write(b.gpu, &self.name, &q.wq, &m)?);
+            let e = Identity::new(b.gpu, &self.name, g.cout)?;
+            let e = e.epilogue(false);
+            b.forward.push(ops::packed_conv::forward(
+                b.gpu,
+                &self.name,
+                &g,
+                &x.value,
+                &m.weights(),
+                &e,
+                &y.value,
+            )?);
+        } else {
+            b.forward.push(ops::conv2d::forward(b.gpu, &self.name, &g, &x.value, &q.wq, &y.value)?);
+        }
         if let (Some(dy), Some(gq)) = (&y.grad, &q.gq) {
             let mut bw = ops::conv2d::grad_weight(b.gpu, &self.name, &g, &x.value, dy, gq)?;
             bw.extend(q.backward);
             if let Some(dx) = &x.grad {
-                bw.push(ops::conv2d::grad_input_into(b.gpu, &self.name, &g, dy, &q.wq, dx, accumulate)?);
+                // The input gradient on masks needs one scale per layer: each row of the
+                // transposed weights mixes every output channel.
+                match ternary_masks::transposed(&g).filter(|_| packed && !self.quant.per_channel_scales()) {
+                    Some(gt) => {
+                        let label = format!("{}/grad_input", self.name);
+                        let m = Masks::new(b.gpu, &self.name, &g.weight_shape(), Layout::Transposed)?;
+                        bw.extend_from(ternary_masks::write(b.gpu, &label, &q.wq, &m)?);
+                        let e = Identity::new(b.gpu, &label, g.cin)?;
+                        let e = e.epilogue(accumulate);
+                        bw.push(ops::packed_conv::forward(b.gpu, &label, &gt, dy, &m.weights(), &e, dx)?);
+                    }
+                    None => bw.push(ops::conv2d::grad_input_into(
+                        b.gpu, &self.name, &g, dy, &q.wq, dx, accumulate,
+                    )?),
+                }
             }
             b.push_backward(bw);
         }
         Ok(y)
+    }
+
+    /// Whether the forward convolution (and, where `ternary_masks::transposed` allows, the input
+    /// gradient) reads bit masks of the quantized weights instead of the f32 weights.
+    fn packed(&self, gpu: &Gpu, g: &Conv2dGeom) -> bool {
+        self.quant.kind() != QuantKind::Fp
+            && match gpu.ternary_kernels() {
+                TernaryKernels::Packed => true,
+                TernaryKernels::Dense => false,
+                TernaryKernels::Auto => ops::conv2d::lanes(gpu, g),
+            }
+    }
+}
+
+/// The packed convolution's epilogue reduced to the identity (scale 1, shift 0), for training,
+/// where batch norm is a layer of its own.
+struct Identity {
+    scale: Tensor,
+    shift: Tensor,
+}
+
+impl Identity {
+    fn new(gpu: &Gpu, label: &str, channels: usize) -> Result<Identity> {
+        Ok(Identity {
+            scale: gpu.tensor_from(&format!("{label}.ones"), &[channels], &vec![1.0; channels])?,
+            shift: gpu.tensor_from(&format!("{label}.zeros"), &[channels], &vec![0.0; channels])?,
+        })
+    }
+
+    fn epilogue(&self, accumulate: bool) -> Epilogue<'_> {
+        Epilogue { scale: &self.scale, shift: &self.shift, relu: false, residual: None, accumulate }
     }
 }
 

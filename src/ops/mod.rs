@@ -12,6 +12,7 @@ pub mod packed_linear;
 pub mod pool;
 pub mod reduce;
 pub mod shortcut;
+pub mod ternary_masks;
 
 use crate::gpu::{GpuError, Result, Tensor};
 

@@ -20,6 +20,8 @@ pub struct Epilogue<'a> {
     pub relu: bool,
     /// Residual input and its subsampling stride (option-A shortcut when channels differ).
     pub residual: Option<(&'a Tensor, usize)>,
+    /// Add the result to what `y` holds (before the ReLU): training's input gradients.
+    pub accumulate: bool,
 }
 
 #[repr(C)]
@@ -35,6 +37,8 @@ struct Params {
     res_stride: u32,
     res_pad_c: u32,
     words: u32,
+    accumulate: u32,
+    pad: [u32; 3],
 }
 
 pub fn forward(
@@ -107,6 +111,8 @@ fn launch(
         res_stride: u(res_stride),
         res_pad_c: u(g.cout.saturating_sub(rs[1]) / 2),
         words: u(g.cin.div_ceil(32)),
+        accumulate: e.accumulate as u32,
+        pad: [0; 3],
     };
     let mut tensors = vec![("scale", e.scale), ("shift", e.shift), ("res", res), ("y", y)];
     match planes {
@@ -140,7 +146,8 @@ fn launch(
             4 * weight.numel() as u64
         }
     };
-    let cost = Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + y.numel()) + weight_bytes };
+    let reads_y = if e.accumulate { y.numel() } else { 0 };
+    let cost = Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + y.numel() + reads_y) + weight_bytes };
     if planes.is_none() && super::conv2d::lanes(gpu, g) {
         return launch_lanes(gpu, label, g, entry, &p, &tensors, [x, e.scale], cost);
     }
@@ -188,7 +195,7 @@ struct LanesParams {
     segs_row: u32,
     segs: u32,
     groups: u32,
-    pad: u32,
+    accumulate: u32,
 }
 
 /// 3×3 convolutions on adapters with 8-lane subgroups (see `conv2d::lanes`): 16 channels × 8
@@ -231,7 +238,7 @@ fn launch_lanes(
         segs_row,
         segs,
         groups,
-        pad: 0,
+        accumulate: p.accumulate,
     };
     let placeholder = gpu.tensor_of(&format!("{label}.unused"), &[1], crate::gpu::DType::U32)?;
     let mut all = tensors.to_vec();

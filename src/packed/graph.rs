@@ -136,7 +136,7 @@ impl PackedBuilder<'_> {
         let s = x.shape();
         let g = Conv2dGeom::new(s, &l.shape, stride, pad);
         let y = self.gpu.tensor(&format!("{name}.out"), &g.output_shape())?;
-        let e = Epilogue { scale: &up.scale, shift: &up.shift, relu, residual };
+        let e = Epilogue { scale: &up.scale, shift: &up.shift, relu, residual, accumulate: false };
         self.forward.push(ops::packed_conv::forward(self.gpu, name, &g, x, &up.weights(), &e, &y)?);
         Ok(y)
     }
@@ -152,7 +152,13 @@ impl PackedBuilder<'_> {
         let s = x.shape();
         let geom = Conv2dGeom::new(s, &l.shape, stride, 1);
         let y = g.tensor(&format!("{name}.out"), &geom.output_shape())?;
-        let e = Epilogue { scale: &up.scale, shift: &up.shift, relu: false, residual: Some((x, stride)) };
+        let e = Epilogue {
+            scale: &up.scale,
+            shift: &up.shift,
+            relu: false,
+            residual: Some((x, stride)),
+            accumulate: false,
+        };
         if self.bitplanes && up.weight.is_none() {
             let words = [s[0], s[2] * s[3], s[1].div_ceil(32)];
             let pos = g.tensor_of(&format!("{name}.act_pos"), &words, DType::U32)?;

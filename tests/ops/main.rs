@@ -46,6 +46,7 @@ mod pool;
 mod reduce;
 mod shortcut;
 mod sttn;
+mod ternary_masks;
 mod ttn;
 mod ttq;
 mod twn;
@@ -177,7 +178,7 @@ fn both_families_are_bit_reproducible_run_to_run() {
             let mut p = tern::ops::conv2d::grad_weight(gpu, "conv", &g, &x, &dy, dw).unwrap();
             p.push(tern::ops::conv2d::forward(gpu, "conv", &g, &x, &w, y).unwrap());
             p.push(tern::ops::conv2d::grad_input(gpu, "conv", &g, &dy, &w, dx).unwrap());
-            let e = Epilogue { scale: &scale, shift: &shift, relu: true, residual: None };
+            let e = Epilogue { scale: &scale, shift: &shift, relu: true, residual: None, accumulate: false };
             let t = PackedWeights::Ternary { pos: &pos, neg: &neg, wp: &wp, wn: &wn };
             p.push(tern::ops::packed_conv::forward(gpu, "packed", &g, &x, &t, &e, packed).unwrap());
             p.push(tern::ops::linear::forward(gpu, "fc", &fx, &fw, &fb, fy).unwrap());
