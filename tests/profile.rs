@@ -63,8 +63,9 @@ fn trace_has_one_event_per_dispatch_consistent_with_the_table() {
         let sum: f64 = gpu_events
             .iter()
             .filter(|e| {
+                let label = e["args"]["layer"].as_str().unwrap();
                 e["name"] == row.kernel.as_str()
-                    && e["args"]["layer"].as_str().unwrap().starts_with(&format!("{}/", row.layer))
+                    && label.rsplit_once('/').is_some_and(|(l, _)| l == row.layer)
             })
             .map(|e| e["dur"].as_f64().unwrap())
             .sum();
