@@ -599,3 +599,27 @@ fn check_passes_here_and_fails_on_a_wrong_result() {
     let verdict = r.stdout.lines().find(|l| l.starts_with("FAIL: ")).expect("a FAIL verdict");
     assert!(verdict.contains("blocked:conv2d/forward"), "{verdict}");
 }
+
+/// `--ternary-kernels` and `TERN_TERNARY_KERNELS` choose what ternary layers train on; `tern
+/// profile` says which, the flag wins over the variable, and a bad value is a one-line error.
+#[test]
+fn ternary_kernels_flag_and_environment_select_masks_or_dense_weights() {
+    let profile = ["profile", "--quant", "ttq", "--steps", "1", "--batch-size", "8"];
+    let first_line = |args: &[&str], env: &[(&str, &str)]| {
+        let (code, out, err) = run_tern(&[&profile[..], args].concat(), env);
+        assert_eq!(code, 0, "{err}");
+        out.lines().next().unwrap_or_default().to_string()
+    };
+    assert!(
+        first_line(&["--ternary-kernels", "packed"], &[]).ends_with("ternary layers: bit masks (packed)")
+    );
+    let dense = first_line(&[], &[("TERN_TERNARY_KERNELS", "dense")]);
+    assert!(dense.ends_with("ternary layers: dense f32 weights (dense)"), "{dense}");
+    let flag_wins = first_line(&["--ternary-kernels", "packed"], &[("TERN_TERNARY_KERNELS", "dense")]);
+    assert!(flag_wins.ends_with("(packed)"), "{flag_wins}");
+    assert!(first_line(&[], &[]).contains("(auto)"));
+    let (code, _, err) = run_tern(&profile, &[("TERN_TERNARY_KERNELS", "sparse")]);
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().filter(|l| l.starts_with("error")).count(), 1, "{err}");
+    assert!(err.contains("TERN_TERNARY_KERNELS: 'sparse' is not a choice of ternary kernels"), "{err}");
+}

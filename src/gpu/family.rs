@@ -4,6 +4,16 @@
 
 use super::GpuError;
 
+/// The choice an environment variable names, if set; an error saying it is not `what` otherwise.
+fn from_env<T: clap::ValueEnum>(var: &str, what: &str) -> Result<Option<T>, GpuError> {
+    match std::env::var(var) {
+        Err(_) => Ok(None),
+        Ok(v) => T::from_str(v.trim(), true)
+            .map(Some)
+            .map_err(|_| GpuError::Invalid { label: var.into(), what: format!("'{v}' is not {what}") }),
+    }
+}
+
 /// `--kernels` / `TERN_KERNELS`: which kernel family the ops run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kernels {
@@ -19,15 +29,7 @@ pub enum Kernels {
 impl Kernels {
     /// `TERN_KERNELS` (auto, blocked or tiled), if set.
     pub fn from_env() -> Result<Option<Kernels>, GpuError> {
-        match std::env::var("TERN_KERNELS") {
-            Err(_) => Ok(None),
-            Ok(v) => <Kernels as clap::ValueEnum>::from_str(v.trim(), true).map(Some).map_err(|_| {
-                GpuError::Invalid {
-                    label: "TERN_KERNELS".into(),
-                    what: format!("'{v}' is not a kernel family (auto, blocked or tiled)"),
-                }
-            }),
-        }
+        from_env("TERN_KERNELS", "a kernel family (auto, blocked or tiled)")
     }
 
     /// The family this choice runs on an adapter of `device_type`.
@@ -57,15 +59,7 @@ pub enum TernaryKernels {
 impl TernaryKernels {
     /// `TERN_TERNARY_KERNELS` (auto, packed or dense), if set.
     pub fn from_env() -> Result<Option<TernaryKernels>, GpuError> {
-        match std::env::var("TERN_TERNARY_KERNELS") {
-            Err(_) => Ok(None),
-            Ok(v) => <TernaryKernels as clap::ValueEnum>::from_str(v.trim(), true).map(Some).map_err(|_| {
-                GpuError::Invalid {
-                    label: "TERN_TERNARY_KERNELS".into(),
-                    what: format!("'{v}' is not a choice of ternary kernels (auto, packed or dense)"),
-                }
-            }),
-        }
+        from_env("TERN_TERNARY_KERNELS", "a choice of ternary kernels (auto, packed or dense)")
     }
 
     pub fn name(self) -> &'static str {
