@@ -101,7 +101,7 @@ fn src_row(plane: u32, r: i32, k: Cols, stride2: bool) -> array<vec4f, 6> {
 // acc[2k], acc[2k + 1] (columns 0-3, 4-7 of channel k) += w_k · (lo, hi), where lane l holds
 // w_l in wv.x and w_(8 + l) in wv.y; channels 8-15 only when `upper` (they exist). A broadcast
 // weight is the same in every lane, so skipping zeros is a uniform branch: ternary layers skip
-// their zero weights' 8 multiply-adds (measured 0.85× the time of packed ResNet-20 inference).
+// their zero weights' 8 multiply-adds (ResNet-20's packed ternary convolutions: 0.85× the time).
 fn mac16(acc: ptr<function, array<vec4f, 32>>, wv: vec2f, lo: vec4f, hi: vec4f, upper: bool) {
     var s: f32;
     s = subgroupBroadcast(wv.x, 0u); if (s != 0.0) { (*acc)[0] += s * lo; (*acc)[1] += s * hi; }
