@@ -23,6 +23,8 @@
 //   14 dres          storage read_write  its gradient (backward_residual; identity: = g;
 //                                        option A: g at the subsampled positions of the
 //                                        matching channel, else 0)
+//   15 partial       storage read_write  [c, p.splits, 3] per-split partials (the split
+//                                        reductions)
 //
 // Modes (uniform, so each dispatch runs one path): p.relu; p.pool 0 none, 1 max 2×2 stride 2
 // (windows that do not fit are dropped, as PyTorch; their inputs get g = 0), 2 global average;
@@ -41,6 +43,10 @@
 //   workgroup memory merges the invocations' partials (deterministic). stats is one pass:
 //   per-invocation Welford (count, mean, M2), merged with Chan's formula, so the variance does
 //   not suffer the cancellation of Σx² − (Σx)²/n.
+// stats_split, backward_reduce_split, then stats_merge, backward_merge (the tiled family: a
+//   GPU needs more workgroups than channels): the same walk and tree over the images of one of
+//   p.splits contiguous ranges per workgroup (channel, split from the group id) into
+//   partial[ch, split]; then one invocation per channel merges its splits in order.
 // forward, backward, backward_residual: one invocation per run of CHUNK consecutive elements of
 //   one (image, channel) plane (invocation id = plane · ⌈h·w/CHUNK⌉ + run), WG per workgroup;
 //   the channel's statistics are loaded once per run. forward_max_pool and backward with
@@ -57,6 +63,7 @@ struct BatchNormParams {
     eps: f32, momentum: f32, relu: u32, pool: u32,
     residual: u32, res_c: u32, res_h: u32, res_w: u32,
     res_pad: u32, oh: u32, ow: u32, accumulate: u32,
+    splits: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: BatchNormParams;
@@ -74,6 +81,7 @@ struct BatchNormParams {
 @group(0) @binding(12) var<storage, read_write> dbeta: array<f32>;
 @group(0) @binding(13) var<storage, read> res: array<f32>;
 @group(0) @binding(14) var<storage, read_write> dres: array<f32>;
+@group(0) @binding(15) var<storage, read_write> partial: array<f32>;
 
 var<workgroup> tree_a: array<f32, WG>;
 var<workgroup> tree_b: array<f32, WG>;
@@ -150,16 +158,16 @@ fn merge(na: f32, ma: f32, qa: f32, nb: f32, mb: f32, qb: f32) -> vec3f {
     return vec3f(n, ma + d * f, qa + qb + d * d * na * f);
 }
 
-@compute @workgroup_size(WG)
-fn stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-         @builtin(local_invocation_index) li: u32) {
-    let ch = group(wg, nwg);
+// Welford (count, mean, M2) of channel ch over images [n0, n1), merged over the workgroup in
+// a fixed tree; every invocation returns the result.
+fn welford(ch: u32, li: u32, n0: u32, n1: u32) -> vec3f {
     let hw = p.h * p.w;
     var k = walk(li, 1u, hw);
+    k.n += n0;
     var cnt = 0.0;
     var m = 0.0;
     var q = 0.0;
-    for (; k.n < p.n; step(&k)) {
+    for (; k.n < n1; step(&k)) {
         let v = x[(k.n * p.c + ch) * hw + k.c];
         cnt += 1.0;
         let d = v - m;
@@ -179,15 +187,61 @@ fn stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
         }
         workgroupBarrier();
     }
+    return vec3f(tree_a[0], tree_b[0], tree_c[0]);
+}
+
+// Batch mean, invstd and the running statistics of channel ch from its (count, mean, M2).
+fn put_stats(ch: u32, w: vec3f) {
+    let count = f32(p.n * p.h * p.w);
+    mean[ch] = w.y;
+    invstd[ch] = inverseSqrt(w.z / count + p.eps);
+    let unbiased = w.z / max(count - 1.0, 1.0);
+    running_mean[ch] = (1.0 - p.momentum) * running_mean[ch] + p.momentum * w.y;
+    running_var[ch] = (1.0 - p.momentum) * running_var[ch] + p.momentum * unbiased;
+}
+
+@compute @workgroup_size(WG)
+fn stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+         @builtin(local_invocation_index) li: u32) {
+    let ch = group(wg, nwg);
+    let w = welford(ch, li, 0u, p.n);
+    if (li == 0u) { put_stats(ch, w); }
+}
+
+// The images of split `s` of p.splits.
+fn images(s: u32) -> vec2u {
+    let per = (p.n + p.splits - 1u) / p.splits;
+    return vec2u(min(s * per, p.n), min((s + 1u) * per, p.n));
+}
+
+@compute @workgroup_size(WG)
+fn stats_split(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+               @builtin(local_invocation_index) li: u32) {
+    let g = group(wg, nwg);
+    let ch = g / p.splits;
+    let s = g % p.splits;
+    if (ch >= p.c) { return; } // groups past c·splits (grids wider than one dimension)
+    let r = images(s);
+    let w = welford(ch, li, r.x, r.y);
     if (li == 0u) {
-        let count = f32(p.n * hw);
-        let mu = tree_b[0];
-        mean[ch] = mu;
-        invstd[ch] = inverseSqrt(tree_c[0] / count + p.eps);
-        let unbiased = tree_c[0] / max(count - 1.0, 1.0);
-        running_mean[ch] = (1.0 - p.momentum) * running_mean[ch] + p.momentum * mu;
-        running_var[ch] = (1.0 - p.momentum) * running_var[ch] + p.momentum * unbiased;
+        let at = (ch * p.splits + s) * 3u;
+        partial[at] = w.x;
+        partial[at + 1u] = w.y;
+        partial[at + 2u] = w.z;
     }
+}
+
+@compute @workgroup_size(WG)
+fn stats_merge(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+               @builtin(local_invocation_index) li: u32) {
+    let ch = group(wg, nwg) * WG + li;
+    if (ch >= p.c) { return; }
+    var w = vec3f(0.0);
+    for (var s = 0u; s < p.splits; s++) {
+        let at = (ch * p.splits + s) * 3u;
+        w = merge(w.x, w.y, w.z, partial[at], partial[at + 1u], partial[at + 2u]);
+    }
+    put_stats(ch, w);
 }
 
 // Evaluation: the running statistics become the saved ones, then the forward kernels normalise.
@@ -317,16 +371,16 @@ fn window_xhat(base: u32, r: u32, col: u32, a: Affine) -> vec4f {
     return (vec4f(x[i], x[i + 1u], x[i + p.w], x[i + p.w + 1u]) - a.mu) * a.is;
 }
 
-@compute @workgroup_size(WG)
-fn backward_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-                   @builtin(local_invocation_index) li: u32) {
-    let ch = group(wg, nwg);
+// (Σg, Σg·x̂) of channel ch over images [n0, n1), summed over the workgroup in a fixed tree;
+// every invocation returns the result.
+fn grad_sums(ch: u32, li: u32, n0: u32, n1: u32) -> vec2f {
     let a = affine(ch);
     var s = 0.0;
     var sx = 0.0;
     if (p.pool == 1u) {
         var k = walk(li, p.oh, p.ow);
-        for (; k.n < p.n; step(&k)) {
+        k.n += n0;
+        for (; k.n < n1; step(&k)) {
             let plane = k.n * p.c + ch;
             let base = plane * p.h * p.w;
             let g = grad_window(base, plane * p.oh * p.ow, k.r, k.c, a);
@@ -336,7 +390,8 @@ fn backward_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw
     } else {
         let inv_hw = 1.0 / f32(p.h * p.w);
         var k = walk(li, p.h, p.w);
-        for (; k.n < p.n; step(&k)) {
+        k.n += n0;
+        for (; k.n < n1; step(&k)) {
             let plane = k.n * p.c + ch;
             let i = (plane * p.h + k.r) * p.w + k.c;
             var g_avg = 0.0;
@@ -356,10 +411,48 @@ fn backward_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw
         }
         workgroupBarrier();
     }
+    return vec2f(tree_a[0], tree_b[0]);
+}
+
+@compute @workgroup_size(WG)
+fn backward_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                   @builtin(local_invocation_index) li: u32) {
+    let ch = group(wg, nwg);
+    let r = grad_sums(ch, li, 0u, p.n);
     if (li == 0u) {
-        dbeta[ch] = tree_a[0];
-        dgamma[ch] = tree_b[0];
+        dbeta[ch] = r.x;
+        dgamma[ch] = r.y;
     }
+}
+
+@compute @workgroup_size(WG)
+fn backward_reduce_split(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                         @builtin(local_invocation_index) li: u32) {
+    let g = group(wg, nwg);
+    let ch = g / p.splits;
+    let s = g % p.splits;
+    if (ch >= p.c) { return; } // groups past c·splits (grids wider than one dimension)
+    let n = images(s);
+    let r = grad_sums(ch, li, n.x, n.y);
+    if (li == 0u) {
+        let at = (ch * p.splits + s) * 3u;
+        partial[at] = r.x;
+        partial[at + 1u] = r.y;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_merge(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                  @builtin(local_invocation_index) li: u32) {
+    let ch = group(wg, nwg) * WG + li;
+    if (ch >= p.c) { return; }
+    var r = vec2f(0.0);
+    for (var s = 0u; s < p.splits; s++) {
+        let at = (ch * p.splits + s) * 3u;
+        r += vec2f(partial[at], partial[at + 1u]);
+    }
+    dbeta[ch] = r.x;
+    dgamma[ch] = r.y;
 }
 
 // dx = γ·invstd · (g − Σg/M − x̂ · Σ(g·x̂)/M), M = n·h·w.

@@ -259,7 +259,7 @@ impl BatchNorm {
             let bw = ops::batchnorm::fused_backward(
                 b.gpu, n, &x.value, &y.value, dy, dx, &t, dg, db, f, dres, accumulate,
             )?;
-            b.push_backward(Program { dispatches: bw.into() });
+            b.push_backward(Program { dispatches: bw });
         }
         Ok(y)
     }

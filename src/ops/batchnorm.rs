@@ -2,7 +2,7 @@
 //! (shaders/batchnorm.wgsl).
 
 use super::{expect_shape, f32_bytes, u32_of};
-use crate::gpu::{Cost, Dispatch, Gpu, GpuError, Grid, Result, Tensor, shaders};
+use crate::gpu::{Cost, Dispatch, Family, Gpu, GpuError, Grid, Result, Tensor, shaders};
 
 pub const EPS: f32 = 1e-5;
 pub const MOMENTUM: f32 = 0.1;
@@ -26,6 +26,8 @@ struct Params {
     oh: u32,
     ow: u32,
     accumulate: u32,
+    splits: u32,
+    pad: [u32; 3],
 }
 
 /// The tensors of one batch-norm layer. `mean`/`invstd` hold the batch statistics saved by
@@ -125,6 +127,8 @@ fn params(label: &str, x: &Tensor, f: &Fused) -> Result<Params> {
         oh: u("oh", h / 2)?,
         ow: u("ow", w / 2)?,
         accumulate: 0,
+        splits: 1,
+        pad: [0; 3],
     };
     match f.residual {
         Residual::None => {}
@@ -221,6 +225,50 @@ fn shapes(label: &str, x: &Tensor, y: &Tensor, t: &BatchNormTensors, f: &Fused) 
     Ok(p)
 }
 
+/// Workgroups of a per-channel reduction a GPU needs to be busy: the tiled family splits each
+/// channel's images into ranges until there are about this many.
+const REDUCTION_GROUPS: usize = 256;
+
+/// A per-channel reduction over (n, h, w): one workgroup per channel (`entry`) in the blocked
+/// family; in the tiled family, `<entry>_split` over p.splits image ranges per channel into
+/// partials, then `merge` adds each channel's splits in order.
+fn reduction(
+    gpu: &Gpu,
+    label: &str,
+    p: &Params,
+    (entry, merge): (&str, &str),
+    tensors: &[(&str, &Tensor)],
+    cost: Cost,
+) -> Result<Vec<Dispatch>> {
+    let (n, c) = (p.n as usize, p.c as usize);
+    let splits = match gpu.family() {
+        Family::Blocked => 1,
+        Family::Tiled => REDUCTION_GROUPS.div_ceil(c).clamp(1, n),
+    };
+    if splits == 1 {
+        let k = gpu.kernel(&shaders::BATCHNORM, entry)?;
+        let d = Dispatch::new(gpu, &k, format!("{label}/{entry}"), p, tensors, Grid::Groups(c as u64), cost)?;
+        return Ok(vec![d]);
+    }
+    let p = Params { splits: splits as u32, ..*p };
+    let partial = gpu.tensor(&format!("{label}.{entry}_partial"), &[c, splits, 3])?;
+    let split = format!("{entry}_split");
+    let k = gpu.kernel(&shaders::BATCHNORM, &split)?;
+    let mut t = tensors.to_vec();
+    t.push(("partial", &partial));
+    // Each stage binds only what its entry point reads or writes.
+    let uses = |k: &crate::gpu::Kernel| -> Vec<(&str, &Tensor)> {
+        t.iter().copied().filter(|(name, _)| k.bindings.iter().any(|b| b.name == *name)).collect()
+    };
+    let groups = Grid::Groups((c * splits) as u64);
+    let first = Dispatch::new(gpu, &k, format!("{label}/{split}"), &p, &uses(&k), groups, cost)?;
+    let k = gpu.kernel(&shaders::BATCHNORM, merge)?;
+    let cost = Cost { flops: 4 * (c * splits) as u64, bytes: f32_bytes(3 * c * splits) };
+    let second =
+        Dispatch::new(gpu, &k, format!("{label}/{merge}"), &p, &uses(&k), Grid::Threads(c as u64), cost)?;
+    Ok(vec![first, second])
+}
+
 /// Training forward of the fused unit: batch statistics in one pass (and the running-statistics
 /// update), then the normalising pass with ReLU, residual and pooling.
 pub fn fused_forward_train(
@@ -230,24 +278,19 @@ pub fn fused_forward_train(
     y: &Tensor,
     t: &BatchNormTensors,
     f: &Fused,
-) -> Result<[Dispatch; 2]> {
+) -> Result<Vec<Dispatch>> {
     let p = shapes(label, x, y, t, f)?;
-    let stats = Dispatch::new(
-        gpu,
-        &gpu.kernel(&shaders::BATCHNORM, "stats")?,
-        format!("{label}/stats"),
-        &p,
-        &[
-            ("x", x),
-            ("mean", t.mean),
-            ("invstd", t.invstd),
-            ("running_mean", t.running_mean),
-            ("running_var", t.running_var),
-        ],
-        Grid::Groups(x.shape()[1] as u64),
-        Cost { flops: 6 * x.numel() as u64, bytes: f32_bytes(x.numel()) },
-    )?;
-    Ok([stats, apply(gpu, label, &p, x, y, t, f)?])
+    let tensors = [
+        ("x", x),
+        ("mean", t.mean),
+        ("invstd", t.invstd),
+        ("running_mean", t.running_mean),
+        ("running_var", t.running_var),
+    ];
+    let cost = Cost { flops: 6 * x.numel() as u64, bytes: f32_bytes(x.numel()) };
+    let mut d = reduction(gpu, label, &p, ("stats", "stats_merge"), &tensors, cost)?;
+    d.push(apply(gpu, label, &p, x, y, t, f)?);
+    Ok(d)
 }
 
 /// Inference forward of the fused unit: the running statistics into mean/invstd, then the
@@ -298,7 +341,7 @@ pub fn fused_backward(
     f: &Fused,
     dres: Option<&Tensor>,
     accumulate: bool,
-) -> Result<[Dispatch; 2]> {
+) -> Result<Vec<Dispatch>> {
     let mut p = shapes(label, x, y, t, f)?;
     p.accumulate = u32::from(accumulate);
     let c = x.shape()[1];
@@ -325,15 +368,8 @@ pub fn fused_backward(
     };
     grad_t.push(("dx", dx));
     let reads = x.numel() + dy.numel();
-    let reduce = Dispatch::new(
-        gpu,
-        &gpu.kernel(&shaders::BATCHNORM, "backward_reduce")?,
-        format!("{label}/backward_reduce"),
-        &p,
-        &reduce_t,
-        Grid::Groups(c as u64),
-        Cost { flops: 8 * x.numel() as u64, bytes: f32_bytes(reads) },
-    )?;
+    let cost = Cost { flops: 8 * x.numel() as u64, bytes: f32_bytes(reads) };
+    let mut d = reduction(gpu, label, &p, ("backward_reduce", "backward_merge"), &reduce_t, cost)?;
     let writes = x.numel() * (1 + usize::from(accumulate)) + dres.map_or(0, |d| d.numel());
     let grad = Dispatch::new(
         gpu,
@@ -344,7 +380,8 @@ pub fn fused_backward(
         Grid::Threads(invocations(&p, f.pool, false)),
         Cost { flops: 10 * x.numel() as u64, bytes: f32_bytes(reads + writes) },
     )?;
-    Ok([reduce, grad])
+    d.push(grad);
+    Ok(d)
 }
 
 /// Training forward of batch norm alone: batch statistics (and running-statistics update), then
@@ -355,7 +392,7 @@ pub fn forward_train(
     x: &Tensor,
     y: &Tensor,
     t: &BatchNormTensors,
-) -> Result<[Dispatch; 2]> {
+) -> Result<Vec<Dispatch>> {
     fused_forward_train(gpu, label, x, y, t, &Fused::PLAIN)
 }
 
@@ -381,6 +418,6 @@ pub fn backward(
     t: &BatchNormTensors,
     dgamma: &Tensor,
     dbeta: &Tensor,
-) -> Result<[Dispatch; 2]> {
+) -> Result<Vec<Dispatch>> {
     fused_backward(gpu, label, x, x, dy, dx, t, dgamma, dbeta, &Fused::PLAIN, None, false)
 }
