@@ -6,12 +6,16 @@
 //   2 total    storage read_write  [len]           sum_splits output
 //   3 src      storage read        [len]           max_abs input
 //   4 result   storage read_write  [1]             max_abs output: max |src|
+//   5 maxima   storage read_write  [p.splits]      max_abs_split output: max |src| per range
 //
 // sum_splits: one invocation per output element, 64 per workgroup (grid folded to 2-D), adds
 //   the splits in index order.
 // max_abs: a single workgroup of 256 strides over src, then a fixed-order tree in workgroup
 //   memory; launch exactly one workgroup. Per-layer weight tensors are small, so one workgroup
-//   is enough and keeps the result bit-identical from run to run.
+//   is enough on a CPU driver.
+// max_abs_split (the tiled family): workgroup s of p.splits takes the s-th of p.splits
+//   contiguous ranges of src the same way and writes maxima[s]; max_abs over maxima then gives
+//   the result. A maximum does not depend on the order: the result is bit-identical either way.
 
 override WG: u32 = 64u;
 override TREE: u32 = 256u; // a power of two: the reduction halves it
@@ -23,6 +27,7 @@ struct ReduceParams { len: u32, splits: u32 }
 @group(0) @binding(2) var<storage, read_write> total: array<f32>;
 @group(0) @binding(3) var<storage, read> src: array<f32>;
 @group(0) @binding(4) var<storage, read_write> result: array<f32>;
+@group(0) @binding(5) var<storage, read_write> maxima: array<f32>;
 
 @compute @workgroup_size(WG)
 fn sum_splits(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -38,10 +43,10 @@ fn sum_splits(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: ve
 
 var<workgroup> tree: array<f32, TREE>;
 
-@compute @workgroup_size(TREE)
-fn max_abs(@builtin(local_invocation_index) li: u32) {
+// max |src[i]| for i in [start, end), every invocation returns it.
+fn tree_max(li: u32, start: u32, end: u32) -> f32 {
     var m = 0.0;
-    for (var i = li; i < p.len; i += TREE) {
+    for (var i = start + li; i < end; i += TREE) {
         m = max(m, abs(src[i]));
     }
     tree[li] = m;
@@ -50,5 +55,18 @@ fn max_abs(@builtin(local_invocation_index) li: u32) {
         if (li < half) { tree[li] = max(tree[li], tree[li + half]); }
         workgroupBarrier();
     }
-    if (li == 0u) { result[0] = tree[0]; }
+    return tree[0];
+}
+
+@compute @workgroup_size(TREE)
+fn max_abs(@builtin(local_invocation_index) li: u32) {
+    let m = tree_max(li, 0u, p.len);
+    if (li == 0u) { result[0] = m; }
+}
+
+@compute @workgroup_size(TREE)
+fn max_abs_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+    let per = (p.len + p.splits - 1u) / p.splits;
+    let m = tree_max(li, min(wg.x * per, p.len), min((wg.x + 1u) * per, p.len));
+    if (li == 0u) { maxima[wg.x] = m; }
 }

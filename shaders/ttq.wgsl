@@ -11,6 +11,7 @@
 //   7 dw      storage read_write  [len]  ∂L/∂w
 //   8 dwp     storage read_write  [1]    ∂L/∂Wp
 //   9 dwn     storage read_write  [1]    ∂L/∂Wn
+//   10 partial storage read_write  [p.splits, 2]  backward_split's per-range (Σ_pos g, Σ_neg g)
 //
 // quantize: one invocation per weight, 256 per workgroup, 2-D grid.
 //   wq = +Wp where w > Δ, 0 where |w| ≤ Δ, −Wn where w < −Δ.
@@ -18,10 +19,13 @@
 //   ∂L/∂w = Wp·g on the positive set, g on the zero set, Wn·g on the negative set;
 //   ∂L/∂Wp = Σ_{w > Δ} g,  ∂L/∂Wn = −Σ_{w < −Δ} g  (wq = −Wn there, hence the sign),
 //   both summed by a fixed-order tree (deterministic).
+// backward_split, backward_merge (the tiled family, large layers): workgroup s of p.splits does
+//   the same over the s-th contiguous range and writes its two sums to partial[s]; one
+//   invocation then adds the ranges' sums in order into ∂L/∂Wp and ∂L/∂Wn.
 
 override WG: u32 = 256u; // a power of two: the reductions halve it
 
-struct TtqParams { len: u32, threshold: f32 }
+struct TtqParams { len: u32, threshold: f32, splits: u32, _pad: u32 }
 
 @group(0) @binding(0) var<uniform> p: TtqParams;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
@@ -33,6 +37,7 @@ struct TtqParams { len: u32, threshold: f32 }
 @group(0) @binding(7) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(8) var<storage, read_write> dwp: array<f32>;
 @group(0) @binding(9) var<storage, read_write> dwn: array<f32>;
+@group(0) @binding(10) var<storage, read_write> partial: array<f32>;
 
 @compute @workgroup_size(WG)
 fn quantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -47,14 +52,15 @@ fn quantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
 var<workgroup> tree_pos: array<f32, WG>;
 var<workgroup> tree_neg: array<f32, WG>;
 
-@compute @workgroup_size(WG)
-fn backward(@builtin(local_invocation_index) li: u32) {
+// ∂L/∂w over [start, end) and the workgroup's (Σ_pos g, Σ_neg g) there, in a fixed tree;
+// every invocation returns the sums.
+fn backward_range(li: u32, start: u32, end: u32) -> vec2f {
     let delta = p.threshold * maxabs[0];
     let scale_p = wp[0];
     let scale_n = wn[0];
     var sp = 0.0;
     var sn = 0.0;
-    for (var i = li; i < p.len; i += WG) {
+    for (var i = start + li; i < end; i += WG) {
         let g = gq[i];
         let v = w[i];
         if (v > delta) {
@@ -77,8 +83,34 @@ fn backward(@builtin(local_invocation_index) li: u32) {
         }
         workgroupBarrier();
     }
+    return vec2f(tree_pos[0], tree_neg[0]);
+}
+
+@compute @workgroup_size(WG)
+fn backward(@builtin(local_invocation_index) li: u32) {
+    let s = backward_range(li, 0u, p.len);
     if (li == 0u) {
-        dwp[0] = tree_pos[0];
-        dwn[0] = -tree_neg[0];
+        dwp[0] = s.x;
+        dwn[0] = -s.y;
     }
+}
+
+@compute @workgroup_size(WG)
+fn backward_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+    let per = (p.len + p.splits - 1u) / p.splits;
+    let s = backward_range(li, min(wg.x * per, p.len), min((wg.x + 1u) * per, p.len));
+    if (li == 0u) {
+        partial[2u * wg.x] = s.x;
+        partial[2u * wg.x + 1u] = s.y;
+    }
+}
+
+@compute @workgroup_size(1)
+fn backward_merge() {
+    var s = vec2f(0.0);
+    for (var k = 0u; k < p.splits; k++) {
+        s += vec2f(partial[2u * k], partial[2u * k + 1u]);
+    }
+    dwp[0] = s.x;
+    dwn[0] = -s.y;
 }

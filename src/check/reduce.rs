@@ -26,7 +26,9 @@ pub fn cases(gpu: &Gpu, shapes: &[usize]) -> Result<Vec<Case>> {
         let (x, partial) = (values(len, len as u64 + 5), values(3 * len, 7));
         let (xt, r) = (c.upload("x", &[len], &x)?, c.zeros("r", &[1])?);
         let (pt, total) = (c.upload("partial", &[3, len], &partial)?, c.zeros("total", &[len])?);
-        c.run([op::max_abs(gpu, "w", &xt, &r)?, op::sum_splits(gpu, "w", &pt, &total)?])?;
+        let mut d = op::max_abs(gpu, "w", &xt, &r)?;
+        d.push(op::sum_splits(gpu, "w", &pt, &total)?);
+        c.run(d)?;
         c.expect("max_abs", &r, &[max_abs(&x)], 1e-7)?;
         let bound = sum_splits(&super::abs(&partial), len);
         c.expect_bounded("sum_splits", &total, &sum_splits(&partial, len), &bound, 1e-6)?;

@@ -60,11 +60,10 @@ pub fn backward(w: &[f64], g: &[f64], t: f64, wp: f64, wn: f64) -> (Vec<f64>, f6
 fn launch(c: &Cases, label: &str, t: f32, [w, wp, wn, g]: [&Tensor; 4]) -> Result<[Tensor; 4]> {
     let (maxabs, wq, dw) = (c.zeros("maxabs", &[1])?, c.zeros("wq", w.shape())?, c.zeros("dw", w.shape())?);
     let (dwp, dwn) = (c.zeros("dwp", &[1])?, c.zeros("dwn", &[1])?);
-    c.run([
-        reduce::max_abs(c.gpu, label, w, &maxabs)?,
-        op::quantize(c.gpu, label, t, w, &maxabs, wp, wn, &wq)?,
-        op::backward(c.gpu, label, t, w, &maxabs, wp, wn, g, &dw, &dwp, &dwn)?,
-    ])?;
+    let mut d = reduce::max_abs(c.gpu, label, w, &maxabs)?;
+    d.push(op::quantize(c.gpu, label, t, w, &maxabs, wp, wn, &wq)?);
+    d.extend(op::backward(c.gpu, label, t, w, &maxabs, wp, wn, g, &dw, &dwp, &dwn)?);
+    c.run(d)?;
     Ok([wq, dw, dwp, dwn])
 }
 

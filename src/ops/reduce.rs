@@ -1,7 +1,7 @@
 //! Deterministic reductions (shaders/reduce.wgsl).
 
 use super::{expect_shape, f32_bytes, u32_of};
-use crate::gpu::{Cost, Dispatch, Gpu, Grid, Result, Tensor, shaders};
+use crate::gpu::{Cost, Dispatch, Family, Gpu, Grid, Result, Tensor, shaders};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -29,12 +29,43 @@ pub fn sum_splits(gpu: &Gpu, label: &str, partial: &Tensor, total: &Tensor) -> R
     )
 }
 
-/// result[0] = max |src|, by one workgroup.
-pub fn max_abs(gpu: &Gpu, label: &str, src: &Tensor, result: &Tensor) -> Result<Dispatch> {
+/// Elements per workgroup below which max_abs runs as one workgroup in the tiled family too.
+const MAX_ABS_RANGE: usize = 4096;
+
+/// result[0] = max |src|: by one workgroup in the blocked family; in the tiled family by one
+/// workgroup per range of at least `MAX_ABS_RANGE` elements (at most 256 ranges), then one over
+/// their maxima.
+pub fn max_abs(gpu: &Gpu, label: &str, src: &Tensor, result: &Tensor) -> Result<Vec<Dispatch>> {
     let label = format!("{label}/max_abs");
     expect_shape(&label, result, &[1])?;
-    let k = gpu.kernel(&shaders::REDUCE, "max_abs")?;
-    let params = Params { len: u32_of(&label, "len", src.numel())?, splits: 1 };
+    let len = u32_of(&label, "len", src.numel())?;
     let cost = Cost { flops: src.numel() as u64, bytes: f32_bytes(src.numel() + 1) };
-    Dispatch::new(gpu, &k, label, &params, &[("src", src), ("result", result)], Grid::Groups(1), cost)
+    let splits = match gpu.family() {
+        Family::Blocked => 1,
+        Family::Tiled => src.numel().div_ceil(MAX_ABS_RANGE).min(256),
+    };
+    let k = gpu.kernel(&shaders::REDUCE, "max_abs")?;
+    if splits <= 1 {
+        let params = Params { len, splits: 1 };
+        let tensors = [("src", src), ("result", result)];
+        return Ok(vec![Dispatch::new(gpu, &k, label, &params, &tensors, Grid::Groups(1), cost)?]);
+    }
+    let maxima = gpu.tensor(&format!("{label}.maxima"), &[splits])?;
+    let split = gpu.kernel(&shaders::REDUCE, "max_abs_split")?;
+    let params = Params { len, splits: splits as u32 };
+    let tensors = [("src", src), ("maxima", &maxima)];
+    let first = Dispatch::new(
+        gpu,
+        &split,
+        format!("{label}_split"),
+        &params,
+        &tensors,
+        Grid::Groups(splits as u64),
+        cost,
+    )?;
+    let params = Params { len: splits as u32, splits: 1 };
+    let cost = Cost { flops: splits as u64, bytes: f32_bytes(splits + 1) };
+    let tensors = [("src", &maxima), ("result", result)];
+    let second = Dispatch::new(gpu, &k, label, &params, &tensors, Grid::Groups(1), cost)?;
+    Ok(vec![first, second])
 }

@@ -4,7 +4,7 @@
 //! trained; the gradients are in the shader's header.
 
 use super::{Quantized, Quantizer, Ternary, scalar};
-use crate::gpu::{Cost, Dispatch, Gpu, Grid, Program, Result, Tensor, Var, shaders};
+use crate::gpu::{Cost, Dispatch, Family, Gpu, Grid, Program, Result, Tensor, Var, shaders};
 use crate::ops::{expect_shape, f32_bytes, reduce, u32_of};
 use crate::params::ParamSpec;
 
@@ -18,6 +18,8 @@ pub struct Ttq {
 struct Params {
     len: u32,
     threshold: f32,
+    splits: u32,
+    pad: u32,
 }
 
 /// wq from the latent weights, with Δ from `maxabs`.
@@ -33,14 +35,19 @@ pub fn quantize(
 ) -> Result<Dispatch> {
     let label = format!("{label}/quantize");
     expect_shape(&label, wq, w.shape())?;
-    let p = Params { len: u32_of(&label, "len", w.numel())?, threshold };
+    let p = Params { len: u32_of(&label, "len", w.numel())?, threshold, splits: 1, pad: 0 };
     let k = gpu.kernel(&shaders::TTQ, "quantize")?;
     let cost = Cost { flops: 2 * w.numel() as u64, bytes: f32_bytes(2 * w.numel()) };
     let tensors = [("w", w), ("maxabs", maxabs), ("wp", wp), ("wn", wn), ("wq", wq)];
     Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(w.numel() as u64), cost)
 }
 
-/// ∂L/∂w, ∂L/∂Wp and ∂L/∂Wn from gq = ∂L/∂wq.
+/// Weights per workgroup below which the backward runs as one workgroup in the tiled family too.
+const BACKWARD_RANGE: usize = 4096;
+
+/// ∂L/∂w, ∂L/∂Wp and ∂L/∂Wn from gq = ∂L/∂wq: one workgroup in the blocked family; in the tiled
+/// family one per range of at least `BACKWARD_RANGE` weights (at most 256), whose sums a second
+/// kernel adds in order.
 pub fn backward(
     gpu: &Gpu,
     label: &str,
@@ -53,24 +60,33 @@ pub fn backward(
     dw: &Tensor,
     dwp: &Tensor,
     dwn: &Tensor,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     let label = format!("{label}/backward");
     expect_shape(&label, gq, w.shape())?;
     expect_shape(&label, dw, w.shape())?;
-    let p = Params { len: u32_of(&label, "len", w.numel())?, threshold };
-    let k = gpu.kernel(&shaders::TTQ, "backward")?;
+    let mut p = Params { len: u32_of(&label, "len", w.numel())?, threshold, splits: 1, pad: 0 };
     let cost = Cost { flops: 3 * w.numel() as u64, bytes: f32_bytes(3 * w.numel()) };
-    let tensors = [
-        ("w", w),
-        ("maxabs", maxabs),
-        ("wp", wp),
-        ("wn", wn),
-        ("gq", gq),
-        ("dw", dw),
-        ("dwp", dwp),
-        ("dwn", dwn),
-    ];
-    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(1), cost)
+    let inputs = [("w", w), ("maxabs", maxabs), ("wp", wp), ("wn", wn), ("gq", gq), ("dw", dw)];
+    let splits = match gpu.family() {
+        Family::Blocked => 1,
+        Family::Tiled => w.numel().div_ceil(BACKWARD_RANGE).min(256),
+    };
+    if splits <= 1 {
+        let k = gpu.kernel(&shaders::TTQ, "backward")?;
+        let tensors = [&inputs[..], &[("dwp", dwp), ("dwn", dwn)]].concat();
+        return Ok(vec![Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(1), cost)?]);
+    }
+    p.splits = splits as u32;
+    let partial = gpu.tensor(&format!("{label}.partial"), &[splits, 2])?;
+    let k = gpu.kernel(&shaders::TTQ, "backward_split")?;
+    let tensors = [&inputs[..], &[("partial", &partial)]].concat();
+    let first =
+        Dispatch::new(gpu, &k, format!("{label}_split"), &p, &tensors, Grid::Groups(splits as u64), cost)?;
+    let k = gpu.kernel(&shaders::TTQ, "backward_merge")?;
+    let tensors = [("partial", &partial), ("dwp", dwp), ("dwn", dwn)];
+    let cost = Cost { flops: 2 * splits as u64, bytes: f32_bytes(2 * splits + 2) };
+    let second = Dispatch::new(gpu, &k, format!("{label}_merge"), &p, &tensors, Grid::Groups(1), cost)?;
+    Ok(vec![first, second])
 }
 
 /// Δ exactly as the shader computes it: t · max|w| in f32.
@@ -93,12 +109,12 @@ impl Quantizer for Ttq {
         let maxabs = gpu.tensor(&format!("{layer}.maxabs"), &[1])?;
         let wq = gpu.tensor(&format!("{layer}.wq"), w.shape())?;
         let mut forward = Program::default();
-        forward.push(reduce::max_abs(gpu, layer, w, &maxabs)?);
+        forward.extend_from(reduce::max_abs(gpu, layer, w, &maxabs)?);
         forward.push(quantize(gpu, layer, self.threshold, w, &maxabs, &wp.value, &wn.value, &wq)?);
         let (mut gq, mut backward) = (None, Program::default());
         if let (Some(dw), Some(dwp), Some(dwn)) = (&latent.grad, &wp.grad, &wn.grad) {
             let g = gpu.tensor(&format!("{layer}.gq"), w.shape())?;
-            backward.push(self::backward(
+            backward.extend_from(self::backward(
                 gpu,
                 layer,
                 self.threshold,

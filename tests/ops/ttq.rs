@@ -17,11 +17,10 @@ fn scale_gradients_match_finite_differences() {
     let (wpt, wnt) = (upload("wp", &[1], &[wp]), upload("wn", &[1], &[wn]));
     let [m, dwp, dwn] = ["maxabs", "dwp", "dwn"].map(|n| zeros(n, &[1]));
     let (wq, dw) = (zeros("wq", &[300]), zeros("dw", &[300]));
-    run([
-        reduce::max_abs(gpu(), "ttq", &wt, &m).unwrap(),
-        kernel::quantize(gpu(), "ttq", 0.05, &wt, &m, &wpt, &wnt, &wq).unwrap(),
-        kernel::backward(gpu(), "ttq", 0.05, &wt, &m, &wpt, &wnt, &gt, &dw, &dwp, &dwn).unwrap(),
-    ]);
+    let mut d = reduce::max_abs(gpu(), "ttq", &wt, &m).unwrap();
+    d.push(kernel::quantize(gpu(), "ttq", 0.05, &wt, &m, &wpt, &wnt, &wq).unwrap());
+    d.extend(kernel::backward(gpu(), "ttq", 0.05, &wt, &m, &wpt, &wnt, &gt, &dw, &dwp, &dwn).unwrap());
+    run(d);
     fd_check("ttq dWp", &[wp], &download(&dwp), |v| dot(&op::quantize(&w, 0.05, v[0], wn), &g));
     fd_check("ttq dWn", &[wn], &download(&dwn), |v| dot(&op::quantize(&w, 0.05, wp, v[0]), &g));
 }
