@@ -5,20 +5,26 @@
 //   1 w      storage read        [len]  latent full-precision weights
 //   2 delta_alpha storage read_write  [2]    [Δ, α]: Δ = 0.7·mean|w|, α = mean |w| over |w| > Δ
 //   3 wq     storage read_write  [len]  α·sign(w) where |w| > Δ, else 0
+//   4 partial storage read_write [p.splits, 2]  per-range sums (the split statistics)
 //
 // stats: a single workgroup of 256 (launch one), two strided passes with fixed-order trees.
+// The tiled family's split statistics, for large layers: sum_split (workgroup s of p.splits
+//   sums |w| over the s-th contiguous range), set_delta (one invocation adds the ranges in
+//   order), above_split (Σ|w| and count above Δ per range), set_alpha (likewise): the same
+//   trees, so results are bit-identical from run to run.
 // quantize: one invocation per weight, 256 per workgroup, 2-D grid.
 // The backward pass is the straight-through estimator ∂L/∂w = ∂L/∂wq: the convolution writes its
 // weight gradient straight into the latent gradient, so there is no backward entry point.
 
 override WG: u32 = 256u; // a power of two: the reductions halve it
 
-struct TwnParams { len: u32 }
+struct TwnParams { len: u32, splits: u32 }
 
 @group(0) @binding(0) var<uniform> p: TwnParams;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> delta_alpha: array<f32>;
 @group(0) @binding(3) var<storage, read_write> wq: array<f32>;
+@group(0) @binding(4) var<storage, read_write> partial: array<f32>;
 
 var<workgroup> tree_sum: array<f32, WG>;
 var<workgroup> tree_count: array<f32, WG>;
@@ -34,18 +40,23 @@ fn reduce(li: u32) {
     }
 }
 
-@compute @workgroup_size(WG)
-fn stats(@builtin(local_invocation_index) li: u32) {
+// Σ|w| over [start, end), in a fixed tree; every invocation returns it.
+fn sum_abs(li: u32, start: u32, end: u32) -> f32 {
     var s = 0.0;
-    for (var i = li; i < p.len; i += WG) { s += abs(w[i]); }
+    for (var i = start + li; i < end; i += WG) { s += abs(w[i]); }
     tree_sum[li] = s;
     tree_count[li] = 0.0;
     reduce(li);
-    let delta = 0.7 * tree_sum[0] / f32(p.len);
+    let r = tree_sum[0];
     workgroupBarrier();
+    return r;
+}
+
+// (Σ|w|, count) over |w| > delta in [start, end), in a fixed tree; every invocation returns it.
+fn sum_above(li: u32, start: u32, end: u32, delta: f32) -> vec2f {
     var above = 0.0;
     var count = 0.0;
-    for (var i = li; i < p.len; i += WG) {
+    for (var i = start + li; i < end; i += WG) {
         let a = abs(w[i]);
         if (a > delta) {
             above += a;
@@ -55,10 +66,58 @@ fn stats(@builtin(local_invocation_index) li: u32) {
     tree_sum[li] = above;
     tree_count[li] = count;
     reduce(li);
+    return vec2f(tree_sum[0], tree_count[0]);
+}
+
+fn alpha(s: vec2f) -> f32 {
+    return select(0.0, s.x / s.y, s.y > 0.0);
+}
+
+@compute @workgroup_size(WG)
+fn stats(@builtin(local_invocation_index) li: u32) {
+    let delta = 0.7 * sum_abs(li, 0u, p.len) / f32(p.len);
+    let s = sum_above(li, 0u, p.len, delta);
     if (li == 0u) {
         delta_alpha[0] = delta;
-        delta_alpha[1] = select(0.0, tree_sum[0] / tree_count[0], tree_count[0] > 0.0);
+        delta_alpha[1] = alpha(s);
     }
+}
+
+// The s-th of p.splits contiguous ranges of the weights.
+fn range(s: u32) -> vec2u {
+    let per = (p.len + p.splits - 1u) / p.splits;
+    return vec2u(min(s * per, p.len), min((s + 1u) * per, p.len));
+}
+
+@compute @workgroup_size(WG)
+fn sum_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+    let r = range(wg.x);
+    let s = sum_abs(li, r.x, r.y);
+    if (li == 0u) { partial[2u * wg.x] = s; }
+}
+
+@compute @workgroup_size(1)
+fn set_delta() {
+    var s = 0.0;
+    for (var k = 0u; k < p.splits; k++) { s += partial[2u * k]; }
+    delta_alpha[0] = 0.7 * s / f32(p.len);
+}
+
+@compute @workgroup_size(WG)
+fn above_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+    let r = range(wg.x);
+    let s = sum_above(li, r.x, r.y, delta_alpha[0]);
+    if (li == 0u) {
+        partial[2u * wg.x] = s.x;
+        partial[2u * wg.x + 1u] = s.y;
+    }
+}
+
+@compute @workgroup_size(1)
+fn set_alpha() {
+    var s = vec2f(0.0);
+    for (var k = 0u; k < p.splits; k++) { s += vec2f(partial[2u * k], partial[2u * k + 1u]); }
+    delta_alpha[1] = alpha(s);
 }
 
 @compute @workgroup_size(WG)

@@ -32,10 +32,9 @@ pub fn cases(gpu: &Gpu, shapes: &[usize]) -> Result<Vec<Case>> {
         let w = values(len, 700 + len as u64);
         let (wt, delta_alpha, wq) =
             (c.upload("w", &[len], &w)?, c.zeros("delta_alpha", &[2])?, c.zeros("wq", &[len])?);
-        c.run([
-            op::stats(gpu, "twn", &wt, &delta_alpha)?,
-            op::quantize(gpu, "twn", &wt, &delta_alpha, &wq)?,
-        ])?;
+        let mut d = op::stats(gpu, "twn", &wt, &delta_alpha)?;
+        d.push(op::quantize(gpu, "twn", &wt, &delta_alpha, &wq)?);
+        c.run(d)?;
         c.expect("stats", &delta_alpha, &stats(&w), TOL)?;
         c.expect("quantize", &wq, &quantize(&w), TOL)?;
         Ok(())

@@ -29,21 +29,29 @@ pub fn sum_splits(gpu: &Gpu, label: &str, partial: &Tensor, total: &Tensor) -> R
     )
 }
 
-/// Elements per workgroup below which max_abs runs as one workgroup in the tiled family too.
-const MAX_ABS_RANGE: usize = 4096;
+/// Values per workgroup below which a per-layer reduction runs as one workgroup in the tiled
+/// family too.
+const RANGE: usize = 4096;
 
-/// result[0] = max |src|: by one workgroup in the blocked family; in the tiled family by one
-/// workgroup per range of at least `MAX_ABS_RANGE` elements (at most 256 ranges), then one over
+/// How many contiguous ranges a per-layer reduction over `len` values (max|w|, the quantizers'
+/// statistics and scale gradients) is split into, one workgroup each, before a second kernel
+/// combines them in order: 1 in the blocked family (a CPU driver runs one workgroup per core
+/// anyway), in the tiled family one per `RANGE` values, at most 256.
+pub fn ranges(gpu: &Gpu, len: usize) -> usize {
+    match gpu.family() {
+        Family::Blocked => 1,
+        Family::Tiled => len.div_ceil(RANGE).clamp(1, 256),
+    }
+}
+
+/// result[0] = max |src|: by one workgroup, or (see `ranges`) one per range, then one over
 /// their maxima.
 pub fn max_abs(gpu: &Gpu, label: &str, src: &Tensor, result: &Tensor) -> Result<Vec<Dispatch>> {
     let label = format!("{label}/max_abs");
     expect_shape(&label, result, &[1])?;
     let len = u32_of(&label, "len", src.numel())?;
     let cost = Cost { flops: src.numel() as u64, bytes: f32_bytes(src.numel() + 1) };
-    let splits = match gpu.family() {
-        Family::Blocked => 1,
-        Family::Tiled => src.numel().div_ceil(MAX_ABS_RANGE).min(256),
-    };
+    let splits = ranges(gpu, src.numel());
     let k = gpu.kernel(&shaders::REDUCE, "max_abs")?;
     if splits <= 1 {
         let params = Params { len, splits: 1 };

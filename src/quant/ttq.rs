@@ -4,7 +4,7 @@
 //! trained; the gradients are in the shader's header.
 
 use super::{Quantized, Quantizer, Ternary, scalar};
-use crate::gpu::{Cost, Dispatch, Family, Gpu, Grid, Program, Result, Tensor, Var, shaders};
+use crate::gpu::{Cost, Dispatch, Gpu, Grid, Program, Result, Tensor, Var, shaders};
 use crate::ops::{expect_shape, f32_bytes, reduce, u32_of};
 use crate::params::ParamSpec;
 
@@ -42,12 +42,8 @@ pub fn quantize(
     Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(w.numel() as u64), cost)
 }
 
-/// Weights per workgroup below which the backward runs as one workgroup in the tiled family too.
-const BACKWARD_RANGE: usize = 4096;
-
-/// ∂L/∂w, ∂L/∂Wp and ∂L/∂Wn from gq = ∂L/∂wq: one workgroup in the blocked family; in the tiled
-/// family one per range of at least `BACKWARD_RANGE` weights (at most 256), whose sums a second
-/// kernel adds in order.
+/// ∂L/∂w, ∂L/∂Wp and ∂L/∂Wn from gq = ∂L/∂wq: by one workgroup, or (see `reduce::ranges`) one
+/// per range, whose sums a second kernel adds in order.
 pub fn backward(
     gpu: &Gpu,
     label: &str,
@@ -67,10 +63,7 @@ pub fn backward(
     let mut p = Params { len: u32_of(&label, "len", w.numel())?, threshold, splits: 1, pad: 0 };
     let cost = Cost { flops: 3 * w.numel() as u64, bytes: f32_bytes(3 * w.numel()) };
     let inputs = [("w", w), ("maxabs", maxabs), ("wp", wp), ("wn", wn), ("gq", gq), ("dw", dw)];
-    let splits = match gpu.family() {
-        Family::Blocked => 1,
-        Family::Tiled => w.numel().div_ceil(BACKWARD_RANGE).min(256),
-    };
+    let splits = reduce::ranges(gpu, w.numel());
     if splits <= 1 {
         let k = gpu.kernel(&shaders::TTQ, "backward")?;
         let tensors = [&inputs[..], &[("dwp", dwp), ("dwn", dwn)]].concat();

@@ -3,7 +3,7 @@
 
 use super::{Quantized, Quantizer, Ternary};
 use crate::gpu::{Cost, Dispatch, Gpu, Grid, Program, Result, Tensor, Var, shaders};
-use crate::ops::{expect_shape, f32_bytes, u32_of};
+use crate::ops::{expect_shape, f32_bytes, reduce, u32_of};
 use crate::params::ParamSpec;
 
 pub struct Twn;
@@ -12,22 +12,46 @@ pub struct Twn;
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     len: u32,
+    splits: u32,
 }
 
-/// delta_alpha = [Δ, α] of the latent weights (one workgroup).
-pub fn stats(gpu: &Gpu, label: &str, w: &Tensor, delta_alpha: &Tensor) -> Result<Dispatch> {
+/// delta_alpha = [Δ, α] of the latent weights: by one workgroup, or (see `reduce::ranges`) Σ|w|
+/// per range, Δ, the sums above Δ per range, then α.
+pub fn stats(gpu: &Gpu, label: &str, w: &Tensor, delta_alpha: &Tensor) -> Result<Vec<Dispatch>> {
     let label = format!("{label}/stats");
     expect_shape(&label, delta_alpha, &[2])?;
-    let p = Params { len: u32_of(&label, "len", w.numel())? };
-    let k = gpu.kernel(&shaders::TWN, "stats")?;
+    let len = u32_of(&label, "len", w.numel())?;
     let cost = Cost { flops: 4 * w.numel() as u64, bytes: f32_bytes(2 * w.numel()) };
-    Dispatch::new(gpu, &k, label, &p, &[("w", w), ("delta_alpha", delta_alpha)], Grid::Groups(1), cost)
+    let splits = reduce::ranges(gpu, w.numel());
+    if splits <= 1 {
+        let k = gpu.kernel(&shaders::TWN, "stats")?;
+        let p = Params { len, splits: 1 };
+        let tensors = [("w", w), ("delta_alpha", delta_alpha)];
+        return Ok(vec![Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(1), cost)?]);
+    }
+    let p = Params { len, splits: splits as u32 };
+    let partial = gpu.tensor(&format!("{label}.partial"), &[splits, 2])?;
+    let stage = |entry: &str, groups: usize| -> Result<Dispatch> {
+        let k = gpu.kernel(&shaders::TWN, entry)?;
+        let all = [("w", w), ("delta_alpha", delta_alpha), ("partial", &partial)];
+        let tensors: Vec<_> =
+            all.into_iter().filter(|(n, _)| k.bindings.iter().any(|b| b.name == *n)).collect();
+        let cost =
+            if groups > 1 { Cost { flops: cost.flops / 2, bytes: cost.bytes / 2 } } else { Cost::default() };
+        Dispatch::new(gpu, &k, format!("{label}/{entry}"), &p, &tensors, Grid::Groups(groups as u64), cost)
+    };
+    Ok(vec![
+        stage("sum_split", splits)?,
+        stage("set_delta", 1)?,
+        stage("above_split", splits)?,
+        stage("set_alpha", 1)?,
+    ])
 }
 
 pub fn quantize(gpu: &Gpu, label: &str, w: &Tensor, delta_alpha: &Tensor, wq: &Tensor) -> Result<Dispatch> {
     let label = format!("{label}/quantize");
     expect_shape(&label, wq, w.shape())?;
-    let p = Params { len: u32_of(&label, "len", w.numel())? };
+    let p = Params { len: u32_of(&label, "len", w.numel())?, splits: 1 };
     let k = gpu.kernel(&shaders::TWN, "quantize")?;
     let cost = Cost { flops: 2 * w.numel() as u64, bytes: f32_bytes(2 * w.numel()) };
     let tensors = [("w", w), ("delta_alpha", delta_alpha), ("wq", wq)];
@@ -48,7 +72,7 @@ impl Quantizer for Twn {
         let delta_alpha = gpu.tensor(&format!("{layer}.delta_alpha"), &[2])?;
         let wq = gpu.tensor(&format!("{layer}.wq"), w.shape())?;
         let mut forward = Program::default();
-        forward.push(stats(gpu, layer, w, &delta_alpha)?);
+        forward.extend_from(stats(gpu, layer, w, &delta_alpha)?);
         forward.push(quantize(gpu, layer, w, &delta_alpha, &wq)?);
         // Straight-through: the layer writes ∂L/∂wq straight into the latent gradient.
         Ok(Quantized {
