@@ -10,6 +10,7 @@
 //   5 gq      storage read        [len]  ∂L/∂wq
 //   6 dw      storage read_write  [len]  ∂L/∂w
 //   7 ddelta  storage read_write  [1]    ∂L/∂δ
+//   8 partial storage read_write  [p.splits + 1]  per-range sums (the split reductions), then G
 //
 // stats (one workgroup of 256, launch one): μ and σ of the weights (two passes, population σ),
 //   δ' = clamp(δ, 0, 3σ) (inside = 1 when δ is strictly inside), a = δ'/σ,
@@ -23,11 +24,15 @@
 //   ∂α/∂σ = λ − a·λ' when inside, else λ (a is fixed by the clip); ∂μ/∂w = 1/n;
 //   ∂σ/∂w = (w − μ)/(nσ). So ∂L/∂w = g + G·(1/n + ∂α/∂σ·(w − μ)/(nσ)), ∂L/∂δ = G·∂α/∂δ.
 //   The thresholds μ ± δ' also move with μ and δ, but T is piecewise constant there: no gradient.
+// The tiled family splits large layers into p.splits contiguous ranges, one workgroup each, and
+//   adds the ranges' sums in order with one invocation: mean_split, set_mean (fit[0] = μ),
+//   var_split, set_fit (the rest of the fit); backward_split, set_g (partial[p.splits] = G and ∂L/∂δ),
+//   then backward_apply, one invocation per weight.
 // Φ uses the complementary error function of Numerical Recipes' erfcc (fractional error < 1.2e-7).
 
 override WG: u32 = 256u; // a power of two: the reductions halve it
 
-struct TtnParams { len: u32 }
+struct TtnParams { len: u32, splits: u32 }
 
 @group(0) @binding(0) var<uniform> p: TtnParams;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
@@ -37,6 +42,7 @@ struct TtnParams { len: u32 }
 @group(0) @binding(5) var<storage, read> gq: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(7) var<storage, read_write> ddelta: array<f32>;
+@group(0) @binding(8) var<storage, read_write> partial: array<f32>;
 
 var<workgroup> tree: array<f32, WG>;
 
@@ -67,29 +73,78 @@ fn ternary(v: f32) -> f32 {
     return select(select(0.0, -1.0, v < lo), 1.0, v > hi);
 }
 
+// Σw, and Σ(w − mu)², over [start, end) in fixed trees; every invocation returns them.
+fn sum_w(li: u32, start: u32, end: u32) -> f32 {
+    var s = 0.0;
+    for (var i = start + li; i < end; i += WG) { s += w[i]; }
+    return tree_sum(li, s);
+}
+
+fn sum_sq(li: u32, start: u32, end: u32, mu: f32) -> f32 {
+    var v = 0.0;
+    for (var i = start + li; i < end; i += WG) { v += (w[i] - mu) * (w[i] - mu); }
+    return tree_sum(li, v);
+}
+
+// The fit from μ and Σ(w − μ)².
+fn put_fit(mu: f32, sq: f32) {
+    let sigma = max(sqrt(sq / f32(p.len)), 1e-12);
+    let d = clamp(delta[0], 0.0, 3.0 * sigma);
+    let a = d / sigma;
+    let tail = 0.5 * erfc(a * 0.70710678);
+    let lambda = 0.39894228 * exp(-0.5 * a * a) / tail;
+    fit[0] = mu;
+    fit[1] = sigma;
+    fit[2] = d;
+    fit[3] = mu + sigma * lambda;
+    fit[4] = lambda;
+    fit[5] = a;
+    fit[6] = select(0.0, 1.0, delta[0] > 0.0 && delta[0] < 3.0 * sigma);
+    fit[7] = 0.0;
+}
+
 @compute @workgroup_size(WG)
 fn stats(@builtin(local_invocation_index) li: u32) {
-    let n = f32(p.len);
+    let mu = sum_w(li, 0u, p.len) / f32(p.len);
+    let sq = sum_sq(li, 0u, p.len, mu);
+    if (li == 0u) { put_fit(mu, sq); }
+}
+
+// The s-th of p.splits contiguous ranges of the weights.
+fn range(s: u32) -> vec2u {
+    let per = (p.len + p.splits - 1u) / p.splits;
+    return vec2u(min(s * per, p.len), min((s + 1u) * per, p.len));
+}
+
+// Σ partial[0 .. p.splits] in order.
+fn sum_partial() -> f32 {
     var s = 0.0;
-    for (var i = li; i < p.len; i += WG) { s += w[i]; }
-    let mu = tree_sum(li, s) / n;
-    var v = 0.0;
-    for (var i = li; i < p.len; i += WG) { v += (w[i] - mu) * (w[i] - mu); }
-    let sigma = max(sqrt(tree_sum(li, v) / n), 1e-12);
-    if (li == 0u) {
-        let d = clamp(delta[0], 0.0, 3.0 * sigma);
-        let a = d / sigma;
-        let tail = 0.5 * erfc(a * 0.70710678);
-        let lambda = 0.39894228 * exp(-0.5 * a * a) / tail;
-        fit[0] = mu;
-        fit[1] = sigma;
-        fit[2] = d;
-        fit[3] = mu + sigma * lambda;
-        fit[4] = lambda;
-        fit[5] = a;
-        fit[6] = select(0.0, 1.0, delta[0] > 0.0 && delta[0] < 3.0 * sigma);
-        fit[7] = 0.0;
-    }
+    for (var k = 0u; k < p.splits; k++) { s += partial[k]; }
+    return s;
+}
+
+@compute @workgroup_size(WG)
+fn mean_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+    let r = range(wg.x);
+    let s = sum_w(li, r.x, r.y);
+    if (li == 0u) { partial[wg.x] = s; }
+}
+
+@compute @workgroup_size(1)
+fn set_mean() {
+    fit[0] = sum_partial() / f32(p.len);
+}
+
+@compute @workgroup_size(WG)
+fn var_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+    let r = range(wg.x);
+    let s = sum_sq(li, r.x, r.y, fit[0]);
+    if (li == 0u) { partial[wg.x] = s; }
+}
+
+@compute @workgroup_size(1)
+fn set_fit() {
+    put_fit(fit[0], sum_partial());
 }
 
 @compute @workgroup_size(WG)
@@ -100,21 +155,55 @@ fn quantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     wq[i] = fit[3] * ternary(w[i]);
 }
 
-@compute @workgroup_size(WG)
-fn backward(@builtin(local_invocation_index) li: u32) {
+// G = Σ g·T over [start, end) in a fixed tree; every invocation returns it.
+fn sum_gt(li: u32, start: u32, end: u32) -> f32 {
     var s = 0.0;
-    for (var i = li; i < p.len; i += WG) { s += gq[i] * ternary(w[i]); }
-    let g_alpha = tree_sum(li, s);
-    let mu = fit[0];
-    let sigma = fit[1];
+    for (var i = start + li; i < end; i += WG) { s += gq[i] * ternary(w[i]); }
+    return tree_sum(li, s);
+}
+
+struct Slopes { dalpha_dsigma: f32, dlambda: f32, inside: bool }
+
+fn slopes() -> Slopes {
     let lambda = fit[4];
     let a = fit[5];
     let inside = fit[6] > 0.5;
     let dlambda = lambda * (lambda - a);
-    let dalpha_dsigma = select(lambda, lambda - a * dlambda, inside);
+    return Slopes(select(lambda, lambda - a * dlambda, inside), dlambda, inside);
+}
+
+fn dw_of(i: u32, g_alpha: f32, k: Slopes) -> f32 {
     let n = f32(p.len);
-    for (var i = li; i < p.len; i += WG) {
-        dw[i] = gq[i] + g_alpha * (1.0 / n + dalpha_dsigma * (w[i] - mu) / (n * sigma));
-    }
-    if (li == 0u) { ddelta[0] = select(0.0, g_alpha * dlambda, inside); }
+    return gq[i] + g_alpha * (1.0 / n + k.dalpha_dsigma * (w[i] - fit[0]) / (n * fit[1]));
+}
+
+@compute @workgroup_size(WG)
+fn backward(@builtin(local_invocation_index) li: u32) {
+    let g_alpha = sum_gt(li, 0u, p.len);
+    let k = slopes();
+    for (var i = li; i < p.len; i += WG) { dw[i] = dw_of(i, g_alpha, k); }
+    if (li == 0u) { ddelta[0] = select(0.0, g_alpha * k.dlambda, k.inside); }
+}
+
+@compute @workgroup_size(WG)
+fn backward_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+    let r = range(wg.x);
+    let s = sum_gt(li, r.x, r.y);
+    if (li == 0u) { partial[wg.x] = s; }
+}
+
+@compute @workgroup_size(1)
+fn set_g() {
+    let g_alpha = sum_partial();
+    let k = slopes();
+    partial[p.splits] = g_alpha;
+    ddelta[0] = select(0.0, g_alpha * k.dlambda, k.inside);
+}
+
+@compute @workgroup_size(WG)
+fn backward_apply(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                  @builtin(local_invocation_index) li: u32) {
+    let i = (wg.y * nwg.x + wg.x) * WG + li;
+    if (i >= p.len) { return; }
+    dw[i] = dw_of(i, partial[p.splits], slopes());
 }

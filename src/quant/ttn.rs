@@ -7,7 +7,7 @@
 
 use super::{Quantized, Quantizer, Ternary, scalar};
 use crate::gpu::{Cost, Dispatch, Gpu, Grid, Program, Result, Tensor, Var, shaders};
-use crate::ops::{expect_shape, f32_bytes, u32_of};
+use crate::ops::{expect_shape, f32_bytes, reduce, u32_of};
 use crate::params::ParamSpec;
 
 pub struct Ttn {
@@ -19,27 +19,63 @@ pub struct Ttn {
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     len: u32,
+    splits: u32,
 }
 
 fn params(label: &str, w: &Tensor) -> Result<Params> {
-    Ok(Params { len: u32_of(label, "len", w.numel())? })
+    Ok(Params { len: u32_of(label, "len", w.numel())?, splits: 1 })
 }
 
-/// fit = [μ, σ, δ', α, λ, a, inside, 0] of the latent weights (one workgroup).
-pub fn stats(gpu: &Gpu, label: &str, w: &Tensor, delta: &Tensor, fit: &Tensor) -> Result<Dispatch> {
+/// The split path of a reduction (see `reduce::ranges`): `stages` (entry point, workgroups) in
+/// order, each binding those of `tensors` and a partial-sums buffer its entry point uses.
+fn split_stages(
+    gpu: &Gpu,
+    label: &str,
+    w: &Tensor,
+    splits: usize,
+    tensors: &[(&str, &Tensor)],
+    stages: &[(&str, u64)],
+    cost: Cost,
+) -> Result<Vec<Dispatch>> {
+    let p = Params { len: u32_of(label, "len", w.numel())?, splits: splits as u32 };
+    let partial = gpu.tensor(&format!("{label}.partial"), &[splits + 1])?;
+    let mut all = tensors.to_vec();
+    all.push(("partial", &partial));
+    stages
+        .iter()
+        .map(|&(entry, threads)| {
+            let k = gpu.kernel(&shaders::TTN, entry)?;
+            let t: Vec<_> =
+                all.iter().copied().filter(|(n, _)| k.bindings.iter().any(|b| b.name == *n)).collect();
+            let grid = if threads == 0 { Grid::Groups(splits as u64) } else { Grid::Threads(threads) };
+            let cost = if threads == 1 { Cost::default() } else { cost };
+            Dispatch::new(gpu, &k, format!("{label}/{entry}"), &p, &t, grid, cost)
+        })
+        .collect()
+}
+
+/// fit = [μ, σ, δ', α, λ, a, inside, 0] of the latent weights: by one workgroup, or (see
+/// `reduce::ranges`) Σw per range, μ, Σ(w − μ)² per range, then the fit.
+pub fn stats(gpu: &Gpu, label: &str, w: &Tensor, delta: &Tensor, fit: &Tensor) -> Result<Vec<Dispatch>> {
     let label = format!("{label}/stats");
     expect_shape(&label, fit, &[8])?;
-    let k = gpu.kernel(&shaders::TTN, "stats")?;
     let cost = Cost { flops: 4 * w.numel() as u64, bytes: f32_bytes(2 * w.numel()) };
-    Dispatch::new(
-        gpu,
-        &k,
-        label.clone(),
-        &params(&label, w)?,
-        &[("w", w), ("delta", delta), ("fit", fit)],
-        Grid::Groups(1),
-        cost,
-    )
+    let tensors = [("w", w), ("delta", delta), ("fit", fit)];
+    let splits = reduce::ranges(gpu, w.numel());
+    if splits <= 1 {
+        let k = gpu.kernel(&shaders::TTN, "stats")?;
+        return Ok(vec![Dispatch::new(
+            gpu,
+            &k,
+            label.clone(),
+            &params(&label, w)?,
+            &tensors,
+            Grid::Groups(1),
+            cost,
+        )?]);
+    }
+    let stages = [("mean_split", 0), ("set_mean", 1), ("var_split", 0), ("set_fit", 1)];
+    split_stages(gpu, &label, w, splits, &tensors, &stages, cost)
 }
 
 pub fn quantize(gpu: &Gpu, label: &str, w: &Tensor, fit: &Tensor, wq: &Tensor) -> Result<Dispatch> {
@@ -67,15 +103,20 @@ pub fn backward(
     gq: &Tensor,
     dw: &Tensor,
     ddelta: &Tensor,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     let label = format!("{label}/backward");
     expect_shape(&label, gq, w.shape())?;
     expect_shape(&label, dw, w.shape())?;
-    let k = gpu.kernel(&shaders::TTN, "backward")?;
     let cost = Cost { flops: 8 * w.numel() as u64, bytes: f32_bytes(4 * w.numel()) };
-    let p = params(&label, w)?;
     let tensors = [("w", w), ("fit", fit), ("gq", gq), ("dw", dw), ("ddelta", ddelta)];
-    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(1), cost)
+    let splits = reduce::ranges(gpu, w.numel());
+    if splits <= 1 {
+        let k = gpu.kernel(&shaders::TTN, "backward")?;
+        let p = params(&label, w)?;
+        return Ok(vec![Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(1), cost)?]);
+    }
+    let stages = [("backward_split", 0), ("set_g", 1), ("backward_apply", w.numel() as u64)];
+    split_stages(gpu, &label, w, splits, &tensors, &stages, cost)
 }
 
 /// erfc by Numerical Recipes' erfcc, as in the shader (in f64 here).
@@ -125,12 +166,12 @@ impl Quantizer for Ttn {
         let fit = gpu.tensor(&format!("{layer}.fit"), &[8])?;
         let wq = gpu.tensor(&format!("{layer}.wq"), w.shape())?;
         let mut forward = Program::default();
-        forward.push(stats(gpu, layer, w, &delta.value, &fit)?);
+        forward.extend_from(stats(gpu, layer, w, &delta.value, &fit)?);
         forward.push(quantize(gpu, layer, w, &fit, &wq)?);
         let (mut gq, mut backward) = (None, Program::default());
         if let (Some(dw), Some(ddelta)) = (&latent.grad, &delta.grad) {
             let g = gpu.tensor(&format!("{layer}.gq"), w.shape())?;
-            backward.push(self::backward(gpu, layer, w, &fit, &g, dw, ddelta)?);
+            backward.extend_from(self::backward(gpu, layer, w, &fit, &g, dw, ddelta)?);
             gq = Some(g);
         }
         Ok(Quantized { wq, forward, gq, backward, after_update: Program::default() })

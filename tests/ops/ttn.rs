@@ -16,11 +16,10 @@ fn threshold_gradient_matches_finite_differences() {
             (upload("w", &[400], &w), upload("delta", &[1], &[delta]), upload("gq", &[400], &g));
         let (fit, wq, dw, dd) =
             (zeros("fit", &[8]), zeros("wq", &[400]), zeros("dw", &[400]), zeros("dd", &[1]));
-        run([
-            kernel::stats(gpu(), "ttn", &wt, &dt, &fit).unwrap(),
-            kernel::quantize(gpu(), "ttn", &wt, &fit, &wq).unwrap(),
-            kernel::backward(gpu(), "ttn", &wt, &fit, &gt, &dw, &dd).unwrap(),
-        ]);
+        let mut d = kernel::stats(gpu(), "ttn", &wt, &dt, &fit).unwrap();
+        d.push(kernel::quantize(gpu(), "ttn", &wt, &fit, &wq).unwrap());
+        d.extend(kernel::backward(gpu(), "ttn", &wt, &fit, &gt, &dw, &dd).unwrap());
+        run(d);
         fd_check("ttn dδ", &[delta], &download(&dd), |v| dot(&op::quantize(&w, v[0]), &g));
         assert_close("ttn wq", &download(&wq), &op::quantize(&w, delta), 1e-5);
         // With T held fixed, L = α(w)·Σ g·T: the rest of dw is the α path.
