@@ -208,27 +208,32 @@ fn stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
     if (li == 0u) { put_stats(ch, w); }
 }
 
-// The images of split `s` of p.splits.
-fn images(s: u32) -> vec2u {
+// A split reduction's workgroup: channel, split and the split's images [n0, n1) of the
+// s-th of p.splits ranges. Groups past c·splits (grids wider than one dimension) get ch ≥ c.
+struct Split { ch: u32, s: u32, n0: u32, n1: u32 }
+
+fn split(wg: vec3u, nwg: vec3u) -> Split {
+    let g = group(wg, nwg);
+    let s = g % p.splits;
     let per = (p.n + p.splits - 1u) / p.splits;
-    return vec2u(min(s * per, p.n), min((s + 1u) * per, p.n));
+    return Split(g / p.splits, s, min(s * per, p.n), min((s + 1u) * per, p.n));
+}
+
+// partial[ch, s] = v (written by invocation 0).
+fn put_partial(li: u32, k: Split, v: vec3f) {
+    if (li != 0u) { return; }
+    let at = (k.ch * p.splits + k.s) * 3u;
+    partial[at] = v.x;
+    partial[at + 1u] = v.y;
+    partial[at + 2u] = v.z;
 }
 
 @compute @workgroup_size(WG)
 fn stats_split(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                @builtin(local_invocation_index) li: u32) {
-    let g = group(wg, nwg);
-    let ch = g / p.splits;
-    let s = g % p.splits;
-    if (ch >= p.c) { return; } // groups past c·splits (grids wider than one dimension)
-    let r = images(s);
-    let w = welford(ch, li, r.x, r.y);
-    if (li == 0u) {
-        let at = (ch * p.splits + s) * 3u;
-        partial[at] = w.x;
-        partial[at + 1u] = w.y;
-        partial[at + 2u] = w.z;
-    }
+    let k = split(wg, nwg);
+    if (k.ch >= p.c) { return; }
+    put_partial(li, k, welford(k.ch, li, k.n0, k.n1));
 }
 
 @compute @workgroup_size(WG)
@@ -428,17 +433,9 @@ fn backward_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw
 @compute @workgroup_size(WG)
 fn backward_reduce_split(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                          @builtin(local_invocation_index) li: u32) {
-    let g = group(wg, nwg);
-    let ch = g / p.splits;
-    let s = g % p.splits;
-    if (ch >= p.c) { return; } // groups past c·splits (grids wider than one dimension)
-    let n = images(s);
-    let r = grad_sums(ch, li, n.x, n.y);
-    if (li == 0u) {
-        let at = (ch * p.splits + s) * 3u;
-        partial[at] = r.x;
-        partial[at + 1u] = r.y;
-    }
+    let k = split(wg, nwg);
+    if (k.ch >= p.c) { return; }
+    put_partial(li, k, vec3f(grad_sums(k.ch, li, k.n0, k.n1), 0.0));
 }
 
 @compute @workgroup_size(WG)
