@@ -2,7 +2,7 @@
 //! Parameter names follow PyTorch's CIFAR ResNets (conv1.weight, layer1.0.bn2.running_var, ...).
 
 use super::graph::Builder;
-use crate::gpu::{Gpu, Program, Tensor, TernaryKernels, Var};
+use crate::gpu::{Dispatch, Gpu, Program, Tensor, TernaryKernels, Var};
 use crate::ops::batchnorm::{BatchNormTensors, Fused, Pool, Residual};
 use crate::ops::packed_conv::Epilogue;
 use crate::ops::ternary_masks::{self, Layout, Masks};
@@ -132,46 +132,63 @@ impl Conv {
         b.after_update.extend(q.after_update);
         let y = b.act(&format!("{}.out", self.name), &g.output_shape())?;
         let packed = self.packed(b.gpu, &g);
-        if packed {
-            let m = Masks::new(b.gpu, &self.name, &g.weight_shape(), Layout::Forward)?;
-            b.forward.extend_from(ternary_masks::write(b.gpu, &self.name, &q.wq, &m)?);
-            let e = Identity::new(b.gpu, &self.name, g.cout)?;
-            let e = e.epilogue(false);
-            b.forward.push(ops::packed_conv::forward(
-                b.gpu,
-                &self.name,
-                &g,
-                &x.value,
-                &m.weights(),
-                &e,
-                &y.value,
-            )?);
+        b.forward.extend_from(if packed {
+            self.forward_on_masks(b.gpu, &g, &x.value, &q.wq, &y.value)?
         } else {
-            b.forward.push(ops::conv2d::forward(b.gpu, &self.name, &g, &x.value, &q.wq, &y.value)?);
-        }
+            vec![ops::conv2d::forward(b.gpu, &self.name, &g, &x.value, &q.wq, &y.value)?]
+        });
         if let (Some(dy), Some(gq)) = (&y.grad, &q.gq) {
             let mut bw = ops::conv2d::grad_weight(b.gpu, &self.name, &g, &x.value, dy, gq)?;
             bw.extend(q.backward);
             if let Some(dx) = &x.grad {
                 // The input gradient on masks needs one scale per layer: each row of the
                 // transposed weights mixes every output channel.
-                match ternary_masks::transposed(&g).filter(|_| packed && !self.quant.per_channel_scales()) {
-                    Some(gt) => {
-                        let label = format!("{}/grad_input", self.name);
-                        let m = Masks::new(b.gpu, &self.name, &g.weight_shape(), Layout::Transposed)?;
-                        bw.extend_from(ternary_masks::write(b.gpu, &label, &q.wq, &m)?);
-                        let e = Identity::new(b.gpu, &label, g.cin)?;
-                        let e = e.epilogue(accumulate);
-                        bw.push(ops::packed_conv::forward(b.gpu, &label, &gt, dy, &m.weights(), &e, dx)?);
+                let on_masks = packed && !self.quant.per_channel_scales();
+                bw.extend_from(match ternary_masks::transposed(&g).filter(|_| on_masks) {
+                    Some(gt) => self.grad_input_on_masks(b.gpu, &gt, dy, &q.wq, dx, accumulate)?,
+                    None => {
+                        vec![ops::conv2d::grad_input_into(b.gpu, &self.name, &g, dy, &q.wq, dx, accumulate)?]
                     }
-                    None => bw.push(ops::conv2d::grad_input_into(
-                        b.gpu, &self.name, &g, dy, &q.wq, dx, accumulate,
-                    )?),
-                }
+                });
             }
             b.push_backward(bw);
         }
         Ok(y)
+    }
+
+    /// The forward convolution on the forward masks of wq, written first.
+    fn forward_on_masks(
+        &self,
+        gpu: &Gpu,
+        g: &Conv2dGeom,
+        x: &Tensor,
+        wq: &Tensor,
+        y: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        let m = Masks::new(gpu, &self.name, &g.weight_shape(), Layout::Forward)?;
+        let mut d = Vec::from(ternary_masks::write(gpu, &self.name, wq, &m)?);
+        let e = Identity::new(gpu, &self.name, g.cout)?;
+        d.push(ops::packed_conv::forward(gpu, &self.name, g, x, &m.weights(), &e.epilogue(false), y)?);
+        Ok(d)
+    }
+
+    /// The input gradient as the convolution `gt` of dy on the transposed masks of wq, written
+    /// first; with `accumulate`, added to what dx holds.
+    fn grad_input_on_masks(
+        &self,
+        gpu: &Gpu,
+        gt: &Conv2dGeom,
+        dy: &Tensor,
+        wq: &Tensor,
+        dx: &Tensor,
+        accumulate: bool,
+    ) -> Result<Vec<Dispatch>> {
+        let label = format!("{}/grad_input", self.name);
+        let m = Masks::new(gpu, &self.name, wq.shape(), Layout::Transposed)?;
+        let mut d = Vec::from(ternary_masks::write(gpu, &label, wq, &m)?);
+        let e = Identity::new(gpu, &label, gt.cout)?;
+        d.push(ops::packed_conv::forward(gpu, &label, gt, dy, &m.weights(), &e.epilogue(accumulate), dx)?);
+        Ok(d)
     }
 
     /// Whether the forward convolution (and, where `ternary_masks::transposed` allows, the input
