@@ -207,9 +207,7 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
 fn describe_ternary(gpu: &Gpu) -> &'static str {
     use crate::gpu::{Family, TernaryKernels};
     match gpu.ternary_kernels() {
-        TernaryKernels::Auto if gpu.family() == Family::Blocked && gpu.subgroups_of(8) => {
-            "bit masks on the 3×3 lanes convolutions (auto)"
-        }
+        TernaryKernels::Auto if gpu.family() == Family::Blocked => "bit masks (auto)",
         TernaryKernels::Auto => "dense f32 weights (auto)",
         TernaryKernels::Packed => "bit masks (packed)",
         TernaryKernels::Dense => "dense f32 weights (dense)",

@@ -41,7 +41,7 @@ pub struct GpuOptions {
     #[arg(long, value_enum, global = true)]
     pub kernels: Option<Kernels>,
     /// What ternary layers' forward convolutions and input gradients read in training: auto
-    /// (packed where the subgroup lanes kernels run), packed bit masks or dense f32 weights
+    /// (packed in the blocked family, where it is measured faster), packed bit masks or dense f32 weights
     /// (default: TERN_TERNARY_KERNELS, else auto)
     #[arg(long, value_enum, global = true)]
     pub ternary_kernels: Option<TernaryKernels>,

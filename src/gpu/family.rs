@@ -47,7 +47,7 @@ impl Kernels {
 /// input gradient read in training.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum TernaryKernels {
-    /// packed where the subgroup lanes kernels run (measured faster there), dense elsewhere
+    /// packed in the blocked family (measured faster there), dense in the tiled family
     #[default]
     Auto,
     /// bit masks written from the quantized weights every step, zero weights skipped

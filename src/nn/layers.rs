@@ -2,7 +2,7 @@
 //! Parameter names follow PyTorch's CIFAR ResNets (conv1.weight, layer1.0.bn2.running_var, ...).
 
 use super::graph::Builder;
-use crate::gpu::{Dispatch, Gpu, Program, Tensor, TernaryKernels, Var};
+use crate::gpu::{Dispatch, Family, Gpu, Program, Tensor, TernaryKernels, Var};
 use crate::ops::batchnorm::{BatchNormTensors, Fused, Pool, Residual};
 use crate::ops::packed_conv::Epilogue;
 use crate::ops::ternary_masks::{self, Layout, Masks};
@@ -131,7 +131,7 @@ impl Conv {
         b.forward.extend(q.forward);
         b.after_update.extend(q.after_update);
         let y = b.act(&format!("{}.out", self.name), &g.output_shape())?;
-        let packed = self.packed(b.gpu, &g);
+        let packed = self.packed(b.gpu);
         b.forward.extend_from(if packed {
             self.forward_on_masks(b.gpu, &g, &x.value, &q.wq, &y.value)?
         } else {
@@ -193,12 +193,12 @@ impl Conv {
 
     /// Whether the forward convolution (and, where `ternary_masks::transposed` allows, the input
     /// gradient) reads bit masks of the quantized weights instead of the f32 weights.
-    fn packed(&self, gpu: &Gpu, g: &Conv2dGeom) -> bool {
+    fn packed(&self, gpu: &Gpu) -> bool {
         self.quant.kind() != QuantKind::Fp
             && match gpu.ternary_kernels() {
                 TernaryKernels::Packed => true,
                 TernaryKernels::Dense => false,
-                TernaryKernels::Auto => ops::conv2d::lanes(gpu, g),
+                TernaryKernels::Auto => gpu.family() == Family::Blocked,
             }
     }
 }
