@@ -204,12 +204,8 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
 }
 
 /// What ternary layers' forward convolutions and input gradients read (`--ternary-kernels`).
-fn describe_ternary(gpu: &Gpu) -> &'static str {
-    use crate::gpu::{Family, TernaryKernels};
-    match gpu.ternary_kernels() {
-        TernaryKernels::Auto if gpu.family() == Family::Blocked => "bit masks (auto)",
-        TernaryKernels::Auto => "dense f32 weights (auto)",
-        TernaryKernels::Packed => "bit masks (packed)",
-        TernaryKernels::Dense => "dense f32 weights (dense)",
-    }
+fn describe_ternary(gpu: &Gpu) -> String {
+    let choice = gpu.ternary_kernels();
+    let reads = if choice.on_masks(gpu.family()) { "bit masks" } else { "dense f32 weights" };
+    format!("{reads} ({})", choice.name())
 }

@@ -5,7 +5,7 @@
 use super::{Case, Cases, conv2d, values};
 use crate::gpu::Gpu;
 use crate::ops::conv2d::Conv2dGeom;
-use crate::ops::packed_conv::{self, Epilogue};
+use crate::ops::packed_conv::{self, Identity};
 use crate::ops::ternary_masks::{self as op, Layout, Masks};
 use anyhow::Result;
 
@@ -91,12 +91,17 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
                 // The input gradient as the packed convolution of dy on the transposed masks.
                 let Some(gt) = op::transposed(g).filter(|_| layout == Layout::Transposed) else { continue };
                 let dy = values(g.output_shape().iter().product(), 700 + s as u64);
-                let (ones, zeros) =
-                    (c.upload("ones", &[g.cin], &vec![1.0; g.cin])?, c.zeros("zeros", &[g.cin])?);
-                let e =
-                    Epilogue { scale: &ones, shift: &zeros, relu: false, residual: None, accumulate: false };
+                let e = Identity::new(gpu, "grad_input", g.cin)?;
                 let (dy_t, dx) = (c.upload("dy", &g.output_shape(), &dy)?, c.zeros("dx", &g.input_shape())?);
-                c.run([packed_conv::forward(gpu, "grad_input", &gt, &dy_t, &m.weights(), &e, &dx)?])?;
+                c.run([packed_conv::forward(
+                    gpu,
+                    "grad_input",
+                    &gt,
+                    &dy_t,
+                    &m.weights(),
+                    &e.epilogue(false),
+                    &dx,
+                )?])?;
                 let want = conv2d::grad_input(g, &dy, &wq);
                 let bound = conv2d::grad_input(g, &super::abs(&dy), &super::abs(&wq));
                 c.expect_bounded(&format!("{what} grad_input"), &dx, &want, &bound, super::TOL)?;

@@ -239,7 +239,7 @@ impl Gpu {
         Gpu { ternary, ..self.with_family(self.family) }
     }
 
-    /// `--ternary-kernels` as given (auto is resolved per layer: `nn::layers::Conv`).
+    /// `--ternary-kernels` as given (`TernaryKernels::on_masks` resolves auto).
     pub fn ternary_kernels(&self) -> TernaryKernels {
         self.ternary
     }

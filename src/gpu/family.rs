@@ -69,6 +69,15 @@ impl TernaryKernels {
             TernaryKernels::Dense => "dense",
         }
     }
+
+    /// Whether ternary layers train on masks under kernel family `family`.
+    pub fn on_masks(self, family: Family) -> bool {
+        match self {
+            TernaryKernels::Packed => true,
+            TernaryKernels::Dense => false,
+            TernaryKernels::Auto => family == Family::Blocked,
+        }
+    }
 }
 
 /// The kernel family a `Gpu` runs; the ops pick their entry points and grids by it.

@@ -105,6 +105,12 @@ impl Kernel {
     pub fn invocations_per_group(&self) -> u32 {
         self.workgroup_size.iter().product()
     }
+
+    /// Those of `tensors` this entry point binds: the stages of a multi-kernel op share one list
+    /// (`Dispatch::new` refuses a tensor the kernel has no binding for).
+    pub fn bound<'a>(&self, tensors: &[(&'a str, &'a Tensor)]) -> Vec<(&'a str, &'a Tensor)> {
+        tensors.iter().copied().filter(|(name, _)| self.bindings.iter().any(|b| b.name == *name)).collect()
+    }
 }
 
 /// Work and traffic of one dispatch, for GFLOP/s and GB/s in profiles.

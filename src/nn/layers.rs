@@ -2,9 +2,9 @@
 //! Parameter names follow PyTorch's CIFAR ResNets (conv1.weight, layer1.0.bn2.running_var, ...).
 
 use super::graph::Builder;
-use crate::gpu::{Dispatch, Family, Gpu, Program, Tensor, TernaryKernels, Var};
+use crate::gpu::{Dispatch, Gpu, Program, Tensor, Var};
 use crate::ops::batchnorm::{BatchNormTensors, Fused, Pool, Residual};
-use crate::ops::packed_conv::Epilogue;
+use crate::ops::packed_conv::Identity;
 use crate::ops::ternary_masks::{self, Layout, Masks};
 use crate::ops::{self, conv2d::Conv2dGeom};
 use crate::params::{Init, ParamSpec};
@@ -194,32 +194,7 @@ impl Conv {
     /// Whether the forward convolution (and, where `ternary_masks::transposed` allows, the input
     /// gradient) reads bit masks of the quantized weights instead of the f32 weights.
     fn packed(&self, gpu: &Gpu) -> bool {
-        self.quant.kind() != QuantKind::Fp
-            && match gpu.ternary_kernels() {
-                TernaryKernels::Packed => true,
-                TernaryKernels::Dense => false,
-                TernaryKernels::Auto => gpu.family() == Family::Blocked,
-            }
-    }
-}
-
-/// The packed convolution's epilogue reduced to the identity (scale 1, shift 0), for training,
-/// where batch norm is a layer of its own.
-struct Identity {
-    scale: Tensor,
-    shift: Tensor,
-}
-
-impl Identity {
-    fn new(gpu: &Gpu, label: &str, channels: usize) -> Result<Identity> {
-        Ok(Identity {
-            scale: gpu.tensor_from(&format!("{label}.ones"), &[channels], &vec![1.0; channels])?,
-            shift: gpu.tensor_from(&format!("{label}.zeros"), &[channels], &vec![0.0; channels])?,
-        })
-    }
-
-    fn epilogue(&self, accumulate: bool) -> Epilogue<'_> {
-        Epilogue { scale: &self.scale, shift: &self.shift, relu: false, residual: None, accumulate }
+        self.quant.kind() != QuantKind::Fp && gpu.ternary_kernels().on_masks(gpu.family())
     }
 }
 

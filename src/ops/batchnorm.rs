@@ -256,16 +256,12 @@ fn reduction(
     let k = gpu.kernel(&shaders::BATCHNORM, &split)?;
     let mut t = tensors.to_vec();
     t.push(("partial", &partial));
-    // Each stage binds only what its entry point reads or writes.
-    let uses = |k: &crate::gpu::Kernel| -> Vec<(&str, &Tensor)> {
-        t.iter().copied().filter(|(name, _)| k.bindings.iter().any(|b| b.name == *name)).collect()
-    };
     let groups = Grid::Groups((c * splits) as u64);
-    let first = Dispatch::new(gpu, &k, format!("{label}/{split}"), &p, &uses(&k), groups, cost)?;
+    let first = Dispatch::new(gpu, &k, format!("{label}/{split}"), &p, &k.bound(&t), groups, cost)?;
     let k = gpu.kernel(&shaders::BATCHNORM, merge)?;
     let cost = Cost { flops: 4 * (c * splits) as u64, bytes: f32_bytes(3 * c * splits) };
     let second =
-        Dispatch::new(gpu, &k, format!("{label}/{merge}"), &p, &uses(&k), Grid::Threads(c as u64), cost)?;
+        Dispatch::new(gpu, &k, format!("{label}/{merge}"), &p, &k.bound(&t), Grid::Threads(c as u64), cost)?;
     Ok(vec![first, second])
 }
 

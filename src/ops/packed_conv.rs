@@ -24,6 +24,26 @@ pub struct Epilogue<'a> {
     pub accumulate: bool,
 }
 
+/// The epilogue reduced to the identity (scale 1, shift 0) for `channels` outputs: training on
+/// masks, where batch norm is a layer of its own.
+pub struct Identity {
+    scale: Tensor,
+    shift: Tensor,
+}
+
+impl Identity {
+    pub fn new(gpu: &Gpu, label: &str, channels: usize) -> Result<Identity> {
+        Ok(Identity {
+            scale: gpu.tensor_from(&format!("{label}.ones"), &[channels], &vec![1.0; channels])?,
+            shift: gpu.tensor_from(&format!("{label}.zeros"), &[channels], &vec![0.0; channels])?,
+        })
+    }
+
+    pub fn epilogue(&self, accumulate: bool) -> Epilogue<'_> {
+        Epilogue { scale: &self.scale, shift: &self.shift, relu: false, residual: None, accumulate }
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {

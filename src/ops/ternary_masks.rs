@@ -17,6 +17,16 @@ pub enum Layout {
     Transposed,
 }
 
+impl Layout {
+    /// (rows, weights per row and tap) of weights [cout, cin, kh, kw] in this layout.
+    fn rows_inner(self, weight: &[usize]) -> (usize, usize) {
+        match self {
+            Layout::Forward => (weight[0], weight[1]),
+            Layout::Transposed => (weight[1], weight[0]),
+        }
+    }
+}
+
 /// Masks and per-row scales of one layout; weight i of a row is +wp[row] (pos), −wn[row] (neg)
 /// or 0.
 pub struct Masks {
@@ -30,10 +40,7 @@ pub struct Masks {
 impl Masks {
     /// Buffers for the weights [cout, cin, kh, kw] of layer `label`.
     pub fn new(gpu: &Gpu, label: &str, weight: &[usize], layout: Layout) -> Result<Masks> {
-        let rows = match layout {
-            Layout::Forward => weight[0],
-            Layout::Transposed => weight[1],
-        };
+        let (rows, _) = layout.rows_inner(weight);
         let words = weight.iter().product::<usize>().div_ceil(32);
         let suffix = match layout {
             Layout::Forward => "",
@@ -86,10 +93,7 @@ pub fn write(gpu: &Gpu, label: &str, wq: &Tensor, m: &Masks) -> Result<[Dispatch
         return Err(GpuError::Invalid { label, what });
     }
     let (cout, cin, taps) = (s[0], s[1], s[2] * s[3]);
-    let (rows, inner) = match m.layout {
-        Layout::Forward => (cout, cin),
-        Layout::Transposed => (cin, cout),
-    };
+    let (rows, inner) = m.layout.rows_inner(s);
     let words = wq.numel().div_ceil(32);
     expect_shape(&label, &m.pos, &[words])?;
     expect_shape(&label, &m.neg, &[words])?;

@@ -26,15 +26,24 @@ fn params(label: &str, w: &Tensor) -> Result<Params> {
     Ok(Params { len: u32_of(label, "len", w.numel())?, splits: 1 })
 }
 
-/// The split path of a reduction (see `reduce::ranges`): `stages` (entry point, workgroups) in
-/// order, each binding those of `tensors` and a partial-sums buffer its entry point uses.
+/// A stage of a split reduction: over the ranges (one workgroup each), one invocation adding
+/// the ranges' sums, or one invocation per weight.
+#[derive(Clone, Copy)]
+enum Stage {
+    Ranges,
+    Merge,
+    Weights,
+}
+
+/// The split path of a reduction (see `reduce::ranges`): the entry points of `stages` in order,
+/// each binding those of `tensors` and a partial-sums buffer it uses.
 fn split_stages(
     gpu: &Gpu,
     label: &str,
     w: &Tensor,
     splits: usize,
     tensors: &[(&str, &Tensor)],
-    stages: &[(&str, u64)],
+    stages: &[(&str, Stage)],
     cost: Cost,
 ) -> Result<Vec<Dispatch>> {
     let p = Params { len: u32_of(label, "len", w.numel())?, splits: splits as u32 };
@@ -43,13 +52,14 @@ fn split_stages(
     all.push(("partial", &partial));
     stages
         .iter()
-        .map(|&(entry, threads)| {
+        .map(|&(entry, stage)| {
             let k = gpu.kernel(&shaders::TTN, entry)?;
-            let t: Vec<_> =
-                all.iter().copied().filter(|(n, _)| k.bindings.iter().any(|b| b.name == *n)).collect();
-            let grid = if threads == 0 { Grid::Groups(splits as u64) } else { Grid::Threads(threads) };
-            let cost = if threads == 1 { Cost::default() } else { cost };
-            Dispatch::new(gpu, &k, format!("{label}/{entry}"), &p, &t, grid, cost)
+            let (grid, cost) = match stage {
+                Stage::Ranges => (Grid::Groups(splits as u64), cost),
+                Stage::Merge => (Grid::Groups(1), Cost::default()),
+                Stage::Weights => (Grid::Threads(w.numel() as u64), cost),
+            };
+            Dispatch::new(gpu, &k, format!("{label}/{entry}"), &p, &k.bound(&all), grid, cost)
         })
         .collect()
 }
@@ -74,7 +84,12 @@ pub fn stats(gpu: &Gpu, label: &str, w: &Tensor, delta: &Tensor, fit: &Tensor) -
             cost,
         )?]);
     }
-    let stages = [("mean_split", 0), ("set_mean", 1), ("var_split", 0), ("set_fit", 1)];
+    let stages = [
+        ("mean_split", Stage::Ranges),
+        ("set_mean", Stage::Merge),
+        ("var_split", Stage::Ranges),
+        ("set_fit", Stage::Merge),
+    ];
     split_stages(gpu, &label, w, splits, &tensors, &stages, cost)
 }
 
@@ -115,7 +130,8 @@ pub fn backward(
         let p = params(&label, w)?;
         return Ok(vec![Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(1), cost)?]);
     }
-    let stages = [("backward_split", 0), ("set_g", 1), ("backward_apply", w.numel() as u64)];
+    let stages =
+        [("backward_split", Stage::Ranges), ("set_g", Stage::Merge), ("backward_apply", Stage::Weights)];
     split_stages(gpu, &label, w, splits, &tensors, &stages, cost)
 }
 

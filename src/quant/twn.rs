@@ -33,9 +33,7 @@ pub fn stats(gpu: &Gpu, label: &str, w: &Tensor, delta_alpha: &Tensor) -> Result
     let partial = gpu.tensor(&format!("{label}.partial"), &[splits, 2])?;
     let stage = |entry: &str, groups: usize| -> Result<Dispatch> {
         let k = gpu.kernel(&shaders::TWN, entry)?;
-        let all = [("w", w), ("delta_alpha", delta_alpha), ("partial", &partial)];
-        let tensors: Vec<_> =
-            all.into_iter().filter(|(n, _)| k.bindings.iter().any(|b| b.name == *n)).collect();
+        let tensors = k.bound(&[("w", w), ("delta_alpha", delta_alpha), ("partial", &partial)]);
         let cost =
             if groups > 1 { Cost { flops: cost.flops / 2, bytes: cost.bytes / 2 } } else { Cost::default() };
         Dispatch::new(gpu, &k, format!("{label}/{entry}"), &p, &tensors, Grid::Groups(groups as u64), cost)

@@ -2,7 +2,7 @@
 
 use super::*;
 use tern::check::{conv2d as op, values};
-use tern::ops::packed_conv::{self, Epilogue};
+use tern::ops::packed_conv::{self, Identity};
 use tern::ops::ternary_masks::{self as masks, Layout, Masks};
 
 op_checks!(ternary_masks);
@@ -28,11 +28,12 @@ fn packed_gradients_match_finite_differences() {
             [(Layout::Forward, &g, &xt, &y), (Layout::Transposed, &gt, &rt, &dx)]
         {
             let m = Masks::new(gpu, "m", &g.weight_shape(), layout).unwrap();
-            let c = geom.cout;
-            let (ones, zero) = (upload("ones", &[c], &vec![1.0; c]), zeros("zeros", &[c]));
-            let e = Epilogue { scale: &ones, shift: &zero, relu: false, residual: None, accumulate: false };
+            let e = Identity::new(gpu, "conv", geom.cout).unwrap();
             let mut d = Vec::from(masks::write(gpu, "m", &wt, &m).unwrap());
-            d.push(packed_conv::forward(gpu, "conv", geom, input, &m.weights(), &e, output).unwrap());
+            d.push(
+                packed_conv::forward(gpu, "conv", geom, input, &m.weights(), &e.epilogue(false), output)
+                    .unwrap(),
+            );
             tern::check::run(gpu, d).unwrap();
         }
         let family = gpu.family().name();
