@@ -38,13 +38,13 @@
 // column that step by the workgroup size and wrap), the channel and image come from the
 // workgroup id.
 //
-// stats, backward_reduce: one workgroup of WG per channel; each invocation walks its share of
-//   the channel's n·h·w values (or windows) in a fixed order, then a fixed-order tree in
-//   workgroup memory merges the invocations' partials (deterministic). stats is one pass:
-//   per-invocation Welford (count, mean, M2), merged with Chan's formula, so the variance does
-//   not suffer the cancellation of Σx² − (Σx)²/n.
+// stats, backward_reduce: one workgroup of GROUP per channel; each invocation walks its share
+//   of the channel's n·h·w values (or windows) in a fixed order, then group_sum or
+//   group_welford (group.wgsl: a fixed order) merges the invocations' partials
+//   (deterministic). stats is one pass: per-invocation Welford (count, mean, M2), merged with
+//   Chan's formula, so the variance does not suffer the cancellation of Σx² − (Σx)²/n.
 // stats_split, backward_reduce_split, then stats_merge, backward_merge (the tiled family: a
-//   GPU needs more workgroups than channels): the same walk and tree over the images of one of
+//   GPU needs more workgroups than channels): the same walk and merge over the images of one of
 //   p.splits contiguous ranges per workgroup (channel, split from the group id) into
 //   partial[ch, split]; then one invocation per channel merges its splits in order.
 // forward, backward, backward_residual: one invocation per run of CHUNK consecutive elements of
@@ -55,7 +55,8 @@
 // running_stats (evaluation): one invocation per channel copies the running statistics into
 //   mean/invstd, so evaluation runs the same forward kernels.
 
-override WG: u32 = 64u; // a power of two: the reductions halve it
+override WG: u32 = 64u;
+override GROUP: u32 = 64u; // the reductions' workgroup (group.wgsl): a power of two
 const CHUNK: u32 = 16u; // elements per invocation of the elementwise kernels
 
 struct BatchNormParams {
@@ -83,15 +84,12 @@ struct BatchNormParams {
 @group(0) @binding(14) var<storage, read_write> dres: array<f32>;
 @group(0) @binding(15) var<storage, read_write> partial: array<f32>;
 
-var<workgroup> tree_a: array<f32, WG>;
-var<workgroup> tree_b: array<f32, WG>;
-var<workgroup> tree_c: array<f32, WG>;
-
 fn group(wg: vec3u, nwg: vec3u) -> u32 {
     return wg.y * nwg.x + wg.x;
 }
 
-// A position (n, row, col) in a [n, rows, cols] walk that advances by WG positions at a time.
+// A position (n, row, col) in a [n, rows, cols] walk that advances by GROUP positions at a time
+// (the reductions' invocations share a channel's positions).
 struct Walk { n: u32, r: u32, c: u32, dn: u32, dr: u32, dc: u32, rows: u32, cols: u32 }
 
 fn walk(start: u32, rows: u32, cols: u32) -> Walk {
@@ -100,9 +98,9 @@ fn walk(start: u32, rows: u32, cols: u32) -> Walk {
     k.n = start / plane;
     k.r = (start % plane) / cols;
     k.c = start % cols;
-    k.dn = WG / plane;
-    k.dr = (WG % plane) / cols;
-    k.dc = WG % cols;
+    k.dn = GROUP / plane;
+    k.dr = (GROUP % plane) / cols;
+    k.dc = GROUP % cols;
     k.rows = rows;
     k.cols = cols;
     return k;
@@ -149,17 +147,8 @@ fn act(v: f32) -> f32 {
 
 // ---- statistics --------------------------------------------------------------------------
 
-// Merge Welford partials (count, mean, M2) b into a (Chan et al.).
-fn merge(na: f32, ma: f32, qa: f32, nb: f32, mb: f32, qb: f32) -> vec3f {
-    let n = na + nb;
-    if (n == 0.0) { return vec3f(0.0); }
-    let d = mb - ma;
-    let f = nb / n;
-    return vec3f(n, ma + d * f, qa + qb + d * d * na * f);
-}
-
-// Welford (count, mean, M2) of channel ch over images [n0, n1), merged over the workgroup in
-// a fixed tree; every invocation returns the result.
+// Welford (count, mean, M2) of channel ch over images [n0, n1), merged over the workgroup by
+// group_welford; every invocation returns the result.
 fn welford(ch: u32, li: u32, n0: u32, n1: u32) -> vec3f {
     let hw = p.h * p.w;
     var k = walk(li, 1u, hw);
@@ -174,20 +163,7 @@ fn welford(ch: u32, li: u32, n0: u32, n1: u32) -> vec3f {
         m += d / cnt;
         q += d * (v - m);
     }
-    tree_a[li] = cnt;
-    tree_b[li] = m;
-    tree_c[li] = q;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-        if (li < half) {
-            let r = merge(tree_a[li], tree_b[li], tree_c[li], tree_a[li + half], tree_b[li + half], tree_c[li + half]);
-            tree_a[li] = r.x;
-            tree_b[li] = r.y;
-            tree_c[li] = r.z;
-        }
-        workgroupBarrier();
-    }
-    return vec3f(tree_a[0], tree_b[0], tree_c[0]);
+    return group_welford(li, vec3f(cnt, m, q));
 }
 
 // Batch mean, invstd and the running statistics of channel ch from its (count, mean, M2).
@@ -200,7 +176,7 @@ fn put_stats(ch: u32, w: vec3f) {
     running_var[ch] = (1.0 - p.momentum) * running_var[ch] + p.momentum * unbiased;
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(GROUP)
 fn stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
          @builtin(local_invocation_index) li: u32) {
     let ch = group(wg, nwg);
@@ -228,7 +204,7 @@ fn put_partial(li: u32, k: Split, v: vec3f) {
     partial[at + 2u] = v.z;
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(GROUP)
 fn stats_split(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                @builtin(local_invocation_index) li: u32) {
     let k = split(wg, nwg);
@@ -244,7 +220,7 @@ fn stats_merge(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     var w = vec3f(0.0);
     for (var s = 0u; s < p.splits; s++) {
         let at = (ch * p.splits + s) * 3u;
-        w = merge(w.x, w.y, w.z, partial[at], partial[at + 1u], partial[at + 2u]);
+        w = welford_merge(w, vec3f(partial[at], partial[at + 1u], partial[at + 2u]));
     }
     put_stats(ch, w);
 }
@@ -376,7 +352,7 @@ fn window_xhat(base: u32, r: u32, col: u32, a: Affine) -> vec4f {
     return (vec4f(x[i], x[i + 1u], x[i + p.w], x[i + p.w + 1u]) - a.mu) * a.is;
 }
 
-// (Σg, Σg·x̂) of channel ch over images [n0, n1), summed over the workgroup in a fixed tree;
+// (Σg, Σg·x̂) of channel ch over images [n0, n1), summed over the workgroup by group_sum;
 // every invocation returns the result.
 fn grad_sums(ch: u32, li: u32, n0: u32, n1: u32) -> vec2f {
     let a = affine(ch);
@@ -406,20 +382,10 @@ fn grad_sums(ch: u32, li: u32, n0: u32, n1: u32) -> vec2f {
             sx += g * (x[i] - a.mu) * a.is;
         }
     }
-    tree_a[li] = s;
-    tree_b[li] = sx;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-        if (li < half) {
-            tree_a[li] += tree_a[li + half];
-            tree_b[li] += tree_b[li + half];
-        }
-        workgroupBarrier();
-    }
-    return vec2f(tree_a[0], tree_b[0]);
+    return group_sum(li, vec4f(s, sx, 0.0, 0.0)).xy;
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(GROUP)
 fn backward_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                    @builtin(local_invocation_index) li: u32) {
     let ch = group(wg, nwg);
@@ -430,7 +396,7 @@ fn backward_reduce(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw
     }
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(GROUP)
 fn backward_reduce_split(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                          @builtin(local_invocation_index) li: u32) {
     let k = split(wg, nwg);

@@ -10,11 +10,11 @@
 //   6 metrics  storage read_write  [4]           running [Σ loss, Σ correct, Σ samples, 0]
 //
 // forward: one invocation per sample, 64 per workgroup, 2-D grid.
-// accumulate: a single workgroup of 256; a fixed-order tree over the batch, then adds the batch
-//   totals to `metrics`, which the host reads (and zeroes) only every few steps.
+// accumulate: a single workgroup of 256; group_sum over the batch (group.wgsl: a fixed order),
+//   then adds the batch totals to `metrics`, which the host reads (and zeroes) only every few steps.
 
 override WG: u32 = 64u;
-override TREE: u32 = 256u; // a power of two: the reduction halves it
+override GROUP: u32 = 256u; // the reduction's workgroup (group.wgsl): a power of two
 
 struct LossParams { n: u32, classes: u32 }
 
@@ -49,30 +49,18 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
     }
 }
 
-var<workgroup> tree_loss: array<f32, TREE>;
-var<workgroup> tree_correct: array<f32, TREE>;
-
-@compute @workgroup_size(TREE)
+@compute @workgroup_size(GROUP)
 fn accumulate(@builtin(local_invocation_index) li: u32) {
     var l = 0.0;
     var c = 0.0;
-    for (var i = li; i < p.n; i += TREE) {
+    for (var i = li; i < p.n; i += GROUP) {
         l += loss[i];
         c += select(0.0, 1.0, pred[i] == labels[i]);
     }
-    tree_loss[li] = l;
-    tree_correct[li] = c;
-    workgroupBarrier();
-    for (var half = TREE / 2u; half > 0u; half >>= 1u) {
-        if (li < half) {
-            tree_loss[li] += tree_loss[li + half];
-            tree_correct[li] += tree_correct[li + half];
-        }
-        workgroupBarrier();
-    }
+    let s = group_sum(li, vec4f(l, c, 0.0, 0.0));
     if (li == 0u) {
-        metrics[0] += tree_loss[0];
-        metrics[1] += tree_correct[0];
+        metrics[0] += s.x;
+        metrics[1] += s.y;
         metrics[2] += f32(p.n);
     }
 }

@@ -10,15 +10,15 @@
 //
 // sum_splits: one invocation per output element, 64 per workgroup (grid folded to 2-D), adds
 //   the splits in index order.
-// max_abs: a single workgroup of 256 strides over src, then a fixed-order tree in workgroup
-//   memory; launch exactly one workgroup. Per-layer weight tensors are small, so one workgroup
+// max_abs: a single workgroup of 256 strides over src, then group_max (group.wgsl); launch
+//   exactly one workgroup. Per-layer weight tensors are small, so one workgroup
 //   is enough on a CPU driver.
 // max_abs_split (the tiled family): workgroup s of p.splits takes the s-th of p.splits
 //   contiguous ranges of src the same way and writes maxima[s]; max_abs over maxima then gives
 //   the result. A maximum does not depend on the order: the result is bit-identical either way.
 
 override WG: u32 = 64u;
-override TREE: u32 = 256u; // a power of two: the reduction halves it
+override GROUP: u32 = 256u; // the reduction's workgroup (group.wgsl): a power of two
 
 struct ReduceParams { len: u32, splits: u32 }
 
@@ -41,32 +41,24 @@ fn sum_splits(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: ve
     total[i] = s;
 }
 
-var<workgroup> tree: array<f32, TREE>;
-
 // max |src[i]| for i in [start, end), every invocation returns it.
-fn tree_max(li: u32, start: u32, end: u32) -> f32 {
+fn range_max(li: u32, start: u32, end: u32) -> f32 {
     var m = 0.0;
-    for (var i = start + li; i < end; i += TREE) {
+    for (var i = start + li; i < end; i += GROUP) {
         m = max(m, abs(src[i]));
     }
-    tree[li] = m;
-    workgroupBarrier();
-    for (var half = TREE / 2u; half > 0u; half >>= 1u) {
-        if (li < half) { tree[li] = max(tree[li], tree[li + half]); }
-        workgroupBarrier();
-    }
-    return tree[0];
+    return group_max(li, m);
 }
 
-@compute @workgroup_size(TREE)
+@compute @workgroup_size(GROUP)
 fn max_abs(@builtin(local_invocation_index) li: u32) {
-    let m = tree_max(li, 0u, p.len);
+    let m = range_max(li, 0u, p.len);
     if (li == 0u) { result[0] = m; }
 }
 
-@compute @workgroup_size(TREE)
+@compute @workgroup_size(GROUP)
 fn max_abs_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
     let per = (p.len + p.splits - 1u) / p.splits;
-    let m = tree_max(li, min(wg.x * per, p.len), min((wg.x + 1u) * per, p.len));
+    let m = range_max(li, min(wg.x * per, p.len), min((wg.x + 1u) * per, p.len));
     if (li == 0u) { maxima[wg.x] = m; }
 }

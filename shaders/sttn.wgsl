@@ -14,14 +14,15 @@
 //   7 dw2    storage read_write  [len]   ∂L/∂w2
 //
 // sign(v) = +1 for v ≥ 0, else −1.
-// scale, backward: one workgroup of 64 per output channel; fixed-order trees (deterministic).
+// scale, backward: one workgroup of 64 per output channel; summed by group_sum
+//   (group.wgsl: a fixed order, deterministic).
 // quantize, clamp_latent: one invocation per weight, 256 per workgroup, 2-D grid.
 // backward, with G = Σ_channel g·(sign(w1) + sign(w2)):
 //   ∂L/∂w1 = g·α·1{|w1| ≤ 1} + G·sign(w1)/(2n)   (straight-through sign, plus the path through α)
 //   and the same for w2.
 
 override WG: u32 = 256u;
-override TREE: u32 = 64u; // a power of two: the reductions halve it
+override GROUP: u32 = 64u; // the reductions' workgroup (group.wgsl): a power of two
 
 struct SttnParams { cout: u32, per_channel: u32, len: u32 }
 
@@ -34,33 +35,24 @@ struct SttnParams { cout: u32, per_channel: u32, len: u32 }
 @group(0) @binding(6) var<storage, read_write> dw1: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dw2: array<f32>;
 
-var<workgroup> tree: array<f32, TREE>;
-
 fn sgn(v: f32) -> f32 {
     return select(-1.0, 1.0, v >= 0.0);
 }
 
-fn tree_sum(li: u32, v: f32) -> f32 {
-    tree[li] = v;
-    workgroupBarrier();
-    for (var half = TREE / 2u; half > 0u; half >>= 1u) {
-        if (li < half) { tree[li] += tree[li + half]; }
-        workgroupBarrier();
-    }
-    let s = tree[0];
-    workgroupBarrier();
-    return s;
+// Σ v over the workgroup; every invocation returns it.
+fn total(li: u32, v: f32) -> f32 {
+    return group_sum(li, vec4f(v, 0.0, 0.0, 0.0)).x;
 }
 
-@compute @workgroup_size(TREE)
+@compute @workgroup_size(GROUP)
 fn scale(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
          @builtin(local_invocation_index) li: u32) {
     let c = wg.y * nwg.x + wg.x;
     let base = c * p.per_channel;
     var s = 0.0;
-    for (var i = li; i < p.per_channel; i += TREE) { s += abs(w1[base + i]) + abs(w2[base + i]); }
-    let total = tree_sum(li, s);
-    if (li == 0u) { alpha[c] = total / (2.0 * f32(p.per_channel)); }
+    for (var i = li; i < p.per_channel; i += GROUP) { s += abs(w1[base + i]) + abs(w2[base + i]); }
+    let sum = total(li, s);
+    if (li == 0u) { alpha[c] = sum / (2.0 * f32(p.per_channel)); }
 }
 
 @compute @workgroup_size(WG)
@@ -71,18 +63,18 @@ fn quantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     wq[i] = alpha[i / p.per_channel] * (sgn(w1[i]) + sgn(w2[i]));
 }
 
-@compute @workgroup_size(TREE)
+@compute @workgroup_size(GROUP)
 fn backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32) {
     let c = wg.y * nwg.x + wg.x;
     let base = c * p.per_channel;
     var s = 0.0;
-    for (var i = li; i < p.per_channel; i += TREE) {
+    for (var i = li; i < p.per_channel; i += GROUP) {
         s += gq[base + i] * (sgn(w1[base + i]) + sgn(w2[base + i]));
     }
-    let g_alpha = tree_sum(li, s) / (2.0 * f32(p.per_channel));
+    let g_alpha = total(li, s) / (2.0 * f32(p.per_channel));
     let a = alpha[c];
-    for (var i = li; i < p.per_channel; i += TREE) {
+    for (var i = li; i < p.per_channel; i += GROUP) {
         let k = base + i;
         let g = gq[k];
         dw1[k] = select(0.0, g * a, abs(w1[k]) <= 1.0) + g_alpha * sgn(w1[k]);

@@ -18,7 +18,7 @@
 //   above μ + δ'.
 // quantize (one invocation per weight, 256 per workgroup, 2-D grid):
 //   T = +1 where w > μ + δ', −1 where w < μ − δ', else 0; wq = α·T.
-// backward (one workgroup of 256, launch one), with G = Σ g·T (fixed-order tree):
+// backward (one workgroup of 256, launch one), with G = Σ g·T (group_sum of group.wgsl, a fixed order):
 //   through T, straight-through with ∂T/∂w = 1/α (T stands for w/α), so this path gives g;
 //   through α: ∂α/∂δ = λ' = λ(λ − a) when inside, else 0; ∂α/∂μ = 1;
 //   ∂α/∂σ = λ − a·λ' when inside, else λ (a is fixed by the clip); ∂μ/∂w = 1/n;
@@ -30,7 +30,8 @@
 //   then backward_apply, one invocation per weight.
 // Φ uses the complementary error function of Numerical Recipes' erfcc (fractional error < 1.2e-7).
 
-override WG: u32 = 256u; // a power of two: the reductions halve it
+override WG: u32 = 256u;
+override GROUP: u32 = 256u; // the reductions' workgroup (group.wgsl): a power of two
 
 struct TtnParams { len: u32, splits: u32 }
 
@@ -44,18 +45,9 @@ struct TtnParams { len: u32, splits: u32 }
 @group(0) @binding(7) var<storage, read_write> ddelta: array<f32>;
 @group(0) @binding(8) var<storage, read_write> partial: array<f32>;
 
-var<workgroup> tree: array<f32, WG>;
-
-fn tree_sum(li: u32, v: f32) -> f32 {
-    tree[li] = v;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-        if (li < half) { tree[li] += tree[li + half]; }
-        workgroupBarrier();
-    }
-    let s = tree[0];
-    workgroupBarrier();
-    return s;
+// Σ v over the workgroup; every invocation returns it.
+fn total(li: u32, v: f32) -> f32 {
+    return group_sum(li, vec4f(v, 0.0, 0.0, 0.0)).x;
 }
 
 fn erfc(x: f32) -> f32 {
@@ -73,17 +65,17 @@ fn ternary(v: f32) -> f32 {
     return select(select(0.0, -1.0, v < lo), 1.0, v > hi);
 }
 
-// Σw, and Σ(w − mu)², over [start, end) in fixed trees; every invocation returns them.
+// Σw, and Σ(w − mu)², over [start, end); every invocation returns them.
 fn sum_w(li: u32, start: u32, end: u32) -> f32 {
     var s = 0.0;
-    for (var i = start + li; i < end; i += WG) { s += w[i]; }
-    return tree_sum(li, s);
+    for (var i = start + li; i < end; i += GROUP) { s += w[i]; }
+    return total(li, s);
 }
 
 fn sum_sq(li: u32, start: u32, end: u32, mu: f32) -> f32 {
     var v = 0.0;
-    for (var i = start + li; i < end; i += WG) { v += (w[i] - mu) * (w[i] - mu); }
-    return tree_sum(li, v);
+    for (var i = start + li; i < end; i += GROUP) { v += (w[i] - mu) * (w[i] - mu); }
+    return total(li, v);
 }
 
 // The fit from μ and Σ(w − μ)².
@@ -103,7 +95,7 @@ fn put_fit(mu: f32, sq: f32) {
     fit[7] = 0.0;
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(GROUP)
 fn stats(@builtin(local_invocation_index) li: u32) {
     let mu = sum_w(li, 0u, p.len) / f32(p.len);
     let sq = sum_sq(li, 0u, p.len, mu);
@@ -123,7 +115,7 @@ fn sum_partial() -> f32 {
     return s;
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(GROUP)
 fn mean_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
     let r = range(wg.x);
     let s = sum_w(li, r.x, r.y);
@@ -135,7 +127,7 @@ fn set_mean() {
     fit[0] = sum_partial() / f32(p.len);
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(GROUP)
 fn var_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
     let r = range(wg.x);
     let s = sum_sq(li, r.x, r.y, fit[0]);
@@ -155,11 +147,11 @@ fn quantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     wq[i] = fit[3] * ternary(w[i]);
 }
 
-// G = Σ g·T over [start, end) in a fixed tree; every invocation returns it.
+// G = Σ g·T over [start, end); every invocation returns it.
 fn sum_gt(li: u32, start: u32, end: u32) -> f32 {
     var s = 0.0;
-    for (var i = start + li; i < end; i += WG) { s += gq[i] * ternary(w[i]); }
-    return tree_sum(li, s);
+    for (var i = start + li; i < end; i += GROUP) { s += gq[i] * ternary(w[i]); }
+    return total(li, s);
 }
 
 struct Slopes { dalpha_dsigma: f32, dlambda: f32, inside: bool }
@@ -177,15 +169,15 @@ fn dw_of(i: u32, g_alpha: f32, k: Slopes) -> f32 {
     return gq[i] + g_alpha * (1.0 / n + k.dalpha_dsigma * (w[i] - fit[0]) / (n * fit[1]));
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(GROUP)
 fn backward(@builtin(local_invocation_index) li: u32) {
     let g_alpha = sum_gt(li, 0u, p.len);
     let k = slopes();
-    for (var i = li; i < p.len; i += WG) { dw[i] = dw_of(i, g_alpha, k); }
+    for (var i = li; i < p.len; i += GROUP) { dw[i] = dw_of(i, g_alpha, k); }
     if (li == 0u) { ddelta[0] = select(0.0, g_alpha * k.dlambda, k.inside); }
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(GROUP)
 fn backward_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
     let r = range(wg.x);
     let s = sum_gt(li, r.x, r.y);

@@ -18,12 +18,13 @@
 // backward: a single workgroup of 256 (launch one) strides over the layer:
 //   ∂L/∂w = Wp·g on the positive set, g on the zero set, Wn·g on the negative set;
 //   ∂L/∂Wp = Σ_{w > Δ} g,  ∂L/∂Wn = −Σ_{w < −Δ} g  (wq = −Wn there, hence the sign),
-//   both summed by a fixed-order tree (deterministic).
+//   both summed by group_sum (group.wgsl: a fixed order, deterministic).
 // backward_split, backward_merge (the tiled family, large layers): workgroup s of p.splits does
 //   the same over the s-th contiguous range and writes its two sums to partial[s]; one
 //   invocation then adds the ranges' sums in order into ∂L/∂Wp and ∂L/∂Wn.
 
-override WG: u32 = 256u; // a power of two: the reductions halve it
+override WG: u32 = 256u;
+override GROUP: u32 = 256u; // the reductions' workgroup (group.wgsl): a power of two
 
 struct TtqParams { len: u32, threshold: f32, splits: u32, _pad: u32 }
 
@@ -49,18 +50,15 @@ fn quantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     wq[i] = select(select(0.0, -wn[0], v < -delta), wp[0], v > delta);
 }
 
-var<workgroup> tree_pos: array<f32, WG>;
-var<workgroup> tree_neg: array<f32, WG>;
-
-// ∂L/∂w over [start, end) and the workgroup's (Σ_pos g, Σ_neg g) there, in a fixed tree;
-// every invocation returns the sums.
+// ∂L/∂w over [start, end) and the workgroup's (Σ_pos g, Σ_neg g) there; every invocation
+// returns the sums.
 fn backward_range(li: u32, start: u32, end: u32) -> vec2f {
     let delta = p.threshold * maxabs[0];
     let scale_p = wp[0];
     let scale_n = wn[0];
     var sp = 0.0;
     var sn = 0.0;
-    for (var i = start + li; i < end; i += WG) {
+    for (var i = start + li; i < end; i += GROUP) {
         let g = gq[i];
         let v = w[i];
         if (v > delta) {
@@ -73,20 +71,10 @@ fn backward_range(li: u32, start: u32, end: u32) -> vec2f {
             dw[i] = g;
         }
     }
-    tree_pos[li] = sp;
-    tree_neg[li] = sn;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-        if (li < half) {
-            tree_pos[li] += tree_pos[li + half];
-            tree_neg[li] += tree_neg[li + half];
-        }
-        workgroupBarrier();
-    }
-    return vec2f(tree_pos[0], tree_neg[0]);
+    return group_sum(li, vec4f(sp, sn, 0.0, 0.0)).xy;
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(GROUP)
 fn backward(@builtin(local_invocation_index) li: u32) {
     let s = backward_range(li, 0u, p.len);
     if (li == 0u) {
@@ -95,7 +83,7 @@ fn backward(@builtin(local_invocation_index) li: u32) {
     }
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(GROUP)
 fn backward_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
     let per = (p.len + p.splits - 1u) / p.splits;
     let s = backward_range(li, min(wg.x * per, p.len), min((wg.x + 1u) * per, p.len));

@@ -7,16 +7,18 @@
 //   3 wq     storage read_write  [len]  α·sign(w) where |w| > Δ, else 0
 //   4 partial storage read_write [p.splits, 2]  per-range sums (the split statistics)
 //
-// stats: a single workgroup of 256 (launch one), two strided passes with fixed-order trees.
+// stats: a single workgroup of 256 (launch one), two strided passes, each summed by group_sum
+//   (group.wgsl: a fixed order).
 // The tiled family's split statistics, for large layers: sum_split (workgroup s of p.splits
 //   sums |w| over the s-th contiguous range), set_delta (one invocation adds the ranges in
-//   order), above_split (Σ|w| and count above Δ per range), set_alpha (likewise): the same
-//   trees, so results are bit-identical from run to run.
+//   order), above_split (Σ|w| and count above Δ per range), set_alpha (likewise): fixed orders,
+//   so results are bit-identical from run to run.
 // quantize: one invocation per weight, 256 per workgroup, 2-D grid.
 // The backward pass is the straight-through estimator ∂L/∂w = ∂L/∂wq: the convolution writes its
 // weight gradient straight into the latent gradient, so there is no backward entry point.
 
-override WG: u32 = 256u; // a power of two: the reductions halve it
+override WG: u32 = 256u;
+override GROUP: u32 = 256u; // the reductions' workgroup (group.wgsl): a power of two
 
 struct TwnParams { len: u32, splits: u32 }
 
@@ -26,54 +28,32 @@ struct TwnParams { len: u32, splits: u32 }
 @group(0) @binding(3) var<storage, read_write> wq: array<f32>;
 @group(0) @binding(4) var<storage, read_write> partial: array<f32>;
 
-var<workgroup> tree_sum: array<f32, WG>;
-var<workgroup> tree_count: array<f32, WG>;
-
-fn reduce(li: u32) {
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half >>= 1u) {
-        if (li < half) {
-            tree_sum[li] += tree_sum[li + half];
-            tree_count[li] += tree_count[li + half];
-        }
-        workgroupBarrier();
-    }
-}
-
-// Σ|w| over [start, end), in a fixed tree; every invocation returns it.
+// Σ|w| over [start, end); every invocation returns it.
 fn sum_abs(li: u32, start: u32, end: u32) -> f32 {
     var s = 0.0;
-    for (var i = start + li; i < end; i += WG) { s += abs(w[i]); }
-    tree_sum[li] = s;
-    tree_count[li] = 0.0;
-    reduce(li);
-    let r = tree_sum[0];
-    workgroupBarrier();
-    return r;
+    for (var i = start + li; i < end; i += GROUP) { s += abs(w[i]); }
+    return group_sum(li, vec4f(s, 0.0, 0.0, 0.0)).x;
 }
 
-// (Σ|w|, count) over |w| > delta in [start, end), in a fixed tree; every invocation returns it.
+// (Σ|w|, count) over |w| > delta in [start, end); every invocation returns it.
 fn sum_above(li: u32, start: u32, end: u32, delta: f32) -> vec2f {
     var above = 0.0;
     var count = 0.0;
-    for (var i = start + li; i < end; i += WG) {
+    for (var i = start + li; i < end; i += GROUP) {
         let a = abs(w[i]);
         if (a > delta) {
             above += a;
             count += 1.0;
         }
     }
-    tree_sum[li] = above;
-    tree_count[li] = count;
-    reduce(li);
-    return vec2f(tree_sum[0], tree_count[0]);
+    return group_sum(li, vec4f(above, count, 0.0, 0.0)).xy;
 }
 
 fn alpha(s: vec2f) -> f32 {
     return select(0.0, s.x / s.y, s.y > 0.0);
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(GROUP)
 fn stats(@builtin(local_invocation_index) li: u32) {
     let delta = 0.7 * sum_abs(li, 0u, p.len) / f32(p.len);
     let s = sum_above(li, 0u, p.len, delta);
@@ -89,7 +69,7 @@ fn range(s: u32) -> vec2u {
     return vec2u(min(s * per, p.len), min((s + 1u) * per, p.len));
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(GROUP)
 fn sum_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
     let r = range(wg.x);
     let s = sum_abs(li, r.x, r.y);
@@ -103,7 +83,7 @@ fn set_delta() {
     delta_alpha[0] = 0.7 * s / f32(p.len);
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(GROUP)
 fn above_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
     let r = range(wg.x);
     let s = sum_above(li, r.x, r.y, delta_alpha[0]);

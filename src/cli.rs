@@ -2,7 +2,7 @@
 //! print its result. `main.rs` parses the command line and calls exactly one of these.
 
 use crate::data::{DatasetKind, FolderOptions};
-use crate::gpu::{Family, Gpu, GpuOptions};
+use crate::gpu::{Family, Gpu, GpuOptions, Reductions};
 use crate::{bench, export, import, infer, profile, train};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -119,6 +119,15 @@ pub fn check(options: &GpuOptions) -> Result<ExitCode> {
         cases.iter_mut().for_each(|c| c.op = format!("{}:{}", family.name(), c.op));
         print!("{}", crate::check::table(&cases));
         all.extend(cases);
+        // The fallback of the subgroup reductions, which adapters without subgroups run.
+        if gpu.reductions() == Reductions::Lanes {
+            let label = format!("{}/tree", family.name());
+            println!("{label} kernels: the same, reductions in workgroup-memory trees");
+            let mut cases = crate::check::reductions(&gpu.with_reductions(Reductions::Tree))?;
+            cases.iter_mut().for_each(|c| c.op = format!("{label}:{}", c.op));
+            print!("{}", crate::check::table(&cases));
+            all.extend(cases);
+        }
     }
     println!("{}", crate::check::verdict(&all, &gpu.describe()));
     println!("checked in {:.1} s", started.elapsed().as_secs_f64());

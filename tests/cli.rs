@@ -562,22 +562,30 @@ fn run_tern(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 }
 
 /// `--kernels` and `TERN_KERNELS` pick the family `tern devices` reports; auto picks blocked on
-/// CPU adapters (llvmpipe) and tiled elsewhere; a bad TERN_KERNELS is a one-line error.
+/// CPU adapters (llvmpipe) and tiled elsewhere; the tiled family reduces with subgroup operations
+/// where the adapter has subgroups; a bad TERN_KERNELS is a one-line error.
 #[test]
 fn kernels_flag_and_environment_select_the_family() {
+    let family = |line: &str| line.split("kernels: ").nth(1).unwrap_or_default().to_string();
+    let trees = "reductions by workgroup-memory trees";
     let (code, auto, err) = run_tern(&["devices"], &[]);
     assert_eq!(code, 0, "{err}");
     for line in auto.lines() {
         let cpu = line.contains("Cpu,");
-        let want = if cpu { "kernels: blocked" } else { "kernels: tiled" };
-        assert!(line.ends_with(want), "auto: {line}");
+        let want = if cpu { "blocked," } else { "tiled," };
+        assert!(family(line).starts_with(want), "auto: {line}");
     }
     let (_, tiled, _) = run_tern(&["--kernels", "tiled", "devices"], &[]);
-    assert!(!tiled.is_empty() && tiled.lines().all(|l| l.ends_with("kernels: tiled")), "{tiled}");
+    assert!(!tiled.is_empty(), "no adapters");
+    for line in tiled.lines() {
+        let lanes = line.contains(" subgroups ");
+        let want = if lanes { "reductions by subgroup operations" } else { trees };
+        assert_eq!(family(line), format!("tiled, {want}"), "{line}");
+    }
     let (_, blocked, _) = run_tern(&["devices"], &[("TERN_KERNELS", "blocked")]);
-    assert!(blocked.lines().all(|l| l.ends_with("kernels: blocked")), "{blocked}");
+    assert!(blocked.lines().all(|l| family(l) == format!("blocked, {trees}")), "{blocked}");
     let (_, flag_wins, _) = run_tern(&["devices", "--kernels", "tiled"], &[("TERN_KERNELS", "blocked")]);
-    assert!(flag_wins.lines().all(|l| l.ends_with("kernels: tiled")), "{flag_wins}");
+    assert!(flag_wins.lines().all(|l| family(l).starts_with("tiled,")), "{flag_wins}");
     let (code, _, err) = run_tern(&["devices"], &[("TERN_KERNELS", "fast")]);
     assert_eq!(code, 1);
     assert!(err.contains("TERN_KERNELS: 'fast' is not a kernel family (auto, blocked or tiled)"), "{err}");

@@ -1,7 +1,8 @@
 //! `Gpu`: adapter choice, device creation, tensors, upload/readback and error capture.
 
 use super::family::{Family, Kernels, TernaryKernels, Tile, TileLimits};
-use super::{GpuError, Kernel, Program, Result, Tensor, Uniform, shaders::ShaderFile};
+use super::shaders::{Reductions, ShaderFile};
+use super::{GpuError, Kernel, Program, Result, Tensor, Uniform};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
@@ -74,6 +75,8 @@ const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
 
 /// A compiled shader file with the naga IR used to reflect its bindings.
 type Module = (wgpu::ShaderModule, naga::Module, naga::valid::ModuleInfo);
+/// Compiled shader files by (file, reductions it was built with).
+type Modules = HashMap<(&'static str, Reductions), Arc<Module>>;
 
 /// One device and the kernel family its ops run. `with_family` gives a second handle on the same
 /// device, queue and caches that runs another family (tensors are shared between them).
@@ -85,8 +88,10 @@ pub struct Gpu {
     pub(crate) limits: wgpu::Limits,
     family: Family,
     ternary: TernaryKernels,
+    /// Forced by `with_reductions` (tests, `tern check`); else `reductions()` decides.
+    reductions: Option<Reductions>,
     errors: Arc<Mutex<Vec<String>>>,
-    modules: Arc<Mutex<HashMap<&'static str, Arc<Module>>>>,
+    modules: Arc<Mutex<Modules>>,
     kernels: Arc<Mutex<HashMap<String, Arc<Kernel>>>>,
 }
 
@@ -101,7 +106,7 @@ fn instance(opts: &GpuOptions) -> (wgpu::Instance, wgpu::Backends) {
 }
 
 /// One line per adapter, in the order `--adapter` indexes them, with the kernel family that
-/// `--kernels` (or `TERN_KERNELS`) selects on it.
+/// `--kernels` (or `TERN_KERNELS`) selects on it and how that family reduces there.
 pub fn adapter_summaries(opts: &GpuOptions) -> Result<Vec<String>> {
     let (instance, backends) = instance(opts);
     let kernels = opts.kernels()?;
@@ -114,8 +119,10 @@ pub fn adapter_summaries(opts: &GpuOptions) -> Result<Vec<String>> {
             let has = |x: wgpu::Features, name: &str| {
                 if f.contains(x) { name.to_string() } else { format!("no-{name}") }
             };
+            let family = kernels.resolve(info.device_type);
+            let reductions = Reductions::of(family, f.contains(wgpu::Features::SUBGROUP));
             format!(
-                "{i}: {} ({:?}, {:?}, driver {} {}) [{} {} {}] kernels: {}",
+                "{i}: {} ({:?}, {:?}, driver {} {}) [{} {} {}] kernels: {}, reductions by {}",
                 info.name,
                 info.backend,
                 info.device_type,
@@ -124,7 +131,8 @@ pub fn adapter_summaries(opts: &GpuOptions) -> Result<Vec<String>> {
                 has(wgpu::Features::TIMESTAMP_QUERY, "timestamps"),
                 has(wgpu::Features::SUBGROUP, "subgroups"),
                 has(wgpu::Features::SHADER_F16, "f16"),
-                kernels.resolve(info.device_type).name(),
+                family.name(),
+                reductions.name(),
             )
         })
         .collect())
@@ -182,6 +190,7 @@ impl Gpu {
             limits,
             family,
             ternary,
+            reductions: None,
             errors,
             modules: Arc::default(),
             kernels: Arc::default(),
@@ -199,18 +208,21 @@ impl Gpu {
     }
 
     /// "blocked (4×4 register blocks, no workgroup memory)" or "tiled (workgroup-memory tiles of
-    /// 256 invocations, 64×64×16 for a 64-channel layer)", with this adapter's tile.
+    /// 256 invocations, 64×64×16 for a 64-channel layer; reductions by subgroup operations)",
+    /// with this adapter's tile and reductions.
     pub fn describe_family(&self) -> String {
         match self.family {
             Family::Blocked => "blocked (4×4 register blocks, no workgroup memory)".into(),
             Family::Tiled => {
                 let t = self.tile(64, 1 << 20, 1 << 20);
                 format!(
-                    "tiled (workgroup-memory tiles of {} invocations, {}×{}×{} for a 64-channel layer)",
+                    "tiled (workgroup-memory tiles of {} invocations, {}×{}×{} for a 64-channel layer; \
+                     reductions by {})",
                     t.invocations(),
                     t.m,
                     t.n,
-                    t.k
+                    t.k,
+                    self.reductions().name()
                 )
             }
         }
@@ -227,6 +239,7 @@ impl Gpu {
             limits: self.limits.clone(),
             family,
             ternary: self.ternary,
+            reductions: self.reductions,
             errors: self.errors.clone(),
             modules: self.modules.clone(),
             kernels: self.kernels.clone(),
@@ -237,6 +250,18 @@ impl Gpu {
     /// benchmarks compare the two).
     pub fn with_ternary(&self, ternary: TernaryKernels) -> Gpu {
         Gpu { ternary, ..self.with_family(self.family) }
+    }
+
+    /// How the shaders' workgroup reductions (group.wgsl) run (`Reductions::of`).
+    pub fn reductions(&self) -> Reductions {
+        let auto = Reductions::of(self.family, self.has(wgpu::Features::SUBGROUP));
+        self.reductions.unwrap_or(auto)
+    }
+
+    /// A handle like this one whose reductions run `reductions` (tests and `tern check` run the
+    /// workgroup-memory fallback on adapters that have subgroups).
+    pub fn with_reductions(&self, reductions: Reductions) -> Gpu {
+        Gpu { reductions: Some(reductions), ..self.with_family(self.family) }
     }
 
     /// `--ternary-kernels` as given (`TernaryKernels::on_masks` resolves auto).
@@ -443,29 +468,34 @@ impl Gpu {
         constants: &[(&str, f64)],
     ) -> Result<Arc<Kernel>> {
         let name = format!("{}/{}", shader.name, entry);
-        let values: Vec<String> = constants.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let reductions = self.reductions();
+        let mut values: Vec<String> = constants.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        if shader.group {
+            values.push(format!("{reductions:?}"));
+        }
         let key = format!("{name}[{}]", values.join(","));
         if let Some(k) = self.kernels.lock().unwrap().get(&key) {
             return Ok(k.clone());
         }
-        let module = self.module(shader)?;
+        let module = self.module(shader, reductions)?;
         let kernel = Arc::new(Kernel::new(self, &name, &module.0, &module.1, &module.2, entry, constants)?);
         self.check().map_err(|e| GpuError::Shader { shader: key.clone(), reason: e.to_string() })?;
         self.kernels.lock().unwrap().insert(key, kernel.clone());
         Ok(kernel)
     }
 
-    fn module(&self, shader: &ShaderFile) -> Result<Arc<Module>> {
-        if let Some(m) = self.modules.lock().unwrap().get(shader.name) {
+    fn module(&self, shader: &ShaderFile, reductions: Reductions) -> Result<Arc<Module>> {
+        let key = (shader.name, if shader.group { reductions } else { Reductions::Tree });
+        if let Some(m) = self.modules.lock().unwrap().get(&key) {
             return Ok(m.clone());
         }
-        let (naga_module, info) = shader.parse()?;
+        let (naga_module, info) = shader.parse(reductions)?;
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(shader.name),
-            source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+            source: wgpu::ShaderSource::Wgsl(shader.wgsl(reductions)),
         });
         let entry = Arc::new((module, naga_module, info));
-        self.modules.lock().unwrap().insert(shader.name, entry.clone());
+        self.modules.lock().unwrap().insert(key, entry.clone());
         Ok(entry)
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! `Gpu` owns the adapter, device and queue, the kernel family its ops run (`Family`: blocked or
 //! tiled, from `--kernels`/`TERN_KERNELS`; the tiled family's `Tile` sizes from the adapter's
-//! limits) and the one submit path (`Gpu::submit`, `run`, and `Profiler::submit` all record
-//! through `submit_with`); `Tensor` is a buffer range with a shape, `Var` a value with its
+//! limits; `Reductions`: how shaders reduce within a workgroup, subgroups or trees) and the one
+//! submit path (`Gpu::submit`, `run`, and `Profiler::submit` all record through `submit_with`); `Tensor` is a buffer range with a shape, `Var` a value with its
 //! gradient, `Uniform<T>` a typed uniform buffer; `Kernel` is one compiled shader entry point
 //! (specialised by `override` constants where given) whose bindings and workgroup size are read
 //! from the WGSL by naga; `Dispatch` is one launch of a kernel with its bind group, built once and
@@ -21,6 +21,7 @@ pub use context::{Backend, Gpu, GpuOptions, adapter_summaries};
 pub use family::{Family, Kernels, TernaryKernels, Tile};
 pub use kernel::{Cost, Dispatch, Grid, Kernel, Program};
 pub use profiler::{KernelStat, Profiled, Profiler, Timing};
+pub use shaders::Reductions;
 pub use tensor::{DType, Tensor, Uniform, UniformRef, Var};
 
 /// Errors at the device boundary. Each names the tensor, kernel or limit at fault.

@@ -1,29 +1,74 @@
-//! Every WGSL file of the project, embedded at compile time. Each is valid WGSL on its own.
-//! `<op>_tiled` files hold the tiled family's entry points of `<op>` (same bindings and uniforms).
+//! Every WGSL file of the project, embedded at compile time. Each shader in `ALL` is valid WGSL
+//! on its own, or, when it calls the group reductions, after `group.wgsl` and one of their
+//! implementations (`Reductions`), which the host prepends. `<op>_tiled` files hold the tiled
+//! family's entry points of `<op>` (same bindings and uniforms).
 
 use super::{GpuError, Result};
+use std::borrow::Cow;
 
 pub struct ShaderFile {
     /// File stem: `shaders/<name>.wgsl`.
     pub name: &'static str,
     pub source: &'static str,
+    /// Calls the group_* reductions of group.wgsl.
+    pub group: bool,
+}
+
+/// Which implementation of group.wgsl's reductions a shader is built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reductions {
+    /// group_tree.wgsl: a halving tree in workgroup memory
+    Tree,
+    /// group_lanes.wgsl: subgroup operations (needs the adapter's SUBGROUP feature)
+    Lanes,
+}
+
+impl Reductions {
+    /// What a family runs: subgroup operations in the tiled family on adapters with subgroups,
+    /// trees otherwise (CPU drivers, which the blocked family is for, gain nothing from them).
+    pub(crate) fn of(family: super::Family, subgroups: bool) -> Reductions {
+        match family == super::Family::Tiled && subgroups {
+            true => Reductions::Lanes,
+            false => Reductions::Tree,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Reductions::Tree => "workgroup-memory trees",
+            Reductions::Lanes => "subgroup operations",
+        }
+    }
+
+    fn file(self) -> &'static ShaderFile {
+        match self {
+            Reductions::Tree => &GROUP_TREE,
+            Reductions::Lanes => &GROUP_LANES,
+        }
+    }
 }
 
 macro_rules! shader {
     ($konst:ident, $name:literal) => {
-        pub const $konst: ShaderFile =
-            ShaderFile { name: $name, source: include_str!(concat!("../../shaders/", $name, ".wgsl")) };
+        shader!($konst, $name, false);
+    };
+    ($konst:ident, $name:literal, $group:literal) => {
+        pub const $konst: ShaderFile = ShaderFile {
+            name: $name,
+            source: include_str!(concat!("../../shaders/", $name, ".wgsl")),
+            group: $group,
+        };
     };
 }
 
 shader!(ACTIVATION, "activation");
-shader!(BATCHNORM, "batchnorm");
+shader!(BATCHNORM, "batchnorm", true);
 shader!(CONV2D, "conv2d");
 shader!(CONV2D_TILED, "conv2d_tiled");
 shader!(CONV2D_LANES, "conv2d_lanes");
 shader!(LINEAR, "linear");
 shader!(LINEAR_TILED, "linear_tiled");
-shader!(LOSS, "loss");
+shader!(LOSS, "loss", true);
 shader!(OPTIM, "optim");
 shader!(PACKED_CONV, "packed_conv");
 shader!(PACKED_CONV_LANES, "packed_conv_lanes");
@@ -31,14 +76,17 @@ shader!(PACKED_CONV_TILED, "packed_conv_tiled");
 shader!(PACKED_LINEAR, "packed_linear");
 shader!(PACKED_LINEAR_TILED, "packed_linear_tiled");
 shader!(POOL, "pool");
-shader!(REDUCE, "reduce");
+shader!(REDUCE, "reduce", true);
 shader!(ROOFLINE, "roofline");
 shader!(SHORTCUT, "shortcut");
-shader!(STTN, "sttn");
-shader!(TTN, "ttn");
+shader!(STTN, "sttn", true);
+shader!(TTN, "ttn", true);
 shader!(TERNARY_MASKS, "ternary_masks");
-shader!(TTQ, "ttq");
-shader!(TWN, "twn");
+shader!(TTQ, "ttq", true);
+shader!(TWN, "twn", true);
+shader!(GROUP, "group");
+shader!(GROUP_TREE, "group_tree");
+shader!(GROUP_LANES, "group_lanes");
 
 pub const ALL: &[&ShaderFile] = &[
     &ACTIVATION,
@@ -66,29 +114,49 @@ pub const ALL: &[&ShaderFile] = &[
     &TWN,
 ];
 
+/// The parts prepended to the shaders that call the group reductions (not shaders on their own).
+pub const PARTS: &[&ShaderFile] = &[&GROUP, &GROUP_TREE, &GROUP_LANES];
+
 impl ShaderFile {
-    /// Parse and validate with naga, naming the file and line of any error.
-    pub fn parse(&self) -> Result<(naga::Module, naga::valid::ModuleInfo)> {
-        let err = |reason: String| GpuError::Shader { shader: format!("shaders/{}.wgsl", self.name), reason };
-        let module =
-            naga::front::wgsl::parse_str(self.source).map_err(|e| err(e.emit_to_string(self.source)))?;
+    /// The WGSL the device compiles: the file itself, after group.wgsl and the `reductions`
+    /// implementation if it calls them.
+    pub fn wgsl(&self, reductions: Reductions) -> Cow<'static, str> {
+        if !self.group {
+            return Cow::Borrowed(self.source);
+        }
+        Cow::Owned([GROUP.source, reductions.file().source, self.source].join("\n"))
+    }
+
+    /// "shaders/ttq.wgsl (after group_lanes.wgsl)": where an error in `wgsl(reductions)` lies.
+    pub fn label(&self, reductions: Reductions) -> String {
+        match self.group {
+            true => format!("shaders/{}.wgsl (after {}.wgsl)", self.name, reductions.file().name),
+            false => format!("shaders/{}.wgsl", self.name),
+        }
+    }
+
+    /// Parse and validate `wgsl(reductions)` with naga, naming the file and line of any error.
+    pub fn parse(&self, reductions: Reductions) -> Result<(naga::Module, naga::valid::ModuleInfo)> {
+        let err = |reason: String| GpuError::Shader { shader: self.label(reductions), reason };
+        let source = self.wgsl(reductions);
+        let module = naga::front::wgsl::parse_str(&source).map_err(|e| err(e.emit_to_string(&source)))?;
         let info = naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),
             naga::valid::Capabilities::all(),
         )
         .validate(&module)
-        .map_err(|e| err(e.emit_to_string(self.source)))?;
+        .map_err(|e| err(e.emit_to_string(&source)))?;
         Ok((module, info))
     }
 
-    /// Translate to SPIR-V (bytes), MSL and HLSL source, as the Vulkan, Metal and DX12 backends
-    /// would, with `override` constants at their defaults.
-    pub fn translate(&self) -> Result<Translated> {
+    /// Translate `wgsl(reductions)` to SPIR-V (bytes), MSL and HLSL source, as the Vulkan, Metal
+    /// and DX12 backends would, with `override` constants at their defaults.
+    pub fn translate(&self, reductions: Reductions) -> Result<Translated> {
         let err = |target: &str, reason: String| GpuError::Shader {
-            shader: format!("shaders/{}.wgsl", self.name),
+            shader: self.label(reductions),
             reason: format!("{target}: {reason}"),
         };
-        let (module, info) = self.parse()?;
+        let (module, info) = self.parse(reductions)?;
         let (module, info) =
             naga::back::pipeline_constants::process_overrides(&module, &info, None, &Default::default())
                 .map_err(|e| err("overrides", e.to_string()))?;

@@ -53,7 +53,7 @@ mod twn;
 
 use std::sync::OnceLock;
 use tern::check::Case;
-use tern::gpu::{Dispatch, Family, Gpu, GpuOptions, Tensor};
+use tern::gpu::{Dispatch, Family, Gpu, GpuOptions, Reductions, Tensor};
 
 /// The adapter the tests run on. No adapter is a failure, never a skip: CI installs lavapipe.
 pub fn gpu() -> &'static Gpu {
@@ -65,11 +65,17 @@ pub fn gpu() -> &'static Gpu {
 }
 
 /// The test device once per kernel family (blocked, tiled), whatever `--kernels` or
-/// `TERN_KERNELS` say: every op is checked in both.
-pub fn families() -> [&'static Gpu; 2] {
-    static TILED: OnceLock<Gpu> = OnceLock::new();
-    let blocked = gpu();
-    [blocked, TILED.get_or_init(|| blocked.with_family(Family::Tiled))]
+/// `TERN_KERNELS` say, and, where the tiled family reduces with subgroup operations (llvmpipe
+/// has them), the tiled family once more with the workgroup-memory fallback of its reductions:
+/// every op is checked in each.
+pub fn families() -> &'static [Gpu] {
+    static FAMILIES: OnceLock<Vec<Gpu>> = OnceLock::new();
+    FAMILIES.get_or_init(|| {
+        let tiled = gpu().with_family(Family::Tiled);
+        let fallback =
+            (tiled.reductions() == Reductions::Lanes).then(|| tiled.with_reductions(Reductions::Tree));
+        [Some(gpu().with_family(Family::Blocked)), Some(tiled), fallback].into_iter().flatten().collect()
+    })
 }
 
 /// Fails listing every failed case (and the error, if the cases could not run).
@@ -143,7 +149,8 @@ fn a_nan_or_infinity_fails_a_case() {
 }
 
 /// Each family gives the same bits from run to run: one program replayed, and the same ops
-/// built again (conv2d passes with a split-K weight gradient, packed convolution, linear).
+/// built again (conv2d passes with a split-K weight gradient, packed convolution, linear, and
+/// the reductions of batch norm and TTQ, split over workgroups in the tiled family).
 #[test]
 fn both_families_are_bit_reproducible_run_to_run() {
     use tern::check::{conv2d::geom, packed_conv::codes, values};
@@ -165,16 +172,32 @@ fn both_families_are_bit_reproducible_run_to_run() {
         upload("fw", &[13, 77], &values(13 * 77, 907)),
         upload("fb", &[13], &values(13, 908)),
     );
+    let bn_shape = [6, 5, 7, 9];
+    let bn_x = upload("bn_x", &bn_shape, &values(6 * 5 * 63, 909));
+    let bn_dy = upload("bn_dy", &bn_shape, &values(6 * 5 * 63, 910));
+    let (gamma, beta) = (upload("gamma", &[5], &values(5, 911)), upload("beta", &[5], &values(5, 912)));
+    let bn = tern::check::batchnorm::State::new(gpu(), 5).unwrap();
+    let (ttq_w, ttq_g) =
+        (upload("ttq_w", &[5000], &values(5000, 913)), upload("gq", &[5000], &values(5000, 914)));
     let outputs = [
         zeros("y", &g.output_shape()),
         zeros("dx", &g.input_shape()),
         zeros("dw", &g.weight_shape()),
         zeros("packed", &g.output_shape()),
         zeros("fy", &[9, 13]),
+        zeros("bn_y", &bn_shape),
+        zeros("bn_dx", &bn_shape),
+        zeros("dgamma", &[5]),
+        zeros("dbeta", &[5]),
+        zeros("maxabs", &[1]),
+        zeros("ttq_wq", &[5000]),
+        zeros("ttq_dw", &[5000]),
+        zeros("dwp", &[1]),
+        zeros("dwn", &[1]),
     ];
     for gpu in families() {
         let build = || {
-            let [y, dx, dw, packed, fy] = &outputs;
+            let [y, dx, dw, packed, fy, bn_y, bn_dx, dgamma, dbeta, m, wq, ttq_dw, dwp, dwn] = &outputs;
             let mut p = tern::ops::conv2d::grad_weight(gpu, "conv", &g, &x, &dy, dw).unwrap();
             p.push(tern::ops::conv2d::forward(gpu, "conv", &g, &x, &w, y).unwrap());
             p.push(tern::ops::conv2d::grad_input(gpu, "conv", &g, &dy, &w, dx).unwrap());
@@ -182,12 +205,22 @@ fn both_families_are_bit_reproducible_run_to_run() {
             let t = PackedWeights::Ternary { pos: &pos, neg: &neg, wp: &wp, wn: &wn };
             p.push(tern::ops::packed_conv::forward(gpu, "packed", &g, &x, &t, &e, packed).unwrap());
             p.push(tern::ops::linear::forward(gpu, "fc", &fx, &fw, &fb, fy).unwrap());
+            let t = bn.with(&gamma, &beta);
+            p.extend_from(tern::ops::batchnorm::forward_train(gpu, "bn", &bn_x, bn_y, &t).unwrap());
+            p.extend_from(
+                tern::ops::batchnorm::backward(gpu, "bn", &bn_x, &bn_dy, bn_dx, &t, dgamma, dbeta).unwrap(),
+            );
+            p.extend_from(tern::ops::reduce::max_abs(gpu, "ttq", &ttq_w, m).unwrap());
+            p.push(tern::quant::ttq::quantize(gpu, "ttq", 0.05, &ttq_w, m, &wp, &wn, wq).unwrap());
+            let b =
+                tern::quant::ttq::backward(gpu, "ttq", 0.05, &ttq_w, m, &wp, &wn, &ttq_g, ttq_dw, dwp, dwn);
+            p.extend_from(b.unwrap());
             p
         };
         let bits = || -> Vec<Vec<u32>> {
             outputs.iter().map(|t| gpu.read(t).unwrap().iter().map(|v| v.to_bits()).collect()).collect()
         };
-        let family = gpu.family().name();
+        let family = format!("{} ({})", gpu.family().name(), gpu.reductions().name());
         let program = build();
         gpu.run(&[&program]).unwrap();
         let first = bits();
