@@ -206,7 +206,7 @@ impl Model {
             None => b.tensor("dlogits", x.value.shape())?,
         };
         b.forward.push(ops::loss::forward(gpu, "loss", &x.value, &labels, &dlogits, &loss, &pred)?);
-        b.forward.push(ops::loss::accumulate(gpu, "loss", &loss, &pred, &labels, &metrics)?);
+        b.forward.extend_from(ops::loss::accumulate(gpu, "loss", &loss, &pred, &labels, &metrics)?);
         let (forward, backward, after_update) = b.finish();
         Ok(Graph {
             batch,
