@@ -16,7 +16,8 @@
 var<workgroup> group_part: array<vec4f, GROUP>;
 var<workgroup> group_size: u32;
 
-// Lanes per subgroup, uniform over the workgroup (loop bounds around barriers must be).
+// Lanes per subgroup, uniform over the workgroup (loop bounds around barriers must be). Later
+// calls rewrite group_size with the same value.
 fn lanes(li: u32) -> u32 {
     let size = subgroupAdd(1u);
     if (li == 0u) { group_size = size; }
