@@ -191,8 +191,8 @@ struct Split { ch: u32, s: u32, n0: u32, n1: u32 }
 fn split(wg: vec3u, nwg: vec3u) -> Split {
     let g = group(wg, nwg);
     let s = g % p.splits;
-    let per = (p.n + p.splits - 1u) / p.splits;
-    return Split(g / p.splits, s, min(s * per, p.n), min((s + 1u) * per, p.n));
+    let r = split_range(s, p.splits, p.n);
+    return Split(g / p.splits, s, r.x, r.y);
 }
 
 // partial[ch, s] = v (written by invocation 0).

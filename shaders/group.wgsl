@@ -1,4 +1,5 @@
-// group.wgsl — reductions over one workgroup, for the shaders whose header says they use them.
+// group.wgsl — reductions over one workgroup, and the ranges of split reductions, for the
+// shaders whose header says they use them.
 // Not a shader on its own: the host prepends this file and then one implementation of the
 // group_* functions, group_tree.wgsl (workgroup memory) or group_lanes.wgsl (subgroup
 // operations: adapters with subgroups, in the tiled family), to those shaders.
@@ -11,6 +12,15 @@
 //   group_welford(li, v: vec3f) -> vec3f  Welford partials (count, mean, M2) merged by
 //                                         welford_merge
 // Both implementations merge in a fixed order: results are bit-reproducible on one adapter.
+// A split reduction's workgroup s reduces split_range(s, splits, len) and a second kernel adds
+// the ranges' results in order.
+
+// [start, end) of the s-th of `splits` contiguous ranges of `len` values (the last may be short
+// or empty).
+fn split_range(s: u32, splits: u32, len: u32) -> vec2u {
+    let per = (len + splits - 1u) / splits;
+    return vec2u(min(s * per, len), min((s + 1u) * per, len));
+}
 
 // Merge Welford partials (count, mean, M2) b into a (Chan et al.). Zero counts merge exactly.
 fn welford_merge(a: vec3f, b: vec3f) -> vec3f {

@@ -80,8 +80,8 @@ fn accumulate(@builtin(local_invocation_index) li: u32) {
 
 @compute @workgroup_size(GROUP)
 fn accumulate_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-    let per = (p.n + p.splits - 1u) / p.splits;
-    let s = sums(li, min(wg.x * per, p.n), min((wg.x + 1u) * per, p.n));
+    let r = split_range(wg.x, p.splits, p.n);
+    let s = sums(li, r.x, r.y);
     if (li == 0u) {
         partial[2u * wg.x] = s.x;
         partial[2u * wg.x + 1u] = s.y;

@@ -58,7 +58,7 @@ fn max_abs(@builtin(local_invocation_index) li: u32) {
 
 @compute @workgroup_size(GROUP)
 fn max_abs_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-    let per = (p.len + p.splits - 1u) / p.splits;
-    let m = range_max(li, min(wg.x * per, p.len), min((wg.x + 1u) * per, p.len));
+    let r = split_range(wg.x, p.splits, p.len);
+    let m = range_max(li, r.x, r.y);
     if (li == 0u) { maxima[wg.x] = m; }
 }

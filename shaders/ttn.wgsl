@@ -102,12 +102,6 @@ fn stats(@builtin(local_invocation_index) li: u32) {
     if (li == 0u) { put_fit(mu, sq); }
 }
 
-// The s-th of p.splits contiguous ranges of the weights.
-fn range(s: u32) -> vec2u {
-    let per = (p.len + p.splits - 1u) / p.splits;
-    return vec2u(min(s * per, p.len), min((s + 1u) * per, p.len));
-}
-
 // Σ partial[0 .. p.splits] in order.
 fn sum_partial() -> f32 {
     var s = 0.0;
@@ -117,7 +111,7 @@ fn sum_partial() -> f32 {
 
 @compute @workgroup_size(GROUP)
 fn mean_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-    let r = range(wg.x);
+    let r = split_range(wg.x, p.splits, p.len);
     let s = sum_w(li, r.x, r.y);
     if (li == 0u) { partial[wg.x] = s; }
 }
@@ -129,7 +123,7 @@ fn set_mean() {
 
 @compute @workgroup_size(GROUP)
 fn var_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-    let r = range(wg.x);
+    let r = split_range(wg.x, p.splits, p.len);
     let s = sum_sq(li, r.x, r.y, fit[0]);
     if (li == 0u) { partial[wg.x] = s; }
 }
@@ -179,7 +173,7 @@ fn backward(@builtin(local_invocation_index) li: u32) {
 
 @compute @workgroup_size(GROUP)
 fn backward_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-    let r = range(wg.x);
+    let r = split_range(wg.x, p.splits, p.len);
     let s = sum_gt(li, r.x, r.y);
     if (li == 0u) { partial[wg.x] = s; }
 }

@@ -85,8 +85,8 @@ fn backward(@builtin(local_invocation_index) li: u32) {
 
 @compute @workgroup_size(GROUP)
 fn backward_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-    let per = (p.len + p.splits - 1u) / p.splits;
-    let s = backward_range(li, min(wg.x * per, p.len), min((wg.x + 1u) * per, p.len));
+    let r = split_range(wg.x, p.splits, p.len);
+    let s = backward_range(li, r.x, r.y);
     if (li == 0u) {
         partial[2u * wg.x] = s.x;
         partial[2u * wg.x + 1u] = s.y;

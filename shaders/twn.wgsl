@@ -63,15 +63,9 @@ fn stats(@builtin(local_invocation_index) li: u32) {
     }
 }
 
-// The s-th of p.splits contiguous ranges of the weights.
-fn range(s: u32) -> vec2u {
-    let per = (p.len + p.splits - 1u) / p.splits;
-    return vec2u(min(s * per, p.len), min((s + 1u) * per, p.len));
-}
-
 @compute @workgroup_size(GROUP)
 fn sum_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-    let r = range(wg.x);
+    let r = split_range(wg.x, p.splits, p.len);
     let s = sum_abs(li, r.x, r.y);
     if (li == 0u) { partial[2u * wg.x] = s; }
 }
@@ -85,7 +79,7 @@ fn set_delta() {
 
 @compute @workgroup_size(GROUP)
 fn above_split(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-    let r = range(wg.x);
+    let r = split_range(wg.x, p.splits, p.len);
     let s = sum_above(li, r.x, r.y, delta_alpha[0]);
     if (li == 0u) {
         partial[2u * wg.x] = s.x;

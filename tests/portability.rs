@@ -26,7 +26,8 @@ fn only_the_shaders_that_say_so_call_the_group_reductions() {
     for shader in shaders::ALL {
         let calls = shader.source.contains("group_sum(")
             || shader.source.contains("group_max(")
-            || shader.source.contains("group_welford(");
+            || shader.source.contains("group_welford(")
+            || shader.source.contains("split_range(");
         assert_eq!(calls, shader.group, "{}: calls the group reductions = {calls}", shader.name);
         if shader.group {
             assert!(shader.source.contains("override GROUP"), "{}: no GROUP override", shader.name);

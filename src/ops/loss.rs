@@ -79,6 +79,7 @@ pub fn accumulate(
     )?;
     let merge = gpu.kernel(&shaders::LOSS, "accumulate_merge")?;
     let cost = Cost { flops: 2 * splits as u64, bytes: f32_bytes(2 * splits + 3) };
-    let second = Dispatch::new(gpu, &merge, label, &p, &merge.bound(&all), Grid::Groups(1), cost)?;
+    let second =
+        Dispatch::new(gpu, &merge, format!("{label}_merge"), &p, &merge.bound(&all), Grid::Groups(1), cost)?;
     Ok(vec![first, second])
 }
