@@ -185,37 +185,74 @@ fn segment(pb: u32, rows: u32) -> vec3u {
     return vec3u(t / rows, t % rows, (q % p.segs_row) * 8u);
 }
 
-@compute @workgroup_size(WG)
-fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
-           @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
+// Source row r of a plane (zero outside it) as row_taps.
+fn source_row(plane: u32, r: i32, k: Cols, stride2: bool) -> array<vec4f, 6> {
+    let rok = select(0.0, 1.0, r >= 0 && r < i32(p.sh));
+    return row_taps(plane + u32(clamp(r, 0, i32(p.sh) - 1)) * p.sw, k, rok, stride2);
+}
+
+// One kernel row (taps 3i, 3i + 1, 3i + 2) against a source row's taps.
+fn mac_row(acc: ptr<function, array<vec4f, 32>>, w0: vec2f, w1: vec2f, w2: vec2f, t: array<vec4f, 6>, upper: bool) {
+    mac16(acc, w0, t[0], t[1], upper);
+    mac16(acc, w1, t[2], t[3], upper);
+    mac16(acc, w2, t[4], t[5], upper);
+}
+
+// forward and grad_input: destination rows 2·seg.y and 2·seg.y + 1 of the segment, from source
+// rows top .. top + 2 and top + stride .. top + stride + 2.
+fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32, stride: u32) {
     let g = wg.y * nwg.x + wg.x;
-    let co0 = (g / p.groups) * 16u;
+    let ch0 = (g / p.groups) * 16u;
     let pb = (g % p.groups) * WG + li;
     // Subgroups past the last segment have nothing to compute or share.
     if (subgroupAll(pb >= p.segs)) { return; }
-    let seg = segment(pb, p.dh);
-    let k = cols(i32(seg.z * p.stride) - 1, p.sw);
-    let stride2 = p.stride == 2u;
-    let wa = min(co0 + lane % 8u, p.dst_c - 1u);
-    let wb = min(co0 + 8u + lane % 8u, p.dst_c - 1u);
-    let upper = co0 + 8u < p.dst_c;
-    let src_hw = p.sh * p.sw;
-    var acc: array<vec4f, 32>;
+    let seg = segment(pb, (p.dh + 1u) / 2u);
+    let row = 2u * seg.y;
+    let k = cols(i32(seg.z * stride) - 1, p.sw);
+    let stride2 = stride == 2u;
+    let wa = min(ch0 + lane % 8u, p.dst_c - 1u);
+    let wb = min(ch0 + 8u + lane % 8u, p.dst_c - 1u);
+    let upper = ch0 + 8u < p.dst_c;
+    let top = i32(row * stride) - 1;
+    var acc0: array<vec4f, 32>;
+    var acc1: array<vec4f, 32>;
     for (var c = 0u; c < p.src_c; c++) {
-        let plane = (seg.x * p.src_c + c) * src_hw;
-        for (var i = 0u; i < 3u; i++) {
-            let r = i32(seg.y * p.stride + i) - 1;
-            let rok = select(0.0, 1.0, r >= 0 && r < i32(p.sh));
-            let t = row_taps(plane + u32(clamp(r, 0, i32(p.sh) - 1)) * p.sw, k, rok, stride2);
-            let tap = 3u * i;
-            mac16(&acc, weights(wa, wb, c, tap, upper), t[0], t[1], upper);
-            mac16(&acc, weights(wa, wb, c, tap + 1u, upper), t[2], t[3], upper);
-            mac16(&acc, weights(wa, wb, c, tap + 2u, upper), t[4], t[5], upper);
+        let plane = (seg.x * p.src_c + c) * p.sh * p.sw;
+        var wv: array<vec2f, 9>;
+        wv[0] = weights(wa, wb, c, 0u, upper); wv[1] = weights(wa, wb, c, 1u, upper);
+        wv[2] = weights(wa, wb, c, 2u, upper); wv[3] = weights(wa, wb, c, 3u, upper);
+        wv[4] = weights(wa, wb, c, 4u, upper); wv[5] = weights(wa, wb, c, 5u, upper);
+        wv[6] = weights(wa, wb, c, 6u, upper); wv[7] = weights(wa, wb, c, 7u, upper);
+        wv[8] = weights(wa, wb, c, 8u, upper);
+        let t0 = source_row(plane, top, k, stride2);
+        let t1 = source_row(plane, top + 1, k, stride2);
+        let t2 = source_row(plane, top + 2, k, stride2);
+        mac_row(&acc0, wv[0], wv[1], wv[2], t0, upper);
+        mac_row(&acc0, wv[3], wv[4], wv[5], t1, upper);
+        mac_row(&acc0, wv[6], wv[7], wv[8], t2, upper);
+        let t3 = source_row(plane, top + 3, k, stride2);
+        if (stride2) {
+            let t4 = source_row(plane, top + 4, k, stride2);
+            mac_row(&acc1, wv[0], wv[1], wv[2], t2, upper);
+            mac_row(&acc1, wv[3], wv[4], wv[5], t3, upper);
+            mac_row(&acc1, wv[6], wv[7], wv[8], t4, upper);
+        } else {
+            mac_row(&acc1, wv[0], wv[1], wv[2], t1, upper);
+            mac_row(&acc1, wv[3], wv[4], wv[5], t2, upper);
+            mac_row(&acc1, wv[6], wv[7], wv[8], t3, upper);
         }
     }
     if (pb >= p.segs) { return; }
     let plane = p.dh * p.dw;
-    store16(&acc, (seg.x * p.dst_c + co0) * plane + seg.y * p.dw + seg.z, plane, co0, p.dw - seg.z, 1u);
+    let base = (seg.x * p.dst_c + ch0) * plane + row * p.dw + seg.z;
+    store16(&acc0, base, plane, ch0, p.dw - seg.z, 1u);
+    if (row + 1u < p.dh) { store16(&acc1, base + p.dw, plane, ch0, p.dw - seg.z, 1u); }
+}
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+           @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
+    two_rows(wg, nwg, li, lane, p.stride);
 }
 
 // Same as forward (bindings src = dy, dst = dx, weights flipped and transposed by the host's
@@ -223,33 +260,7 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
 @compute @workgroup_size(WG)
 fn grad_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
               @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
-    let g = wg.y * nwg.x + wg.x;
-    let ci0 = (g / p.groups) * 16u;
-    let pb = (g % p.groups) * WG + li;
-    // Subgroups past the last segment have nothing to compute or share.
-    if (subgroupAll(pb >= p.segs)) { return; }
-    let seg = segment(pb, p.dh);
-    let k = cols(i32(seg.z) - 1, p.sw);
-    let wa = min(ci0 + lane % 8u, p.dst_c - 1u);
-    let wb = min(ci0 + 8u + lane % 8u, p.dst_c - 1u);
-    let upper = ci0 + 8u < p.dst_c;
-    let src_hw = p.sh * p.sw;
-    var acc: array<vec4f, 32>;
-    for (var c = 0u; c < p.src_c; c++) {
-        let plane = (seg.x * p.src_c + c) * src_hw;
-        for (var i = 0u; i < 3u; i++) {
-            let r = i32(seg.y + i) - 1;
-            let rok = select(0.0, 1.0, r >= 0 && r < i32(p.sh));
-            let t = row_taps(plane + u32(clamp(r, 0, i32(p.sh) - 1)) * p.sw, k, rok, false);
-            let tap = 3u * i;
-            mac16(&acc, weights(wa, wb, c, tap, upper), t[0], t[1], upper);
-            mac16(&acc, weights(wa, wb, c, tap + 1u, upper), t[2], t[3], upper);
-            mac16(&acc, weights(wa, wb, c, tap + 2u, upper), t[4], t[5], upper);
-        }
-    }
-    if (pb >= p.segs) { return; }
-    let plane = p.dh * p.dw;
-    store16(&acc, (seg.x * p.dst_c + ci0) * plane + seg.y * p.dw + seg.z, plane, ci0, p.dw - seg.z, 1u);
+    two_rows(wg, nwg, li, lane, 1u);
 }
 
 // Stride 2: dx[n, ci, 2u + pr, 2v + pc] = Σ_co Σ_{i ≡ pr + 1, j ≡ pc + 1 (mod 2)}

@@ -20,14 +20,15 @@
 // Ternary weight i is the i-th in [cout, kh, kw, cin] order, bit i % 32 of word i / 32 (see
 // packed_conv.wgsl).
 //
-// Mapping (as conv2d_lanes.wgsl/forward): 16 output channels × 8 consecutive columns of one
-// output row per invocation, WG (64) invocations along these segments, the channel block the
-// same for the whole workgroup. Lane l of a subgroup owns output channels co0 + l and
-// co0 + 8 + l: per 32 input channels it reads their codes for the 9 taps (two words each for
-// W+ and W−: rows are not aligned), decodes each input channel's weight to +Wp, 0 or −Wn in
-// registers, and subgroupBroadcast hands it to every lane; the dense entry loads the f32 weight
-// instead. Per input channel, each of the 3 source rows (10 values at stride 1, 17 at stride 2)
-// is loaded once for 3 taps × 16 channels × 8 columns. Kernel rows are written out (private
+// Mapping: 16 output channels × 8 consecutive columns of two output rows per invocation, WG (64)
+// invocations along these segments, the channel block the same for the whole workgroup. Lane l
+// of a subgroup owns output channels co0 + l and co0 + 8 + l: per 32 input channels it reads
+// their codes for the 9 taps (two words each for W+ and W−: rows are not aligned), decodes each
+// input channel's weight to +Wp, 0 or −Wn in registers, and subgroupBroadcast hands it to every
+// lane; the dense entry loads the f32 weight instead. Per input channel, each of the 4 source
+// rows (5 at stride 2; 10 values at stride 1, 17 at stride 2) is loaded once for up to 6 taps ×
+// 16 channels × 8 columns, and each weight serves both rows (two rows against one: ResNet-20's
+// packed kernels 0.96× the time, 2 alternating pairs). Kernel rows are written out (private
 // arrays are indexed by constants only: llvmpipe keeps them in registers). Invocations past the
 // last segment repeat it without storing; subgroups made only of those return at once.
 //
@@ -99,28 +100,29 @@ fn src_row(plane: u32, r: i32, k: Cols, stride2: bool) -> array<vec4f, 6> {
 }
 
 // acc[2k], acc[2k + 1] (columns 0-3, 4-7 of channel k) += w_k · (lo, hi), where lane l holds
-// w_l in wv.x and w_(8 + l) in wv.y; channels 8-15 only when `upper` (they exist). A broadcast
-// weight is the same in every lane, so skipping zeros is a uniform branch: ternary layers skip
-// their zero weights' 8 multiply-adds (ResNet-20's packed ternary convolutions: 0.85× the time).
+// w_l in wv.x and w_(8 + l) in wv.y; channels 8-15 only when `upper` (they exist). Zero weights
+// are multiplied too, as in the dense kernels: llvmpipe runs an `if` under an execution mask, so
+// `if (w != 0)` skipped nothing and turned every accumulator update into a masked store
+// (ResNet-20's packed kernels took 1.10× the time with it, 2 alternating pairs).
 fn mac16(acc: ptr<function, array<vec4f, 32>>, wv: vec2f, lo: vec4f, hi: vec4f, upper: bool) {
     var s: f32;
-    s = subgroupBroadcast(wv.x, 0u); if (s != 0.0) { (*acc)[0] += s * lo; (*acc)[1] += s * hi; }
-    s = subgroupBroadcast(wv.x, 1u); if (s != 0.0) { (*acc)[2] += s * lo; (*acc)[3] += s * hi; }
-    s = subgroupBroadcast(wv.x, 2u); if (s != 0.0) { (*acc)[4] += s * lo; (*acc)[5] += s * hi; }
-    s = subgroupBroadcast(wv.x, 3u); if (s != 0.0) { (*acc)[6] += s * lo; (*acc)[7] += s * hi; }
-    s = subgroupBroadcast(wv.x, 4u); if (s != 0.0) { (*acc)[8] += s * lo; (*acc)[9] += s * hi; }
-    s = subgroupBroadcast(wv.x, 5u); if (s != 0.0) { (*acc)[10] += s * lo; (*acc)[11] += s * hi; }
-    s = subgroupBroadcast(wv.x, 6u); if (s != 0.0) { (*acc)[12] += s * lo; (*acc)[13] += s * hi; }
-    s = subgroupBroadcast(wv.x, 7u); if (s != 0.0) { (*acc)[14] += s * lo; (*acc)[15] += s * hi; }
+    s = subgroupBroadcast(wv.x, 0u); (*acc)[0] += s * lo; (*acc)[1] += s * hi;
+    s = subgroupBroadcast(wv.x, 1u); (*acc)[2] += s * lo; (*acc)[3] += s * hi;
+    s = subgroupBroadcast(wv.x, 2u); (*acc)[4] += s * lo; (*acc)[5] += s * hi;
+    s = subgroupBroadcast(wv.x, 3u); (*acc)[6] += s * lo; (*acc)[7] += s * hi;
+    s = subgroupBroadcast(wv.x, 4u); (*acc)[8] += s * lo; (*acc)[9] += s * hi;
+    s = subgroupBroadcast(wv.x, 5u); (*acc)[10] += s * lo; (*acc)[11] += s * hi;
+    s = subgroupBroadcast(wv.x, 6u); (*acc)[12] += s * lo; (*acc)[13] += s * hi;
+    s = subgroupBroadcast(wv.x, 7u); (*acc)[14] += s * lo; (*acc)[15] += s * hi;
     if (!upper) { return; }
-    s = subgroupBroadcast(wv.y, 0u); if (s != 0.0) { (*acc)[16] += s * lo; (*acc)[17] += s * hi; }
-    s = subgroupBroadcast(wv.y, 1u); if (s != 0.0) { (*acc)[18] += s * lo; (*acc)[19] += s * hi; }
-    s = subgroupBroadcast(wv.y, 2u); if (s != 0.0) { (*acc)[20] += s * lo; (*acc)[21] += s * hi; }
-    s = subgroupBroadcast(wv.y, 3u); if (s != 0.0) { (*acc)[22] += s * lo; (*acc)[23] += s * hi; }
-    s = subgroupBroadcast(wv.y, 4u); if (s != 0.0) { (*acc)[24] += s * lo; (*acc)[25] += s * hi; }
-    s = subgroupBroadcast(wv.y, 5u); if (s != 0.0) { (*acc)[26] += s * lo; (*acc)[27] += s * hi; }
-    s = subgroupBroadcast(wv.y, 6u); if (s != 0.0) { (*acc)[28] += s * lo; (*acc)[29] += s * hi; }
-    s = subgroupBroadcast(wv.y, 7u); if (s != 0.0) { (*acc)[30] += s * lo; (*acc)[31] += s * hi; }
+    s = subgroupBroadcast(wv.y, 0u); (*acc)[16] += s * lo; (*acc)[17] += s * hi;
+    s = subgroupBroadcast(wv.y, 1u); (*acc)[18] += s * lo; (*acc)[19] += s * hi;
+    s = subgroupBroadcast(wv.y, 2u); (*acc)[20] += s * lo; (*acc)[21] += s * hi;
+    s = subgroupBroadcast(wv.y, 3u); (*acc)[22] += s * lo; (*acc)[23] += s * hi;
+    s = subgroupBroadcast(wv.y, 4u); (*acc)[24] += s * lo; (*acc)[25] += s * hi;
+    s = subgroupBroadcast(wv.y, 5u); (*acc)[26] += s * lo; (*acc)[27] += s * hi;
+    s = subgroupBroadcast(wv.y, 6u); (*acc)[28] += s * lo; (*acc)[29] += s * hi;
+    s = subgroupBroadcast(wv.y, 7u); (*acc)[30] += s * lo; (*acc)[31] += s * hi;
 }
 
 // One kernel row (weights of taps 3i, 3i + 1, 3i + 2) against a source row.
@@ -210,8 +212,9 @@ fn store16(acc: ptr<function, array<vec4f, 32>>, live: bool, n: u32, co0: u32, r
     put8(live, n, co0 + 15u, row, col, (*acc)[30], (*acc)[31], subgroupBroadcast(ss.z, 7u), subgroupBroadcast(ss.w, 7u));
 }
 
-// The invocation's block: (image, output row, first column), its channel block, and whether the
-// invocation owns a segment (others run only to take part in the broadcasts).
+// The invocation's block: (image, first of its two output rows, first column), its channel
+// block, and whether the invocation owns a segment (others run only to take part in the
+// broadcasts).
 struct Block { n: u32, row: u32, col: u32, co0: u32, live: bool }
 
 fn block(wg: vec3u, nwg: vec3u, li: u32) -> Block {
@@ -219,7 +222,8 @@ fn block(wg: vec3u, nwg: vec3u, li: u32) -> Block {
     let pb = (g % p.groups) * WG + li;
     let q = min(pb, p.segs - 1u);
     let t = q / p.segs_row;
-    return Block(t / p.oh, t % p.oh, (q % p.segs_row) * 8u, (g / p.groups) * 16u, pb < p.segs);
+    let pairs = (p.oh + 1u) / 2u;
+    return Block(t / pairs, (t % pairs) * 2u, (q % p.segs_row) * 8u, (g / p.groups) * 16u, pb < p.segs);
 }
 
 fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
@@ -233,9 +237,11 @@ fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
     let upper = b.co0 + 8u < p.cout;
     let sp = vec2f(wp[ca * p.per_channel], wp[cb * p.per_channel]);
     let sn = vec2f(wn[ca * p.per_channel], wn[cb * p.per_channel]);
+    // Source rows of output rows b.row and b.row + 1: top .. top + 2 and top + s .. top + s + 2.
     let top = i32(b.row * p.stride) - 1;
     let hw = p.h * p.w;
-    var acc: array<vec4f, 32>;
+    var acc0: array<vec4f, 32>;
+    var acc1: array<vec4f, 32>;
     for (var ci0 = 0u; ci0 < p.cin; ci0 += 32u) {
         var c: array<vec4u, 9>;
         if (ternary) {
@@ -264,14 +270,29 @@ fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
                 wv[6] = dense_w(ca, cb, ci, 6u, upper); wv[7] = dense_w(ca, cb, ci, 7u, upper);
                 wv[8] = dense_w(ca, cb, ci, 8u, upper);
             }
-            mac_row(&acc, wv[0], wv[1], wv[2], src_row(plane, top, k, stride2), upper);
-            mac_row(&acc, wv[3], wv[4], wv[5], src_row(plane, top + 1, k, stride2), upper);
-            mac_row(&acc, wv[6], wv[7], wv[8], src_row(plane, top + 2, k, stride2), upper);
+            let t0 = src_row(plane, top, k, stride2);
+            let t1 = src_row(plane, top + 1, k, stride2);
+            let t2 = src_row(plane, top + 2, k, stride2);
+            mac_row(&acc0, wv[0], wv[1], wv[2], t0, upper);
+            mac_row(&acc0, wv[3], wv[4], wv[5], t1, upper);
+            mac_row(&acc0, wv[6], wv[7], wv[8], t2, upper);
+            let t3 = src_row(plane, top + 3, k, stride2);
+            if (stride2) {
+                let t4 = src_row(plane, top + 4, k, stride2);
+                mac_row(&acc1, wv[0], wv[1], wv[2], t2, upper);
+                mac_row(&acc1, wv[3], wv[4], wv[5], t3, upper);
+                mac_row(&acc1, wv[6], wv[7], wv[8], t4, upper);
+            } else {
+                mac_row(&acc1, wv[0], wv[1], wv[2], t1, upper);
+                mac_row(&acc1, wv[3], wv[4], wv[5], t2, upper);
+                mac_row(&acc1, wv[6], wv[7], wv[8], t3, upper);
+            }
         }
     }
     let ss = vec4f(scale[ca], shift[ca], scale[cb], shift[cb]);
     // Every lane takes part in store16's broadcasts; only live ones store.
-    store16(&acc, b.live, b.n, b.co0, b.row, b.col, ss);
+    store16(&acc0, b.live, b.n, b.co0, b.row, b.col, ss);
+    store16(&acc1, b.live && b.row + 1u < p.oh, b.n, b.co0, b.row + 1u, b.col, ss);
 }
 
 @compute @workgroup_size(WG)

@@ -206,6 +206,6 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
 /// What ternary layers' forward convolutions and input gradients read (`--ternary-kernels`).
 fn describe_ternary(gpu: &Gpu) -> String {
     let choice = gpu.ternary_kernels();
-    let reads = if choice.on_masks(gpu.family()) { "bit masks" } else { "dense f32 weights" };
+    let reads = if gpu.trains_on_masks() { "bit masks" } else { "dense f32 weights" };
     format!("{reads} ({})", choice.name())
 }

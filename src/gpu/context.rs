@@ -264,9 +264,16 @@ impl Gpu {
         Gpu { reductions: Some(reductions), ..self.with_family(self.family) }
     }
 
-    /// `--ternary-kernels` as given (`TernaryKernels::on_masks` resolves auto).
+    /// `--ternary-kernels` as given (`trains_on_masks` resolves auto).
     pub fn ternary_kernels(&self) -> TernaryKernels {
         self.ternary
+    }
+
+    /// Whether ternary layers train on bit masks (`--ternary-kernels`, auto resolved for this
+    /// adapter and family).
+    pub fn trains_on_masks(&self) -> bool {
+        let lanes = self.family == Family::Blocked && self.subgroups_of(8);
+        self.ternary.on_masks(self.family, lanes)
     }
 
     /// The tiled family's tile for a GEMM of `rows` × `cols` outputs whose reduction comes in

@@ -47,7 +47,8 @@ impl Kernels {
 /// input gradient read in training.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum TernaryKernels {
-    /// packed in the blocked family (measured faster there), dense in the tiled family
+    /// packed where the blocked family's register-block kernels run (measured faster there), dense
+    /// with its lanes kernels (8-lane subgroups) and in the tiled family
     #[default]
     Auto,
     /// bit masks written from the quantized weights every step, zero weights skipped
@@ -70,12 +71,13 @@ impl TernaryKernels {
         }
     }
 
-    /// Whether ternary layers train on masks under kernel family `family`.
-    pub fn on_masks(self, family: Family) -> bool {
+    /// Whether ternary layers train on masks under kernel family `family`, `lanes` saying whether
+    /// its 3×3 convolutions run the lanes kernels (conv2d_lanes.wgsl, packed_conv_lanes.wgsl).
+    pub fn on_masks(self, family: Family, lanes: bool) -> bool {
         match self {
             TernaryKernels::Packed => true,
             TernaryKernels::Dense => false,
-            TernaryKernels::Auto => family == Family::Blocked,
+            TernaryKernels::Auto => family == Family::Blocked && !lanes,
         }
     }
 }
@@ -212,6 +214,21 @@ mod tests {
                 assert!(t.m.is_multiple_of(16) && t.n.is_multiple_of(16) && t.k.is_multiple_of(4));
                 assert!(t.invocations().is_multiple_of(t.k));
             }
+        }
+    }
+
+    /// auto trains on masks only where the register-block kernels run: the lanes kernels and
+    /// the tiled family read dense weights as fast or faster (README, "Ternary layers: bit masks
+    /// against dense weights").
+    #[test]
+    fn auto_trains_on_masks_only_with_the_register_block_kernels() {
+        let auto = TernaryKernels::Auto;
+        assert!(auto.on_masks(Family::Blocked, false));
+        assert!(!auto.on_masks(Family::Blocked, true));
+        assert!(!auto.on_masks(Family::Tiled, false));
+        for (family, lanes) in [(Family::Blocked, true), (Family::Tiled, false)] {
+            assert!(TernaryKernels::Packed.on_masks(family, lanes));
+            assert!(!TernaryKernels::Dense.on_masks(family, lanes));
         }
     }
 }

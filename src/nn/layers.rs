@@ -194,7 +194,7 @@ impl Conv {
     /// Whether the forward convolution (and, where `ternary_masks::transposed` allows, the input
     /// gradient) reads bit masks of the quantized weights instead of the f32 weights.
     fn packed(&self, gpu: &Gpu) -> bool {
-        self.quant.kind() != QuantKind::Fp && gpu.ternary_kernels().on_masks(gpu.family())
+        self.quant.kind() != QuantKind::Fp && gpu.trains_on_masks()
     }
 }
 

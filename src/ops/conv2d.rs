@@ -399,7 +399,8 @@ impl LanesParams {
 
     fn forward(g: &Conv2dGeom, wg: u32) -> (LanesParams, u64) {
         let planes = Self::planes(g, [g.cin, g.h, g.w], [g.cout, g.oh(), g.ow()]);
-        let p = LanesParams { w_ch: (g.cin * 9) as u32, w_in: 9, ..planes }.grid(g.oh(), g.ow(), wg);
+        let p =
+            LanesParams { w_ch: (g.cin * 9) as u32, w_in: 9, ..planes }.grid(g.oh().div_ceil(2), g.ow(), wg);
         (p, p.groups as u64 * g.cout.div_ceil(16) as u64)
     }
 
@@ -414,8 +415,11 @@ impl LanesParams {
             w_flip: u32::from(flip),
             ..Self::planes(g, [g.cout, g.oh(), g.ow()], [g.cin, g.h, g.w])
         };
-        let (p, classes) =
-            if flip { (p.grid(g.h, g.w, wg), 1) } else { (p.grid(g.h.div_ceil(2), g.w.div_ceil(2), wg), 4) };
+        let (p, classes) = if flip {
+            (p.grid(g.h.div_ceil(2), g.w, wg), 1)
+        } else {
+            (p.grid(g.h.div_ceil(2), g.w.div_ceil(2), wg), 4)
+        };
         (p, p.groups as u64 * classes * g.cin.div_ceil(16) as u64)
     }
 

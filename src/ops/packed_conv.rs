@@ -219,9 +219,10 @@ struct LanesParams {
 }
 
 /// 3×3 convolutions on adapters with 8-lane subgroups (see `conv2d::lanes`): 16 channels × 8
-/// columns per invocation, weights decoded once per lane and shared by broadcasts. Both entry
-/// points read every binding: the unused weights are bound to placeholders (`x` for the dense
-/// weight, a word and the folded scale for the masks and their scales).
+/// columns of two output rows per invocation, weights decoded once per lane and shared by
+/// broadcasts. Both entry points read every binding: the unused weights are bound to
+/// placeholders (`x` for the dense weight, a word and the folded scale for the masks and their
+/// scales).
 #[allow(clippy::too_many_arguments)]
 fn launch_lanes(
     gpu: &Gpu,
@@ -235,7 +236,7 @@ fn launch_lanes(
 ) -> Result<Dispatch> {
     let k = gpu.kernel(&shaders::PACKED_CONV_LANES, entry)?;
     let segs_row = g.ow().div_ceil(8) as u32;
-    let segs = (g.n * g.oh()) as u32 * segs_row;
+    let segs = (g.n * g.oh().div_ceil(2)) as u32 * segs_row;
     let groups = segs.div_ceil(k.invocations_per_group());
     let s = &p.shape;
     let lp = LanesParams {
