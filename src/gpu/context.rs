@@ -272,8 +272,13 @@ impl Gpu {
     /// Whether ternary layers train on bit masks (`--ternary-kernels`, auto resolved for this
     /// adapter and family).
     pub fn trains_on_masks(&self) -> bool {
-        let lanes = self.family == Family::Blocked && self.subgroups_of(8);
-        self.ternary.on_masks(self.family, lanes)
+        self.ternary.on_masks(self.family, self.lanes_kernels())
+    }
+
+    /// Whether the blocked family runs its 3×3 convolutions through the lanes kernels here
+    /// (conv2d_lanes.wgsl, packed_conv_lanes.wgsl: weights shared across 8-lane subgroups).
+    pub fn lanes_kernels(&self) -> bool {
+        self.family == Family::Blocked && self.subgroups_of(8)
     }
 
     /// The tiled family's tile for a GEMM of `rows` × `cols` outputs whose reduction comes in

@@ -336,13 +336,9 @@ fn grad_weight_lanes(
 }
 
 /// Whether conv2d_lanes.wgsl runs this convolution: 3×3 kernels with padding 1 and stride 1 or
-/// 2, on an adapter whose subgroups have at least 8 lanes (its weights and gradients are shared
-/// across 8 lanes with subgroup broadcasts).
+/// 2, where the adapter has the lanes kernels (`Gpu::lanes_kernels`).
 pub fn lanes(gpu: &Gpu, g: &Conv2dGeom) -> bool {
-    gpu.family() == Family::Blocked
-        && (g.kh, g.kw, g.pad) == (3, 3, 1)
-        && (g.stride == 1 || g.stride == 2)
-        && gpu.subgroups_of(8)
+    gpu.lanes_kernels() && (g.kh, g.kw, g.pad) == (3, 3, 1) && (g.stride == 1 || g.stride == 2)
 }
 
 /// conv2d_lanes.wgsl's uniform: source and destination planes, the weight indexing and the
