@@ -47,7 +47,7 @@
 
 struct LanesParams {
     n: u32, src_c: u32, sh: u32, sw: u32,          // source: channels, rows, columns
-    dst_c: u32, dh: u32, dw: u32, stride: u32,     // destination (forward, grad_input)
+    dst_c: u32, dh: u32, dw: u32,                  // destination (forward, grad_input)
     w_ch: u32, w_in: u32, w_tap0: u32, w_flip: u32, // weight index of (out channel, in channel, tap)
     segs_row: u32, segs: u32, groups: u32, splits: u32, // segments per row and in all, position groups
     accumulate: u32,                                // grad_input: add to dst instead of storing
@@ -62,6 +62,10 @@ struct LanesParams {
 
 override WG: u32 = 64u;
 override WG_GRAD_WEIGHT: u32 = 8u; // one subgroup of 8 lanes
+// The convolution's stride (forward, grad_weight; 1 for grad_input), a pipeline constant rather
+// than a uniform: llvmpipe runs both sides of an `if` on a uniform under an execution mask, so a
+// uniform stride made every stride-1 block also run the stride-2 loads and taps.
+override STRIDE: u32 = 1u;
 
 // Source offsets (clamped into the row) and 1/0 masks of 20 consecutive columns from c0.
 struct Cols { off: array<vec4u, 5>, ok: array<vec4f, 5> }
@@ -203,7 +207,7 @@ fn mac_row(acc: ptr<function, array<vec4f, 32>>, w0: vec2f, w1: vec2f, w2: vec2f
 
 // forward and grad_input: destination rows 2·seg.y and 2·seg.y + 1 of the segment, from source
 // rows top .. top + 2 and top + stride .. top + stride + 2.
-fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32, stride: u32) {
+fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
     let g = wg.y * nwg.x + wg.x;
     let ch0 = (g / p.groups) * 16u;
     let pb = (g % p.groups) * WG + li;
@@ -211,12 +215,12 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32, stride: u32) {
     if (subgroupAll(pb >= p.segs)) { return; }
     let seg = segment(pb, (p.dh + 1u) / 2u);
     let row = 2u * seg.y;
-    let k = cols(i32(seg.z * stride) - 1, p.sw);
-    let stride2 = stride == 2u;
+    let k = cols(i32(seg.z * STRIDE) - 1, p.sw);
+    let stride2 = STRIDE == 2u;
     let wa = min(ch0 + lane % 8u, p.dst_c - 1u);
     let wb = min(ch0 + 8u + lane % 8u, p.dst_c - 1u);
     let upper = ch0 + 8u < p.dst_c;
-    let top = i32(row * stride) - 1;
+    let top = i32(row * STRIDE) - 1;
     var acc0: array<vec4f, 32>;
     var acc1: array<vec4f, 32>;
     for (var c = 0u; c < p.src_c; c++) {
@@ -255,15 +259,15 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32, stride: u32) {
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
-    two_rows(wg, nwg, li, lane, p.stride);
+    two_rows(wg, nwg, li, lane);
 }
 
-// Same as forward (bindings src = dy, dst = dx, weights flipped and transposed by the host's
-// w_* parameters): the stride-1 input gradient.
+// Same as forward at STRIDE 1 (bindings src = dy, dst = dx, weights flipped and transposed by
+// the host's w_* parameters): the stride-1 input gradient.
 @compute @workgroup_size(WG)
 fn grad_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
               @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
-    two_rows(wg, nwg, li, lane, 1u);
+    two_rows(wg, nwg, li, lane);
 }
 
 // Stride 2: dx[n, ci, 2u + pr, 2v + pc] = Σ_co Σ_{i ≡ pr + 1, j ≡ pc + 1 (mod 2)}
@@ -604,7 +608,7 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     let co_a = min(co0 + l, p.dst_c - 1u);
     let co_b = min(co0 + 8u + l, p.dst_c - 1u);
     let upper = co0 + 8u < p.dst_c;
-    let stride2 = p.stride == 2u;
+    let stride2 = STRIDE == 2u;
     var acc: array<f32, 144>;
     for (var s = s_begin; s < s_end; s++) {
         let seg = segment(s, p.dh);
@@ -615,9 +619,9 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
         if (upper) { db = dy8((seg.x * p.dst_c + co_b) * dy_hw + d, left); }
         var t: array<vec4f, 18>;
         if (has_ci) {
-            let k = cols(i32(seg.z * p.stride) - 1, p.sw);
+            let k = cols(i32(seg.z * STRIDE) - 1, p.sw);
             let plane = (seg.x * p.src_c + ci) * src_hw;
-            let r0 = i32(seg.y * p.stride) - 1;
+            let r0 = i32(seg.y * STRIDE) - 1;
             let t0 = row_taps(plane + u32(clamp(r0, 0, i32(p.sh) - 1)) * p.sw, k, select(0.0, 1.0, r0 >= 0), stride2);
             let t1 = row_taps(plane + u32(r0 + 1) * p.sw, k, 1.0, stride2);
             let r2 = r0 + 2;

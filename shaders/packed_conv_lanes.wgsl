@@ -37,10 +37,13 @@
 // gradients), then ReLU if p.relu = 1.
 
 override WG: u32 = 64u;
+// The stride, a pipeline constant rather than a uniform: llvmpipe runs both sides of an `if` on
+// a uniform under an execution mask (see conv2d_lanes.wgsl).
+override STRIDE: u32 = 1u;
 
 struct PackedLanesParams {
     n: u32, cin: u32, h: u32, w: u32,
-    cout: u32, oh: u32, ow: u32, stride: u32,
+    cout: u32, oh: u32, ow: u32,
     per_channel: u32, relu: u32, residual: u32, res_c: u32,
     res_h: u32, res_w: u32, res_stride: u32, res_pad_c: u32,
     segs_row: u32, segs: u32, groups: u32, accumulate: u32,
@@ -230,15 +233,15 @@ fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
     let b = block(wg, nwg, li);
     // Subgroups past the last segment have nothing to compute or share.
     if (subgroupAll(!b.live)) { return; }
-    let k = cols(i32(b.col * p.stride) - 1);
-    let stride2 = p.stride == 2u;
+    let k = cols(i32(b.col * STRIDE) - 1);
+    let stride2 = STRIDE == 2u;
     let ca = min(b.co0 + lane % 8u, p.cout - 1u);
     let cb = min(b.co0 + 8u + lane % 8u, p.cout - 1u);
     let upper = b.co0 + 8u < p.cout;
     let sp = vec2f(wp[ca * p.per_channel], wp[cb * p.per_channel]);
     let sn = vec2f(wn[ca * p.per_channel], wn[cb * p.per_channel]);
     // Source rows of output rows b.row and b.row + 1: top .. top + 2 and top + s .. top + s + 2.
-    let top = i32(b.row * p.stride) - 1;
+    let top = i32(b.row * STRIDE) - 1;
     let hw = p.h * p.w;
     var acc0: array<vec4f, 32>;
     var acc1: array<vec4f, 32>;

@@ -148,7 +148,7 @@ pub fn forward(
     expect_shape(&label, y, &g.output_shape())?;
     let cost = Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + w.numel() + y.numel()) };
     if lanes(gpu, g) {
-        let k = gpu.kernel(&shaders::CONV2D_LANES, "forward")?;
+        let k = gpu.kernel_with(&shaders::CONV2D_LANES, "forward", &lanes_stride(g))?;
         let (p, groups) = LanesParams::forward(g, k.invocations_per_group());
         let tensors = [("src", x), ("w", w), ("dst", y)];
         return Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost);
@@ -311,7 +311,7 @@ fn grad_weight_lanes(
     dy: &Tensor,
     dw: &Tensor,
 ) -> Result<Program> {
-    let k = gpu.kernel(&shaders::CONV2D_LANES, "grad_weight")?;
+    let k = gpu.kernel_with(&shaders::CONV2D_LANES, "grad_weight", &lanes_stride(g))?;
     let blocks = (g.cin.div_ceil(8) * g.cout.div_ceil(16)) as u64;
     let segments = (g.n * g.oh() * g.ow().div_ceil(8)) as u64;
     // Enough workgroups to keep the device busy, each summing at least 32 segments.
@@ -341,6 +341,12 @@ pub fn lanes(gpu: &Gpu, g: &Conv2dGeom) -> bool {
     gpu.lanes_kernels() && (g.kh, g.kw, g.pad) == (3, 3, 1) && (g.stride == 1 || g.stride == 2)
 }
 
+/// The lanes shaders' STRIDE constant: a pipeline constant, so that the driver compiles the
+/// stride-1 and stride-2 kernels apart (llvmpipe would run both sides of a branch on a uniform).
+pub(crate) fn lanes_stride(g: &Conv2dGeom) -> [(&'static str, f64); 1] {
+    [("STRIDE", g.stride as f64)]
+}
+
 /// conv2d_lanes.wgsl's uniform: source and destination planes, the weight indexing and the
 /// grid (see the shader's header).
 #[repr(C)]
@@ -353,7 +359,6 @@ struct LanesParams {
     dst_c: u32,
     dh: u32,
     dw: u32,
-    stride: u32,
     w_ch: u32,
     w_in: u32,
     w_tap0: u32,
@@ -387,7 +392,6 @@ impl LanesParams {
             dst_c: u(dst[0]),
             dh: u(dst[1]),
             dw: u(dst[2]),
-            stride: u(g.stride),
             splits: 1,
             ..bytemuck::Zeroable::zeroed()
         }

@@ -203,7 +203,6 @@ struct LanesParams {
     cout: u32,
     oh: u32,
     ow: u32,
-    stride: u32,
     per_channel: u32,
     relu: u32,
     residual: u32,
@@ -234,7 +233,7 @@ fn launch_lanes(
     [x, scale]: [&Tensor; 2],
     cost: Cost,
 ) -> Result<Dispatch> {
-    let k = gpu.kernel(&shaders::PACKED_CONV_LANES, entry)?;
+    let k = gpu.kernel_with(&shaders::PACKED_CONV_LANES, entry, &super::conv2d::lanes_stride(g))?;
     let segs_row = g.ow().div_ceil(8) as u32;
     let segs = (g.n * g.oh().div_ceil(2)) as u32 * segs_row;
     let groups = segs.div_ceil(k.invocations_per_group());
@@ -247,7 +246,6 @@ fn launch_lanes(
         cout: s.cout,
         oh: s.oh,
         ow: s.ow,
-        stride: s.stride,
         per_channel: p.per_channel,
         relu: p.relu,
         residual: p.residual,
