@@ -26,11 +26,13 @@
 //   15 partial       storage read_write  [c, p.splits, 3] per-split partials (the split
 //                                        reductions)
 //
-// Modes (uniform, so each dispatch runs one path): p.relu; p.pool 0 none, 1 max 2×2 stride 2
-// (windows that do not fit are dropped, as PyTorch; their inputs get g = 0), 2 global average;
-// p.residual 0 none, 1 identity (res has x's shape), 2 option A (res subsampled by 2, channels
-// offset by p.res_pad); p.accumulate: backward adds dx to what dx holds (the first layer of a
-// residual branch adds to the shortcut's gradient). Max pooling's arg-max is the first largest of the window in row-major
+// Modes (pipeline constants: the host compiles each combination it runs): RELU; POOL 0 none,
+// 1 max 2×2 stride 2 (windows that do not fit are dropped, as PyTorch; their inputs get g = 0),
+// 2 global average; RESIDUAL 0 none, 1 identity (res has x's shape), 2 option A (res subsampled
+// by 2, channels offset by p.res_pad); ACCUMULATE: backward adds dx to what dx holds (the first
+// layer of a residual branch adds to the shortcut's gradient). Not uniforms: llvmpipe runs both
+// sides of an `if` on a uniform under an execution mask, so every element also loaded the
+// residual (both forms) and the average pool's gradient. Max pooling's arg-max is the first largest of the window in row-major
 // order, as PyTorch.
 //
 // llvmpipe costs one memory access per lane ≈ 20 multiply-adds, and has no vector integer
@@ -50,7 +52,7 @@
 // forward, backward, backward_residual: one invocation per run of CHUNK consecutive elements of
 //   one (image, channel) plane (invocation id = plane · ⌈h·w/CHUNK⌉ + run), WG per workgroup;
 //   the channel's statistics are loaded once per run. forward_max_pool and backward with
-//   p.pool = 1: one invocation per pooled output row. forward_avg_pool: one invocation per
+//   POOL = 1: one invocation per pooled output row. forward_avg_pool: one invocation per
 //   plane, summing it in order.
 // running_stats (evaluation): one invocation per channel copies the running statistics into
 //   mean/invstd, so evaluation runs the same forward kernels.
@@ -58,12 +60,15 @@
 override WG: u32 = 64u;
 override GROUP: u32 = 64u; // the reductions' workgroup (group.wgsl): a power of two
 const CHUNK: u32 = 16u; // elements per invocation of the elementwise kernels
+override RELU: u32 = 0u;
+override POOL: u32 = 0u;
+override RESIDUAL: u32 = 0u;
+override ACCUMULATE: u32 = 0u;
 
 struct BatchNormParams {
     n: u32, c: u32, h: u32, w: u32,
-    eps: f32, momentum: f32, relu: u32, pool: u32,
-    residual: u32, res_c: u32, res_h: u32, res_w: u32,
-    res_pad: u32, oh: u32, ow: u32, accumulate: u32,
+    eps: f32, momentum: f32, res_c: u32, res_h: u32,
+    res_w: u32, res_pad: u32, oh: u32, ow: u32,
     splits: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
@@ -132,17 +137,17 @@ fn affine(ch: u32) -> Affine {
 
 // The shortcut added to z at (n, ch, r, col) of the output.
 fn shortcut(i: u32, n: u32, ch: u32, r: u32, col: u32) -> f32 {
-    if (p.residual == 1u) {
+    if (RESIDUAL == 1u) {
         return res[i];
     }
-    if (p.residual == 2u && ch >= p.res_pad && ch < p.res_pad + p.res_c) {
+    if (RESIDUAL == 2u && ch >= p.res_pad && ch < p.res_pad + p.res_c) {
         return res[((n * p.res_c + ch - p.res_pad) * p.res_h + 2u * r) * p.res_w + 2u * col];
     }
     return 0.0;
 }
 
 fn act(v: f32) -> f32 {
-    return select(v, max(v, 0.0), p.relu == 1u);
+    return select(v, max(v, 0.0), RELU == 1u);
 }
 
 // ---- statistics --------------------------------------------------------------------------
@@ -265,7 +270,7 @@ fn next(q: ptr<function, Run>) {
     }
 }
 
-// y = act(z [+ shortcut]) per element (p.pool = 0).
+// y = act(z [+ shortcut]) per element (POOL = 0).
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32) {
@@ -293,7 +298,7 @@ fn window(base: u32, r: u32, col: u32, a: Affine) -> Window {
     return Window(v, at);
 }
 
-// y = max over each 2×2 window of act(z) (p.pool = 1); one invocation per output row.
+// y = max over each 2×2 window of act(z) (POOL = 1); one invocation per output row.
 @compute @workgroup_size(WG)
 fn forward_max_pool(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                     @builtin(local_invocation_index) li: u32) {
@@ -310,7 +315,7 @@ fn forward_max_pool(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) n
     }
 }
 
-// y[n, c] = mean over the plane of act(z) (p.pool = 2); one invocation per plane, in order.
+// y[n, c] = mean over the plane of act(z) (POOL = 2); one invocation per plane, in order.
 @compute @workgroup_size(WG)
 fn forward_avg_pool(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                     @builtin(local_invocation_index) li: u32) {
@@ -328,22 +333,22 @@ fn forward_avg_pool(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) n
 // ---- backward ----------------------------------------------------------------------------
 // g is the gradient at z, recomputed through the pooling, the ReLU and the residual add.
 
-// g of element i = (n, ch, r, col) (p.pool 0, or 2 with g_avg = dy[n, ch] / (h·w)).
+// g of element i = (n, ch, r, col) (POOL 0, or 2 with g_avg = dy[n, ch] / (h·w)).
 fn grad_element(i: u32, n: u32, ch: u32, r: u32, col: u32, a: Affine, g_avg: f32) -> f32 {
-    let g = select(dy[i], g_avg, p.pool == 2u);
-    if (p.relu == 0u) {
+    let g = select(dy[i], g_avg, POOL == 2u);
+    if (RELU == 0u) {
         return g;
     }
     // The ReLU follows the residual add.
     return select(0.0, g, x[i] * a.scale + a.shift + shortcut(i, n, ch, r, col) > 0.0);
 }
 
-// g of the window of pooled output (r, col) (p.pool = 1): dy at the arg-max, unless the ReLU
+// g of the window of pooled output (r, col) (POOL = 1): dy at the arg-max, unless the ReLU
 // blocked it.
 fn grad_window(base: u32, out: u32, r: u32, col: u32, a: Affine) -> vec4f {
     let w = window(base, r, col, a);
     var g = dy[out + r * p.ow + col];
-    if (p.relu == 1u && w.v[w.at] <= 0.0) { g = 0.0; }
+    if (RELU == 1u && w.v[w.at] <= 0.0) { g = 0.0; }
     return select(vec4f(0.0), vec4f(g), vec4<u32>(0u, 1u, 2u, 3u) == vec4u(w.at));
 }
 
@@ -358,7 +363,7 @@ fn grad_sums(ch: u32, li: u32, n0: u32, n1: u32) -> vec2f {
     let a = affine(ch);
     var s = 0.0;
     var sx = 0.0;
-    if (p.pool == 1u) {
+    if (POOL == 1u) {
         var k = walk(li, p.oh, p.ow);
         k.n += n0;
         for (; k.n < n1; step(&k)) {
@@ -376,7 +381,7 @@ fn grad_sums(ch: u32, li: u32, n0: u32, n1: u32) -> vec2f {
             let plane = k.n * p.c + ch;
             let i = (plane * p.h + k.r) * p.w + k.c;
             var g_avg = 0.0;
-            if (p.pool == 2u) { g_avg = dy[plane] * inv_hw; }
+            if (POOL == 2u) { g_avg = dy[plane] * inv_hw; }
             let g = grad_element(i, k.n, ch, k.r, k.c, a, g_avg);
             s += g;
             sx += g * (x[i] - a.mu) * a.is;
@@ -433,7 +438,7 @@ fn dx_of(g: f32, xv: f32, t: Backward) -> f32 {
 }
 
 fn put_dx(i: u32, v: f32) {
-    if (p.accumulate == 1u) {
+    if (ACCUMULATE == 1u) {
         dx[i] += v;
     } else {
         dx[i] = v;
@@ -463,11 +468,11 @@ fn backward_window(base: u32, out: u32, r: u32, col: u32, a: Affine, t: Backward
     }
 }
 
-// dx (p.pool 0 or 2: runs of CHUNK elements per invocation; p.pool 1: one pooled output row).
+// dx (POOL 0 or 2: runs of CHUNK elements per invocation; POOL 1: one pooled output row).
 @compute @workgroup_size(WG)
 fn backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32) {
-    if (p.pool == 1u) {
+    if (POOL == 1u) {
         let id = group(wg, nwg) * WG + li;
         let plane = id / p.oh;
         if (plane >= p.n * p.c) { return; }
@@ -486,7 +491,7 @@ fn backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     let a = affine(q.ch);
     let t = backward_terms(q.ch);
     var g_avg = 0.0;
-    if (p.pool == 2u) { g_avg = dy[q.plane] / f32(p.h * p.w); }
+    if (POOL == 2u) { g_avg = dy[q.plane] / f32(p.h * p.w); }
     for (var i = q.i0; i < q.end; i++) {
         put_dx(i, dx_of(grad_element(i, q.n, q.ch, q.r, q.col, a, g_avg), x[i], t));
         next(&q);
@@ -506,7 +511,7 @@ fn shortcut_grad(n: u32, ch: u32, r: u32, col: u32, g: f32) {
     if (right && down) { dres[i + p.res_w + 1u] = 0.0; }
 }
 
-// backward of a unit with a residual (p.residual 1 or 2, p.pool 0): dx, and the shortcut's
+// backward of a unit with a residual (RESIDUAL 1 or 2, POOL 0): dx, and the shortcut's
 // gradient into dres.
 @compute @workgroup_size(WG)
 fn backward_residual(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -518,7 +523,7 @@ fn backward_residual(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) 
     for (var i = q.i0; i < q.end; i++) {
         let g = grad_element(i, q.n, q.ch, q.r, q.col, a, 0.0);
         put_dx(i, dx_of(g, x[i], t));
-        if (p.residual == 1u) {
+        if (RESIDUAL == 1u) {
             dres[i] = g;
         } else {
             shortcut_grad(q.n, q.ch, q.r, q.col, g);

@@ -16,16 +16,12 @@ struct Params {
     w: u32,
     eps: f32,
     momentum: f32,
-    relu: u32,
-    pool: u32,
-    residual: u32,
     res_c: u32,
     res_h: u32,
     res_w: u32,
     res_pad: u32,
     oh: u32,
     ow: u32,
-    accumulate: u32,
     splits: u32,
     pad: [u32; 3],
 }
@@ -74,6 +70,23 @@ impl Fused<'_> {
     /// Batch norm alone.
     pub const PLAIN: Fused<'static> = Fused { relu: false, pool: Pool::None, residual: Residual::None };
 
+    /// batchnorm.wgsl's pipeline constants for this unit: each combination is its own kernel, so
+    /// that the driver drops the paths it does not take (llvmpipe would run them under a mask).
+    fn modes(&self, accumulate: bool) -> [(&'static str, f64); 4] {
+        let pool = match self.pool {
+            Pool::None => 0.0,
+            Pool::Max2 => 1.0,
+            Pool::Avg => 2.0,
+        };
+        let residual = match self.residual {
+            Residual::None => 0.0,
+            Residual::Identity(_) => 1.0,
+            Residual::OptionA(_) => 2.0,
+        };
+        let flag = |b: bool| f64::from(u8::from(b));
+        [("RELU", flag(self.relu)), ("POOL", pool), ("RESIDUAL", residual), ("ACCUMULATE", flag(accumulate))]
+    }
+
     fn residual_tensor(&self) -> Option<&Tensor> {
         match self.residual {
             Residual::None => None,
@@ -113,20 +126,12 @@ fn params(label: &str, x: &Tensor, f: &Fused) -> Result<Params> {
         w: u("w", w)?,
         eps: EPS,
         momentum: MOMENTUM,
-        relu: u32::from(f.relu),
-        pool: match f.pool {
-            Pool::None => 0,
-            Pool::Max2 => 1,
-            Pool::Avg => 2,
-        },
-        residual: 0,
         res_c: 0,
         res_h: 0,
         res_w: 0,
         res_pad: 0,
         oh: u("oh", h / 2)?,
         ow: u("ow", w / 2)?,
-        accumulate: 0,
         splits: 1,
         pad: [0; 3],
     };
@@ -134,7 +139,6 @@ fn params(label: &str, x: &Tensor, f: &Fused) -> Result<Params> {
         Residual::None => {}
         Residual::Identity(r) => {
             expect_shape(label, r, s)?;
-            p.residual = 1;
         }
         Residual::OptionA(r) => {
             let rs = r.shape();
@@ -148,7 +152,6 @@ fn params(label: &str, x: &Tensor, f: &Fused) -> Result<Params> {
             if !ok {
                 return bad(format!("option-A shortcut cannot map {rs:?} onto {s:?}"));
             }
-            p.residual = 2;
             p.res_c = u("res_c", rs[1])?;
             p.res_h = u("res_h", rs[2])?;
             p.res_w = u("res_w", rs[3])?;
@@ -209,7 +212,7 @@ fn apply(
     let reads = x.numel() + f.residual_tensor().map_or(0, |r| r.numel().min(out));
     Dispatch::new(
         gpu,
-        &gpu.kernel(&shaders::BATCHNORM, entry)?,
+        &gpu.kernel_with(&shaders::BATCHNORM, entry, &f.modes(false))?,
         format!("{label}/{entry}"),
         p,
         &tensors,
@@ -237,6 +240,7 @@ fn reduction(
     label: &str,
     p: &Params,
     (entry, merge): (&str, &str),
+    modes: &[(&str, f64)],
     tensors: &[(&str, &Tensor)],
     cost: Cost,
 ) -> Result<Vec<Dispatch>> {
@@ -246,14 +250,14 @@ fn reduction(
         Family::Tiled => REDUCTION_GROUPS.div_ceil(c).clamp(1, n),
     };
     if splits == 1 {
-        let k = gpu.kernel(&shaders::BATCHNORM, entry)?;
+        let k = gpu.kernel_with(&shaders::BATCHNORM, entry, modes)?;
         let d = Dispatch::new(gpu, &k, format!("{label}/{entry}"), p, tensors, Grid::Groups(c as u64), cost)?;
         return Ok(vec![d]);
     }
     let p = Params { splits: splits as u32, ..*p };
     let partial = gpu.tensor(&format!("{label}.{entry}_partial"), &[c, splits, 3])?;
     let split = format!("{entry}_split");
-    let k = gpu.kernel(&shaders::BATCHNORM, &split)?;
+    let k = gpu.kernel_with(&shaders::BATCHNORM, &split, modes)?;
     let mut t = tensors.to_vec();
     t.push(("partial", &partial));
     let groups = Grid::Groups((c * splits) as u64);
@@ -284,7 +288,7 @@ pub fn fused_forward_train(
         ("running_var", t.running_var),
     ];
     let cost = Cost { flops: 6 * x.numel() as u64, bytes: f32_bytes(x.numel()) };
-    let mut d = reduction(gpu, label, &p, ("stats", "stats_merge"), &tensors, cost)?;
+    let mut d = reduction(gpu, label, &p, ("stats", "stats_merge"), &[], &tensors, cost)?;
     d.push(apply(gpu, label, &p, x, y, t, f)?);
     Ok(d)
 }
@@ -338,8 +342,7 @@ pub fn fused_backward(
     dres: Option<&Tensor>,
     accumulate: bool,
 ) -> Result<Vec<Dispatch>> {
-    let mut p = shapes(label, x, y, t, f)?;
-    p.accumulate = u32::from(accumulate);
+    let p = shapes(label, x, y, t, f)?;
     let c = x.shape()[1];
     expect_shape(label, dy, y.shape())?;
     expect_shape(label, dx, x.shape())?;
@@ -365,11 +368,12 @@ pub fn fused_backward(
     grad_t.push(("dx", dx));
     let reads = x.numel() + dy.numel();
     let cost = Cost { flops: 8 * x.numel() as u64, bytes: f32_bytes(reads) };
-    let mut d = reduction(gpu, label, &p, ("backward_reduce", "backward_merge"), &reduce_t, cost)?;
+    let mut d =
+        reduction(gpu, label, &p, ("backward_reduce", "backward_merge"), &f.modes(false), &reduce_t, cost)?;
     let writes = x.numel() * (1 + usize::from(accumulate)) + dres.map_or(0, |d| d.numel());
     let grad = Dispatch::new(
         gpu,
-        &gpu.kernel(&shaders::BATCHNORM, entry)?,
+        &gpu.kernel_with(&shaders::BATCHNORM, entry, &f.modes(accumulate))?,
         format!("{label}/{entry}"),
         &p,
         &grad_t,
