@@ -1,7 +1,9 @@
 // conv2d_lanes.wgsl — 3×3 convolutions with padding 1 and stride 1 or 2 for adapters whose
 // subgroups have at least 8 lanes: the blocked family's fast path on CPU drivers (llvmpipe runs
 // one subgroup as the 8 lanes of a 256-bit vector). NCHW, no bias. The host uses conv2d.wgsl for
-// other shapes and adapters; both compute the same sums in the same order per output.
+// other shapes and adapters; both compute the same sums in the same order per output. The host
+// prepends lanes.wgsl (the register block of forward and grad_input: cols, the taps of a source
+// row, mac16, mac_two_rows), which packed_conv_lanes.wgsl shares.
 //
 // Bindings (group 0):
 //   0 p           uniform  LanesParams
@@ -67,66 +69,20 @@ override WG_GRAD_WEIGHT: u32 = 8u; // one subgroup of 8 lanes
 // uniform stride made every stride-1 block also run the stride-2 loads and taps.
 override STRIDE: u32 = 1u;
 
-// Source offsets (clamped into the row) and 1/0 masks of 20 consecutive columns from c0.
-struct Cols { off: array<vec4u, 5>, ok: array<vec4f, 5> }
-
-fn cols(c0: i32, width: u32) -> Cols {
-    var r: Cols;
-    let last = vec4i(i32(width) - 1);
-    let a = vec4i(c0) + vec4i(0, 1, 2, 3);
-    let b = a + vec4i(4);
-    let c = a + vec4i(8);
-    let d = a + vec4i(12);
-    let e = a + vec4i(16);
-    r.off[0] = vec4u(clamp(a, vec4i(0), last)); r.ok[0] = vec4f(a >= vec4i(0) & a <= last);
-    r.off[1] = vec4u(clamp(b, vec4i(0), last)); r.ok[1] = vec4f(b >= vec4i(0) & b <= last);
-    r.off[2] = vec4u(clamp(c, vec4i(0), last)); r.ok[2] = vec4f(c >= vec4i(0) & c <= last);
-    r.off[3] = vec4u(clamp(d, vec4i(0), last)); r.ok[3] = vec4f(d >= vec4i(0) & d <= last);
-    r.off[4] = vec4u(clamp(e, vec4i(0), last)); r.ok[4] = vec4f(e >= vec4i(0) & e <= last);
-    return r;
-}
-
 fn src4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
     return vec4f(src[rb + off.x], src[rb + off.y], src[rb + off.z], src[rb + off.w]) * ok;
 }
 
-// The three taps of one source row for 8 outputs (stride 1: columns c .. c + 9 of the row;
-// stride 2: c .. c + 16), as (columns 0-3, columns 4-7) pairs: [tap 0 lo, hi, tap 1 lo, hi, ...].
+// The three taps of 8 outputs from the source row at rb (lanes.wgsl's taps_stride*), zero
+// where k or rok says the column or row is outside the source.
 fn row_taps(rb: u32, k: Cols, rok: f32, stride2: bool) -> array<vec4f, 6> {
     let a = src4(rb, k.off[0], k.ok[0] * rok);
     let b = src4(rb, k.off[1], k.ok[1] * rok);
     if (stride2) {
-        let c = src4(rb, k.off[2], k.ok[2] * rok);
-        let d = src4(rb, k.off[3], k.ok[3] * rok);
         let e = src[rb + k.off[4].x] * k.ok[4].x * rok;
-        return array<vec4f, 6>(vec4f(a.xz, b.xz), vec4f(c.xz, d.xz), vec4f(a.yw, b.yw), vec4f(c.yw, d.yw),
-                               vec4f(a.z, b.x, b.z, c.x), vec4f(c.z, d.x, d.z, e));
+        return taps_stride2(a, b, src4(rb, k.off[2], k.ok[2] * rok), src4(rb, k.off[3], k.ok[3] * rok), e);
     }
-    let c = vec2f(src[rb + k.off[2].x], src[rb + k.off[2].y]) * k.ok[2].xy * rok;
-    return array<vec4f, 6>(a, b, vec4f(a.yzw, b.x), vec4f(b.yzw, c.x), vec4f(a.zw, b.xy), vec4f(b.zw, c));
-}
-
-// acc[2k], acc[2k + 1] (columns 0-3, 4-7 of channel k) += w_k · (lo, hi), where lane l holds
-// w_l in wv.x and w_(8 + l) in wv.y; channels 8-15 only when `upper` (they exist).
-fn mac16(acc: ptr<function, array<vec4f, 32>>, wv: vec2f, lo: vec4f, hi: vec4f, upper: bool) {
-    var s: f32;
-    s = subgroupBroadcast(wv.x, 0u); (*acc)[0] += s * lo; (*acc)[1] += s * hi;
-    s = subgroupBroadcast(wv.x, 1u); (*acc)[2] += s * lo; (*acc)[3] += s * hi;
-    s = subgroupBroadcast(wv.x, 2u); (*acc)[4] += s * lo; (*acc)[5] += s * hi;
-    s = subgroupBroadcast(wv.x, 3u); (*acc)[6] += s * lo; (*acc)[7] += s * hi;
-    s = subgroupBroadcast(wv.x, 4u); (*acc)[8] += s * lo; (*acc)[9] += s * hi;
-    s = subgroupBroadcast(wv.x, 5u); (*acc)[10] += s * lo; (*acc)[11] += s * hi;
-    s = subgroupBroadcast(wv.x, 6u); (*acc)[12] += s * lo; (*acc)[13] += s * hi;
-    s = subgroupBroadcast(wv.x, 7u); (*acc)[14] += s * lo; (*acc)[15] += s * hi;
-    if (!upper) { return; }
-    s = subgroupBroadcast(wv.y, 0u); (*acc)[16] += s * lo; (*acc)[17] += s * hi;
-    s = subgroupBroadcast(wv.y, 1u); (*acc)[18] += s * lo; (*acc)[19] += s * hi;
-    s = subgroupBroadcast(wv.y, 2u); (*acc)[20] += s * lo; (*acc)[21] += s * hi;
-    s = subgroupBroadcast(wv.y, 3u); (*acc)[22] += s * lo; (*acc)[23] += s * hi;
-    s = subgroupBroadcast(wv.y, 4u); (*acc)[24] += s * lo; (*acc)[25] += s * hi;
-    s = subgroupBroadcast(wv.y, 5u); (*acc)[26] += s * lo; (*acc)[27] += s * hi;
-    s = subgroupBroadcast(wv.y, 6u); (*acc)[28] += s * lo; (*acc)[29] += s * hi;
-    s = subgroupBroadcast(wv.y, 7u); (*acc)[30] += s * lo; (*acc)[31] += s * hi;
+    return taps_stride1(a, b, vec2f(src[rb + k.off[2].x], src[rb + k.off[2].y]) * k.ok[2].xy * rok);
 }
 
 fn put(o: u32, v: f32) {
@@ -198,13 +154,6 @@ fn source_row(plane: u32, r: i32, k: Cols, stride2: bool) -> array<vec4f, 6> {
     return row_taps(plane + u32(clamp(r, 0, i32(p.sh) - 1)) * p.sw, k, rok, stride2);
 }
 
-// One kernel row (taps 3i, 3i + 1, 3i + 2) against a source row's taps.
-fn mac_row(acc: ptr<function, array<vec4f, 32>>, w0: vec2f, w1: vec2f, w2: vec2f, t: array<vec4f, 6>, upper: bool) {
-    mac16(acc, w0, t[0], t[1], upper);
-    mac16(acc, w1, t[2], t[3], upper);
-    mac16(acc, w2, t[4], t[5], upper);
-}
-
 // forward and grad_input: destination rows 2·seg.y and 2·seg.y + 1 of the segment, from source
 // rows top .. top + 2 and top + stride .. top + stride + 2.
 fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
@@ -231,23 +180,10 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
         wv[4] = weights(wa, wb, c, 4u, upper); wv[5] = weights(wa, wb, c, 5u, upper);
         wv[6] = weights(wa, wb, c, 6u, upper); wv[7] = weights(wa, wb, c, 7u, upper);
         wv[8] = weights(wa, wb, c, 8u, upper);
-        let t0 = source_row(plane, top, k, stride2);
-        let t1 = source_row(plane, top + 1, k, stride2);
-        let t2 = source_row(plane, top + 2, k, stride2);
-        mac_row(&acc0, wv[0], wv[1], wv[2], t0, upper);
-        mac_row(&acc0, wv[3], wv[4], wv[5], t1, upper);
-        mac_row(&acc0, wv[6], wv[7], wv[8], t2, upper);
-        let t3 = source_row(plane, top + 3, k, stride2);
-        if (stride2) {
-            let t4 = source_row(plane, top + 4, k, stride2);
-            mac_row(&acc1, wv[0], wv[1], wv[2], t2, upper);
-            mac_row(&acc1, wv[3], wv[4], wv[5], t3, upper);
-            mac_row(&acc1, wv[6], wv[7], wv[8], t4, upper);
-        } else {
-            mac_row(&acc1, wv[0], wv[1], wv[2], t1, upper);
-            mac_row(&acc1, wv[3], wv[4], wv[5], t2, upper);
-            mac_row(&acc1, wv[6], wv[7], wv[8], t3, upper);
-        }
+        var t4: array<vec4f, 6>;
+        if (stride2) { t4 = source_row(plane, top + 4, k, stride2); }
+        mac_two_rows(&acc0, &acc1, wv, source_row(plane, top, k, stride2), source_row(plane, top + 1, k, stride2),
+                     source_row(plane, top + 2, k, stride2), source_row(plane, top + 3, k, stride2), t4, stride2, upper);
     }
     if (pb >= p.segs) { return; }
     let plane = p.dh * p.dw;

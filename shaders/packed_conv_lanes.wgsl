@@ -2,7 +2,8 @@
 // folded batch norm, residual add and ReLU in the epilogue, for 3×3 kernels, padding 1, stride 1
 // or 2, on adapters whose subgroups have at least 8 lanes: the blocked family's fast path on
 // CPU drivers (llvmpipe). Same format, results and epilogue as packed_conv.wgsl, which the host
-// uses for other shapes and adapters. NCHW.
+// uses for other shapes and adapters. NCHW. The host prepends lanes.wgsl (the register block,
+// shared with conv2d_lanes.wgsl).
 //
 // Bindings (group 0):
 //   0 p       uniform  PackedLanesParams
@@ -62,77 +63,22 @@ struct PackedLanesParams {
 @group(0) @binding(10) var<storage, read_write> y: array<f32>;
 
 
-// Source offsets (clamped into the row) and 1/0 masks of 20 consecutive columns from c0.
-struct Cols { off: array<vec4u, 5>, ok: array<vec4f, 5> }
-
-fn cols(c0: i32) -> Cols {
-    var r: Cols;
-    let last = vec4i(i32(p.w) - 1);
-    let a = vec4i(c0) + vec4i(0, 1, 2, 3);
-    let b = a + vec4i(4);
-    let c = a + vec4i(8);
-    let d = a + vec4i(12);
-    let e = a + vec4i(16);
-    r.off[0] = vec4u(clamp(a, vec4i(0), last)); r.ok[0] = vec4f(a >= vec4i(0) & a <= last);
-    r.off[1] = vec4u(clamp(b, vec4i(0), last)); r.ok[1] = vec4f(b >= vec4i(0) & b <= last);
-    r.off[2] = vec4u(clamp(c, vec4i(0), last)); r.ok[2] = vec4f(c >= vec4i(0) & c <= last);
-    r.off[3] = vec4u(clamp(d, vec4i(0), last)); r.ok[3] = vec4f(d >= vec4i(0) & d <= last);
-    r.off[4] = vec4u(clamp(e, vec4i(0), last)); r.ok[4] = vec4f(e >= vec4i(0) & e <= last);
-    return r;
-}
-
 fn x4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
     return vec4f(x[rb + off.x], x[rb + off.y], x[rb + off.z], x[rb + off.w]) * ok;
 }
 
-// Source row r (zero outside the image) as the three taps of 8 outputs, (lo, hi) pairs.
+// Source row r (zero outside the image) as the three taps of 8 outputs (lanes.wgsl's
+// taps_stride*).
 fn src_row(plane: u32, r: i32, k: Cols, stride2: bool) -> array<vec4f, 6> {
     let rok = select(0.0, 1.0, r >= 0 && r < i32(p.h));
     let rb = plane + u32(clamp(r, 0, i32(p.h) - 1)) * p.w;
     let a = x4(rb, k.off[0], k.ok[0] * rok);
     let b = x4(rb, k.off[1], k.ok[1] * rok);
     if (stride2) {
-        let c = x4(rb, k.off[2], k.ok[2] * rok);
-        let d = x4(rb, k.off[3], k.ok[3] * rok);
         let e = x[rb + k.off[4].x] * k.ok[4].x * rok;
-        return array<vec4f, 6>(vec4f(a.xz, b.xz), vec4f(c.xz, d.xz), vec4f(a.yw, b.yw), vec4f(c.yw, d.yw),
-                               vec4f(a.z, b.x, b.z, c.x), vec4f(c.z, d.x, d.z, e));
+        return taps_stride2(a, b, x4(rb, k.off[2], k.ok[2] * rok), x4(rb, k.off[3], k.ok[3] * rok), e);
     }
-    let c = vec2f(x[rb + k.off[2].x], x[rb + k.off[2].y]) * k.ok[2].xy * rok;
-    return array<vec4f, 6>(a, b, vec4f(a.yzw, b.x), vec4f(b.yzw, c.x), vec4f(a.zw, b.xy), vec4f(b.zw, c));
-}
-
-// acc[2k], acc[2k + 1] (columns 0-3, 4-7 of channel k) += w_k · (lo, hi), where lane l holds
-// w_l in wv.x and w_(8 + l) in wv.y; channels 8-15 only when `upper` (they exist). Zero weights
-// are multiplied too, as in the dense kernels: llvmpipe runs an `if` under an execution mask, so
-// `if (w != 0)` skipped nothing and turned every accumulator update into a masked store
-// (ResNet-20's packed kernels took 1.10× the time with it, 2 alternating pairs).
-fn mac16(acc: ptr<function, array<vec4f, 32>>, wv: vec2f, lo: vec4f, hi: vec4f, upper: bool) {
-    var s: f32;
-    s = subgroupBroadcast(wv.x, 0u); (*acc)[0] += s * lo; (*acc)[1] += s * hi;
-    s = subgroupBroadcast(wv.x, 1u); (*acc)[2] += s * lo; (*acc)[3] += s * hi;
-    s = subgroupBroadcast(wv.x, 2u); (*acc)[4] += s * lo; (*acc)[5] += s * hi;
-    s = subgroupBroadcast(wv.x, 3u); (*acc)[6] += s * lo; (*acc)[7] += s * hi;
-    s = subgroupBroadcast(wv.x, 4u); (*acc)[8] += s * lo; (*acc)[9] += s * hi;
-    s = subgroupBroadcast(wv.x, 5u); (*acc)[10] += s * lo; (*acc)[11] += s * hi;
-    s = subgroupBroadcast(wv.x, 6u); (*acc)[12] += s * lo; (*acc)[13] += s * hi;
-    s = subgroupBroadcast(wv.x, 7u); (*acc)[14] += s * lo; (*acc)[15] += s * hi;
-    if (!upper) { return; }
-    s = subgroupBroadcast(wv.y, 0u); (*acc)[16] += s * lo; (*acc)[17] += s * hi;
-    s = subgroupBroadcast(wv.y, 1u); (*acc)[18] += s * lo; (*acc)[19] += s * hi;
-    s = subgroupBroadcast(wv.y, 2u); (*acc)[20] += s * lo; (*acc)[21] += s * hi;
-    s = subgroupBroadcast(wv.y, 3u); (*acc)[22] += s * lo; (*acc)[23] += s * hi;
-    s = subgroupBroadcast(wv.y, 4u); (*acc)[24] += s * lo; (*acc)[25] += s * hi;
-    s = subgroupBroadcast(wv.y, 5u); (*acc)[26] += s * lo; (*acc)[27] += s * hi;
-    s = subgroupBroadcast(wv.y, 6u); (*acc)[28] += s * lo; (*acc)[29] += s * hi;
-    s = subgroupBroadcast(wv.y, 7u); (*acc)[30] += s * lo; (*acc)[31] += s * hi;
-}
-
-// One kernel row (weights of taps 3i, 3i + 1, 3i + 2) against a source row.
-fn mac_row(acc: ptr<function, array<vec4f, 32>>, w0: vec2f, w1: vec2f, w2: vec2f, t: array<vec4f, 6>, upper: bool) {
-    mac16(acc, w0, t[0], t[1], upper);
-    mac16(acc, w1, t[2], t[3], upper);
-    mac16(acc, w2, t[4], t[5], upper);
+    return taps_stride1(a, b, vec2f(x[rb + k.off[2].x], x[rb + k.off[2].y]) * k.ok[2].xy * rok);
 }
 
 // 32 bits of `words` from bit `at` (two words when `at` is not aligned).
@@ -233,7 +179,7 @@ fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
     let b = block(wg, nwg, li);
     // Subgroups past the last segment have nothing to compute or share.
     if (subgroupAll(!b.live)) { return; }
-    let k = cols(i32(b.col * STRIDE) - 1);
+    let k = cols(i32(b.col * STRIDE) - 1, p.w);
     let stride2 = STRIDE == 2u;
     let ca = min(b.co0 + lane % 8u, p.cout - 1u);
     let cb = min(b.co0 + 8u + lane % 8u, p.cout - 1u);
@@ -273,23 +219,10 @@ fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
                 wv[6] = dense_w(ca, cb, ci, 6u, upper); wv[7] = dense_w(ca, cb, ci, 7u, upper);
                 wv[8] = dense_w(ca, cb, ci, 8u, upper);
             }
-            let t0 = src_row(plane, top, k, stride2);
-            let t1 = src_row(plane, top + 1, k, stride2);
-            let t2 = src_row(plane, top + 2, k, stride2);
-            mac_row(&acc0, wv[0], wv[1], wv[2], t0, upper);
-            mac_row(&acc0, wv[3], wv[4], wv[5], t1, upper);
-            mac_row(&acc0, wv[6], wv[7], wv[8], t2, upper);
-            let t3 = src_row(plane, top + 3, k, stride2);
-            if (stride2) {
-                let t4 = src_row(plane, top + 4, k, stride2);
-                mac_row(&acc1, wv[0], wv[1], wv[2], t2, upper);
-                mac_row(&acc1, wv[3], wv[4], wv[5], t3, upper);
-                mac_row(&acc1, wv[6], wv[7], wv[8], t4, upper);
-            } else {
-                mac_row(&acc1, wv[0], wv[1], wv[2], t1, upper);
-                mac_row(&acc1, wv[3], wv[4], wv[5], t2, upper);
-                mac_row(&acc1, wv[6], wv[7], wv[8], t3, upper);
-            }
+            var t4: array<vec4f, 6>;
+            if (stride2) { t4 = src_row(plane, top + 4, k, stride2); }
+            mac_two_rows(&acc0, &acc1, wv, src_row(plane, top, k, stride2), src_row(plane, top + 1, k, stride2),
+                         src_row(plane, top + 2, k, stride2), src_row(plane, top + 3, k, stride2), t4, stride2, upper);
         }
     }
     let ss = vec4f(scale[ca], shift[ca], scale[cb], shift[cb]);

@@ -1,7 +1,8 @@
 //! Every WGSL file of the project, embedded at compile time. Each shader in `ALL` is valid WGSL
-//! on its own, or, when it calls the group reductions, after `group.wgsl` and one of their
-//! implementations (`Reductions`), which the host prepends. `<op>_tiled` files hold the tiled
-//! family's entry points of `<op>` (same bindings and uniforms).
+//! after the parts the host prepends to it: its fixed `parts` (lanes.wgsl for the lanes
+//! convolutions) and, when it calls the group reductions, `group.wgsl` and one of their
+//! implementations (`Reductions`). `<op>_tiled` files hold the tiled family's entry points of
+//! `<op>` (same bindings and uniforms).
 
 use super::{GpuError, Result};
 use std::borrow::Cow;
@@ -10,6 +11,8 @@ pub struct ShaderFile {
     /// File stem: `shaders/<name>.wgsl`.
     pub name: &'static str,
     pub source: &'static str,
+    /// Parts (from `PARTS`) prepended to it, in order, whatever the reductions.
+    pub parts: &'static [&'static ShaderFile],
     /// Calls the group_* reductions of group.wgsl.
     pub group: bool,
 }
@@ -50,12 +53,16 @@ impl Reductions {
 
 macro_rules! shader {
     ($konst:ident, $name:literal) => {
-        shader!($konst, $name, false);
+        shader!($konst, $name, false, []);
     };
     ($konst:ident, $name:literal, $group:literal) => {
+        shader!($konst, $name, $group, []);
+    };
+    ($konst:ident, $name:literal, $group:literal, [$($part:ident),*]) => {
         pub const $konst: ShaderFile = ShaderFile {
             name: $name,
             source: include_str!(concat!("../../shaders/", $name, ".wgsl")),
+            parts: &[$(&$part),*],
             group: $group,
         };
     };
@@ -65,13 +72,13 @@ shader!(ACTIVATION, "activation");
 shader!(BATCHNORM, "batchnorm", true);
 shader!(CONV2D, "conv2d");
 shader!(CONV2D_TILED, "conv2d_tiled");
-shader!(CONV2D_LANES, "conv2d_lanes");
+shader!(CONV2D_LANES, "conv2d_lanes", false, [LANES]);
 shader!(LINEAR, "linear");
 shader!(LINEAR_TILED, "linear_tiled");
 shader!(LOSS, "loss", true);
 shader!(OPTIM, "optim");
 shader!(PACKED_CONV, "packed_conv");
-shader!(PACKED_CONV_LANES, "packed_conv_lanes");
+shader!(PACKED_CONV_LANES, "packed_conv_lanes", false, [LANES]);
 shader!(PACKED_CONV_TILED, "packed_conv_tiled");
 shader!(PACKED_LINEAR, "packed_linear");
 shader!(PACKED_LINEAR_TILED, "packed_linear_tiled");
@@ -87,6 +94,7 @@ shader!(TWN, "twn", true);
 shader!(GROUP, "group");
 shader!(GROUP_TREE, "group_tree");
 shader!(GROUP_LANES, "group_lanes");
+shader!(LANES, "lanes");
 
 pub const ALL: &[&ShaderFile] = &[
     &ACTIVATION,
@@ -114,25 +122,41 @@ pub const ALL: &[&ShaderFile] = &[
     &TWN,
 ];
 
-/// The parts prepended to the shaders that call the group reductions (not shaders on their own).
-pub const PARTS: &[&ShaderFile] = &[&GROUP, &GROUP_TREE, &GROUP_LANES];
+/// The parts the host prepends to shaders (not shaders on their own): the group reductions and
+/// their implementations, and the lanes convolutions' register block.
+pub const PARTS: &[&ShaderFile] = &[&GROUP, &GROUP_TREE, &GROUP_LANES, &LANES];
 
 impl ShaderFile {
-    /// The WGSL the device compiles: the file itself, after group.wgsl and the `reductions`
+    /// What is prepended to the file: its parts, then group.wgsl and the `reductions`
     /// implementation if it calls them.
-    pub fn wgsl(&self, reductions: Reductions) -> Cow<'static, str> {
-        if !self.group {
-            return Cow::Borrowed(self.source);
+    fn prefix(&self, reductions: Reductions) -> Vec<&'static ShaderFile> {
+        let mut parts = self.parts.to_vec();
+        if self.group {
+            parts.extend([&GROUP, reductions.file()]);
         }
-        Cow::Owned([GROUP.source, reductions.file().source, self.source].join("\n"))
+        parts
     }
 
-    /// "shaders/ttq.wgsl (after group_lanes.wgsl)": where an error in `wgsl(reductions)` lies.
-    pub fn label(&self, reductions: Reductions) -> String {
-        match self.group {
-            true => format!("shaders/{}.wgsl (after {}.wgsl)", self.name, reductions.file().name),
-            false => format!("shaders/{}.wgsl", self.name),
+    /// The WGSL the device compiles: the file itself, after its prefix.
+    pub fn wgsl(&self, reductions: Reductions) -> Cow<'static, str> {
+        let prefix = self.prefix(reductions);
+        if prefix.is_empty() {
+            return Cow::Borrowed(self.source);
         }
+        let mut sources: Vec<&str> = prefix.iter().map(|p| p.source).collect();
+        sources.push(self.source);
+        Cow::Owned(sources.join("\n"))
+    }
+
+    /// "shaders/ttq.wgsl (after group.wgsl, group_lanes.wgsl)": where an error in
+    /// `wgsl(reductions)` lies.
+    pub fn label(&self, reductions: Reductions) -> String {
+        let prefix = self.prefix(reductions);
+        if prefix.is_empty() {
+            return format!("shaders/{}.wgsl", self.name);
+        }
+        let after: Vec<String> = prefix.iter().map(|p| format!("{}.wgsl", p.name)).collect();
+        format!("shaders/{}.wgsl (after {})", self.name, after.join(", "))
     }
 
     /// Parse and validate `wgsl(reductions)` with naga, naming the file and line of any error.

@@ -1,0 +1,91 @@
+// lanes.wgsl — the register block of the 3×3 lanes convolutions (conv2d_lanes.wgsl,
+// packed_conv_lanes.wgsl): 16 output channels × 8 consecutive columns of an output row per
+// accumulator array, acc[2k] and acc[2k + 1] holding columns 0-3 and 4-7 of channel k.
+// Not a shader on its own: the host prepends it to those two files, which load the source rows
+// (each from its own binding) and the weights, and call these functions with them.
+//
+// Bindings (group 0): none. Private arrays are indexed by constants only (llvmpipe keeps them
+// in registers; a computed index sends the whole array to memory, written lane by lane).
+
+// Source offsets (clamped into a row of `width`) and 1/0 masks of 20 consecutive columns from c0.
+struct Cols { off: array<vec4u, 5>, ok: array<vec4f, 5> }
+
+fn cols(c0: i32, width: u32) -> Cols {
+    var r: Cols;
+    let last = vec4i(i32(width) - 1);
+    let a = vec4i(c0) + vec4i(0, 1, 2, 3);
+    let b = a + vec4i(4);
+    let c = a + vec4i(8);
+    let d = a + vec4i(12);
+    let e = a + vec4i(16);
+    r.off[0] = vec4u(clamp(a, vec4i(0), last)); r.ok[0] = vec4f(a >= vec4i(0) & a <= last);
+    r.off[1] = vec4u(clamp(b, vec4i(0), last)); r.ok[1] = vec4f(b >= vec4i(0) & b <= last);
+    r.off[2] = vec4u(clamp(c, vec4i(0), last)); r.ok[2] = vec4f(c >= vec4i(0) & c <= last);
+    r.off[3] = vec4u(clamp(d, vec4i(0), last)); r.ok[3] = vec4f(d >= vec4i(0) & d <= last);
+    r.off[4] = vec4u(clamp(e, vec4i(0), last)); r.ok[4] = vec4f(e >= vec4i(0) & e <= last);
+    return r;
+}
+
+// The three taps of 8 outputs as (columns 0-3, columns 4-7) pairs, [tap 0 lo, hi, tap 1 lo, hi,
+// ...], from a source row's columns c .. c + 9 (stride 1: a, b, c.xy) ...
+fn taps_stride1(a: vec4f, b: vec4f, c: vec2f) -> array<vec4f, 6> {
+    return array<vec4f, 6>(a, b, vec4f(a.yzw, b.x), vec4f(b.yzw, c.x), vec4f(a.zw, b.xy), vec4f(b.zw, c));
+}
+
+// ... or columns c .. c + 16 (stride 2: a, b, c, d, e).
+fn taps_stride2(a: vec4f, b: vec4f, c: vec4f, d: vec4f, e: f32) -> array<vec4f, 6> {
+    return array<vec4f, 6>(vec4f(a.xz, b.xz), vec4f(c.xz, d.xz), vec4f(a.yw, b.yw), vec4f(c.yw, d.yw),
+                           vec4f(a.z, b.x, b.z, c.x), vec4f(c.z, d.x, d.z, e));
+}
+
+// acc[2k], acc[2k + 1] += w_k · (lo, hi), where lane l holds w_l in wv.x and w_(8 + l) in wv.y;
+// channels 8-15 only when `upper` (they exist). Zero weights are multiplied too: llvmpipe runs
+// an `if` under an execution mask, so `if (w != 0)` skipped nothing and turned every
+// accumulator update into a masked store (ResNet-20's packed kernels took 1.10× the time).
+fn mac16(acc: ptr<function, array<vec4f, 32>>, wv: vec2f, lo: vec4f, hi: vec4f, upper: bool) {
+    var s: f32;
+    s = subgroupBroadcast(wv.x, 0u); (*acc)[0] += s * lo; (*acc)[1] += s * hi;
+    s = subgroupBroadcast(wv.x, 1u); (*acc)[2] += s * lo; (*acc)[3] += s * hi;
+    s = subgroupBroadcast(wv.x, 2u); (*acc)[4] += s * lo; (*acc)[5] += s * hi;
+    s = subgroupBroadcast(wv.x, 3u); (*acc)[6] += s * lo; (*acc)[7] += s * hi;
+    s = subgroupBroadcast(wv.x, 4u); (*acc)[8] += s * lo; (*acc)[9] += s * hi;
+    s = subgroupBroadcast(wv.x, 5u); (*acc)[10] += s * lo; (*acc)[11] += s * hi;
+    s = subgroupBroadcast(wv.x, 6u); (*acc)[12] += s * lo; (*acc)[13] += s * hi;
+    s = subgroupBroadcast(wv.x, 7u); (*acc)[14] += s * lo; (*acc)[15] += s * hi;
+    if (!upper) { return; }
+    s = subgroupBroadcast(wv.y, 0u); (*acc)[16] += s * lo; (*acc)[17] += s * hi;
+    s = subgroupBroadcast(wv.y, 1u); (*acc)[18] += s * lo; (*acc)[19] += s * hi;
+    s = subgroupBroadcast(wv.y, 2u); (*acc)[20] += s * lo; (*acc)[21] += s * hi;
+    s = subgroupBroadcast(wv.y, 3u); (*acc)[22] += s * lo; (*acc)[23] += s * hi;
+    s = subgroupBroadcast(wv.y, 4u); (*acc)[24] += s * lo; (*acc)[25] += s * hi;
+    s = subgroupBroadcast(wv.y, 5u); (*acc)[26] += s * lo; (*acc)[27] += s * hi;
+    s = subgroupBroadcast(wv.y, 6u); (*acc)[28] += s * lo; (*acc)[29] += s * hi;
+    s = subgroupBroadcast(wv.y, 7u); (*acc)[30] += s * lo; (*acc)[31] += s * hi;
+}
+
+// One kernel row (taps 3i, 3i + 1, 3i + 2) against a source row's taps.
+fn mac_row(acc: ptr<function, array<vec4f, 32>>, w0: vec2f, w1: vec2f, w2: vec2f, t: array<vec4f, 6>, upper: bool) {
+    mac16(acc, w0, t[0], t[1], upper);
+    mac16(acc, w1, t[2], t[3], upper);
+    mac16(acc, w2, t[4], t[5], upper);
+}
+
+// One input channel's 9 weights against a block of two output rows r and r + 1: acc0 from
+// source rows t0 .. t2 (rows r·s − 1 ..), acc1 from t1 .. t3 (stride 1) or t2 .. t4 (stride 2;
+// t4 is not read at stride 1). Each weight serves both rows, each source row up to 6 taps.
+fn mac_two_rows(acc0: ptr<function, array<vec4f, 32>>, acc1: ptr<function, array<vec4f, 32>>, wv: array<vec2f, 9>,
+                t0: array<vec4f, 6>, t1: array<vec4f, 6>, t2: array<vec4f, 6>, t3: array<vec4f, 6>,
+                t4: array<vec4f, 6>, stride2: bool, upper: bool) {
+    mac_row(acc0, wv[0], wv[1], wv[2], t0, upper);
+    mac_row(acc0, wv[3], wv[4], wv[5], t1, upper);
+    mac_row(acc0, wv[6], wv[7], wv[8], t2, upper);
+    if (stride2) {
+        mac_row(acc1, wv[0], wv[1], wv[2], t2, upper);
+        mac_row(acc1, wv[3], wv[4], wv[5], t3, upper);
+        mac_row(acc1, wv[6], wv[7], wv[8], t4, upper);
+    } else {
+        mac_row(acc1, wv[0], wv[1], wv[2], t1, upper);
+        mac_row(acc1, wv[3], wv[4], wv[5], t2, upper);
+        mac_row(acc1, wv[6], wv[7], wv[8], t3, upper);
+    }
+}
