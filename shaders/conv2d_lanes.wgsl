@@ -33,7 +33,7 @@
 //   subgroups made only of those return at once.
 //   grad_input (stride 1 only) is the forward convolution of dy with the kernel flipped and its
 //   channels swapped: weight index = ch·p.w_ch + c·p.w_in + p.w_tap0 ± tap (p.w_flip). With
-//   p.accumulate, grad_input adds to dx (a residual branch's first convolution adds to the
+//   ACCUMULATE, grad_input adds to dx (a residual branch's first convolution adds to the
 //   shortcut's gradient).
 // grad_input_s2: stride 2 by parity. dx rows r = 2u + pr take only kernel rows i with
 //   i ≡ pr + 1 (mod 2), from dy row u (+1 for i = 0), and likewise columns: each workgroup owns
@@ -52,7 +52,6 @@ struct LanesParams {
     dst_c: u32, dh: u32, dw: u32,                  // destination (forward, grad_input)
     w_ch: u32, w_in: u32, w_tap0: u32, w_flip: u32, // weight index of (out channel, in channel, tap)
     segs_row: u32, segs: u32, groups: u32, splits: u32, // segments per row and in all, position groups
-    accumulate: u32,                                // grad_input: add to dst instead of storing
 }
 
 @group(0) @binding(0) var<uniform> p: LanesParams;
@@ -68,6 +67,10 @@ override WG_GRAD_WEIGHT: u32 = 8u; // one subgroup of 8 lanes
 // than a uniform: llvmpipe runs both sides of an `if` on a uniform under an execution mask, so a
 // uniform stride made every stride-1 block also run the stride-2 loads and taps.
 override STRIDE: u32 = 1u;
+// Channels per block: 16, or 8 where the destination has no more (the host's choice), so that
+// llvmpipe does not run channels 8-15 under a mask. ACCUMULATE: grad_input adds to dst.
+override BLOCK_CH: u32 = 16u;
+override ACCUMULATE: u32 = 0u;
 
 fn src4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
     return vec4f(src[rb + off.x], src[rb + off.y], src[rb + off.z], src[rb + off.w]) * ok;
@@ -86,7 +89,7 @@ fn row_taps(rb: u32, k: Cols, rok: f32, stride2: bool) -> array<vec4f, 6> {
 }
 
 fn put(o: u32, v: f32) {
-    if (p.accumulate == 1u) {
+    if (ACCUMULATE == 1u) {
         dst[o] += v;
     } else {
         dst[o] = v;
@@ -107,7 +110,7 @@ fn put8(o: u32, lo: vec4f, hi: vec4f, n: u32, step: u32) {
 
 // Store the block: channel ch0 + k of row `row` at columns c0 .. c0 + 7 of each dst plane,
 // stepping `step` elements per column (1, or 2 for a stride-2 parity class).
-fn store16(acc: ptr<function, array<vec4f, 32>>, base: u32, plane: u32, ch0: u32, cols_left: u32, step: u32) {
+fn store16(acc: ptr<function, array<vec4f, 32>>, base: u32, plane: u32, ch0: u32, cols_left: u32, step: u32, upper: bool) {
     if (ch0 + 0u < p.dst_c) { put8(base + 0u * plane, (*acc)[0], (*acc)[1], cols_left, step); }
     if (ch0 + 1u < p.dst_c) { put8(base + 1u * plane, (*acc)[2], (*acc)[3], cols_left, step); }
     if (ch0 + 2u < p.dst_c) { put8(base + 2u * plane, (*acc)[4], (*acc)[5], cols_left, step); }
@@ -116,14 +119,14 @@ fn store16(acc: ptr<function, array<vec4f, 32>>, base: u32, plane: u32, ch0: u32
     if (ch0 + 5u < p.dst_c) { put8(base + 5u * plane, (*acc)[10], (*acc)[11], cols_left, step); }
     if (ch0 + 6u < p.dst_c) { put8(base + 6u * plane, (*acc)[12], (*acc)[13], cols_left, step); }
     if (ch0 + 7u < p.dst_c) { put8(base + 7u * plane, (*acc)[14], (*acc)[15], cols_left, step); }
-    if (ch0 + 8u < p.dst_c) { put8(base + 8u * plane, (*acc)[16], (*acc)[17], cols_left, step); }
-    if (ch0 + 9u < p.dst_c) { put8(base + 9u * plane, (*acc)[18], (*acc)[19], cols_left, step); }
-    if (ch0 + 10u < p.dst_c) { put8(base + 10u * plane, (*acc)[20], (*acc)[21], cols_left, step); }
-    if (ch0 + 11u < p.dst_c) { put8(base + 11u * plane, (*acc)[22], (*acc)[23], cols_left, step); }
-    if (ch0 + 12u < p.dst_c) { put8(base + 12u * plane, (*acc)[24], (*acc)[25], cols_left, step); }
-    if (ch0 + 13u < p.dst_c) { put8(base + 13u * plane, (*acc)[26], (*acc)[27], cols_left, step); }
-    if (ch0 + 14u < p.dst_c) { put8(base + 14u * plane, (*acc)[28], (*acc)[29], cols_left, step); }
-    if (ch0 + 15u < p.dst_c) { put8(base + 15u * plane, (*acc)[30], (*acc)[31], cols_left, step); }
+    if (upper && ch0 + 8u < p.dst_c) { put8(base + 8u * plane, (*acc)[16], (*acc)[17], cols_left, step); }
+    if (upper && ch0 + 9u < p.dst_c) { put8(base + 9u * plane, (*acc)[18], (*acc)[19], cols_left, step); }
+    if (upper && ch0 + 10u < p.dst_c) { put8(base + 10u * plane, (*acc)[20], (*acc)[21], cols_left, step); }
+    if (upper && ch0 + 11u < p.dst_c) { put8(base + 11u * plane, (*acc)[22], (*acc)[23], cols_left, step); }
+    if (upper && ch0 + 12u < p.dst_c) { put8(base + 12u * plane, (*acc)[24], (*acc)[25], cols_left, step); }
+    if (upper && ch0 + 13u < p.dst_c) { put8(base + 13u * plane, (*acc)[26], (*acc)[27], cols_left, step); }
+    if (upper && ch0 + 14u < p.dst_c) { put8(base + 14u * plane, (*acc)[28], (*acc)[29], cols_left, step); }
+    if (upper && ch0 + 15u < p.dst_c) { put8(base + 15u * plane, (*acc)[30], (*acc)[31], cols_left, step); }
 }
 
 // Weight index of output channel `ch`, input channel `c`, tap t = 3·i + j.
@@ -168,7 +171,7 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
     let stride2 = STRIDE == 2u;
     let wa = min(ch0 + lane % 8u, p.dst_c - 1u);
     let wb = min(ch0 + 8u + lane % 8u, p.dst_c - 1u);
-    let upper = ch0 + 8u < p.dst_c;
+    let upper = BLOCK_CH == 16u && ch0 + 8u < p.dst_c;
     let top = i32(row * STRIDE) - 1;
     var acc0: array<vec4f, 32>;
     var acc1: array<vec4f, 32>;
@@ -188,8 +191,8 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
     if (pb >= p.segs) { return; }
     let plane = p.dh * p.dw;
     let base = (seg.x * p.dst_c + ch0) * plane + row * p.dw + seg.z;
-    store16(&acc0, base, plane, ch0, p.dw - seg.z, 1u);
-    if (row + 1u < p.dh) { store16(&acc1, base + p.dw, plane, ch0, p.dw - seg.z, 1u); }
+    store16(&acc0, base, plane, ch0, p.dw - seg.z, 1u, upper);
+    if (row + 1u < p.dh) { store16(&acc1, base + p.dw, plane, ch0, p.dw - seg.z, 1u, upper); }
 }
 
 @compute @workgroup_size(WG)
@@ -226,7 +229,7 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
     let k = cols(i32(seg.z), p.sw);
     let wa = min(ci0 + lane % 8u, p.dst_c - 1u);
     let wb = min(ci0 + 8u + lane % 8u, p.dst_c - 1u);
-    let upper = ci0 + 8u < p.dst_c;
+    let upper = BLOCK_CH == 16u && ci0 + 8u < p.dst_c;
     let src_hw = p.sh * p.sw;
     // Kernel rows (and columns) of the class: pr = 0: i = 1 from dy row u; pr = 1: i = 2 from
     // row u and i = 0 from row u + 1.
@@ -256,7 +259,7 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
     if (row >= p.dh || seg.z >= class_cols) { return; }
     let plane = p.dh * p.dw;
     let col = 2u * seg.z + pc;
-    store16(&acc, (seg.x * p.dst_c + ci0) * plane + row * p.dw + col, plane, ci0, class_cols - seg.z, 2u);
+    store16(&acc, (seg.x * p.dst_c + ci0) * plane + row * p.dw + col, plane, ci0, class_cols - seg.z, 2u, upper);
 }
 
 // Lane l's 9 taps (lo, hi over the 8 positions) against channel k's dy, for the 16 channels:
@@ -444,7 +447,7 @@ fn grad_acc(acc: ptr<function, array<f32, 144>>, t: array<vec4f, 18>, a_lo: vec4
     (*acc)[143] += dot(lo, t[16]) + dot(hi, t[17]);
 }
 
-fn grad_store(acc: ptr<function, array<f32, 144>>, o: u32, co0: u32, row: u32) {
+fn grad_store(acc: ptr<function, array<f32, 144>>, o: u32, co0: u32, row: u32, upper: bool) {
     if (co0 + 0u < p.dst_c) {
         let b = o + 0u * row;
         dw_partial[b + 0u] = (*acc)[0]; dw_partial[b + 1u] = (*acc)[1]; dw_partial[b + 2u] = (*acc)[2]; dw_partial[b + 3u] = (*acc)[3]; dw_partial[b + 4u] = (*acc)[4]; dw_partial[b + 5u] = (*acc)[5]; dw_partial[b + 6u] = (*acc)[6]; dw_partial[b + 7u] = (*acc)[7]; dw_partial[b + 8u] = (*acc)[8];
@@ -477,35 +480,35 @@ fn grad_store(acc: ptr<function, array<f32, 144>>, o: u32, co0: u32, row: u32) {
         let b = o + 7u * row;
         dw_partial[b + 0u] = (*acc)[63]; dw_partial[b + 1u] = (*acc)[64]; dw_partial[b + 2u] = (*acc)[65]; dw_partial[b + 3u] = (*acc)[66]; dw_partial[b + 4u] = (*acc)[67]; dw_partial[b + 5u] = (*acc)[68]; dw_partial[b + 6u] = (*acc)[69]; dw_partial[b + 7u] = (*acc)[70]; dw_partial[b + 8u] = (*acc)[71];
     }
-    if (co0 + 8u < p.dst_c) {
+    if (upper && co0 + 8u < p.dst_c) {
         let b = o + 8u * row;
         dw_partial[b + 0u] = (*acc)[72]; dw_partial[b + 1u] = (*acc)[73]; dw_partial[b + 2u] = (*acc)[74]; dw_partial[b + 3u] = (*acc)[75]; dw_partial[b + 4u] = (*acc)[76]; dw_partial[b + 5u] = (*acc)[77]; dw_partial[b + 6u] = (*acc)[78]; dw_partial[b + 7u] = (*acc)[79]; dw_partial[b + 8u] = (*acc)[80];
     }
-    if (co0 + 9u < p.dst_c) {
+    if (upper && co0 + 9u < p.dst_c) {
         let b = o + 9u * row;
         dw_partial[b + 0u] = (*acc)[81]; dw_partial[b + 1u] = (*acc)[82]; dw_partial[b + 2u] = (*acc)[83]; dw_partial[b + 3u] = (*acc)[84]; dw_partial[b + 4u] = (*acc)[85]; dw_partial[b + 5u] = (*acc)[86]; dw_partial[b + 6u] = (*acc)[87]; dw_partial[b + 7u] = (*acc)[88]; dw_partial[b + 8u] = (*acc)[89];
     }
-    if (co0 + 10u < p.dst_c) {
+    if (upper && co0 + 10u < p.dst_c) {
         let b = o + 10u * row;
         dw_partial[b + 0u] = (*acc)[90]; dw_partial[b + 1u] = (*acc)[91]; dw_partial[b + 2u] = (*acc)[92]; dw_partial[b + 3u] = (*acc)[93]; dw_partial[b + 4u] = (*acc)[94]; dw_partial[b + 5u] = (*acc)[95]; dw_partial[b + 6u] = (*acc)[96]; dw_partial[b + 7u] = (*acc)[97]; dw_partial[b + 8u] = (*acc)[98];
     }
-    if (co0 + 11u < p.dst_c) {
+    if (upper && co0 + 11u < p.dst_c) {
         let b = o + 11u * row;
         dw_partial[b + 0u] = (*acc)[99]; dw_partial[b + 1u] = (*acc)[100]; dw_partial[b + 2u] = (*acc)[101]; dw_partial[b + 3u] = (*acc)[102]; dw_partial[b + 4u] = (*acc)[103]; dw_partial[b + 5u] = (*acc)[104]; dw_partial[b + 6u] = (*acc)[105]; dw_partial[b + 7u] = (*acc)[106]; dw_partial[b + 8u] = (*acc)[107];
     }
-    if (co0 + 12u < p.dst_c) {
+    if (upper && co0 + 12u < p.dst_c) {
         let b = o + 12u * row;
         dw_partial[b + 0u] = (*acc)[108]; dw_partial[b + 1u] = (*acc)[109]; dw_partial[b + 2u] = (*acc)[110]; dw_partial[b + 3u] = (*acc)[111]; dw_partial[b + 4u] = (*acc)[112]; dw_partial[b + 5u] = (*acc)[113]; dw_partial[b + 6u] = (*acc)[114]; dw_partial[b + 7u] = (*acc)[115]; dw_partial[b + 8u] = (*acc)[116];
     }
-    if (co0 + 13u < p.dst_c) {
+    if (upper && co0 + 13u < p.dst_c) {
         let b = o + 13u * row;
         dw_partial[b + 0u] = (*acc)[117]; dw_partial[b + 1u] = (*acc)[118]; dw_partial[b + 2u] = (*acc)[119]; dw_partial[b + 3u] = (*acc)[120]; dw_partial[b + 4u] = (*acc)[121]; dw_partial[b + 5u] = (*acc)[122]; dw_partial[b + 6u] = (*acc)[123]; dw_partial[b + 7u] = (*acc)[124]; dw_partial[b + 8u] = (*acc)[125];
     }
-    if (co0 + 14u < p.dst_c) {
+    if (upper && co0 + 14u < p.dst_c) {
         let b = o + 14u * row;
         dw_partial[b + 0u] = (*acc)[126]; dw_partial[b + 1u] = (*acc)[127]; dw_partial[b + 2u] = (*acc)[128]; dw_partial[b + 3u] = (*acc)[129]; dw_partial[b + 4u] = (*acc)[130]; dw_partial[b + 5u] = (*acc)[131]; dw_partial[b + 6u] = (*acc)[132]; dw_partial[b + 7u] = (*acc)[133]; dw_partial[b + 8u] = (*acc)[134];
     }
-    if (co0 + 15u < p.dst_c) {
+    if (upper && co0 + 15u < p.dst_c) {
         let b = o + 15u * row;
         dw_partial[b + 0u] = (*acc)[135]; dw_partial[b + 1u] = (*acc)[136]; dw_partial[b + 2u] = (*acc)[137]; dw_partial[b + 3u] = (*acc)[138]; dw_partial[b + 4u] = (*acc)[139]; dw_partial[b + 5u] = (*acc)[140]; dw_partial[b + 6u] = (*acc)[141]; dw_partial[b + 7u] = (*acc)[142]; dw_partial[b + 8u] = (*acc)[143];
     }
@@ -543,7 +546,7 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     let dy_hw = p.dh * p.dw;
     let co_a = min(co0 + l, p.dst_c - 1u);
     let co_b = min(co0 + 8u + l, p.dst_c - 1u);
-    let upper = co0 + 8u < p.dst_c;
+    let upper = BLOCK_CH == 16u && co0 + 8u < p.dst_c;
     let stride2 = STRIDE == 2u;
     var acc: array<f32, 144>;
     for (var s = s_begin; s < s_end; s++) {
@@ -568,5 +571,5 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
         grad_acc(&acc, t, da[0], da[1], db[0], db[1], upper);
     }
     if (!has_ci) { return; }
-    grad_store(&acc, split * p.dst_c * p.src_c * 9u + co0 * p.src_c * 9u + ci * 9u, co0, p.src_c * 9u);
+    grad_store(&acc, split * p.dst_c * p.src_c * 9u + co0 * p.src_c * 9u + ci * 9u, co0, p.src_c * 9u, upper);
 }

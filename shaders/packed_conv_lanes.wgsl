@@ -41,6 +41,8 @@ override WG: u32 = 64u;
 // The stride, a pipeline constant rather than a uniform: llvmpipe runs both sides of an `if` on
 // a uniform under an execution mask (see conv2d_lanes.wgsl).
 override STRIDE: u32 = 1u;
+// Channels per block: 16, or 8 where the layer has no more (see conv2d_lanes.wgsl).
+override BLOCK_CH: u32 = 16u;
 
 struct PackedLanesParams {
     n: u32, cin: u32, h: u32, w: u32,
@@ -140,9 +142,10 @@ fn put8(live: bool, n: u32, co: u32, row: u32, col: u32, lo: vec4f, hi: vec4f, s
     }
 }
 
-// The block's 16 channels through the epilogue (stored only by `live` invocations); lane l holds channel l's and 8 + l's scale and
-// shift in ss (scale a, shift a, scale b, shift b).
-fn store16(acc: ptr<function, array<vec4f, 32>>, live: bool, n: u32, co0: u32, row: u32, col: u32, ss: vec4f) {
+// The block's channels through the epilogue (stored only by `live` invocations; 8-15 only when
+// `upper`); lane l holds channel l's and 8 + l's scale and shift in ss (scale a, shift a, scale
+// b, shift b).
+fn store16(acc: ptr<function, array<vec4f, 32>>, live: bool, n: u32, co0: u32, row: u32, col: u32, ss: vec4f, upper: bool) {
     put8(live, n, co0 + 0u, row, col, (*acc)[0], (*acc)[1], subgroupBroadcast(ss.x, 0u), subgroupBroadcast(ss.y, 0u));
     put8(live, n, co0 + 1u, row, col, (*acc)[2], (*acc)[3], subgroupBroadcast(ss.x, 1u), subgroupBroadcast(ss.y, 1u));
     put8(live, n, co0 + 2u, row, col, (*acc)[4], (*acc)[5], subgroupBroadcast(ss.x, 2u), subgroupBroadcast(ss.y, 2u));
@@ -151,6 +154,7 @@ fn store16(acc: ptr<function, array<vec4f, 32>>, live: bool, n: u32, co0: u32, r
     put8(live, n, co0 + 5u, row, col, (*acc)[10], (*acc)[11], subgroupBroadcast(ss.x, 5u), subgroupBroadcast(ss.y, 5u));
     put8(live, n, co0 + 6u, row, col, (*acc)[12], (*acc)[13], subgroupBroadcast(ss.x, 6u), subgroupBroadcast(ss.y, 6u));
     put8(live, n, co0 + 7u, row, col, (*acc)[14], (*acc)[15], subgroupBroadcast(ss.x, 7u), subgroupBroadcast(ss.y, 7u));
+    if (!upper) { return; }
     put8(live, n, co0 + 8u, row, col, (*acc)[16], (*acc)[17], subgroupBroadcast(ss.z, 0u), subgroupBroadcast(ss.w, 0u));
     put8(live, n, co0 + 9u, row, col, (*acc)[18], (*acc)[19], subgroupBroadcast(ss.z, 1u), subgroupBroadcast(ss.w, 1u));
     put8(live, n, co0 + 10u, row, col, (*acc)[20], (*acc)[21], subgroupBroadcast(ss.z, 2u), subgroupBroadcast(ss.w, 2u));
@@ -183,7 +187,7 @@ fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
     let stride2 = STRIDE == 2u;
     let ca = min(b.co0 + lane % 8u, p.cout - 1u);
     let cb = min(b.co0 + 8u + lane % 8u, p.cout - 1u);
-    let upper = b.co0 + 8u < p.cout;
+    let upper = BLOCK_CH == 16u && b.co0 + 8u < p.cout;
     let sp = vec2f(wp[ca * p.per_channel], wp[cb * p.per_channel]);
     let sn = vec2f(wn[ca * p.per_channel], wn[cb * p.per_channel]);
     // Source rows of output rows b.row and b.row + 1: top .. top + 2 and top + s .. top + s + 2.
@@ -227,8 +231,8 @@ fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
     }
     let ss = vec4f(scale[ca], shift[ca], scale[cb], shift[cb]);
     // Every lane takes part in store16's broadcasts; only live ones store.
-    store16(&acc0, b.live, b.n, b.co0, b.row, b.col, ss);
-    store16(&acc1, b.live && b.row + 1u < p.oh, b.n, b.co0, b.row + 1u, b.col, ss);
+    store16(&acc0, b.live, b.n, b.co0, b.row, b.col, ss, upper);
+    store16(&acc1, b.live && b.row + 1u < p.oh, b.n, b.co0, b.row + 1u, b.col, ss, upper);
 }
 
 @compute @workgroup_size(WG)

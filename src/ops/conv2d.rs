@@ -148,7 +148,7 @@ pub fn forward(
     expect_shape(&label, y, &g.output_shape())?;
     let cost = Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + w.numel() + y.numel()) };
     if lanes(gpu, g) {
-        let k = gpu.kernel_with(&shaders::CONV2D_LANES, "forward", &lanes_stride(g))?;
+        let k = gpu.kernel_with(&shaders::CONV2D_LANES, "forward", &lanes_constants(g.stride, g.cout))?;
         let (p, groups) = LanesParams::forward(g, k.invocations_per_group());
         let tensors = [("src", x), ("w", w), ("dst", y)];
         return Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost);
@@ -200,9 +200,10 @@ pub fn grad_input_into(
     let cost = Cost { flops: g.flops(), bytes: f32_bytes(dy.numel() + w.numel() + dx_bytes) };
     if lanes(gpu, g) {
         let entry = if g.stride == 1 { "grad_input" } else { "grad_input_s2" };
-        let k = gpu.kernel(&shaders::CONV2D_LANES, entry)?;
-        let (mut p, groups) = LanesParams::grad_input(g, k.invocations_per_group());
-        p.accumulate = u32::from(accumulate);
+        let [stride, block] = lanes_constants(1, g.cin);
+        let constants = [stride, block, ("ACCUMULATE", f64::from(u8::from(accumulate)))];
+        let k = gpu.kernel_with(&shaders::CONV2D_LANES, entry, &constants)?;
+        let (p, groups) = LanesParams::grad_input(g, k.invocations_per_group());
         let tensors = [("src", dy), ("w", w), ("dst", dx)];
         return Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost);
     }
@@ -311,7 +312,7 @@ fn grad_weight_lanes(
     dy: &Tensor,
     dw: &Tensor,
 ) -> Result<Program> {
-    let k = gpu.kernel_with(&shaders::CONV2D_LANES, "grad_weight", &lanes_stride(g))?;
+    let k = gpu.kernel_with(&shaders::CONV2D_LANES, "grad_weight", &lanes_constants(g.stride, g.cout))?;
     let blocks = (g.cin.div_ceil(8) * g.cout.div_ceil(16)) as u64;
     let segments = (g.n * g.oh() * g.ow().div_ceil(8)) as u64;
     // Enough workgroups to keep the device busy, each summing at least 32 segments.
@@ -341,10 +342,11 @@ pub fn lanes(gpu: &Gpu, g: &Conv2dGeom) -> bool {
     gpu.lanes_kernels() && (g.kh, g.kw, g.pad) == (3, 3, 1) && (g.stride == 1 || g.stride == 2)
 }
 
-/// The lanes shaders' STRIDE constant: a pipeline constant, so that the driver compiles the
-/// stride-1 and stride-2 kernels apart (llvmpipe would run both sides of a branch on a uniform).
-pub(crate) fn lanes_stride(g: &Conv2dGeom) -> [(&'static str, f64); 1] {
-    [("STRIDE", g.stride as f64)]
+/// The lanes shaders' STRIDE and BLOCK_CH (8 channels per block where `channels`, the output
+/// channels of the launch, are at most 8): pipeline constants, so that the driver compiles each
+/// case apart (llvmpipe would run both sides of a branch on a uniform).
+pub(crate) fn lanes_constants(stride: usize, channels: usize) -> [(&'static str, f64); 2] {
+    [("STRIDE", stride as f64), ("BLOCK_CH", if channels <= 8 { 8.0 } else { 16.0 })]
 }
 
 /// conv2d_lanes.wgsl's uniform: source and destination planes, the weight indexing and the
@@ -367,7 +369,6 @@ struct LanesParams {
     segs: u32,
     groups: u32,
     splits: u32,
-    accumulate: u32,
 }
 
 impl LanesParams {

@@ -233,7 +233,11 @@ fn launch_lanes(
     [x, scale]: [&Tensor; 2],
     cost: Cost,
 ) -> Result<Dispatch> {
-    let k = gpu.kernel_with(&shaders::PACKED_CONV_LANES, entry, &super::conv2d::lanes_stride(g))?;
+    let k = gpu.kernel_with(
+        &shaders::PACKED_CONV_LANES,
+        entry,
+        &super::conv2d::lanes_constants(g.stride, g.cout),
+    )?;
     let segs_row = g.ow().div_ceil(8) as u32;
     let segs = (g.n * g.oh().div_ceil(2)) as u32 * segs_row;
     let groups = segs.div_ceil(k.invocations_per_group());
