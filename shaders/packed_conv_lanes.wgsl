@@ -15,7 +15,7 @@
 //   6 weight  storage read        [cout, cin, 3, 3] f32                    (dense)
 //   7 scale   storage read        [cout]  folded batch norm: γ / √(var + ε)
 //   8 shift   storage read        [cout]  β − mean · scale
-//   9 res     storage read        [n, res_c, res_h, res_w]  residual input (p.residual = 1)
+//   9 res     storage read        [n, res_c, res_h, res_w]  residual input (RESIDUAL = 1)
 //   10 y      storage read_write  [n, cout, oh, ow]
 //
 // Ternary weight i is the i-th in [cout, kh, kw, cin] order, bit i % 32 of word i / 32 (see
@@ -34,8 +34,8 @@
 // last segment repeat it without storing; subgroups made only of those return at once.
 //
 // Epilogue: v = conv·scale + shift, then + residual (option A: subsample by res_stride, channels
-// offset by res_pad_c, zero outside), then + y's old value if p.accumulate = 1 (training's input
-// gradients), then ReLU if p.relu = 1.
+// offset by res_pad_c, zero outside), then + y's old value if ACCUMULATE = 1 (training's input
+// gradients), then ReLU if RELU = 1: pipeline constants, like the stride.
 
 override WG: u32 = 64u;
 // The stride, a pipeline constant rather than a uniform: llvmpipe runs both sides of an `if` on
@@ -43,13 +43,16 @@ override WG: u32 = 64u;
 override STRIDE: u32 = 1u;
 // Channels per block: 16, or 8 where the layer has no more (see conv2d_lanes.wgsl).
 override BLOCK_CH: u32 = 16u;
+override RESIDUAL: u32 = 0u;
+override ACCUMULATE: u32 = 0u;
+override RELU: u32 = 0u;
 
 struct PackedLanesParams {
     n: u32, cin: u32, h: u32, w: u32,
     cout: u32, oh: u32, ow: u32,
-    per_channel: u32, relu: u32, residual: u32, res_c: u32,
+    per_channel: u32, res_c: u32,
     res_h: u32, res_w: u32, res_stride: u32, res_pad_c: u32,
-    segs_row: u32, segs: u32, groups: u32, accumulate: u32,
+    segs_row: u32, segs: u32, groups: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: PackedLanesParams;
@@ -130,14 +133,14 @@ fn put8(live: bool, n: u32, co: u32, row: u32, col: u32, lo: vec4f, hi: vec4f, s
     if (!live || co >= p.cout) { return; }
     let o = ((n * p.cout + co) * p.oh + row) * p.ow + col;
     let left = p.ow - col;
-    let with_res = p.residual == 1u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c;
+    let with_res = RESIDUAL == 1u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c;
     let rb = ((n * p.res_c + co - min(co, p.res_pad_c)) * p.res_h + row * p.res_stride) * p.res_w + col * p.res_stride;
     for (var q = 0u; q < 8u; q++) {
         if (q >= left) { break; }
         var v = select(hi, lo, q < 4u)[q & 3u] * sc + sh;
         if (with_res) { v += res[rb + q * p.res_stride]; }
-        if (p.accumulate == 1u) { v += y[o + q]; }
-        if (p.relu == 1u) { v = max(v, 0.0); }
+        if (ACCUMULATE == 1u) { v += y[o + q]; }
+        if (RELU == 1u) { v = max(v, 0.0); }
         y[o + q] = v;
     }
 }

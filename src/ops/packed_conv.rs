@@ -204,8 +204,6 @@ struct LanesParams {
     oh: u32,
     ow: u32,
     per_channel: u32,
-    relu: u32,
-    residual: u32,
     res_c: u32,
     res_h: u32,
     res_w: u32,
@@ -214,7 +212,6 @@ struct LanesParams {
     segs_row: u32,
     segs: u32,
     groups: u32,
-    accumulate: u32,
 }
 
 /// 3×3 convolutions on adapters with 8-lane subgroups (see `conv2d::lanes`): 16 channels × 8
@@ -233,11 +230,16 @@ fn launch_lanes(
     [x, scale]: [&Tensor; 2],
     cost: Cost,
 ) -> Result<Dispatch> {
-    let k = gpu.kernel_with(
-        &shaders::PACKED_CONV_LANES,
-        entry,
-        &super::conv2d::lanes_constants(g.stride, g.cout),
-    )?;
+    // The epilogue's modes are pipeline constants too (one pipeline per combination).
+    let [stride, block] = super::conv2d::lanes_constants(g.stride, g.cout);
+    let constants = [
+        stride,
+        block,
+        ("RESIDUAL", f64::from(p.residual)),
+        ("ACCUMULATE", f64::from(p.accumulate)),
+        ("RELU", f64::from(p.relu)),
+    ];
+    let k = gpu.kernel_with(&shaders::PACKED_CONV_LANES, entry, &constants)?;
     let segs_row = g.ow().div_ceil(8) as u32;
     let segs = (g.n * g.oh().div_ceil(2)) as u32 * segs_row;
     let groups = segs.div_ceil(k.invocations_per_group());
@@ -251,8 +253,6 @@ fn launch_lanes(
         oh: s.oh,
         ow: s.ow,
         per_channel: p.per_channel,
-        relu: p.relu,
-        residual: p.residual,
         res_c: p.res_c,
         res_h: p.res_h,
         res_w: p.res_w,
@@ -261,7 +261,6 @@ fn launch_lanes(
         segs_row,
         segs,
         groups,
-        accumulate: p.accumulate,
     };
     let placeholder = gpu.tensor_of(&format!("{label}.unused"), &[1], crate::gpu::DType::U32)?;
     let mut all = tensors.to_vec();
