@@ -37,8 +37,9 @@
 //   shortcut's gradient).
 // grad_input_s2: stride 2 by parity. dx rows r = 2u + pr take only kernel rows i with
 //   i ≡ pr + 1 (mod 2), from dy row u (+1 for i = 0), and likewise columns: each workgroup owns
-//   one parity class (pr, pc) = class bits of the group, so no tap is wasted. Block as forward:
-//   16 input channels × 8 consecutive class columns (dx columns 2v + pc).
+//   one row parity pr (a bit of the group id) and each invocation both column parities of its
+//   segment, so no tap is wasted. Block: 16 input channels × 8 consecutive class columns (dx
+//   columns 2v and 2v + 1).
 // grad_weight: WG (8) invocations, one subgroup; lane l owns input channel ci0 + l and every
 //   (output channel co0 + k, tap) for k < 16: 144 accumulators. The sum over (n, row, segment) is
 //   split into p.splits contiguous chunks, one per workgroup ((split, ci block, co block) from
@@ -211,16 +212,17 @@ fn grad_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: ve
 
 // Stride 2: dx[n, ci, 2u + pr, 2v + pc] = Σ_co Σ_{i ≡ pr + 1, j ≡ pc + 1 (mod 2)}
 //   w[co, ci, i, j] · dy[n, co, u + (pr + 1 − i)/2, v + (pc + 1 − j)/2].
-// The group id gives (channel block, parity class, position group); segments cover class
-// positions: ⌈h/2⌉ class rows of p.segs_row segments of ⌈w/2⌉ class columns.
+// The group id gives (channel block, row parity pr, position group); segments cover class
+// positions: ⌈h/2⌉ class rows of p.segs_row segments of ⌈w/2⌉ class columns. Each invocation
+// computes both column parities of its segment from the same dy values (acc_even: dx columns
+// 2v, tap j = 1; acc_odd: 2v + 1, taps j = 2 and 0): with the column parity in the group id,
+// llvmpipe ran the odd class's second tap under a mask in the even class too.
 @compute @workgroup_size(WG)
 fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                  @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
     let g = wg.y * nwg.x + wg.x;
-    let ci0 = (g / (4u * p.groups)) * 16u;
-    let parity = (g / p.groups) % 4u;
-    let pr = parity >> 1u;
-    let pc = parity & 1u;
+    let ci0 = (g / (2u * p.groups)) * 16u;
+    let pr = (g / p.groups) % 2u;
     let pb = (g % p.groups) * WG + li;
     // Subgroups past the last segment have nothing to compute or share.
     if (subgroupAll(pb >= p.segs)) { return; }
@@ -231,11 +233,11 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
     let wb = min(ci0 + 8u + lane % 8u, p.dst_c - 1u);
     let upper = BLOCK_CH == 16u && ci0 + 8u < p.dst_c;
     let src_hw = p.sh * p.sw;
-    // Kernel rows (and columns) of the class: pr = 0: i = 1 from dy row u; pr = 1: i = 2 from
-    // row u and i = 0 from row u + 1.
+    // Kernel rows of the class: pr = 0: i = 1 from dy row u; pr = 1: i = 2 from row u and i = 0
+    // from row u + 1.
     let i_near = 1u + pr;
-    let j_near = 1u + pc;
-    var acc: array<vec4f, 32>;
+    var acc_even: array<vec4f, 32>;
+    var acc_odd: array<vec4f, 32>;
     for (var c = 0u; c < p.src_c; c++) {
         let plane = (seg.x * p.src_c + c) * src_hw;
         for (var dr = 0u; dr <= pr; dr++) {
@@ -246,20 +248,21 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
             let b = src4(rb, k.off[1], k.ok[1] * rok);
             let e = src[rb + k.off[2].x] * k.ok[2].x * rok;
             let i = i_near - 2u * dr;
-            // column tap j_near reads dy columns v .., tap 0 (pc = 1) reads v + 1 ..
-            mac16(&acc, weights(wa, wb, c, 3u * i + j_near, upper), a, b, upper);
-            if (pc == 1u) {
-                mac16(&acc, weights(wa, wb, c, 3u * i, upper), vec4f(a.yzw, b.x), vec4f(b.yzw, e), upper);
-            }
+            // taps 1 and 2 read dy columns v .., tap 0 reads v + 1 ..
+            mac16(&acc_even, weights(wa, wb, c, 3u * i + 1u, upper), a, b, upper);
+            mac16(&acc_odd, weights(wa, wb, c, 3u * i + 2u, upper), a, b, upper);
+            mac16(&acc_odd, weights(wa, wb, c, 3u * i, upper), vec4f(a.yzw, b.x), vec4f(b.yzw, e), upper);
         }
     }
     if (pb >= p.segs) { return; }
     let row = 2u * seg.y + pr;
-    let class_cols = (p.dw - pc + 1u) / 2u;
-    if (row >= p.dh || seg.z >= class_cols) { return; }
+    if (row >= p.dh) { return; }
     let plane = p.dh * p.dw;
-    let col = 2u * seg.z + pc;
-    store16(&acc, (seg.x * p.dst_c + ci0) * plane + row * p.dw + col, plane, ci0, class_cols - seg.z, 2u, upper);
+    let base = (seg.x * p.dst_c + ci0) * plane + row * p.dw + 2u * seg.z;
+    // ⌈w/2⌉ even and ⌊w/2⌋ odd columns; segments cover the even ones.
+    store16(&acc_even, base, plane, ci0, (p.dw + 1u) / 2u - seg.z, 2u, upper);
+    let odd_cols = p.dw / 2u;
+    if (seg.z < odd_cols) { store16(&acc_odd, base + 1u, plane, ci0, odd_cols - seg.z, 2u, upper); }
 }
 
 // Lane l's 9 taps (lo, hi over the 8 positions) against channel k's dy, for the 16 channels:

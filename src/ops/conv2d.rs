@@ -406,7 +406,8 @@ impl LanesParams {
     }
 
     /// Stride 1: the forward kernel over dy with the kernel flipped and transposed; stride 2:
-    /// one of four parity classes per workgroup, each ⌈h/2⌉ × ⌈w/2⌉ positions.
+    /// one of two row parities per workgroup, each ⌈h/2⌉ × ⌈w/2⌉ positions of both column
+    /// parities.
     fn grad_input(g: &Conv2dGeom, wg: u32) -> (LanesParams, u64) {
         let flip = g.stride == 1;
         let p = LanesParams {
@@ -419,7 +420,7 @@ impl LanesParams {
         let (p, classes) = if flip {
             (p.grid(g.h.div_ceil(2), g.w, wg), 1)
         } else {
-            (p.grid(g.h.div_ceil(2), g.w.div_ceil(2), wg), 4)
+            (p.grid(g.h.div_ceil(2), g.w.div_ceil(2), wg), 2)
         };
         (p, p.groups as u64 * classes * g.cin.div_ceil(16) as u64)
     }
