@@ -64,13 +64,7 @@ struct LanesParams {
 
 override WG: u32 = 64u;
 override WG_GRAD_WEIGHT: u32 = 8u; // one subgroup of 8 lanes
-// The convolution's stride (forward, grad_weight; 1 for grad_input), a pipeline constant rather
-// than a uniform: llvmpipe runs both sides of an `if` on a uniform under an execution mask, so a
-// uniform stride made every stride-1 block also run the stride-2 loads and taps.
-override STRIDE: u32 = 1u;
-// Channels per block: 16, or 8 where the destination has no more (the host's choice), so that
-// llvmpipe does not run channels 8-15 under a mask. ACCUMULATE: grad_input adds to dst.
-override BLOCK_CH: u32 = 16u;
+// grad_input adds to dst (a pipeline constant, like lanes.wgsl's STRIDE and BLOCK_CH).
 override ACCUMULATE: u32 = 0u;
 
 fn src4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
@@ -79,10 +73,10 @@ fn src4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
 
 // The three taps of 8 outputs from the source row at rb (lanes.wgsl's taps_stride*), zero
 // where k or rok says the column or row is outside the source.
-fn row_taps(rb: u32, k: Cols, rok: f32, stride2: bool) -> array<vec4f, 6> {
+fn row_taps(rb: u32, k: Cols, rok: f32) -> array<vec4f, 6> {
     let a = src4(rb, k.off[0], k.ok[0] * rok);
     let b = src4(rb, k.off[1], k.ok[1] * rok);
-    if (stride2) {
+    if (STRIDE == 2u) {
         let e = src[rb + k.off[4].x] * k.ok[4].x * rok;
         return taps_stride2(a, b, src4(rb, k.off[2], k.ok[2] * rok), src4(rb, k.off[3], k.ok[3] * rok), e);
     }
@@ -153,9 +147,9 @@ fn segment(pb: u32, rows: u32) -> vec3u {
 }
 
 // Source row r of a plane (zero outside it) as row_taps.
-fn source_row(plane: u32, r: i32, k: Cols, stride2: bool) -> array<vec4f, 6> {
+fn source_row(plane: u32, r: i32, k: Cols) -> array<vec4f, 6> {
     let rok = select(0.0, 1.0, r >= 0 && r < i32(p.sh));
-    return row_taps(plane + u32(clamp(r, 0, i32(p.sh) - 1)) * p.sw, k, rok, stride2);
+    return row_taps(plane + u32(clamp(r, 0, i32(p.sh) - 1)) * p.sw, k, rok);
 }
 
 // forward and grad_input: destination rows 2·seg.y and 2·seg.y + 1 of the segment, from source
@@ -169,10 +163,9 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
     let seg = segment(pb, (p.dh + 1u) / 2u);
     let row = 2u * seg.y;
     let k = cols(i32(seg.z * STRIDE) - 1, p.sw);
-    let stride2 = STRIDE == 2u;
     let wa = min(ch0 + lane % 8u, p.dst_c - 1u);
     let wb = min(ch0 + 8u + lane % 8u, p.dst_c - 1u);
-    let upper = BLOCK_CH == 16u && ch0 + 8u < p.dst_c;
+    let upper = has_upper(ch0, p.dst_c);
     let top = i32(row * STRIDE) - 1;
     var acc0: array<vec4f, 32>;
     var acc1: array<vec4f, 32>;
@@ -185,9 +178,9 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
         wv[6] = weights(wa, wb, c, 6u, upper); wv[7] = weights(wa, wb, c, 7u, upper);
         wv[8] = weights(wa, wb, c, 8u, upper);
         var t4: array<vec4f, 6>;
-        if (stride2) { t4 = source_row(plane, top + 4, k, stride2); }
-        mac_two_rows(&acc0, &acc1, wv, source_row(plane, top, k, stride2), source_row(plane, top + 1, k, stride2),
-                     source_row(plane, top + 2, k, stride2), source_row(plane, top + 3, k, stride2), t4, stride2, upper);
+        if (STRIDE == 2u) { t4 = source_row(plane, top + 4, k); }
+        mac_two_rows(&acc0, &acc1, wv, source_row(plane, top, k), source_row(plane, top + 1, k),
+                     source_row(plane, top + 2, k), source_row(plane, top + 3, k), t4, upper);
     }
     if (pb >= p.segs) { return; }
     let plane = p.dh * p.dw;
@@ -231,7 +224,7 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
     let k = cols(i32(seg.z), p.sw);
     let wa = min(ci0 + lane % 8u, p.dst_c - 1u);
     let wb = min(ci0 + 8u + lane % 8u, p.dst_c - 1u);
-    let upper = BLOCK_CH == 16u && ci0 + 8u < p.dst_c;
+    let upper = has_upper(ci0, p.dst_c);
     let src_hw = p.sh * p.sw;
     // Kernel rows of the class: pr = 0: i = 1 from dy row u; pr = 1: i = 2 from row u and i = 0
     // from row u + 1.
@@ -549,8 +542,7 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     let dy_hw = p.dh * p.dw;
     let co_a = min(co0 + l, p.dst_c - 1u);
     let co_b = min(co0 + 8u + l, p.dst_c - 1u);
-    let upper = BLOCK_CH == 16u && co0 + 8u < p.dst_c;
-    let stride2 = STRIDE == 2u;
+    let upper = has_upper(co0, p.dst_c);
     var acc: array<f32, 144>;
     for (var s = s_begin; s < s_end; s++) {
         let seg = segment(s, p.dh);
@@ -564,10 +556,10 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
             let k = cols(i32(seg.z * STRIDE) - 1, p.sw);
             let plane = (seg.x * p.src_c + ci) * src_hw;
             let r0 = i32(seg.y * STRIDE) - 1;
-            let t0 = row_taps(plane + u32(clamp(r0, 0, i32(p.sh) - 1)) * p.sw, k, select(0.0, 1.0, r0 >= 0), stride2);
-            let t1 = row_taps(plane + u32(r0 + 1) * p.sw, k, 1.0, stride2);
+            let t0 = row_taps(plane + u32(clamp(r0, 0, i32(p.sh) - 1)) * p.sw, k, select(0.0, 1.0, r0 >= 0));
+            let t1 = row_taps(plane + u32(r0 + 1) * p.sw, k, 1.0);
             let r2 = r0 + 2;
-            let t2 = row_taps(plane + u32(min(r2, i32(p.sh) - 1)) * p.sw, k, select(0.0, 1.0, r2 < i32(p.sh)), stride2);
+            let t2 = row_taps(plane + u32(min(r2, i32(p.sh) - 1)) * p.sw, k, select(0.0, 1.0, r2 < i32(p.sh)));
             t = array<vec4f, 18>(t0[0], t0[1], t0[2], t0[3], t0[4], t0[5], t1[0], t1[1], t1[2], t1[3], t1[4], t1[5],
                                  t2[0], t2[1], t2[2], t2[3], t2[4], t2[5]);
         }

@@ -7,6 +7,19 @@
 // Bindings (group 0): none. Private arrays are indexed by constants only (llvmpipe keeps them
 // in registers; a computed index sends the whole array to memory, written lane by lane).
 
+// The convolution's stride (1 for grad_input) and the channels per block (16, or 8 where the
+// launch writes no more), set by the host for both including files (`lanes_constants`).
+// Pipeline constants rather than uniforms: llvmpipe runs both sides of an `if` on a uniform
+// under an execution mask, so a uniform stride made every stride-1 block also run the stride-2
+// loads and taps, and an 8-channel layer computed 16.
+override STRIDE: u32 = 1u;
+override BLOCK_CH: u32 = 16u;
+
+// Whether the block from channel ch0 has channels 8-15 (of `channels`).
+fn has_upper(ch0: u32, channels: u32) -> bool {
+    return BLOCK_CH == 16u && ch0 + 8u < channels;
+}
+
 // Source offsets (clamped into a row of `width`) and 1/0 masks of 20 consecutive columns from c0.
 struct Cols { off: array<vec4u, 5>, ok: array<vec4f, 5> }
 
@@ -71,15 +84,15 @@ fn mac_row(acc: ptr<function, array<vec4f, 32>>, w0: vec2f, w1: vec2f, w2: vec2f
 }
 
 // One input channel's 9 weights against a block of two output rows r and r + 1: acc0 from
-// source rows t0 .. t2 (rows r·s − 1 ..), acc1 from t1 .. t3 (stride 1) or t2 .. t4 (stride 2;
-// t4 is not read at stride 1). Each weight serves both rows, each source row up to 6 taps.
+// source rows t0 .. t2 (rows r·s − 1 ..), acc1 from t1 .. t3 (STRIDE 1) or t2 .. t4 (STRIDE 2;
+// t4 is not read at STRIDE 1). Each weight serves both rows, each source row up to 6 taps.
 fn mac_two_rows(acc0: ptr<function, array<vec4f, 32>>, acc1: ptr<function, array<vec4f, 32>>, wv: array<vec2f, 9>,
                 t0: array<vec4f, 6>, t1: array<vec4f, 6>, t2: array<vec4f, 6>, t3: array<vec4f, 6>,
-                t4: array<vec4f, 6>, stride2: bool, upper: bool) {
+                t4: array<vec4f, 6>, upper: bool) {
     mac_row(acc0, wv[0], wv[1], wv[2], t0, upper);
     mac_row(acc0, wv[3], wv[4], wv[5], t1, upper);
     mac_row(acc0, wv[6], wv[7], wv[8], t2, upper);
-    if (stride2) {
+    if (STRIDE == 2u) {
         mac_row(acc1, wv[0], wv[1], wv[2], t2, upper);
         mac_row(acc1, wv[3], wv[4], wv[5], t3, upper);
         mac_row(acc1, wv[6], wv[7], wv[8], t4, upper);

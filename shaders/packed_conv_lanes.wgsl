@@ -35,14 +35,9 @@
 //
 // Epilogue: v = conv·scale + shift, then + residual (option A: subsample by res_stride, channels
 // offset by res_pad_c, zero outside), then + y's old value if ACCUMULATE = 1 (training's input
-// gradients), then ReLU if RELU = 1: pipeline constants, like the stride.
+// gradients), then ReLU if RELU = 1: pipeline constants, like lanes.wgsl's STRIDE.
 
 override WG: u32 = 64u;
-// The stride, a pipeline constant rather than a uniform: llvmpipe runs both sides of an `if` on
-// a uniform under an execution mask (see conv2d_lanes.wgsl).
-override STRIDE: u32 = 1u;
-// Channels per block: 16, or 8 where the layer has no more (see conv2d_lanes.wgsl).
-override BLOCK_CH: u32 = 16u;
 override RESIDUAL: u32 = 0u;
 override ACCUMULATE: u32 = 0u;
 override RELU: u32 = 0u;
@@ -74,12 +69,12 @@ fn x4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
 
 // Source row r (zero outside the image) as the three taps of 8 outputs (lanes.wgsl's
 // taps_stride*).
-fn src_row(plane: u32, r: i32, k: Cols, stride2: bool) -> array<vec4f, 6> {
+fn src_row(plane: u32, r: i32, k: Cols) -> array<vec4f, 6> {
     let rok = select(0.0, 1.0, r >= 0 && r < i32(p.h));
     let rb = plane + u32(clamp(r, 0, i32(p.h) - 1)) * p.w;
     let a = x4(rb, k.off[0], k.ok[0] * rok);
     let b = x4(rb, k.off[1], k.ok[1] * rok);
-    if (stride2) {
+    if (STRIDE == 2u) {
         let e = x[rb + k.off[4].x] * k.ok[4].x * rok;
         return taps_stride2(a, b, x4(rb, k.off[2], k.ok[2] * rok), x4(rb, k.off[3], k.ok[3] * rok), e);
     }
@@ -187,10 +182,9 @@ fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
     // Subgroups past the last segment have nothing to compute or share.
     if (subgroupAll(!b.live)) { return; }
     let k = cols(i32(b.col * STRIDE) - 1, p.w);
-    let stride2 = STRIDE == 2u;
     let ca = min(b.co0 + lane % 8u, p.cout - 1u);
     let cb = min(b.co0 + 8u + lane % 8u, p.cout - 1u);
-    let upper = BLOCK_CH == 16u && b.co0 + 8u < p.cout;
+    let upper = has_upper(b.co0, p.cout);
     let sp = vec2f(wp[ca * p.per_channel], wp[cb * p.per_channel]);
     let sn = vec2f(wn[ca * p.per_channel], wn[cb * p.per_channel]);
     // Source rows of output rows b.row and b.row + 1: top .. top + 2 and top + s .. top + s + 2.
@@ -227,9 +221,9 @@ fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
                 wv[8] = dense_w(ca, cb, ci, 8u, upper);
             }
             var t4: array<vec4f, 6>;
-            if (stride2) { t4 = src_row(plane, top + 4, k, stride2); }
-            mac_two_rows(&acc0, &acc1, wv, src_row(plane, top, k, stride2), src_row(plane, top + 1, k, stride2),
-                         src_row(plane, top + 2, k, stride2), src_row(plane, top + 3, k, stride2), t4, stride2, upper);
+            if (STRIDE == 2u) { t4 = src_row(plane, top + 4, k); }
+            mac_two_rows(&acc0, &acc1, wv, src_row(plane, top, k), src_row(plane, top + 1, k),
+                         src_row(plane, top + 2, k), src_row(plane, top + 3, k), t4, upper);
         }
     }
     let ss = vec4f(scale[ca], shift[ca], scale[cb], shift[cb]);

@@ -342,7 +342,7 @@ pub fn lanes(gpu: &Gpu, g: &Conv2dGeom) -> bool {
     gpu.lanes_kernels() && (g.kh, g.kw, g.pad) == (3, 3, 1) && (g.stride == 1 || g.stride == 2)
 }
 
-/// The lanes shaders' STRIDE and BLOCK_CH (8 channels per block where `channels`, the output
+/// lanes.wgsl's STRIDE and BLOCK_CH (8 channels per block where `channels`, the output
 /// channels of the launch, are at most 8): pipeline constants, so that the driver compiles each
 /// case apart (llvmpipe would run both sides of a branch on a uniform).
 pub(crate) fn lanes_constants(stride: usize, channels: usize) -> [(&'static str, f64); 2] {
