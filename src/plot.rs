@@ -16,14 +16,25 @@ fn register_font() {
 
 /// One line of a panel: its legend name and (x, y) points.
 pub struct Series {
-    pub name: &'static str,
+    pub name: String,
     pub points: Vec<(f64, f64)>,
 }
 
-/// A chart with a title and up to two series (blue, red), drawn side by side with the others.
+/// A chart with a title and its series, drawn side by side with the others. Two named series are
+/// blue and red; more (one per layer) run through a palette from the first layer to the last, with
+/// only the first and last named when there are many. Unnamed series repeat the named ones'
+/// colours in order (a second line per layer).
 pub struct Panel {
     pub title: &'static str,
-    pub series: [Series; 2],
+    pub series: Vec<Series>,
+}
+
+fn color(i: usize, n: usize) -> RGBAColor {
+    if n <= 2 {
+        return [BLUE, RED][i].to_rgba();
+    }
+    // Hue from red (first layer) through green to violet (last).
+    HSLColor(0.8 * i as f64 / (n - 1) as f64, 0.75, 0.45).to_rgba()
 }
 
 /// Panels side by side in one PNG, x from 0 to the largest x, y from min(0, values) up.
@@ -46,12 +57,16 @@ pub fn panels(path: &Path, x_desc: &str, panels: &[Panel]) -> Result<()> {
             .build_cartesian_2d(0.0..x_max, lo..hi)
             .map_err(|e| err(&e))?;
         chart.configure_mesh().x_desc(x_desc).draw().map_err(|e| err(&e))?;
-        for (series, color) in panel.series.iter().zip([BLUE, RED]) {
-            chart
+        let n = panel.series.iter().filter(|s| !s.name.is_empty()).count().max(1);
+        for (i, series) in panel.series.iter().enumerate() {
+            let color = color(i % n, n);
+            let line = chart
                 .draw_series(LineSeries::new(series.points.clone(), color.stroke_width(2)))
-                .map_err(|e| err(&e))?
-                .label(series.name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                .map_err(|e| err(&e))?;
+            if !series.name.is_empty() && (n <= 8 || i == 0 || i == n - 1) {
+                line.label(series.name.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            }
             let dots = series.points.iter().map(|p| Circle::new(*p, 3, color.filled()));
             chart.draw_series(dots).map_err(|e| err(&e))?;
         }

@@ -51,6 +51,15 @@ fn small_cnn_learns_and_writes_checkpoints_metrics_and_curves() {
     let conv2 = s.layers.iter().find(|l| l.name == "conv2").unwrap();
     assert!(conv2.sparsity.unwrap() > 0.0 && conv2.wp.unwrap() > 0.0 && conv2.bits_per_weight < 2.1);
     assert_eq!(s.layers.iter().find(|l| l.name == "conv1").unwrap().bits_per_weight, 32.0);
+    // metrics.jsonl traces the ternary layers' Wp, Wn and sparsity per epoch (none in the warm-up);
+    // the last epoch's trace is the final model's.
+    assert!(m[1].get("layers").is_none(), "full-precision epoch with layers: {}", m[1]);
+    let traced: Vec<&str> =
+        m[2]["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(traced, ["conv2", "conv3"]);
+    let t = &m[2]["layers"][0];
+    assert_eq!(t["wp"].as_f64().unwrap() as f32, conv2.wp.unwrap());
+    assert_eq!(t["sparsity"].as_f64().unwrap(), conv2.sparsity.unwrap());
 }
 
 #[test]

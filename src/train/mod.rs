@@ -41,6 +41,27 @@ pub struct EpochMetrics {
     pub test_accuracy: f64,
     pub images_per_second: f64,
     pub seconds: f64,
+    /// The ternary layers at the end of the epoch (none while full precision).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerTrace>,
+}
+
+/// A ternary layer's scales and sparsity after an epoch: the curves of TTQ's figure 2.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LayerTrace {
+    pub name: String,
+    pub wp: f32,
+    pub wn: f32,
+    pub sparsity: f64,
+}
+
+impl LayerTrace {
+    fn of(layers: &[crate::nn::models::LayerStats]) -> Vec<LayerTrace> {
+        let trace = |l: &crate::nn::models::LayerStats| {
+            Some(LayerTrace { name: l.name.clone(), wp: l.wp?, wn: l.wn?, sparsity: l.sparsity? })
+        };
+        layers.iter().filter_map(trace).collect()
+    }
 }
 
 /// Progress saved in checkpoints; with the config it lets --resume continue exactly.
@@ -88,6 +109,9 @@ impl TrainState {
             [m.train_loss, m.test_loss, m.images_per_second, m.seconds].iter().all(|v| v.is_finite())
                 && [m.train_accuracy, m.test_accuracy].iter().all(|v| (0.0..=1.0).contains(v))
                 && m.lr.is_finite()
+                && m.layers
+                    .iter()
+                    .all(|l| l.wp.is_finite() && l.wn.is_finite() && (0.0..=1.0).contains(&l.sparsity))
         };
         if let Some(m) = st.history.iter().find(|m| !finite(m)) {
             bail!("{p}: the training history of epoch {} holds values out of range", m.epoch);
@@ -328,6 +352,7 @@ fn run(
             test_accuracy: eval.accuracy,
             images_per_second: (steps * cfg.batch_size) as f64 / seconds,
             seconds,
+            layers: LayerTrace::of(&session.model.layer_stats(gpu).map_err(|e| stopped(e, &st))?),
         };
         println!(
             "epoch {:>3}/{} [{}] loss {:.4} acc {:5.2}% | test loss {:.4} acc {:5.2}% | {:.0} img/s, {:.1} s",

@@ -168,27 +168,48 @@ impl Drop for OutDir {
 /// OUT/curves.png: loss and accuracy (%) against epoch, train and test.
 fn draw_curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
     use crate::plot::{Panel, Series};
-    let series = |name, f: fn(&EpochMetrics) -> f64| Series {
-        name,
+    let series = |name: &str, f: fn(&EpochMetrics) -> f64| Series {
+        name: name.into(),
         points: history.iter().map(|m| (m.epoch as f64, f(m))).collect(),
     };
-    crate::plot::panels(
-        path,
-        "epoch",
-        &[
-            Panel {
-                title: "loss",
-                series: [series("train", |m| m.train_loss), series("test", |m| m.test_loss)],
-            },
-            Panel {
-                title: "accuracy (%)",
-                series: [
-                    series("train", |m| 100.0 * m.train_accuracy),
-                    series("test", |m| 100.0 * m.test_accuracy),
-                ],
-            },
-        ],
-    )
+    let mut panels = vec![
+        Panel {
+            title: "loss",
+            series: vec![series("train", |m| m.train_loss), series("test", |m| m.test_loss)],
+        },
+        Panel {
+            title: "accuracy (%)",
+            series: vec![
+                series("train", |m| 100.0 * m.train_accuracy),
+                series("test", |m| 100.0 * m.test_accuracy),
+            ],
+        },
+    ];
+    // The ternary layers, as in TTQ's figure: Wp above zero, -Wn below, and the zero fraction.
+    let names: Vec<&str> = history
+        .iter()
+        .rev()
+        .find(|m| !m.layers.is_empty())
+        .map_or(Vec::new(), |m| m.layers.iter().map(|l| l.name.as_str()).collect());
+    if !names.is_empty() {
+        let layer = |name: &str, f: &dyn Fn(&super::LayerTrace) -> f64| -> Vec<(f64, f64)> {
+            let at =
+                |m: &EpochMetrics| m.layers.iter().find(|l| l.name == name).map(|l| (m.epoch as f64, f(l)));
+            history.iter().filter_map(at).collect()
+        };
+        let mut scales = Vec::new();
+        for name in &names {
+            scales.push(Series { name: name.to_string(), points: layer(name, &|l| l.wp as f64) });
+        }
+        for name in &names {
+            scales.push(Series { name: String::new(), points: layer(name, &|l| -l.wn as f64) });
+        }
+        let sparsity =
+            names.iter().map(|n| Series { name: n.to_string(), points: layer(n, &|l| 100.0 * l.sparsity) });
+        panels.push(Panel { title: "Wp and -Wn per ternary layer", series: scales });
+        panels.push(Panel { title: "zero weights per ternary layer (%)", series: sparsity.collect() });
+    }
+    crate::plot::panels(path, "epoch", &panels)
 }
 
 fn remove_stale(tmp: &Path) -> Result<()> {
