@@ -128,7 +128,7 @@ def run_tern(row, args):
                 shutil.rmtree(row.dir)  # a start that did not finish its first epoch
             cmd += ["--arch", row.arch, "--quant", row.quant, "--dataset", "fashion-mnist", "--data", DATA,
                     "--epochs", str(row.epochs), "--fp-epochs", "0", "--seed", str(row.seed),
-                    "--batch-size", str(RECIPE["batch_size"]), "--lr", repr(row.lr),
+                    "--batch-size", str(RECIPE["batch_size"]), "--lr", f"{row.lr:.6g}",
                     "--momentum", str(RECIPE["momentum"]), "--weight-decay", str(RECIPE["weight_decay"]),
                     "--schedule", RECIPE["schedule"], "--out", row.dir]
             init = init_for(row, args)
@@ -193,7 +193,7 @@ def run_torch(row, args):
     os.makedirs(row.dir, exist_ok=True)
     while len(metrics(row)) < row.epochs:
         argv = ["train", "--arch", row.arch, "--quant", row.quant, "--seed", str(row.seed),
-                "--epochs", str(row.epochs), "--lr", repr(row.lr), "--data", DATA, "--out", row.dir,
+                "--epochs", str(row.epochs), "--lr", f"{row.lr:.6g}", "--data", DATA, "--out", row.dir,
                 "--stop-after", str(len(metrics(row)) + 1)]
         for k in ["batch_size", "momentum", "weight_decay"]:
             argv += [f"--{k.replace('_', '-')}", str(RECIPE[k])]
@@ -217,7 +217,7 @@ def finish(row, args):
         "test_accuracy": m[-1]["test_accuracy"], "best_test_accuracy": max(e["test_accuracy"] for e in m),
         "images_per_second": statistics.median(e["images_per_second"] for e in m),
         "wall_s": sum(e["seconds"] for e in m), "recipe": RECIPE | {"lr": row.lr}, "layers": layers,
-        "machine": machine(args),
+        "machine": machine(row, args),
     }
     if row.framework == "tern":
         last = os.path.join(row.dir, "last.safetensors")
@@ -245,14 +245,23 @@ def finish(row, args):
     commit(f"fulldata: {row.name} done ({100 * record['test_accuracy']:.2f} %)", args.commit)
 
 
-def machine(args):
+def machine(row, args):
+    """The CPU, and what ran the row: tern's first adapter, or PyTorch's version and threads."""
     cpu = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count()}
+    out = {"cpu": cpu, "cores": os.cpu_count()}
+    if row.framework == "tern":
+        devices = subprocess.run([os.path.abspath(args.tern), "devices"], capture_output=True, text=True)
+        first = devices.stdout.splitlines()[0] if devices.stdout else "unknown adapter"
+        out["adapter"] = first.split(": ", 1)[-1].split(" [")[0]
+    else:
+        last = metrics(row)[-1]
+        out["adapter"] = f"CPU, PyTorch {last.get('torch', '?')}, {last.get('threads', '?')} threads"
+    return out
 
 
 def status(args):
