@@ -59,7 +59,7 @@ pub fn export(gpu: &GpuOptions, model: &Path, out: &Path) -> Result<()> {
 /// could not be read; fails (exit code 1) when any could not.
 pub fn classify(
     gpu: &GpuOptions,
-    model: &Path,
+    model: Option<&Path>,
     top_k: usize,
     json: bool,
     batch_size: usize,
@@ -67,7 +67,11 @@ pub fn classify(
 ) -> Result<ExitCode> {
     let files = infer::collect_images(images)?;
     let gpu = Gpu::new(gpu)?;
-    let (runner, meta) = infer::load_runner(&gpu, model, batch_size.clamp(1, files.len().max(1)))?;
+    let batch = batch_size.clamp(1, files.len().max(1));
+    let (runner, meta) = match model {
+        Some(path) => infer::load_runner(&gpu, path, batch)?,
+        None => infer::load_builtin_runner(&gpu, batch)?,
+    };
     let (preds, errors) = infer::classify(&gpu, &runner, &meta, &files, top_k)?;
     for p in &preds {
         if json {

@@ -223,6 +223,22 @@ impl Runner {
 }
 
 /// Load a native checkpoint or a packed model (told apart by their metadata).
+/// The packed model built into the binary: what `tern classify` answers with when no `--model`
+/// is given (see assets/model/README.md for how it was trained).
+pub const BUILTIN_MODEL: &[u8] = include_bytes!("../assets/model/fashion-mnist.tern.safetensors");
+
+/// How errors name the built-in model.
+pub const BUILTIN_NAME: &str = "the built-in model";
+
+/// `load_runner` of the built-in packed model.
+pub fn load_builtin_runner(gpu: &Gpu, batch: usize) -> Result<(Runner, Meta)> {
+    let name = Path::new(BUILTIN_NAME);
+    let packed = crate::packed::PackedModel::from_bytes(BUILTIN_MODEL, name)?;
+    let graph = packed.graph(gpu, batch).map_err(|e| anyhow::anyhow!("{BUILTIN_NAME}: {e}"))?;
+    check_outputs(gpu, &graph.input, &graph.logits, &graph.forward, &packed.meta, name)?;
+    Ok((Runner::Packed(Box::new(graph)), packed.meta))
+}
+
 pub fn load_runner(gpu: &Gpu, path: &Path, batch: usize) -> Result<(Runner, Meta)> {
     let format = crate::checkpoint::format_of(&crate::files::read(path)?);
     match format.as_deref() {

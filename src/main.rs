@@ -56,9 +56,14 @@ enum Command {
         out: PathBuf,
     },
     /// Classify image files (or the images in directories) with a checkpoint or a packed model
+    /// (default: the built-in Fashion-MNIST model)
     Classify {
+        /// A checkpoint, packed model or imported model (default: the built-in model: the small
+        /// CNN with TTQ-ternary hidden layers, trained on all 60k Fashion-MNIST training images,
+        /// 89.46 % test accuracy; its 10 clothing classes and normalisation are in the file;
+        /// see assets/model/README.md)
         #[arg(long)]
-        model: PathBuf,
+        model: Option<PathBuf>,
         #[arg(long, default_value_t = 5)]
         top_k: usize,
         /// One JSON object per image: file, top (label, index, probability), logits
@@ -125,7 +130,7 @@ fn main() -> ExitCode {
         Command::Profile { config } => cli::profile(gpu, &config).map(|_| ExitCode::SUCCESS),
         Command::Export { model, out } => cli::export(gpu, &model, &out).map(|_| ExitCode::SUCCESS),
         Command::Classify { model, top_k, json, batch_size, images } => {
-            cli::classify(gpu, &model, top_k, json, batch_size, &images)
+            cli::classify(gpu, model.as_deref(), top_k, json, batch_size, &images)
         }
         Command::ImportTorch { file, arch, classes, size, mean, std, class_names, out } => {
             let opts = ImportOptions { arch, classes, size, mean, std, class_names };

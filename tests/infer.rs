@@ -423,3 +423,29 @@ fn packed_ternary_training_matches_dense() {
         }
     }
 }
+
+/// `tern classify` without `--model` answers with the model built into the binary: the first 20
+/// test images of Fashion-MNIST (from the embedded subset, written as PNGs) are classified as
+/// their labels, all but at most two, in one line per image.
+#[test]
+fn classify_without_model_uses_the_built_in_model() {
+    let (_, test) = tern::data::embedded::fashion_mnist().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 20;
+    for i in 0..n {
+        let img = image::GrayImage::from_raw(28, 28, test.image(i).to_vec()).unwrap();
+        img.save(tmp.path().join(format!("{i:02}.png"))).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["classify", "--json", "--top-k", "1"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "classify failed: {}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), n);
+    let right = (0..n).filter(|&i| lines[i]["top"][0]["index"] == test.labels[i] as u64).count();
+    assert!(right >= n - 2, "the built-in model classified {right} of {n} test images right");
+    assert_eq!(lines[0]["top"][0]["label"].as_str().unwrap(), test.classes[test.labels[0] as usize]);
+}

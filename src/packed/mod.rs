@@ -172,11 +172,15 @@ impl PackedModel {
     /// kind (ternary or f32), dtype and shape the architecture and quantizer imply, the
     /// `layers` index against them, every value finite, no weight both +Wp and −Wn.
     pub fn load(path: &Path) -> Result<PackedModel> {
+        PackedModel::from_bytes(&crate::files::read(path)?, path)
+    }
+
+    /// `load` of a file's bytes; `path` names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<PackedModel> {
         let p = path.display();
-        let bytes = crate::files::read(path)?;
-        let st = SafeTensors::deserialize(&bytes)
+        let st = SafeTensors::deserialize(bytes)
             .map_err(|e| anyhow::anyhow!("{p}: not a safetensors file ({e})"))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| anyhow::anyhow!("{p}: {e}"))?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow::anyhow!("{p}: {e}"))?;
         let md = header.metadata().clone().unwrap_or_default();
         if md.get("format").map(String::as_str) != Some(FORMAT) {
             bail!("{p}: not a packed tern model (no \"format\": \"{FORMAT}\" metadata)");
