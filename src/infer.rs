@@ -222,7 +222,6 @@ impl Runner {
     }
 }
 
-/// Load a native checkpoint or a packed model (told apart by their metadata).
 /// The packed model built into the binary: what `tern classify` answers with when no `--model`
 /// is given (see assets/model/README.md for how it was trained).
 pub const BUILTIN_MODEL: &[u8] = include_bytes!("../assets/model/fashion-mnist.tern.safetensors");
@@ -239,6 +238,7 @@ pub fn load_builtin_runner(gpu: &Gpu, batch: usize) -> Result<(Runner, Meta)> {
     Ok((Runner::Packed(Box::new(graph)), packed.meta))
 }
 
+/// Load a native checkpoint or a packed model (told apart by their metadata).
 pub fn load_runner(gpu: &Gpu, path: &Path, batch: usize) -> Result<(Runner, Meta)> {
     let format = crate::checkpoint::format_of(&crate::files::read(path)?);
     match format.as_deref() {

@@ -12,6 +12,7 @@
 //!   it and PyTorch's goldens: tests/ops and `tern check`); `cli` holds one function per
 //!   subcommand, which `main.rs` calls.
 
+pub mod api;
 pub mod bench;
 pub mod check;
 pub mod checkpoint;
@@ -33,3 +34,6 @@ pub mod profile;
 pub mod quant;
 pub mod trace;
 pub mod train;
+
+pub use api::{Class, Error, Model};
+pub use gpu::{Gpu, GpuOptions};

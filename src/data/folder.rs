@@ -16,23 +16,29 @@ pub fn decode_image(path: &Path, channels: usize, height: usize, width: usize) -
         .with_context(|| format!("{}: cannot read", path.display()))?
         .decode()
         .map_err(|e| anyhow::anyhow!("{}: does not decode as an image: {e}", path.display()))?;
+    if channels != 1 && channels != 3 {
+        bail!("{channels} image channels are not supported (1 or 3)");
+    }
+    Ok(pixels(&img, channels, height, width))
+}
+
+/// An image as the models take it: resized to height × width, converted to grey (1 channel) or
+/// RGB (3), u8 planes [channels, height, width].
+pub fn pixels(img: &image::DynamicImage, channels: usize, height: usize, width: usize) -> Vec<u8> {
     let filter = image::imageops::FilterType::Triangle;
     let img = img.resize_exact(width as u32, height as u32, filter);
+    if channels == 1 {
+        return img.to_luma8().into_raw();
+    }
     let hw = height * width;
-    Ok(match channels {
-        1 => img.to_luma8().into_raw(),
-        3 => {
-            let rgb = img.to_rgb8().into_raw();
-            let mut planes = vec![0u8; 3 * hw];
-            for (i, px) in rgb.chunks(3).enumerate() {
-                for c in 0..3 {
-                    planes[c * hw + i] = px[c];
-                }
-            }
-            planes
+    let rgb = img.to_rgb8().into_raw();
+    let mut planes = vec![0u8; 3 * hw];
+    for (i, px) in rgb.chunks(3).enumerate() {
+        for c in 0..3 {
+            planes[c * hw + i] = px[c];
         }
-        n => bail!("{n} image channels are not supported (1 or 3)"),
-    })
+    }
+    planes
 }
 
 /// Image files directly inside `dir`, sorted.

@@ -109,6 +109,16 @@ pub struct TrainConfig {
     pub profile: bool,
 }
 
+impl Default for TrainConfig {
+    /// `tern train`'s defaults, read from the flags' declarations so the two cannot differ.
+    fn default() -> TrainConfig {
+        use clap::{Args, FromArgMatches};
+        let cmd = TrainConfig::augment_args(clap::Command::new("train"));
+        let defaults = cmd.try_get_matches_from(["train"]).and_then(|m| TrainConfig::from_arg_matches(&m));
+        defaults.expect("every train flag has a default or is optional")
+    }
+}
+
 impl TrainConfig {
     /// The command line's defaults (the default run).
     pub fn defaults() -> TrainConfig {

@@ -1,0 +1,150 @@
+//! The front door: a model loaded and images classified, or a training run driven from code, in a
+//! few lines, with errors a caller can tell apart. The CLI is built on it.
+
+use crate::checkpoint::Meta;
+use crate::gpu::Gpu;
+use crate::infer::{self, Runner};
+use std::path::{Path, PathBuf};
+
+/// What went wrong, by kind; `Display` gives the one-line message the CLI prints.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No adapter, or the chosen one cannot run tern (driver, backend, limits).
+    #[error("{0}")]
+    Adapter(String),
+    /// A model, image or dataset file that cannot be read or is not what it should be.
+    #[error("{message}")]
+    File { path: PathBuf, message: String },
+    /// A setting or input out of range or of the wrong shape (flags, batch sizes, image counts).
+    #[error("{0}")]
+    Invalid(String),
+    /// A training run that failed: a non-finite loss, a failing loader, a full disk.
+    #[error("{0}")]
+    Training(String),
+    /// A training run stopped by SIGINT or SIGTERM, its last checkpoint kept.
+    #[error("{message}")]
+    Interrupted { signal: i32, message: String },
+}
+
+impl Error {
+    /// An anyhow error from a file's loader, named by that file.
+    pub(crate) fn file(path: &Path, e: anyhow::Error) -> Error {
+        Error::File { path: path.to_path_buf(), message: format!("{e:#}") }
+    }
+}
+
+/// One class of a classification: its label, index in the model's outputs and probability.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Class {
+    pub label: String,
+    pub index: usize,
+    pub probability: f32,
+}
+
+/// A model ready to classify: a packed model (`tern export`), a checkpoint (`tern train`), an
+/// imported PyTorch model, or the model built into the binary.
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let gpu = tern::Gpu::new(&Default::default())?;
+/// let model = tern::Model::load(&gpu, "model.tern.safetensors")?;
+/// let image = image::open("shirt.png")?;
+/// for class in &model.classify(&[image], 3)?[0] {
+///     println!("{} {:.1} %", class.label, 100.0 * class.probability);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct Model<'g> {
+    gpu: &'g Gpu,
+    runner: Runner,
+    meta: Meta,
+}
+
+/// Images per dispatch unless chosen with `Model::load_batched`.
+pub const DEFAULT_BATCH: usize = 32;
+
+impl<'g> Model<'g> {
+    /// Load a model file (its kind is told by its metadata).
+    pub fn load(gpu: &'g Gpu, path: impl AsRef<Path>) -> Result<Model<'g>, Error> {
+        Model::load_batched(gpu, Some(path.as_ref()), DEFAULT_BATCH)
+    }
+
+    /// The packed Fashion-MNIST model built into the binary (assets/model/README.md).
+    pub fn builtin(gpu: &'g Gpu) -> Result<Model<'g>, Error> {
+        Model::load_batched(gpu, None, DEFAULT_BATCH)
+    }
+
+    /// `load` (`path` Some) or `builtin` (None), running `batch` images per dispatch.
+    pub fn load_batched(gpu: &'g Gpu, path: Option<&Path>, batch: usize) -> Result<Model<'g>, Error> {
+        if batch == 0 {
+            return Err(Error::Invalid("the batch size must be at least 1".into()));
+        }
+        let (runner, meta) = match path {
+            Some(p) => infer::load_runner(gpu, p, batch).map_err(|e| Error::file(p, e))?,
+            None => infer::load_builtin_runner(gpu, batch)
+                .map_err(|e| Error::file(Path::new(infer::BUILTIN_NAME), e))?,
+        };
+        Ok(Model { gpu, runner, meta })
+    }
+
+    /// The class names, in the order of the model's outputs.
+    pub fn classes(&self) -> &[String] {
+        &self.meta.classes
+    }
+
+    /// (channels, height, width) the model takes; other images are converted and resized.
+    pub fn input_shape(&self) -> (usize, usize, usize) {
+        let s = &self.meta.spec;
+        (s.in_channels, s.height, s.width)
+    }
+
+    /// The `k` most probable classes of each image, most probable first.
+    pub fn classify(&self, images: &[image::DynamicImage], k: usize) -> Result<Vec<Vec<Class>>, Error> {
+        Ok(self.logits(images)?.iter().map(|l| self.top(l, k)).collect())
+    }
+
+    /// The model's outputs (before softmax) for each image.
+    pub fn logits(&self, images: &[image::DynamicImage]) -> Result<Vec<Vec<f32>>, Error> {
+        let (c, h, w) = self.input_shape();
+        let pixels: Vec<Vec<u8>> =
+            images.iter().map(|img| crate::data::folder::pixels(img, c, h, w)).collect();
+        self.logits_of_pixels(&pixels)
+    }
+
+    /// Logits of images already at the model's input shape: u8 pixels, [channels, height, width].
+    pub(crate) fn logits_of_pixels(&self, pixels: &[Vec<u8>]) -> Result<Vec<Vec<f32>>, Error> {
+        let (c, h, w) = self.input_shape();
+        let augment = crate::data::augment::Augment::eval(&self.meta.mean, &self.meta.std);
+        let mut out = Vec::with_capacity(pixels.len());
+        for chunk in pixels.chunks(self.runner.batch()) {
+            let mut images = vec![0f32; chunk.len() * c * h * w];
+            for (px, dst) in chunk.iter().zip(images.chunks_mut(c * h * w)) {
+                augment.apply(px, c, h, w, None::<&mut rand_pcg::Pcg32>, dst);
+            }
+            let logits = self
+                .runner
+                .logits(self.gpu, &images, chunk.len())
+                .map_err(|e| Error::Adapter(format!("{e:#}")))?;
+            out.extend(logits.chunks(self.meta.classes.len()).map(<[f32]>::to_vec));
+        }
+        Ok(out)
+    }
+
+    /// The `k` most probable classes for one image's logits.
+    pub fn top(&self, logits: &[f32], k: usize) -> Vec<Class> {
+        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let z: f32 = logits.iter().map(|v| (v - max).exp()).sum();
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        order
+            .into_iter()
+            .take(k)
+            .map(|i| Class {
+                label: self.meta.classes[i].clone(),
+                index: i,
+                probability: (logits[i] - max).exp() / z,
+            })
+            .collect()
+    }
+}

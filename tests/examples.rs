@@ -1,0 +1,43 @@
+//! The examples run as a user runs them: `cargo test` builds examples/ (target/<profile>/examples),
+//! and these tests run the binaries and check what they print.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// target/<profile>/examples/<name>, next to this test's own binary in target/<profile>/deps.
+fn example(name: &str) -> PathBuf {
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    let path = deps.parent().unwrap().join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test` builds the examples (not `--test` alone)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn classify_example_prints_top5_from_the_built_in_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, test) = tern::data::embedded::fashion_mnist().unwrap();
+    let file = tmp.path().join("first.png");
+    image::GrayImage::from_raw(28, 28, test.image(0).to_vec()).unwrap().save(&file).unwrap();
+    let out = Command::new(example("classify")).arg(&file).output().unwrap();
+    assert!(out.status.success(), "classify example failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().next().unwrap();
+    assert_eq!(line.matches('%').count(), 5, "not 5 classes: {line}");
+    let first = line.split(": ").nth(1).unwrap();
+    assert!(first.starts_with(&test.classes[test.labels[0] as usize]), "{line}");
+}
+
+#[test]
+fn classify_example_names_a_missing_model() {
+    let out = Command::new(example("classify"))
+        .args(["--model", "no/such.tern.safetensors", "x.png"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no/such.tern.safetensors"), "{err}");
+}
