@@ -1,37 +1,12 @@
 //! The front door: a model loaded and images classified, or a training run driven from code, in a
 //! few lines, with errors a caller can tell apart. The CLI is built on it.
 
+use crate::Error;
 use crate::checkpoint::Meta;
 use crate::gpu::Gpu;
 use crate::infer::{self, Runner};
+use crate::train::{self, EpochMetrics, Progress, Summary, TrainConfig};
 use std::path::{Path, PathBuf};
-
-/// What went wrong, by kind; `Display` gives the one-line message the CLI prints.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// No adapter, or the chosen one cannot run tern (driver, backend, limits).
-    #[error("{0}")]
-    Adapter(String),
-    /// A model, image or dataset file that cannot be read or is not what it should be.
-    #[error("{message}")]
-    File { path: PathBuf, message: String },
-    /// A setting or input out of range or of the wrong shape (flags, batch sizes, image counts).
-    #[error("{0}")]
-    Invalid(String),
-    /// A training run that failed: a non-finite loss, a failing loader, a full disk.
-    #[error("{0}")]
-    Training(String),
-    /// A training run stopped by SIGINT or SIGTERM, its last checkpoint kept.
-    #[error("{message}")]
-    Interrupted { signal: i32, message: String },
-}
-
-impl Error {
-    /// An anyhow error from a file's loader, named by that file.
-    pub(crate) fn file(path: &Path, e: anyhow::Error) -> Error {
-        Error::File { path: path.to_path_buf(), message: format!("{e:#}") }
-    }
-}
 
 /// One class of a classification: its label, index in the model's outputs and probability.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -146,5 +121,47 @@ impl<'g> Model<'g> {
                 probability: (logits[i] - max).exp() / z,
             })
             .collect()
+    }
+}
+
+/// A training run driven from code: the configuration `tern train` takes (its defaults are
+/// `TrainConfig::default()`), each epoch's metrics handed to a callback instead of printed.
+pub struct Trainer<'g> {
+    gpu: &'g Gpu,
+    config: TrainConfig,
+    resume: Option<PathBuf>,
+    stop_after: Option<usize>,
+}
+
+impl<'g> Trainer<'g> {
+    /// A new run; it writes to `config.out` (default runs/<arch>-<quant>), which must not hold one.
+    pub fn new(gpu: &'g Gpu, config: TrainConfig) -> Trainer<'g> {
+        Trainer { gpu, config, resume: None, stop_after: None }
+    }
+
+    /// Continue the run in `dir` from its last checkpoint, with its own configuration.
+    pub fn resume(gpu: &'g Gpu, dir: impl AsRef<Path>) -> Trainer<'g> {
+        Trainer {
+            gpu,
+            config: TrainConfig::default(),
+            resume: Some(dir.as_ref().to_path_buf()),
+            stop_after: None,
+        }
+    }
+
+    /// Return once this many epochs are complete (continue later with `resume`).
+    pub fn stop_after(mut self, epochs: usize) -> Trainer<'g> {
+        self.stop_after = Some(epochs);
+        self
+    }
+
+    /// Train, calling `on_epoch` after every epoch with its metrics (as metrics.jsonl holds them).
+    pub fn run(self, mut on_epoch: impl FnMut(&EpochMetrics)) -> Result<Summary, Error> {
+        if self.resume.is_none() {
+            self.config.validate().map_err(|e| Error::Invalid(format!("{e:#}")))?;
+        }
+        let mut progress = Progress::Callback(&mut on_epoch);
+        train::train_with(self.gpu, &self.config, self.resume.as_deref(), self.stop_after, &mut progress)
+            .map_err(Error::from_run)
     }
 }

@@ -41,3 +41,29 @@ fn classify_example_names_a_missing_model() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no/such.tern.safetensors"), "{err}");
 }
+
+#[test]
+fn train_example_trains_two_epochs_and_reports_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("run");
+    let out = Command::new(example("train")).arg(&out_dir).output().unwrap();
+    assert!(out.status.success(), "train example failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("epoch 1 [fp]") && text.contains("epoch 2 [ttq]"), "{text}");
+    assert!(text.contains("conv2 Wp"), "no ternary layer reported: {text}");
+    assert!(out_dir.join("last.safetensors").exists() && out_dir.join("metrics.jsonl").exists());
+    // The library prints nothing of its own: every line is the example's.
+    assert!(
+        text.lines().all(|l| l.starts_with("epoch") || l.starts_with("  ") || l.starts_with("final")),
+        "{text}"
+    );
+    // A second run on the same directory is refused with a typed error, one line.
+    let again = Command::new(example("train")).arg(&out_dir).output().unwrap();
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.lines().filter(|l| l.starts_with("error:") && !l.contains("XDG_RUNTIME_DIR")).count() == 1
+            && err.contains("already holds a run"),
+        "{err}"
+    );
+}

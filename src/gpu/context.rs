@@ -139,7 +139,12 @@ pub fn adapter_summaries(opts: &GpuOptions) -> Result<Vec<String>> {
 }
 
 impl Gpu {
-    pub fn new(opts: &GpuOptions) -> Result<Gpu> {
+    /// The adapter `opts` chooses, opened; a failure is an `Error::Adapter` naming why.
+    pub fn new(opts: &GpuOptions) -> std::result::Result<Gpu, crate::Error> {
+        Gpu::open(opts).map_err(|e| crate::Error::Adapter(format!("{e:#}")))
+    }
+
+    fn open(opts: &GpuOptions) -> Result<Gpu> {
         let kernels = opts.kernels()?;
         let ternary = opts.ternary_kernels()?;
         let (instance, backends) = instance(opts);

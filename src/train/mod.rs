@@ -141,6 +141,35 @@ impl TrainState {
     }
 }
 
+/// Where a run reports: lines and a progress bar on the terminal (the CLI), or each epoch's
+/// metrics handed to a callback with nothing printed (the library's `Trainer`).
+pub enum Progress<'a> {
+    Print,
+    Callback(&'a mut dyn FnMut(&EpochMetrics)),
+}
+
+impl Progress<'_> {
+    fn say(&self, line: std::fmt::Arguments) {
+        if let Progress::Print = self {
+            println!("{line}");
+        }
+    }
+
+    fn epoch(&mut self, m: &EpochMetrics, line: std::fmt::Arguments) {
+        match self {
+            Progress::Print => println!("{line}"),
+            Progress::Callback(f) => f(m),
+        }
+    }
+
+    fn bar(&self, steps: usize) -> ProgressBar {
+        match self {
+            Progress::Print => ProgressBar::new(steps as u64),
+            Progress::Callback(_) => ProgressBar::hidden(),
+        }
+    }
+}
+
 pub struct Summary {
     pub out: PathBuf,
     pub history: Vec<EpochMetrics>,
@@ -156,7 +185,18 @@ pub fn train(
     resume: Option<&Path>,
     stop_after: Option<usize>,
 ) -> Result<Summary> {
-    run(gpu, cfg, &[], resume, stop_after)
+    run(gpu, cfg, &[], resume, stop_after, &mut Progress::Print)
+}
+
+/// `train` reporting through `progress`.
+pub fn train_with(
+    gpu: &Gpu,
+    cfg: &TrainConfig,
+    resume: Option<&Path>,
+    stop_after: Option<usize>,
+    progress: &mut Progress,
+) -> Result<Summary> {
+    run(gpu, cfg, &[], resume, stop_after, progress)
 }
 
 /// `tern train`: `train` with SIGINT/SIGTERM handled (the run stops at the next step boundary
@@ -169,7 +209,7 @@ pub fn command(
     stop_after: Option<usize>,
 ) -> Result<Summary> {
     crate::interrupt::install();
-    run(gpu, &args.config, &args.given, resume, stop_after)
+    run(gpu, &args.config, &args.given, resume, stop_after, &mut Progress::Print)
 }
 
 fn run(
@@ -178,6 +218,7 @@ fn run(
     given: &[String],
     resume: Option<&Path>,
     stop_after: Option<usize>,
+    progress: &mut Progress,
 ) -> Result<Summary> {
     if stop_after == Some(0) {
         bail!("--stop-after must be at least 1 (the epochs to complete before stopping)");
@@ -200,7 +241,7 @@ fn run(
             let mut state = TrainState::from_checkpoint(&ckpt, &path)?;
             let (cfg, changes) = config::resumed(&state.config, cli, given, state.epoch, d)?;
             if !changes.is_empty() {
-                println!("resuming {} with {}", d.display(), changes.join(", "));
+                progress.say(format_args!("resuming {} with {}", d.display(), changes.join(", ")));
             }
             state.config = TrainConfig { out: Some(d.to_path_buf()), ..cfg.clone() };
             dir = Some(locked);
@@ -296,10 +337,10 @@ fn run(
     if let Some((_, path)) = &resume_ckpt {
         let restored = dir.repair(&st, &crate::files::read(path)?)?;
         if !restored.is_empty() {
-            println!("restored from {}: {}", path.display(), restored.join(", "));
+            progress.say(format_args!("restored from {}: {}", path.display(), restored.join(", ")));
         }
     }
-    println!(
+    progress.say(format_args!(
         "training {} ({} parameters) on {} — {} train / {} test images, {} classes, out {}",
         cfg.arch.name(),
         session.model.store.trainable_count(),
@@ -308,14 +349,14 @@ fn run(
         test_data.len(),
         train_data.classes.len(),
         out.display()
-    );
+    ));
     let (pad, flip) = cfg.augmentation(splits.flip);
     let augment = data::augment::Augment { pad, flip, mean: mean.clone(), std: std.clone() };
     let mut last_eval = None;
     let (mut profiler, mut trace) = (None, cfg.profile.then(Trace::default));
     let end_epoch = stop_after.map_or(cfg.epochs, |n| n.min(cfg.epochs)).max(start_epoch);
     if start_epoch == cfg.epochs {
-        println!("{}: all {} epochs are complete", out.display(), cfg.epochs);
+        progress.say(format_args!("{}: all {} epochs are complete", out.display(), cfg.epochs));
     }
     for epoch in start_epoch..end_epoch {
         crate::interrupt::set_hint(resume_hint(&out, st.epoch));
@@ -323,7 +364,7 @@ fn run(
         let quant = cfg.quant_at(epoch);
         if session.model.spec.quant != quant {
             // End of the full-precision warm-up: continue from its weights with the quantizer.
-            println!("switching to {} from the full-precision weights", quant.name());
+            progress.say(format_args!("switching to {} from the full-precision weights", quant.name()));
             let fp = session.model.store.read(gpu, Slot::Values)?;
             let mut s = session.model.spec.clone();
             s.quant = quant;
@@ -337,7 +378,7 @@ fn run(
         let t0 = Instant::now();
         let mut step = st.step;
         let (train_loss, train_acc, lr) =
-            run_epoch(gpu, &session, &cfg, &train_data, &augment, epoch, steps, &mut step, prof)
+            run_epoch(gpu, &session, &cfg, &train_data, &augment, epoch, steps, &mut step, prof, progress)
                 .map_err(|e| stopped(e, &st))?;
         let seconds = t0.elapsed().as_secs_f64();
         let eval =
@@ -354,7 +395,9 @@ fn run(
             seconds,
             layers: LayerTrace::of(&session.model.layer_stats(gpu).map_err(|e| stopped(e, &st))?),
         };
-        println!(
+        progress.epoch(
+            &m,
+            format_args!(
             "epoch {:>3}/{} [{}] loss {:.4} acc {:5.2}% | test loss {:.4} acc {:5.2}% | {:.0} img/s, {:.1} s",
             m.epoch,
             cfg.epochs,
@@ -365,6 +408,7 @@ fn run(
             100.0 * m.test_accuracy,
             m.images_per_second,
             seconds
+        ),
         );
         st.step = step;
         st.epoch = epoch + 1;
@@ -389,11 +433,11 @@ fn run(
         None => infer::evaluate(gpu, &session.eval, &test_data, &mean, &std)?,
     };
     let layers = session.model.layer_stats(gpu)?;
-    println!("{}", layer_table(&layers));
+    progress.say(format_args!("{}", layer_table(&layers)));
     if let (Some(trace), Some(p)) = (&trace, &profiler) {
-        print!("{}", trace.table(p.describe()));
+        progress.say(format_args!("{}", trace.table(p.describe()).trim_end()));
         trace.write(&out.join("profile.json"))?;
-        println!("trace of the sampled steps: {}", out.join("profile.json").display());
+        progress.say(format_args!("trace of the sampled steps: {}", out.join("profile.json").display()));
     }
     Ok(Summary { out, history: st.history, layers, test })
 }
@@ -447,6 +491,7 @@ fn run_epoch(
     steps: usize,
     global_step: &mut u64,
     profile: Option<(&Profiler, &mut Trace)>,
+    progress: &Progress,
 ) -> Result<(f64, f64, f32)> {
     let loader = Loader::new(
         data.clone(),
@@ -460,7 +505,7 @@ fn run_epoch(
             prefetch: 4,
         },
     );
-    let bar = ProgressBar::new(steps as u64).with_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
+    let bar = progress.bar(steps).with_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
     bar.set_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
             .unwrap()
