@@ -134,7 +134,7 @@ pub struct Trainer<'g> {
 }
 
 impl<'g> Trainer<'g> {
-    /// A new run; it writes to `config.out` (default runs/<arch>-<quant>), which must not hold one.
+    /// A new run; it writes to `config.out` (default `runs/<arch>-<quant>`), which must not hold one.
     pub fn new(gpu: &'g Gpu, config: TrainConfig) -> Trainer<'g> {
         Trainer { gpu, config, resume: None, stop_after: None }
     }

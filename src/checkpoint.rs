@@ -1,5 +1,5 @@
 //! Checkpoints: safetensors files holding every parameter and state tensor by name, optionally the
-//! optimizer moments ("optimizer.moment1.<name>"), and JSON metadata (model spec, normalisation,
+//! optimizer moments (`optimizer.moment1.<name>`), and JSON metadata (model spec, normalisation,
 //! class names, training state). Writes are atomic: temp file, fsync, rename, fsync directory.
 
 use crate::gpu::Gpu;

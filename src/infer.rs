@@ -16,7 +16,7 @@ pub struct Evaluation {
     pub loss: f64,
     pub accuracy: f64,
     pub samples: usize,
-    /// confusion[true][predicted]
+    /// `confusion[true][predicted]`
     pub confusion: Vec<Vec<usize>>,
 }
 

@@ -1,5 +1,5 @@
 //! Fully connected layer (shaders/linear.wgsl): forward, grad_input, grad_weight (with the bias
-//! gradient). x [n, fin], w [fout, fin], b [fout].
+//! gradient). `x [n, fin]`, `w [fout, fin]`, `b [fout]`.
 
 use super::{Case, Cases, TOL, values};
 use crate::gpu::{Dispatch, Gpu, Tensor};

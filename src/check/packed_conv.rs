@@ -26,8 +26,8 @@ pub struct Epilogue<'a> {
     pub residual: Option<(&'a [f64], [usize; 4], usize)>,
 }
 
-/// Ternary weights: +wp, 0 or −wn for codes +1, 0, −1; scales per layer ([1]) or per output
-/// channel ([cout]) of `codes.len() / cout` weights each.
+/// Ternary weights: +wp, 0 or −wn for codes +1, 0, −1; scales per layer (`[1]`) or per output
+/// channel (`[cout]`) of `codes.len() / cout` weights each.
 pub fn ternary_weights(codes: &[i8], wp: &[f64], wn: &[f64]) -> Vec<f64> {
     let per = codes.len() / wp.len();
     codes.iter().enumerate().map(|(i, &k)| [-wn[i / per], 0.0, wp[i / per]][(k + 1) as usize]).collect()

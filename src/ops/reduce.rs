@@ -10,7 +10,7 @@ struct Params {
     splits: u32,
 }
 
-/// total[i] = Σ_s partial[s, i], in split order.
+/// `total[i] = Σ_s partial[s, i]`, in split order.
 pub fn sum_splits(gpu: &Gpu, label: &str, partial: &Tensor, total: &Tensor) -> Result<Dispatch> {
     let label = format!("{label}/sum_splits");
     let splits = partial.shape()[0];
@@ -44,7 +44,7 @@ pub fn ranges(gpu: &Gpu, len: usize) -> usize {
     }
 }
 
-/// result[0] = max |src|: by one workgroup, or (see `ranges`) one per range, then one over
+/// `result[0] = max |src|`: by one workgroup, or (see `ranges`) one per range, then one over
 /// their maxima.
 pub fn max_abs(gpu: &Gpu, label: &str, src: &Tensor, result: &Tensor) -> Result<Vec<Dispatch>> {
     let label = format!("{label}/max_abs");

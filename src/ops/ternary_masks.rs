@@ -27,7 +27,7 @@ impl Layout {
     }
 }
 
-/// Masks and per-row scales of one layout; weight i of a row is +wp[row] (pos), −wn[row] (neg)
+/// Masks and per-row scales of one layout; weight i of a row is `+wp[row]` (pos), `−wn[row]` (neg)
 /// or 0.
 pub struct Masks {
     pub pos: Tensor,

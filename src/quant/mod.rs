@@ -67,7 +67,7 @@ pub struct Quantized {
     pub after_update: Program,
 }
 
-/// Ternary weights on the host, for export and reports: weight = codes[i] · (Wp or Wn).
+/// Ternary weights on the host, for export and reports: `weight = codes[i] · (Wp or Wn)`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ternary {
     /// −1, 0 or +1 per weight.

@@ -92,7 +92,7 @@ pub struct TrainConfig {
     pub augment: Augment,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output directory (default runs/<arch>-<quant>)
+    /// Output directory (default `runs/<arch>-<quant>`)
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Start from a full-precision checkpoint (this project's, or imported from PyTorch)
