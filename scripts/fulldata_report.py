@@ -84,7 +84,8 @@ def main(rows, results):
                        for rec in records})
     lines += ["", "Machines and adapters: " + "; ".join(adapters) + ".",
               "Images/s and training time are the runs' own (median epoch; sum of the epochs' training time,",
-              "evaluation excluded); the runs shared the machine with other work, so they are not a speed",
+              "evaluation excluded; a ternary row's time is its fine-tuning, the warm-up is its full-precision",
+              "row's); the runs shared the machine with other work, so they are not a speed",
               "comparison: [performance.md](performance.md) compares speed side by side.", ""]
     pending = [r.name for r in rows if not r.done()]
     if pending:
