@@ -138,7 +138,10 @@ fn main() -> ExitCode {
         }
     };
     done.unwrap_or_else(|e| {
-        eprintln!("error: {e:#}");
-        ExitCode::from(tern::interrupt::exit_code(&e))
+        let (code, report) = tern::output::exit_code(&e);
+        if report {
+            tern::errln!("error: {e:#}");
+        }
+        ExitCode::from(code)
     })
 }

@@ -1,6 +1,6 @@
 //! Faults with the real binary (issue 10): two runs on one output directory, a kill between an
-//! epoch's outputs, a panicking loader worker, a FIFO on the command line, SIGINT and SIGTERM.
-//! Each checks the message (one line naming what is at fault), the exit code, and that nothing
+//! epoch's outputs, a panicking loader worker, a FIFO on the command line, SIGINT and SIGTERM;
+//! and (issue 26) a closed or full standard output. Each checks the message (one line naming what is at fault), the exit code, and that nothing
 //! was lost or overwritten. Kills are injected with the `TERN_FAULT` test hook (src/fault.rs).
 
 mod common;
@@ -29,19 +29,6 @@ fn wait_for(what: &str, f: impl Fn() -> bool) {
 fn lock_holder(out: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(out.join(tern::train::LOCK)).ok()?;
     text.trim().strip_prefix("pid ")?.parse().ok()
-}
-
-fn metrics(out: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// The training state stored in a checkpoint.
-fn state(path: &Path) -> serde_json::Value {
-    serde_json::from_str(Checkpoint::load(path).unwrap().training.as_deref().unwrap()).unwrap()
 }
 
 /// Hidden temporary files a write left in `out`.
@@ -337,4 +324,43 @@ fn a_second_sigint_exits_at_once() {
     assert_eq!(r.stderr, want);
     assert!(waited < Duration::from_millis(1500), "took {waited:?} after the second signal");
     assert_eq!(state(&out.join("last.safetensors"))["epoch"], 1);
+}
+
+/// Issue 26, point 1: a command whose standard output is a closed pipe (`| head -1`) ends
+/// quietly with 141 (128 + SIGPIPE) instead of panicking; one writing to a full disk fails
+/// with one error line; `tern train` trains on when its log's pipe closes or its disk fills,
+/// with one note on stderr.
+#[test]
+fn a_closed_or_full_stdout_ends_commands_quietly_and_training_goes_on() {
+    let f = fixture();
+    let (model, image) = (f.ckpt.to_str().unwrap(), f.image.to_str().unwrap());
+    for args in [&["classify", "--model", model, image][..], &["devices"], &["check"]] {
+        let r = tern_to(args, &[], closed_pipe());
+        assert_eq!((r.code, r.stderr.as_str()), (141, ""), "{args:?}");
+        let r = tern_to(args, &[], full_disk());
+        assert_fails(&r, &["cannot write to standard output (No space left on device"]);
+    }
+    // `tern train … | head -1`: the pipe closes after the first line, during the first epoch.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_fashion(&tmp.path().join("data"), 64, 32);
+    let out = tmp.path().join("head");
+    let mut child = spawn(&train_args(&data, &out, &["--epochs", "2"]), &[]);
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut first)
+        .unwrap();
+    assert!(first.starts_with("training small-cnn"), "{first}");
+    drop(child.stdout.take());
+    let r = finish(child, LIMIT);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.starts_with("note: standard output is gone (Broken pipe"), "{}", r.stderr);
+    assert!(r.stderr.contains("training goes on"), "{}", r.stderr);
+    assert_eq!(metrics(&out).len(), 2);
+    assert_eq!(state(&out.join("last.safetensors"))["epoch"], 2);
+    // `tern train … > /dev/full`.
+    let out = tmp.path().join("full");
+    let r = tern_to(&train_args(&data, &out, &[]), &[], full_disk());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.starts_with("note: standard output is gone (No space left on device"), "{}", r.stderr);
+    assert_eq!(metrics(&out).len(), 1);
 }

@@ -200,7 +200,7 @@ fn run(
             let mut state = TrainState::from_checkpoint(&ckpt, &path)?;
             let (cfg, changes) = config::resumed(&state.config, cli, given, state.epoch, d)?;
             if !changes.is_empty() {
-                println!("resuming {} with {}", d.display(), changes.join(", "));
+                showln!("resuming {} with {}", d.display(), changes.join(", "));
             }
             state.config = TrainConfig { out: Some(d.to_path_buf()), ..cfg.clone() };
             dir = Some(locked);
@@ -296,10 +296,10 @@ fn run(
     if let Some((_, path)) = &resume_ckpt {
         let restored = dir.repair(&st, &crate::files::read(path)?)?;
         if !restored.is_empty() {
-            println!("restored from {}: {}", path.display(), restored.join(", "));
+            showln!("restored from {}: {}", path.display(), restored.join(", "));
         }
     }
-    println!(
+    showln!(
         "training {} ({} parameters) on {} — {} train / {} test images, {} classes, out {}",
         cfg.arch.name(),
         session.model.store.trainable_count(),
@@ -315,7 +315,7 @@ fn run(
     let (mut profiler, mut trace) = (None, cfg.profile.then(Trace::default));
     let end_epoch = stop_after.map_or(cfg.epochs, |n| n.min(cfg.epochs)).max(start_epoch);
     if start_epoch == cfg.epochs {
-        println!("{}: all {} epochs are complete", out.display(), cfg.epochs);
+        showln!("{}: all {} epochs are complete", out.display(), cfg.epochs);
     }
     for epoch in start_epoch..end_epoch {
         crate::interrupt::set_hint(resume_hint(&out, st.epoch));
@@ -323,7 +323,7 @@ fn run(
         let quant = cfg.quant_at(epoch);
         if session.model.spec.quant != quant {
             // End of the full-precision warm-up: continue from its weights with the quantizer.
-            println!("switching to {} from the full-precision weights", quant.name());
+            showln!("switching to {} from the full-precision weights", quant.name());
             let fp = session.model.store.read(gpu, Slot::Values)?;
             let mut s = session.model.spec.clone();
             s.quant = quant;
@@ -354,7 +354,7 @@ fn run(
             seconds,
             layers: LayerTrace::of(&session.model.layer_stats(gpu).map_err(|e| stopped(e, &st))?),
         };
-        println!(
+        showln!(
             "epoch {:>3}/{} [{}] loss {:.4} acc {:5.2}% | test loss {:.4} acc {:5.2}% | {:.0} img/s, {:.1} s",
             m.epoch,
             cfg.epochs,
@@ -389,11 +389,11 @@ fn run(
         None => infer::evaluate(gpu, &session.eval, &test_data, &mean, &std)?,
     };
     let layers = session.model.layer_stats(gpu)?;
-    println!("{}", layer_table(&layers));
+    showln!("{}", layer_table(&layers));
     if let (Some(trace), Some(p)) = (&trace, &profiler) {
-        print!("{}", trace.table(p.describe()));
+        crate::output::show(format_args!("{}", trace.table(p.describe())));
         trace.write(&out.join("profile.json"))?;
-        println!("trace of the sampled steps: {}", out.join("profile.json").display());
+        showln!("trace of the sampled steps: {}", out.join("profile.json").display());
     }
     Ok(Summary { out, history: st.history, layers, test })
 }

@@ -138,7 +138,7 @@ impl OutDir {
                     write_atomic(&self.file(BEST), last)?;
                     restored.push(format!("{BEST} (epoch {best})"));
                 } else {
-                    eprintln!(
+                    errln!(
                         "note: {} does not hold epoch {best}, the best, and cannot be restored from {LAST}",
                         self.file(BEST).display()
                     );
