@@ -631,3 +631,23 @@ fn ternary_kernels_flag_and_environment_select_masks_or_dense_weights() {
     assert_eq!(err.lines().filter(|l| l.starts_with("error")).count(), 1, "{err}");
     assert!(err.contains("TERN_TERNARY_KERNELS: 'sparse' is not a choice of ternary kernels"), "{err}");
 }
+
+/// Issue 26, point 6: `tern export` writes the same bytes for the same model, run after run
+/// (the metadata keys in a fixed order).
+#[test]
+fn export_writes_the_same_bytes_every_time() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let files: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            let out = tmp.path().join(format!("{i}.tern.safetensors"));
+            let r = tern(&["export", "--model", f.ckpt.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            std::fs::read(&out).unwrap()
+        })
+        .collect();
+    assert!(files.iter().all(|b| *b == files[0]), "exports of one model differ");
+    assert_eq!(files[0], std::fs::read(&f.packed).unwrap(), "differs from the fixture's export");
+    // And it is still a packed model classify runs.
+    assert_eq!(classify(&tmp.path().join("0.tern.safetensors")).code, 0);
+}
