@@ -38,6 +38,9 @@ pub enum Suite {
 /// The benchmarks of `suite`, in order: roofline, conv, infer, bitplane, profiler.
 pub fn run(gpu: &Gpu, suite: Suite, batch: usize, reps: usize, arch: crate::nn::Arch) -> Result<()> {
     check_reps(reps)?;
+    if batch == 0 {
+        anyhow::bail!("--batch-size must be at least 1");
+    }
     let wants = |s: Suite| suite == s || suite == Suite::All;
     if wants(Suite::Roofline) {
         roofline_bench(gpu, reps)?;

@@ -32,6 +32,8 @@ pub fn eval(
     data: Option<&Path>,
     batch_size: usize,
 ) -> Result<()> {
+    check_batch_size(batch_size)?;
+    crate::data::check_data_flag(dataset, data)?;
     let gpu = Gpu::new(gpu)?;
     let (m, meta) = infer::load_model(&gpu, model)?;
     let folder = FolderOptions { size: meta.spec.height, channels: meta.spec.in_channels };
@@ -66,6 +68,7 @@ pub fn classify(
     batch_size: usize,
     images: &[PathBuf],
 ) -> Result<ExitCode> {
+    check_batch_size(batch_size)?;
     let files = infer::collect_images(images)?;
     let gpu = Gpu::new(gpu)?;
     let (runner, meta) = infer::load_runner(&gpu, model, batch_size.clamp(1, files.len().max(1)))?;
@@ -83,6 +86,13 @@ pub fn classify(
         errln!("error: {e}");
     }
     Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn check_batch_size(batch_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        anyhow::bail!("--batch-size must be at least 1");
+    }
+    Ok(())
 }
 
 pub fn import_torch(gpu: &GpuOptions, file: &Path, opts: &import::ImportOptions, out: &Path) -> Result<()> {

@@ -651,3 +651,104 @@ fn export_writes_the_same_bytes_every_time() {
     // And it is still a packed model classify runs.
     assert_eq!(classify(&tmp.path().join("0.tern.safetensors")).code, 0);
 }
+
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+}
+
+/// Issue 26, point 4: input that used to be ignored is refused with one line, or reported while
+/// the rest is done: --data without --dataset (train, eval, train --resume of an embedded run),
+/// a broken symbolic link or a FIFO in a directory given to classify (the images beside them are
+/// still classified) or in a folder dataset, and --batch-size 0.
+#[test]
+fn input_that_would_be_ignored_is_refused_or_reported() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let d = f.data.to_str().unwrap();
+    let r = tern(&["train", "--data", d, "--out", out.to_str().unwrap()]);
+    assert_fails(
+        &r,
+        &[&format!("--data {d} is given but --dataset is embedded (the default)"), "--dataset fashion-mnist"],
+    );
+    assert!(!out.exists(), "the output directory was created");
+    let r = tern(&["eval", "--model", f.ckpt.to_str().unwrap(), "--data", d]);
+    assert_fails(&r, &["--dataset is embedded (the default), which reads no directory"]);
+    let embedded = tmp.path().join("embedded");
+    std::fs::create_dir(&embedded).unwrap();
+    let mut t = Tensors::read(&f.ckpt);
+    t.edit_json("training", |s| {
+        s["config"]["dataset"] = serde_json::json!("embedded");
+        s["config"]["data"] = serde_json::Value::Null;
+    });
+    t.write(&embedded.join("last.safetensors"));
+    let r = tern(&["train", "--resume", embedded.to_str().unwrap(), "--data", d]);
+    assert_fails(&r, &["--data: the run in", "trains on the embedded dataset, which reads no directory"]);
+
+    // classify DIR: each entry that is not an image is reported by name, the others classified.
+    let images = tmp.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::copy(&f.image, images.join("good.png")).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("gone.png"), images.join("broken.png")).unwrap();
+    mkfifo(&images.join("pipe.png"));
+    let r = tern(&["classify", "--model", f.ckpt.to_str().unwrap(), images.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stdout.starts_with(&format!("{}: ", images.join("good.png").display())), "{}", r.stdout);
+    let errors: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(errors.len(), 2, "{}", r.stderr);
+    assert!(
+        errors[0].starts_with("error: ") && errors[0].contains("broken.png: a broken symbolic link (to "),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[0].ends_with("gone.png, which does not exist)"), "{}", errors[0]);
+    assert!(errors[1].contains("pipe.png: not a regular file (a FIFO, socket or device)"), "{}", errors[1]);
+    // A broken link in a folder dataset stops training before it starts.
+    let folder = tmp.path().join("folder");
+    for class in ["cat", "dog"] {
+        std::fs::create_dir_all(folder.join(class)).unwrap();
+        for i in 0..3 {
+            std::fs::copy(&f.image, folder.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink(tmp.path().join("gone.png"), folder.join("dog/broken.png")).unwrap();
+    let r = tern(&[
+        "train",
+        "--dataset",
+        "folder",
+        "--data",
+        folder.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_fails(&r, &["dog/broken.png: a broken symbolic link"]);
+    assert!(!out.exists());
+    // --batch-size 0.
+    let r = tern(&[
+        "classify",
+        "--model",
+        f.ckpt.to_str().unwrap(),
+        "--batch-size",
+        "0",
+        f.image.to_str().unwrap(),
+    ]);
+    assert_fails(&r, &["--batch-size must be at least 1"]);
+    assert_fails(&eval_with(&f.ckpt, &["--batch-size", "0"]), &["--batch-size must be at least 1"]);
+}
+
+/// `tern eval` of `model` on the fixture's data with `extra` flags.
+fn eval_with(model: &std::path::Path, extra: &[&str]) -> process::Run {
+    let f = fixture();
+    let mut args = vec![
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--dataset",
+        "fashion-mnist",
+        "--data",
+        f.data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    tern(&args)
+}

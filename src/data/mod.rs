@@ -130,6 +130,18 @@ pub fn load(kind: DatasetKind, dir: Option<&Path>, folder: FolderOptions) -> Res
     Ok(Splits { train, test, mean, std, flip })
 }
 
+/// `--data DIR` with `--dataset embedded` (the default): the embedded set reads no directory,
+/// so DIR would be ignored; refuse it, naming the flag that is missing.
+pub fn check_data_flag(kind: DatasetKind, dir: Option<&Path>) -> Result<()> {
+    if let (DatasetKind::Embedded, Some(d)) = (kind, dir) {
+        bail!(
+            "--data {} is given but --dataset is embedded (the default), which reads no directory: name the data's format with --dataset fashion-mnist, mnist, cifar10 or folder",
+            d.display()
+        );
+    }
+    Ok(())
+}
+
 /// Refuse to hold `bytes` in host memory when that is more than half the memory available
 /// (`MemAvailable` on Linux; 8 GiB assumed elsewhere). `what` names the data.
 pub fn check_memory(bytes: u64, what: &str) -> Result<()> {

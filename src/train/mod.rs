@@ -198,6 +198,12 @@ fn run(
             }
             let ckpt = Checkpoint::load(&path)?;
             let mut state = TrainState::from_checkpoint(&ckpt, &path)?;
+            if given.iter().any(|g| g == "data") && state.config.dataset == data::DatasetKind::Embedded {
+                bail!(
+                    "--data: the run in {} trains on the embedded dataset, which reads no directory; resume without --data",
+                    d.display()
+                );
+            }
             let (cfg, changes) = config::resumed(&state.config, cli, given, state.epoch, d)?;
             if !changes.is_empty() {
                 showln!("resuming {} with {}", d.display(), changes.join(", "));
@@ -206,7 +212,10 @@ fn run(
             dir = Some(locked);
             (state.config.clone(), Some(state), Some((ckpt, path)))
         }
-        None => (cli.clone(), None, None),
+        None => {
+            data::check_data_flag(cli.dataset, cli.data.as_deref())?;
+            (cli.clone(), None, None)
+        }
     };
     cfg.validate()?;
     // Stored paths work from any working directory.
