@@ -187,8 +187,24 @@ fn diverging_loss_stops_without_writing_a_checkpoint() {
     let data = tiny_fashion(&tmp.path().join("data"), 128, 32);
     let out = tmp.path().join("run");
     let r = train_tiny(&data, &out, &["--lr", "1e30", "--quant", "fp", "--log-every", "1"]);
-    assert_fails(&r, &["loss became", "last good checkpoint"]);
-    assert!(!out.join("last.safetensors").exists());
+    assert_fails(&r, &["loss became", "before any epoch was complete, so nothing is saved", "a lower --lr"]);
+    assert!(!out.exists(), "a run that saved nothing left its directory");
+    // After a complete epoch, the message names the checkpoint kept and how to go on.
+    let out = tmp.path().join("later");
+    let r = train_tiny(&data, &out, &["--quant", "fp", "--epochs", "2", "--stop-after", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let o = out.display();
+    let r = tern(&["train", "--resume", out.to_str().unwrap(), "--lr", "1e30", "--log-every", "1"]);
+    assert_fails(
+        &r,
+        &[
+            "loss became",
+            "at epoch 2 step",
+            &format!(
+                "{o}/last.safetensors (epoch 1) is kept: resume it with a lower learning rate, `tern train --resume {o} --lr LR`"
+            ),
+        ],
+    );
 }
 
 #[test]
@@ -630,6 +646,64 @@ fn ternary_kernels_flag_and_environment_select_masks_or_dense_weights() {
     assert_eq!(code, 1);
     assert_eq!(err.lines().filter(|l| l.starts_with("error")).count(), 1, "{err}");
     assert!(err.contains("TERN_TERNARY_KERNELS: 'sparse' is not a choice of ternary kernels"), "{err}");
+}
+
+/// Issue 26, point 5: each message names what is at fault: WGPU_BACKEND naming a backend that
+/// is absent or none at all, an import-torch flag (not the state_dict), a file given as --data,
+/// a .tern-lock that is a directory.
+#[test]
+fn messages_name_the_setting_at_fault() {
+    let bench = ["bench", "--suite", "conv", "--reps", "1"];
+    let r = process::tern_env(&bench, &[("WGPU_BACKEND", "metal")]);
+    assert_fails(
+        &r,
+        &["no GPU adapter found for WGPU_BACKEND=metal, set in the environment (unset it to use any backend"],
+    );
+    let r = process::tern_env(&["devices"], &[("WGPU_BACKEND", "metal")]);
+    assert_fails(&r, &["WGPU_BACKEND=metal"]);
+    let r = process::tern_env(&bench, &[("WGPU_BACKEND", "vulkn")]);
+    assert_fails(&r, &["WGPU_BACKEND=vulkn, which names no backend (vulkan, metal, dx12 or gl"]);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let state_dict =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/resnet20_torch.safetensors");
+    let out = tmp.path().join("imported.safetensors");
+    let import = |flags: &[&str]| {
+        let mut args = vec![
+            "import-torch",
+            state_dict.to_str().unwrap(),
+            "--arch",
+            "resnet20",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(flags);
+        tern(&args)
+    };
+    for (flags, message) in [
+        (&["--mean", "0,0,0", "--std", "nan,1,1"][..], "--std NaN is not positive and finite"),
+        (&["--mean", "0,inf,0", "--std", "1,1,1"][..], "--mean inf is not finite"),
+        (&["--size", "2"][..], "--size must be between 4 and 4096, got 2"),
+    ] {
+        let r = import(flags);
+        assert_fails(&r, &[message]);
+        assert!(!r.stderr.contains("resnet20_torch"), "{flags:?} blames the file: {}", r.stderr);
+        assert!(!out.exists());
+    }
+
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let run = tmp.path().join("run");
+    assert_fails(&train_tiny(&file, &run, &[]), &["a-file is not a directory: --data names the directory"]);
+    assert!(!run.exists());
+
+    let data = tiny_fashion(&tmp.path().join("data"), 64, 32);
+    std::fs::create_dir_all(run.join(".tern-lock")).unwrap();
+    let r = train_tiny(&data, &run, &[]);
+    assert_fails(
+        &r,
+        &[&format!("{}/.tern-lock: a directory, where tern keeps its lock file: remove it", run.display())],
+    );
 }
 
 /// Issue 26, point 6: `tern export` writes the same bytes for the same model, run after run

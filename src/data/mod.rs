@@ -96,6 +96,12 @@ pub struct FolderOptions {
 pub fn load(kind: DatasetKind, dir: Option<&Path>, folder: FolderOptions) -> Result<Splits> {
     let need_dir = || match dir {
         Some(d) if d.is_dir() => Ok(d),
+        Some(d) if d.exists() => {
+            bail!(
+                "dataset directory {} is not a directory: --data names the directory holding the files",
+                d.display()
+            )
+        }
         Some(d) => bail!("dataset directory {} does not exist", d.display()),
         None => bail!("--dataset {kind:?} needs --data DIR"),
     };

@@ -328,7 +328,7 @@ fn run(
     }
     for epoch in start_epoch..end_epoch {
         crate::interrupt::set_hint(resume_hint(&out, st.epoch));
-        let stopped = |e: anyhow::Error, st: &TrainState| interrupted(e, &out, st, epoch, cfg.epochs);
+        let stopped = |e: anyhow::Error, st: &TrainState| stop_error(e, &out, st, epoch, cfg.epochs);
         let quant = cfg.quant_at(epoch);
         if session.model.spec.quant != quant {
             // End of the full-precision warm-up: continue from its weights with the quantizer.
@@ -390,7 +390,7 @@ fn run(
             && st.epoch < end_epoch
         {
             let e = crate::interrupt::Interrupted::new(signal, format!("after epoch {}", st.epoch)).into();
-            return Err(interrupted(e, &out, &st, epoch + 1, cfg.epochs));
+            return Err(stop_error(e, &out, &st, epoch + 1, cfg.epochs));
         }
     }
     let test = match last_eval {
@@ -420,9 +420,34 @@ fn resume_hint(out: &Path, completed: usize) -> String {
     }
 }
 
-/// An interruption during `epoch` (0-based) as the one-line error the user sees; other errors
-/// pass unchanged.
-fn interrupted(e: anyhow::Error, out: &Path, st: &TrainState, epoch: usize, epochs: usize) -> anyhow::Error {
+/// The loss is no longer finite: the run cannot go on.
+#[derive(Debug, thiserror::Error)]
+#[error("loss became {loss} at epoch {epoch} step {step}")]
+struct Diverged {
+    loss: f32,
+    epoch: usize,
+    step: usize,
+}
+
+/// An interruption during `epoch` (0-based) or a diverged loss as the one-line error the user
+/// sees, saying what is kept; other errors pass unchanged.
+fn stop_error(e: anyhow::Error, out: &Path, st: &TrainState, epoch: usize, epochs: usize) -> anyhow::Error {
+    let e = match e.downcast::<Diverged>() {
+        Ok(d) if st.epoch == 0 => {
+            return anyhow::anyhow!(
+                "{d}: training stopped before any epoch was complete, so nothing is saved; start again with a lower --lr"
+            );
+        }
+        Ok(d) => {
+            return anyhow::anyhow!(
+                "{d}: training stopped; {} (epoch {}) is kept: resume it with a lower learning rate, `tern train --resume {} --lr LR`",
+                out.join(outdir::LAST).display(),
+                st.epoch,
+                out.display()
+            );
+        }
+        Err(e) => e,
+    };
     match e.downcast::<crate::interrupt::Interrupted>() {
         Ok(i) => {
             let at = if i.message.starts_with("after epoch") {
@@ -515,12 +540,7 @@ fn run_epoch(
             let m = gpu.read(&g.metrics)?;
             gpu.write(&g.metrics, &[0.0; 4])?;
             if !m[0].is_finite() {
-                bail!(
-                    "loss became {} at epoch {} step {}: training stopped, the last good checkpoint is kept",
-                    m[0],
-                    epoch + 1,
-                    i + 1
-                );
+                return Err(Diverged { loss: m[0], epoch: epoch + 1, step: i + 1 }.into());
             }
             loss_sum += m[0] as f64;
             correct += m[1] as f64;

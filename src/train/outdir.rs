@@ -55,6 +55,15 @@ impl OutDir {
             created = true;
         }
         let lock_path = path.join(LOCK);
+        if let Ok(m) = std::fs::metadata(&lock_path)
+            && !m.is_file()
+        {
+            let what = if m.is_dir() { "a directory" } else { "not a regular file" };
+            bail!(
+                "{}: {what}, where tern keeps its lock file: remove it, or choose another --out",
+                lock_path.display()
+            );
+        }
         let opened =
             std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path);
         let mut lock = match opened {
