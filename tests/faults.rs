@@ -1,6 +1,6 @@
 //! Faults with the real binary (issue 10): two runs on one output directory, a kill between an
 //! epoch's outputs, a panicking loader worker, a FIFO on the command line, SIGINT and SIGTERM;
-//! and (issue 26) a closed or full standard output. Each checks the message (one line naming what is at fault), the exit code, and that nothing
+//! and (issue 26) a closed or full standard output, a renamed --out. Each checks the message (one line naming what is at fault), the exit code, and that nothing
 //! was lost or overwritten. Kills are injected with the `TERN_FAULT` test hook (src/fault.rs).
 
 mod common;
@@ -28,7 +28,7 @@ fn wait_for(what: &str, f: impl Fn() -> bool) {
 /// The pid recorded in OUT/.tern-lock, once there.
 fn lock_holder(out: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(out.join(tern::train::LOCK)).ok()?;
-    text.trim().strip_prefix("pid ")?.parse().ok()
+    text.lines().next()?.trim().strip_prefix("pid ")?.parse().ok()
 }
 
 /// Hidden temporary files a write left in `out`.
@@ -363,4 +363,57 @@ fn a_closed_or_full_stdout_ends_commands_quietly_and_training_goes_on() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.starts_with("note: standard output is gone (No space left on device"), "{}", r.stderr);
     assert_eq!(metrics(&out).len(), 1);
+}
+
+/// The run id a checkpoint's training state carries.
+fn run_id(path: &Path) -> String {
+    state(path)["run"].as_str().unwrap_or_else(|| panic!("{}: no run id", path.display())).to_string()
+}
+
+/// Issue 26, point 2: --out renamed while its run goes on. A new run on the old name is a new
+/// directory; the first run notices at its next commit that its path no longer leads to the
+/// directory it locked, stops with one line naming where its checkpoint went, and writes
+/// nothing into the new run's directory; it resumes from where it moved.
+#[test]
+fn a_run_whose_out_is_renamed_stops_and_never_writes_into_the_new_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_fashion(&tmp.path().join("data"), 64, 32);
+    let (out, moved) = (tmp.path().join("run"), tmp.path().join("moved"));
+    let a =
+        spawn(&train_args(&data, &out, &["--epochs", "3", "--seed", "1"]), &[("TERN_FAULT", "slow-steps")]);
+    wait_for("epoch 1's outputs", || out.join("curves.png").exists());
+    std::fs::rename(&out, &moved).unwrap();
+    let b = train_tiny(&data, &out, &["--seed", "2"]);
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    let a = finish(a, LIMIT);
+    let (o, m) = (out.display(), moved.display());
+    assert_fails(
+        &a,
+        &[
+            &format!(
+                "{o} is no longer the directory this run locked (it was moved to {m} while the run went on)"
+            ),
+            "stopped before writing epoch 2's outputs, so nothing went into another directory",
+            &format!(
+                "this run's last.safetensors (epoch 1) is in {m}: continue it with `tern train --resume {m}`"
+            ),
+        ],
+    );
+    // Each directory holds one run.
+    assert_eq!(state(&moved.join("last.safetensors"))["config"]["seed"], 1);
+    assert_eq!(state(&out.join("last.safetensors"))["config"]["seed"], 2);
+    assert_eq!(metrics(&moved).len(), 1);
+    assert_eq!(metrics(&out).len(), 1);
+    let (first, second) = (run_id(&moved.join("last.safetensors")), run_id(&out.join("last.safetensors")));
+    assert_ne!(first, second);
+    assert_eq!(run_id(&moved.join("best.safetensors")), first);
+    assert_eq!(run_id(&out.join("best.safetensors")), second);
+    let lock = std::fs::read_to_string(out.join(tern::train::LOCK)).unwrap();
+    assert!(lock.ends_with(&format!("\nrun {second}\n")), "{lock}");
+    assert!(temp_files(&moved).is_empty() && temp_files(&out).is_empty());
+    // The moved run continues where it is now.
+    let r = tern(&["train", "--resume", moved.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(metrics(&moved).len(), 3);
+    assert_eq!(run_id(&moved.join("last.safetensors")), first);
 }

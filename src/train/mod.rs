@@ -75,6 +75,10 @@ pub struct TrainState {
     pub history: Vec<EpochMetrics>,
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// The run's id, the same in every checkpoint the run writes, so that files of another run
+    /// in its directory are told apart (none in checkpoints of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 impl TrainState {
@@ -119,6 +123,9 @@ impl TrainState {
         let best = st.history.iter().map(|m| m.test_accuracy).fold(f64::NEG_INFINITY, f64::max);
         if st.best_accuracy != best {
             bail!("{p}: the best accuracy {} is not the history's best {best}", st.best_accuracy);
+        }
+        if let Some(run) = st.run.as_deref().filter(|r| !outdir::valid_run_id(r)) {
+            bail!("{p}: the run id {run:?} is malformed");
         }
         if st.mean != ckpt.meta.mean || st.std != ckpt.meta.std {
             bail!("{p}: the training state's normalisation differs from the model's");
@@ -301,7 +308,11 @@ fn run(
         history: Vec::new(),
         mean: mean.clone(),
         std: std.clone(),
+        run: None,
     });
+    // Checkpoints of older versions carry no run id: the run takes one from now on.
+    let run_id = st.run.get_or_insert_with(outdir::new_run_id).clone();
+    dir.claim(&run_id)?;
     if let Some((_, path)) = &resume_ckpt {
         let restored = dir.repair(&st, &crate::files::read(path)?)?;
         if !restored.is_empty() {
@@ -401,8 +412,9 @@ fn run(
     showln!("{}", layer_table(&layers));
     if let (Some(trace), Some(p)) = (&trace, &profiler) {
         crate::output::show(format_args!("{}", trace.table(p.describe())));
-        trace.write(&out.join("profile.json"))?;
-        showln!("trace of the sampled steps: {}", out.join("profile.json").display());
+        dir.check_ours(outdir::PROFILE, st.epoch)?;
+        trace.write(&out.join(outdir::PROFILE))?;
+        showln!("trace of the sampled steps: {}", out.join(outdir::PROFILE).display());
     }
     Ok(Summary { out, history: st.history, layers, test })
 }
