@@ -8,14 +8,9 @@ use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub fn train(
-    gpu: &GpuOptions,
-    args: &train::TrainArgs,
-    resume: Option<&Path>,
-    stop_after: Option<usize>,
-) -> Result<()> {
+pub fn train(gpu: &GpuOptions, args: &train::TrainArgs, start: train::Start) -> Result<()> {
     let gpu = Gpu::new(gpu)?;
-    let summary = train::command(&gpu, args, resume, stop_after)?;
+    let summary = train::command(&gpu, args, start)?;
     // The training log is a view: the run is done whether or not stdout still takes it.
     showln!(
         "final test accuracy {:.2}% — checkpoints, metrics.jsonl and curves.png in {}",

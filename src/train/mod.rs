@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// One epoch's numbers, appended to OUT/metrics.jsonl.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochMetrics {
     pub epoch: usize,
     pub quant: QuantKind,
@@ -82,6 +82,16 @@ pub struct TrainState {
 }
 
 impl TrainState {
+    /// Whether `other`, the state of another checkpoint file, is of this run at or before this
+    /// state's epoch: the run ids agree (where both have one) and so does the history.
+    pub fn owns(&self, other: &TrainState) -> bool {
+        let same_run = match (&self.run, &other.run) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        same_run && other.epoch <= self.epoch && self.history.get(..other.epoch) == Some(&other.history[..])
+    }
+
     /// The epoch (from 1) whose checkpoint is best.safetensors: the first with the highest test
     /// accuracy, as training chooses it.
     pub fn best_epoch(&self) -> Option<usize> {
@@ -163,48 +173,49 @@ pub fn train(
     resume: Option<&Path>,
     stop_after: Option<usize>,
 ) -> Result<Summary> {
-    run(gpu, cfg, &[], resume, stop_after)
+    run(gpu, cfg, &[], Start { resume, restart: false, stop_after })
+}
+
+/// How `tern train` starts: a new run, a new run replacing the one in --out (`restart`), or
+/// the run in `resume` continued; and where it stops.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Start<'a> {
+    pub resume: Option<&'a Path>,
+    /// Start over in an --out that holds a run, replacing its outputs.
+    pub restart: bool,
+    pub stop_after: Option<usize>,
 }
 
 /// `tern train`: `train` with SIGINT/SIGTERM handled (the run stops at the next step boundary
 /// with its last checkpoint kept; a second signal exits at once), and with `--resume` the flags
 /// given on the command line applied to the resumed run or refused.
-pub fn command(
-    gpu: &Gpu,
-    args: &TrainArgs,
-    resume: Option<&Path>,
-    stop_after: Option<usize>,
-) -> Result<Summary> {
+pub fn command(gpu: &Gpu, args: &TrainArgs, start: Start) -> Result<Summary> {
     crate::interrupt::install();
-    run(gpu, &args.config, &args.given, resume, stop_after)
+    run(gpu, &args.config, &args.given, start)
 }
 
-fn run(
-    gpu: &Gpu,
-    cli: &TrainConfig,
-    given: &[String],
-    resume: Option<&Path>,
-    stop_after: Option<usize>,
-) -> Result<Summary> {
+fn run(gpu: &Gpu, cli: &TrainConfig, given: &[String], start: Start) -> Result<Summary> {
+    let Start { resume, restart, stop_after } = start;
     if stop_after == Some(0) {
         bail!("--stop-after must be at least 1 (the epochs to complete before stopping)");
     }
-    // On --resume the run's own config and state come from OUT/last.safetensors, read under the
-    // directory's lock.
+    // On --resume the run's own config and state come from OUT/last.safetensors (or, when that
+    // is lost, best.safetensors), read under the directory's lock.
     let mut dir = None;
     let (mut cfg, mut state, resume_ckpt) = match resume {
         Some(d) => {
             let locked = OutDir::open(d, false)?;
-            let path = locked.file(outdir::LAST);
-            if !path.exists() {
-                bail!(
-                    "{}: no {} to resume from (a run stopped before its first epoch ends leaves none): start it again",
-                    d.display(),
-                    outdir::LAST
+            let (path, ckpt) = resume_from(&locked)?;
+            let mut state = TrainState::from_checkpoint(&ckpt, &path)?;
+            if path.ends_with(outdir::BEST) {
+                errln!(
+                    "note: {} is missing: resuming from {} (epoch {} of {}); the epochs after it are trained again",
+                    locked.file(outdir::LAST).display(),
+                    path.display(),
+                    state.epoch,
+                    state.config.epochs
                 );
             }
-            let ckpt = Checkpoint::load(&path)?;
-            let mut state = TrainState::from_checkpoint(&ckpt, &path)?;
             if given.iter().any(|g| g == "data") && state.config.dataset == data::DatasetKind::Embedded {
                 bail!(
                     "--data: the run in {} trains on the embedded dataset, which reads no directory; resume without --data",
@@ -232,8 +243,8 @@ fn run(
         s.config = cfg.clone();
     }
     let out = cfg.out_dir();
-    if dir.is_none() && out.join(outdir::LAST).exists() {
-        bail!("{} already holds a run: resume it with --resume {0}, or choose another --out", out.display());
+    if let (None, false, Some(held)) = (&dir, restart, outdir::Held::of(&out)) {
+        bail!("{}", held.refusal(&out));
     }
     if cfg.dataset == data::DatasetKind::Folder {
         // The size is known before any image is decoded.
@@ -274,11 +285,8 @@ fn run(
         Some(d) => d,
         None => {
             let d = OutDir::open(&out, true)?;
-            if d.had_run {
-                bail!(
-                    "{} already holds a run: resume it with --resume {0}, or choose another --out",
-                    out.display()
-                );
+            if let (false, Some(held)) = (restart, d.held) {
+                bail!("{}", held.refusal(&out));
             }
             d
         }
@@ -417,6 +425,44 @@ fn run(
         showln!("trace of the sampled steps: {}", out.join(outdir::PROFILE).display());
     }
     Ok(Summary { out, history: st.history, layers, test })
+}
+
+/// The checkpoint a resumed run continues from: `last.safetensors`, or `best.safetensors` when
+/// that is lost (a run is deterministic, so the epochs after the best are trained again as they
+/// were); errors name the way out when neither can continue it.
+fn resume_from(dir: &OutDir) -> Result<(PathBuf, Checkpoint)> {
+    let d = dir.path.display();
+    let last = dir.file(outdir::LAST);
+    if last.exists() {
+        return Ok((last.clone(), Checkpoint::load(&last)?));
+    }
+    let best = dir.file(outdir::BEST);
+    if best.exists() {
+        let restart = format!(
+            "start it over with `tern train --restart --out {d}` and its flags, or choose another --out"
+        );
+        let ckpt = Checkpoint::load(&best)
+            .map_err(|e| anyhow::anyhow!("{e:#}; {d} has no {}: {restart}", outdir::LAST))?;
+        if ckpt.training.is_none() {
+            bail!(
+                "{}: no training state to resume (and {d} has no {}): {restart}",
+                best.display(),
+                outdir::LAST
+            );
+        }
+        return Ok((best, ckpt));
+    }
+    match dir.held {
+        Some(_) => bail!(
+            "{d}: no {} or {} to resume from: start the run over with `tern train --restart --out {d}` and its flags, or choose another --out",
+            outdir::LAST,
+            outdir::BEST
+        ),
+        None => bail!(
+            "{d}: no {} to resume from (a run stopped before its first epoch ends leaves none): start it again",
+            outdir::LAST
+        ),
+    }
 }
 
 /// How to continue after a stop: what the last checkpoint holds and the command.

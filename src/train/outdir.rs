@@ -13,6 +13,9 @@
 //!   `curves.png`, each written atomically (temporary file, fsync, rename). A kill before the
 //!   commit point loses the epoch, which `--resume` redoes; a kill after it leaves the other
 //!   outputs one epoch behind, and `--resume` restores them from `last.safetensors` (`repair`).
+//! - `best.safetensors` is always this run's best epoch: on resume, one that belongs to another
+//!   run or disagrees with the history in `last.safetensors` is moved aside (never deleted) and
+//!   rebuilt from `last.safetensors` when that is the best epoch.
 //! - Temporary files (`.NAME.tmp`) left by a killed run are removed when the directory is locked.
 
 use super::{EpochMetrics, TrainState};
@@ -30,6 +33,47 @@ pub const CURVES: &str = "curves.png";
 pub const PROFILE: &str = "profile.json";
 /// curves.png is drawn by file name extension, so its temporary file keeps ".png".
 const CURVES_TMP: &str = ".curves.tmp.png";
+
+/// What a directory holds of an earlier run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// last.safetensors: a run to resume.
+    Last,
+    /// best.safetensors without last.safetensors: a run to resume from its best epoch.
+    Best,
+    /// metrics.jsonl or curves.png without a checkpoint: nothing to resume.
+    Outputs,
+}
+
+impl Held {
+    pub fn of(path: &Path) -> Option<Held> {
+        if path.join(LAST).exists() {
+            Some(Held::Last)
+        } else if path.join(BEST).exists() {
+            Some(Held::Best)
+        } else if [METRICS, CURVES].iter().any(|f| path.join(f).exists()) {
+            Some(Held::Outputs)
+        } else {
+            None
+        }
+    }
+
+    /// The refusal of a new run in `out`, naming the ways out.
+    pub fn refusal(self, out: &Path) -> String {
+        let o = out.display();
+        match self {
+            Held::Last => format!(
+                "{o} already holds a run: resume it with `tern train --resume {o}`, start it over with --restart (its outputs are replaced), or choose another --out"
+            ),
+            Held::Best => format!(
+                "{o} already holds a run whose {LAST} is missing: resume it from its {BEST} with `tern train --resume {o}`, start it over with --restart (its outputs are replaced), or choose another --out"
+            ),
+            Held::Outputs => format!(
+                "{o} already holds a run's outputs but no checkpoint to resume: start it over with --restart (its outputs are replaced), or choose another --out"
+            ),
+        }
+    }
+}
 
 /// A file's identity (device, inode); None where the platform has none to offer.
 type FileId = Option<(u64, u64)>;
@@ -60,8 +104,8 @@ pub(crate) struct OutDir {
     handle: Option<std::fs::File>,
     /// This run created the directory.
     created: bool,
-    /// The directory held a run's outputs when it was locked.
-    pub had_run: bool,
+    /// What the directory held of an earlier run when it was locked.
+    pub held: Option<Held>,
     /// This run has committed an epoch.
     committed: bool,
 }
@@ -123,7 +167,7 @@ impl OutDir {
             remove_stale(&temp_path(&path.join(name))?)?;
         }
         remove_stale(&path.join(CURVES_TMP))?;
-        let had_run = [LAST, BEST, METRICS].iter().any(|f| path.join(f).exists());
+        let held = Held::of(path);
         let dir_id = id_of(path);
         let lock_id = lock.metadata().ok().and_then(|m| file_id(&m));
         let handle = std::fs::File::open(path).ok();
@@ -134,7 +178,7 @@ impl OutDir {
             lock_id,
             handle,
             created,
-            had_run,
+            held,
             committed: false,
         })
     }
@@ -211,6 +255,7 @@ impl OutDir {
         let bytes = ckpt.to_bytes()?;
         self.check_ours(&what, done)?;
         write_atomic(&self.file(LAST), &bytes)?;
+        let first = !self.committed;
         self.committed = true;
         crash_point("after-last-checkpoint", Some(st.epoch));
         if best {
@@ -221,6 +266,15 @@ impl OutDir {
         self.check_ours(&what, st.epoch)?;
         write_atomic(&self.file(METRICS), metrics_text(&st.history)?.as_bytes())?;
         crash_point("after-metrics", Some(st.epoch));
+        if first && self.held.is_some() && st.epoch == 1 {
+            // A run started over (--restart: the only new run in a directory that held one)
+            // keeps nothing of the run it replaces.
+            let stale = self.file(PROFILE);
+            if stale.exists() {
+                std::fs::remove_file(&stale)
+                    .with_context(|| format!("{}: cannot remove the replaced run's file", stale.display()))?;
+            }
+        }
         self.check_ours(&what, st.epoch)?;
         self.curves(&st.history)
     }
@@ -234,35 +288,110 @@ impl OutDir {
         crate::checkpoint::replace(&tmp, &self.file(CURVES))
     }
 
-    /// Bring the outputs derived from `last.safetensors` (whose bytes are `last`, holding `st`)
-    /// up to date after a kill: the metrics lines, `best.safetensors` when the last epoch is the
-    /// best, and the curves. Returns what was restored, for the log.
-    pub fn repair(&self, st: &TrainState, last: &[u8]) -> Result<Vec<String>> {
+    /// Bring the outputs derived from the checkpoint a run resumes from (whose bytes are
+    /// `source`, holding `st`) up to date: `last.safetensors` when it is lost, the metrics
+    /// lines, `best.safetensors` (this run's best epoch, or nothing: another file there is moved
+    /// aside), and the curves. Returns what was restored, for the log; notes go to stderr.
+    pub fn repair(&self, st: &TrainState, source: &[u8]) -> Result<Vec<String>> {
         self.check_ours("the repaired outputs", st.epoch)?;
         let mut restored = Vec::new();
+        if !self.file(LAST).exists() {
+            write_atomic(&self.file(LAST), source)?;
+            restored.push(format!("{LAST} (epoch {})", st.epoch));
+        }
         let metrics = metrics_text(&st.history)?;
         if std::fs::read_to_string(self.file(METRICS)).ok().as_deref() != Some(metrics.as_str()) {
             write_atomic(&self.file(METRICS), metrics.as_bytes())?;
             restored.push(format!("{METRICS} ({} epochs)", st.history.len()));
         }
         if let Some(best) = st.best_epoch() {
-            let have = best_epoch_of(&self.file(BEST));
-            if have != Some(best) {
-                if best == st.epoch {
-                    write_atomic(&self.file(BEST), last)?;
-                    restored.push(format!("{BEST} (epoch {best})"));
-                } else {
-                    errln!(
-                        "note: {} does not hold epoch {best}, the best, and cannot be restored from {LAST}",
-                        self.file(BEST).display()
-                    );
-                }
-            }
+            self.repair_best(st, best, source, &mut restored)?;
         }
         if !st.history.is_empty() {
             self.curves(&st.history)?;
         }
         Ok(restored)
+    }
+
+    /// `best.safetensors` must hold epoch `best` of this run: the same run id (where both have
+    /// one; checkpoints of older versions have none) and the same history up to that epoch.
+    fn repair_best(
+        &self,
+        st: &TrainState,
+        best: usize,
+        source: &[u8],
+        restored: &mut Vec<String>,
+    ) -> Result<()> {
+        let path = self.file(BEST);
+        let shown = path.display();
+        let have = if path.exists() { Some(read_state(&path)) } else { None };
+        let restorable = best == st.epoch;
+        let lost = format!(
+            "this run's best epoch ({best}) is in no file now, and {BEST} is written again when an epoch beats it"
+        );
+        let aside = |label: &str| -> Result<PathBuf> {
+            let mut to = self.file(&format!("best.{label}.safetensors"));
+            let mut n = 2;
+            while to.exists() {
+                to = self.file(&format!("best.{label}-{n}.safetensors"));
+                n += 1;
+            }
+            std::fs::rename(&path, &to).with_context(|| format!("{shown}: cannot move aside"))?;
+            Ok(to)
+        };
+        match have {
+            None if restorable => {}
+            None => {
+                errln!(
+                    "note: {shown} is missing and cannot be restored from {LAST} (epoch {}): {lost}",
+                    st.epoch
+                );
+                return Ok(());
+            }
+            Some(Ok(h)) if st.owns(&h) => {
+                if h.epoch == best {
+                    return Ok(());
+                }
+                // This run's own, left behind by a kill: replaced when the best can be restored.
+                if !restorable {
+                    let to = aside(&format!("epoch-{}", h.epoch))?;
+                    errln!(
+                        "note: {shown} holds epoch {} of this run, not its best; moved it to {}: {lost}",
+                        h.epoch,
+                        to.display()
+                    );
+                    return Ok(());
+                }
+            }
+            Some(Ok(h)) => {
+                let run = h.run.as_deref().filter(|r| valid_run_id(r));
+                let label = match run {
+                    Some(r) => format!("run-{r}-epoch-{}", h.epoch),
+                    None => format!("other-run-epoch-{}", h.epoch),
+                };
+                let to = aside(&label)?;
+                let whose = run.map_or("another run".to_string(), |r| format!("another run (run {r})"));
+                let then = if restorable { String::new() } else { format!(": {lost}") };
+                errln!(
+                    "note: {shown} is epoch {} of {whose}, not of the run in {LAST}; moved it to {}{then}",
+                    h.epoch,
+                    to.display()
+                );
+            }
+            Some(Err(e)) => {
+                let to = aside("unreadable")?;
+                let then = if restorable { String::new() } else { format!(": {lost}") };
+                errln!(
+                    "note: {shown} is not a checkpoint of this run ({e:#}); moved it to {}{then}",
+                    to.display()
+                );
+            }
+        }
+        if restorable {
+            write_atomic(&path, source)?;
+            restored.push(format!("{BEST} (epoch {best})"));
+        }
+        Ok(())
     }
 }
 
@@ -298,7 +427,7 @@ impl Drop for OutDir {
     /// file goes, and the directory too when this run created it.
     fn drop(&mut self) {
         // Only while the path is still this run's directory: never another run's files.
-        if !self.committed && !self.had_run && self.check_ours("", 0).is_ok() {
+        if !self.committed && self.held.is_none() && self.check_ours("", 0).is_ok() {
             let _ = std::fs::remove_file(self.file(LOCK));
             if self.created {
                 let _ = std::fs::remove_dir(&self.path);
@@ -372,9 +501,9 @@ fn metrics_text(history: &[EpochMetrics]) -> Result<String> {
     Ok(s)
 }
 
-/// The epoch a checkpoint file was saved at (None: missing or unreadable).
-fn best_epoch_of(path: &Path) -> Option<usize> {
-    let ckpt = Checkpoint::load(path).ok()?;
-    let st: TrainState = serde_json::from_str(ckpt.training.as_deref()?).ok()?;
-    Some(st.epoch)
+/// The training state of a checkpoint file.
+fn read_state(path: &Path) -> Result<TrainState> {
+    let ckpt = Checkpoint::load(path)?;
+    let text = ckpt.training.as_deref().context("no training state")?;
+    Ok(serde_json::from_str(text)?)
 }
