@@ -161,7 +161,8 @@ impl<'g> Trainer<'g> {
             self.config.validate().map_err(|e| Error::Invalid(format!("{e:#}")))?;
         }
         let mut progress = Progress::Callback(&mut on_epoch);
-        train::train_with(self.gpu, &self.config, self.resume.as_deref(), self.stop_after, &mut progress)
-            .map_err(Error::from_run)
+        let start =
+            train::Start { resume: self.resume.as_deref(), restart: false, stop_after: self.stop_after };
+        train::train_with(self.gpu, &self.config, start, &mut progress).map_err(Error::from_run)
     }
 }

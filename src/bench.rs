@@ -38,6 +38,9 @@ pub enum Suite {
 /// The benchmarks of `suite`, in order: roofline, conv, infer, bitplane, profiler.
 pub fn run(gpu: &Gpu, suite: Suite, batch: usize, reps: usize, arch: crate::nn::Arch) -> Result<()> {
     check_reps(reps)?;
+    if batch == 0 {
+        anyhow::bail!("--batch-size must be at least 1");
+    }
     let wants = |s: Suite| suite == s || suite == Suite::All;
     if wants(Suite::Roofline) {
         roofline_bench(gpu, reps)?;
@@ -184,16 +187,16 @@ pub fn ceilings(gpu: &Gpu) -> Result<Ceilings> {
 
 /// `tern bench --suite roofline`: the ceilings in full.
 fn roofline_bench(gpu: &Gpu, reps: usize) -> Result<()> {
-    println!("roofline on {} — best of {reps} runs (wall clock incl. submit)", gpu.describe());
+    outln!("roofline on {} — best of {reps} runs (wall clock incl. submit)", gpu.describe())?;
     let (copy, copy4) = copy_gbs(gpu, 1 << 22, reps)?;
-    println!(
+    outln!(
         "copy (16 MiB, read + write)     {copy:>8.2} GB/s one float per invocation, {copy4:.2} GB/s one vec4"
-    );
+    )?;
     let fma = fma_gflops(gpu, 1 << 14, 2048, reps)?;
-    println!("multiply-add (register chains)  {fma:>8.2} GFLOP/s");
+    outln!("multiply-add (register chains)  {fma:>8.2} GFLOP/s")?;
     let layers: Vec<usize> = (0..RESNET20_CONVS.len()).collect();
     let (gemm, which) = gemm_gflops(gpu, 32, &layers, reps)?;
-    println!("best convolution (blocked)      {gemm:>8.2} GFLOP/s ({which})");
+    outln!("best convolution (blocked)      {gemm:>8.2} GFLOP/s ({which})")?;
     Ok(())
 }
 
@@ -203,15 +206,15 @@ fn conv_bench(gpu: &Gpu, batch: usize, reps: usize) -> Result<()> {
         anyhow::bail!("--batch-size must be at least 1");
     }
     use crate::gpu::Family;
-    println!(
+    outln!(
         "conv2d on {} — batch {batch}, GFLOP/s, median of {reps} runs (wall clock incl. submit); \
          this adapter's default family: {}",
         gpu.describe(),
         gpu.family().name()
-    );
+    )?;
     let families = [Family::Blocked, Family::Tiled].map(|f| gpu.with_family(f));
-    println!("{:<22} {:>19} {:>19} {:>19}", "", "forward", "grad_input", "grad_weight");
-    println!("{:<22}{}", "layer", format!(" {:>9} {:>9}", "blocked", "tiled").repeat(3));
+    outln!("{:<22} {:>19} {:>19} {:>19}", "", "forward", "grad_input", "grad_weight")?;
+    outln!("{:<22}{}", "layer", format!(" {:>9} {:>9}", "blocked", "tiled").repeat(3))?;
     for &(name, cin, cout, size, stride) in RESNET20_CONVS {
         let g = Conv2dGeom { n: batch, cin, h: size, w: size, cout, kh: 3, kw: 3, stride, pad: 1 };
         let x = gpu.tensor("x", &g.input_shape())?;
@@ -231,7 +234,7 @@ fn conv_bench(gpu: &Gpu, batch: usize, reps: usize) -> Result<()> {
             }
         }
         let cells: String = rates.iter().map(|[b, t]| format!(" {b:>9.2} {t:>9.2}")).collect();
-        println!("{name:<22}{cells}");
+        outln!("{name:<22}{cells}")?;
     }
     Ok(())
 }
@@ -270,15 +273,20 @@ fn infer_bench(gpu: &Gpu, arch: crate::nn::Arch, channels: usize, size: usize, r
     let ttq = Model::new(gpu, spec(QuantKind::Ttq), 0)?;
     let packed_dense = PackedModel::from_model(gpu, &fp, &meta(&fp.spec))?;
     let packed_ternary = PackedModel::from_model(gpu, &ttq, &meta(&ttq.spec))?;
-    println!(
+    outln!(
         "inference, {} {channels}x{size}x{size} on {} — images/s, median of {reps} runs (wall clock incl. submit)",
         arch.name(),
         gpu.describe()
-    );
-    println!(
+    )?;
+    outln!(
         "{:>6} {:>8} {:>14} {:>14} {:>16} {:>12}",
-        "batch", "kernels", "fp32 graph", "fp32 fused", "ternary packed", "ternary/fp32"
-    );
+        "batch",
+        "kernels",
+        "fp32 graph",
+        "fp32 fused",
+        "ternary packed",
+        "ternary/fp32"
+    )?;
     let families = [crate::gpu::Family::Blocked, crate::gpu::Family::Tiled].map(|f| gpu.with_family(f));
     for batch in [1, 32, 128] {
         for gpu in &families {
@@ -287,7 +295,7 @@ fn infer_bench(gpu: &Gpu, arch: crate::nn::Arch, channels: usize, size: usize, r
             let b = images_per_second(gpu, &packed_dense.graph(gpu, batch)?.forward, batch, reps)?;
             let c = images_per_second(gpu, &packed_ternary.graph(gpu, batch)?.forward, batch, reps)?;
             let family = gpu.family().name();
-            println!("{batch:>6} {family:>8} {a:>14.1} {b:>14.1} {c:>16.1} {:>11.2}x", c / a);
+            outln!("{batch:>6} {family:>8} {a:>14.1} {b:>14.1} {c:>16.1} {:>11.2}x", c / a)?;
         }
     }
     Ok(())
@@ -342,11 +350,11 @@ pub fn profiler_bench(gpu: &Gpu, steps: usize) -> Result<()> {
         gpu.wait()?;
         Ok(t.elapsed().as_secs_f64() / steps as f64)
     };
-    println!(
+    outln!(
         "profiler overhead, small-cnn batch 64 training step on {} ({}); median of 3 interleaved rounds",
         gpu.describe(),
         profiler.describe()
-    );
+    )?;
     let configs = [
         (0, "no profiling".to_string()),
         (1, "every step timed".to_string()),
@@ -367,7 +375,7 @@ pub fn profiler_bench(gpu: &Gpu, steps: usize) -> Result<()> {
         })
         .collect();
     for ((_, name), t) in configs.iter().zip(&medians) {
-        println!("{name:<34} {:>10.2} ms/step  {:+.1}%", t * 1e3, 100.0 * (t / medians[0] - 1.0));
+        outln!("{name:<34} {:>10.2} ms/step  {:+.1}%", t * 1e3, 100.0 * (t / medians[0] - 1.0))?;
     }
     Ok(())
 }
@@ -393,16 +401,16 @@ fn bitplane_bench(gpu: &Gpu, arch: crate::nn::Arch, reps: usize) -> Result<()> {
     let model = Model::new(gpu, spec.clone(), 0)?;
     let meta = Meta { spec, mean: vec![0.0; 3], std: vec![1.0; 3], classes: vec![] };
     let packed = PackedModel::from_model(gpu, &model, &meta)?;
-    println!(
+    outln!(
         "ternary activations, {} STTN 3x32x32 on {} — images/s, median of {reps} runs",
         arch.name(),
         gpu.describe()
-    );
-    println!("{:>6} {:>18} {:>18} {:>10}", "batch", "float activations", "bit-planes", "ratio");
+    )?;
+    outln!("{:>6} {:>18} {:>18} {:>10}", "batch", "float activations", "bit-planes", "ratio")?;
     for batch in [1, 32, 128] {
         let float = images_per_second(gpu, &packed.graph_with(gpu, batch, false)?.forward, batch, reps)?;
         let bits = images_per_second(gpu, &packed.graph_with(gpu, batch, true)?.forward, batch, reps)?;
-        println!("{batch:>6} {float:>18.1} {bits:>18.1} {:>9.2}x", bits / float);
+        outln!("{batch:>6} {float:>18.1} {bits:>18.1} {:>9.2}x", bits / float)?;
     }
     Ok(())
 }

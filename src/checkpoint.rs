@@ -7,7 +7,7 @@ use crate::nn::{Model, ModelSpec};
 use crate::params::{HostTensor, Role, Slot};
 use anyhow::{Context, Result, bail};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 
@@ -119,16 +119,35 @@ pub fn replace(tmp: &Path, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Serialize f32 tensors plus string metadata into safetensors bytes.
+/// Serialize tensors plus string metadata into safetensors bytes, the same bytes for the same
+/// input: safetensors writes its metadata map in hash order, which changes from process to
+/// process, so the header is written here with the metadata keys sorted.
 pub fn to_safetensors(
     tensors: &[(String, Vec<usize>, &[u8], Dtype)],
-    metadata: HashMap<String, String>,
+    metadata: BTreeMap<String, String>,
 ) -> Result<Vec<u8>> {
     let views = tensors
         .iter()
         .map(|(n, s, b, d)| Ok((n.clone(), TensorView::new(*d, s.clone(), b)?)))
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
-    Ok(safetensors::serialize(views, Some(metadata))?)
+    // Without metadata the layout is deterministic (tensors sorted by dtype, then name).
+    let bare = safetensors::serialize(views, None)?;
+    let n = u64::from_le_bytes(bare[..8].try_into()?) as usize;
+    let header = std::str::from_utf8(&bare[8..8 + n])?.trim_end();
+    let tensors_json = header.strip_prefix('{').context("safetensors header is not a JSON object")?;
+    let mut new = format!("{{\"__metadata__\":{}", serde_json::to_string(&metadata)?);
+    if tensors_json != "}" {
+        new.push(',');
+    }
+    new.push_str(tensors_json);
+    // The data that follows stays 8-byte aligned, as safetensors aligns it.
+    let len = new.len().next_multiple_of(8);
+    let mut bytes = Vec::with_capacity(8 + len + bare.len() - 8 - n);
+    bytes.extend((len as u64).to_le_bytes());
+    bytes.extend(new.as_bytes());
+    bytes.resize(8 + len, b' ');
+    bytes.extend(&bare[8 + n..]);
+    Ok(bytes)
 }
 
 impl Checkpoint {
@@ -166,7 +185,7 @@ impl Checkpoint {
                 ));
             }
         }
-        let mut meta = HashMap::new();
+        let mut meta = BTreeMap::new();
         meta.insert("format".into(), FORMAT.into());
         meta.insert("tern".into(), serde_json::to_string(&self.meta)?);
         if let Some(t) = &self.training {

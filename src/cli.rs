@@ -8,15 +8,11 @@ use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub fn train(
-    gpu: &GpuOptions,
-    args: &train::TrainArgs,
-    resume: Option<&Path>,
-    stop_after: Option<usize>,
-) -> Result<()> {
+pub fn train(gpu: &GpuOptions, args: &train::TrainArgs, start: train::Start) -> Result<()> {
     let gpu = Gpu::new(gpu)?;
-    let summary = train::command(&gpu, args, resume, stop_after)?;
-    println!(
+    let summary = train::command(&gpu, args, start)?;
+    // The training log is a view: the run is done whether or not stdout still takes it.
+    showln!(
         "final test accuracy {:.2}% — checkpoints, metrics.jsonl and curves.png in {}",
         100.0 * summary.test.accuracy,
         summary.out.display()
@@ -31,6 +27,8 @@ pub fn eval(
     data: Option<&Path>,
     batch_size: usize,
 ) -> Result<()> {
+    check_batch_size(batch_size)?;
+    crate::data::check_data_flag(dataset, data)?;
     let gpu = Gpu::new(gpu)?;
     let (m, meta) = infer::load_model(&gpu, model)?;
     let folder = FolderOptions { size: meta.spec.height, channels: meta.spec.in_channels };
@@ -38,8 +36,8 @@ pub fn eval(
     infer::check_compatible(model, &meta, &test)?;
     let graph = infer::eval_graph(&gpu, &m, batch_size.clamp(1, test.len()))?;
     let e = infer::evaluate(&gpu, &graph, &test, &meta.mean, &meta.std)?;
-    println!("test accuracy {:.2}% ({} images), loss {:.4}", 100.0 * e.accuracy, e.samples, e.loss);
-    print!("{}", infer::confusion_table(&e, &meta.classes));
+    outln!("test accuracy {:.2}% ({} images), loss {:.4}", 100.0 * e.accuracy, e.samples, e.loss)?;
+    out!("{}", infer::confusion_table(&e, &meta.classes))?;
     Ok(())
 }
 
@@ -50,8 +48,8 @@ pub fn profile(gpu: &GpuOptions, config: &profile::ProfileConfig) -> Result<()> 
 
 pub fn export(gpu: &GpuOptions, model: &Path, out: &Path) -> Result<()> {
     let report = export::export(&Gpu::new(gpu)?, model, out)?;
-    print!("{}", export::size_table(&report));
-    println!("wrote {}", out.display());
+    out!("{}", export::size_table(&report))?;
+    outln!("wrote {}", out.display())?;
     Ok(())
 }
 
@@ -65,6 +63,7 @@ pub fn classify(
     batch_size: usize,
     images: &[PathBuf],
 ) -> Result<ExitCode> {
+    check_batch_size(batch_size)?;
     let files = infer::collect_images(images)?;
     let gpu = Gpu::new(gpu)?;
     let batch = batch_size.clamp(1, files.len().max(1));
@@ -75,29 +74,36 @@ pub fn classify(
     let (preds, errors) = infer::classify(&gpu, &runner, &meta, &files, top_k)?;
     for p in &preds {
         if json {
-            println!("{}", serde_json::to_string(p)?);
+            outln!("{}", serde_json::to_string(p)?)?;
         } else {
             let top: Vec<String> =
                 p.top.iter().map(|t| format!("{} {:.1}%", t.label, 100.0 * t.probability)).collect();
-            println!("{}: {}", p.file, top.join(", "));
+            outln!("{}: {}", p.file, top.join(", "))?;
         }
     }
     for e in &errors {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
     }
     Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+fn check_batch_size(batch_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        anyhow::bail!("--batch-size must be at least 1");
+    }
+    Ok(())
+}
+
 pub fn import_torch(gpu: &GpuOptions, file: &Path, opts: &import::ImportOptions, out: &Path) -> Result<()> {
     let model = import::import_torch_to(&Gpu::new(gpu)?, file, opts, out)?;
-    println!(
+    outln!(
         "imported {} ({} parameters, {} classes) from {} to {}",
         opts.arch.name(),
         model.store.trainable_count(),
         model.spec.classes,
         file.display(),
         out.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -118,29 +124,29 @@ pub fn check(options: &GpuOptions) -> Result<ExitCode> {
     let mut all = Vec::new();
     for family in families {
         let gpu = gpu.with_family(family);
-        println!("{} kernels: {}", family.name(), gpu.describe_family());
+        outln!("{} kernels: {}", family.name(), gpu.describe_family())?;
         let mut cases = crate::check::all(&gpu)?;
         cases.iter_mut().for_each(|c| c.op = format!("{}:{}", family.name(), c.op));
-        print!("{}", crate::check::table(&cases));
+        out!("{}", crate::check::table(&cases))?;
         all.extend(cases);
         // The fallback of the subgroup reductions, which adapters without subgroups run.
         if gpu.reductions() == Reductions::Lanes {
             let label = format!("{}/tree", family.name());
-            println!("{label} kernels: the same, reductions in workgroup-memory trees");
+            outln!("{label} kernels: the same, reductions in workgroup-memory trees")?;
             let mut cases = crate::check::reductions(&gpu.with_reductions(Reductions::Tree))?;
             cases.iter_mut().for_each(|c| c.op = format!("{label}:{}", c.op));
-            print!("{}", crate::check::table(&cases));
+            out!("{}", crate::check::table(&cases))?;
             all.extend(cases);
         }
     }
-    println!("{}", crate::check::verdict(&all, &gpu.describe()));
-    println!("checked in {:.1} s", started.elapsed().as_secs_f64());
+    outln!("{}", crate::check::verdict(&all, &gpu.describe()))?;
+    outln!("checked in {:.1} s", started.elapsed().as_secs_f64())?;
     Ok(if all.iter().all(|c| c.passed()) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 pub fn devices(gpu: &GpuOptions) -> Result<()> {
     for line in crate::gpu::adapter_summaries(gpu)? {
-        println!("{line}");
+        outln!("{line}")?;
     }
     Ok(())
 }

@@ -47,7 +47,7 @@ pub fn armed(point: &str, epoch: Option<usize>) -> bool {
 /// as when the process is killed.
 pub fn crash_point(point: &str, epoch: Option<usize>) {
     if armed(point, epoch) {
-        eprintln!("TERN_FAULT={point}: aborting");
+        errln!("TERN_FAULT={point}: aborting");
         std::process::abort();
     }
 }

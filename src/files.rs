@@ -10,7 +10,16 @@ pub fn check_regular(path: &Path) -> Result<()> {
         Ok(m) if m.is_file() => Ok(()),
         Ok(m) if m.is_dir() => bail!("{}: is a directory, not a file", path.display()),
         Ok(_) => bail!("{}: not a regular file (a FIFO, socket or device)", path.display()),
-        Err(e) => bail!("{}: cannot read ({e})", path.display()),
+        Err(e) => match std::fs::read_link(path) {
+            Ok(target) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!(
+                    "{}: a broken symbolic link (to {}, which does not exist)",
+                    path.display(),
+                    target.display()
+                )
+            }
+            _ => bail!("{}: cannot read ({e})", path.display()),
+        },
     }
 }
 

@@ -53,8 +53,30 @@ pub struct ImportOptions {
     pub class_names: Option<Vec<String>>,
 }
 
+impl ImportOptions {
+    /// The flags' own values, checked before the file is read so that an error names the flag
+    /// at fault and not the state_dict.
+    fn check(&self) -> Result<()> {
+        let max = crate::checkpoint::MAX_IMAGE_SIZE;
+        if !(4..=max).contains(&self.size) {
+            bail!("--size must be between 4 and {max}, got {}", self.size);
+        }
+        if let Some(v) = self.mean.iter().flatten().find(|v| !v.is_finite()) {
+            bail!("--mean {v} is not finite");
+        }
+        if let Some(v) = self.std.iter().flatten().find(|v| !(v.is_finite() && **v > 0.0)) {
+            bail!("--std {v} is not positive and finite");
+        }
+        if let Some(c) = self.classes.filter(|c| *c < 2) {
+            bail!("--classes {c}: a model has at least 2 classes");
+        }
+        Ok(())
+    }
+}
+
 /// A full-precision model spec and its tensors from a state_dict.
 pub fn import_torch(gpu: &Gpu, path: &Path, o: &ImportOptions) -> Result<(Model, Checkpoint)> {
+    o.check()?;
     let p = path.display();
     let tensors = read_state_dict(path)?;
     let shape = |n: &str| tensors.iter().find(|t| t.name == n).map(|t| t.shape.clone());
@@ -71,11 +93,13 @@ pub fn import_torch(gpu: &Gpu, path: &Path, o: &ImportOptions) -> Result<(Model,
         (None, None) => (vec![0.5; in_channels], vec![0.5; in_channels]),
         _ => bail!("--mean and --std go together"),
     };
-    if mean.len() != in_channels || std.len() != in_channels || std.iter().any(|s| *s <= 0.0) {
-        bail!("--mean/--std need {in_channels} values each (std > 0), one per input channel");
+    if mean.len() != in_channels || std.len() != in_channels {
+        bail!("--mean/--std need {in_channels} values each, one per input channel of {p}");
     }
     let class_names = match &o.class_names {
-        Some(names) if names.len() != classes => bail!("{} class names for {classes} classes", names.len()),
+        Some(names) if names.len() != classes => {
+            bail!("--class-names: {} names for the {classes} classes of {p}", names.len())
+        }
         Some(names) => names.clone(),
         None if classes == 10 && in_channels == 3 => {
             crate::data::cifar::CLASSES.iter().map(|s| s.to_string()).collect()

@@ -33,7 +33,7 @@ pub fn install() {
             for signal in signals.forever() {
                 if PENDING.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_err() {
                     let hint = HINT.lock().map(|h| h.clone()).unwrap_or_default();
-                    eprintln!("error: {} again: stopped at once{hint}", name(signal));
+                    errln!("error: {} again: stopped at once{hint}", name(signal));
                     signal_hook::low_level::exit(128 + signal);
                 }
             }

@@ -51,6 +51,12 @@
 //!   `bench`, `check` (the f64 reference of every op and the cases holding each kernel against
 //!   it and PyTorch's goldens: tests/ops and `tern check`); `api` is the front door above them,
 //!   and `cli` holds one function per subcommand, which `main.rs` calls.
+//! - `output`: every write to stdout and stderr (`outln!`, `showln!`, `errln!`), none of which
+//!   panics when the output is a closed pipe or a full disk.
+
+// First: the output macros (outln!, showln!, errln!) the modules below use.
+#[macro_use]
+pub mod output;
 
 pub mod api;
 pub mod bench;

@@ -23,9 +23,14 @@ enum Command {
     Train {
         #[command(flatten)]
         args: Box<tern::train::TrainArgs>,
-        /// Continue the run in this output directory from its last checkpoint
+        /// Continue the run in this output directory from its last checkpoint (or its best one,
+        /// when the last is lost)
         #[arg(long, conflicts_with = "init")]
         resume: Option<PathBuf>,
+        /// Start a new run in an --out that holds one, replacing its outputs (they stay until
+        /// the new run's first epoch is saved)
+        #[arg(long, conflicts_with = "resume")]
+        restart: bool,
         /// Stop once this many epochs are complete (continue later with --resume)
         #[arg(long)]
         stop_after: Option<usize>,
@@ -121,8 +126,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let gpu = &cli.gpu;
     let done = match cli.command {
-        Command::Train { args, resume, stop_after } => {
-            cli::train(gpu, &args, resume.as_deref(), stop_after).map(|_| ExitCode::SUCCESS)
+        Command::Train { args, resume, restart, stop_after } => {
+            let start = tern::train::Start { resume: resume.as_deref(), restart, stop_after };
+            cli::train(gpu, &args, start).map(|_| ExitCode::SUCCESS)
         }
         Command::Eval { model, dataset, data, batch_size } => {
             cli::eval(gpu, &model, dataset, data.as_deref(), batch_size).map(|_| ExitCode::SUCCESS)
@@ -143,7 +149,10 @@ fn main() -> ExitCode {
         }
     };
     done.unwrap_or_else(|e| {
-        eprintln!("error: {e:#}");
-        ExitCode::from(tern::interrupt::exit_code(&e))
+        let (code, report) = tern::output::exit_code(&e);
+        if report {
+            tern::errln!("error: {e:#}");
+        }
+        ExitCode::from(code)
     })
 }

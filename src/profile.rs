@@ -189,16 +189,19 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
             }
         }
     }
-    println!(
+    // The trace file first: it is kept even when stdout is gone before the table is shown.
+    if let Some(path) = &cfg.trace {
+        trace.write(path)?;
+    }
+    outln!(
         "{} — kernels: {}; ternary layers: {}",
         gpu.describe(),
         gpu.describe_family(),
         describe_ternary(gpu)
-    );
-    print!("{}", trace.table(source));
+    )?;
+    out!("{}", trace.table(source))?;
     if let Some(path) = &cfg.trace {
-        trace.write(path)?;
-        println!("trace: {} ({} GPU events)", path.display(), trace.kernels.len());
+        outln!("trace: {} ({} GPU events)", path.display(), trace.kernels.len())?;
     }
     Ok(trace)
 }

@@ -187,8 +187,24 @@ fn diverging_loss_stops_without_writing_a_checkpoint() {
     let data = tiny_fashion(&tmp.path().join("data"), 128, 32);
     let out = tmp.path().join("run");
     let r = train_tiny(&data, &out, &["--lr", "1e30", "--quant", "fp", "--log-every", "1"]);
-    assert_fails(&r, &["loss became", "last good checkpoint"]);
-    assert!(!out.join("last.safetensors").exists());
+    assert_fails(&r, &["loss became", "before any epoch was complete, so nothing is saved", "a lower --lr"]);
+    assert!(!out.exists(), "a run that saved nothing left its directory");
+    // After a complete epoch, the message names the checkpoint kept and how to go on.
+    let out = tmp.path().join("later");
+    let r = train_tiny(&data, &out, &["--quant", "fp", "--epochs", "2", "--stop-after", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let o = out.display();
+    let r = tern(&["train", "--resume", out.to_str().unwrap(), "--lr", "1e30", "--log-every", "1"]);
+    assert_fails(
+        &r,
+        &[
+            "loss became",
+            "at epoch 2 step",
+            &format!(
+                "{o}/last.safetensors (epoch 1) is kept: resume it with a lower learning rate, `tern train --resume {o} --lr LR`"
+            ),
+        ],
+    );
 }
 
 #[test]
@@ -630,4 +646,183 @@ fn ternary_kernels_flag_and_environment_select_masks_or_dense_weights() {
     assert_eq!(code, 1);
     assert_eq!(err.lines().filter(|l| l.starts_with("error")).count(), 1, "{err}");
     assert!(err.contains("TERN_TERNARY_KERNELS: 'sparse' is not a choice of ternary kernels"), "{err}");
+}
+
+/// Issue 26, point 5: each message names what is at fault: WGPU_BACKEND naming a backend that
+/// is absent or none at all, an import-torch flag (not the state_dict), a file given as --data,
+/// a .tern-lock that is a directory.
+#[test]
+fn messages_name_the_setting_at_fault() {
+    let bench = ["bench", "--suite", "conv", "--reps", "1"];
+    let r = process::tern_env(&bench, &[("WGPU_BACKEND", "metal")]);
+    assert_fails(
+        &r,
+        &["no GPU adapter found for WGPU_BACKEND=metal, set in the environment (unset it to use any backend"],
+    );
+    let r = process::tern_env(&["devices"], &[("WGPU_BACKEND", "metal")]);
+    assert_fails(&r, &["WGPU_BACKEND=metal"]);
+    let r = process::tern_env(&bench, &[("WGPU_BACKEND", "vulkn")]);
+    assert_fails(&r, &["WGPU_BACKEND=vulkn, which names no backend (vulkan, metal, dx12 or gl"]);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let state_dict =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/resnet20_torch.safetensors");
+    let out = tmp.path().join("imported.safetensors");
+    let import = |flags: &[&str]| {
+        let mut args = vec![
+            "import-torch",
+            state_dict.to_str().unwrap(),
+            "--arch",
+            "resnet20",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(flags);
+        tern(&args)
+    };
+    for (flags, message) in [
+        (&["--mean", "0,0,0", "--std", "nan,1,1"][..], "--std NaN is not positive and finite"),
+        (&["--mean", "0,inf,0", "--std", "1,1,1"][..], "--mean inf is not finite"),
+        (&["--size", "2"][..], "--size must be between 4 and 4096, got 2"),
+    ] {
+        let r = import(flags);
+        assert_fails(&r, &[message]);
+        assert!(!r.stderr.contains("resnet20_torch"), "{flags:?} blames the file: {}", r.stderr);
+        assert!(!out.exists());
+    }
+
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let run = tmp.path().join("run");
+    assert_fails(&train_tiny(&file, &run, &[]), &["a-file is not a directory: --data names the directory"]);
+    assert!(!run.exists());
+
+    let data = tiny_fashion(&tmp.path().join("data"), 64, 32);
+    std::fs::create_dir_all(run.join(".tern-lock")).unwrap();
+    let r = train_tiny(&data, &run, &[]);
+    assert_fails(
+        &r,
+        &[&format!("{}/.tern-lock: a directory, where tern keeps its lock file: remove it", run.display())],
+    );
+}
+
+/// Issue 26, point 6: `tern export` writes the same bytes for the same model, run after run
+/// (the metadata keys in a fixed order).
+#[test]
+fn export_writes_the_same_bytes_every_time() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let files: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            let out = tmp.path().join(format!("{i}.tern.safetensors"));
+            let r = tern(&["export", "--model", f.ckpt.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            std::fs::read(&out).unwrap()
+        })
+        .collect();
+    assert!(files.iter().all(|b| *b == files[0]), "exports of one model differ");
+    assert_eq!(files[0], std::fs::read(&f.packed).unwrap(), "differs from the fixture's export");
+    // And it is still a packed model classify runs.
+    assert_eq!(classify(&tmp.path().join("0.tern.safetensors")).code, 0);
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+}
+
+/// Issue 26, point 4: input that used to be ignored is refused with one line, or reported while
+/// the rest is done: --data without --dataset (train, eval, train --resume of an embedded run),
+/// a broken symbolic link or a FIFO in a directory given to classify (the images beside them are
+/// still classified) or in a folder dataset, and --batch-size 0.
+#[test]
+fn input_that_would_be_ignored_is_refused_or_reported() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let d = f.data.to_str().unwrap();
+    let r = tern(&["train", "--data", d, "--out", out.to_str().unwrap()]);
+    assert_fails(
+        &r,
+        &[&format!("--data {d} is given but --dataset is embedded (the default)"), "--dataset fashion-mnist"],
+    );
+    assert!(!out.exists(), "the output directory was created");
+    let r = tern(&["eval", "--model", f.ckpt.to_str().unwrap(), "--data", d]);
+    assert_fails(&r, &["--dataset is embedded (the default), which reads no directory"]);
+    let embedded = tmp.path().join("embedded");
+    std::fs::create_dir(&embedded).unwrap();
+    let mut t = Tensors::read(&f.ckpt);
+    t.edit_json("training", |s| {
+        s["config"]["dataset"] = serde_json::json!("embedded");
+        s["config"]["data"] = serde_json::Value::Null;
+    });
+    t.write(&embedded.join("last.safetensors"));
+    let r = tern(&["train", "--resume", embedded.to_str().unwrap(), "--data", d]);
+    assert_fails(&r, &["--data: the run in", "trains on the embedded dataset, which reads no directory"]);
+
+    // classify DIR: each entry that is not an image is reported by name, the others classified.
+    let images = tmp.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::copy(&f.image, images.join("good.png")).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("gone.png"), images.join("broken.png")).unwrap();
+    mkfifo(&images.join("pipe.png"));
+    let r = tern(&["classify", "--model", f.ckpt.to_str().unwrap(), images.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stdout.starts_with(&format!("{}: ", images.join("good.png").display())), "{}", r.stdout);
+    let errors: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(errors.len(), 2, "{}", r.stderr);
+    assert!(
+        errors[0].starts_with("error: ") && errors[0].contains("broken.png: a broken symbolic link (to "),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[0].ends_with("gone.png, which does not exist)"), "{}", errors[0]);
+    assert!(errors[1].contains("pipe.png: not a regular file (a FIFO, socket or device)"), "{}", errors[1]);
+    // A broken link in a folder dataset stops training before it starts.
+    let folder = tmp.path().join("folder");
+    for class in ["cat", "dog"] {
+        std::fs::create_dir_all(folder.join(class)).unwrap();
+        for i in 0..3 {
+            std::fs::copy(&f.image, folder.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink(tmp.path().join("gone.png"), folder.join("dog/broken.png")).unwrap();
+    let r = tern(&[
+        "train",
+        "--dataset",
+        "folder",
+        "--data",
+        folder.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_fails(&r, &["dog/broken.png: a broken symbolic link"]);
+    assert!(!out.exists());
+    // --batch-size 0.
+    let r = tern(&[
+        "classify",
+        "--model",
+        f.ckpt.to_str().unwrap(),
+        "--batch-size",
+        "0",
+        f.image.to_str().unwrap(),
+    ]);
+    assert_fails(&r, &["--batch-size must be at least 1"]);
+    assert_fails(&eval_with(&f.ckpt, &["--batch-size", "0"]), &["--batch-size must be at least 1"]);
+}
+
+/// `tern eval` of `model` on the fixture's data with `extra` flags.
+fn eval_with(model: &std::path::Path, extra: &[&str]) -> process::Run {
+    let f = fixture();
+    let mut args = vec![
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--dataset",
+        "fashion-mnist",
+        "--data",
+        f.data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    tern(&args)
 }

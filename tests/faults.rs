@@ -1,7 +1,8 @@
 //! Faults with the real binary (issue 10): two runs on one output directory, a kill between an
-//! epoch's outputs, a panicking loader worker, a FIFO on the command line, SIGINT and SIGTERM.
-//! Each checks the message (one line naming what is at fault), the exit code, and that nothing
-//! was lost or overwritten. Kills are injected with the `TERN_FAULT` test hook (src/fault.rs).
+//! epoch's outputs, a panicking loader worker, a FIFO on the command line, SIGINT and SIGTERM;
+//! and (issue 26) a closed or full standard output, a renamed --out, another run's checkpoint
+//! in a run directory, a lost last.safetensors. Each checks the message (one line naming what
+//! is at fault), the exit code, and that nothing was lost or overwritten. Kills are injected with the `TERN_FAULT` test hook (src/fault.rs).
 
 mod common;
 #[path = "common/process.rs"]
@@ -28,20 +29,7 @@ fn wait_for(what: &str, f: impl Fn() -> bool) {
 /// The pid recorded in OUT/.tern-lock, once there.
 fn lock_holder(out: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(out.join(tern::train::LOCK)).ok()?;
-    text.trim().strip_prefix("pid ")?.parse().ok()
-}
-
-fn metrics(out: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// The training state stored in a checkpoint.
-fn state(path: &Path) -> serde_json::Value {
-    serde_json::from_str(Checkpoint::load(path).unwrap().training.as_deref().unwrap()).unwrap()
+    text.lines().next()?.trim().strip_prefix("pid ")?.parse().ok()
 }
 
 /// Hidden temporary files a write left in `out`.
@@ -337,4 +325,231 @@ fn a_second_sigint_exits_at_once() {
     assert_eq!(r.stderr, want);
     assert!(waited < Duration::from_millis(1500), "took {waited:?} after the second signal");
     assert_eq!(state(&out.join("last.safetensors"))["epoch"], 1);
+}
+
+/// The run id a checkpoint's training state carries.
+fn run_id(path: &Path) -> String {
+    state(path)["run"].as_str().unwrap_or_else(|| panic!("{}: no run id", path.display())).to_string()
+}
+
+/// Issue 26, point 1: a command whose standard output is a closed pipe (`| head -1`) ends
+/// quietly with 141 (128 + SIGPIPE) instead of panicking; one writing to a full disk fails
+/// with one error line; `tern train` trains on when its log's pipe closes or its disk fills,
+/// with one note on stderr.
+#[test]
+fn a_closed_or_full_stdout_ends_commands_quietly_and_training_goes_on() {
+    let f = fixture();
+    let (model, image) = (f.ckpt.to_str().unwrap(), f.image.to_str().unwrap());
+    for args in [&["classify", "--model", model, image][..], &["devices"], &["check"]] {
+        let r = tern_to(args, &[], closed_pipe());
+        assert_eq!((r.code, r.stderr.as_str()), (141, ""), "{args:?}");
+        let r = tern_to(args, &[], full_disk());
+        assert_fails(&r, &["cannot write to standard output (No space left on device"]);
+    }
+    // `tern train … | head -1`: the pipe closes after the first line, during the first epoch.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_fashion(&tmp.path().join("data"), 64, 32);
+    let out = tmp.path().join("head");
+    let mut child = spawn(&train_args(&data, &out, &["--epochs", "2"]), &[]);
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut first)
+        .unwrap();
+    assert!(first.starts_with("training small-cnn"), "{first}");
+    drop(child.stdout.take());
+    let r = finish(child, LIMIT);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.starts_with("note: standard output is gone (Broken pipe"), "{}", r.stderr);
+    assert!(r.stderr.contains("training goes on"), "{}", r.stderr);
+    assert_eq!(metrics(&out).len(), 2);
+    assert_eq!(state(&out.join("last.safetensors"))["epoch"], 2);
+    // `tern train … > /dev/full`.
+    let out = tmp.path().join("full");
+    let r = tern_to(&train_args(&data, &out, &[]), &[], full_disk());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.starts_with("note: standard output is gone (No space left on device"), "{}", r.stderr);
+    assert_eq!(metrics(&out).len(), 1);
+}
+
+/// Issue 26, point 2: --out renamed while its run goes on. A new run on the old name is a new
+/// directory; the first run notices at its next commit that its path no longer leads to the
+/// directory it locked, stops with one line naming where its checkpoint went, and writes
+/// nothing into the new run's directory; it resumes from where it moved.
+#[test]
+fn a_run_whose_out_is_renamed_stops_and_never_writes_into_the_new_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_fashion(&tmp.path().join("data"), 64, 32);
+    let (out, moved) = (tmp.path().join("run"), tmp.path().join("moved"));
+    let a =
+        spawn(&train_args(&data, &out, &["--epochs", "3", "--seed", "1"]), &[("TERN_FAULT", "slow-steps")]);
+    wait_for("epoch 1's outputs", || out.join("curves.png").exists());
+    std::fs::rename(&out, &moved).unwrap();
+    let b = train_tiny(&data, &out, &["--seed", "2"]);
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    let a = finish(a, LIMIT);
+    let (o, m) = (out.display(), moved.display());
+    assert_fails(
+        &a,
+        &[
+            &format!(
+                "{o} is no longer the directory this run locked (it was moved to {m} while the run went on)"
+            ),
+            "stopped before writing epoch 2's outputs, so nothing went into another directory",
+            &format!(
+                "this run's last.safetensors (epoch 1) is in {m}: continue it with `tern train --resume {m}`"
+            ),
+        ],
+    );
+    // Each directory holds one run.
+    assert_eq!(state(&moved.join("last.safetensors"))["config"]["seed"], 1);
+    assert_eq!(state(&out.join("last.safetensors"))["config"]["seed"], 2);
+    assert_eq!(metrics(&moved).len(), 1);
+    assert_eq!(metrics(&out).len(), 1);
+    let (first, second) = (run_id(&moved.join("last.safetensors")), run_id(&out.join("last.safetensors")));
+    assert_ne!(first, second);
+    assert_eq!(run_id(&moved.join("best.safetensors")), first);
+    assert_eq!(run_id(&out.join("best.safetensors")), second);
+    let lock = std::fs::read_to_string(out.join(tern::train::LOCK)).unwrap();
+    assert!(lock.ends_with(&format!("\nrun {second}\n")), "{lock}");
+    assert!(temp_files(&moved).is_empty() && temp_files(&out).is_empty());
+    // The moved run continues where it is now.
+    let r = tern(&["train", "--resume", moved.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(metrics(&moved).len(), 3);
+    assert_eq!(run_id(&moved.join("last.safetensors")), first);
+}
+
+/// Issue 26, point 3: another run's last.safetensors copied into a run directory. --resume
+/// continues the run the checkpoint belongs to, and the directory's best.safetensors, which
+/// belongs to the other run, is moved aside (never kept as this run's best, never deleted),
+/// then rebuilt from last.safetensors when that is the best epoch; checkpoints of older
+/// versions, without a run id, resume as their own.
+#[test]
+fn resume_moves_a_foreign_best_aside_and_keeps_best_in_step_with_last() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_fashion(&tmp.path().join("data"), 64, 32);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    assert_eq!(train_tiny(&data, &a, &["--seed", "1"]).code, 0);
+    let r = train_tiny(&data, &b, &["--epochs", "2", "--stop-after", "1", "--seed", "2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (a_run, b_run) = (run_id(&a.join("last.safetensors")), run_id(&b.join("last.safetensors")));
+    let a_best = std::fs::read(a.join("best.safetensors")).unwrap();
+    std::fs::copy(b.join("last.safetensors"), a.join("last.safetensors")).unwrap();
+    let r = tern(&["train", "--resume", a.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let aside = a.join(format!("best.run-{a_run}-epoch-1.safetensors"));
+    let want = format!(
+        "note: {}/best.safetensors is epoch 1 of another run (run {a_run}), not of the run in last.safetensors; moved it to {}",
+        a.display(),
+        aside.display()
+    );
+    assert_eq!(r.stderr, want);
+    assert_eq!(std::fs::read(&aside).unwrap(), a_best, "the other run's best changed");
+    let (last, best) = (state(&a.join("last.safetensors")), state(&a.join("best.safetensors")));
+    assert_eq!((last["run"].as_str(), best["run"].as_str()), (Some(b_run.as_str()), Some(b_run.as_str())));
+    let e = best["epoch"].as_u64().unwrap() as usize;
+    assert_eq!(best["history"].as_array().unwrap()[..], last["history"].as_array().unwrap()[..e]);
+    assert_eq!(metrics(&a).len(), 2);
+
+    // The best epoch is before the last one: no file holds it, and the other run's best is
+    // still not kept as this run's.
+    let c = tmp.path().join("c");
+    std::fs::create_dir(&c).unwrap();
+    let mut t = Tensors::read(&a.join("last.safetensors"));
+    t.edit_json("training", |s| {
+        s["history"][0]["test_accuracy"] = serde_json::json!(1.0);
+        s["best_accuracy"] = serde_json::json!(1.0);
+    });
+    t.write(&c.join("last.safetensors"));
+    std::fs::write(c.join("best.safetensors"), &a_best).unwrap();
+    let r = tern(&["train", "--resume", c.to_str().unwrap(), "--epochs", "3"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("best.safetensors is epoch 1 of another run"), "{}", r.stderr);
+    assert!(r.stderr.ends_with("this run's best epoch (1) is in no file now, and best.safetensors is written again when an epoch beats it"), "{}", r.stderr);
+    assert!(!c.join("best.safetensors").exists(), "a best.safetensors that is not this run's best");
+    assert_eq!(std::fs::read(c.join(format!("best.run-{a_run}-epoch-1.safetensors"))).unwrap(), a_best);
+
+    // Checkpoints without a run id (older versions) are the run's own, and it takes one.
+    for f in ["last.safetensors", "best.safetensors"] {
+        let mut t = Tensors::read(&b.join(f));
+        t.edit_json("training", |s| {
+            s.as_object_mut().unwrap().remove("run");
+        });
+        t.write(&b.join(f));
+    }
+    let r = tern(&["train", "--resume", b.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stderr, "", "an older version's best.safetensors was not taken as the run's own");
+    let run = run_id(&b.join("last.safetensors"));
+    assert_ne!(run, b_run);
+    let best = state(&b.join("best.safetensors"));
+    assert!(best["run"].is_null() || best["run"] == run.as_str(), "{best}");
+}
+
+/// Issue 26, point 5: a run whose last.safetensors is lost. Starting it again says how to
+/// resume or start over; --resume continues from best.safetensors (the epochs after it are
+/// trained again); --restart starts a new run there, replacing the old one's outputs; with no
+/// checkpoint at all, both messages name --restart.
+#[test]
+fn a_lost_last_checkpoint_resumes_from_best_and_restart_starts_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_fashion(&tmp.path().join("data"), 64, 32);
+    let out = tmp.path().join("run");
+    let o = out.display();
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        train_args(&data, &out, extra).into_iter().map(String::from).collect()
+    };
+    let run = |args: Vec<String>| tern(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(run(args(&["--epochs", "2"])).code, 0);
+    let old = run_id(&out.join("last.safetensors"));
+    let best_epoch = state(&out.join("best.safetensors"))["epoch"].as_u64().unwrap();
+    std::fs::remove_file(out.join("last.safetensors")).unwrap();
+    assert_fails(
+        &run(args(&["--epochs", "2"])),
+        &[
+            &format!("{o} already holds a run whose last.safetensors is missing"),
+            &format!("resume it from its best.safetensors with `tern train --resume {o}`"),
+            "start it over with --restart",
+        ],
+    );
+    let r = tern(&["train", "--resume", out.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "note: {o}/last.safetensors is missing: resuming from {o}/best.safetensors (epoch {best_epoch} of 2); the epochs after it are trained again"
+        )
+    );
+    assert_eq!(state(&out.join("last.safetensors"))["epoch"], 2);
+    assert_eq!(run_id(&out.join("last.safetensors")), old);
+    assert_eq!(metrics(&out).len(), 2);
+
+    // --restart replaces the run.
+    let r = run(args(&["--restart", "--seed", "3"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let new = run_id(&out.join("last.safetensors"));
+    assert_ne!(new, old);
+    assert_eq!(run_id(&out.join("best.safetensors")), new);
+    assert_eq!(state(&out.join("last.safetensors"))["config"]["seed"], 3);
+    assert_eq!(metrics(&out).len(), 1);
+
+    // Outputs without any checkpoint: only --restart helps, and both messages say so.
+    for f in ["last.safetensors", "best.safetensors"] {
+        std::fs::remove_file(out.join(f)).unwrap();
+    }
+    assert_fails(
+        &tern(&["train", "--resume", out.to_str().unwrap()]),
+        &[
+            &format!("{o}: no last.safetensors or best.safetensors to resume from"),
+            &format!("start the run over with `tern train --restart --out {o}`"),
+        ],
+    );
+    assert_fails(
+        &run(args(&[])),
+        &[&format!(
+            "{o} already holds a run's outputs but no checkpoint to resume: start it over with --restart"
+        )],
+    );
+    assert_eq!(run(args(&["--restart"])).code, 0);
+    assert_eq!(metrics(&out).len(), 1);
 }

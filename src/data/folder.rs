@@ -41,13 +41,17 @@ pub fn pixels(img: &image::DynamicImage, channels: usize, height: usize, width: 
     planes
 }
 
-/// Image files directly inside `dir`, sorted.
+/// The entries directly inside `dir` that are not directories or hidden, sorted: the images,
+/// and anything that cannot be one (a broken symbolic link, a FIFO), so that decoding reports
+/// it by name instead of it being skipped without a word.
 pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot list", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
-        .collect();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+        let path = entry.with_context(|| format!("{}: cannot list", dir.display()))?.path();
+        if !path.is_dir() && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+            files.push(path);
+        }
+    }
     files.sort();
     Ok(files)
 }

@@ -96,6 +96,12 @@ pub struct FolderOptions {
 pub fn load(kind: DatasetKind, dir: Option<&Path>, folder: FolderOptions) -> Result<Splits> {
     let need_dir = || match dir {
         Some(d) if d.is_dir() => Ok(d),
+        Some(d) if d.exists() => {
+            bail!(
+                "dataset directory {} is not a directory: --data names the directory holding the files",
+                d.display()
+            )
+        }
         Some(d) => bail!("dataset directory {} does not exist", d.display()),
         None => bail!("--dataset {kind:?} needs --data DIR"),
     };
@@ -128,6 +134,18 @@ pub fn load(kind: DatasetKind, dir: Option<&Path>, folder: FolderOptions) -> Res
     }
     let (mean, std) = stats.unwrap_or_else(|| train.channel_stats());
     Ok(Splits { train, test, mean, std, flip })
+}
+
+/// `--data DIR` with `--dataset embedded` (the default): the embedded set reads no directory,
+/// so DIR would be ignored; refuse it, naming the flag that is missing.
+pub fn check_data_flag(kind: DatasetKind, dir: Option<&Path>) -> Result<()> {
+    if let (DatasetKind::Embedded, Some(d)) = (kind, dir) {
+        bail!(
+            "--data {} is given but --dataset is embedded (the default), which reads no directory: name the data's format with --dataset fashion-mnist, mnist, cifar10 or folder",
+            d.display()
+        );
+    }
+    Ok(())
 }
 
 /// Refuse to hold `bytes` in host memory when that is more than half the memory available

@@ -95,22 +95,49 @@ pub struct Gpu {
     kernels: Arc<Mutex<HashMap<String, Arc<Kernel>>>>,
 }
 
-fn instance(opts: &GpuOptions) -> (wgpu::Instance, wgpu::Backends) {
+fn instance(opts: &GpuOptions) -> Result<(wgpu::Instance, wgpu::Backends)> {
     let backends = match opts.backend {
         Some(b) => b.backends(),
-        None => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+        None => match std::env::var("WGPU_BACKEND") {
+            // wgpu skips names it does not know, which would leave no backend and no adapter.
+            Ok(v) if wgpu::Backends::from_comma_list(&v).is_empty() => {
+                return Err(GpuError::NoAdapter(format!(
+                    " for WGPU_BACKEND={v}, which names no backend (vulkan, metal, dx12 or gl; unset it to use any)"
+                )));
+            }
+            _ => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+        },
     };
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
     desc.backends = backends;
-    (wgpu::Instance::new(desc), backends)
+    Ok((wgpu::Instance::new(desc), backends))
+}
+
+/// What limited the search for an adapter, for the error when none is found: `--backend` or
+/// `WGPU_BACKEND` (which users set and forget), and how to lift it.
+fn backend_choice(opts: &GpuOptions) -> String {
+    match (opts.backend, std::env::var("WGPU_BACKEND")) {
+        (Some(b), _) => format!(
+            " for --backend {} (leave it out to use any backend; `tern devices` lists the adapters)",
+            format!("{b:?}").to_lowercase()
+        ),
+        (None, Ok(v)) => format!(
+            " for WGPU_BACKEND={v}, set in the environment (unset it to use any backend; `tern devices` lists the adapters)"
+        ),
+        (None, Err(_)) => String::new(),
+    }
 }
 
 /// One line per adapter, in the order `--adapter` indexes them, with the kernel family that
 /// `--kernels` (or `TERN_KERNELS`) selects on it and how that family reduces there.
 pub fn adapter_summaries(opts: &GpuOptions) -> Result<Vec<String>> {
-    let (instance, backends) = instance(opts);
+    let (instance, backends) = instance(opts)?;
     let kernels = opts.kernels()?;
-    Ok(pollster::block_on(instance.enumerate_adapters(backends))
+    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    if adapters.is_empty() {
+        return Err(GpuError::NoAdapter(backend_choice(opts)));
+    }
+    Ok(adapters
         .iter()
         .enumerate()
         .map(|(i, a)| {
@@ -147,12 +174,9 @@ impl Gpu {
     fn open(opts: &GpuOptions) -> Result<Gpu> {
         let kernels = opts.kernels()?;
         let ternary = opts.ternary_kernels()?;
-        let (instance, backends) = instance(opts);
+        let (instance, backends) = instance(opts)?;
         let adapters = pollster::block_on(instance.enumerate_adapters(backends));
-        let which = match opts.backend {
-            Some(b) => format!(" for backend {b:?}"),
-            None => String::new(),
-        };
+        let which = backend_choice(opts);
         let adapter = if let Some(index) = opts.adapter {
             let count = adapters.len();
             adapters.into_iter().nth(index).ok_or(GpuError::AdapterIndex { index, count })?

@@ -161,7 +161,7 @@ impl PackedModel {
         }
         let list: Vec<_> =
             owned.iter().map(|(n, s, b, d)| (n.clone(), s.clone(), b.as_slice(), *d)).collect();
-        let mut meta = HashMap::new();
+        let mut meta = std::collections::BTreeMap::new();
         meta.insert("format".to_string(), FORMAT.to_string());
         meta.insert("tern".to_string(), serde_json::to_string(&self.meta)?);
         meta.insert("layers".to_string(), serde_json::to_string(&index)?);

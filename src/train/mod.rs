@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// One epoch's numbers, appended to OUT/metrics.jsonl.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochMetrics {
     pub epoch: usize,
     pub quant: QuantKind,
@@ -75,9 +75,23 @@ pub struct TrainState {
     pub history: Vec<EpochMetrics>,
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// The run's id, the same in every checkpoint the run writes, so that files of another run
+    /// in its directory are told apart (none in checkpoints of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 impl TrainState {
+    /// Whether `other`, the state of another checkpoint file, is of this run at or before this
+    /// state's epoch: the run ids agree (where both have one) and so does the history.
+    pub fn owns(&self, other: &TrainState) -> bool {
+        let same_run = match (&self.run, &other.run) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        same_run && other.epoch <= self.epoch && self.history.get(..other.epoch) == Some(&other.history[..])
+    }
+
     /// The epoch (from 1) whose checkpoint is best.safetensors: the first with the highest test
     /// accuracy, as training chooses it.
     pub fn best_epoch(&self) -> Option<usize> {
@@ -120,6 +134,9 @@ impl TrainState {
         if st.best_accuracy != best {
             bail!("{p}: the best accuracy {} is not the history's best {best}", st.best_accuracy);
         }
+        if let Some(run) = st.run.as_deref().filter(|r| !outdir::valid_run_id(r)) {
+            bail!("{p}: the run id {run:?} is malformed");
+        }
         if st.mean != ckpt.meta.mean || st.std != ckpt.meta.std {
             bail!("{p}: the training state's normalisation differs from the model's");
         }
@@ -151,13 +168,13 @@ pub enum Progress<'a> {
 impl Progress<'_> {
     fn say(&self, line: std::fmt::Arguments) {
         if let Progress::Print = self {
-            println!("{line}");
+            showln!("{line}");
         }
     }
 
     fn epoch(&mut self, m: &EpochMetrics, line: std::fmt::Arguments) {
         match self {
-            Progress::Print => println!("{line}"),
+            Progress::Print => showln!("{line}"),
             Progress::Callback(f) => f(m),
         }
     }
@@ -185,60 +202,66 @@ pub fn train(
     resume: Option<&Path>,
     stop_after: Option<usize>,
 ) -> Result<Summary> {
-    run(gpu, cfg, &[], resume, stop_after, &mut Progress::Print)
+    run(gpu, cfg, &[], Start { resume, restart: false, stop_after }, &mut Progress::Print)
 }
 
 /// `train` reporting through `progress`.
-pub fn train_with(
-    gpu: &Gpu,
-    cfg: &TrainConfig,
-    resume: Option<&Path>,
-    stop_after: Option<usize>,
-    progress: &mut Progress,
-) -> Result<Summary> {
-    run(gpu, cfg, &[], resume, stop_after, progress)
+pub fn train_with(gpu: &Gpu, cfg: &TrainConfig, start: Start, progress: &mut Progress) -> Result<Summary> {
+    run(gpu, cfg, &[], start, progress)
+}
+
+/// How `tern train` starts: a new run, a new run replacing the one in --out (`restart`), or
+/// the run in `resume` continued; and where it stops.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Start<'a> {
+    pub resume: Option<&'a Path>,
+    /// Start over in an --out that holds a run, replacing its outputs.
+    pub restart: bool,
+    pub stop_after: Option<usize>,
 }
 
 /// `tern train`: `train` with SIGINT/SIGTERM handled (the run stops at the next step boundary
 /// with its last checkpoint kept; a second signal exits at once), and with `--resume` the flags
 /// given on the command line applied to the resumed run or refused.
-pub fn command(
-    gpu: &Gpu,
-    args: &TrainArgs,
-    resume: Option<&Path>,
-    stop_after: Option<usize>,
-) -> Result<Summary> {
+pub fn command(gpu: &Gpu, args: &TrainArgs, start: Start) -> Result<Summary> {
     crate::interrupt::install();
-    run(gpu, &args.config, &args.given, resume, stop_after, &mut Progress::Print)
+    run(gpu, &args.config, &args.given, start, &mut Progress::Print)
 }
 
 fn run(
     gpu: &Gpu,
     cli: &TrainConfig,
     given: &[String],
-    resume: Option<&Path>,
-    stop_after: Option<usize>,
+    start: Start,
     progress: &mut Progress,
 ) -> Result<Summary> {
+    let Start { resume, restart, stop_after } = start;
     if stop_after == Some(0) {
         bail!("--stop-after must be at least 1 (the epochs to complete before stopping)");
     }
-    // On --resume the run's own config and state come from OUT/last.safetensors, read under the
-    // directory's lock.
+    // On --resume the run's own config and state come from OUT/last.safetensors (or, when that
+    // is lost, best.safetensors), read under the directory's lock.
     let mut dir = None;
     let (mut cfg, mut state, resume_ckpt) = match resume {
         Some(d) => {
             let locked = OutDir::open(d, false)?;
-            let path = locked.file(outdir::LAST);
-            if !path.exists() {
-                bail!(
-                    "{}: no {} to resume from (a run stopped before its first epoch ends leaves none): start it again",
-                    d.display(),
-                    outdir::LAST
+            let (path, ckpt) = resume_from(&locked)?;
+            let mut state = TrainState::from_checkpoint(&ckpt, &path)?;
+            if path.ends_with(outdir::BEST) {
+                errln!(
+                    "note: {} is missing: resuming from {} (epoch {} of {}); the epochs after it are trained again",
+                    locked.file(outdir::LAST).display(),
+                    path.display(),
+                    state.epoch,
+                    state.config.epochs
                 );
             }
-            let ckpt = Checkpoint::load(&path)?;
-            let mut state = TrainState::from_checkpoint(&ckpt, &path)?;
+            if given.iter().any(|g| g == "data") && state.config.dataset == data::DatasetKind::Embedded {
+                bail!(
+                    "--data: the run in {} trains on the embedded dataset, which reads no directory; resume without --data",
+                    d.display()
+                );
+            }
             let (cfg, changes) = config::resumed(&state.config, cli, given, state.epoch, d)?;
             if !changes.is_empty() {
                 progress.say(format_args!("resuming {} with {}", d.display(), changes.join(", ")));
@@ -247,7 +270,10 @@ fn run(
             dir = Some(locked);
             (state.config.clone(), Some(state), Some((ckpt, path)))
         }
-        None => (cli.clone(), None, None),
+        None => {
+            data::check_data_flag(cli.dataset, cli.data.as_deref())?;
+            (cli.clone(), None, None)
+        }
     };
     cfg.validate()?;
     // Stored paths work from any working directory.
@@ -257,8 +283,8 @@ fn run(
         s.config = cfg.clone();
     }
     let out = cfg.out_dir();
-    if dir.is_none() && out.join(outdir::LAST).exists() {
-        bail!("{} already holds a run: resume it with --resume {0}, or choose another --out", out.display());
+    if let (None, false, Some(held)) = (&dir, restart, outdir::Held::of(&out)) {
+        bail!("{}", held.refusal(&out));
     }
     if cfg.dataset == data::DatasetKind::Folder {
         // The size is known before any image is decoded.
@@ -299,11 +325,8 @@ fn run(
         Some(d) => d,
         None => {
             let d = OutDir::open(&out, true)?;
-            if d.had_run {
-                bail!(
-                    "{} already holds a run: resume it with --resume {0}, or choose another --out",
-                    out.display()
-                );
+            if let (false, Some(held)) = (restart, d.held) {
+                bail!("{}", held.refusal(&out));
             }
             d
         }
@@ -333,7 +356,11 @@ fn run(
         history: Vec::new(),
         mean: mean.clone(),
         std: std.clone(),
+        run: None,
     });
+    // Checkpoints of older versions carry no run id: the run takes one from now on.
+    let run_id = st.run.get_or_insert_with(outdir::new_run_id).clone();
+    dir.claim(&run_id)?;
     if let Some((_, path)) = &resume_ckpt {
         let restored = dir.repair(&st, &crate::files::read(path)?)?;
         if !restored.is_empty() {
@@ -360,7 +387,7 @@ fn run(
     }
     for epoch in start_epoch..end_epoch {
         crate::interrupt::set_hint(resume_hint(&out, st.epoch));
-        let stopped = |e: anyhow::Error, st: &TrainState| interrupted(e, &out, st, epoch, cfg.epochs);
+        let stopped = |e: anyhow::Error, st: &TrainState| stop_error(e, &out, st, epoch, cfg.epochs);
         let quant = cfg.quant_at(epoch);
         if session.model.spec.quant != quant {
             // End of the full-precision warm-up: continue from its weights with the quantizer.
@@ -425,7 +452,7 @@ fn run(
             && st.epoch < end_epoch
         {
             let e = crate::interrupt::Interrupted::new(signal, format!("after epoch {}", st.epoch)).into();
-            return Err(interrupted(e, &out, &st, epoch + 1, cfg.epochs));
+            return Err(stop_error(e, &out, &st, epoch + 1, cfg.epochs));
         }
     }
     let test = match last_eval {
@@ -436,10 +463,49 @@ fn run(
     progress.say(format_args!("{}", layer_table(&layers)));
     if let (Some(trace), Some(p)) = (&trace, &profiler) {
         progress.say(format_args!("{}", trace.table(p.describe()).trim_end()));
-        trace.write(&out.join("profile.json"))?;
-        progress.say(format_args!("trace of the sampled steps: {}", out.join("profile.json").display()));
+        dir.check_ours(outdir::PROFILE, st.epoch)?;
+        trace.write(&out.join(outdir::PROFILE))?;
+        progress.say(format_args!("trace of the sampled steps: {}", out.join(outdir::PROFILE).display()));
     }
     Ok(Summary { out, history: st.history, layers, test })
+}
+
+/// The checkpoint a resumed run continues from: `last.safetensors`, or `best.safetensors` when
+/// that is lost (a run is deterministic, so the epochs after the best are trained again as they
+/// were); errors name the way out when neither can continue it.
+fn resume_from(dir: &OutDir) -> Result<(PathBuf, Checkpoint)> {
+    let d = dir.path.display();
+    let last = dir.file(outdir::LAST);
+    if last.exists() {
+        return Ok((last.clone(), Checkpoint::load(&last)?));
+    }
+    let best = dir.file(outdir::BEST);
+    if best.exists() {
+        let restart = format!(
+            "start it over with `tern train --restart --out {d}` and its flags, or choose another --out"
+        );
+        let ckpt = Checkpoint::load(&best)
+            .map_err(|e| anyhow::anyhow!("{e:#}; {d} has no {}: {restart}", outdir::LAST))?;
+        if ckpt.training.is_none() {
+            bail!(
+                "{}: no training state to resume (and {d} has no {}): {restart}",
+                best.display(),
+                outdir::LAST
+            );
+        }
+        return Ok((best, ckpt));
+    }
+    match dir.held {
+        Some(_) => bail!(
+            "{d}: no {} or {} to resume from: start the run over with `tern train --restart --out {d}` and its flags, or choose another --out",
+            outdir::LAST,
+            outdir::BEST
+        ),
+        None => bail!(
+            "{d}: no {} to resume from (a run stopped before its first epoch ends leaves none): start it again",
+            outdir::LAST
+        ),
+    }
 }
 
 /// How to continue after a stop: what the last checkpoint holds and the command.
@@ -455,9 +521,34 @@ fn resume_hint(out: &Path, completed: usize) -> String {
     }
 }
 
-/// An interruption during `epoch` (0-based) as the one-line error the user sees; other errors
-/// pass unchanged.
-fn interrupted(e: anyhow::Error, out: &Path, st: &TrainState, epoch: usize, epochs: usize) -> anyhow::Error {
+/// The loss is no longer finite: the run cannot go on.
+#[derive(Debug, thiserror::Error)]
+#[error("loss became {loss} at epoch {epoch} step {step}")]
+struct Diverged {
+    loss: f32,
+    epoch: usize,
+    step: usize,
+}
+
+/// An interruption during `epoch` (0-based) or a diverged loss as the one-line error the user
+/// sees, saying what is kept; other errors pass unchanged.
+fn stop_error(e: anyhow::Error, out: &Path, st: &TrainState, epoch: usize, epochs: usize) -> anyhow::Error {
+    let e = match e.downcast::<Diverged>() {
+        Ok(d) if st.epoch == 0 => {
+            return anyhow::anyhow!(
+                "{d}: training stopped before any epoch was complete, so nothing is saved; start again with a lower --lr"
+            );
+        }
+        Ok(d) => {
+            return anyhow::anyhow!(
+                "{d}: training stopped; {} (epoch {}) is kept: resume it with a lower learning rate, `tern train --resume {} --lr LR`",
+                out.join(outdir::LAST).display(),
+                st.epoch,
+                out.display()
+            );
+        }
+        Err(e) => e,
+    };
     match e.downcast::<crate::interrupt::Interrupted>() {
         Ok(i) => {
             let at = if i.message.starts_with("after epoch") {
@@ -551,12 +642,7 @@ fn run_epoch(
             let m = gpu.read(&g.metrics)?;
             gpu.write(&g.metrics, &[0.0; 4])?;
             if !m[0].is_finite() {
-                bail!(
-                    "loss became {} at epoch {} step {}: training stopped, the last good checkpoint is kept",
-                    m[0],
-                    epoch + 1,
-                    i + 1
-                );
+                return Err(Diverged { loss: m[0], epoch: epoch + 1, step: i + 1 }.into());
             }
             loss_sum += m[0] as f64;
             correct += m[1] as f64;

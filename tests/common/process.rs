@@ -32,12 +32,15 @@ pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
 pub fn finish(mut child: Child, limit: Duration) -> Run {
     use std::io::Read;
     use std::os::unix::process::ExitStatusExt;
-    // Drain the pipes on threads so a chatty process cannot block on a full pipe.
-    let mut out = child.stdout.take().unwrap();
+    // Drain the pipes on threads so a chatty process cannot block on a full pipe. Stdout may be
+    // elsewhere (a closed pipe, /dev/full): then there is none to read.
+    let out = child.stdout.take();
     let mut err = child.stderr.take().unwrap();
     let out = std::thread::spawn(move || {
         let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
+        if let Some(mut out) = out {
+            let _ = out.read_to_end(&mut s);
+        }
         s
     });
     let err = std::thread::spawn(move || {
@@ -217,6 +220,40 @@ impl Tensors {
         f(&mut v);
         self.metadata.insert(key.into(), v.to_string());
     }
+}
+
+/// Run `tern` with its standard output on `stdout` (a closed pipe, /dev/full).
+pub fn tern_to(args: &[&str], env: &[(&str, &str)], stdout: impl Into<Stdio>) -> Run {
+    let mut c = command(args, env);
+    c.stdout(stdout).stderr(Stdio::piped());
+    finish(c.spawn().expect("start tern"), Duration::from_secs(300))
+}
+
+/// A pipe whose reading end is closed: every write to it fails with a broken pipe.
+pub fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    writer
+}
+
+/// /dev/full, as a standard output: every write to it fails with "no space left on device".
+pub fn full_disk() -> std::fs::File {
+    std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full")
+}
+
+/// The training state stored in a checkpoint.
+pub fn state(path: &Path) -> serde_json::Value {
+    let ckpt = tern::checkpoint::Checkpoint::load(path).unwrap_or_else(|e| panic!("{e:#}"));
+    serde_json::from_str(ckpt.training.as_deref().unwrap()).unwrap()
+}
+
+/// OUT/metrics.jsonl, one value per line (none when missing).
+pub fn metrics(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Run `tern` in the working directory `dir`.
