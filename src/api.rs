@@ -5,7 +5,7 @@ use crate::Error;
 use crate::checkpoint::Meta;
 use crate::gpu::Gpu;
 use crate::infer::{self, Runner};
-use crate::train::{self, EpochMetrics, Progress, Summary, TrainConfig};
+use crate::train::{self, EpochMetrics, Progress, Summary, TrainArgs, TrainConfig};
 use std::path::{Path, PathBuf};
 
 /// One class of a classification: its label, index in the model's outputs and probability.
@@ -130,23 +130,45 @@ pub struct Trainer<'g> {
     gpu: &'g Gpu,
     config: TrainConfig,
     resume: Option<PathBuf>,
+    restart: bool,
     stop_after: Option<usize>,
+    /// The command line's flags (`tern train`): applied to a resumed run or refused.
+    given: Vec<String>,
+    /// Stop at the next step on SIGINT/SIGTERM with the last checkpoint kept (`tern train`).
+    signals: bool,
 }
 
 impl<'g> Trainer<'g> {
-    /// A new run; it writes to `config.out` (default `runs/<arch>-<quant>`), which must not hold one.
+    /// A new run; it writes to `config.out` (default `runs/<arch>-<quant>`), which must not hold
+    /// one unless `restart`.
     pub fn new(gpu: &'g Gpu, config: TrainConfig) -> Trainer<'g> {
-        Trainer { gpu, config, resume: None, stop_after: None }
+        Trainer {
+            gpu,
+            config,
+            resume: None,
+            restart: false,
+            stop_after: None,
+            given: Vec::new(),
+            signals: false,
+        }
     }
 
     /// Continue the run in `dir` from its last checkpoint, with its own configuration.
     pub fn resume(gpu: &'g Gpu, dir: impl AsRef<Path>) -> Trainer<'g> {
-        Trainer {
-            gpu,
-            config: TrainConfig::default(),
-            resume: Some(dir.as_ref().to_path_buf()),
-            stop_after: None,
-        }
+        Trainer { resume: Some(dir.as_ref().to_path_buf()), ..Trainer::new(gpu, TrainConfig::default()) }
+    }
+
+    /// `tern train`'s run: `args` as parsed from its command line (the flags given with
+    /// `--resume` change the resumed run or are refused), SIGINT and SIGTERM handled.
+    pub fn command(gpu: &'g Gpu, args: &TrainArgs, resume: Option<&Path>) -> Trainer<'g> {
+        let resume = resume.map(Path::to_path_buf);
+        Trainer { resume, given: args.given.clone(), signals: true, ..Trainer::new(gpu, args.config.clone()) }
+    }
+
+    /// Start over in an output directory that holds a run, replacing its outputs.
+    pub fn restart(mut self) -> Trainer<'g> {
+        self.restart = true;
+        self
     }
 
     /// Return once this many epochs are complete (continue later with `resume`).
@@ -157,12 +179,26 @@ impl<'g> Trainer<'g> {
 
     /// Train, calling `on_epoch` after every epoch with its metrics (as metrics.jsonl holds them).
     pub fn run(self, mut on_epoch: impl FnMut(&EpochMetrics)) -> Result<Summary, Error> {
+        self.run_with(&mut Progress::Callback(&mut on_epoch))
+    }
+
+    /// Train, printing what `tern train` prints: each epoch's line, a progress bar, the layers.
+    pub fn run_printed(self) -> Result<Summary, Error> {
+        self.run_with(&mut Progress::Print)
+    }
+
+    fn run_with(self, progress: &mut Progress) -> Result<Summary, Error> {
         if self.resume.is_none() {
             self.config.validate().map_err(|e| Error::Invalid(format!("{e:#}")))?;
         }
-        let mut progress = Progress::Callback(&mut on_epoch);
-        let start =
-            train::Start { resume: self.resume.as_deref(), restart: false, stop_after: self.stop_after };
-        train::train_with(self.gpu, &self.config, start, &mut progress).map_err(Error::from_run)
+        if self.signals {
+            crate::interrupt::install();
+        }
+        let start = train::Start {
+            resume: self.resume.as_deref(),
+            restart: self.restart,
+            stop_after: self.stop_after,
+        };
+        train::run(self.gpu, &self.config, &self.given, start, progress).map_err(Error::from_run)
     }
 }

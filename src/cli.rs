@@ -10,7 +10,14 @@ use std::process::ExitCode;
 
 pub fn train(gpu: &GpuOptions, args: &train::TrainArgs, start: train::Start) -> Result<()> {
     let gpu = Gpu::new(gpu)?;
-    let summary = train::command(&gpu, args, start)?;
+    let mut trainer = crate::Trainer::command(&gpu, args, start.resume);
+    if start.restart {
+        trainer = trainer.restart();
+    }
+    if let Some(n) = start.stop_after {
+        trainer = trainer.stop_after(n);
+    }
+    let summary = trainer.run_printed()?;
     // The training log is a view: the run is done whether or not stdout still takes it.
     showln!(
         "final test accuracy {:.2}% — checkpoints, metrics.jsonl and curves.png in {}",
@@ -64,21 +71,51 @@ pub fn classify(
     images: &[PathBuf],
 ) -> Result<ExitCode> {
     check_batch_size(batch_size)?;
+    if top_k == 0 {
+        anyhow::bail!("--top-k must be at least 1");
+    }
     let files = infer::collect_images(images)?;
     let gpu = Gpu::new(gpu)?;
-    let batch = batch_size.clamp(1, files.len().max(1));
-    let (runner, meta) = match model {
-        Some(path) => infer::load_runner(&gpu, path, batch)?,
-        None => infer::load_builtin_runner(&gpu, batch)?,
-    };
-    let (preds, errors) = infer::classify(&gpu, &runner, &meta, &files, top_k)?;
-    for p in &preds {
+    let model = crate::Model::load_batched(&gpu, model, batch_size.clamp(1, files.len().max(1)))?;
+    let (c, h, w) = model.input_shape();
+    let (mut decoded, mut pixels, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    for f in &files {
+        let image = crate::fault::catch(&format!("{}: decoding", f.display()), || {
+            crate::data::folder::decode_image(f, c, h, w)
+        });
+        match image.and_then(|r| r) {
+            Ok(px) => {
+                decoded.push(f);
+                pixels.push(px);
+            }
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    /// One line of `--json`.
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        file: String,
+        top: Vec<crate::Class>,
+        logits: &'a [f32],
+    }
+    for (f, logits) in decoded.iter().zip(model.logits_of_pixels(&pixels)?) {
+        if logits.iter().any(|v| !v.is_finite()) {
+            errors.push(format!(
+                "{}: the model's outputs for this image are not finite (NaN or infinite)",
+                f.display()
+            ));
+            continue;
+        }
+        let top = model.top(&logits, top_k);
         if json {
-            outln!("{}", serde_json::to_string(p)?)?;
+            outln!(
+                "{}",
+                serde_json::to_string(&Line { file: f.display().to_string(), top, logits: &logits })?
+            )?;
         } else {
             let top: Vec<String> =
-                p.top.iter().map(|t| format!("{} {:.1}%", t.label, 100.0 * t.probability)).collect();
-            outln!("{}: {}", p.file, top.join(", "))?;
+                top.iter().map(|t| format!("{} {:.1}%", t.label, 100.0 * t.probability)).collect();
+            outln!("{}: {}", f.display(), top.join(", "))?;
         }
     }
     for e in &errors {

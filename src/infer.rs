@@ -258,22 +258,6 @@ pub fn load_runner(gpu: &Gpu, path: &Path, batch: usize) -> Result<(Runner, Meta
     }
 }
 
-/// One classified image.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Prediction {
-    pub file: String,
-    /// (label, index, probability), most probable first.
-    pub top: Vec<TopK>,
-    pub logits: Vec<f32>,
-}
-
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct TopK {
-    pub label: String,
-    pub index: usize,
-    pub probability: f32,
-}
-
 /// Files named directly, and the files inside named directories (sorted, not recursive).
 /// Anything else that exists (a FIFO, socket or device) is refused: reading it could block.
 pub fn collect_images(paths: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>> {
@@ -293,65 +277,4 @@ pub fn collect_images(paths: &[std::path::PathBuf]) -> Result<Vec<std::path::Pat
         }
     }
     Ok(files)
-}
-
-/// Classify images in batches. Images that fail to decode are returned as errors (one line each,
-/// naming the file) while the others are classified.
-pub fn classify(
-    gpu: &Gpu,
-    runner: &Runner,
-    meta: &Meta,
-    files: &[std::path::PathBuf],
-    top_k: usize,
-) -> Result<(Vec<Prediction>, Vec<String>)> {
-    if top_k == 0 {
-        bail!("--top-k must be at least 1");
-    }
-    let s = &meta.spec;
-    let augment = Augment::eval(&meta.mean, &meta.std);
-    let per_image = s.in_channels * s.height * s.width;
-    let (mut ok_files, mut images, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-    for f in files {
-        let decoded = crate::fault::catch(&format!("{}: decoding", f.display()), || {
-            crate::data::folder::decode_image(f, s.in_channels, s.height, s.width)
-        });
-        match decoded.and_then(|r| r) {
-            Ok(px) => {
-                let mut out = vec![0f32; per_image];
-                augment.apply(&px, s.in_channels, s.height, s.width, None::<&mut rand_pcg::Pcg32>, &mut out);
-                images.extend(out);
-                ok_files.push(f);
-            }
-            Err(e) => errors.push(format!("{e:#}")),
-        }
-    }
-    let logits =
-        if ok_files.is_empty() { Vec::new() } else { runner.logits(gpu, &images, ok_files.len())? };
-    let mut preds = Vec::new();
-    for (f, l) in ok_files.iter().zip(logits.chunks(s.classes)) {
-        if l.iter().any(|v| !v.is_finite()) {
-            errors.push(format!(
-                "{}: the model's outputs for this image are not finite (NaN or infinite)",
-                f.display()
-            ));
-            continue;
-        }
-        preds.push({
-            let top = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let z: f32 = l.iter().map(|v| (v - top).exp()).sum();
-            let mut order: Vec<usize> = (0..l.len()).collect();
-            order.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
-            let top = order
-                .iter()
-                .take(top_k)
-                .map(|&i| TopK {
-                    label: meta.classes[i].clone(),
-                    index: i,
-                    probability: (l[i] - top).exp() / z,
-                })
-                .collect();
-            Prediction { file: f.display().to_string(), top, logits: l.to_vec() }
-        });
-    }
-    Ok((preds, errors))
 }

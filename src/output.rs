@@ -89,5 +89,8 @@ pub fn exit_code(e: &anyhow::Error) -> (u8, bool) {
     {
         return (CLOSED_PIPE_EXIT, false);
     }
+    if let Some(crate::Error::Interrupted { signal, .. }) = e.downcast_ref::<crate::Error>() {
+        return ((128 + signal) as u8, true);
+    }
     (crate::interrupt::exit_code(e), true)
 }

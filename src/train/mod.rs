@@ -205,11 +205,6 @@ pub fn train(
     run(gpu, cfg, &[], Start { resume, restart: false, stop_after }, &mut Progress::Print)
 }
 
-/// `train` reporting through `progress`.
-pub fn train_with(gpu: &Gpu, cfg: &TrainConfig, start: Start, progress: &mut Progress) -> Result<Summary> {
-    run(gpu, cfg, &[], start, progress)
-}
-
 /// How `tern train` starts: a new run, a new run replacing the one in --out (`restart`), or
 /// the run in `resume` continued; and where it stops.
 #[derive(Clone, Copy, Debug, Default)]
@@ -220,15 +215,9 @@ pub struct Start<'a> {
     pub stop_after: Option<usize>,
 }
 
-/// `tern train`: `train` with SIGINT/SIGTERM handled (the run stops at the next step boundary
-/// with its last checkpoint kept; a second signal exits at once), and with `--resume` the flags
-/// given on the command line applied to the resumed run or refused.
-pub fn command(gpu: &Gpu, args: &TrainArgs, start: Start) -> Result<Summary> {
-    crate::interrupt::install();
-    run(gpu, &args.config, &args.given, start, &mut Progress::Print)
-}
-
-fn run(
+/// A run as `start` says, with the configuration `cli` (on resume, the run's own changed by the
+/// flags named in `given`), reporting through `progress`.
+pub(crate) fn run(
     gpu: &Gpu,
     cli: &TrainConfig,
     given: &[String],
