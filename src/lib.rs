@@ -79,6 +79,7 @@ pub mod params;
 pub mod plot;
 pub mod profile;
 pub mod quant;
+pub mod roofline;
 pub mod trace;
 pub mod train;
 

@@ -1,6 +1,6 @@
 //! `tern profile`: per-kernel GPU times of training or inference steps, with achieved GFLOP/s and
 //! GB/s from each kernel's declared cost and their fractions of the adapter's ceilings (measured
-//! at the start, see `bench::ceilings`), the step time split into GPU busy and host phases, and
+//! at the start, see `roofline::ceilings`), the step time split into GPU busy and host phases, and
 //! an optional Chrome/Perfetto trace.
 
 use crate::data::Dataset;
@@ -71,14 +71,14 @@ fn synthetic(spec: &ModelSpec, n: usize) -> Dataset {
     }
 }
 
-/// The adapter's ceilings, measured once per adapter and process (briefly: `bench::ceilings`).
+/// The adapter's ceilings, measured once per adapter and process (briefly: `roofline::ceilings`).
 fn ceilings(gpu: &Gpu) -> Result<Ceilings> {
     static CACHE: std::sync::Mutex<Vec<(String, Ceilings)>> = std::sync::Mutex::new(Vec::new());
     let adapter = gpu.describe();
     if let Some((_, c)) = CACHE.lock().unwrap().iter().find(|(a, _)| *a == adapter) {
         return Ok(c.clone());
     }
-    let c = crate::bench::ceilings(gpu)?;
+    let c = crate::roofline::ceilings(gpu)?;
     CACHE.lock().unwrap().push((adapter, c.clone()));
     Ok(c)
 }
