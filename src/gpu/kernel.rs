@@ -24,7 +24,7 @@ pub struct BindingInfo {
 pub struct Kernel {
     /// "conv2d/forward": shader file / entry point.
     pub name: String,
-    pub pipeline: wgpu::ComputePipeline,
+    pub(crate) pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
     pub bindings: Vec<BindingInfo>,
     pub workgroup_size: [u32; 3],
@@ -226,7 +226,7 @@ impl Dispatch {
         Ok(Dispatch { label, kernel: kernel.clone(), bind_group, groups: [x as u32, y as u32, 1], cost })
     }
 
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+    pub(crate) fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.push_debug_group(&self.label);
         pass.set_pipeline(&self.kernel.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
@@ -254,7 +254,7 @@ impl Program {
         self.dispatches.extend(dispatches);
     }
 
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+    pub(crate) fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         for d in &self.dispatches {
             d.record(pass);
         }

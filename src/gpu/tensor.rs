@@ -58,7 +58,7 @@ impl Tensor {
         self.numel() as u64 * 4
     }
 
-    pub fn buffer(&self) -> &wgpu::Buffer {
+    pub(crate) fn buffer(&self) -> &wgpu::Buffer {
         &self.buffer
     }
 
@@ -82,7 +82,7 @@ impl Tensor {
         Tensor::new(self.buffer.clone(), self.offset, shape, &self.name, self.dtype)
     }
 
-    pub fn binding(&self) -> wgpu::BindingResource<'_> {
+    pub(crate) fn binding(&self) -> wgpu::BindingResource<'_> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: &self.buffer,
             offset: self.offset,
