@@ -88,13 +88,16 @@ def log(msg):
     print(f"[fulldata {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def commit(message, enabled):
+def commit(message, enabled, curves=False):
+    """Commit results/fulldata; curves.png only when a row is done (each version would stay in
+    the history)."""
     if not enabled:
         return
+    paths = [RESULTS] if curves else [RESULTS, ":(exclude,glob)results/fulldata/**/curves.png"]
     for _ in range(10):
-        add = subprocess.run(["git", "add", "-A", "--", RESULTS], cwd=ROOT)
+        add = subprocess.run(["git", "add", "-A", "--"] + paths, cwd=ROOT)
         if add.returncode == 0:
-            c = subprocess.run(["git", "commit", "-q", "-m", message, "--", RESULTS], cwd=ROOT,
+            c = subprocess.run(["git", "commit", "-q", "-m", message, "--"] + paths, cwd=ROOT,
                                capture_output=True, text=True)
             if c.returncode == 0 or "nothing to commit" in c.stdout + c.stderr:
                 return
@@ -242,7 +245,7 @@ def finish(row, args):
         if all(r.done() for r in users) and os.path.exists(warmup_path(fp)):
             os.remove(warmup_path(fp))
     log(f"{row.name} done: test accuracy {100 * record['test_accuracy']:.2f} %")
-    commit(f"fulldata: {row.name} done ({100 * record['test_accuracy']:.2f} %)", args.commit)
+    commit(f"fulldata: {row.name} done ({100 * record['test_accuracy']:.2f} %)", args.commit, curves=True)
 
 
 def machine(row, args):
