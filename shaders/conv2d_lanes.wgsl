@@ -26,11 +26,11 @@
 //   of the segment's 4 source rows (5 at stride 2; 10 values at stride 1, 17 at stride 2) is
 //   loaded once and feeds up to 6 taps × 16 channels × 8 columns; lane l loads the 9 weights of
 //   channels co0 + l and co0 + 8 + l, which serve both rows, and subgroupBroadcast hands each
-//   to every lane (2 loads for 16 weights). Two rows against one: ResNet-20's dense forward and
-//   input gradients 0.79× the time (README, "Ternary layers: bit masks against dense"). Output
-//   channels past the end read the last channel's weights and are not stored; invocations past
-//   the last segment repeat it (so every lane takes part in the broadcasts) without storing, and
-//   subgroups made only of those return at once.
+//   to every lane (2 loads for 16 weights). Two rows per invocation load each weight once for
+//   both, halving the weight loads and broadcasts per multiply-add. Output channels past the end
+//   read the last channel's weights and are not stored; invocations past the last segment repeat
+//   it (so every lane takes part in the broadcasts) without storing, and subgroups made only of
+//   those return at once.
 //   grad_input (stride 1 only) is the forward convolution of dy with the kernel flipped and its
 //   channels swapped: weight index = ch·p.w_ch + c·p.w_in + p.w_tap0 ± tap (p.w_flip). With
 //   ACCUMULATE, grad_input adds to dx (a residual branch's first convolution adds to the

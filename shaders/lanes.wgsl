@@ -53,8 +53,8 @@ fn taps_stride2(a: vec4f, b: vec4f, c: vec4f, d: vec4f, e: f32) -> array<vec4f, 
 
 // acc[2k], acc[2k + 1] += w_k · (lo, hi), where lane l holds w_l in wv.x and w_(8 + l) in wv.y;
 // channels 8-15 only when `upper` (they exist). Zero weights are multiplied too: llvmpipe runs
-// an `if` under an execution mask, so `if (w != 0)` skipped nothing and turned every
-// accumulator update into a masked store (ResNet-20's packed kernels took 1.10× the time).
+// an `if` under an execution mask, so `if (w != 0)` would skip nothing and turn every
+// accumulator update into a masked store.
 fn mac16(acc: ptr<function, array<vec4f, 32>>, wv: vec2f, lo: vec4f, hi: vec4f, upper: bool) {
     var s: f32;
     s = subgroupBroadcast(wv.x, 0u); (*acc)[0] += s * lo; (*acc)[1] += s * hi;

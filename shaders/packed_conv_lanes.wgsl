@@ -28,10 +28,10 @@
 // input channel's weight to +Wp, 0 or −Wn in registers, and subgroupBroadcast hands it to every
 // lane; the dense entry loads the f32 weight instead. Per input channel, each of the 4 source
 // rows (5 at stride 2; 10 values at stride 1, 17 at stride 2) is loaded once for up to 6 taps ×
-// 16 channels × 8 columns, and each weight serves both rows (two rows against one: ResNet-20's
-// packed kernels 0.96× the time, 2 alternating pairs). Kernel rows are written out (private
-// arrays are indexed by constants only: llvmpipe keeps them in registers). Invocations past the
-// last segment repeat it without storing; subgroups made only of those return at once.
+// 16 channels × 8 columns, and each weight serves both rows (decoded once for two rows). Kernel
+// rows are written out (private arrays are indexed by constants only: llvmpipe keeps them in
+// registers). Invocations past the last segment repeat it without storing; subgroups made only
+// of those return at once.
 //
 // Epilogue: v = conv·scale + shift, then + residual (option A: subsample by res_stride, channels
 // offset by res_pad_c, zero outside), then + y's old value if ACCUMULATE = 1 (training's input

@@ -42,7 +42,8 @@ pub struct GpuOptions {
     #[arg(long, value_enum, global = true)]
     pub kernels: Option<Kernels>,
     /// What ternary layers' forward convolutions and input gradients read in training: auto
-    /// (packed in the blocked family, where it is measured faster), packed bit masks or dense f32 weights
+    /// (packed with the blocked family's register-block kernels, which skip zero weights), packed
+    /// bit masks or dense f32 weights
     /// (default: TERN_TERNARY_KERNELS, else auto)
     #[arg(long, value_enum, global = true)]
     pub ternary_kernels: Option<TernaryKernels>,

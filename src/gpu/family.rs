@@ -47,8 +47,8 @@ impl Kernels {
 /// input gradient read in training.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum TernaryKernels {
-    /// packed where the blocked family's register-block kernels run (measured faster there), dense
-    /// with its lanes kernels (8-lane subgroups) and in the tiled family
+    /// packed where the blocked family's register-block kernels run (they skip zero weights'
+    /// multiply-adds), dense with its lanes kernels (8-lane subgroups) and in the tiled family
     #[default]
     Auto,
     /// bit masks written from the quantized weights every step, zero weights skipped
@@ -217,9 +217,10 @@ mod tests {
         }
     }
 
-    /// auto trains on masks only where the register-block kernels run: the lanes kernels and
-    /// the tiled family read dense weights as fast or faster (README, "Ternary layers: bit masks
-    /// against dense weights").
+    /// auto trains on masks only where the register-block kernels run: they skip zero weights.
+    /// The lanes kernels multiply every weight (a branch runs under a mask on llvmpipe, skipping
+    /// nothing) and the tiled family stages weights in workgroup memory, so masks only add the
+    /// decoding there.
     #[test]
     fn auto_trains_on_masks_only_with_the_register_block_kernels() {
         let auto = TernaryKernels::Auto;

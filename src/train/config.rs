@@ -131,8 +131,8 @@ impl TrainConfig {
     }
 
     /// Learning rate at `step` of `epoch`, with `steps` steps per epoch: one schedule over the
-    /// whole run, so the quantized phase continues where the warm-up left the rate (this beat a
-    /// restart per phase in our PyTorch runs of the default recipe).
+    /// whole run, so the quantized phase continues where the warm-up left the rate instead of
+    /// restarting it at full strength on weights that were just ternarized.
     pub fn lr_at(&self, epoch: usize, step: usize, steps: usize) -> f32 {
         let t = (epoch * steps + step) as f32;
         let total = (self.epochs * steps).max(1) as f32;
