@@ -112,13 +112,18 @@ pub struct TrainConfig {
 impl TrainConfig {
     /// The command line's defaults (the default run).
     pub fn defaults() -> TrainConfig {
+        TrainConfig::parse(&[])
+    }
+
+    /// The settings `tern train` would take from these command-line words.
+    fn parse(words: &[&str]) -> TrainConfig {
         use clap::Parser;
         #[derive(Parser)]
         struct Wrapper {
             #[command(flatten)]
             config: TrainConfig,
         }
-        Wrapper::parse_from(["tern"]).config
+        Wrapper::parse_from(std::iter::once("tern").chain(words.iter().copied())).config
     }
 
     pub fn out_dir(&self) -> PathBuf {
@@ -315,4 +320,34 @@ pub(crate) fn resumed(
 /// `path` made absolute (canonical when it exists), so a stored path works from any directory.
 pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learning_rate_schedules() {
+        let cosine = TrainConfig::parse(&["--epochs", "4", "--lr", "0.2"]);
+        assert_eq!(cosine.lr_at(0, 0, 10), 0.2);
+        assert!((cosine.lr_at(2, 0, 10) - 0.1).abs() < 1e-6);
+        assert!(cosine.lr_at(3, 9, 10) < 0.001);
+        let step = TrainConfig::parse(&["--epochs", "4", "--lr", "0.2", "--schedule", "step"]);
+        let got = [step.lr_at(1, 9, 10), step.lr_at(2, 0, 10), step.lr_at(3, 0, 10)];
+        for (g, w) in got.iter().zip([0.2, 0.02, 0.002]) {
+            assert!((g - w).abs() < 1e-7, "step schedule {got:?}");
+        }
+        let warm = TrainConfig::parse(&[
+            "--epochs",
+            "4",
+            "--lr",
+            "0.2",
+            "--schedule",
+            "constant",
+            "--warmup-epochs",
+            "1",
+        ]);
+        assert!((warm.lr_at(0, 4, 10) - 0.1).abs() < 1e-6);
+        assert_eq!(warm.lr_at(2, 0, 10), 0.2);
+    }
 }
