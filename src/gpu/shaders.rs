@@ -43,6 +43,14 @@ impl Reductions {
         }
     }
 
+    /// One word for case names and test names: "tree" or "subgroup".
+    pub fn path(self) -> &'static str {
+        match self {
+            Reductions::Tree => "tree",
+            Reductions::Lanes => "subgroup",
+        }
+    }
+
     fn file(self) -> &'static ShaderFile {
         match self {
             Reductions::Tree => &GROUP_TREE,

@@ -342,6 +342,17 @@ pub fn lanes(gpu: &Gpu, g: &Conv2dGeom) -> bool {
     gpu.lanes_kernels() && (g.kh, g.kw, g.pad) == (3, 3, 1) && (g.stride == 1 || g.stride == 2)
 }
 
+/// Which kernels run this convolution: "lanes" (conv2d_lanes.wgsl), "register-block"
+/// (conv2d.wgsl, the blocked family otherwise) or "tiled" (conv2d_tiled.wgsl); what `tern check`
+/// and the op tests name a case by.
+pub fn path(gpu: &Gpu, g: &Conv2dGeom) -> &'static str {
+    match gpu.family() {
+        _ if lanes(gpu, g) => "lanes",
+        Family::Blocked => "register-block",
+        Family::Tiled => "tiled",
+    }
+}
+
 /// lanes.wgsl's STRIDE and BLOCK_CH (8 channels per block where `channels`, the output
 /// channels of the launch, are at most 8): pipeline constants, so that the driver compiles each
 /// case apart (llvmpipe would run both sides of a branch on a uniform).
