@@ -49,8 +49,8 @@
 // Every sum runs in a fixed order: results are bit-identical from run to run.
 
 struct LanesParams {
-    n: u32, src_c: u32, sh: u32, sw: u32,          // source: channels, rows, columns
-    dst_c: u32, dh: u32, dw: u32,                  // destination (forward, grad_input)
+    n: u32, src_c: u32, src_h: u32, src_w: u32,    // source: channels, rows, columns
+    dst_c: u32, dst_h: u32, dst_w: u32,            // destination (forward, grad_input)
     w_ch: u32, w_in: u32, w_tap0: u32, w_flip: u32, // weight index of (out channel, in channel, tap)
     segs_row: u32, segs: u32, groups: u32, splits: u32, // segments per row and in all, position groups
 }
@@ -148,8 +148,8 @@ fn segment(pb: u32, rows: u32) -> vec3u {
 
 // Source row r of a plane (zero outside it) as row_taps.
 fn source_row(plane: u32, r: i32, k: Cols) -> array<vec4f, 6> {
-    let rok = select(0.0, 1.0, r >= 0 && r < i32(p.sh));
-    return row_taps(plane + u32(clamp(r, 0, i32(p.sh) - 1)) * p.sw, k, rok);
+    let rok = select(0.0, 1.0, r >= 0 && r < i32(p.src_h));
+    return row_taps(plane + u32(clamp(r, 0, i32(p.src_h) - 1)) * p.src_w, k, rok);
 }
 
 // forward and grad_input: destination rows 2·seg.y and 2·seg.y + 1 of the segment, from source
@@ -160,9 +160,9 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
     let pb = (g % p.groups) * WG + li;
     // Subgroups past the last segment have nothing to compute or share.
     if (subgroupAll(pb >= p.segs)) { return; }
-    let seg = segment(pb, (p.dh + 1u) / 2u);
+    let seg = segment(pb, (p.dst_h + 1u) / 2u);
     let row = 2u * seg.y;
-    let k = cols(i32(seg.z * STRIDE) - 1, p.sw);
+    let k = cols(i32(seg.z * STRIDE) - 1, p.src_w);
     let wa = min(ch0 + lane % 8u, p.dst_c - 1u);
     let wb = min(ch0 + 8u + lane % 8u, p.dst_c - 1u);
     let upper = has_upper(ch0, p.dst_c);
@@ -170,7 +170,7 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
     var acc0: array<vec4f, 32>;
     var acc1: array<vec4f, 32>;
     for (var c = 0u; c < p.src_c; c++) {
-        let plane = (seg.x * p.src_c + c) * p.sh * p.sw;
+        let plane = (seg.x * p.src_c + c) * p.src_h * p.src_w;
         var wv: array<vec2f, 9>;
         wv[0] = weights(wa, wb, c, 0u, upper); wv[1] = weights(wa, wb, c, 1u, upper);
         wv[2] = weights(wa, wb, c, 2u, upper); wv[3] = weights(wa, wb, c, 3u, upper);
@@ -183,10 +183,10 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
                      source_row(plane, top + 2, k), source_row(plane, top + 3, k), t4, upper);
     }
     if (pb >= p.segs) { return; }
-    let plane = p.dh * p.dw;
-    let base = (seg.x * p.dst_c + ch0) * plane + row * p.dw + seg.z;
-    store16(&acc0, base, plane, ch0, p.dw - seg.z, 1u, upper);
-    if (row + 1u < p.dh) { store16(&acc1, base + p.dw, plane, ch0, p.dw - seg.z, 1u, upper); }
+    let plane = p.dst_h * p.dst_w;
+    let base = (seg.x * p.dst_c + ch0) * plane + row * p.dst_w + seg.z;
+    store16(&acc0, base, plane, ch0, p.dst_w - seg.z, 1u, upper);
+    if (row + 1u < p.dst_h) { store16(&acc1, base + p.dst_w, plane, ch0, p.dst_w - seg.z, 1u, upper); }
 }
 
 @compute @workgroup_size(WG)
@@ -219,13 +219,13 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
     let pb = (g % p.groups) * WG + li;
     // Subgroups past the last segment have nothing to compute or share.
     if (subgroupAll(pb >= p.segs)) { return; }
-    let seg = segment(pb, (p.dh + 1u) / 2u);
+    let seg = segment(pb, (p.dst_h + 1u) / 2u);
     // dy columns v .. v + 8 of the segment
-    let k = cols(i32(seg.z), p.sw);
+    let k = cols(i32(seg.z), p.src_w);
     let wa = min(ci0 + lane % 8u, p.dst_c - 1u);
     let wb = min(ci0 + 8u + lane % 8u, p.dst_c - 1u);
     let upper = has_upper(ci0, p.dst_c);
-    let src_hw = p.sh * p.sw;
+    let src_hw = p.src_h * p.src_w;
     // Kernel rows of the class: pr = 0: i = 1 from dy row u; pr = 1: i = 2 from row u and i = 0
     // from row u + 1.
     let i_near = 1u + pr;
@@ -235,8 +235,8 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
         let plane = (seg.x * p.src_c + c) * src_hw;
         for (var dr = 0u; dr <= pr; dr++) {
             let r = seg.y + dr;
-            let rok = select(0.0, 1.0, r < p.sh);
-            let rb = plane + min(r, p.sh - 1u) * p.sw;
+            let rok = select(0.0, 1.0, r < p.src_h);
+            let rb = plane + min(r, p.src_h - 1u) * p.src_w;
             let a = src4(rb, k.off[0], k.ok[0] * rok);
             let b = src4(rb, k.off[1], k.ok[1] * rok);
             let e = src[rb + k.off[2].x] * k.ok[2].x * rok;
@@ -249,12 +249,12 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
     }
     if (pb >= p.segs) { return; }
     let row = 2u * seg.y + pr;
-    if (row >= p.dh) { return; }
-    let plane = p.dh * p.dw;
-    let base = (seg.x * p.dst_c + ci0) * plane + row * p.dw + 2u * seg.z;
+    if (row >= p.dst_h) { return; }
+    let plane = p.dst_h * p.dst_w;
+    let base = (seg.x * p.dst_c + ci0) * plane + row * p.dst_w + 2u * seg.z;
     // ⌈w/2⌉ even and ⌊w/2⌋ odd columns; segments cover the even ones.
-    store16(&acc_even, base, plane, ci0, (p.dw + 1u) / 2u - seg.z, 2u, upper);
-    let odd_cols = p.dw / 2u;
+    store16(&acc_even, base, plane, ci0, (p.dst_w + 1u) / 2u - seg.z, 2u, upper);
+    let odd_cols = p.dst_w / 2u;
     if (seg.z < odd_cols) { store16(&acc_odd, base + 1u, plane, ci0, odd_cols - seg.z, 2u, upper); }
 }
 
@@ -522,8 +522,8 @@ fn dy8(b: u32, left: u32) -> array<vec4f, 2> {
 }
 
 // dw[co, ci, i, j] = Σ_{n, r, c} dy[n, co, r, c] · x[n, ci, r·s − 1 + i, c·s − 1 + j] over this
-// workgroup's chunk of segments. Here src = x: p.src_c = cin, (p.sh, p.sw) = (h, w); p.dst_c =
-// cout, (p.dh, p.dw) = (oh, ow).
+// workgroup's chunk of segments. Here src = x: p.src_c = cin, (p.src_h, p.src_w) = (h, w);
+// p.dst_c = cout, (p.dst_h, p.dst_w) = (oh, ow).
 @compute @workgroup_size(WG_GRAD_WEIGHT)
 fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                @builtin(subgroup_invocation_id) lane: u32) {
@@ -538,28 +538,28 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     let chunk = (p.segs + p.splits - 1u) / p.splits;
     let s_begin = split * chunk;
     let s_end = min(s_begin + chunk, p.segs);
-    let src_hw = p.sh * p.sw;
-    let dy_hw = p.dh * p.dw;
+    let src_hw = p.src_h * p.src_w;
+    let dy_hw = p.dst_h * p.dst_w;
     let co_a = min(co0 + l, p.dst_c - 1u);
     let co_b = min(co0 + 8u + l, p.dst_c - 1u);
     let upper = has_upper(co0, p.dst_c);
     var acc: array<f32, 144>;
     for (var s = s_begin; s < s_end; s++) {
-        let seg = segment(s, p.dh);
-        let left = p.dw - seg.z;
-        let d = seg.y * p.dw + seg.z;
+        let seg = segment(s, p.dst_h);
+        let left = p.dst_w - seg.z;
+        let d = seg.y * p.dst_w + seg.z;
         let da = dy8((seg.x * p.dst_c + co_a) * dy_hw + d, left);
         var db: array<vec4f, 2>;
         if (upper) { db = dy8((seg.x * p.dst_c + co_b) * dy_hw + d, left); }
         var t: array<vec4f, 18>;
         if (has_ci) {
-            let k = cols(i32(seg.z * STRIDE) - 1, p.sw);
+            let k = cols(i32(seg.z * STRIDE) - 1, p.src_w);
             let plane = (seg.x * p.src_c + ci) * src_hw;
             let r0 = i32(seg.y * STRIDE) - 1;
-            let t0 = row_taps(plane + u32(clamp(r0, 0, i32(p.sh) - 1)) * p.sw, k, select(0.0, 1.0, r0 >= 0));
-            let t1 = row_taps(plane + u32(r0 + 1) * p.sw, k, 1.0);
+            let t0 = row_taps(plane + u32(clamp(r0, 0, i32(p.src_h) - 1)) * p.src_w, k, select(0.0, 1.0, r0 >= 0));
+            let t1 = row_taps(plane + u32(r0 + 1) * p.src_w, k, 1.0);
             let r2 = r0 + 2;
-            let t2 = row_taps(plane + u32(min(r2, i32(p.sh) - 1)) * p.sw, k, select(0.0, 1.0, r2 < i32(p.sh)));
+            let t2 = row_taps(plane + u32(min(r2, i32(p.src_h) - 1)) * p.src_w, k, select(0.0, 1.0, r2 < i32(p.src_h)));
             t = array<vec4f, 18>(t0[0], t0[1], t0[2], t0[3], t0[4], t0[5], t1[0], t1[1], t1[2], t1[3], t1[4], t1[5],
                                  t2[0], t2[1], t2[2], t2[3], t2[4], t2[5]);
         }

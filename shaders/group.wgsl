@@ -1,7 +1,7 @@
 // group.wgsl — reductions over one workgroup, and the ranges of split reductions, for the
 // shaders whose header says they use them.
 // Not a shader on its own: the host prepends this file and then one implementation of the
-// group_* functions, group_tree.wgsl (workgroup memory) or group_lanes.wgsl (subgroup
+// group_* functions, group_tree.wgsl (workgroup memory) or group_subgroup.wgsl (subgroup
 // operations: adapters with subgroups, in the tiled family), to those shaders.
 //
 // Bindings (group 0): none. The including file declares `override GROUP` (a power of two) and

@@ -120,7 +120,7 @@ pub fn check(options: &GpuOptions) -> Result<ExitCode> {
         print!("{}", crate::check::table(&cases));
         all.extend(cases);
         // The fallback of the subgroup reductions, which adapters without subgroups run.
-        if gpu.reductions() == Reductions::Lanes {
+        if gpu.reductions() == Reductions::Subgroup {
             println!("{} kernels, reductions in workgroup-memory trees:", family.name());
             let cases = crate::check::reductions(&gpu.with_reductions(Reductions::Tree))?;
             print!("{}", crate::check::table(&cases));

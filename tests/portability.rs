@@ -9,7 +9,7 @@ fn every_shader_translates_to_spirv_msl_and_hlsl() {
     assert!(!shaders::ALL.is_empty());
     for shader in shaders::ALL {
         let variants: &[Reductions] =
-            if shader.group { &[Reductions::Tree, Reductions::Lanes] } else { &[Reductions::Tree] };
+            if shader.group { &[Reductions::Tree, Reductions::Subgroup] } else { &[Reductions::Tree] };
         for &reductions in variants {
             let name = shader.label(reductions);
             let out = shader.translate(reductions).unwrap_or_else(|e| panic!("{e}"));

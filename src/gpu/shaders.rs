@@ -22,8 +22,8 @@ pub struct ShaderFile {
 pub enum Reductions {
     /// group_tree.wgsl: a halving tree in workgroup memory
     Tree,
-    /// group_lanes.wgsl: subgroup operations (needs the adapter's SUBGROUP feature)
-    Lanes,
+    /// group_subgroup.wgsl: subgroup operations (needs the adapter's SUBGROUP feature)
+    Subgroup,
 }
 
 impl Reductions {
@@ -31,7 +31,7 @@ impl Reductions {
     /// trees otherwise (CPU drivers, which the blocked family is for, gain nothing from them).
     pub(crate) fn of(family: super::Family, subgroups: bool) -> Reductions {
         match family == super::Family::Tiled && subgroups {
-            true => Reductions::Lanes,
+            true => Reductions::Subgroup,
             false => Reductions::Tree,
         }
     }
@@ -39,7 +39,7 @@ impl Reductions {
     pub fn name(self) -> &'static str {
         match self {
             Reductions::Tree => "workgroup-memory trees",
-            Reductions::Lanes => "subgroup operations",
+            Reductions::Subgroup => "subgroup operations",
         }
     }
 
@@ -47,14 +47,14 @@ impl Reductions {
     pub fn path(self) -> &'static str {
         match self {
             Reductions::Tree => "tree",
-            Reductions::Lanes => "subgroup",
+            Reductions::Subgroup => "subgroup",
         }
     }
 
     fn file(self) -> &'static ShaderFile {
         match self {
             Reductions::Tree => &GROUP_TREE,
-            Reductions::Lanes => &GROUP_LANES,
+            Reductions::Subgroup => &GROUP_SUBGROUP,
         }
     }
 }
@@ -101,7 +101,7 @@ shader!(TTQ, "ttq", true);
 shader!(TWN, "twn", true);
 shader!(GROUP, "group");
 shader!(GROUP_TREE, "group_tree");
-shader!(GROUP_LANES, "group_lanes");
+shader!(GROUP_SUBGROUP, "group_subgroup");
 shader!(LANES, "lanes");
 
 pub const ALL: &[&ShaderFile] = &[
@@ -132,7 +132,7 @@ pub const ALL: &[&ShaderFile] = &[
 
 /// The parts the host prepends to shaders (not shaders on their own): the group reductions and
 /// their implementations, and the lanes convolutions' register block.
-pub const PARTS: &[&ShaderFile] = &[&GROUP, &GROUP_TREE, &GROUP_LANES, &LANES];
+pub const PARTS: &[&ShaderFile] = &[&GROUP, &GROUP_TREE, &GROUP_SUBGROUP, &LANES];
 
 impl ShaderFile {
     /// What is prepended to the file: its parts, then group.wgsl and the `reductions`
@@ -156,7 +156,7 @@ impl ShaderFile {
         Cow::Owned(sources.join("\n"))
     }
 
-    /// "shaders/ttq.wgsl (after group.wgsl, group_lanes.wgsl)": where an error in
+    /// "shaders/ttq.wgsl (after group.wgsl, group_subgroup.wgsl)": where an error in
     /// `wgsl(reductions)` lies.
     pub fn label(&self, reductions: Reductions) -> String {
         let prefix = self.prefix(reductions);
