@@ -1,9 +1,11 @@
+// import: lanes.wgsl lanes_unrolled.wgsl conv2d_lanes_unrolled.wgsl
 // conv2d_lanes.wgsl — 3×3 convolutions with padding 1 and stride 1 or 2 for adapters whose
 // subgroups have at least 8 lanes: the blocked family's fast path on CPU drivers (llvmpipe runs
 // one subgroup as the 8 lanes of a 256-bit vector). NCHW, no bias. The host uses conv2d.wgsl for
-// other shapes and adapters; both compute the same sums in the same order per output. The host
-// prepends lanes.wgsl (the register block of forward and grad_input: cols, the taps of a source
-// row, mac16, mac_two_rows), which packed_conv_lanes.wgsl shares.
+// other shapes and adapters; both compute the same sums in the same order per output. It imports
+// lanes.wgsl (the register block of forward and grad_input: cols, the taps of a source row,
+// mac_two_rows), which packed_conv_lanes.wgsl shares, lanes_unrolled.wgsl (mac16) and
+// conv2d_lanes_unrolled.wgsl (store16, grad_acc, grad_store), both generated.
 //
 // Bindings (group 0):
 //   0 p           uniform  LanesParams
@@ -18,7 +20,7 @@
 // these kernels minimise loads per multiply-add. Private arrays are indexed by constants only (a
 // computed index sends the whole array to memory, written lane by lane), and no private array is
 // indexed in a loop (wgpu bounds every loop, so the driver unrolls none): the register-block code
-// is written out.
+// is written out, by src/gpu/unrolled.rs (the *_unrolled.wgsl parts).
 //
 // forward, grad_input: a register block of 16 output channels × 8 consecutive columns (a
 //   segment) of two output rows per invocation; WG (64) invocations along segments, the channel
@@ -101,27 +103,6 @@ fn put8(o: u32, lo: vec4f, hi: vec4f, n: u32, step: u32) {
     if (n > 5u) { put(o + 5u * step, hi.y); }
     if (n > 6u) { put(o + 6u * step, hi.z); }
     if (n > 7u) { put(o + 7u * step, hi.w); }
-}
-
-// Store the block: channel ch0 + k of row `row` at columns c0 .. c0 + 7 of each dst plane,
-// stepping `step` elements per column (1, or 2 for a stride-2 parity class).
-fn store16(acc: ptr<function, array<vec4f, 32>>, base: u32, plane: u32, ch0: u32, cols_left: u32, step: u32, upper: bool) {
-    if (ch0 + 0u < p.dst_c) { put8(base + 0u * plane, (*acc)[0], (*acc)[1], cols_left, step); }
-    if (ch0 + 1u < p.dst_c) { put8(base + 1u * plane, (*acc)[2], (*acc)[3], cols_left, step); }
-    if (ch0 + 2u < p.dst_c) { put8(base + 2u * plane, (*acc)[4], (*acc)[5], cols_left, step); }
-    if (ch0 + 3u < p.dst_c) { put8(base + 3u * plane, (*acc)[6], (*acc)[7], cols_left, step); }
-    if (ch0 + 4u < p.dst_c) { put8(base + 4u * plane, (*acc)[8], (*acc)[9], cols_left, step); }
-    if (ch0 + 5u < p.dst_c) { put8(base + 5u * plane, (*acc)[10], (*acc)[11], cols_left, step); }
-    if (ch0 + 6u < p.dst_c) { put8(base + 6u * plane, (*acc)[12], (*acc)[13], cols_left, step); }
-    if (ch0 + 7u < p.dst_c) { put8(base + 7u * plane, (*acc)[14], (*acc)[15], cols_left, step); }
-    if (upper && ch0 + 8u < p.dst_c) { put8(base + 8u * plane, (*acc)[16], (*acc)[17], cols_left, step); }
-    if (upper && ch0 + 9u < p.dst_c) { put8(base + 9u * plane, (*acc)[18], (*acc)[19], cols_left, step); }
-    if (upper && ch0 + 10u < p.dst_c) { put8(base + 10u * plane, (*acc)[20], (*acc)[21], cols_left, step); }
-    if (upper && ch0 + 11u < p.dst_c) { put8(base + 11u * plane, (*acc)[22], (*acc)[23], cols_left, step); }
-    if (upper && ch0 + 12u < p.dst_c) { put8(base + 12u * plane, (*acc)[24], (*acc)[25], cols_left, step); }
-    if (upper && ch0 + 13u < p.dst_c) { put8(base + 13u * plane, (*acc)[26], (*acc)[27], cols_left, step); }
-    if (upper && ch0 + 14u < p.dst_c) { put8(base + 14u * plane, (*acc)[28], (*acc)[29], cols_left, step); }
-    if (upper && ch0 + 15u < p.dst_c) { put8(base + 15u * plane, (*acc)[30], (*acc)[31], cols_left, step); }
 }
 
 // Weight index of output channel `ch`, input channel `c`, tap t = 3·i + j.
@@ -256,258 +237,6 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
     store16(&acc_even, base, plane, ci0, (p.dst_w + 1u) / 2u - seg.z, 2u, upper);
     let odd_cols = p.dst_w / 2u;
     if (seg.z < odd_cols) { store16(&acc_odd, base + 1u, plane, ci0, odd_cols - seg.z, 2u, upper); }
-}
-
-// Lane l's 9 taps (lo, hi over the 8 positions) against channel k's dy, for the 16 channels:
-// acc[9k + tap] += dy_k · x_tap, where lane k % 8 holds dy_k in (a_lo, a_hi) (k < 8) or (b_lo, b_hi).
-// Channels 8-15 only when `upper` (they exist).
-fn grad_acc(acc: ptr<function, array<f32, 144>>, t: array<vec4f, 18>, a_lo: vec4f, a_hi: vec4f, b_lo: vec4f, b_hi: vec4f, upper: bool) {
-    var lo: vec4f;
-    var hi: vec4f;
-    lo = vec4f(subgroupBroadcast(a_lo.x, 0u), subgroupBroadcast(a_lo.y, 0u), subgroupBroadcast(a_lo.z, 0u), subgroupBroadcast(a_lo.w, 0u));
-    hi = vec4f(subgroupBroadcast(a_hi.x, 0u), subgroupBroadcast(a_hi.y, 0u), subgroupBroadcast(a_hi.z, 0u), subgroupBroadcast(a_hi.w, 0u));
-    (*acc)[0] += dot(lo, t[0]) + dot(hi, t[1]);
-    (*acc)[1] += dot(lo, t[2]) + dot(hi, t[3]);
-    (*acc)[2] += dot(lo, t[4]) + dot(hi, t[5]);
-    (*acc)[3] += dot(lo, t[6]) + dot(hi, t[7]);
-    (*acc)[4] += dot(lo, t[8]) + dot(hi, t[9]);
-    (*acc)[5] += dot(lo, t[10]) + dot(hi, t[11]);
-    (*acc)[6] += dot(lo, t[12]) + dot(hi, t[13]);
-    (*acc)[7] += dot(lo, t[14]) + dot(hi, t[15]);
-    (*acc)[8] += dot(lo, t[16]) + dot(hi, t[17]);
-    lo = vec4f(subgroupBroadcast(a_lo.x, 1u), subgroupBroadcast(a_lo.y, 1u), subgroupBroadcast(a_lo.z, 1u), subgroupBroadcast(a_lo.w, 1u));
-    hi = vec4f(subgroupBroadcast(a_hi.x, 1u), subgroupBroadcast(a_hi.y, 1u), subgroupBroadcast(a_hi.z, 1u), subgroupBroadcast(a_hi.w, 1u));
-    (*acc)[9] += dot(lo, t[0]) + dot(hi, t[1]);
-    (*acc)[10] += dot(lo, t[2]) + dot(hi, t[3]);
-    (*acc)[11] += dot(lo, t[4]) + dot(hi, t[5]);
-    (*acc)[12] += dot(lo, t[6]) + dot(hi, t[7]);
-    (*acc)[13] += dot(lo, t[8]) + dot(hi, t[9]);
-    (*acc)[14] += dot(lo, t[10]) + dot(hi, t[11]);
-    (*acc)[15] += dot(lo, t[12]) + dot(hi, t[13]);
-    (*acc)[16] += dot(lo, t[14]) + dot(hi, t[15]);
-    (*acc)[17] += dot(lo, t[16]) + dot(hi, t[17]);
-    lo = vec4f(subgroupBroadcast(a_lo.x, 2u), subgroupBroadcast(a_lo.y, 2u), subgroupBroadcast(a_lo.z, 2u), subgroupBroadcast(a_lo.w, 2u));
-    hi = vec4f(subgroupBroadcast(a_hi.x, 2u), subgroupBroadcast(a_hi.y, 2u), subgroupBroadcast(a_hi.z, 2u), subgroupBroadcast(a_hi.w, 2u));
-    (*acc)[18] += dot(lo, t[0]) + dot(hi, t[1]);
-    (*acc)[19] += dot(lo, t[2]) + dot(hi, t[3]);
-    (*acc)[20] += dot(lo, t[4]) + dot(hi, t[5]);
-    (*acc)[21] += dot(lo, t[6]) + dot(hi, t[7]);
-    (*acc)[22] += dot(lo, t[8]) + dot(hi, t[9]);
-    (*acc)[23] += dot(lo, t[10]) + dot(hi, t[11]);
-    (*acc)[24] += dot(lo, t[12]) + dot(hi, t[13]);
-    (*acc)[25] += dot(lo, t[14]) + dot(hi, t[15]);
-    (*acc)[26] += dot(lo, t[16]) + dot(hi, t[17]);
-    lo = vec4f(subgroupBroadcast(a_lo.x, 3u), subgroupBroadcast(a_lo.y, 3u), subgroupBroadcast(a_lo.z, 3u), subgroupBroadcast(a_lo.w, 3u));
-    hi = vec4f(subgroupBroadcast(a_hi.x, 3u), subgroupBroadcast(a_hi.y, 3u), subgroupBroadcast(a_hi.z, 3u), subgroupBroadcast(a_hi.w, 3u));
-    (*acc)[27] += dot(lo, t[0]) + dot(hi, t[1]);
-    (*acc)[28] += dot(lo, t[2]) + dot(hi, t[3]);
-    (*acc)[29] += dot(lo, t[4]) + dot(hi, t[5]);
-    (*acc)[30] += dot(lo, t[6]) + dot(hi, t[7]);
-    (*acc)[31] += dot(lo, t[8]) + dot(hi, t[9]);
-    (*acc)[32] += dot(lo, t[10]) + dot(hi, t[11]);
-    (*acc)[33] += dot(lo, t[12]) + dot(hi, t[13]);
-    (*acc)[34] += dot(lo, t[14]) + dot(hi, t[15]);
-    (*acc)[35] += dot(lo, t[16]) + dot(hi, t[17]);
-    lo = vec4f(subgroupBroadcast(a_lo.x, 4u), subgroupBroadcast(a_lo.y, 4u), subgroupBroadcast(a_lo.z, 4u), subgroupBroadcast(a_lo.w, 4u));
-    hi = vec4f(subgroupBroadcast(a_hi.x, 4u), subgroupBroadcast(a_hi.y, 4u), subgroupBroadcast(a_hi.z, 4u), subgroupBroadcast(a_hi.w, 4u));
-    (*acc)[36] += dot(lo, t[0]) + dot(hi, t[1]);
-    (*acc)[37] += dot(lo, t[2]) + dot(hi, t[3]);
-    (*acc)[38] += dot(lo, t[4]) + dot(hi, t[5]);
-    (*acc)[39] += dot(lo, t[6]) + dot(hi, t[7]);
-    (*acc)[40] += dot(lo, t[8]) + dot(hi, t[9]);
-    (*acc)[41] += dot(lo, t[10]) + dot(hi, t[11]);
-    (*acc)[42] += dot(lo, t[12]) + dot(hi, t[13]);
-    (*acc)[43] += dot(lo, t[14]) + dot(hi, t[15]);
-    (*acc)[44] += dot(lo, t[16]) + dot(hi, t[17]);
-    lo = vec4f(subgroupBroadcast(a_lo.x, 5u), subgroupBroadcast(a_lo.y, 5u), subgroupBroadcast(a_lo.z, 5u), subgroupBroadcast(a_lo.w, 5u));
-    hi = vec4f(subgroupBroadcast(a_hi.x, 5u), subgroupBroadcast(a_hi.y, 5u), subgroupBroadcast(a_hi.z, 5u), subgroupBroadcast(a_hi.w, 5u));
-    (*acc)[45] += dot(lo, t[0]) + dot(hi, t[1]);
-    (*acc)[46] += dot(lo, t[2]) + dot(hi, t[3]);
-    (*acc)[47] += dot(lo, t[4]) + dot(hi, t[5]);
-    (*acc)[48] += dot(lo, t[6]) + dot(hi, t[7]);
-    (*acc)[49] += dot(lo, t[8]) + dot(hi, t[9]);
-    (*acc)[50] += dot(lo, t[10]) + dot(hi, t[11]);
-    (*acc)[51] += dot(lo, t[12]) + dot(hi, t[13]);
-    (*acc)[52] += dot(lo, t[14]) + dot(hi, t[15]);
-    (*acc)[53] += dot(lo, t[16]) + dot(hi, t[17]);
-    lo = vec4f(subgroupBroadcast(a_lo.x, 6u), subgroupBroadcast(a_lo.y, 6u), subgroupBroadcast(a_lo.z, 6u), subgroupBroadcast(a_lo.w, 6u));
-    hi = vec4f(subgroupBroadcast(a_hi.x, 6u), subgroupBroadcast(a_hi.y, 6u), subgroupBroadcast(a_hi.z, 6u), subgroupBroadcast(a_hi.w, 6u));
-    (*acc)[54] += dot(lo, t[0]) + dot(hi, t[1]);
-    (*acc)[55] += dot(lo, t[2]) + dot(hi, t[3]);
-    (*acc)[56] += dot(lo, t[4]) + dot(hi, t[5]);
-    (*acc)[57] += dot(lo, t[6]) + dot(hi, t[7]);
-    (*acc)[58] += dot(lo, t[8]) + dot(hi, t[9]);
-    (*acc)[59] += dot(lo, t[10]) + dot(hi, t[11]);
-    (*acc)[60] += dot(lo, t[12]) + dot(hi, t[13]);
-    (*acc)[61] += dot(lo, t[14]) + dot(hi, t[15]);
-    (*acc)[62] += dot(lo, t[16]) + dot(hi, t[17]);
-    lo = vec4f(subgroupBroadcast(a_lo.x, 7u), subgroupBroadcast(a_lo.y, 7u), subgroupBroadcast(a_lo.z, 7u), subgroupBroadcast(a_lo.w, 7u));
-    hi = vec4f(subgroupBroadcast(a_hi.x, 7u), subgroupBroadcast(a_hi.y, 7u), subgroupBroadcast(a_hi.z, 7u), subgroupBroadcast(a_hi.w, 7u));
-    (*acc)[63] += dot(lo, t[0]) + dot(hi, t[1]);
-    (*acc)[64] += dot(lo, t[2]) + dot(hi, t[3]);
-    (*acc)[65] += dot(lo, t[4]) + dot(hi, t[5]);
-    (*acc)[66] += dot(lo, t[6]) + dot(hi, t[7]);
-    (*acc)[67] += dot(lo, t[8]) + dot(hi, t[9]);
-    (*acc)[68] += dot(lo, t[10]) + dot(hi, t[11]);
-    (*acc)[69] += dot(lo, t[12]) + dot(hi, t[13]);
-    (*acc)[70] += dot(lo, t[14]) + dot(hi, t[15]);
-    (*acc)[71] += dot(lo, t[16]) + dot(hi, t[17]);
-    if (!upper) { return; }
-    lo = vec4f(subgroupBroadcast(b_lo.x, 0u), subgroupBroadcast(b_lo.y, 0u), subgroupBroadcast(b_lo.z, 0u), subgroupBroadcast(b_lo.w, 0u));
-    hi = vec4f(subgroupBroadcast(b_hi.x, 0u), subgroupBroadcast(b_hi.y, 0u), subgroupBroadcast(b_hi.z, 0u), subgroupBroadcast(b_hi.w, 0u));
-    (*acc)[72] += dot(lo, t[0]) + dot(hi, t[1]);
-    (*acc)[73] += dot(lo, t[2]) + dot(hi, t[3]);
-    (*acc)[74] += dot(lo, t[4]) + dot(hi, t[5]);
-    (*acc)[75] += dot(lo, t[6]) + dot(hi, t[7]);
-    (*acc)[76] += dot(lo, t[8]) + dot(hi, t[9]);
-    (*acc)[77] += dot(lo, t[10]) + dot(hi, t[11]);
-    (*acc)[78] += dot(lo, t[12]) + dot(hi, t[13]);
-    (*acc)[79] += dot(lo, t[14]) + dot(hi, t[15]);
-    (*acc)[80] += dot(lo, t[16]) + dot(hi, t[17]);
-    lo = vec4f(subgroupBroadcast(b_lo.x, 1u), subgroupBroadcast(b_lo.y, 1u), subgroupBroadcast(b_lo.z, 1u), subgroupBroadcast(b_lo.w, 1u));
-    hi = vec4f(subgroupBroadcast(b_hi.x, 1u), subgroupBroadcast(b_hi.y, 1u), subgroupBroadcast(b_hi.z, 1u), subgroupBroadcast(b_hi.w, 1u));
-    (*acc)[81] += dot(lo, t[0]) + dot(hi, t[1]);
-    (*acc)[82] += dot(lo, t[2]) + dot(hi, t[3]);
-    (*acc)[83] += dot(lo, t[4]) + dot(hi, t[5]);
-    (*acc)[84] += dot(lo, t[6]) + dot(hi, t[7]);
-    (*acc)[85] += dot(lo, t[8]) + dot(hi, t[9]);
-    (*acc)[86] += dot(lo, t[10]) + dot(hi, t[11]);
-    (*acc)[87] += dot(lo, t[12]) + dot(hi, t[13]);
-    (*acc)[88] += dot(lo, t[14]) + dot(hi, t[15]);
-    (*acc)[89] += dot(lo, t[16]) + dot(hi, t[17]);
-    lo = vec4f(subgroupBroadcast(b_lo.x, 2u), subgroupBroadcast(b_lo.y, 2u), subgroupBroadcast(b_lo.z, 2u), subgroupBroadcast(b_lo.w, 2u));
-    hi = vec4f(subgroupBroadcast(b_hi.x, 2u), subgroupBroadcast(b_hi.y, 2u), subgroupBroadcast(b_hi.z, 2u), subgroupBroadcast(b_hi.w, 2u));
-    (*acc)[90] += dot(lo, t[0]) + dot(hi, t[1]);
-    (*acc)[91] += dot(lo, t[2]) + dot(hi, t[3]);
-    (*acc)[92] += dot(lo, t[4]) + dot(hi, t[5]);
-    (*acc)[93] += dot(lo, t[6]) + dot(hi, t[7]);
-    (*acc)[94] += dot(lo, t[8]) + dot(hi, t[9]);
-    (*acc)[95] += dot(lo, t[10]) + dot(hi, t[11]);
-    (*acc)[96] += dot(lo, t[12]) + dot(hi, t[13]);
-    (*acc)[97] += dot(lo, t[14]) + dot(hi, t[15]);
-    (*acc)[98] += dot(lo, t[16]) + dot(hi, t[17]);
-    lo = vec4f(subgroupBroadcast(b_lo.x, 3u), subgroupBroadcast(b_lo.y, 3u), subgroupBroadcast(b_lo.z, 3u), subgroupBroadcast(b_lo.w, 3u));
-    hi = vec4f(subgroupBroadcast(b_hi.x, 3u), subgroupBroadcast(b_hi.y, 3u), subgroupBroadcast(b_hi.z, 3u), subgroupBroadcast(b_hi.w, 3u));
-    (*acc)[99] += dot(lo, t[0]) + dot(hi, t[1]);
-    (*acc)[100] += dot(lo, t[2]) + dot(hi, t[3]);
-    (*acc)[101] += dot(lo, t[4]) + dot(hi, t[5]);
-    (*acc)[102] += dot(lo, t[6]) + dot(hi, t[7]);
-    (*acc)[103] += dot(lo, t[8]) + dot(hi, t[9]);
-    (*acc)[104] += dot(lo, t[10]) + dot(hi, t[11]);
-    (*acc)[105] += dot(lo, t[12]) + dot(hi, t[13]);
-    (*acc)[106] += dot(lo, t[14]) + dot(hi, t[15]);
-    (*acc)[107] += dot(lo, t[16]) + dot(hi, t[17]);
-    lo = vec4f(subgroupBroadcast(b_lo.x, 4u), subgroupBroadcast(b_lo.y, 4u), subgroupBroadcast(b_lo.z, 4u), subgroupBroadcast(b_lo.w, 4u));
-    hi = vec4f(subgroupBroadcast(b_hi.x, 4u), subgroupBroadcast(b_hi.y, 4u), subgroupBroadcast(b_hi.z, 4u), subgroupBroadcast(b_hi.w, 4u));
-    (*acc)[108] += dot(lo, t[0]) + dot(hi, t[1]);
-    (*acc)[109] += dot(lo, t[2]) + dot(hi, t[3]);
-    (*acc)[110] += dot(lo, t[4]) + dot(hi, t[5]);
-    (*acc)[111] += dot(lo, t[6]) + dot(hi, t[7]);
-    (*acc)[112] += dot(lo, t[8]) + dot(hi, t[9]);
-    (*acc)[113] += dot(lo, t[10]) + dot(hi, t[11]);
-    (*acc)[114] += dot(lo, t[12]) + dot(hi, t[13]);
-    (*acc)[115] += dot(lo, t[14]) + dot(hi, t[15]);
-    (*acc)[116] += dot(lo, t[16]) + dot(hi, t[17]);
-    lo = vec4f(subgroupBroadcast(b_lo.x, 5u), subgroupBroadcast(b_lo.y, 5u), subgroupBroadcast(b_lo.z, 5u), subgroupBroadcast(b_lo.w, 5u));
-    hi = vec4f(subgroupBroadcast(b_hi.x, 5u), subgroupBroadcast(b_hi.y, 5u), subgroupBroadcast(b_hi.z, 5u), subgroupBroadcast(b_hi.w, 5u));
-    (*acc)[117] += dot(lo, t[0]) + dot(hi, t[1]);
-    (*acc)[118] += dot(lo, t[2]) + dot(hi, t[3]);
-    (*acc)[119] += dot(lo, t[4]) + dot(hi, t[5]);
-    (*acc)[120] += dot(lo, t[6]) + dot(hi, t[7]);
-    (*acc)[121] += dot(lo, t[8]) + dot(hi, t[9]);
-    (*acc)[122] += dot(lo, t[10]) + dot(hi, t[11]);
-    (*acc)[123] += dot(lo, t[12]) + dot(hi, t[13]);
-    (*acc)[124] += dot(lo, t[14]) + dot(hi, t[15]);
-    (*acc)[125] += dot(lo, t[16]) + dot(hi, t[17]);
-    lo = vec4f(subgroupBroadcast(b_lo.x, 6u), subgroupBroadcast(b_lo.y, 6u), subgroupBroadcast(b_lo.z, 6u), subgroupBroadcast(b_lo.w, 6u));
-    hi = vec4f(subgroupBroadcast(b_hi.x, 6u), subgroupBroadcast(b_hi.y, 6u), subgroupBroadcast(b_hi.z, 6u), subgroupBroadcast(b_hi.w, 6u));
-    (*acc)[126] += dot(lo, t[0]) + dot(hi, t[1]);
-    (*acc)[127] += dot(lo, t[2]) + dot(hi, t[3]);
-    (*acc)[128] += dot(lo, t[4]) + dot(hi, t[5]);
-    (*acc)[129] += dot(lo, t[6]) + dot(hi, t[7]);
-    (*acc)[130] += dot(lo, t[8]) + dot(hi, t[9]);
-    (*acc)[131] += dot(lo, t[10]) + dot(hi, t[11]);
-    (*acc)[132] += dot(lo, t[12]) + dot(hi, t[13]);
-    (*acc)[133] += dot(lo, t[14]) + dot(hi, t[15]);
-    (*acc)[134] += dot(lo, t[16]) + dot(hi, t[17]);
-    lo = vec4f(subgroupBroadcast(b_lo.x, 7u), subgroupBroadcast(b_lo.y, 7u), subgroupBroadcast(b_lo.z, 7u), subgroupBroadcast(b_lo.w, 7u));
-    hi = vec4f(subgroupBroadcast(b_hi.x, 7u), subgroupBroadcast(b_hi.y, 7u), subgroupBroadcast(b_hi.z, 7u), subgroupBroadcast(b_hi.w, 7u));
-    (*acc)[135] += dot(lo, t[0]) + dot(hi, t[1]);
-    (*acc)[136] += dot(lo, t[2]) + dot(hi, t[3]);
-    (*acc)[137] += dot(lo, t[4]) + dot(hi, t[5]);
-    (*acc)[138] += dot(lo, t[6]) + dot(hi, t[7]);
-    (*acc)[139] += dot(lo, t[8]) + dot(hi, t[9]);
-    (*acc)[140] += dot(lo, t[10]) + dot(hi, t[11]);
-    (*acc)[141] += dot(lo, t[12]) + dot(hi, t[13]);
-    (*acc)[142] += dot(lo, t[14]) + dot(hi, t[15]);
-    (*acc)[143] += dot(lo, t[16]) + dot(hi, t[17]);
-}
-
-fn grad_store(acc: ptr<function, array<f32, 144>>, o: u32, co0: u32, row: u32, upper: bool) {
-    if (co0 + 0u < p.dst_c) {
-        let b = o + 0u * row;
-        dw_partial[b + 0u] = (*acc)[0]; dw_partial[b + 1u] = (*acc)[1]; dw_partial[b + 2u] = (*acc)[2]; dw_partial[b + 3u] = (*acc)[3]; dw_partial[b + 4u] = (*acc)[4]; dw_partial[b + 5u] = (*acc)[5]; dw_partial[b + 6u] = (*acc)[6]; dw_partial[b + 7u] = (*acc)[7]; dw_partial[b + 8u] = (*acc)[8];
-    }
-    if (co0 + 1u < p.dst_c) {
-        let b = o + 1u * row;
-        dw_partial[b + 0u] = (*acc)[9]; dw_partial[b + 1u] = (*acc)[10]; dw_partial[b + 2u] = (*acc)[11]; dw_partial[b + 3u] = (*acc)[12]; dw_partial[b + 4u] = (*acc)[13]; dw_partial[b + 5u] = (*acc)[14]; dw_partial[b + 6u] = (*acc)[15]; dw_partial[b + 7u] = (*acc)[16]; dw_partial[b + 8u] = (*acc)[17];
-    }
-    if (co0 + 2u < p.dst_c) {
-        let b = o + 2u * row;
-        dw_partial[b + 0u] = (*acc)[18]; dw_partial[b + 1u] = (*acc)[19]; dw_partial[b + 2u] = (*acc)[20]; dw_partial[b + 3u] = (*acc)[21]; dw_partial[b + 4u] = (*acc)[22]; dw_partial[b + 5u] = (*acc)[23]; dw_partial[b + 6u] = (*acc)[24]; dw_partial[b + 7u] = (*acc)[25]; dw_partial[b + 8u] = (*acc)[26];
-    }
-    if (co0 + 3u < p.dst_c) {
-        let b = o + 3u * row;
-        dw_partial[b + 0u] = (*acc)[27]; dw_partial[b + 1u] = (*acc)[28]; dw_partial[b + 2u] = (*acc)[29]; dw_partial[b + 3u] = (*acc)[30]; dw_partial[b + 4u] = (*acc)[31]; dw_partial[b + 5u] = (*acc)[32]; dw_partial[b + 6u] = (*acc)[33]; dw_partial[b + 7u] = (*acc)[34]; dw_partial[b + 8u] = (*acc)[35];
-    }
-    if (co0 + 4u < p.dst_c) {
-        let b = o + 4u * row;
-        dw_partial[b + 0u] = (*acc)[36]; dw_partial[b + 1u] = (*acc)[37]; dw_partial[b + 2u] = (*acc)[38]; dw_partial[b + 3u] = (*acc)[39]; dw_partial[b + 4u] = (*acc)[40]; dw_partial[b + 5u] = (*acc)[41]; dw_partial[b + 6u] = (*acc)[42]; dw_partial[b + 7u] = (*acc)[43]; dw_partial[b + 8u] = (*acc)[44];
-    }
-    if (co0 + 5u < p.dst_c) {
-        let b = o + 5u * row;
-        dw_partial[b + 0u] = (*acc)[45]; dw_partial[b + 1u] = (*acc)[46]; dw_partial[b + 2u] = (*acc)[47]; dw_partial[b + 3u] = (*acc)[48]; dw_partial[b + 4u] = (*acc)[49]; dw_partial[b + 5u] = (*acc)[50]; dw_partial[b + 6u] = (*acc)[51]; dw_partial[b + 7u] = (*acc)[52]; dw_partial[b + 8u] = (*acc)[53];
-    }
-    if (co0 + 6u < p.dst_c) {
-        let b = o + 6u * row;
-        dw_partial[b + 0u] = (*acc)[54]; dw_partial[b + 1u] = (*acc)[55]; dw_partial[b + 2u] = (*acc)[56]; dw_partial[b + 3u] = (*acc)[57]; dw_partial[b + 4u] = (*acc)[58]; dw_partial[b + 5u] = (*acc)[59]; dw_partial[b + 6u] = (*acc)[60]; dw_partial[b + 7u] = (*acc)[61]; dw_partial[b + 8u] = (*acc)[62];
-    }
-    if (co0 + 7u < p.dst_c) {
-        let b = o + 7u * row;
-        dw_partial[b + 0u] = (*acc)[63]; dw_partial[b + 1u] = (*acc)[64]; dw_partial[b + 2u] = (*acc)[65]; dw_partial[b + 3u] = (*acc)[66]; dw_partial[b + 4u] = (*acc)[67]; dw_partial[b + 5u] = (*acc)[68]; dw_partial[b + 6u] = (*acc)[69]; dw_partial[b + 7u] = (*acc)[70]; dw_partial[b + 8u] = (*acc)[71];
-    }
-    if (upper && co0 + 8u < p.dst_c) {
-        let b = o + 8u * row;
-        dw_partial[b + 0u] = (*acc)[72]; dw_partial[b + 1u] = (*acc)[73]; dw_partial[b + 2u] = (*acc)[74]; dw_partial[b + 3u] = (*acc)[75]; dw_partial[b + 4u] = (*acc)[76]; dw_partial[b + 5u] = (*acc)[77]; dw_partial[b + 6u] = (*acc)[78]; dw_partial[b + 7u] = (*acc)[79]; dw_partial[b + 8u] = (*acc)[80];
-    }
-    if (upper && co0 + 9u < p.dst_c) {
-        let b = o + 9u * row;
-        dw_partial[b + 0u] = (*acc)[81]; dw_partial[b + 1u] = (*acc)[82]; dw_partial[b + 2u] = (*acc)[83]; dw_partial[b + 3u] = (*acc)[84]; dw_partial[b + 4u] = (*acc)[85]; dw_partial[b + 5u] = (*acc)[86]; dw_partial[b + 6u] = (*acc)[87]; dw_partial[b + 7u] = (*acc)[88]; dw_partial[b + 8u] = (*acc)[89];
-    }
-    if (upper && co0 + 10u < p.dst_c) {
-        let b = o + 10u * row;
-        dw_partial[b + 0u] = (*acc)[90]; dw_partial[b + 1u] = (*acc)[91]; dw_partial[b + 2u] = (*acc)[92]; dw_partial[b + 3u] = (*acc)[93]; dw_partial[b + 4u] = (*acc)[94]; dw_partial[b + 5u] = (*acc)[95]; dw_partial[b + 6u] = (*acc)[96]; dw_partial[b + 7u] = (*acc)[97]; dw_partial[b + 8u] = (*acc)[98];
-    }
-    if (upper && co0 + 11u < p.dst_c) {
-        let b = o + 11u * row;
-        dw_partial[b + 0u] = (*acc)[99]; dw_partial[b + 1u] = (*acc)[100]; dw_partial[b + 2u] = (*acc)[101]; dw_partial[b + 3u] = (*acc)[102]; dw_partial[b + 4u] = (*acc)[103]; dw_partial[b + 5u] = (*acc)[104]; dw_partial[b + 6u] = (*acc)[105]; dw_partial[b + 7u] = (*acc)[106]; dw_partial[b + 8u] = (*acc)[107];
-    }
-    if (upper && co0 + 12u < p.dst_c) {
-        let b = o + 12u * row;
-        dw_partial[b + 0u] = (*acc)[108]; dw_partial[b + 1u] = (*acc)[109]; dw_partial[b + 2u] = (*acc)[110]; dw_partial[b + 3u] = (*acc)[111]; dw_partial[b + 4u] = (*acc)[112]; dw_partial[b + 5u] = (*acc)[113]; dw_partial[b + 6u] = (*acc)[114]; dw_partial[b + 7u] = (*acc)[115]; dw_partial[b + 8u] = (*acc)[116];
-    }
-    if (upper && co0 + 13u < p.dst_c) {
-        let b = o + 13u * row;
-        dw_partial[b + 0u] = (*acc)[117]; dw_partial[b + 1u] = (*acc)[118]; dw_partial[b + 2u] = (*acc)[119]; dw_partial[b + 3u] = (*acc)[120]; dw_partial[b + 4u] = (*acc)[121]; dw_partial[b + 5u] = (*acc)[122]; dw_partial[b + 6u] = (*acc)[123]; dw_partial[b + 7u] = (*acc)[124]; dw_partial[b + 8u] = (*acc)[125];
-    }
-    if (upper && co0 + 14u < p.dst_c) {
-        let b = o + 14u * row;
-        dw_partial[b + 0u] = (*acc)[126]; dw_partial[b + 1u] = (*acc)[127]; dw_partial[b + 2u] = (*acc)[128]; dw_partial[b + 3u] = (*acc)[129]; dw_partial[b + 4u] = (*acc)[130]; dw_partial[b + 5u] = (*acc)[131]; dw_partial[b + 6u] = (*acc)[132]; dw_partial[b + 7u] = (*acc)[133]; dw_partial[b + 8u] = (*acc)[134];
-    }
-    if (upper && co0 + 15u < p.dst_c) {
-        let b = o + 15u * row;
-        dw_partial[b + 0u] = (*acc)[135]; dw_partial[b + 1u] = (*acc)[136]; dw_partial[b + 2u] = (*acc)[137]; dw_partial[b + 3u] = (*acc)[138]; dw_partial[b + 4u] = (*acc)[139]; dw_partial[b + 5u] = (*acc)[140]; dw_partial[b + 6u] = (*acc)[141]; dw_partial[b + 7u] = (*acc)[142]; dw_partial[b + 8u] = (*acc)[143];
-    }
 }
 
 // dy at the first `left` of 8 columns from b, zero past them (reads stay inside the row).

@@ -1,3 +1,4 @@
+// import: group.wgsl
 // group_subgroup.wgsl — the group reductions of group.wgsl with subgroup operations, for adapters
 // with subgroups in the tiled family: each subgroup reduces its lanes in registers, lane 0 of
 // each stores the subgroup's partial, and the partials are reduced the same way by subgroups

@@ -483,7 +483,7 @@ impl Gpu {
         let name = format!("{}/{}", shader.name, entry);
         let reductions = self.reductions();
         let mut values: Vec<String> = constants.iter().map(|(n, v)| format!("{n}={v}")).collect();
-        if shader.group {
+        if shader.reduces() {
             values.push(format!("{reductions:?}"));
         }
         let key = format!("{name}[{}]", values.join(","));
@@ -498,14 +498,14 @@ impl Gpu {
     }
 
     fn module(&self, shader: &ShaderFile, reductions: Reductions) -> Result<Arc<Module>> {
-        let key = (shader.name, if shader.group { reductions } else { Reductions::Tree });
+        let key = (shader.name, if shader.reduces() { reductions } else { Reductions::Tree });
         if let Some(m) = self.modules.lock().unwrap().get(&key) {
             return Ok(m.clone());
         }
         let (naga_module, info) = shader.parse(reductions)?;
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(shader.name),
-            source: wgpu::ShaderSource::Wgsl(shader.wgsl(reductions)),
+            source: wgpu::ShaderSource::Wgsl(shader.wgsl(reductions)?.into()),
         });
         let entry = Arc::new((module, naga_module, info));
         self.modules.lock().unwrap().insert(key, entry.clone());
