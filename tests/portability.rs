@@ -1,6 +1,7 @@
-//! Every shader resolves from its import line alone and is valid WGSL, and translates (with each
-//! implementation of the group reductions) to SPIR-V (Vulkan), MSL (Metal) and HLSL (DX12) with
-//! naga, so Metal and DX12 portability is checked on Linux.
+//! Every shader resolves from its import line alone and is valid WGSL, and every variant the host
+//! compiles (each implementation of the group reductions, each value of the pipeline constants
+//! that pick code paths, each tile of the tiled family) translates to SPIR-V (Vulkan), MSL
+//! (Metal) and HLSL (DX12) with naga, so Metal and DX12 portability is checked on Linux.
 //!
 //! `TERN_WGSL_OUT=DIR` writes each shader as the device compiles it (`<name>.<reductions>.wgsl`),
 //! for the naga CLI or an editor.
@@ -17,19 +18,87 @@ fn reductions_of(shader: &shaders::ShaderFile) -> &'static [Reductions] {
 }
 
 #[test]
-fn every_shader_translates_to_spirv_msl_and_hlsl() {
+fn every_variant_translates_to_spirv_msl_and_hlsl() {
     assert!(!shaders::ALL.is_empty());
-    for shader in shaders::ALL {
-        for &reductions in reductions_of(shader) {
-            let name = shader.label(reductions);
-            let (module, info) = shader.parse(reductions).unwrap_or_else(|e| panic!("{e}"));
-            let out = shader.translate(&module, &info, reductions, &[]).unwrap_or_else(|e| panic!("{e}"));
-            assert!(out.spirv.len() > 100, "{name}: SPIR-V output too small");
-            assert_eq!(&out.spirv[..4], &0x0723_0203u32.to_le_bytes(), "{name}: SPIR-V magic");
-            assert!(out.msl.contains("kernel void"), "{name}: MSL has no kernel");
-            assert!(out.hlsl.contains("[numthreads("), "{name}: HLSL has no compute entry");
+    // Two threads: the larger files take a few hundred variants each.
+    let counts: Vec<Vec<(String, usize)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|w| {
+                scope.spawn(move || {
+                    let mut counts = Vec::new();
+                    for shader in shaders::ALL.iter().skip(w).step_by(2) {
+                        for &reductions in reductions_of(shader) {
+                            let (module, info) = shader.parse(reductions).unwrap_or_else(|e| panic!("{e}"));
+                            let variants = shader.variants(&module);
+                            for constants in &variants {
+                                let name = format!("{} {constants:?}", shader.label(reductions));
+                                let out = shader
+                                    .translate(&module, &info, reductions, constants)
+                                    .unwrap_or_else(|e| panic!("{e}"));
+                                assert!(out.spirv.len() > 100, "{name}: SPIR-V output too small");
+                                assert_eq!(&out.spirv[..4], &0x0723_0203u32.to_le_bytes(), "{name}: magic");
+                                assert!(out.msl.contains("kernel void"), "{name}: MSL has no kernel");
+                                assert!(
+                                    out.hlsl.contains("[numthreads("),
+                                    "{name}: HLSL has no compute entry"
+                                );
+                            }
+                            counts.push((format!("{}/{reductions:?}", shader.name), variants.len()));
+                        }
+                    }
+                    counts
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let counts: std::collections::HashMap<String, usize> = counts.into_iter().flatten().collect();
+    // The constants each family of kernels is specialised by (see shaders::MODES, Tile::all).
+    let tiles = tern::gpu::Tile::all().len();
+    assert_eq!(tiles, 45);
+    for (shader, want) in [
+        ("conv2d_lanes/Tree", 2 * 2 * 2),              // STRIDE, BLOCK_CH, ACCUMULATE
+        ("packed_conv_lanes/Tree", 2 * 2 * 2 * 2 * 3), // STRIDE, BLOCK_CH, ACCUMULATE, RELU, RESIDUAL
+        ("batchnorm/Tree", 2 * 3 * 3 * 2),             // RELU, POOL, RESIDUAL, ACCUMULATE
+        ("batchnorm/Subgroup", 2 * 3 * 3 * 2),
+        ("conv2d_tiled/Tree", tiles),
+        ("linear_tiled/Tree", tiles),
+        ("packed_conv_tiled/Tree", tiles),
+        ("packed_linear_tiled/Tree", tiles),
+        ("conv2d/Tree", 1),
+        ("ttq/Subgroup", 1),
+    ] {
+        assert_eq!(counts.get(shader), Some(&want), "variants of {shader}");
+    }
+}
+
+/// The pipeline constants the host passes are among those translated: what `Gpu::kernel_with`
+/// checks before it compiles.
+#[test]
+fn the_host_compiles_only_translated_constants() {
+    use tern::ops::conv2d::lanes_constants;
+    for stride in [1, 2] {
+        for channels in [3, 8, 9, 64] {
+            assert!(shaders::known_constants(&lanes_constants(stride, channels)));
         }
     }
+    assert!(shaders::known_constants(&[
+        ("RELU", 1.0),
+        ("POOL", 2.0),
+        ("RESIDUAL", 1.0),
+        ("ACCUMULATE", 0.0)
+    ]));
+    assert!(!shaders::known_constants(&[("STRIDE", 3.0)]));
+    assert!(!shaders::known_constants(&[("UNROLL", 1.0)]));
+    assert!(!shaders::known_constants(&[
+        ("TILE_M", 64.0),
+        ("TILE_N", 64.0),
+        ("TILE_K", 12.0),
+        ("WG", 256.0)
+    ]));
+    let gpu = tern::gpu::Gpu::new(&Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let err = gpu.kernel_with(&shaders::CONV2D_LANES, "forward", &[("STRIDE", 3.0)]).err().unwrap();
+    assert!(err.to_string().contains("conv2d_lanes/forward[STRIDE=3]"), "{err}");
 }
 
 /// What any tool does with a file: read its import line, put the named files (after their own

@@ -490,6 +490,14 @@ impl Gpu {
         if let Some(k) = self.kernels.lock().unwrap().get(&key) {
             return Ok(k.clone());
         }
+        if !super::shaders::known_constants(constants) {
+            return Err(GpuError::Shader {
+                shader: key,
+                reason: "pipeline constants outside shaders::MODES and Tile::all, which \
+                         tests/portability.rs translates"
+                    .into(),
+            });
+        }
         let module = self.module(shader, reductions)?;
         let kernel = Arc::new(Kernel::new(self, &name, &module.0, &module.1, &module.2, entry, constants)?);
         self.check().map_err(|e| GpuError::Shader { shader: key.clone(), reason: e.to_string() })?;

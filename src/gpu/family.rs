@@ -135,6 +135,19 @@ impl Tile {
         4 * self.k * (self.m + self.n + 8) + 32 * self.k + 16 * self.n
     }
 
+    /// Every tile `choose` can return, on any adapter: TILE_M and TILE_N from 16 to 256 with at
+    /// most 256 invocations, TILE_K 4, 8 or 16 (the pipeline constants tests/portability.rs
+    /// translates).
+    pub fn all() -> Vec<Tile> {
+        let mut tiles = Vec::new();
+        for m in EDGES {
+            for n in EDGES.into_iter().filter(|n| m * n / 16 <= MAX_INVOCATIONS) {
+                tiles.extend([4, 8, 16].map(|k| Tile { m, n, k }));
+            }
+        }
+        tiles
+    }
+
     /// The `override` constants of the tiled shaders.
     pub fn constants(&self) -> [(&'static str, f64); 4] {
         [
@@ -213,6 +226,7 @@ mod tests {
                 assert!(t.storage_bytes() <= limits.storage, "{t:?} {limits:?}");
                 assert!(t.m.is_multiple_of(16) && t.n.is_multiple_of(16) && t.k.is_multiple_of(4));
                 assert!(t.invocations().is_multiple_of(t.k));
+                assert!(Tile::all().contains(&t), "{t:?} is not among the tiles translated");
             }
         }
     }

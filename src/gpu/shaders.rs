@@ -152,6 +152,34 @@ pub fn file(file: &str) -> Option<&'static ShaderFile> {
     ALL.iter().chain(PARTS).copied().find(|s| format!("{}.wgsl", s.name) == file)
 }
 
+/// Every value the host passes each pipeline constant that picks a code path (the ops'
+/// `lanes_constants`, `Fused::modes` and packed_conv_lanes.wgsl's epilogue): `Gpu::kernel_with`
+/// refuses others, so the variants tests/portability.rs translates are all the host compiles.
+/// The tiled family's TILE_M, TILE_N, TILE_K and WG come from `Tile::all`.
+pub const MODES: &[(&str, &[f64])] = &[
+    ("STRIDE", &[1.0, 2.0]),
+    ("BLOCK_CH", &[8.0, 16.0]),
+    ("ACCUMULATE", &[0.0, 1.0]),
+    ("RELU", &[0.0, 1.0]),
+    ("POOL", &[0.0, 1.0, 2.0]),
+    ("RESIDUAL", &[0.0, 1.0, 2.0]),
+];
+
+/// Whether the host may compile a kernel with these pipeline constants: each a mode of
+/// [`MODES`] with one of its values, or the four constants of one of `Tile::all`.
+pub fn known_constants(constants: &[(&str, f64)]) -> bool {
+    let tile = ["TILE_M", "TILE_N", "TILE_K", "WG"];
+    let modes = constants.iter().filter(|(n, _)| !tile.contains(n));
+    let modes_known = modes.into_iter().all(|(n, v)| MODES.iter().any(|(m, vs)| m == n && vs.contains(v)));
+    let tiled: Vec<(&str, f64)> = constants.iter().copied().filter(|(n, _)| tile.contains(n)).collect();
+    modes_known
+        && (tiled.is_empty()
+            || super::Tile::all().iter().any(|t| {
+                let c = t.constants();
+                tiled.len() == c.len() && tiled.iter().all(|x| c.contains(x))
+            }))
+}
+
 impl ShaderFile {
     /// The files named by the import line, each a list of alternatives (one for a plain import).
     pub fn imports(&self) -> Vec<Vec<&'static str>> {
@@ -237,6 +265,28 @@ impl ShaderFile {
         .validate(&module)
         .map_err(|e| err(e.emit_to_string(&source)))?;
         Ok((module, info))
+    }
+
+    /// Every set of pipeline constants the host may compile the file with (the cross product of
+    /// the [`MODES`] it declares, times `Tile::all` where it declares TILE_M); one empty set for
+    /// a file with none.
+    pub fn variants(&self, module: &naga::Module) -> Vec<Vec<(&'static str, f64)>> {
+        let declared = |name: &str| module.overrides.iter().any(|(_, o)| o.name.as_deref() == Some(name));
+        let mut variants: Vec<Vec<(&'static str, f64)>> = vec![Vec::new()];
+        for (name, values) in MODES.iter().filter(|(n, _)| declared(n)) {
+            variants = variants
+                .iter()
+                .flat_map(|v| values.iter().map(move |x| [&v[..], &[(*name, *x)]].concat()))
+                .collect();
+        }
+        if declared("TILE_M") {
+            let tiles = super::Tile::all();
+            variants = variants
+                .iter()
+                .flat_map(|v| tiles.iter().map(move |t| [&v[..], &t.constants()[..]].concat()))
+                .collect();
+        }
+        variants
     }
 
     /// Translate `wgsl(reductions)` to SPIR-V (bytes), MSL and HLSL source, as the Vulkan, Metal

@@ -356,7 +356,7 @@ pub fn path(gpu: &Gpu, g: &Conv2dGeom) -> &'static str {
 /// lanes.wgsl's STRIDE and BLOCK_CH (8 channels per block where `channels`, the output
 /// channels of the launch, are at most 8): pipeline constants, so that the driver compiles each
 /// case apart (llvmpipe would run both sides of a branch on a uniform).
-pub(crate) fn lanes_constants(stride: usize, channels: usize) -> [(&'static str, f64); 2] {
+pub fn lanes_constants(stride: usize, channels: usize) -> [(&'static str, f64); 2] {
     [("STRIDE", stride as f64), ("BLOCK_CH", if channels <= 8 { 8.0 } else { 16.0 })]
 }
 
