@@ -8,12 +8,14 @@
 //! ```
 //!
 //! `a.wgsl|b.wgsl` is a choice the host makes: the implementation of the group reductions
-//! ([`Reductions`]). Imported files come first, each once, after their own imports, so the
-//! header is the one list of what a file needs: the host reads it, and so can any tool (concatenate
-//! the imports, then the file, and naga reads the result). tests/portability.rs checks that every
-//! file resolves and that each import is needed. `<op>_tiled` files hold the tiled family's entry
-//! points of `<op>` (same bindings and uniforms); `<op>_lanes` files the 3×3 convolutions that
-//! share loads across 8-lane subgroups.
+//! ([`Reductions`]). Imported files come first, each once, after their own imports, so the line
+//! is the one list of what a file needs: the host reads it, and so can any tool (concatenate the
+//! imports, then the file, and naga reads the result). tests/portability.rs checks that every
+//! shader resolves from the files on disk by its line alone, that each line names exactly the
+//! parts whose declarations the file uses, and translates every variant the host compiles.
+//! `<op>_tiled` files hold the tiled family's entry points of `<op>` (same bindings and
+//! uniforms); `<op>_lanes` files the 3×3 convolutions that share loads across 8-lane subgroups;
+//! `*_unrolled` parts are generated (`unrolled`).
 
 use super::{GpuError, Result};
 
