@@ -1,3 +1,4 @@
+// import: group.wgsl group_tree.wgsl|group_subgroup.wgsl
 // batchnorm.wgsl — batch normalisation over (n, h, w) per channel, NCHW, fused with what follows
 // it in our models: ReLU, a residual add (identity or option-A shortcut) and 2×2 max pooling or
 // global average pooling. Forward and backward of the fused unit

@@ -19,7 +19,8 @@
 // stores (`store_y`, `store_dx`). The accumulators are indexed by constants only: a computed index would
 // send the whole block to memory (llvmpipe then writes it lane by lane). With p.accumulate,
 // grad_input adds to dx (a residual branch's first convolution adds to the shortcut's gradient).
-// conv2d_lanes.wgsl runs 3×3 convolutions faster where subgroups have 8 lanes or more.
+// Where subgroups have 8 lanes or more, conv2d_lanes.wgsl runs the 3×3 convolutions instead: it
+// shares each weight load across a subgroup.
 //
 // grad_weight sums over n·oh·ow, split into p.splits contiguous chunks; each chunk writes its own
 // slice of dw_partial and reduce.wgsl/sum_splits adds the slices in order: deterministic, no atomics.

@@ -1,3 +1,4 @@
+// import: tile.wgsl
 // conv2d_tiled.wgsl — the tiled family's 2-D convolution (for GPUs): the same three passes as
 // conv2d.wgsl (NCHW, any kernel size, stride and zero padding, no bias), as implicit GEMMs whose
 // operands are staged in workgroup memory.
@@ -66,38 +67,11 @@ struct Conv2dParams {
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dw_partial: array<f32>;
 
-override TILE_M: u32 = 64u;
-override TILE_N: u32 = 64u;
-override TILE_K: u32 = 16u;
-override WG: u32 = 256u;
-
-var<workgroup> a_tile: array<vec4f, TILE_K * (TILE_M / 4u + 1u)>;
-var<workgroup> b_tile: array<vec4f, TILE_K * (TILE_N / 4u + 1u)>;
 // forward, grad_input: the reduction index k of the current and the next slice, decoded once per
 // workgroup (two buffers of TILE_K: the next slice's is filled while the current one is staged).
 var<workgroup> ktab: array<vec4i, 2u * TILE_K>;
 // grad_weight: per tile column k, (ci · h · w, tap row − pad, tap column − pad, k exists).
 var<workgroup> kinfo: array<vec4i, TILE_N>;
-
-fn put_a(row: u32, m: u32, v: f32) {
-    a_tile[row * (TILE_M / 4u + 1u) + m / 4u][m % 4u] = v;
-}
-
-fn put_b(row: u32, col: u32, v: f32) {
-    b_tile[row * (TILE_N / 4u + 1u) + col / 4u][col % 4u] = v;
-}
-
-// The invocation's 4×4 block += the staged slice's product.
-fn mma(acc: ptr<function, array<vec4f, 4>>, tx: u32, ty: u32) {
-    for (var k = 0u; k < TILE_K; k++) {
-        let a = a_tile[k * (TILE_M / 4u + 1u) + ty];
-        let b = b_tile[k * (TILE_N / 4u + 1u) + tx];
-        (*acc)[0] += a.x * b;
-        (*acc)[1] += a.y * b;
-        (*acc)[2] += a.z * b;
-        (*acc)[3] += a.w * b;
-    }
-}
 
 // k-table entries past the reduction's end: a row offset that puts every window outside.
 const OUTSIDE: i32 = -1073741824;

@@ -1,8 +1,11 @@
 // group.wgsl — reductions over one workgroup, and the ranges of split reductions, for the
 // shaders whose header says they use them.
-// Not a shader on its own: the host prepends this file and then one implementation of the
-// group_* functions, group_tree.wgsl (workgroup memory) or group_lanes.wgsl (subgroup
-// operations: adapters with subgroups, in the tiled family), to those shaders.
+// Not a shader on its own: a shader that reduces begins with
+//   // import: group_tree.wgsl|group_subgroup.wgsl
+// (with group.wgsl first if it calls split_range or welford_merge itself), and the host puts
+// one implementation of the group_* functions before it, after this file, which both import:
+// group_tree.wgsl (workgroup memory) or group_subgroup.wgsl (subgroup operations: adapters
+// with subgroups, in the tiled family). Any tool resolves the file the same way.
 //
 // Bindings (group 0): none. The including file declares `override GROUP` (a power of two) and
 // launches its reductions with @workgroup_size(GROUP); every invocation of the workgroup calls

@@ -1,3 +1,4 @@
+// import: group.wgsl
 // group_tree.wgsl — the group reductions of group.wgsl in workgroup memory: a fixed halving
 // tree (slot i takes slot i + half, half = GROUP/2 .. 1), so results are bit-reproducible. What
 // the blocked family runs, and the tiled family on adapters without subgroups.

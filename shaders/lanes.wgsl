@@ -1,8 +1,10 @@
+// import: lanes_unrolled.wgsl
 // lanes.wgsl — the register block of the 3×3 lanes convolutions (conv2d_lanes.wgsl,
 // packed_conv_lanes.wgsl): 16 output channels × 8 consecutive columns of an output row per
 // accumulator array, acc[2k] and acc[2k + 1] holding columns 0-3 and 4-7 of channel k.
-// Not a shader on its own: the host prepends it to those two files, which load the source rows
-// (each from its own binding) and the weights, and call these functions with them.
+// Not a shader on its own: those two files import it; they load the source rows (each from its
+// own binding) and the weights, and call these functions with them. The channels' unrolled
+// multiply-adds (mac16) are in lanes_unrolled.wgsl, generated.
 //
 // Bindings (group 0): none. Private arrays are indexed by constants only (llvmpipe keeps them
 // in registers; a computed index sends the whole array to memory, written lane by lane).
@@ -49,31 +51,6 @@ fn taps_stride1(a: vec4f, b: vec4f, c: vec2f) -> array<vec4f, 6> {
 fn taps_stride2(a: vec4f, b: vec4f, c: vec4f, d: vec4f, e: f32) -> array<vec4f, 6> {
     return array<vec4f, 6>(vec4f(a.xz, b.xz), vec4f(c.xz, d.xz), vec4f(a.yw, b.yw), vec4f(c.yw, d.yw),
                            vec4f(a.z, b.x, b.z, c.x), vec4f(c.z, d.x, d.z, e));
-}
-
-// acc[2k], acc[2k + 1] += w_k · (lo, hi), where lane l holds w_l in wv.x and w_(8 + l) in wv.y;
-// channels 8-15 only when `upper` (they exist). Zero weights are multiplied too: llvmpipe runs
-// an `if` under an execution mask, so `if (w != 0)` skipped nothing and turned every
-// accumulator update into a masked store (ResNet-20's packed kernels took 1.10× the time).
-fn mac16(acc: ptr<function, array<vec4f, 32>>, wv: vec2f, lo: vec4f, hi: vec4f, upper: bool) {
-    var s: f32;
-    s = subgroupBroadcast(wv.x, 0u); (*acc)[0] += s * lo; (*acc)[1] += s * hi;
-    s = subgroupBroadcast(wv.x, 1u); (*acc)[2] += s * lo; (*acc)[3] += s * hi;
-    s = subgroupBroadcast(wv.x, 2u); (*acc)[4] += s * lo; (*acc)[5] += s * hi;
-    s = subgroupBroadcast(wv.x, 3u); (*acc)[6] += s * lo; (*acc)[7] += s * hi;
-    s = subgroupBroadcast(wv.x, 4u); (*acc)[8] += s * lo; (*acc)[9] += s * hi;
-    s = subgroupBroadcast(wv.x, 5u); (*acc)[10] += s * lo; (*acc)[11] += s * hi;
-    s = subgroupBroadcast(wv.x, 6u); (*acc)[12] += s * lo; (*acc)[13] += s * hi;
-    s = subgroupBroadcast(wv.x, 7u); (*acc)[14] += s * lo; (*acc)[15] += s * hi;
-    if (!upper) { return; }
-    s = subgroupBroadcast(wv.y, 0u); (*acc)[16] += s * lo; (*acc)[17] += s * hi;
-    s = subgroupBroadcast(wv.y, 1u); (*acc)[18] += s * lo; (*acc)[19] += s * hi;
-    s = subgroupBroadcast(wv.y, 2u); (*acc)[20] += s * lo; (*acc)[21] += s * hi;
-    s = subgroupBroadcast(wv.y, 3u); (*acc)[22] += s * lo; (*acc)[23] += s * hi;
-    s = subgroupBroadcast(wv.y, 4u); (*acc)[24] += s * lo; (*acc)[25] += s * hi;
-    s = subgroupBroadcast(wv.y, 5u); (*acc)[26] += s * lo; (*acc)[27] += s * hi;
-    s = subgroupBroadcast(wv.y, 6u); (*acc)[28] += s * lo; (*acc)[29] += s * hi;
-    s = subgroupBroadcast(wv.y, 7u); (*acc)[30] += s * lo; (*acc)[31] += s * hi;
 }
 
 // One kernel row (taps 3i, 3i + 1, 3i + 2) against a source row's taps.

@@ -1,3 +1,4 @@
+// import: tile.wgsl
 // linear_tiled.wgsl — the tiled family's fully connected layer (for GPUs): the entry points of
 // linear.wgsl (same bindings and parameters), y = x·wᵀ + b and its gradients, as GEMMs staged in
 // workgroup memory.
@@ -41,33 +42,6 @@ struct LinearParams { n: u32, fin: u32, fout: u32 }
 @group(0) @binding(6) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(8) var<storage, read_write> db: array<f32>;
-
-override TILE_M: u32 = 64u;
-override TILE_N: u32 = 64u;
-override TILE_K: u32 = 16u;
-override WG: u32 = 256u;
-
-var<workgroup> a_tile: array<vec4f, TILE_K * (TILE_M / 4u + 1u)>;
-var<workgroup> b_tile: array<vec4f, TILE_K * (TILE_N / 4u + 1u)>;
-
-fn put_a(row: u32, m: u32, v: f32) {
-    a_tile[row * (TILE_M / 4u + 1u) + m / 4u][m % 4u] = v;
-}
-
-fn put_b(row: u32, col: u32, v: f32) {
-    b_tile[row * (TILE_N / 4u + 1u) + col / 4u][col % 4u] = v;
-}
-
-fn mma(acc: ptr<function, array<vec4f, 4>>, tx: u32, ty: u32) {
-    for (var k = 0u; k < TILE_K; k++) {
-        let a = a_tile[k * (TILE_M / 4u + 1u) + ty];
-        let bv = b_tile[k * (TILE_N / 4u + 1u) + tx];
-        (*acc)[0] += a.x * bv;
-        (*acc)[1] += a.y * bv;
-        (*acc)[2] += a.z * bv;
-        (*acc)[3] += a.w * bv;
-    }
-}
 
 // The workgroup's tile origin (m0, n0), or none past the last tile, for `rows` × `cols`.
 fn origin(wg: vec3u, nwg: vec3u, rows: u32, cols: u32) -> vec3u {

@@ -1,3 +1,4 @@
+// import: group.wgsl group_tree.wgsl|group_subgroup.wgsl
 // loss.wgsl — softmax cross-entropy (mean over the batch) with prediction counting.
 //
 // Bindings (group 0):

@@ -1,3 +1,4 @@
+// import: packed_bits.wgsl
 // packed_conv.wgsl — inference convolution straight from bit-packed ternary weights, with the
 // folded batch norm, the residual add and ReLU fused into the epilogue. NCHW.
 //
@@ -154,23 +155,6 @@ fn epilogue_row(b: Block, m: u32, v: vec4f) {
         if (p.relu == 1u) { o = max(o, 0.0); }
         y[at] = o;
     }
-}
-
-// 32 bits of `words` starting at bit `at` (zero past the end of the array is not read: callers
-// mask with the channel count).
-fn bits32(at: u32, use_neg: bool) -> u32 {
-    let w = at / 32u;
-    let s = at % 32u;
-    var lo: u32;
-    var hi: u32;
-    if (use_neg) {
-        lo = neg[w];
-        hi = select(0u, neg[min(w + 1u, arrayLength(&neg) - 1u)], s != 0u);
-    } else {
-        lo = pos[w];
-        hi = select(0u, pos[min(w + 1u, arrayLength(&pos) - 1u)], s != 0u);
-    }
-    return (lo >> s) | select(0u, hi << (32u - s), s != 0u);
 }
 
 // Wp and Wn of the invocation's output channels, and how many of its 4 channels exist.

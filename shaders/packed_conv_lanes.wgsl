@@ -1,9 +1,10 @@
+// import: lanes.wgsl packed_bits.wgsl
 // packed_conv_lanes.wgsl — inference convolution from bit-packed ternary (or f32) weights with the
 // folded batch norm, residual add and ReLU in the epilogue, for 3×3 kernels, padding 1, stride 1
 // or 2, on adapters whose subgroups have at least 8 lanes: the blocked family's fast path on
 // CPU drivers (llvmpipe). Same format, results and epilogue as packed_conv.wgsl, which the host
-// uses for other shapes and adapters. NCHW. The host prepends lanes.wgsl (the register block,
-// shared with conv2d_lanes.wgsl).
+// uses for other shapes and adapters. NCHW. It imports lanes.wgsl (the register block, shared
+// with conv2d_lanes.wgsl) and packed_bits.wgsl (bits32).
 //
 // Bindings (group 0):
 //   0 p       uniform  PackedLanesParams
@@ -28,10 +29,10 @@
 // input channel's weight to +Wp, 0 or −Wn in registers, and subgroupBroadcast hands it to every
 // lane; the dense entry loads the f32 weight instead. Per input channel, each of the 4 source
 // rows (5 at stride 2; 10 values at stride 1, 17 at stride 2) is loaded once for up to 6 taps ×
-// 16 channels × 8 columns, and each weight serves both rows (two rows against one: ResNet-20's
-// packed kernels 0.96× the time, 2 alternating pairs). Kernel rows are written out (private
-// arrays are indexed by constants only: llvmpipe keeps them in registers). Invocations past the
-// last segment repeat it without storing; subgroups made only of those return at once.
+// 16 channels × 8 columns, and each weight serves both rows (decoded once for two rows). Kernel
+// rows are written out (private arrays are indexed by constants only: llvmpipe keeps them in
+// registers). Invocations past the last segment repeat it without storing; subgroups made only
+// of those return at once.
 //
 // Epilogue: v = conv·scale + shift, then + residual (option A: subsample by res_stride, channels
 // offset by res_pad_c, zero outside), then + y's old value if ACCUMULATE = 1 (training's input
@@ -62,7 +63,6 @@ struct PackedLanesParams {
 @group(0) @binding(9) var<storage, read> res: array<f32>;
 @group(0) @binding(10) var<storage, read_write> y: array<f32>;
 
-
 fn x4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
     return vec4f(x[rb + off.x], x[rb + off.y], x[rb + off.z], x[rb + off.w]) * ok;
 }
@@ -79,22 +79,6 @@ fn src_row(plane: u32, r: i32, k: Cols) -> array<vec4f, 6> {
         return taps_stride2(a, b, x4(rb, k.off[2], k.ok[2] * rok), x4(rb, k.off[3], k.ok[3] * rok), e);
     }
     return taps_stride1(a, b, vec2f(x[rb + k.off[2].x], x[rb + k.off[2].y]) * k.ok[2].xy * rok);
-}
-
-// 32 bits of `words` from bit `at` (two words when `at` is not aligned).
-fn bits32(at: u32, use_neg: bool) -> u32 {
-    let i = at / 32u;
-    let s = at % 32u;
-    var lo: u32;
-    var hi: u32;
-    if (use_neg) {
-        lo = neg[i];
-        hi = select(0u, neg[min(i + 1u, arrayLength(&neg) - 1u)], s != 0u);
-    } else {
-        lo = pos[i];
-        hi = select(0u, pos[min(i + 1u, arrayLength(&pos) - 1u)], s != 0u);
-    }
-    return (lo >> s) | select(0u, hi << (32u - s), s != 0u);
 }
 
 // Codes of input channels ci0 .. ci0 + 31 at tap t for this lane's channels a and b (b only when

@@ -1,3 +1,4 @@
+// import: tile.wgsl packed_bits.wgsl
 // packed_conv_tiled.wgsl — the tiled family's inference convolution (for GPUs): the `ternary`,
 // `dense` and `bitplane` entry points of packed_conv.wgsl (same bindings, parameters, weight bit
 // order and fused epilogue) as implicit GEMMs staged in workgroup memory. The element-wise
@@ -72,13 +73,6 @@ struct PackedConvParams {
 @group(0) @binding(13) var<storage, read> act_pos: array<u32>;
 @group(0) @binding(14) var<storage, read> act_neg: array<u32>;
 
-override TILE_M: u32 = 64u;
-override TILE_N: u32 = 64u;
-override TILE_K: u32 = 16u;
-override WG: u32 = 256u;
-
-var<workgroup> a_tile: array<vec4f, TILE_K * (TILE_M / 4u + 1u)>;
-var<workgroup> b_tile: array<vec4f, TILE_K * (TILE_N / 4u + 1u)>;
 // ternary, dense: the reduction index k of the current and the next slice, decoded once per
 // workgroup (the next slice's buffer is filled while the current one is staged).
 var<workgroup> ktab: array<vec4i, 2u * TILE_K>;
@@ -125,10 +119,6 @@ fn tile(wg: vec3u, nwg: vec3u, li: u32) -> Tile {
     return t;
 }
 
-fn put_a(row: u32, m: u32, v: f32) {
-    a_tile[row * (TILE_M / 4u + 1u) + m / 4u][m % 4u] = v;
-}
-
 // k-table entries past the reduction's end: a row offset that puts every window outside.
 const OUTSIDE: i32 = -1073741824;
 
@@ -164,17 +154,6 @@ fn stage_x(t: Tile, li: u32, cur: u32) {
     }
 }
 
-fn mma(acc: ptr<function, array<vec4f, 4>>, tx: u32, ty: u32) {
-    for (var k = 0u; k < TILE_K; k++) {
-        let a = a_tile[k * (TILE_M / 4u + 1u) + ty];
-        let b = b_tile[k * (TILE_N / 4u + 1u) + tx];
-        (*acc)[0] += a.x * b;
-        (*acc)[1] += a.y * b;
-        (*acc)[2] += a.z * b;
-        (*acc)[3] += a.w * b;
-    }
-}
-
 fn epilogue(t: Tile, acc: array<vec4f, 4>) {
     let out_hw = p.oh * p.ow;
     let positions = p.n * out_hw;
@@ -198,22 +177,6 @@ fn epilogue(t: Tile, acc: array<vec4f, 4>) {
             y[at] = v;
         }
     }
-}
-
-// 32 bits of W+ (or W−) starting at bit `at`.
-fn bits32(at: u32, use_neg: bool) -> u32 {
-    let w = at / 32u;
-    let s = at % 32u;
-    var lo: u32;
-    var hi: u32;
-    if (use_neg) {
-        lo = neg[w];
-        hi = select(0u, neg[min(w + 1u, arrayLength(&neg) - 1u)], s != 0u);
-    } else {
-        lo = pos[w];
-        hi = select(0u, pos[min(w + 1u, arrayLength(&pos) - 1u)], s != 0u);
-    }
-    return (lo >> s) | select(0u, hi << (32u - s), s != 0u);
 }
 
 @compute @workgroup_size(WG)

@@ -1,3 +1,4 @@
+// import: tile.wgsl packed_bits.wgsl
 // packed_linear_tiled.wgsl — the tiled family's inference fully connected layer (for GPUs): the
 // `ternary` and `dense` entry points of packed_linear.wgsl (same bindings and parameters),
 // y = (x·wᵀ)·scale + shift with w from bit-packed ternary masks (+Wp / −Wn) or f32, as a GEMM
@@ -43,18 +44,6 @@ struct PackedLinearParams { n: u32, fin: u32, fout: u32, per_channel: u32 }
 @group(0) @binding(8) var<storage, read> shift: array<f32>;
 @group(0) @binding(9) var<storage, read_write> y: array<f32>;
 
-override TILE_M: u32 = 64u;
-override TILE_N: u32 = 64u;
-override TILE_K: u32 = 16u;
-override WG: u32 = 256u;
-
-var<workgroup> a_tile: array<vec4f, TILE_K * (TILE_M / 4u + 1u)>;
-var<workgroup> b_tile: array<vec4f, TILE_K * (TILE_N / 4u + 1u)>;
-
-fn put_a(row: u32, m: u32, v: f32) {
-    a_tile[row * (TILE_M / 4u + 1u) + m / 4u][m % 4u] = v;
-}
-
 // Stage x[n0 .., k0 ..]: the staging invocation's input index (row of the slice) is li mod TILE_K.
 fn stage_x(li: u32, n0: u32, k0: u32) {
     let row = li % TILE_K;
@@ -67,17 +56,6 @@ fn stage_x(li: u32, n0: u32, k0: u32) {
     }
 }
 
-fn mma(acc: ptr<function, array<vec4f, 4>>, tx: u32, ty: u32) {
-    for (var k = 0u; k < TILE_K; k++) {
-        let a = a_tile[k * (TILE_M / 4u + 1u) + ty];
-        let b = b_tile[k * (TILE_N / 4u + 1u) + tx];
-        (*acc)[0] += a.x * b;
-        (*acc)[1] += a.y * b;
-        (*acc)[2] += a.z * b;
-        (*acc)[3] += a.w * b;
-    }
-}
-
 fn store(m0: u32, n0: u32, tx: u32, ty: u32, acc: array<vec4f, 4>) {
     for (var m = 0u; m < 4u; m++) {
         let o = m0 + ty * 4u + m;
@@ -87,22 +65,6 @@ fn store(m0: u32, n0: u32, tx: u32, ty: u32, acc: array<vec4f, 4>) {
             if (r < p.n) { y[r * p.fout + o] = acc[m][j] * scale[o] + shift[o]; }
         }
     }
-}
-
-// 32 bits of W+ (or W−) starting at bit `at`.
-fn bits32(at: u32, use_neg: bool) -> u32 {
-    let w = at / 32u;
-    let s = at % 32u;
-    var lo: u32;
-    var hi: u32;
-    if (use_neg) {
-        lo = neg[w];
-        hi = select(0u, neg[min(w + 1u, arrayLength(&neg) - 1u)], s != 0u);
-    } else {
-        lo = pos[w];
-        hi = select(0u, pos[min(w + 1u, arrayLength(&pos) - 1u)], s != 0u);
-    }
-    return (lo >> s) | select(0u, hi << (32u - s), s != 0u);
 }
 
 @compute @workgroup_size(WG)

@@ -1,3 +1,4 @@
+// import: group.wgsl group_tree.wgsl|group_subgroup.wgsl
 // reduce.wgsl — deterministic reductions shared by several ops.
 //
 // Bindings (group 0):

@@ -1,3 +1,4 @@
+// import: group_tree.wgsl|group_subgroup.wgsl
 // sttn.wgsl — Soft Threshold Ternary Networks (Xu et al., IJCAI 2020): each ternary kernel is
 // trained as two binary kernels, T = α·(sign(W1) + sign(W2)) ∈ {−2α, 0, +2α}, with one scale per
 // output channel, α = (‖W1‖₁ + ‖W2‖₁) / (2n) over the channel's n weights. The threshold is

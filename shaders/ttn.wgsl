@@ -1,3 +1,4 @@
+// import: group.wgsl group_tree.wgsl|group_subgroup.wgsl
 // ttn.wgsl — ternarization with a trained threshold and a truncated-Gaussian scale
 // (He & Fan, arXiv 1810.01018), per layer.
 //

@@ -1,3 +1,4 @@
+// import: group.wgsl group_tree.wgsl|group_subgroup.wgsl
 // ttq.wgsl — Trained Ternary Quantization (Zhu, Han, Mao, Dally, ICLR 2017), per layer.
 //
 // Bindings (group 0):

@@ -1,3 +1,4 @@
+// import: group.wgsl group_tree.wgsl|group_subgroup.wgsl
 // twn.wgsl — Ternary Weight Networks (Li & Liu 2016), the baseline quantizer, per layer.
 //
 // Bindings (group 0):

@@ -184,7 +184,7 @@ pub fn profiler_bench(gpu: &Gpu, steps: usize) -> Result<()> {
     use crate::ops::optim::StepParams;
     use crate::train::{PROFILE_EVERY, Session, TrainConfig};
     use std::sync::Arc;
-    let cfg = TrainConfig::defaults();
+    let cfg = TrainConfig::default();
     let data = Arc::new(crate::data::embedded::fashion_mnist()?.0);
     let spec = ModelSpec {
         arch: cfg.arch,

@@ -162,16 +162,14 @@ pub fn check(options: &GpuOptions) -> Result<ExitCode> {
     for family in families {
         let gpu = gpu.with_family(family);
         outln!("{} kernels: {}", family.name(), gpu.describe_family())?;
-        let mut cases = crate::check::all(&gpu)?;
-        cases.iter_mut().for_each(|c| c.op = format!("{}:{}", family.name(), c.op));
+        // Each case names its family and path in the kernels column.
+        let cases = crate::check::all(&gpu)?;
         out!("{}", crate::check::table(&cases))?;
         all.extend(cases);
         // The fallback of the subgroup reductions, which adapters without subgroups run.
-        if gpu.reductions() == Reductions::Lanes {
-            let label = format!("{}/tree", family.name());
-            outln!("{label} kernels: the same, reductions in workgroup-memory trees")?;
-            let mut cases = crate::check::reductions(&gpu.with_reductions(Reductions::Tree))?;
-            cases.iter_mut().for_each(|c| c.op = format!("{label}:{}", c.op));
+        if gpu.reductions() == Reductions::Subgroup {
+            outln!("{} kernels, reductions in workgroup-memory trees:", family.name())?;
+            let cases = crate::check::reductions(&gpu.with_reductions(Reductions::Tree))?;
             out!("{}", crate::check::table(&cases))?;
             all.extend(cases);
         }

@@ -131,7 +131,7 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
     let source;
     match cfg.mode {
         ProfileMode::Train => {
-            let train_cfg = TrainConfig { batch_size: cfg.batch_size, ..TrainConfig::defaults() };
+            let train_cfg = TrainConfig { batch_size: cfg.batch_size, ..TrainConfig::default() };
             let session = Session::new(gpu, model, &train_cfg, 1)?;
             let count = session.dispatch_count();
             let profiler = Profiler::with_source(gpu, count, cfg.timing);

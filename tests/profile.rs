@@ -24,24 +24,29 @@ fn config(mode: ProfileMode, trace: Option<std::path::PathBuf>) -> ProfileConfig
     }
 }
 
-#[test]
-fn trace_has_one_event_per_dispatch_consistent_with_the_table() {
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("trace.json");
-    let trace = profile(gpu(), &config(ProfileMode::Train, Some(path.clone()))).unwrap();
-    // Dispatches of one training step: forward, backward, optimizer.
-    let spec = ModelSpec {
+/// The small CNN with TTQ on 28×28 grey images: what `config` profiles and `tern train` trains
+/// by default.
+fn small_cnn_ttq() -> ModelSpec {
+    ModelSpec {
         arch: Arch::SmallCnn,
         in_channels: 1,
         height: 28,
         width: 28,
         classes: 10,
         quant: QuantKind::Ttq,
-        threshold: 0.05,
+        threshold: tern::quant::DEFAULT_THRESHOLD,
         quantize_ends: false,
         activation: Default::default(),
-    };
-    let graph = Model::new(gpu(), spec, 0).unwrap().graph(gpu(), 16, Mode::Train).unwrap();
+    }
+}
+
+#[test]
+fn trace_has_one_event_per_dispatch_consistent_with_the_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("trace.json");
+    let trace = profile(gpu(), &config(ProfileMode::Train, Some(path.clone()))).unwrap();
+    // Dispatches of one training step: forward, backward, optimizer.
+    let graph = Model::new(gpu(), small_cnn_ttq(), 0).unwrap().graph(gpu(), 16, Mode::Train).unwrap();
     let per_step = graph.forward.dispatches.len() + graph.backward.dispatches.len() + 1;
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let events = json["traceEvents"].as_array().unwrap();
@@ -116,9 +121,17 @@ fn train_with_profile_writes_a_trace_of_sampled_steps() {
     tern::train::train(gpu(), &cfg, None, None).unwrap();
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("profile.json")).unwrap()).unwrap();
-    let gpu_events = json["traceEvents"].as_array().unwrap().iter().filter(|e| e["cat"] == "gpu").count();
-    // 100 steps, one in 50 timed.
-    assert!(gpu_events > 0 && gpu_events % 2 == 0, "{gpu_events}");
+    let events = json["traceEvents"].as_array().unwrap();
+    // 1600 images in batches of 16: 100 steps, one in PROFILE_EVERY (50) timed, so 2 steps, each
+    // with every dispatch of the training step: forward, backward and the optimizer.
+    assert_eq!(tern::train::PROFILE_EVERY, 50);
+    let timed = 100 / tern::train::PROFILE_EVERY;
+    let loads = events.iter().filter(|e| e["cat"] == "host" && e["name"] == "data loading").count();
+    assert_eq!(loads, timed, "timed steps");
+    let graph = Model::new(gpu(), small_cnn_ttq(), 0).unwrap().graph(gpu(), 16, Mode::Train).unwrap();
+    let per_step = graph.forward.dispatches.len() + graph.backward.dispatches.len() + 1;
+    let gpu_events = events.iter().filter(|e| e["cat"] == "gpu").count();
+    assert_eq!(gpu_events, timed * per_step, "{timed} steps of {per_step} dispatches");
 }
 
 #[test]

@@ -235,20 +235,3 @@ fn init_from_pytorch_and_own_checkpoints() {
     assert!((max_abs(&get(&b, "conv3.weight")) - 1.0).abs() < 1e-5);
     assert!(get(&b, "conv3.wp")[0] > 0.99 && get(&b, "conv3.wp")[0] < 1.01);
 }
-
-#[test]
-fn learning_rate_schedules() {
-    let cfg = |args: &[&str]| train_config(args);
-    let cosine = cfg(&["--epochs", "4", "--lr", "0.2"]);
-    assert_eq!(cosine.lr_at(0, 0, 10), 0.2);
-    assert!((cosine.lr_at(2, 0, 10) - 0.1).abs() < 1e-6);
-    assert!(cosine.lr_at(3, 9, 10) < 0.001);
-    let step = cfg(&["--epochs", "4", "--lr", "0.2", "--schedule", "step"]);
-    let got = [step.lr_at(1, 9, 10), step.lr_at(2, 0, 10), step.lr_at(3, 0, 10)];
-    for (g, w) in got.iter().zip([0.2, 0.02, 0.002]) {
-        assert!((g - w).abs() < 1e-7, "step schedule {got:?}");
-    }
-    let warm = cfg(&["--epochs", "4", "--lr", "0.2", "--schedule", "constant", "--warmup-epochs", "1"]);
-    assert!((warm.lr_at(0, 4, 10) - 0.1).abs() < 1e-6);
-    assert_eq!(warm.lr_at(2, 0, 10), 0.2);
-}

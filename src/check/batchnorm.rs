@@ -150,6 +150,7 @@ fn launch(
 
 pub fn cases(gpu: &Gpu, shapes: &[[usize; 4]]) -> Result<Vec<Case>> {
     Cases::each(gpu, "batchnorm", shapes, |c, s, &shape| {
+        c.reductions_path();
         let (len, ch) = (shape.iter().product(), shape[1]);
         let x = affine(len, 60 + s as u64, 2.0, 0.5);
         let (gamma, beta, dy) = (values(ch, 61), values(ch, 62), values(len, 163 + s as u64));
@@ -171,6 +172,7 @@ pub fn cases(gpu: &Gpu, shapes: &[[usize; 4]]) -> Result<Vec<Case>> {
 /// mode (bn0 … bn2).
 pub fn golden(gpu: &Gpu) -> Result<Vec<Case>> {
     Cases::goldens(gpu, "batchnorm", &["bn0", "bn1", "bn2"], |c, case| {
+        c.reductions_path();
         let [x, gamma, beta, dy] = ["x", "gamma", "beta", "dy"].map(|n| c.golden_input(n));
         let got = launch(c, case, &x?, &gamma?, &beta?, &dy?)?;
         c.expect_golden(&OUTPUTS.into_iter().zip(&got).collect::<Vec<_>>(), TOL)?;
@@ -329,6 +331,7 @@ impl Unit {
 /// over stale contents), running statistics, then the eval forward through the same unit.
 pub fn fused_cases(gpu: &Gpu, units: &[Unit]) -> Result<Vec<Case>> {
     Cases::each(gpu, "batchnorm fused", units, |c, s, u| {
+        c.reductions_path();
         let seed = 10 * s as u64;
         let [x, res, gamma, beta] = u.inputs(seed);
         let ch = u.shape[1];

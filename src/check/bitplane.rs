@@ -91,6 +91,7 @@ fn activations(c: &mut Cases, g: &Conv2dGeom, seed: u64) -> Result<(Vec<f64>, [T
 
 pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
     Cases::each(gpu, "bitplane", shapes, |c, s, g| {
+        c.family_path();
         let seed = 800 + 10 * s as u64;
         let (a, [xt, at, apos, aneg]) = activations(c, g, seed)?;
         let codes = codes(g.weight_shape().iter().product(), seed + 3);

@@ -55,6 +55,10 @@ pub fn golden(gpu: &Gpu) -> Result<Vec<Case>> {
     Cases::goldens(gpu, "block", &cases, |c, case| {
         let v: Vec<usize> = c.golden_values("geom")?.iter().map(|v| *v as usize).collect();
         let (cin, cout, stride) = (v[0], v[1], v[2]);
+        // The 3×3 convolutions' kernels, and what ternary layers read (full precision: dense).
+        let conv = crate::ops::conv2d::path(gpu, &super::conv2d::geom(1, cin, 8, 8, cout, 3, stride, 1));
+        let ternary = case != "block_fp" && gpu.trains_on_masks();
+        c.path(format!("{conv} {} {}", if ternary { "masks" } else { "dense" }, gpu.reductions().path()));
         let layer = if case.starts_with("unit") {
             let quant: Arc<dyn Quantizer> = QuantKind::Sttn.quantizer(0.05).into();
             Layer::TernaryUnit(TernaryUnit::new(case, 1, cin, cout, stride, &quant))

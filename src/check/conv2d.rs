@@ -113,6 +113,7 @@ pub fn grad_weight(g: &Conv2dGeom, x: &[f64], dy: &[f64]) -> Vec<f64> {
 
 pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
     Cases::each(gpu, "conv2d", shapes, |c, s, g| {
+        c.path(op::path(gpu, g));
         let x = values(numel(g.input_shape()), 10 + s as u64);
         let w = values(numel(g.weight_shape()), 20 + s as u64);
         let dy = values(numel(g.output_shape()), 50 + s as u64);
@@ -163,6 +164,7 @@ pub fn golden(gpu: &Gpu) -> Result<Vec<Case>> {
     Cases::goldens(gpu, "conv2d", &["conv0", "conv1", "conv2", "conv3", "conv4", "conv5"], |c, case| {
         let v: Vec<usize> = c.golden_values("geom")?.iter().map(|v| *v as usize).collect();
         let g = geom(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+        c.path(op::path(gpu, &g));
         let (x, w, dy) = (c.golden_input("x")?, c.golden_input("w")?, c.golden_input("dy")?);
         let (y, dx, dw) =
             (c.zeros("y", &g.output_shape())?, c.zeros("dx", x.shape())?, c.zeros("dw", w.shape())?);

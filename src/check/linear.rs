@@ -57,6 +57,7 @@ fn launch(c: &Cases, label: &str, [x, w, b, dy]: [&Tensor; 4]) -> Result<(Vec<Di
 
 pub fn cases(gpu: &Gpu, shapes: &[(usize, usize, usize)]) -> Result<Vec<Case>> {
     Cases::each(gpu, "linear", shapes, |c, _, &(n, fin, fout)| {
+        c.family_path();
         let (x, w, b, dy) =
             (values(n * fin, 100), values(fout * fin, 101), values(fout, 102), values(n * fout, 103));
         let (xt, wt) = (c.upload("x", &[n, fin], &x)?, c.upload("w", &[fout, fin], &w)?);
@@ -75,6 +76,7 @@ pub fn cases(gpu: &Gpu, shapes: &[(usize, usize, usize)]) -> Result<Vec<Case>> {
 /// PyTorch's nn.Linear and its three gradients.
 pub fn golden(gpu: &Gpu) -> Result<Vec<Case>> {
     Cases::goldens(gpu, "linear", &["linear"], |c, _| {
+        c.family_path();
         let [x, w, b, dy] = ["x", "w", "b", "dy"].map(|n| c.golden_input(n));
         let (d, got) = launch(c, "linear", [&x?, &w?, &b?, &dy?])?;
         c.run(d)?;

@@ -66,6 +66,7 @@ fn launch(
 
 pub fn cases(gpu: &Gpu, shapes: &[(usize, usize)]) -> Result<Vec<Case>> {
     Cases::each(gpu, "loss", shapes, |c, _, &(n, classes)| {
+        c.reductions_path();
         let logits = affine(n * classes, 110, 5.0, 0.0);
         let labels: Vec<u32> = (0..n).map(|i| ((i * 7 + 3) % classes) as u32).collect();
         let (lt, labt) = (c.upload("logits", &[n, classes], &logits)?, c.u32s("labels", &labels)?);
@@ -85,6 +86,7 @@ pub fn cases(gpu: &Gpu, shapes: &[(usize, usize)]) -> Result<Vec<Case>> {
 /// PyTorch's cross_entropy (mean) and its gradient.
 pub fn golden(gpu: &Gpu) -> Result<Vec<Case>> {
     Cases::goldens(gpu, "loss", &["xent"], |c, _| {
+        c.reductions_path();
         let labels: Vec<u32> = c.golden_values("labels")?.iter().map(|v| *v as u32).collect();
         let (d, [dl, _, _, metrics]) =
             launch(c, "xent", &c.golden_input("logits")?, &c.u32s("labels", &labels)?, 1)?;

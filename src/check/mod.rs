@@ -41,16 +41,24 @@ pub use run::{Cases, download, run, upload, zeros};
 /// The tolerance of every kernel that accumulates in f32.
 pub const TOL: f64 = 1e-4;
 
-/// One output of one entry point on one shape, compared with its reference.
+/// One output tensor of one entry point on one shape, compared with its reference.
 #[derive(Clone, Debug)]
 pub struct Case {
     /// Op and output: "conv2d/grad_input".
     pub op: String,
+    /// The kernel family and the path within it that computed the output: "blocked lanes",
+    /// "blocked register-block", "tiled subgroup" (reductions), "blocked register-block masks".
+    pub kernels: String,
+    /// The case's number in the op's list of shapes or golden cases.
+    pub index: usize,
     /// The shape (or golden case) it ran on.
     pub shape: String,
+    /// The compared tensor's name and dimensions.
+    pub tensor: String,
+    pub dims: Vec<usize>,
     pub max_rel_err: f64,
     pub tol: f64,
-    /// Where the largest error is, with the two values there.
+    /// Where the largest error is (flat index), with the two values there.
     pub at: usize,
     pub got: f64,
     pub want: f64,
@@ -60,14 +68,40 @@ impl Case {
     pub fn passed(&self) -> bool {
         self.max_rel_err <= self.tol
     }
+
+    /// `at` as an index per dimension of the tensor: "[1, 4, 2, 7]".
+    pub fn position(&self) -> String {
+        let mut rest = self.at;
+        let mut index: Vec<usize> = self
+            .dims
+            .iter()
+            .rev()
+            .map(|&d| {
+                let i = rest % d.max(1);
+                rest /= d.max(1);
+                i
+            })
+            .collect();
+        index.reverse();
+        if index.is_empty() || rest > 0 {
+            return format!("[{}]", self.at);
+        }
+        format!("{index:?}")
+    }
 }
 
 /// The table `tern check` prints: one row per case.
 pub fn table(cases: &[Case]) -> String {
-    let mut s = format!("{:<48} {:<36} {:>11} {:>6}  result\n", "op/output", "shape", "max rel err", "tol");
+    let mut s = format!(
+        "{:<40} {:<28} {:>4} {:<36} {:>11} {:>6}  result\n",
+        "op/output", "kernels", "case", "shape", "max rel err", "tol"
+    );
     for c in cases {
         let result = if c.passed() { "pass" } else { "FAIL" };
-        s += &format!("{:<48} {:<36} {:>11.3e} {:>6.0e}  {result}\n", c.op, c.shape, c.max_rel_err, c.tol);
+        s += &format!(
+            "{:<40} {:<28} {:>4} {:<36} {:>11.3e} {:>6.0e}  {result}\n",
+            c.op, c.kernels, c.index, c.shape, c.max_rel_err, c.tol
+        );
     }
     s
 }
@@ -85,12 +119,24 @@ pub fn verdict(cases: &[Case], adapter: &str) -> String {
     }
 }
 
+/// "conv2d/grad_input blocked lanes case 3 ([2, 11, 8, 8] → 19, 3×3 /1 pad 1): tensor dx differs
+/// at [1, 4, 2, 7]: got 0.5, want 0.25 (relative error 5.0e-1, tolerance 1e-4)".
 impl std::fmt::Display for Case {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kernels = if self.kernels.is_empty() { String::new() } else { format!(" {}", self.kernels) };
+        let verdict = if self.passed() { "matches" } else { "differs" };
         write!(
             f,
-            "{} {}: relative error {:.3e} (tolerance {:.0e}) at {}: got {} want {}",
-            self.op, self.shape, self.max_rel_err, self.tol, self.at, self.got, self.want
+            "{}{kernels} case {} ({}): tensor {} {verdict} at {}: got {}, want {} (relative error {:.3e}, tolerance {:.0e})",
+            self.op,
+            self.index,
+            self.shape,
+            self.tensor,
+            self.position(),
+            self.got,
+            self.want,
+            self.max_rel_err,
+            self.tol
         )
     }
 }
@@ -122,9 +168,22 @@ fn compare_to(
     } else {
         (f64::INFINITY, got.len().min(want.len()))
     };
+    let dims = vec![want.len()];
     let value = |v: &[f64]| v.get(at).copied().unwrap_or(f64::NAN);
     let (got, want) = (value(got), value(want));
-    Case { op: op.into(), shape: shape.into(), max_rel_err, tol, at, got, want }
+    Case {
+        op: op.into(),
+        kernels: String::new(),
+        index: 0,
+        shape: shape.into(),
+        tensor: op.into(),
+        dims,
+        max_rel_err,
+        tol,
+        at,
+        got,
+        want,
+    }
 }
 
 /// Largest |a − b| / (|b| + scale), with scale = max|b| · 1e-3 so near-zero entries are judged

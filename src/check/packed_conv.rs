@@ -141,6 +141,7 @@ impl EpilogueInputs {
 
 pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
     Cases::each(gpu, "packed_conv", shapes, |c, s, g| {
+        c.path(crate::ops::conv2d::path(gpu, g));
         let x = values(g.input_shape().iter().product(), 200 + s as u64);
         let (codes, wp, wn) = (codes(g.weight_shape().iter().product(), 300 + s as u64), [0.75], [1.25]);
         let w = ternary_weights(&codes, &wp, &wn);

@@ -28,6 +28,7 @@ pub fn forward(
 
 pub fn cases(gpu: &Gpu, shapes: &[(usize, usize, usize)]) -> Result<Vec<Case>> {
     Cases::each(gpu, "packed_linear", shapes, |c, s, &(n, fin, fout)| {
+        c.family_path();
         let seed = 900 + 10 * s as u64;
         let (x, codes, dense) =
             (values(n * fin, seed), codes(fout * fin, seed + 1), values(fout * fin, seed + 2));

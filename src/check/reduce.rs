@@ -23,6 +23,7 @@ pub fn sum_splits(partial: &[f64], len: usize) -> Vec<f64> {
 
 pub fn cases(gpu: &Gpu, shapes: &[usize]) -> Result<Vec<Case>> {
     Cases::each(gpu, "reduce", shapes, |c, _, &len| {
+        c.reductions_path();
         let (x, partial) = (values(len, len as u64 + 5), values(3 * len, 7));
         let (xt, r) = (c.upload("x", &[len], &x)?, c.zeros("r", &[1])?);
         let (pt, total) = (c.upload("partial", &[3, len], &partial)?, c.zeros("total", &[len])?);

@@ -32,14 +32,58 @@ pub fn run(gpu: &Gpu, dispatches: impl IntoIterator<Item = Dispatch>) -> Result<
 pub struct Cases<'a> {
     pub gpu: &'a Gpu,
     op: &'static str,
+    /// The running case: its number, shape, and the kernel path the op says it takes.
+    index: usize,
     shape: String,
+    path: String,
     list: Vec<Case>,
     golden: Golden,
 }
 
 impl<'a> Cases<'a> {
     fn new(gpu: &'a Gpu, op: &'static str) -> Cases<'a> {
-        Cases { gpu, op, shape: String::new(), list: Vec::new(), golden: Golden::ops() }
+        Cases {
+            gpu,
+            op,
+            index: 0,
+            shape: String::new(),
+            path: String::new(),
+            list: Vec::new(),
+            golden: Golden::ops(),
+        }
+    }
+
+    /// Names the path within the kernel family that the running case takes ("lanes",
+    /// "register-block", "tiled", "subgroup"), for its name: set by the op at the start of each
+    /// case that has one.
+    pub fn path(&mut self, path: impl Into<String>) {
+        self.path = path.into();
+    }
+
+    /// The path of a GEMM-like op with one kernel per family: "register-block" (4×4 blocks per
+    /// invocation) or "tiled" (workgroup-memory tiles).
+    pub fn family_path(&mut self) {
+        self.path(match self.gpu.family() {
+            crate::gpu::Family::Blocked => "register-block",
+            crate::gpu::Family::Tiled => "tiled",
+        });
+    }
+
+    /// The path of an op that reduces over workgroups (shaders/group.wgsl): its reductions.
+    pub fn reductions_path(&mut self) {
+        self.path(self.gpu.reductions().path());
+    }
+
+    /// Adds a comparison of the running case, named after it and the compared tensor.
+    fn push(&mut self, mut case: Case, tensor: &str, dims: &[usize]) {
+        // "blocked lanes", "tiled subgroup" ("tiled" once, where the path is the family's own).
+        let family = self.gpu.family().name();
+        let path = self.path.strip_prefix(family).unwrap_or(&self.path).trim();
+        case.kernels = if path.is_empty() { family.into() } else { format!("{family} {path}") };
+        case.index = self.index;
+        case.tensor = tensor.into();
+        case.dims = dims.to_vec();
+        self.list.push(case);
     }
 
     /// Runs `f` on each shape with its index (for seeds); the cases are named after the shape.
@@ -51,7 +95,7 @@ impl<'a> Cases<'a> {
     ) -> Result<Vec<Case>> {
         let mut c = Cases::new(gpu, op);
         for (i, shape) in shapes.iter().enumerate() {
-            c.shape = format!("{shape:?}");
+            (c.index, c.shape) = (i, format!("{shape:?}"));
             f(&mut c, i, shape)?;
         }
         Ok(c.list)
@@ -66,8 +110,8 @@ impl<'a> Cases<'a> {
         mut f: impl FnMut(&mut Cases<'a>, &str) -> Result<()>,
     ) -> Result<Vec<Case>> {
         let mut c = Cases::new(gpu, op);
-        for case in cases {
-            c.shape = case.to_string();
+        for (i, case) in cases.iter().enumerate() {
+            (c.index, c.shape) = (i, case.to_string());
             f(&mut c, case)?;
         }
         Ok(c.list)
@@ -91,8 +135,10 @@ impl<'a> Cases<'a> {
 
     /// Compare `got` (an output of entry point or output `what`) with the reference.
     pub fn expect(&mut self, what: &str, got: &Tensor, want: &[f64], tol: f64) -> Result<()> {
-        let got = download(self.gpu, got)?;
-        self.expect_values(what, &got, want, tol);
+        let values = download(self.gpu, got)?;
+        let op = format!("{}/{what}", self.op);
+        let case = compare(&op, &self.shape, &tampered(&op, &values), want, tol);
+        self.push(case, got.name(), got.shape());
         Ok(())
     }
 
@@ -106,9 +152,10 @@ impl<'a> Cases<'a> {
         bound: &[f64],
         tol: f64,
     ) -> Result<()> {
-        let got = download(self.gpu, got)?;
+        let values = download(self.gpu, got)?;
         let op = format!("{}/{what}", self.op);
-        self.list.push(super::compare_bounded(&op, &self.shape, &tampered(&op, &got), want, bound, tol));
+        let case = super::compare_bounded(&op, &self.shape, &tampered(&op, &values), want, bound, tol);
+        self.push(case, got.name(), got.shape());
         Ok(())
     }
 
@@ -117,9 +164,11 @@ impl<'a> Cases<'a> {
         self.expect(what, got, &want.iter().map(|v| *v as f64).collect::<Vec<_>>(), 0.0)
     }
 
+    /// Compare values computed on the host from GPU outputs (named `what`).
     pub fn expect_values(&mut self, what: &str, got: &[f64], want: &[f64], tol: f64) {
         let op = format!("{}/{what}", self.op);
-        self.list.push(compare(&op, &self.shape, &tampered(&op, got), want, tol));
+        let case = compare(&op, &self.shape, &tampered(&op, got), want, tol);
+        self.push(case, what, &[got.len()]);
     }
 
     /// The op goldens (tests/golden/ops.safetensors), for tensors named otherwise.

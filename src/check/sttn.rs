@@ -66,6 +66,7 @@ fn launch(c: &Cases, label: &str, [w1, w2, g]: [&Tensor; 3]) -> Result<[Tensor; 
 
 pub fn cases(gpu: &Gpu, shapes: &[(usize, usize)]) -> Result<Vec<Case>> {
     Cases::each(gpu, "sttn", shapes, |c, _, &(cout, n)| {
+        c.reductions_path();
         // Latent weights beyond ±1, where the straight-through gradient stops and clamping bites.
         let latent = |seed| affine(cout * n, seed, 1.3, 0.0);
         let (w1, w2, g) = (latent(19), latent(20), values(cout * n, 21));
@@ -88,6 +89,7 @@ pub fn cases(gpu: &Gpu, shapes: &[(usize, usize)]) -> Result<Vec<Case>> {
 /// PyTorch's STTN forward and gradients (sttn0, sttn1), and the clamp of the latent weights.
 pub fn golden(gpu: &Gpu) -> Result<Vec<Case>> {
     Cases::goldens(gpu, "sttn", &["sttn0", "sttn1"], |c, case| {
+        c.reductions_path();
         let [w1, w2, g] = ["w1", "w2", "g"].map(|n| c.golden_input(n));
         let w1 = w1?;
         let [wq, dw1, dw2] = launch(c, case, [&w1, &w2?, &g?])?;

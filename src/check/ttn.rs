@@ -89,6 +89,7 @@ fn launch(c: &Cases, label: &str, [w, delta, g]: [&Tensor; 3]) -> Result<[Tensor
 
 pub fn cases(gpu: &Gpu, shapes: &[(usize, f64)]) -> Result<Vec<Case>> {
     Cases::each(gpu, "ttn", shapes, |c, s, &(len, delta)| {
+        c.reductions_path();
         let w = affine(len, 17 + 10 * s as u64, 1.0, 0.05);
         let g = values(len, 18 + 10 * s as u64);
         let t = [c.upload("w", &[len], &w)?, c.upload("delta", &[1], &[delta])?, c.upload("gq", &[len], &g)?];
@@ -108,6 +109,7 @@ pub fn cases(gpu: &Gpu, shapes: &[(usize, f64)]) -> Result<Vec<Case>> {
 /// PyTorch's TTN forward and gradients (ttn0 … ttn2).
 pub fn golden(gpu: &Gpu) -> Result<Vec<Case>> {
     Cases::goldens(gpu, "ttn", &["ttn0", "ttn1", "ttn2"], |c, case| {
+        c.reductions_path();
         let [w, delta, g] = ["w", "delta", "g"].map(|n| c.golden_input(n));
         let [_, wq, dw, ddelta] = launch(c, case, [&w?, &delta?, &g?])?;
         c.expect_golden(&[("wq", &wq), ("dw", &dw), ("ddelta", &ddelta)], TOL)?;

@@ -70,6 +70,7 @@ fn launch(c: &Cases, label: &str, t: f32, [w, wp, wn, g]: [&Tensor; 4]) -> Resul
 pub fn cases(gpu: &Gpu, shapes: &[usize]) -> Result<Vec<Case>> {
     let (wp, wn, t) = (0.75, 1.25, T as f64);
     Cases::each(gpu, "ttq", shapes, |c, _, &len| {
+        c.reductions_path();
         let (w, g) = (values(len, 15 + len as u64), values(len, 16 + len as u64));
         let (wt, gt) = (c.upload("w", &[len], &w)?, c.upload("gq", &[len], &g)?);
         let (wpt, wnt) = (c.upload("wp", &[1], &[wp])?, c.upload("wn", &[1], &[wn])?);
@@ -86,6 +87,7 @@ pub fn cases(gpu: &Gpu, shapes: &[usize]) -> Result<Vec<Case>> {
 /// PyTorch's TTQ forward and its three gradients (ttq0 … ttq2).
 pub fn golden(gpu: &Gpu) -> Result<Vec<Case>> {
     Cases::goldens(gpu, "ttq", &["ttq0", "ttq1", "ttq2"], |c, case| {
+        c.reductions_path();
         let threshold = c.golden_values("geom")?[0] as f32;
         let [w, wp, wn, g] = ["w", "wp", "wn", "g"].map(|n| c.golden_input(n));
         let [wq, dw, dwp, dwn] = launch(c, case, threshold, [&w?, &wp?, &wn?, &g?])?;

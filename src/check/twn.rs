@@ -29,6 +29,7 @@ pub fn quantize(w: &[f64]) -> Vec<f64> {
 
 pub fn cases(gpu: &Gpu, shapes: &[usize]) -> Result<Vec<Case>> {
     Cases::each(gpu, "twn", shapes, |c, _, &len| {
+        c.reductions_path();
         let w = values(len, 700 + len as u64);
         let (wt, delta_alpha, wq) =
             (c.upload("w", &[len], &w)?, c.zeros("delta_alpha", &[2])?, c.zeros("wq", &[len])?);

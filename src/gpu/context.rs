@@ -42,7 +42,8 @@ pub struct GpuOptions {
     #[arg(long, value_enum, global = true)]
     pub kernels: Option<Kernels>,
     /// What ternary layers' forward convolutions and input gradients read in training: auto
-    /// (packed in the blocked family, where it is measured faster), packed bit masks or dense f32 weights
+    /// (packed with the blocked family's register-block kernels, which skip zero weights), packed
+    /// bit masks or dense f32 weights
     /// (default: TERN_TERNARY_KERNELS, else auto)
     #[arg(long, value_enum, global = true)]
     pub ternary_kernels: Option<TernaryKernels>,
@@ -511,12 +512,20 @@ impl Gpu {
         let name = format!("{}/{}", shader.name, entry);
         let reductions = self.reductions();
         let mut values: Vec<String> = constants.iter().map(|(n, v)| format!("{n}={v}")).collect();
-        if shader.group {
+        if shader.reduces() {
             values.push(format!("{reductions:?}"));
         }
         let key = format!("{name}[{}]", values.join(","));
         if let Some(k) = self.kernels.lock().unwrap().get(&key) {
             return Ok(k.clone());
+        }
+        if !super::shaders::known_constants(constants) {
+            return Err(GpuError::Shader {
+                shader: key,
+                reason: "pipeline constants outside shaders::MODES and Tile::all, which \
+                         tests/portability.rs translates"
+                    .into(),
+            });
         }
         let module = self.module(shader, reductions)?;
         let kernel = Arc::new(Kernel::new(self, &name, &module.0, &module.1, &module.2, entry, constants)?);
@@ -526,14 +535,14 @@ impl Gpu {
     }
 
     fn module(&self, shader: &ShaderFile, reductions: Reductions) -> Result<Arc<Module>> {
-        let key = (shader.name, if shader.group { reductions } else { Reductions::Tree });
+        let key = (shader.name, if shader.reduces() { reductions } else { Reductions::Tree });
         if let Some(m) = self.modules.lock().unwrap().get(&key) {
             return Ok(m.clone());
         }
         let (naga_module, info) = shader.parse(reductions)?;
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(shader.name),
-            source: wgpu::ShaderSource::Wgsl(shader.wgsl(reductions)),
+            source: wgpu::ShaderSource::Wgsl(shader.wgsl(reductions)?.into()),
         });
         let entry = Arc::new((module, naga_module, info));
         self.modules.lock().unwrap().insert(key, entry.clone());

@@ -47,8 +47,8 @@ impl Kernels {
 /// input gradient read in training.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum TernaryKernels {
-    /// packed where the blocked family's register-block kernels run (measured faster there), dense
-    /// with its lanes kernels (8-lane subgroups) and in the tiled family
+    /// packed where the blocked family's register-block kernels run (they skip zero weights'
+    /// multiply-adds), dense with its lanes kernels (8-lane subgroups) and in the tiled family
     #[default]
     Auto,
     /// bit masks written from the quantized weights every step, zero weights skipped
@@ -135,6 +135,19 @@ impl Tile {
         4 * self.k * (self.m + self.n + 8) + 32 * self.k + 16 * self.n
     }
 
+    /// Every tile `choose` can return, on any adapter: TILE_M and TILE_N from 16 to 256 with at
+    /// most 256 invocations, TILE_K 4, 8 or 16 (the pipeline constants tests/portability.rs
+    /// translates).
+    pub fn all() -> Vec<Tile> {
+        let mut tiles = Vec::new();
+        for m in EDGES {
+            for n in EDGES.into_iter().filter(|n| m * n / 16 <= MAX_INVOCATIONS) {
+                tiles.extend([4, 8, 16].map(|k| Tile { m, n, k }));
+            }
+        }
+        tiles
+    }
+
     /// The `override` constants of the tiled shaders.
     pub fn constants(&self) -> [(&'static str, f64); 4] {
         [
@@ -213,13 +226,15 @@ mod tests {
                 assert!(t.storage_bytes() <= limits.storage, "{t:?} {limits:?}");
                 assert!(t.m.is_multiple_of(16) && t.n.is_multiple_of(16) && t.k.is_multiple_of(4));
                 assert!(t.invocations().is_multiple_of(t.k));
+                assert!(Tile::all().contains(&t), "{t:?} is not among the tiles translated");
             }
         }
     }
 
-    /// auto trains on masks only where the register-block kernels run: the lanes kernels and
-    /// the tiled family read dense weights as fast or faster (README, "Ternary layers: bit masks
-    /// against dense weights").
+    /// auto trains on masks only where the register-block kernels run: they skip zero weights.
+    /// The lanes kernels multiply every weight (a branch runs under a mask on llvmpipe, skipping
+    /// nothing) and the tiled family stages weights in workgroup memory, so masks only add the
+    /// decoding there.
     #[test]
     fn auto_trains_on_masks_only_with_the_register_block_kernels() {
         let auto = TernaryKernels::Auto;

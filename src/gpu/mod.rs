@@ -16,6 +16,7 @@ mod kernel;
 pub mod profiler;
 pub mod shaders;
 mod tensor;
+pub mod unrolled;
 
 pub use context::{Backend, Gpu, GpuOptions, adapter_summaries};
 pub use family::{Family, Kernels, TernaryKernels, Tile};

@@ -1,20 +1,28 @@
-//! Every WGSL file of the project, embedded at compile time. Each shader in `ALL` is valid WGSL
-//! after the parts the host prepends to it: its fixed `parts` (lanes.wgsl for the lanes
-//! convolutions) and, when it calls the group reductions, `group.wgsl` and one of their
-//! implementations (`Reductions`). `<op>_tiled` files hold the tiled family's entry points of
-//! `<op>` (same bindings and uniforms).
+//! Every WGSL file of the project, embedded at compile time, and how the host assembles what
+//! the device compiles from them.
+//!
+//! A file that uses shared parts says so in its first line, which names the files it imports:
+//!
+//! ```text
+//! // import: group.wgsl group_tree.wgsl|group_subgroup.wgsl
+//! ```
+//!
+//! `a.wgsl|b.wgsl` is a choice the host makes: the implementation of the group reductions
+//! ([`Reductions`]). Imported files come first, each once, after their own imports, so the line
+//! is the one list of what a file needs: the host reads it, and so can any tool (concatenate the
+//! imports, then the file, and naga reads the result). tests/portability.rs checks that every
+//! shader resolves from the files on disk by its line alone, that each line names exactly the
+//! parts whose declarations the file uses, and translates every variant the host compiles.
+//! `<op>_tiled` files hold the tiled family's entry points of `<op>` (same bindings and
+//! uniforms); `<op>_lanes` files the 3×3 convolutions that share loads across 8-lane subgroups;
+//! `*_unrolled` parts are generated (`unrolled`).
 
 use super::{GpuError, Result};
-use std::borrow::Cow;
 
 pub struct ShaderFile {
     /// File stem: `shaders/<name>.wgsl`.
     pub name: &'static str,
     pub source: &'static str,
-    /// Parts (from `PARTS`) prepended to it, in order, whatever the reductions.
-    pub parts: &'static [&'static ShaderFile],
-    /// Calls the group_* reductions of group.wgsl.
-    pub group: bool,
 }
 
 /// Which implementation of group.wgsl's reductions a shader is built with.
@@ -22,8 +30,8 @@ pub struct ShaderFile {
 pub enum Reductions {
     /// group_tree.wgsl: a halving tree in workgroup memory
     Tree,
-    /// group_lanes.wgsl: subgroup operations (needs the adapter's SUBGROUP feature)
-    Lanes,
+    /// group_subgroup.wgsl: subgroup operations (needs the adapter's SUBGROUP feature)
+    Subgroup,
 }
 
 impl Reductions {
@@ -31,7 +39,7 @@ impl Reductions {
     /// trees otherwise (CPU drivers, which the blocked family is for, gain nothing from them).
     pub(crate) fn of(family: super::Family, subgroups: bool) -> Reductions {
         match family == super::Family::Tiled && subgroups {
-            true => Reductions::Lanes,
+            true => Reductions::Subgroup,
             false => Reductions::Tree,
         }
     }
@@ -39,62 +47,64 @@ impl Reductions {
     pub fn name(self) -> &'static str {
         match self {
             Reductions::Tree => "workgroup-memory trees",
-            Reductions::Lanes => "subgroup operations",
+            Reductions::Subgroup => "subgroup operations",
+        }
+    }
+
+    /// One word for case names and test names: "tree" or "subgroup".
+    pub fn path(self) -> &'static str {
+        match self {
+            Reductions::Tree => "tree",
+            Reductions::Subgroup => "subgroup",
         }
     }
 
     fn file(self) -> &'static ShaderFile {
         match self {
             Reductions::Tree => &GROUP_TREE,
-            Reductions::Lanes => &GROUP_LANES,
+            Reductions::Subgroup => &GROUP_SUBGROUP,
         }
     }
 }
 
 macro_rules! shader {
     ($konst:ident, $name:literal) => {
-        shader!($konst, $name, false, []);
-    };
-    ($konst:ident, $name:literal, $group:literal) => {
-        shader!($konst, $name, $group, []);
-    };
-    ($konst:ident, $name:literal, $group:literal, [$($part:ident),*]) => {
-        pub const $konst: ShaderFile = ShaderFile {
-            name: $name,
-            source: include_str!(concat!("../../shaders/", $name, ".wgsl")),
-            parts: &[$(&$part),*],
-            group: $group,
-        };
+        pub const $konst: ShaderFile =
+            ShaderFile { name: $name, source: include_str!(concat!("../../shaders/", $name, ".wgsl")) };
     };
 }
 
 shader!(ACTIVATION, "activation");
-shader!(BATCHNORM, "batchnorm", true);
+shader!(BATCHNORM, "batchnorm");
 shader!(CONV2D, "conv2d");
 shader!(CONV2D_TILED, "conv2d_tiled");
-shader!(CONV2D_LANES, "conv2d_lanes", false, [LANES]);
+shader!(CONV2D_LANES, "conv2d_lanes");
 shader!(LINEAR, "linear");
 shader!(LINEAR_TILED, "linear_tiled");
-shader!(LOSS, "loss", true);
+shader!(LOSS, "loss");
 shader!(OPTIM, "optim");
 shader!(PACKED_CONV, "packed_conv");
-shader!(PACKED_CONV_LANES, "packed_conv_lanes", false, [LANES]);
+shader!(PACKED_CONV_LANES, "packed_conv_lanes");
 shader!(PACKED_CONV_TILED, "packed_conv_tiled");
 shader!(PACKED_LINEAR, "packed_linear");
 shader!(PACKED_LINEAR_TILED, "packed_linear_tiled");
 shader!(POOL, "pool");
-shader!(REDUCE, "reduce", true);
+shader!(REDUCE, "reduce");
 shader!(ROOFLINE, "roofline");
 shader!(SHORTCUT, "shortcut");
-shader!(STTN, "sttn", true);
-shader!(TTN, "ttn", true);
+shader!(STTN, "sttn");
+shader!(TTN, "ttn");
 shader!(TERNARY_MASKS, "ternary_masks");
-shader!(TTQ, "ttq", true);
-shader!(TWN, "twn", true);
+shader!(TTQ, "ttq");
+shader!(TWN, "twn");
 shader!(GROUP, "group");
 shader!(GROUP_TREE, "group_tree");
-shader!(GROUP_LANES, "group_lanes");
+shader!(GROUP_SUBGROUP, "group_subgroup");
 shader!(LANES, "lanes");
+shader!(LANES_UNROLLED, "lanes_unrolled");
+shader!(CONV2D_LANES_UNROLLED, "conv2d_lanes_unrolled");
+shader!(PACKED_BITS, "packed_bits");
+shader!(TILE, "tile");
 
 pub const ALL: &[&ShaderFile] = &[
     &ACTIVATION,
@@ -122,36 +132,122 @@ pub const ALL: &[&ShaderFile] = &[
     &TWN,
 ];
 
-/// The parts the host prepends to shaders (not shaders on their own): the group reductions and
-/// their implementations, and the lanes convolutions' register block.
-pub const PARTS: &[&ShaderFile] = &[&GROUP, &GROUP_TREE, &GROUP_LANES, &LANES];
+/// The parts shaders import (not shaders on their own): the group reductions and their
+/// implementations, the lanes convolutions' register block and its unrolled code (generated by
+/// `unrolled`), the packed masks' reader and the tiled family's GEMM tile.
+pub const PARTS: &[&ShaderFile] = &[
+    &GROUP,
+    &GROUP_TREE,
+    &GROUP_SUBGROUP,
+    &LANES,
+    &LANES_UNROLLED,
+    &CONV2D_LANES_UNROLLED,
+    &PACKED_BITS,
+    &TILE,
+];
+
+/// The first line of a file that imports parts begins with this.
+pub const IMPORT: &str = "// import:";
+
+/// The shader or part `shaders/<file>` ("group.wgsl").
+pub fn file(file: &str) -> Option<&'static ShaderFile> {
+    ALL.iter().chain(PARTS).copied().find(|s| format!("{}.wgsl", s.name) == file)
+}
+
+/// Every value the host passes each pipeline constant that picks a code path (the ops'
+/// `lanes_constants`, `Fused::modes` and packed_conv_lanes.wgsl's epilogue): `Gpu::kernel_with`
+/// refuses others, so the variants tests/portability.rs translates are all the host compiles.
+/// The tiled family's TILE_M, TILE_N, TILE_K and WG come from `Tile::all`.
+pub const MODES: &[(&str, &[f64])] = &[
+    ("STRIDE", &[1.0, 2.0]),
+    ("BLOCK_CH", &[8.0, 16.0]),
+    ("ACCUMULATE", &[0.0, 1.0]),
+    ("RELU", &[0.0, 1.0]),
+    ("POOL", &[0.0, 1.0, 2.0]),
+    ("RESIDUAL", &[0.0, 1.0, 2.0]),
+];
+
+/// Whether the host may compile a kernel with these pipeline constants: each a mode of
+/// [`MODES`] with one of its values, or the four constants of one of `Tile::all`.
+pub fn known_constants(constants: &[(&str, f64)]) -> bool {
+    let tile = ["TILE_M", "TILE_N", "TILE_K", "WG"];
+    let modes = constants.iter().filter(|(n, _)| !tile.contains(n));
+    let modes_known = modes.into_iter().all(|(n, v)| MODES.iter().any(|(m, vs)| m == n && vs.contains(v)));
+    let tiled: Vec<(&str, f64)> = constants.iter().copied().filter(|(n, _)| tile.contains(n)).collect();
+    modes_known
+        && (tiled.is_empty()
+            || super::Tile::all().iter().any(|t| {
+                let c = t.constants();
+                tiled.len() == c.len() && tiled.iter().all(|x| c.contains(x))
+            }))
+}
 
 impl ShaderFile {
-    /// What is prepended to the file: its parts, then group.wgsl and the `reductions`
-    /// implementation if it calls them.
-    fn prefix(&self, reductions: Reductions) -> Vec<&'static ShaderFile> {
-        let mut parts = self.parts.to_vec();
-        if self.group {
-            parts.extend([&GROUP, reductions.file()]);
-        }
-        parts
+    /// The files named by the import line, each a list of alternatives (one for a plain import).
+    pub fn imports(&self) -> Vec<Vec<&'static str>> {
+        let line = self.source.lines().next().unwrap_or_default();
+        let Some(list) = line.strip_prefix(IMPORT) else { return Vec::new() };
+        list.split_whitespace().map(|item| item.split('|').collect()).collect()
     }
 
-    /// The WGSL the device compiles: the file itself, after its prefix.
-    pub fn wgsl(&self, reductions: Reductions) -> Cow<'static, str> {
-        let prefix = self.prefix(reductions);
-        if prefix.is_empty() {
-            return Cow::Borrowed(self.source);
+    /// Whether the file, or a part it imports, imports the group reductions' implementation:
+    /// its WGSL depends on the `Reductions` it is built with.
+    pub fn reduces(&self) -> bool {
+        self.imports()
+            .iter()
+            .any(|item| item.len() > 1 || item.iter().any(|f| file(f).is_some_and(|part| part.reduces())))
+    }
+
+    /// The parts before the file, in order: each import after its own imports, each once, a
+    /// choice resolved to the `reductions` implementation.
+    pub fn prefix(&self, reductions: Reductions) -> Result<Vec<&'static ShaderFile>> {
+        let mut parts = Vec::new();
+        self.collect(reductions, &mut parts, &mut vec![self.name])?;
+        Ok(parts)
+    }
+
+    fn collect(
+        &self,
+        reductions: Reductions,
+        parts: &mut Vec<&'static ShaderFile>,
+        path: &mut Vec<&'static str>,
+    ) -> Result<()> {
+        let err = |reason: String| GpuError::Shader { shader: format!("shaders/{}.wgsl", self.name), reason };
+        for item in self.imports() {
+            let chosen = match item[..] {
+                [one] => one,
+                _ => {
+                    let want = format!("{}.wgsl", reductions.file().name);
+                    let choice = item.iter().find(|f| **f == want);
+                    *choice.ok_or_else(|| err(format!("import '{}' offers no {want}", item.join("|"))))?
+                }
+            };
+            let part = file(chosen).ok_or_else(|| err(format!("imports '{chosen}', not in shaders/")))?;
+            if path.contains(&part.name) {
+                return Err(err(format!("imports '{chosen}', which imports it back")));
+            }
+            if parts.iter().any(|p| p.name == part.name) {
+                continue;
+            }
+            path.push(part.name);
+            part.collect(reductions, parts, path)?;
+            path.pop();
+            parts.push(part);
         }
-        let mut sources: Vec<&str> = prefix.iter().map(|p| p.source).collect();
+        Ok(())
+    }
+
+    /// The WGSL the device compiles: the file itself, after its imports.
+    pub fn wgsl(&self, reductions: Reductions) -> Result<String> {
+        let mut sources: Vec<&str> = self.prefix(reductions)?.iter().map(|p| p.source).collect();
         sources.push(self.source);
-        Cow::Owned(sources.join("\n"))
+        Ok(sources.join("\n"))
     }
 
-    /// "shaders/ttq.wgsl (after group.wgsl, group_lanes.wgsl)": where an error in
+    /// "shaders/ttq.wgsl (after group.wgsl, group_subgroup.wgsl)": where an error in
     /// `wgsl(reductions)` lies.
     pub fn label(&self, reductions: Reductions) -> String {
-        let prefix = self.prefix(reductions);
+        let prefix = self.prefix(reductions).unwrap_or_default();
         if prefix.is_empty() {
             return format!("shaders/{}.wgsl", self.name);
         }
@@ -162,7 +258,7 @@ impl ShaderFile {
     /// Parse and validate `wgsl(reductions)` with naga, naming the file and line of any error.
     pub fn parse(&self, reductions: Reductions) -> Result<(naga::Module, naga::valid::ModuleInfo)> {
         let err = |reason: String| GpuError::Shader { shader: self.label(reductions), reason };
-        let source = self.wgsl(reductions);
+        let source = self.wgsl(reductions)?;
         let module = naga::front::wgsl::parse_str(&source).map_err(|e| err(e.emit_to_string(&source)))?;
         let info = naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),
@@ -173,17 +269,47 @@ impl ShaderFile {
         Ok((module, info))
     }
 
+    /// Every set of pipeline constants the host may compile the file with (the cross product of
+    /// the [`MODES`] it declares, times `Tile::all` where it declares TILE_M); one empty set for
+    /// a file with none.
+    pub fn variants(&self, module: &naga::Module) -> Vec<Vec<(&'static str, f64)>> {
+        let declared = |name: &str| module.overrides.iter().any(|(_, o)| o.name.as_deref() == Some(name));
+        let mut variants: Vec<Vec<(&'static str, f64)>> = vec![Vec::new()];
+        for (name, values) in MODES.iter().filter(|(n, _)| declared(n)) {
+            variants = variants
+                .iter()
+                .flat_map(|v| values.iter().map(move |x| [&v[..], &[(*name, *x)]].concat()))
+                .collect();
+        }
+        if declared("TILE_M") {
+            let tiles = super::Tile::all();
+            variants = variants
+                .iter()
+                .flat_map(|v| tiles.iter().map(move |t| [&v[..], &t.constants()[..]].concat()))
+                .collect();
+        }
+        variants
+    }
+
     /// Translate `wgsl(reductions)` to SPIR-V (bytes), MSL and HLSL source, as the Vulkan, Metal
-    /// and DX12 backends would, with `override` constants at their defaults.
-    pub fn translate(&self, reductions: Reductions) -> Result<Translated> {
+    /// and DX12 backends would, with the pipeline constants `constants` (others at their
+    /// defaults).
+    pub fn translate(
+        &self,
+        module: &naga::Module,
+        info: &naga::valid::ModuleInfo,
+        reductions: Reductions,
+        constants: &[(&str, f64)],
+    ) -> Result<Translated> {
+        let values: Vec<String> = constants.iter().map(|(n, v)| format!("{n}={v}")).collect();
         let err = |target: &str, reason: String| GpuError::Shader {
-            shader: self.label(reductions),
+            shader: format!("{} [{}]", self.label(reductions), values.join(",")),
             reason: format!("{target}: {reason}"),
         };
-        let (module, info) = self.parse(reductions)?;
-        let (module, info) =
-            naga::back::pipeline_constants::process_overrides(&module, &info, None, &Default::default())
-                .map_err(|e| err("overrides", e.to_string()))?;
+        let values: naga::back::PipelineConstants =
+            constants.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+        let (module, info) = naga::back::pipeline_constants::process_overrides(module, info, None, &values)
+            .map_err(|e| err("overrides", e.to_string()))?;
         let spirv = naga::back::spv::write_vec(&module, &info, &Default::default(), None)
             .map_err(|e| err("SPIR-V", e.to_string()))?;
         let msl_options = naga::back::msl::Options { lang_version: (2, 1), ..Default::default() };

@@ -342,10 +342,21 @@ pub fn lanes(gpu: &Gpu, g: &Conv2dGeom) -> bool {
     gpu.lanes_kernels() && (g.kh, g.kw, g.pad) == (3, 3, 1) && (g.stride == 1 || g.stride == 2)
 }
 
+/// Which kernels run this convolution: "lanes" (conv2d_lanes.wgsl), "register-block"
+/// (conv2d.wgsl, the blocked family otherwise) or "tiled" (conv2d_tiled.wgsl); what `tern check`
+/// and the op tests name a case by.
+pub fn path(gpu: &Gpu, g: &Conv2dGeom) -> &'static str {
+    match gpu.family() {
+        _ if lanes(gpu, g) => "lanes",
+        Family::Blocked => "register-block",
+        Family::Tiled => "tiled",
+    }
+}
+
 /// lanes.wgsl's STRIDE and BLOCK_CH (8 channels per block where `channels`, the output
 /// channels of the launch, are at most 8): pipeline constants, so that the driver compiles each
 /// case apart (llvmpipe would run both sides of a branch on a uniform).
-pub(crate) fn lanes_constants(stride: usize, channels: usize) -> [(&'static str, f64); 2] {
+pub fn lanes_constants(stride: usize, channels: usize) -> [(&'static str, f64); 2] {
     [("STRIDE", stride as f64), ("BLOCK_CH", if channels <= 8 { 8.0 } else { 16.0 })]
 }
 
@@ -356,11 +367,11 @@ pub(crate) fn lanes_constants(stride: usize, channels: usize) -> [(&'static str,
 struct LanesParams {
     n: u32,
     src_c: u32,
-    sh: u32,
-    sw: u32,
+    src_h: u32,
+    src_w: u32,
     dst_c: u32,
-    dh: u32,
-    dw: u32,
+    dst_h: u32,
+    dst_w: u32,
     w_ch: u32,
     w_in: u32,
     w_tap0: u32,
@@ -388,11 +399,11 @@ impl LanesParams {
         LanesParams {
             n: u(g.n),
             src_c: u(src[0]),
-            sh: u(src[1]),
-            sw: u(src[2]),
+            src_h: u(src[1]),
+            src_w: u(src[2]),
             dst_c: u(dst[0]),
-            dh: u(dst[1]),
-            dw: u(dst[2]),
+            dst_h: u(dst[1]),
+            dst_w: u(dst[2]),
             splits: 1,
             ..bytemuck::Zeroable::zeroed()
         }

@@ -112,23 +112,20 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     /// `tern train`'s defaults, read from the flags' declarations so the two cannot differ.
     fn default() -> TrainConfig {
-        use clap::{Args, FromArgMatches};
-        let cmd = TrainConfig::augment_args(clap::Command::new("train"));
-        let defaults = cmd.try_get_matches_from(["train"]).and_then(|m| TrainConfig::from_arg_matches(&m));
-        defaults.expect("every train flag has a default or is optional")
+        TrainConfig::parse(&[])
     }
 }
 
 impl TrainConfig {
-    /// The command line's defaults (the default run).
-    pub fn defaults() -> TrainConfig {
+    /// The settings `tern train` would take from these command-line words.
+    fn parse(words: &[&str]) -> TrainConfig {
         use clap::Parser;
         #[derive(Parser)]
         struct Wrapper {
             #[command(flatten)]
             config: TrainConfig,
         }
-        Wrapper::parse_from(["tern"]).config
+        Wrapper::parse_from(std::iter::once("tern").chain(words.iter().copied())).config
     }
 
     pub fn out_dir(&self) -> PathBuf {
@@ -141,8 +138,8 @@ impl TrainConfig {
     }
 
     /// Learning rate at `step` of `epoch`, with `steps` steps per epoch: one schedule over the
-    /// whole run, so the quantized phase continues where the warm-up left the rate (this beat a
-    /// restart per phase in our PyTorch runs of the default recipe).
+    /// whole run, so the quantized phase continues where the warm-up left the rate instead of
+    /// restarting it at full strength on weights that were just ternarized.
     pub fn lr_at(&self, epoch: usize, step: usize, steps: usize) -> f32 {
         let t = (epoch * steps + step) as f32;
         let total = (self.epochs * steps).max(1) as f32;
@@ -325,4 +322,34 @@ pub(crate) fn resumed(
 /// `path` made absolute (canonical when it exists), so a stored path works from any directory.
 pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learning_rate_schedules() {
+        let cosine = TrainConfig::parse(&["--epochs", "4", "--lr", "0.2"]);
+        assert_eq!(cosine.lr_at(0, 0, 10), 0.2);
+        assert!((cosine.lr_at(2, 0, 10) - 0.1).abs() < 1e-6);
+        assert!(cosine.lr_at(3, 9, 10) < 0.001);
+        let step = TrainConfig::parse(&["--epochs", "4", "--lr", "0.2", "--schedule", "step"]);
+        let got = [step.lr_at(1, 9, 10), step.lr_at(2, 0, 10), step.lr_at(3, 0, 10)];
+        for (g, w) in got.iter().zip([0.2, 0.02, 0.002]) {
+            assert!((g - w).abs() < 1e-7, "step schedule {got:?}");
+        }
+        let warm = TrainConfig::parse(&[
+            "--epochs",
+            "4",
+            "--lr",
+            "0.2",
+            "--schedule",
+            "constant",
+            "--warmup-epochs",
+            "1",
+        ]);
+        assert!((warm.lr_at(0, 4, 10) - 0.1).abs() < 1e-6);
+        assert_eq!(warm.lr_at(2, 0, 10), 0.2);
+    }
 }

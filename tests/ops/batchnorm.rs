@@ -4,7 +4,7 @@ use super::*;
 use tern::check::{batchnorm as op, values};
 use tern::ops::batchnorm as kernel;
 
-op_checks!(batchnorm, golden);
+op_checks!(batchnorm, golden, tree);
 
 #[test]
 fn gradients_match_finite_differences() {

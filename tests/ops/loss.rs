@@ -1,4 +1,4 @@
 //! Softmax cross-entropy and the loss/accuracy counters. Its gradient's finite-difference check
 //! runs through the linear layer (linear.rs).
 
-op_checks!(loss, golden);
+op_checks!(loss, golden, tree);

@@ -7,27 +7,43 @@
 //!   reference *forward* (the reference backward is not used);
 //! - its op-specific tests (errors that name the tensor at fault, …).
 
-/// The checks every op module starts with: `matches_reference` (`tern::check::<op>::cases` on
-/// the op's awkward shapes) and, for ops with PyTorch goldens, `matches_pytorch`
-/// (`tern::check::<op>::golden`), each in both kernel families. Each asserts that every case
-/// passed.
+/// The checks every op module starts with, one test per kernel family so that a failure names
+/// the family: `matches_reference_blocked` and `matches_reference_tiled`
+/// (`tern::check::<op>::cases` on the op's awkward shapes) and, for ops with PyTorch goldens
+/// (`golden`), `matches_pytorch_blocked` and `matches_pytorch_tiled` (`tern::check::<op>::golden`).
+/// Ops whose shaders reduce over workgroups (`tree`) are checked once more in the tiled family
+/// with the workgroup-memory fallback of the subgroup reductions (`*_tiled_tree`). Each case's
+/// name says the path it took (lanes, register-block, tiled, masks, tree or subgroup reductions)
+/// and each compared tensor is named in a failure.
 macro_rules! op_checks {
     ($op:ident) => {
-        #[test]
-        fn matches_reference() {
-            for gpu in crate::families() {
-                crate::assert_passed(tern::check::$op::cases(gpu, tern::check::$op::AWKWARD));
-            }
-        }
+        op_checks!(@reference $op, matches_reference_blocked, blocked);
+        op_checks!(@reference $op, matches_reference_tiled, tiled);
     };
     ($op:ident, golden) => {
         op_checks!($op);
-
+        op_checks!(@golden $op, matches_pytorch_blocked, blocked);
+        op_checks!(@golden $op, matches_pytorch_tiled, tiled);
+    };
+    ($op:ident, tree) => {
+        op_checks!($op);
+        op_checks!(@reference $op, matches_reference_tiled_tree, tiled_tree);
+    };
+    ($op:ident, golden, tree) => {
+        op_checks!($op, golden);
+        op_checks!(@reference $op, matches_reference_tiled_tree, tiled_tree);
+        op_checks!(@golden $op, matches_pytorch_tiled_tree, tiled_tree);
+    };
+    (@reference $op:ident, $test:ident, $family:ident) => {
         #[test]
-        fn matches_pytorch() {
-            for gpu in crate::families() {
-                crate::assert_passed(tern::check::$op::golden(gpu));
-            }
+        fn $test() {
+            crate::assert_passed(tern::check::$op::cases(crate::$family(), tern::check::$op::AWKWARD));
+        }
+    };
+    (@golden $op:ident, $test:ident, $family:ident) => {
+        #[test]
+        fn $test() {
+            crate::assert_passed(tern::check::$op::golden(crate::$family()));
         }
     };
 }
@@ -55,7 +71,8 @@ use std::sync::OnceLock;
 use tern::check::Case;
 use tern::gpu::{Dispatch, Family, Gpu, GpuOptions, Reductions, Tensor};
 
-/// The adapter the tests run on. No adapter is a failure, never a skip: CI installs lavapipe.
+/// The adapter the tests run on, in the blocked family. No adapter is a failure, never a skip:
+/// CI installs lavapipe.
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
@@ -64,18 +81,30 @@ pub fn gpu() -> &'static Gpu {
     })
 }
 
-/// The test device once per kernel family (blocked, tiled), whatever `--kernels` or
-/// `TERN_KERNELS` say, and, where the tiled family reduces with subgroup operations (llvmpipe
-/// has them), the tiled family once more with the workgroup-memory fallback of its reductions:
-/// every op is checked in each.
-pub fn families() -> &'static [Gpu] {
-    static FAMILIES: OnceLock<Vec<Gpu>> = OnceLock::new();
-    FAMILIES.get_or_init(|| {
-        let tiled = gpu().with_family(Family::Tiled);
-        let fallback =
-            (tiled.reductions() == Reductions::Lanes).then(|| tiled.with_reductions(Reductions::Tree));
-        [Some(gpu().with_family(Family::Blocked)), Some(tiled), fallback].into_iter().flatten().collect()
-    })
+/// The test device in the blocked family, whatever `--kernels` or `TERN_KERNELS` say.
+pub fn blocked() -> &'static Gpu {
+    gpu()
+}
+
+/// The test device in the tiled family (its reductions by subgroup operations where the adapter
+/// has them, as llvmpipe does).
+pub fn tiled() -> &'static Gpu {
+    static TILED: OnceLock<Gpu> = OnceLock::new();
+    TILED.get_or_init(|| gpu().with_family(Family::Tiled))
+}
+
+/// The tiled family with the workgroup-memory fallback of its reductions, which adapters
+/// without subgroups run.
+pub fn tiled_tree() -> &'static Gpu {
+    static TREE: OnceLock<Gpu> = OnceLock::new();
+    TREE.get_or_init(|| tiled().with_reductions(Reductions::Tree))
+}
+
+/// The test device once per kernel family (blocked, tiled) and, where the tiled family reduces
+/// with subgroup operations, once more with the fallback of its reductions: what the op-specific
+/// tests check in each.
+pub fn families() -> [&'static Gpu; 3] {
+    [blocked(), tiled(), tiled_tree()]
 }
 
 /// Fails listing every failed case (and the error, if the cases could not run).

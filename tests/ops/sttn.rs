@@ -4,7 +4,7 @@ use super::*;
 use tern::check::{sttn as op, values};
 use tern::quant::sttn as kernel;
 
-op_checks!(sttn, golden);
+op_checks!(sttn, golden, tree);
 
 /// With the binary signs held fixed, the rest of ∂L/∂W1 is the true derivative through the
 /// per-channel scale α = (‖W1‖₁ + ‖W2‖₁)/(2n).

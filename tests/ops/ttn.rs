@@ -4,7 +4,7 @@ use super::*;
 use tern::check::{assert_close, ttn as op, values};
 use tern::quant::ttn as kernel;
 
-op_checks!(ttn, golden);
+op_checks!(ttn, golden, tree);
 
 /// δ is a true parameter of the TTN forward (through α): its gradient must match finite
 /// differences; so must the α path of the weight gradient, dw − g.

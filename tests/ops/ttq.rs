@@ -5,7 +5,7 @@ use tern::check::{ttq as op, values};
 use tern::ops::reduce;
 use tern::quant::ttq as kernel;
 
-op_checks!(ttq, golden);
+op_checks!(ttq, golden, tree);
 
 /// Wp and Wn are true parameters of the TTQ forward, so their gradients must match finite
 /// differences (the latent-weight gradient is TTQ's defined estimator, checked by the reference

@@ -1,3 +1,3 @@
 //! TWN's statistics and quantization (its backward is straight-through: no kernel).
 
-op_checks!(twn);
+op_checks!(twn, tree);

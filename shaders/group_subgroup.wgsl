@@ -1,4 +1,5 @@
-// group_lanes.wgsl — the group reductions of group.wgsl with subgroup operations, for adapters
+// import: group.wgsl
+// group_subgroup.wgsl — the group reductions of group.wgsl with subgroup operations, for adapters
 // with subgroups in the tiled family: each subgroup reduces its lanes in registers, lane 0 of
 // each stores the subgroup's partial, and the partials are reduced the same way by subgroups
 // until one value remains (one more level for GROUP = 256 and 32-lane subgroups, against eight
@@ -16,9 +17,9 @@
 var<workgroup> group_part: array<vec4f, GROUP>;
 var<workgroup> group_size: u32;
 
-// Lanes per subgroup, uniform over the workgroup (loop bounds around barriers must be). Later
-// calls rewrite group_size with the same value.
-fn lanes(li: u32) -> u32 {
+// Invocations per subgroup, uniform over the workgroup (loop bounds around barriers must be).
+// Later calls rewrite group_size with the same value.
+fn subgroup_width(li: u32) -> u32 {
     let size = subgroupAdd(1u);
     if (li == 0u) { group_size = size; }
     return workgroupUniformLoad(&group_size);
@@ -37,7 +38,7 @@ fn group_next(li: u32, size: u32, n: u32, t: vec4f, zero: vec4f) -> vec4f {
 }
 
 fn group_sum(li: u32, v: vec4f) -> vec4f {
-    let size = lanes(li);
+    let size = subgroup_width(li);
     var t = subgroupAdd(v);
     for (var n = GROUP / size; n > 1u; n = (n + size - 1u) / size) {
         t = subgroupAdd(group_next(li, size, n, t, vec4f(0.0)));
@@ -46,7 +47,7 @@ fn group_sum(li: u32, v: vec4f) -> vec4f {
 }
 
 fn group_max(li: u32, v: f32) -> f32 {
-    let size = lanes(li);
+    let size = subgroup_width(li);
     var t = subgroupMax(v);
     for (var n = GROUP / size; n > 1u; n = (n + size - 1u) / size) {
         t = subgroupMax(group_next(li, size, n, vec4f(t), vec4f(0.0)).x);
@@ -55,17 +56,17 @@ fn group_max(li: u32, v: f32) -> f32 {
 }
 
 // The subgroup's Welford partials merged by a butterfly; lane 0's result (the tree's order).
-fn welford_lanes(v: vec3f, size: u32) -> vec3f {
+fn welford_subgroup(v: vec3f, size: u32) -> vec3f {
     var t = v;
     for (var d = size / 2u; d > 0u; d >>= 1u) { t = welford_merge(t, subgroupShuffleXor(t, d)); }
     return subgroupBroadcast(t, 0u);
 }
 
 fn group_welford(li: u32, v: vec3f) -> vec3f {
-    let size = lanes(li);
-    var t = welford_lanes(v, size);
+    let size = subgroup_width(li);
+    var t = welford_subgroup(v, size);
     for (var n = GROUP / size; n > 1u; n = (n + size - 1u) / size) {
-        t = welford_lanes(group_next(li, size, n, vec4f(t, 0.0), vec4f(0.0)).xyz, size);
+        t = welford_subgroup(group_next(li, size, n, vec4f(t, 0.0), vec4f(0.0)).xyz, size);
     }
     return t;
 }
