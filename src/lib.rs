@@ -40,7 +40,9 @@
 //!
 //! # The house
 //!
-//! Module map, lowest layer first; a module imports only from layers below it:
+//! The front door is the items above; everything beneath it is in [`internals`], public for the
+//! `tern` binary, the tests and `tern check` but with no promise of stability. Module map, lowest
+//! layer first; a module imports only from layers below it:
 //! - `gpu`: the device boundary, the only module that talks to wgpu (adapter, tensors,
 //!   kernels, dispatches, the one submit path, profiler). `data` and `plot` stand beside it.
 //! - `ops`: host side of each shader file (shape checks, launches).
@@ -54,36 +56,13 @@
 //! - `output`: every write to stdout and stderr (`outln!`, `showln!`, `errln!`), none of which
 //!   panics when the output is a closed pipe or a full disk.
 
-// First: the output macros (outln!, showln!, errln!) the modules below use.
-#[macro_use]
-pub mod output;
+mod api;
+mod error;
+pub mod internals;
+// Inside the crate the internals are crate::gpu, crate::train, ...
+pub(crate) use internals::*;
 
-pub mod api;
-pub mod bench;
-pub mod check;
-pub mod checkpoint;
-pub mod cli;
-pub mod data;
-pub mod error;
-pub mod export;
-pub mod fault;
-pub mod files;
-pub mod gpu;
-pub mod import;
-pub mod infer;
-pub mod interrupt;
-pub mod nn;
-pub mod ops;
-pub mod packed;
-pub mod params;
-pub mod plot;
-pub mod profile;
-pub mod quant;
-pub mod roofline;
-pub mod trace;
-pub mod train;
-
-pub use api::{Class, Model, Trainer};
+pub use api::{Class, DEFAULT_BATCH, Model, Trainer};
 pub use error::Error;
-pub use gpu::{Gpu, GpuOptions};
-pub use train::{EpochMetrics, Summary, TrainConfig};
+pub use internals::gpu::{Gpu, GpuOptions};
+pub use internals::train::{EpochMetrics, LayerTrace, Summary, TrainConfig};

@@ -3,10 +3,10 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tern::cli;
-use tern::data::DatasetKind;
-use tern::gpu::GpuOptions;
-use tern::import::ImportOptions;
+use tern::internals::cli;
+use tern::internals::data::DatasetKind;
+use tern::internals::gpu::GpuOptions;
+use tern::internals::import::ImportOptions;
 
 #[derive(Parser)]
 #[command(name = "tern", version, about = "Train and run ternary-weight networks on any GPU (WGSL + wgpu)")]
@@ -22,7 +22,7 @@ enum Command {
     /// Train a model (default: the small CNN with TTQ on the embedded Fashion-MNIST subset)
     Train {
         #[command(flatten)]
-        args: Box<tern::train::TrainArgs>,
+        args: Box<tern::internals::train::TrainArgs>,
         /// Continue the run in this output directory from its last checkpoint (or its best one,
         /// when the last is lost)
         #[arg(long, conflicts_with = "init")]
@@ -50,7 +50,7 @@ enum Command {
     /// Per-kernel GPU times of training or inference steps, host/GPU split, optional trace
     Profile {
         #[command(flatten)]
-        config: tern::profile::ProfileConfig,
+        config: tern::internals::profile::ProfileConfig,
     },
     /// Pack a trained model: ternary layers as 2-bit masks, batch norm folded
     Export {
@@ -84,7 +84,7 @@ enum Command {
         /// The state_dict, saved with safetensors.torch.save_file
         file: PathBuf,
         #[arg(long, value_enum)]
-        arch: tern::nn::Arch,
+        arch: tern::internals::nn::Arch,
         /// Number of classes (checked against linear.weight)
         #[arg(long)]
         classes: Option<usize>,
@@ -110,7 +110,7 @@ enum Command {
     /// Benchmarks: conv2d GFLOP/s on ResNet-20 shapes; packed vs fp32 inference images/s
     Bench {
         #[arg(long, value_enum, default_value = "all")]
-        suite: tern::bench::Suite,
+        suite: tern::internals::bench::Suite,
         /// Batch of the conv2d benchmark
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
@@ -118,7 +118,7 @@ enum Command {
         reps: usize,
         /// Architecture of the inference benchmark (CIFAR input 3x32x32)
         #[arg(long, value_enum, default_value = "resnet20")]
-        arch: tern::nn::Arch,
+        arch: tern::internals::nn::Arch,
     },
 }
 
@@ -127,7 +127,7 @@ fn main() -> ExitCode {
     let gpu = &cli.gpu;
     let done = match cli.command {
         Command::Train { args, resume, restart, stop_after } => {
-            let start = tern::train::Start { resume: resume.as_deref(), restart, stop_after };
+            let start = tern::internals::train::Start { resume: resume.as_deref(), restart, stop_after };
             cli::train(gpu, &args, start).map(|_| ExitCode::SUCCESS)
         }
         Command::Eval { model, dataset, data, batch_size } => {
@@ -149,7 +149,7 @@ fn main() -> ExitCode {
         }
     };
     done.unwrap_or_else(|e| {
-        let (code, report) = tern::output::exit_code(&e);
+        let (code, report) = tern::internals::output::exit_code(&e);
         if report {
             tern::errln!("error: {e:#}");
         }

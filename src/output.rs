@@ -59,26 +59,26 @@ pub fn write_stderr(args: fmt::Arguments) {
 /// `println!` for a command's output: evaluates to `Result<(), StdoutError>`.
 #[macro_export]
 macro_rules! outln {
-    () => { $crate::output::write_stdout(format_args!("\n")) };
-    ($($arg:tt)*) => { $crate::output::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+    () => { $crate::internals::output::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::internals::output::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 /// `print!` for a command's output: evaluates to `Result<(), StdoutError>`.
 #[macro_export]
 macro_rules! out {
-    ($($arg:tt)*) => { $crate::output::write_stdout(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::internals::output::write_stdout(format_args!($($arg)*)) };
 }
 
 /// A line of the training log (`output::show`): never fails.
 #[macro_export]
 macro_rules! showln {
-    ($($arg:tt)*) => { $crate::output::show(format_args!("{}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::internals::output::show(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 /// `eprintln!` that ignores a failed write instead of panicking.
 #[macro_export]
 macro_rules! errln {
-    ($($arg:tt)*) => { $crate::output::write_stderr(format_args!("{}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::internals::output::write_stderr(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 /// The exit code for a command's error, and whether to print it: a closed stdout ends

@@ -139,10 +139,10 @@ fn bad_checkpoints_are_named_and_nothing_is_overwritten() {
     let r = train_tiny(&data, &other, &["--arch", "resnet20", "--init", ckpt.to_str().unwrap()]);
     assert_fails(&r, &["last.safetensors", "small-cnn", "resnet20"]);
     // Missing and misshaped tensors.
-    let c = tern::checkpoint::Checkpoint::load(&ckpt).unwrap();
-    let mut missing = tern::checkpoint::Checkpoint {
+    let c = tern::internals::checkpoint::Checkpoint::load(&ckpt).unwrap();
+    let mut missing = tern::internals::checkpoint::Checkpoint {
         tensors: c.tensors.clone(),
-        ..tern::checkpoint::Checkpoint::load(&ckpt).unwrap()
+        ..tern::internals::checkpoint::Checkpoint::load(&ckpt).unwrap()
     };
     missing.tensors.retain(|t| t.name != "bn2.running_var");
     let path = tmp.path().join("missing.safetensors");
@@ -157,7 +157,7 @@ fn bad_checkpoints_are_named_and_nothing_is_overwritten() {
         data.to_str().unwrap(),
     ]);
     assert_fails(&r, &["missing.safetensors", "missing tensor 'bn2.running_var'"]);
-    let mut misshaped = tern::checkpoint::Checkpoint::load(&ckpt).unwrap();
+    let mut misshaped = tern::internals::checkpoint::Checkpoint::load(&ckpt).unwrap();
     let t = misshaped.tensors.iter_mut().find(|t| t.name == "conv2.weight").unwrap();
     t.shape = vec![t.data.len()];
     let path = tmp.path().join("misshaped.safetensors");

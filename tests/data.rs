@@ -2,9 +2,9 @@
 //! CI), CIFAR-10 binary batches and image folders made here, augmentation and the loader.
 
 use std::sync::Arc;
-use tern::data::augment::{Augment, sample_rng};
-use tern::data::loader::{Loader, LoaderOptions, shuffled};
-use tern::data::{DatasetKind, FolderOptions, load};
+use tern::internals::data::augment::{Augment, sample_rng};
+use tern::internals::data::loader::{Loader, LoaderOptions, shuffled};
+use tern::internals::data::{DatasetKind, FolderOptions, load};
 
 const FOLDER: FolderOptions = FolderOptions { size: 8, channels: 3 };
 

@@ -19,7 +19,7 @@ fn example(name: &str) -> PathBuf {
 #[test]
 fn classify_example_prints_top5_from_the_built_in_model() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_, test) = tern::data::embedded::fashion_mnist().unwrap();
+    let (_, test) = tern::internals::data::embedded::fashion_mnist().unwrap();
     let file = tmp.path().join("first.png");
     image::GrayImage::from_raw(28, 28, test.image(0).to_vec()).unwrap().save(&file).unwrap();
     let out = Command::new(example("classify")).arg(&file).output().unwrap();

@@ -12,7 +12,7 @@ use common::tiny_fashion;
 use process::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tern::checkpoint::Checkpoint;
+use tern::internals::checkpoint::Checkpoint;
 
 const LIMIT: Duration = Duration::from_secs(300);
 
@@ -28,7 +28,7 @@ fn wait_for(what: &str, f: impl Fn() -> bool) {
 
 /// The pid recorded in OUT/.tern-lock, once there.
 fn lock_holder(out: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(out.join(tern::train::LOCK)).ok()?;
+    let text = std::fs::read_to_string(out.join(tern::internals::train::LOCK)).ok()?;
     text.lines().next()?.trim().strip_prefix("pid ")?.parse().ok()
 }
 
@@ -409,7 +409,7 @@ fn a_run_whose_out_is_renamed_stops_and_never_writes_into_the_new_directory() {
     assert_ne!(first, second);
     assert_eq!(run_id(&moved.join("best.safetensors")), first);
     assert_eq!(run_id(&out.join("best.safetensors")), second);
-    let lock = std::fs::read_to_string(out.join(tern::train::LOCK)).unwrap();
+    let lock = std::fs::read_to_string(out.join(tern::internals::train::LOCK)).unwrap();
     assert!(lock.ends_with(&format!("\nrun {second}\n")), "{lock}");
     assert!(temp_files(&moved).is_empty() && temp_files(&out).is_empty());
     // The moved run continues where it is now.

@@ -7,12 +7,12 @@ mod common;
 use common::*;
 use std::path::Path;
 use std::process::Command;
-use tern::check::{self, assert_close, assert_close_to_scale};
-use tern::checkpoint::Meta;
-use tern::nn::{Activation, Arch, Model, ModelSpec};
-use tern::packed::{PackedModel, PackedWeightsHost};
-use tern::params::{Role, Slot};
-use tern::quant::QuantKind;
+use tern::internals::check::{self, assert_close, assert_close_to_scale};
+use tern::internals::checkpoint::Meta;
+use tern::internals::nn::{Activation, Arch, Model, ModelSpec};
+use tern::internals::packed::{PackedModel, PackedWeightsHost};
+use tern::internals::params::{Role, Slot};
+use tern::internals::quant::QuantKind;
 
 /// A model whose every tensor (batch-norm statistics included) holds random values.
 fn random_model(arch: Arch, quant: QuantKind, channels: usize, size: usize, seed: u64) -> Model {
@@ -63,7 +63,7 @@ fn random_model_with(
     }
     model.store.write(gpu(), Slot::Values, &values).unwrap();
     // Running statistics as after training: momentum updates from batches of random images.
-    let g = model.graph(gpu(), 4, tern::nn::Mode::Train).unwrap();
+    let g = model.graph(gpu(), 4, tern::internals::nn::Mode::Train).unwrap();
     let images = check::to_f32(&check::values(g.input.numel(), seed + 99));
     gpu().write(&g.input, &images).unwrap();
     for _ in 0..15 {
@@ -99,10 +99,10 @@ fn packed_logits_match_the_training_graph_for_every_architecture_and_quantizer()
             let model = random_model(arch, quant, channels, size, i as u64 + 1);
             let batch = 3;
             let images: Vec<f32> = check::to_f32(&check::values(batch * channels * size * size, 77));
-            let graph = tern::infer::eval_graph(gpu, &model, batch).unwrap();
-            let want = tern::infer::logits(gpu, &graph, &images, batch).unwrap();
+            let graph = tern::internals::infer::eval_graph(gpu, &model, batch).unwrap();
+            let want = tern::internals::infer::logits(gpu, &graph, &images, batch).unwrap();
             let packed = PackedModel::from_model(gpu, &model, &meta(&model)).unwrap();
-            let runner = tern::infer::Runner::Packed(Box::new(packed.graph(gpu, batch).unwrap()));
+            let runner = tern::internals::infer::Runner::Packed(Box::new(packed.graph(gpu, batch).unwrap()));
             let got = runner.logits(gpu, &images, batch).unwrap();
             let what = format!("{} {channels}x{size}x{size} {}", arch.name(), quant.name());
             assert_close_to_scale(&what, &check::to_f64(&got), &check::to_f64(&want), 1e-4);
@@ -286,15 +286,16 @@ fn ternary_activation_resnet_packed_and_bitplane_paths_match() {
         let model = random_model_with(Arch::Resnet20, quant, channels, size, 4, Activation::Ternary);
         let batch = 3;
         let images = check::to_f32(&check::values(batch * channels * size * size, 78));
-        let graph = tern::infer::eval_graph(gpu, &model, batch).unwrap();
-        let want = check::to_f64(&tern::infer::logits(gpu, &graph, &images, batch).unwrap());
+        let graph = tern::internals::infer::eval_graph(gpu, &model, batch).unwrap();
+        let want = check::to_f64(&tern::internals::infer::logits(gpu, &graph, &images, batch).unwrap());
         let packed = PackedModel::from_model(gpu, &model, &meta(&model)).unwrap();
         for bitplanes in [false, true] {
             let g = packed.graph_with(gpu, batch, bitplanes).unwrap();
             let uses_bitplanes = g.forward.dispatches.iter().any(|d| d.kernel.name == "packed_conv/bitplane");
             assert_eq!(uses_bitplanes, bitplanes && quant != QuantKind::Fp, "{quant:?}");
-            let got =
-                check::to_f64(&tern::infer::Runner::Packed(Box::new(g)).logits(gpu, &images, batch).unwrap());
+            let got = check::to_f64(
+                &tern::internals::infer::Runner::Packed(Box::new(g)).logits(gpu, &images, batch).unwrap(),
+            );
             assert_close_to_scale(
                 &format!("ternary-activation resnet20 {quant:?} bitplanes {bitplanes}"),
                 &got,
@@ -310,9 +311,9 @@ fn ternary_activation_resnet_packed_and_bitplane_paths_match() {
 }
 
 /// The test device in each kernel family (blocked, tiled).
-fn families() -> [&'static tern::gpu::Gpu; 2] {
-    use tern::gpu::Family;
-    static TILED: std::sync::OnceLock<tern::gpu::Gpu> = std::sync::OnceLock::new();
+fn families() -> [&'static tern::internals::gpu::Gpu; 2] {
+    use tern::internals::gpu::Family;
+    static TILED: std::sync::OnceLock<tern::internals::gpu::Gpu> = std::sync::OnceLock::new();
     [gpu(), TILED.get_or_init(|| gpu().with_family(Family::Tiled))]
 }
 
@@ -320,10 +321,10 @@ fn families() -> [&'static tern::gpu::Gpu; 2] {
 /// training graph's eval-mode logits, and both equal the blocked family's.
 #[test]
 fn packed_logits_match_the_training_graph_under_the_tiled_family() {
-    use tern::checkpoint::Meta;
-    use tern::nn::{Activation, Arch, Mode, Model, ModelSpec};
-    use tern::packed::PackedModel;
-    use tern::quant::QuantKind;
+    use tern::internals::checkpoint::Meta;
+    use tern::internals::nn::{Activation, Arch, Mode, Model, ModelSpec};
+    use tern::internals::packed::PackedModel;
+    use tern::internals::quant::QuantKind;
     let [_, gpu] = families();
     let cases = [
         (Arch::SmallCnn, QuantKind::Ttq, Activation::Relu, 1, 28),
@@ -356,11 +357,12 @@ fn packed_logits_match_the_training_graph_under_the_tiled_family() {
         let what = format!("{} {} {channels}x{size}x{size}", arch.name(), quant.name());
         let mut logits = Vec::new();
         for gpu in families() {
-            let graph = tern::infer::eval_graph(gpu, &model, batch).unwrap();
-            let want = check::to_f64(&tern::infer::logits(gpu, &graph, &images, batch).unwrap());
+            let graph = tern::internals::infer::eval_graph(gpu, &model, batch).unwrap();
+            let want = check::to_f64(&tern::internals::infer::logits(gpu, &graph, &images, batch).unwrap());
             for bitplanes in [false, true] {
                 let pg = packed.graph_with(gpu, batch, bitplanes).unwrap();
-                let got = tern::infer::Runner::Packed(Box::new(pg)).logits(gpu, &images, batch).unwrap();
+                let got =
+                    tern::internals::infer::Runner::Packed(Box::new(pg)).logits(gpu, &images, batch).unwrap();
                 let path = format!("{} packed (bit-planes {bitplanes}) {what}", gpu.family().name());
                 assert_close_to_scale(&path, &check::to_f64(&got), &want, 1e-4);
             }
@@ -376,8 +378,8 @@ fn packed_logits_match_the_training_graph_under_the_tiled_family() {
 /// same bits when the step is replayed. Odd seeds quantize the first convolution too.
 #[test]
 fn packed_ternary_training_matches_dense() {
-    use tern::gpu::TernaryKernels;
-    use tern::nn::Mode;
+    use tern::internals::gpu::TernaryKernels;
+    use tern::internals::nn::Mode;
     let cases = [(Arch::SmallCnn, 1, 12, 1), (Arch::Resnet20, 3, 8, 2), (Arch::Resnet20, 3, 8, 3)];
     for &(arch, channels, size, seed) in &cases {
         for quant in [QuantKind::Ttq, QuantKind::Twn, QuantKind::Ttn, QuantKind::Sttn] {
@@ -429,7 +431,7 @@ fn packed_ternary_training_matches_dense() {
 /// their labels, all but at most two, in one line per image.
 #[test]
 fn classify_without_model_uses_the_built_in_model() {
-    let (_, test) = tern::data::embedded::fashion_mnist().unwrap();
+    let (_, test) = tern::internals::data::embedded::fashion_mnist().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let n = 20;
     for i in 0..n {

@@ -6,7 +6,7 @@
 //! `TERN_WGSL_OUT=DIR` writes each shader as the device compiles it (`<name>.<reductions>.wgsl`),
 //! for the naga CLI or an editor.
 
-use tern::gpu::{Reductions, shaders};
+use tern::internals::gpu::{Reductions, shaders};
 
 fn shader_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders")
@@ -54,7 +54,7 @@ fn every_variant_translates_to_spirv_msl_and_hlsl() {
     });
     let counts: std::collections::HashMap<String, usize> = counts.into_iter().flatten().collect();
     // The constants each family of kernels is specialised by (see shaders::MODES, Tile::all).
-    let tiles = tern::gpu::Tile::all().len();
+    let tiles = tern::internals::gpu::Tile::all().len();
     assert_eq!(tiles, 45);
     for (shader, want) in [
         ("conv2d_lanes/Tree", 2 * 2 * 2),              // STRIDE, BLOCK_CH, ACCUMULATE
@@ -76,7 +76,7 @@ fn every_variant_translates_to_spirv_msl_and_hlsl() {
 /// checks before it compiles.
 #[test]
 fn the_host_compiles_only_translated_constants() {
-    use tern::ops::conv2d::lanes_constants;
+    use tern::internals::ops::conv2d::lanes_constants;
     for stride in [1, 2] {
         for channels in [3, 8, 9, 64] {
             assert!(shaders::known_constants(&lanes_constants(stride, channels)));
@@ -96,7 +96,7 @@ fn the_host_compiles_only_translated_constants() {
         ("TILE_K", 12.0),
         ("WG", 256.0)
     ]));
-    let gpu = tern::gpu::Gpu::new(&Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let gpu = tern::internals::gpu::Gpu::new(&Default::default()).unwrap_or_else(|e| panic!("{e}"));
     let err = gpu.kernel_with(&shaders::CONV2D_LANES, "forward", &[("STRIDE", 3.0)]).err().unwrap();
     assert!(err.to_string().contains("conv2d_lanes/forward[STRIDE=3]"), "{err}");
 }
@@ -263,7 +263,7 @@ fn every_shader_file_is_listed_and_documented() {
 /// `TERN_BLESS=1` rewrites them.
 #[test]
 fn unrolled_parts_are_generated() {
-    for (file, generate) in tern::gpu::unrolled::FILES {
+    for (file, generate) in tern::internals::gpu::unrolled::FILES {
         let path = shader_dir().join(file);
         let want = generate();
         if std::env::var_os("TERN_BLESS").is_some() {

@@ -4,10 +4,10 @@
 mod common;
 
 use common::*;
-use tern::gpu::profiler::aggregate;
-use tern::nn::{Arch, Mode, Model, ModelSpec};
-use tern::profile::{ProfileConfig, ProfileMode, profile};
-use tern::quant::QuantKind;
+use tern::internals::gpu::profiler::aggregate;
+use tern::internals::nn::{Arch, Mode, Model, ModelSpec};
+use tern::internals::profile::{ProfileConfig, ProfileMode, profile};
+use tern::internals::quant::QuantKind;
 
 fn config(mode: ProfileMode, trace: Option<std::path::PathBuf>) -> ProfileConfig {
     ProfileConfig {
@@ -34,7 +34,7 @@ fn small_cnn_ttq() -> ModelSpec {
         width: 28,
         classes: 10,
         quant: QuantKind::Ttq,
-        threshold: tern::quant::DEFAULT_THRESHOLD,
+        threshold: tern::internals::quant::DEFAULT_THRESHOLD,
         quantize_ends: false,
         activation: Default::default(),
     }
@@ -118,14 +118,14 @@ fn train_with_profile_writes_a_trace_of_sampled_steps() {
         "16",
         "--profile",
     ]);
-    tern::train::train(gpu(), &cfg, None, None).unwrap();
+    tern::internals::train::train(gpu(), &cfg, None, None).unwrap();
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("profile.json")).unwrap()).unwrap();
     let events = json["traceEvents"].as_array().unwrap();
     // 1600 images in batches of 16: 100 steps, one in PROFILE_EVERY (50) timed, so 2 steps, each
     // with every dispatch of the training step: forward, backward and the optimizer.
-    assert_eq!(tern::train::PROFILE_EVERY, 50);
-    let timed = 100 / tern::train::PROFILE_EVERY;
+    assert_eq!(tern::internals::train::PROFILE_EVERY, 50);
+    let timed = 100 / tern::internals::train::PROFILE_EVERY;
     let loads = events.iter().filter(|e| e["cat"] == "host" && e["name"] == "data loading").count();
     assert_eq!(loads, timed, "timed steps");
     let graph = Model::new(gpu(), small_cnn_ttq(), 0).unwrap().graph(gpu(), 16, Mode::Train).unwrap();
@@ -136,7 +136,7 @@ fn train_with_profile_writes_a_trace_of_sampled_steps() {
 
 #[test]
 fn every_timing_source_gives_one_timing_per_dispatch() {
-    use tern::gpu::profiler::TimingSource;
+    use tern::internals::gpu::profiler::TimingSource;
     for source in [TimingSource::InsidePasses, TimingSource::PerPass, TimingSource::CpuSync] {
         for mode in [ProfileMode::Train, ProfileMode::Packed] {
             let cfg = ProfileConfig { timing: Some(source), ..config(mode, None) };

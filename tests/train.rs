@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use tern::train::train;
+use tern::internals::train::train;
 
 fn metrics(dir: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
@@ -127,7 +127,7 @@ fn sttn_keeps_latent_kernels_in_range_and_ternary_activation_resnet_trains() {
         "1000",
     ]);
     train(gpu(), &cfg, None, None).unwrap();
-    let ckpt = tern::checkpoint::Checkpoint::load(&out.join("last.safetensors")).unwrap();
+    let ckpt = tern::internals::checkpoint::Checkpoint::load(&out.join("last.safetensors")).unwrap();
     for name in ["conv2.weight", "conv2.weight2", "conv3.weight", "conv3.weight2"] {
         let t = ckpt.tensors.iter().find(|t| t.name == name).unwrap();
         let max = t.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -180,12 +180,15 @@ fn init_from_pytorch_and_own_checkpoints() {
     };
     std::fs::write(cifar.join("data_batch_1.bin"), records(32)).unwrap();
     std::fs::write(cifar.join("test_batch.bin"), records(16)).unwrap();
-    let tensors = |path: &std::path::Path| tern::checkpoint::Checkpoint::load(path).unwrap().tensors;
-    let get = |t: &[tern::params::HostTensor], n: &str| t.iter().find(|t| t.name == n).unwrap().data.clone();
+    let tensors =
+        |path: &std::path::Path| tern::internals::checkpoint::Checkpoint::load(path).unwrap().tensors;
+    let get = |t: &[tern::internals::params::HostTensor], n: &str| {
+        t.iter().find(|t| t.name == n).unwrap().data.clone()
+    };
     let max_abs = |v: &[f32]| v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     let torch_path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/resnet20_torch.safetensors");
-    let torch = tern::import::read_state_dict(&torch_path).unwrap();
+    let torch = tern::internals::import::read_state_dict(&torch_path).unwrap();
     // A learning rate so small that one Adam step moves no weight by more than 1e-6.
     let run = |out: &std::path::Path, extra: &[&str]| {
         let mut args = vec![

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
-use tern::gpu::{Gpu, GpuOptions};
+use tern::internals::gpu::{Gpu, GpuOptions};
 
 /// The adapter the tests run on. No adapter is a failure, never a skip: CI installs lavapipe.
 pub fn gpu() -> &'static Gpu {
@@ -11,15 +11,15 @@ pub fn gpu() -> &'static Gpu {
 }
 
 /// A golden file made by tests/golden/make_golden.py.
-pub fn golden(file: &str) -> tern::check::Golden {
+pub fn golden(file: &str) -> tern::internals::check::Golden {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(file);
-    tern::check::Golden::load(&path).unwrap_or_else(|e| panic!("{e:#}"))
+    tern::internals::check::Golden::load(&path).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Write a small Fashion-MNIST-format dataset (raw idx files, not gzip'd) with the first
 /// `train` / `test` images of the embedded subset; returns the directory.
 pub fn tiny_fashion(dir: &std::path::Path, train: usize, test: usize) -> std::path::PathBuf {
-    let (tr, te) = tern::data::embedded::fashion_mnist().unwrap();
+    let (tr, te) = tern::internals::data::embedded::fashion_mnist().unwrap();
     std::fs::create_dir_all(dir).unwrap();
     for (prefix, d, n) in [("train", &tr, train), ("t10k", &te, test)] {
         let mut images = vec![0, 0, 8, 3];
@@ -37,12 +37,12 @@ pub fn tiny_fashion(dir: &std::path::Path, train: usize, test: usize) -> std::pa
 }
 
 /// A training config parsed from command-line words, with the CLI's defaults.
-pub fn train_config(args: &[&str]) -> tern::train::TrainConfig {
+pub fn train_config(args: &[&str]) -> tern::internals::train::TrainConfig {
     use clap::Parser;
     #[derive(Parser)]
     struct Wrapper {
         #[command(flatten)]
-        config: tern::train::TrainConfig,
+        config: tern::internals::train::TrainConfig,
     }
     Wrapper::parse_from(std::iter::once("tern").chain(args.iter().copied())).config
 }

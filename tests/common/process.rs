@@ -243,7 +243,7 @@ pub fn full_disk() -> std::fs::File {
 
 /// The training state stored in a checkpoint.
 pub fn state(path: &Path) -> serde_json::Value {
-    let ckpt = tern::checkpoint::Checkpoint::load(path).unwrap_or_else(|e| panic!("{e:#}"));
+    let ckpt = tern::internals::checkpoint::Checkpoint::load(path).unwrap_or_else(|e| panic!("{e:#}"));
     serde_json::from_str(ckpt.training.as_deref().unwrap()).unwrap()
 }
 

@@ -1,8 +1,8 @@
 //! Element-wise activations: ReLU, the join (add) and STTN's ternary activation.
 
 use super::*;
-use tern::check::{activation as op, values};
-use tern::ops::activation as kernel;
+use tern::internals::check::{activation as op, values};
+use tern::internals::ops::activation as kernel;
 
 op_checks!(activation, golden);
 

@@ -1,8 +1,8 @@
 //! Batch normalisation: training and eval forward, running statistics, backward.
 
 use super::*;
-use tern::check::{batchnorm as op, values};
-use tern::ops::batchnorm as kernel;
+use tern::internals::check::{batchnorm as op, values};
+use tern::internals::ops::batchnorm as kernel;
 
 op_checks!(batchnorm, golden, tree);
 

@@ -1,8 +1,8 @@
 //! conv2d: forward, grad_input, grad_weight.
 
 use super::*;
-use tern::check::{conv2d as op, values};
-use tern::ops::conv2d as kernel;
+use tern::internals::check::{conv2d as op, values};
+use tern::internals::ops::conv2d as kernel;
 
 op_checks!(conv2d, golden);
 

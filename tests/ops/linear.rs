@@ -1,9 +1,9 @@
 //! The fully connected layer.
 
 use super::*;
-use tern::check::{linear as op, loss, values};
-use tern::gpu::DType;
-use tern::ops::{linear as kernel, loss as loss_kernel};
+use tern::internals::check::{linear as op, loss, values};
+use tern::internals::gpu::DType;
+use tern::internals::ops::{linear as kernel, loss as loss_kernel};
 
 op_checks!(linear, golden);
 

@@ -1,6 +1,6 @@
 //! Every op, one module each, named after its shader (tests/ops/conv2d.rs ↔ src/check/conv2d.rs
 //! ↔ src/ops/conv2d.rs ↔ shaders/conv2d.wgsl). Each module holds:
-//! - `matches_reference`: every entry point against the f64 reference (`tern::check::<op>`) on
+//! - `matches_reference`: every entry point against the f64 reference (`tern::internals::check::<op>`) on
 //!   shapes that do not divide the workgroup or register block;
 //! - `matches_pytorch`: the same kernels against PyTorch's goldens, where the op has them;
 //! - its finite-difference gradient check: the GPU backward against central differences of the
@@ -9,8 +9,8 @@
 
 /// The checks every op module starts with, one test per kernel family so that a failure names
 /// the family: `matches_reference_blocked` and `matches_reference_tiled`
-/// (`tern::check::<op>::cases` on the op's awkward shapes) and, for ops with PyTorch goldens
-/// (`golden`), `matches_pytorch_blocked` and `matches_pytorch_tiled` (`tern::check::<op>::golden`).
+/// (`tern::internals::check::<op>::cases` on the op's awkward shapes) and, for ops with PyTorch goldens
+/// (`golden`), `matches_pytorch_blocked` and `matches_pytorch_tiled` (`tern::internals::check::<op>::golden`).
 /// Ops whose shaders reduce over workgroups (`tree`) are checked once more in the tiled family
 /// with the workgroup-memory fallback of the subgroup reductions (`*_tiled_tree`). Each case's
 /// name says the path it took (lanes, register-block, tiled, masks, tree or subgroup reductions)
@@ -37,13 +37,13 @@ macro_rules! op_checks {
     (@reference $op:ident, $test:ident, $family:ident) => {
         #[test]
         fn $test() {
-            crate::assert_passed(tern::check::$op::cases(crate::$family(), tern::check::$op::AWKWARD));
+            crate::assert_passed(tern::internals::check::$op::cases(crate::$family(), tern::internals::check::$op::AWKWARD));
         }
     };
     (@golden $op:ident, $test:ident, $family:ident) => {
         #[test]
         fn $test() {
-            crate::assert_passed(tern::check::$op::golden(crate::$family()));
+            crate::assert_passed(tern::internals::check::$op::golden(crate::$family()));
         }
     };
 }
@@ -68,8 +68,8 @@ mod ttq;
 mod twn;
 
 use std::sync::OnceLock;
-use tern::check::Case;
-use tern::gpu::{Dispatch, Family, Gpu, GpuOptions, Reductions, Tensor};
+use tern::internals::check::Case;
+use tern::internals::gpu::{Dispatch, Family, Gpu, GpuOptions, Reductions, Tensor};
 
 /// The adapter the tests run on, in the blocked family. No adapter is a failure, never a skip:
 /// CI installs lavapipe.
@@ -117,19 +117,19 @@ pub fn assert_passed(cases: anyhow::Result<Vec<Case>>) {
 }
 
 pub fn upload(name: &str, shape: &[usize], data: &[f64]) -> Tensor {
-    tern::check::upload(gpu(), name, shape, data).unwrap()
+    tern::internals::check::upload(gpu(), name, shape, data).unwrap()
 }
 
 pub fn zeros(name: &str, shape: &[usize]) -> Tensor {
-    tern::check::zeros(gpu(), name, shape).unwrap()
+    tern::internals::check::zeros(gpu(), name, shape).unwrap()
 }
 
 pub fn download(t: &Tensor) -> Vec<f64> {
-    tern::check::download(gpu(), t).unwrap()
+    tern::internals::check::download(gpu(), t).unwrap()
 }
 
 pub fn run(dispatches: impl IntoIterator<Item = Dispatch>) {
-    tern::check::run(gpu(), dispatches).unwrap()
+    tern::internals::check::run(gpu(), dispatches).unwrap()
 }
 
 /// Central differences of `f` at up to 48 coordinates of `x`, against the GPU's `analytic`.
@@ -170,9 +170,9 @@ fn tensor_over_adapter_limit_is_an_error_naming_it() {
 #[test]
 fn a_nan_or_infinity_fails_a_case() {
     let want = [1.0, -2.0, 0.5];
-    assert!(tern::check::compare("op", "", &want, &want, 0.0).passed());
+    assert!(tern::internals::check::compare("op", "", &want, &want, 0.0).passed());
     for bad in [f64::NAN, f64::INFINITY] {
-        let case = tern::check::compare("op", "", &[1.0, bad, 0.5], &want, 1e-4);
+        let case = tern::internals::check::compare("op", "", &[1.0, bad, 0.5], &want, 1e-4);
         assert!(!case.passed() && case.at == 1, "{case}");
     }
 }
@@ -182,14 +182,15 @@ fn a_nan_or_infinity_fails_a_case() {
 /// the reductions of batch norm and TTQ, split over workgroups in the tiled family).
 #[test]
 fn both_families_are_bit_reproducible_run_to_run() {
-    use tern::check::{conv2d::geom, packed_conv::codes, values};
-    use tern::ops::packed_conv::{Epilogue, PackedWeights};
+    use tern::internals::check::{conv2d::geom, packed_conv::codes, values};
+    use tern::internals::ops::packed_conv::{Epilogue, PackedWeights};
     let g = geom(4, 17, 12, 10, 33, 3, 2, 1);
     let x = upload("x", &g.input_shape(), &values(g.input_shape().iter().product(), 900));
     let w = upload("w", &g.weight_shape(), &values(g.weight_shape().iter().product(), 901));
     let dy = upload("dy", &g.output_shape(), &values(g.output_shape().iter().product(), 902));
     let codes = codes(g.weight_shape().iter().product(), 903);
-    let (pos, neg) = tern::quant::pack::pack(&tern::packed::tap_major(&codes, &g.weight_shape()));
+    let (pos, neg) =
+        tern::internals::quant::pack::pack(&tern::internals::packed::tap_major(&codes, &g.weight_shape()));
     let (pos, neg) = (
         gpu().tensor_u32("pos", &[pos.len()], &pos).unwrap(),
         gpu().tensor_u32("neg", &[neg.len()], &neg).unwrap(),
@@ -205,7 +206,7 @@ fn both_families_are_bit_reproducible_run_to_run() {
     let bn_x = upload("bn_x", &bn_shape, &values(6 * 5 * 63, 909));
     let bn_dy = upload("bn_dy", &bn_shape, &values(6 * 5 * 63, 910));
     let (gamma, beta) = (upload("gamma", &[5], &values(5, 911)), upload("beta", &[5], &values(5, 912)));
-    let bn = tern::check::batchnorm::State::new(gpu(), 5).unwrap();
+    let bn = tern::internals::check::batchnorm::State::new(gpu(), 5).unwrap();
     let (ttq_w, ttq_g) =
         (upload("ttq_w", &[5000], &values(5000, 913)), upload("gq", &[5000], &values(5000, 914)));
     let outputs = [
@@ -227,22 +228,28 @@ fn both_families_are_bit_reproducible_run_to_run() {
     for gpu in families() {
         let build = || {
             let [y, dx, dw, packed, fy, bn_y, bn_dx, dgamma, dbeta, m, wq, ttq_dw, dwp, dwn] = &outputs;
-            let mut p = tern::ops::conv2d::grad_weight(gpu, "conv", &g, &x, &dy, dw).unwrap();
-            p.push(tern::ops::conv2d::forward(gpu, "conv", &g, &x, &w, y).unwrap());
-            p.push(tern::ops::conv2d::grad_input(gpu, "conv", &g, &dy, &w, dx).unwrap());
+            let mut p = tern::internals::ops::conv2d::grad_weight(gpu, "conv", &g, &x, &dy, dw).unwrap();
+            p.push(tern::internals::ops::conv2d::forward(gpu, "conv", &g, &x, &w, y).unwrap());
+            p.push(tern::internals::ops::conv2d::grad_input(gpu, "conv", &g, &dy, &w, dx).unwrap());
             let e = Epilogue { scale: &scale, shift: &shift, relu: true, residual: None, accumulate: false };
             let t = PackedWeights::Ternary { pos: &pos, neg: &neg, wp: &wp, wn: &wn };
-            p.push(tern::ops::packed_conv::forward(gpu, "packed", &g, &x, &t, &e, packed).unwrap());
-            p.push(tern::ops::linear::forward(gpu, "fc", &fx, &fw, &fb, fy).unwrap());
-            let t = bn.with(&gamma, &beta);
-            p.extend_from(tern::ops::batchnorm::forward_train(gpu, "bn", &bn_x, bn_y, &t).unwrap());
-            p.extend_from(
-                tern::ops::batchnorm::backward(gpu, "bn", &bn_x, &bn_dy, bn_dx, &t, dgamma, dbeta).unwrap(),
+            p.push(
+                tern::internals::ops::packed_conv::forward(gpu, "packed", &g, &x, &t, &e, packed).unwrap(),
             );
-            p.extend_from(tern::ops::reduce::max_abs(gpu, "ttq", &ttq_w, m).unwrap());
-            p.push(tern::quant::ttq::quantize(gpu, "ttq", 0.05, &ttq_w, m, &wp, &wn, wq).unwrap());
-            let b =
-                tern::quant::ttq::backward(gpu, "ttq", 0.05, &ttq_w, m, &wp, &wn, &ttq_g, ttq_dw, dwp, dwn);
+            p.push(tern::internals::ops::linear::forward(gpu, "fc", &fx, &fw, &fb, fy).unwrap());
+            let t = bn.with(&gamma, &beta);
+            p.extend_from(
+                tern::internals::ops::batchnorm::forward_train(gpu, "bn", &bn_x, bn_y, &t).unwrap(),
+            );
+            p.extend_from(
+                tern::internals::ops::batchnorm::backward(gpu, "bn", &bn_x, &bn_dy, bn_dx, &t, dgamma, dbeta)
+                    .unwrap(),
+            );
+            p.extend_from(tern::internals::ops::reduce::max_abs(gpu, "ttq", &ttq_w, m).unwrap());
+            p.push(tern::internals::quant::ttq::quantize(gpu, "ttq", 0.05, &ttq_w, m, &wp, &wn, wq).unwrap());
+            let b = tern::internals::quant::ttq::backward(
+                gpu, "ttq", 0.05, &ttq_w, m, &wp, &wn, &ttq_g, ttq_dw, dwp, dwn,
+            );
             p.extend_from(b.unwrap());
             p
         };

@@ -1,9 +1,9 @@
 //! Max pooling and global average pooling.
 
 use super::*;
-use tern::check::pool::{self as op, Pool};
-use tern::check::values;
-use tern::ops::pool as kernel;
+use tern::internals::check::pool::{self as op, Pool};
+use tern::internals::check::values;
+use tern::internals::ops::pool as kernel;
 
 op_checks!(pool, golden);
 

@@ -1,9 +1,9 @@
 //! The option-A shortcut. Its PyTorch goldens are part of `block`.
 
 use super::*;
-use tern::check::shortcut::{self as op, Shortcut};
-use tern::check::values;
-use tern::ops::shortcut::{self as kernel, output_shape};
+use tern::internals::check::shortcut::{self as op, Shortcut};
+use tern::internals::check::values;
+use tern::internals::ops::shortcut::{self as kernel, output_shape};
 
 op_checks!(shortcut);
 

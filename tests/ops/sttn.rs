@@ -1,8 +1,8 @@
 //! STTN: per-channel scale, quantize, backward and the clamp of the latent weights.
 
 use super::*;
-use tern::check::{sttn as op, values};
-use tern::quant::sttn as kernel;
+use tern::internals::check::{sttn as op, values};
+use tern::internals::quant::sttn as kernel;
 
 op_checks!(sttn, golden, tree);
 

@@ -1,9 +1,9 @@
 //! Masks of quantized weights in both layouts, and the input gradient on the transposed masks.
 
 use super::*;
-use tern::check::{conv2d as op, values};
-use tern::ops::packed_conv::{self, Identity};
-use tern::ops::ternary_masks::{self as masks, Layout, Masks};
+use tern::internals::check::{conv2d as op, values};
+use tern::internals::ops::packed_conv::{self, Identity};
+use tern::internals::ops::ternary_masks::{self as masks, Layout, Masks};
 
 op_checks!(ternary_masks);
 
@@ -12,7 +12,7 @@ op_checks!(ternary_masks);
 #[test]
 fn packed_gradients_match_finite_differences() {
     let g = op::geom(2, 5, 6, 7, 4, 3, 1, 1);
-    let codes = tern::check::packed_conv::codes(g.weight_shape().iter().product(), 11);
+    let codes = tern::internals::check::packed_conv::codes(g.weight_shape().iter().product(), 11);
     let w: Vec<f64> = codes.iter().map(|&k| [-1.25, 0.0, 0.75][(k + 1) as usize]).collect();
     let (x, r) =
         (values(g.input_shape().iter().product(), 12), values(g.output_shape().iter().product(), 13));
@@ -34,10 +34,10 @@ fn packed_gradients_match_finite_differences() {
                 packed_conv::forward(gpu, "conv", geom, input, &m.weights(), &e.epilogue(false), output)
                     .unwrap(),
             );
-            tern::check::run(gpu, d).unwrap();
+            tern::internals::check::run(gpu, d).unwrap();
         }
         let family = gpu.family().name();
-        tern::check::assert_close_to_scale(
+        tern::internals::check::assert_close_to_scale(
             &format!("{family} forward"),
             &download(&y),
             &op::forward(&g, &x, &w),

@@ -1,8 +1,8 @@
 //! TTN: the truncated-Gaussian fit, quantize and backward (∂L/∂w, ∂L/∂δ).
 
 use super::*;
-use tern::check::{assert_close, ttn as op, values};
-use tern::quant::ttn as kernel;
+use tern::internals::check::{assert_close, ttn as op, values};
+use tern::internals::quant::ttn as kernel;
 
 op_checks!(ttn, golden, tree);
 

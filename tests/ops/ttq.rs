@@ -1,9 +1,9 @@
 //! TTQ: quantize and backward (∂L/∂w, ∂L/∂Wp, ∂L/∂Wn).
 
 use super::*;
-use tern::check::{ttq as op, values};
-use tern::ops::reduce;
-use tern::quant::ttq as kernel;
+use tern::internals::check::{ttq as op, values};
+use tern::internals::ops::reduce;
+use tern::internals::quant::ttq as kernel;
 
 op_checks!(ttq, golden, tree);
 
