@@ -195,3 +195,59 @@ pub fn bench(
 ) -> Result<()> {
     bench::run(&Gpu::new(gpu)?, suite, batch_size, reps, arch)
 }
+
+/// The command line's adapter flags (global to every subcommand), as `GpuOptions`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct GpuArgs {
+    /// Graphics API (default: best available; also WGPU_BACKEND)
+    #[arg(long, global = true)]
+    pub backend: Option<crate::gpu::Backend>,
+    /// Adapter index as listed by `tern devices` (default: best available; also WGPU_ADAPTER_NAME)
+    #[arg(long, global = true)]
+    pub adapter: Option<usize>,
+    /// Kernel family: auto (blocked on CPU adapters such as llvmpipe, tiled on GPUs), blocked or
+    /// tiled (default: TERN_KERNELS, else auto)
+    #[arg(long, global = true)]
+    pub kernels: Option<crate::gpu::Kernels>,
+    /// What ternary layers' forward convolutions and input gradients read in training: auto
+    /// (packed with the blocked family's register-block kernels, which skip zero weights), packed
+    /// bit masks or dense f32 weights
+    /// (default: TERN_TERNARY_KERNELS, else auto)
+    #[arg(long, global = true)]
+    pub ternary_kernels: Option<crate::gpu::TernaryKernels>,
+}
+
+impl From<&GpuArgs> for GpuOptions {
+    fn from(a: &GpuArgs) -> GpuOptions {
+        GpuOptions {
+            backend: a.backend,
+            adapter: a.adapter,
+            kernels: a.kernels,
+            ternary_kernels: a.ternary_kernels,
+        }
+    }
+}
+
+/// The gpu module's named choices as clap values: their names and help, declared once there.
+macro_rules! choice_values {
+    ($($t:ty),*) => {$(
+        impl clap::ValueEnum for $t {
+            fn value_variants<'a>() -> &'a [Self] {
+                <$t as crate::gpu::Choice>::ALL
+            }
+
+            fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+                use crate::gpu::Choice;
+                let value = clap::builder::PossibleValue::new(self.name());
+                Some(if self.help().is_empty() { value } else { value.help(self.help()) })
+            }
+        }
+    )*};
+}
+
+choice_values!(
+    crate::gpu::Backend,
+    crate::gpu::Kernels,
+    crate::gpu::TernaryKernels,
+    crate::gpu::profiler::TimingSource
+);

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tern::internals::cli;
+use tern::internals::cli::GpuArgs;
 use tern::internals::data::DatasetKind;
 use tern::internals::gpu::GpuOptions;
 use tern::internals::import::ImportOptions;
@@ -12,7 +13,7 @@ use tern::internals::import::ImportOptions;
 #[command(name = "tern", version, about = "Train and run ternary-weight networks on any GPU (WGSL + wgpu)")]
 struct Cli {
     #[command(flatten)]
-    gpu: GpuOptions,
+    gpu: GpuArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -124,7 +125,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let gpu = &cli.gpu;
+    let gpu = &GpuOptions::from(&cli.gpu);
     let done = match cli.command {
         Command::Train { args, resume, restart, stop_after } => {
             let start = tern::internals::train::Start { resume: resume.as_deref(), restart, stop_after };

@@ -210,5 +210,5 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
 fn describe_ternary(gpu: &Gpu) -> String {
     let choice = gpu.ternary_kernels();
     let reads = if gpu.trains_on_masks() { "bit masks" } else { "dense f32 weights" };
-    format!("{reads} ({})", choice.name())
+    format!("{reads} ({})", crate::gpu::Choice::name(choice))
 }

@@ -8,12 +8,25 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 /// Graphics API to run on (`--backend`). Unset: `WGPU_BACKEND`, else every backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Vulkan,
     Metal,
     Dx12,
     Gl,
+}
+
+impl super::Choice for Backend {
+    const ALL: &'static [Backend] = &[Backend::Vulkan, Backend::Metal, Backend::Dx12, Backend::Gl];
+
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Vulkan => "vulkan",
+            Backend::Metal => "metal",
+            Backend::Dx12 => "dx12",
+            Backend::Gl => "gl",
+        }
+    }
 }
 
 impl Backend {
@@ -28,24 +41,16 @@ impl Backend {
 }
 
 /// How to pick the adapter: `--backend`, `--adapter INDEX` (from `tern devices`), and wgpu's
-/// environment conventions (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`).
-#[derive(Clone, Debug, Default, clap::Args)]
+/// environment conventions (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`). Unset
+/// fields choose as the environment says, else the best available.
+#[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
-    /// Graphics API (default: best available; also WGPU_BACKEND)
-    #[arg(long, value_enum, global = true)]
     pub backend: Option<Backend>,
-    /// Adapter index as listed by `tern devices` (default: best available; also WGPU_ADAPTER_NAME)
-    #[arg(long, global = true)]
+    /// Index into `adapter_summaries`.
     pub adapter: Option<usize>,
-    /// Kernel family: auto (blocked on CPU adapters such as llvmpipe, tiled on GPUs), blocked or
-    /// tiled (default: TERN_KERNELS, else auto)
-    #[arg(long, value_enum, global = true)]
+    /// Unset: `TERN_KERNELS`, else auto.
     pub kernels: Option<Kernels>,
-    /// What ternary layers' forward convolutions and input gradients read in training: auto
-    /// (packed with the blocked family's register-block kernels, which skip zero weights), packed
-    /// bit masks or dense f32 weights
-    /// (default: TERN_TERNARY_KERNELS, else auto)
-    #[arg(long, value_enum, global = true)]
+    /// Unset: `TERN_TERNARY_KERNELS`, else auto.
     pub ternary_kernels: Option<TernaryKernels>,
 }
 

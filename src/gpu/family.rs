@@ -4,26 +4,57 @@
 
 use super::GpuError;
 
+/// A setting with a closed set of named values (`--kernels blocked`): the names, and help for
+/// each, that the command line (src/cli.rs) and the environment variables parse.
+pub trait Choice: Copy + 'static {
+    const ALL: &'static [Self];
+    fn name(self) -> &'static str;
+    fn help(self) -> &'static str {
+        ""
+    }
+    /// The value named `s` (ASCII case ignored).
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|c| c.name().eq_ignore_ascii_case(s))
+    }
+}
+
 /// The choice an environment variable names, if set; an error saying it is not `what` otherwise.
-fn from_env<T: clap::ValueEnum>(var: &str, what: &str) -> Result<Option<T>, GpuError> {
+fn from_env<T: Choice>(var: &str, what: &str) -> Result<Option<T>, GpuError> {
     match std::env::var(var) {
         Err(_) => Ok(None),
-        Ok(v) => T::from_str(v.trim(), true)
+        Ok(v) => T::parse(v.trim())
             .map(Some)
-            .map_err(|_| GpuError::Invalid { label: var.into(), what: format!("'{v}' is not {what}") }),
+            .ok_or_else(|| GpuError::Invalid { label: var.into(), what: format!("'{v}' is not {what}") }),
     }
 }
 
 /// `--kernels` / `TERN_KERNELS`: which kernel family the ops run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Kernels {
-    /// blocked on CPU-type adapters (llvmpipe, WARP, SwiftShader), tiled elsewhere
     #[default]
     Auto,
-    /// register blocks, no workgroup memory (CPU drivers)
     Blocked,
-    /// workgroup-memory tiles (GPUs)
     Tiled,
+}
+
+impl Choice for Kernels {
+    const ALL: &'static [Kernels] = &[Kernels::Auto, Kernels::Blocked, Kernels::Tiled];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kernels::Auto => "auto",
+            Kernels::Blocked => "blocked",
+            Kernels::Tiled => "tiled",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Kernels::Auto => "blocked on CPU-type adapters (llvmpipe, WARP, SwiftShader), tiled elsewhere",
+            Kernels::Blocked => "register blocks, no workgroup memory (CPU drivers)",
+            Kernels::Tiled => "workgroup-memory tiles (GPUs)",
+        }
+    }
 }
 
 impl Kernels {
@@ -45,30 +76,43 @@ impl Kernels {
 
 /// `--ternary-kernels` / `TERN_TERNARY_KERNELS`: what a ternary layer's forward convolution and
 /// input gradient read in training.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TernaryKernels {
-    /// packed where the blocked family's register-block kernels run (they skip zero weights'
-    /// multiply-adds), dense with its lanes kernels (8-lane subgroups) and in the tiled family
     #[default]
     Auto,
-    /// bit masks written from the quantized weights every step, zero weights skipped
     Packed,
-    /// the quantized weights as f32, zeros multiplied like any weight
     Dense,
+}
+
+impl Choice for TernaryKernels {
+    const ALL: &'static [TernaryKernels] =
+        &[TernaryKernels::Auto, TernaryKernels::Packed, TernaryKernels::Dense];
+
+    fn name(self) -> &'static str {
+        match self {
+            TernaryKernels::Auto => "auto",
+            TernaryKernels::Packed => "packed",
+            TernaryKernels::Dense => "dense",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            TernaryKernels::Auto => {
+                "packed where the blocked family's register-block kernels run (they skip zero weights' multiply-adds), dense with its lanes kernels (8-lane subgroups) and in the tiled family"
+            }
+            TernaryKernels::Packed => {
+                "bit masks written from the quantized weights every step, zero weights skipped"
+            }
+            TernaryKernels::Dense => "the quantized weights as f32, zeros multiplied like any weight",
+        }
+    }
 }
 
 impl TernaryKernels {
     /// `TERN_TERNARY_KERNELS` (auto, packed or dense), if set.
     pub fn from_env() -> Result<Option<TernaryKernels>, GpuError> {
         from_env("TERN_TERNARY_KERNELS", "a choice of ternary kernels (auto, packed or dense)")
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            TernaryKernels::Auto => "auto",
-            TernaryKernels::Packed => "packed",
-            TernaryKernels::Dense => "dense",
-        }
     }
 
     /// Whether ternary layers train on masks under kernel family `family`, `lanes` saying whether

@@ -19,7 +19,7 @@ mod tensor;
 pub mod unrolled;
 
 pub use context::{Backend, Gpu, GpuOptions, adapter_summaries};
-pub use family::{Family, Kernels, TernaryKernels, Tile};
+pub use family::{Choice, Family, Kernels, TernaryKernels, Tile};
 pub use kernel::{Cost, Dispatch, Grid, Kernel, Program};
 pub use profiler::{KernelStat, Profiled, Profiler, Timing};
 pub use shaders::Reductions;

@@ -10,14 +10,33 @@ use super::context::compute_pass;
 use super::{Dispatch, Gpu, Program, Result};
 use std::time::Instant;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+/// How a profile times each dispatch (`--timing`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum TimingSource {
-    /// Timestamps inside one pass.
     InsidePasses,
-    /// One pass per dispatch, timestamps at pass boundaries.
     PerPass,
-    /// No timestamp queries: wall clock around each synchronised dispatch.
     CpuSync,
+}
+
+impl super::Choice for TimingSource {
+    const ALL: &'static [TimingSource] =
+        &[TimingSource::InsidePasses, TimingSource::PerPass, TimingSource::CpuSync];
+
+    fn name(self) -> &'static str {
+        match self {
+            TimingSource::InsidePasses => "inside-passes",
+            TimingSource::PerPass => "per-pass",
+            TimingSource::CpuSync => "cpu-sync",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            TimingSource::InsidePasses => "Timestamps inside one pass",
+            TimingSource::PerPass => "One pass per dispatch, timestamps at pass boundaries",
+            TimingSource::CpuSync => "No timestamp queries: wall clock around each synchronised dispatch",
+        }
+    }
 }
 
 /// One dispatch of one profiled step.
