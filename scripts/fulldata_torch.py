@@ -117,6 +117,9 @@ def evaluate(model, x, y):
 def train(args):
     torch.set_num_threads(os.cpu_count())
     x, y = load(args.data)
+    if args.limit:
+        # A smoke test of the script: the first `limit` training and test images only.
+        x, y = {k: v[:args.limit] for k, v in x.items()}, {k: v[:args.limit] for k, v in y.items()}
     model = model_for(args.arch, args.quant, args.init)
     opt = optimizer(model, args)
     state_path, metrics_path = os.path.join(args.out, "state.pt"), os.path.join(args.out, "metrics.jsonl")
@@ -188,6 +191,7 @@ def main():
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--momentum", type=float, default=0.9)
     t.add_argument("--weight-decay", type=float, default=5e-4)
+    t.add_argument("--limit", type=int, help="use only the first N images of each split (a smoke test)")
     args = p.parse_args()
     (init if args.command == "init" else train)(args)
 
