@@ -6,7 +6,7 @@ mod common;
 mod process;
 
 use common::tiny_fashion;
-use process::{Tensors, assert_fails, classify, eval, fixture, tern, train_tiny};
+use process::{Tensors, assert_fails, classify, eval, eval_with, fixture, tern, train_tiny};
 use std::process::Command;
 
 #[test]
@@ -811,20 +811,4 @@ fn input_that_would_be_ignored_is_refused_or_reported() {
     ]);
     assert_fails(&r, &["--batch-size must be at least 1"]);
     assert_fails(&eval_with(&f.ckpt, &["--batch-size", "0"]), &["--batch-size must be at least 1"]);
-}
-
-/// `tern eval` of `model` on the fixture's data with `extra` flags.
-fn eval_with(model: &std::path::Path, extra: &[&str]) -> process::Run {
-    let f = fixture();
-    let mut args = vec![
-        "eval",
-        "--model",
-        model.to_str().unwrap(),
-        "--dataset",
-        "fashion-mnist",
-        "--data",
-        f.data.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    tern(&args)
 }

@@ -158,8 +158,13 @@ pub fn fixture() -> &'static Fixture {
 
 /// `tern eval` of `model` on the fixture's data.
 pub fn eval(model: &Path) -> Run {
+    eval_with(model, &[])
+}
+
+/// `tern eval` of `model` on the fixture's data with `extra` flags.
+pub fn eval_with(model: &Path, extra: &[&str]) -> Run {
     let f = fixture();
-    tern(&[
+    let mut args = vec![
         "eval",
         "--model",
         model.to_str().unwrap(),
@@ -167,7 +172,9 @@ pub fn eval(model: &Path) -> Run {
         "fashion-mnist",
         "--data",
         f.data.to_str().unwrap(),
-    ])
+    ];
+    args.extend_from_slice(extra);
+    tern(&args)
 }
 
 /// `tern classify` of the fixture's image with `model`.
