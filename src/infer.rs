@@ -231,23 +231,14 @@ pub const BUILTIN_NAME: &str = "the built-in model";
 
 /// `load_runner` of the built-in packed model.
 pub fn load_builtin_runner(gpu: &Gpu, batch: usize) -> Result<(Runner, Meta)> {
-    let name = Path::new(BUILTIN_NAME);
-    let packed = crate::packed::PackedModel::from_bytes(BUILTIN_MODEL, name)?;
-    let graph = packed.graph(gpu, batch).map_err(|e| anyhow::anyhow!("{BUILTIN_NAME}: {e}"))?;
-    check_outputs(gpu, &graph.input, &graph.logits, &graph.forward, &packed.meta, name)?;
-    Ok((Runner::Packed(Box::new(graph)), packed.meta))
+    packed_runner(gpu, BUILTIN_MODEL, Path::new(BUILTIN_NAME), batch)
 }
 
 /// Load a native checkpoint or a packed model (told apart by their metadata).
 pub fn load_runner(gpu: &Gpu, path: &Path, batch: usize) -> Result<(Runner, Meta)> {
-    let format = crate::checkpoint::format_of(&crate::files::read(path)?);
-    match format.as_deref() {
-        Some(crate::packed::FORMAT) => {
-            let packed = crate::packed::PackedModel::load(path)?;
-            let graph = packed.graph(gpu, batch).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            check_outputs(gpu, &graph.input, &graph.logits, &graph.forward, &packed.meta, path)?;
-            Ok((Runner::Packed(Box::new(graph)), packed.meta))
-        }
+    let bytes = crate::files::read(path)?;
+    match crate::checkpoint::format_of(&bytes).as_deref() {
+        Some(crate::packed::FORMAT) => packed_runner(gpu, &bytes, path, batch),
         _ => {
             let (model, meta) = load_model(gpu, path)?;
             let graph =
@@ -256,6 +247,14 @@ pub fn load_runner(gpu: &Gpu, path: &Path, batch: usize) -> Result<(Runner, Meta
             Ok((Runner::Graph(Box::new((model, graph))), meta))
         }
     }
+}
+
+/// A packed model's bytes, checked and built for `batch`; `path` names it in errors.
+fn packed_runner(gpu: &Gpu, bytes: &[u8], path: &Path, batch: usize) -> Result<(Runner, Meta)> {
+    let packed = crate::packed::PackedModel::from_bytes(bytes, path)?;
+    let graph = packed.graph(gpu, batch).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    check_outputs(gpu, &graph.input, &graph.logits, &graph.forward, &packed.meta, path)?;
+    Ok((Runner::Packed(Box::new(graph)), packed.meta))
 }
 
 /// Files named directly, and the files inside named directories (sorted, not recursive).
