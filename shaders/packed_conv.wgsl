@@ -16,8 +16,12 @@
 //   10 y      storage read_write  [n, cout, oh, ow]  (ternary_affine: [n, cin, h, w])
 //   11 act_scale  storage read    [cin]  folded batch norm before a ternary activation
 //   12 act_shift  storage read    [cin]
-//   13 act_pos    storage read_write  [n, h·w, words] bit c % 32 of word c / 32: activation +1
-//   14 act_neg    storage read_write  [n, h·w, words] activation −1  (words = ⌈cin/32⌉)
+//   13 act_pos    storage read_write  [(h+2·pad)·(w+2·pad), words, n4] as vec4: bit c % 32 of
+//                                     word c / 32 set where activation c is +1; a zero border of
+//                                     p.pad pixels; n4 = n rounded up to 4, images past n zero
+//   14 act_neg    storage read_write  the same for activation −1  (words = ⌈cin/32⌉)
+//   15 weight_pos storage read  weight planes [rows / 8, kh·kw, words, 8] as vec4: +Wp (bitplane)
+//   16 weight_neg storage read  the same for −Wn  (bitplane)
 //
 // Ternary weight i is the i-th in [cout, kh, kw, cin] order (tap-major: the input channels of one
 // kernel tap are consecutive bits); it is bit i % 32 (least significant first) of word i / 32.
@@ -37,10 +41,23 @@
 //
 // Ternary activations (STTN), a = +1 above 0.5, −1 below −0.5, else 0, of x·act_scale + act_shift:
 // ternary_affine writes them as floats (one invocation per element, 256 per workgroup) for the
-// `ternary` entry; pack_activations writes them as bit-planes (one invocation per pixel and
-// 32-channel word), and `bitplane` convolves bit-plane activations with the weight bitmasks:
-// per 32 channels, popc(w⁺&a⁺) − popc(w⁺&a⁻) counts towards Wp and popc(w⁻&a⁺) − popc(w⁻&a⁻)
-// towards Wn — integer dot products, no floating-point work until the epilogue.
+// `ternary` entry; pack_activations writes them as bit-planes (one invocation per padded pixel,
+// 32-channel word and 4 images; the border, the convolution's zero padding, is written as
+// zeros, so the convolution reads without bounds checks; images innermost, so one vec4 load
+// fetches a word of 4 images), and
+// `bitplane` convolves them with the weight planes: word (co, tap, w) holds input channels
+// 32·w .. 32·w + 31 of output channel co at that tap, aligned like the activations' words, the
+// PLANE_ROWS channels of a group side by side (rows past cout zero). Per word, popc(w⁺&a⁺) −
+// popc(w⁺&a⁻) counts towards Wp and popc(w⁻&a⁺) − popc(w⁻&a⁻) towards Wn: integer dot
+// products, no floating-point work until the epilogue.
+//
+// bitplane mapping: a workgroup covers PLANE_ROWS output channels, the same for all its
+// invocations, and WG (output pixel, 4 images) items; per (tap, word) an invocation loads one
+// vec4 per activation plane (its 4 images) and two per weight plane (the PLANE_ROWS channels),
+// and runs PLANE_ROWS × 4 outputs' popcounts on them. Each (channel, image) keeps one i32: the
+// Wp count in the low 16 bits, the Wn count above (|count| ≤ cin·kh·kw < 2^15, which the host
+// checks), halving the accumulators. Vector loads matter on CPU drivers, where every load at an
+// address that differs between invocations is one load per invocation.
 
 struct PackedConvParams {
     n: u32, cin: u32, h: u32, w: u32,
@@ -64,8 +81,10 @@ struct PackedConvParams {
 @group(0) @binding(10) var<storage, read_write> y: array<f32>;
 @group(0) @binding(11) var<storage, read> act_scale: array<f32>;
 @group(0) @binding(12) var<storage, read> act_shift: array<f32>;
-@group(0) @binding(13) var<storage, read_write> act_pos: array<u32>;
-@group(0) @binding(14) var<storage, read_write> act_neg: array<u32>;
+@group(0) @binding(13) var<storage, read_write> act_pos: array<vec4u>;
+@group(0) @binding(14) var<storage, read_write> act_neg: array<vec4u>;
+@group(0) @binding(15) var<storage, read> weight_pos: array<vec4u>;
+@group(0) @binding(16) var<storage, read> weight_neg: array<vec4u>;
 
 override WG: u32 = 64u;
 override WG_ELEMENT: u32 = 256u;
@@ -136,25 +155,30 @@ fn epilogue_row(b: Block, m: u32, v: vec4f) {
     let co = b.co0 + m;
     if (co >= p.cout) { return; }
     let out_hw = p.oh * p.ow;
-    let positions = p.n * out_hw;
-    let sc = scale[co];
-    let sh = shift[co];
     for (var j = 0u; j < 4u; j++) {
         let q = b.pos0 + j;
-        if (q >= positions) { break; }
+        if (q >= p.n * out_hw) { break; }
         let n = q / out_hw;
         let rc = q % out_hw;
-        var o = v[j] * sc + sh;
-        if (p.residual == 1u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c) {
-            let rr = (rc / p.ow) * p.res_stride;
-            let cc = (rc % p.ow) * p.res_stride;
-            o += res[((n * p.res_c + co - p.res_pad_c) * p.res_h + rr) * p.res_w + cc];
-        }
-        let at = (n * p.cout + co) * out_hw + rc;
-        if (p.accumulate == 1u) { o += y[at]; }
-        if (p.relu == 1u) { o = max(o, 0.0); }
-        y[at] = o;
+        let r = (n * p.res_c + co - p.res_pad_c) * p.res_h * p.res_w
+              + ((rc / p.ow) * p.res_w + rc % p.ow) * p.res_stride;
+        finish(v[j] * scale[co] + shift[co], (n * p.cout + co) * out_hw + rc, r, has_residual(co));
     }
+}
+
+// Whether output channel co adds a residual channel (option A pads the others with zeros).
+fn has_residual(co: u32) -> bool {
+    return p.residual == 1u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c;
+}
+
+// Store output o (conv·scale + shift) at y[at], with the residual res[r] if `residual`, the
+// accumulation and the ReLU.
+fn finish(o: f32, at: u32, r: u32, residual: bool) {
+    var v = o;
+    if (residual) { v += res[r]; }
+    if (p.accumulate == 1u) { v += y[at]; }
+    if (p.relu == 1u) { v = max(v, 0.0); }
+    y[at] = v;
 }
 
 // Wp and Wn of the invocation's output channels, and how many of its 4 channels exist.
@@ -259,11 +283,6 @@ fn dense(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
     epilogue(b, acc);
 }
 
-// popc(w & a⁺) − popc(w & a⁻) for the 4 positions: one 32-channel slice of a bit-plane dot product.
-fn planes(w: u32, ap: vec4u, an: vec4u) -> vec4i {
-    return vec4i(countOneBits(vec4u(w) & ap)) - vec4i(countOneBits(vec4u(w) & an));
-}
-
 fn ternary_of(v: f32) -> f32 {
     return select(select(0.0, -1.0, v < -0.5), 1.0, v > 0.5);
 }
@@ -281,68 +300,146 @@ fn ternary_affine(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg
 fn pack_activations(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                     @builtin(local_invocation_index) li: u32) {
     let i = (wg.y * nwg.x + wg.x) * WG_ELEMENT + li;
-    let hw = p.h * p.w;
-    if (i >= p.n * hw * p.words) { return; }
-    let word = i % p.words;
-    let pixel = (i / p.words) % hw;
-    let n = i / (p.words * hw);
-    var plus = 0u;
-    var minus = 0u;
-    for (var b = 0u; b < 32u; b++) {
-        let c = word * 32u + b;
-        if (c >= p.cin) { break; }
-        let a = ternary_of(x[(n * p.cin + c) * hw + pixel] * act_scale[c] + act_shift[c]);
-        plus |= select(0u, 1u << b, a > 0.0);
-        minus |= select(0u, 1u << b, a < 0.0);
+    let quads = (p.n + 3u) / 4u;
+    let pw = p.w + 2u * p.pad;
+    if (i >= (p.h + 2u * p.pad) * pw * p.words * quads) { return; }
+    let n0 = (i % quads) * 4u;
+    let word = (i / quads) % p.words;
+    let pixel = i / (quads * p.words);
+    let row = i32(pixel / pw) - i32(p.pad);
+    let col = i32(pixel % pw) - i32(p.pad);
+    var plus = vec4u(0u);
+    var minus = vec4u(0u);
+    if (row >= 0 && row < i32(p.h) && col >= 0 && col < i32(p.w)) {
+        // Images past n read image n − 1 (their words are cleared below).
+        let hw = p.h * p.w;
+        let image = p.cin * hw;
+        let last = (p.n - 1u) * image;
+        let first = u32(row) * p.w + u32(col) + word * 32u * hw;
+        let at = min(vec4u(n0 * image) + vec4u(0u, image, 2u * image, 3u * image), vec4u(last))
+               + vec4u(first);
+        let bits = min(32u, p.cin - word * 32u);
+        for (var b = 0u; b < bits; b++) {
+            let c = word * 32u + b;
+            let s = act_scale[c];
+            let t = act_shift[c];
+            let o = vec4u(b * hw);
+            let v = vec4f(x[at.x + o.x], x[at.y + o.x], x[at.z + o.x], x[at.w + o.x]) * s + t;
+            plus |= select(vec4u(0u), vec4u(1u << b), v > vec4f(0.5));
+            minus |= select(vec4u(0u), vec4u(1u << b), v < vec4f(-0.5));
+        }
+        let live = vec4u(n0) + vec4u(0u, 1u, 2u, 3u) < vec4u(p.n);
+        plus = select(vec4u(0u), plus, live);
+        minus = select(vec4u(0u), minus, live);
     }
     act_pos[i] = plus;
     act_neg[i] = minus;
 }
 
+const PLANE_ROWS: u32 = 8u;
+
+// Wn = Wp (STTN's scales; the host binds one tensor for both): one signed count per output,
+// half the popcounts: (w⁺&a⁺)|(w⁻&a⁻) are the +1 products, (w⁺&a⁻)|(w⁻&a⁺) the −1 products.
+override SYMMETRIC: bool = false;
+
+// One weight word pair (W+, W−) against the 4 images' activation words: the Wp count in the
+// low 16 bits, the Wn count above (or, SYMMETRIC, the one signed count).
+fn counts(wpos: u32, wneg: u32, ap: vec4u, an: vec4u) -> vec4i {
+    let wp4 = vec4u(wpos);
+    let wn4 = vec4u(wneg);
+    if (SYMMETRIC) {
+        return vec4i(countOneBits((wp4 & ap) | (wn4 & an))) - vec4i(countOneBits((wp4 & an) | (wn4 & ap)));
+    }
+    let sp = vec4i(countOneBits(wp4 & ap)) - vec4i(countOneBits(wp4 & an));
+    let sn = vec4i(countOneBits(wn4 & ap)) - vec4i(countOneBits(wn4 & an));
+    return sp + (sn << vec4u(16u));
+}
+
+// Output channel co0 + m of images n0 .. n0 + 3 at output pixel `pixel` from their packed counts.
+fn store_images(co0: u32, n0: u32, rc: vec2u, live: bool, m: u32, acc: vec4i) {
+    let co = co0 + m;
+    if (!live || co >= p.cout) { return; }
+    let v = unpack(co0, m, acc) * scale[co] + shift[co];
+    let residual = has_residual(co);
+    let out_image = p.cout * p.oh * p.ow;
+    let res_image = p.res_c * p.res_h * p.res_w;
+    let at = (n0 * p.cout + co) * p.oh * p.ow + rc.x * p.ow + rc.y;
+    let r = (n0 * p.res_c + co - p.res_pad_c) * p.res_h * p.res_w
+          + (rc.x * p.res_w + rc.y) * p.res_stride;
+    for (var j = 0u; j < 4u; j++) {
+        if (n0 + j < p.n) { finish(v[j], at + j * out_image, r + j * res_image, residual); }
+    }
+}
+
+// Wp · (Wp count) − Wn · (Wn count) of output channel co0 + m from its packed counts.
+fn unpack(co0: u32, m: u32, acc: vec4i) -> vec4f {
+    let c = min(co0 + m, p.cout - 1u) * p.per_channel;
+    if (SYMMETRIC) { return wp[c] * vec4f(acc); }
+    let sp = (acc << vec4u(16u)) >> vec4u(16u);
+    let sn = (acc - sp) >> vec4u(16u);
+    return wp[c] * vec4f(sp) - wn[c] * vec4f(sn);
+}
+
 @compute @workgroup_size(WG)
 fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32) {
-    let b = block(wg, nwg, li);
-    if (b.co0 >= p.cout) { return; }
+    let group = wg.y * nwg.x + wg.x;
+    let out_hw = p.oh * p.ow;
+    let quads = (p.n + 3u) / 4u;
+    let items = out_hw * quads;
+    let item_groups = (items + WG - 1u) / WG;
+    let co0 = (group / item_groups) * PLANE_ROWS;
+    if (co0 >= p.cout) { return; }
+    // This invocation's output pixel and its 4 images n0 .. n0 + 3 (one vec4 of every word).
+    let item = min((group % item_groups) * WG + li, items - 1u);
+    let pixel = item / quads;
+    let n0 = (item % quads) * 4u;
+    let pw = p.w + 2u * p.pad;
+    let rc = vec2u(pixel / p.ow, pixel % p.ow);
+    // The window's top-left pixel in the padded planes.
+    let corner = rc.x * p.stride * pw + rc.y * p.stride;
     let kk = p.kh * p.kw;
-    let sc = scales(b);
-    let rows = sc.rows;
-    var sp: array<vec4i, 4>;
-    var sn: array<vec4i, 4>;
-    for (var t = 0u; t < kk; t++) {
-        // Pixel index of each position at this tap, or none outside the image (zero padding).
-        var pix: vec4u;
-        var inside: vec4<bool>;
-        for (var j = 0u; j < 4u; j++) {
-            let row = b.r0[j] + i32(t / p.kw);
-            let col = b.c0[j] + i32(t % p.kw);
-            inside[j] = row >= 0 && row < i32(p.h) && col >= 0 && col < i32(p.w);
-            pix[j] = select(0u, (b.n[j] * p.h + u32(row)) * p.w + u32(col), inside[j]);
-        }
-        for (var word = 0u; word < p.words; word++) {
-            let w = codes(b, rows, t, word * 32u);
-            if (w.any == 0u) { continue; }
-            var ap: vec4u;
-            var an: vec4u;
-            for (var j = 0u; j < 4u; j++) {
-                let k = pix[j] * p.words + word;
-                ap[j] = select(0u, act_pos[k], inside[j]);
-                an[j] = select(0u, act_neg[k], inside[j]);
+    let taps = kk * p.words;
+    var acc0 = vec4i(0);
+    var acc1 = vec4i(0);
+    var acc2 = vec4i(0);
+    var acc3 = vec4i(0);
+    var acc4 = vec4i(0);
+    var acc5 = vec4i(0);
+    var acc6 = vec4i(0);
+    var acc7 = vec4i(0);
+    // The group's weight words at (tap, word), two vec4 per plane.
+    var wi = (co0 / PLANE_ROWS) * taps * 2u;
+    for (var di = 0u; di < p.kh; di++) {
+        for (var dj = 0u; dj < p.kw; dj++) {
+            var at = (corner + di * pw + dj) * p.words * quads + item % quads;
+            for (var word = 0u; word < p.words; word++) {
+                let ap = act_pos[at];
+                let an = act_neg[at];
+                at += quads;
+                let p0 = weight_pos[wi];
+                let p1 = weight_pos[wi + 1u];
+                let n0w = weight_neg[wi];
+                let n1w = weight_neg[wi + 1u];
+                acc0 += counts(p0.x, n0w.x, ap, an);
+                acc1 += counts(p0.y, n0w.y, ap, an);
+                acc2 += counts(p0.z, n0w.z, ap, an);
+                acc3 += counts(p0.w, n0w.w, ap, an);
+                acc4 += counts(p1.x, n1w.x, ap, an);
+                acc5 += counts(p1.y, n1w.y, ap, an);
+                acc6 += counts(p1.z, n1w.z, ap, an);
+                acc7 += counts(p1.w, n1w.w, ap, an);
+                wi += 2u;
             }
-            sp[0] += planes(w.pos.x, ap, an);
-            sn[0] += planes(w.neg.x, ap, an);
-            sp[1] += planes(w.pos.y, ap, an);
-            sn[1] += planes(w.neg.y, ap, an);
-            sp[2] += planes(w.pos.z, ap, an);
-            sn[2] += planes(w.neg.z, ap, an);
-            sp[3] += planes(w.pos.w, ap, an);
-            sn[3] += planes(w.neg.w, ap, an);
         }
     }
-    var acc: array<vec4f, 4>;
-    acc[0] = sc.wp.x * vec4f(sp[0]) - sc.wn.x * vec4f(sn[0]);
-    acc[1] = sc.wp.y * vec4f(sp[1]) - sc.wn.y * vec4f(sn[1]);
-    acc[2] = sc.wp.z * vec4f(sp[2]) - sc.wn.z * vec4f(sn[2]);
-    acc[3] = sc.wp.w * vec4f(sp[3]) - sc.wn.w * vec4f(sn[3]);
-    epilogue(b, acc);
+    let live = (group % item_groups) * WG + li < items;
+    store_images(co0, n0, rc, live, 0u, acc0);
+    store_images(co0, n0, rc, live, 1u, acc1);
+    store_images(co0, n0, rc, live, 2u, acc2);
+    store_images(co0, n0, rc, live, 3u, acc3);
+    store_images(co0, n0, rc, live, 4u, acc4);
+    store_images(co0, n0, rc, live, 5u, acc5);
+    store_images(co0, n0, rc, live, 6u, acc6);
+    store_images(co0, n0, rc, live, 7u, acc7);
 }

@@ -7,8 +7,8 @@
 // Bindings (group 0), as packed_conv.wgsl:
 //   0 p       uniform  PackedConvParams (the same struct as packed_conv.wgsl)
 //   1 x       storage read        [n, cin, h, w]                            (ternary, dense)
-//   2 pos     storage read        u32 words: bit i set ⇔ weight i is +Wp   (ternary, bitplane)
-//   3 neg     storage read        u32 words: bit i set ⇔ weight i is −Wn   (ternary, bitplane)
+//   2 pos     storage read        u32 words: bit i set ⇔ weight i is +Wp   (ternary)
+//   3 neg     storage read        u32 words: bit i set ⇔ weight i is −Wn   (ternary)
 //   4 wp      storage read        [1] or [cout] (p.per_channel)
 //   5 wn      storage read        [1] or [cout]
 //   6 weight  storage read        [cout, cin, kh, kw] f32                  (dense)
@@ -16,8 +16,11 @@
 //   8 shift   storage read        [cout]  β − mean · scale
 //   9 res     storage read        [n, res_c, res_h, res_w]  residual input (p.residual = 1)
 //   10 y      storage read_write  [n, cout, oh, ow]
-//   13 act_pos  storage read      [n, h·w, words] activation bit-planes (+1)  (bitplane)
-//   14 act_neg  storage read      [n, h·w, words] activation bit-planes (−1)  (bitplane)
+//   13 act_pos  storage read      [(h+2·pad)·(w+2·pad), words, n4] activation planes (+1),
+//                                 zero border, n4 = n rounded up to 4 (packed_conv.wgsl)  (bitplane)
+//   14 act_neg  storage read      the same for −1  (bitplane)
+//   15 weight_pos storage read    weight planes [rows / 8, kh·kw, words, 8] as vec4 (bitplane)
+//   16 weight_neg storage read    the same for −Wn  (bitplane)
 //
 // Ternary weight i is the i-th in [cout, kh, kw, cin] order, bit i % 32 of word i / 32, rows
 // unpadded; dense weights keep [cout, cin, kh, kw].
@@ -36,7 +39,8 @@
 //     lock-step SIMD);
 //   dense: a_tile holds the f32 weights;
 //   bitplane: the reduction runs over (tap, 32-channel word) pairs, TILE_K / 2 per slice: the
-//     weights' W+ and W− words and the activations' +1 and −1 planes are staged as u32, and the
+//     weight planes' W+ and W− words and the activation planes' +1 and −1 words are staged as
+//     u32 (both aligned to 32-channel words, as packed_conv.wgsl lays them out), and the
 //     block accumulates popc(w⁺&a⁺) − popc(w⁺&a⁻) towards Wp and popc(w⁻&a⁺) − popc(w⁻&a⁻)
 //     towards Wn in integers (exact: the same sums as the blocked kernel).
 // A staging invocation's column (position) is fixed (WG is a multiple of TILE_N) and decoded
@@ -72,6 +76,8 @@ struct PackedConvParams {
 @group(0) @binding(10) var<storage, read_write> y: array<f32>;
 @group(0) @binding(13) var<storage, read> act_pos: array<u32>;
 @group(0) @binding(14) var<storage, read> act_neg: array<u32>;
+@group(0) @binding(15) var<storage, read> weight_pos: array<vec4u>;
+@group(0) @binding(16) var<storage, read> weight_neg: array<vec4u>;
 
 // ternary, dense: the reduction index k of the current and the next slice, decoded once per
 // workgroup (the next slice's buffer is filled while the current one is staged).
@@ -271,8 +277,10 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
                 let word = kp % p.words;
                 let r = t.r0 + i32(tap / p.kw);
                 let c = t.c0 + i32(tap % p.kw);
-                if (t.q_ok && r >= 0 && r < i32(p.h) && c >= 0 && c < i32(p.w)) {
-                    let k = ((t.img * p.h + u32(r)) * p.w + u32(c)) * p.words + word;
+                if (t.q_ok) {
+                    // The planes' zero border is the convolution's padding.
+                    let pixel = u32(r + i32(p.pad)) * (p.w + 2u * p.pad) + u32(c + i32(p.pad));
+                    let k = (pixel * p.words + word) * ((p.n + 3u) / 4u * 4u) + t.img;
                     ap = act_pos[k];
                     an = act_neg[k];
                 }
@@ -281,19 +289,16 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
             apos_tile[at][t.col % 4u] = ap;
             aneg_tile[at][t.col % 4u] = an;
         }
-        // Weights: 32 input channels' codes of output channel co_a at the pair's tap.
+        // Weights: output channel co_a's plane word at the pair (tap, word), the 8 channels of
+        // a group side by side.
         for (var row = li / TILE_M; row < pairs_per_slice; row += WG / TILE_M) {
             let kp = kp0 + row;
             var bp = 0u;
             var bn = 0u;
             if (co_a < p.cout && kp < pairs) {
-                let tap = kp / p.words;
-                let ci = (kp % p.words) * 32u;
-                let count = min(32u, p.cin - ci);
-                let keep = select((1u << count) - 1u, 0xffffffffu, count == 32u);
-                let first = (co_a * kk + tap) * p.cin + ci;
-                bp = bits32(first, false) & keep;
-                bn = bits32(first, true) & keep;
+                let i = ((co_a / 8u) * pairs + kp) * 8u + co_a % 8u;
+                bp = weight_pos[i / 4u][i % 4u];
+                bn = weight_neg[i / 4u][i % 4u];
             }
             let at = row * (TILE_M / 4u + 1u) + am / 4u;
             wpos_tile[at][am % 4u] = bp;

@@ -1,5 +1,6 @@
 // roofline.wgsl — the adapter's ceilings, for `tern bench --suite roofline` and the fractions
-// in `tern profile`: memory bandwidth (a copy) and arithmetic throughput (a multiply-add loop).
+// in `tern profile`: memory bandwidth (a copy), arithmetic throughput (a multiply-add loop) and
+// bit-plane throughput (an AND + popcount loop).
 //
 // Bindings (group 0):
 //   0 p     uniform  RooflineParams { len, iters }
@@ -17,6 +18,9 @@
 // per loop iteration, p.iters iterations, then stores their sum: 96·p.iters flops per
 // invocation, no memory traffic in the loop. The chains converge (x ← 0.999·x + 0.001), so
 // nothing overflows.
+// and_popcount: the bit-plane kernels' inner step, s += popcount(a & m), on 4 vec4u words
+// against 2 masks that change every iteration (so nothing is hoisted out of the loop): 8
+// independent vec4 chains, 32·p.iters steps per invocation, then the sum is stored.
 
 struct RooflineParams { len: u32, iters: u32 }
 
@@ -72,4 +76,36 @@ fn multiply_add(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: 
     }
     let s = a + b + d;
     if (i < p.len) { dst[i] = s.x + s.y + s.z + s.w; }
+}
+
+@compute @workgroup_size(WG)
+fn and_popcount(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                @builtin(local_invocation_index) li: u32) {
+    let i = index(wg, nwg, li);
+    let a = vec4u(i) * vec4u(0x9e3779b9u, 0x85ebca6bu, 0xc2b2ae35u, 0x27d4eb2fu);
+    let b = a ^ vec4u(0x55555555u);
+    let c = a ^ vec4u(0x33333333u);
+    let d = a ^ vec4u(0x0f0f0f0fu);
+    var s0 = vec4u(0u);
+    var s1 = vec4u(0u);
+    var s2 = vec4u(0u);
+    var s3 = vec4u(0u);
+    var s4 = vec4u(0u);
+    var s5 = vec4u(0u);
+    var s6 = vec4u(0u);
+    var s7 = vec4u(0u);
+    for (var k = 0u; k < p.iters; k++) {
+        let m = vec4u(k * 0x9e3779b9u);
+        let n = vec4u(k * 0x85ebca6bu);
+        s0 += countOneBits(a & m);
+        s1 += countOneBits(b & m);
+        s2 += countOneBits(c & m);
+        s3 += countOneBits(d & m);
+        s4 += countOneBits(a & n);
+        s5 += countOneBits(b & n);
+        s6 += countOneBits(c & n);
+        s7 += countOneBits(d & n);
+    }
+    let s = s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
+    if (i < p.len) { dst[i] = f32(s.x + s.y + s.z + s.w); }
 }

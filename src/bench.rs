@@ -5,7 +5,7 @@
 
 use crate::gpu::{Gpu, Program};
 use crate::ops::conv2d::{self, Conv2dGeom};
-use crate::roofline::{RESNET20_CONVS, copy_gbs, fma_gflops, gemm_gflops, time_program};
+use crate::roofline::{RESNET20_CONVS, copy_gbs, fma_gflops, gemm_gflops, popcount_gops, time_program};
 use anyhow::Result;
 use std::time::Instant;
 
@@ -67,6 +67,11 @@ fn roofline_bench(gpu: &Gpu, reps: usize) -> Result<()> {
     )?;
     let fma = fma_gflops(gpu, 1 << 14, 2048, reps)?;
     outln!("multiply-add (register chains)  {fma:>8.2} GFLOP/s")?;
+    let popc = popcount_gops(gpu, 1 << 14, 2048, reps)?;
+    outln!(
+        "AND + popcount (32-bit words)   {popc:>8.2} G steps/s = {:.0} G one-bit products/s",
+        32.0 * popc
+    )?;
     let layers: Vec<usize> = (0..RESNET20_CONVS.len()).collect();
     let (gemm, which) = gemm_gflops(gpu, 32, &layers, reps)?;
     outln!("best convolution (blocked)      {gemm:>8.2} GFLOP/s ({which})")?;

@@ -26,11 +26,14 @@ pub enum ProfileMode {
     Infer,
     /// the packed inference kernels
     Packed,
+    /// the packed inference kernels with ternary activations as bit-planes (STTN's units; a
+    /// fresh model gets ternary activations)
+    Bitplane,
 }
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct ProfileConfig {
-    /// Profile this checkpoint (or packed model, for --mode packed) instead of a fresh model
+    /// Profile this checkpoint (or packed model, for --mode packed and bitplane) instead of a fresh model
     #[arg(long)]
     pub model: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "small-cnn")]
@@ -87,8 +90,9 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
     if cfg.steps == 0 || cfg.batch_size == 0 {
         bail!("--steps and --batch-size must be at least 1");
     }
+    let packed = matches!(cfg.mode, ProfileMode::Packed | ProfileMode::Bitplane);
     let model = match &cfg.model {
-        Some(path) if cfg.mode != ProfileMode::Packed => crate::infer::load_model(gpu, path)?.0,
+        Some(path) if !packed => crate::infer::load_model(gpu, path)?.0,
         _ => {
             let spec = ModelSpec {
                 arch: cfg.arch,
@@ -99,7 +103,10 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
                 quant: cfg.quant,
                 threshold: crate::quant::DEFAULT_THRESHOLD,
                 quantize_ends: false,
-                activation: Default::default(),
+                activation: match cfg.mode {
+                    ProfileMode::Bitplane => crate::nn::Activation::Ternary,
+                    _ => Default::default(),
+                },
             };
             Model::new(gpu, spec, 0)?
         }
@@ -148,8 +155,8 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
                 session.step(gpu, &batch, params, Some((&profiler, &mut trace)))?;
             }
         }
-        ProfileMode::Infer | ProfileMode::Packed => {
-            let (input, logits, program) = if cfg.mode == ProfileMode::Packed {
+        ProfileMode::Infer | ProfileMode::Packed | ProfileMode::Bitplane => {
+            let (input, logits, program) = if packed {
                 let packed = match &cfg.model {
                     Some(path) => PackedModel::load(path)?,
                     None => {
@@ -163,7 +170,7 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
                         PackedModel::from_model(gpu, &model, &meta)?
                     }
                 };
-                let g = packed.graph(gpu, cfg.batch_size)?;
+                let g = packed.graph_with(gpu, cfg.batch_size, cfg.mode == ProfileMode::Bitplane)?;
                 (g.input, g.logits, g.forward)
             } else {
                 let g = model.graph(gpu, cfg.batch_size, Mode::Eval)?;

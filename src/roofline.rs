@@ -58,7 +58,7 @@ pub fn copy_gbs(gpu: &Gpu, elements: usize, reps: usize) -> Result<(f64, f64)> {
     let dst = gpu.tensor("roofline.dst", &[elements])?;
     let p = RooflineParams { len: elements as u32, iters: 0 };
     let bytes = 8 * elements as u64;
-    let cost = Cost { flops: 0, bytes };
+    let cost = Cost::new(0, bytes);
     let mut rates = [0.0; 2];
     for (i, (entry, src_name, dst_name, threads)) in
         [("copy", "src", "dst", elements), ("copy4", "src4", "dst4", elements / 4)].into_iter().enumerate()
@@ -85,7 +85,7 @@ pub fn fma_gflops(gpu: &Gpu, invocations: usize, iters: u32, reps: usize) -> Res
     let flops = invocations as u64 * 96 * iters as u64;
     let k = gpu.kernel(&shaders::ROOFLINE, "multiply_add")?;
     let p = RooflineParams { len: invocations as u32, iters };
-    let cost = Cost { flops, bytes: 4 * invocations as u64 };
+    let cost = Cost::new(flops, 4 * invocations as u64);
     let d = Dispatch::new(
         gpu,
         &k,
@@ -96,6 +96,26 @@ pub fn fma_gflops(gpu: &Gpu, invocations: usize, iters: u32, reps: usize) -> Res
         cost,
     )?;
     Ok(flops as f64 / best_seconds(gpu, &Program { dispatches: vec![d] }, reps)? / 1e9)
+}
+
+/// AND + popcount throughput (G steps/s, each on a 32-bit word: 32 one-bit products):
+/// `invocations` running `iters` iterations of 32 steps.
+pub fn popcount_gops(gpu: &Gpu, invocations: usize, iters: u32, reps: usize) -> Result<f64> {
+    let dst = gpu.tensor("roofline.dst", &[invocations])?;
+    let steps = invocations as u64 * 32 * iters as u64;
+    let k = gpu.kernel(&shaders::ROOFLINE, "and_popcount")?;
+    let p = RooflineParams { len: invocations as u32, iters };
+    let cost = Cost { popcounts: steps, ..Cost::new(0, 4 * invocations as u64) };
+    let d = Dispatch::new(
+        gpu,
+        &k,
+        "roofline/and_popcount",
+        &p,
+        &[("dst", &dst)],
+        Grid::Threads(invocations as u64),
+        cost,
+    )?;
+    Ok(steps as f64 / best_seconds(gpu, &Program { dispatches: vec![d] }, reps)? / 1e9)
 }
 
 /// The blocked family's best convolution pass (GFLOP/s) over `layers` of `RESNET20_CONVS` at
@@ -126,11 +146,12 @@ pub fn gemm_gflops(gpu: &Gpu, batch: usize, layers: &[usize], reps: usize) -> Re
 }
 
 /// The ceilings `tern profile` reports fractions of, measured briefly (a second or two on
-/// llvmpipe): copy and multiply-add at a quarter of the benchmark's size, the convolution on
-/// ResNet-20's 64-channel layer.
+/// llvmpipe): copy, multiply-add and AND + popcount at a quarter of the benchmark's size, the
+/// convolution on ResNet-20's 64-channel layer.
 pub fn ceilings(gpu: &Gpu) -> Result<Ceilings> {
     let (copy, copy4) = copy_gbs(gpu, 1 << 20, 2)?;
     let fma_gflops = fma_gflops(gpu, 1 << 14, 256, 2)?;
+    let popcount_gops = popcount_gops(gpu, 1 << 14, 256, 2)?;
     let (gemm_gflops, gemm) = gemm_gflops(gpu, 16, &[5], 2)?;
-    Ok(Ceilings { copy_gbs: copy.max(copy4), fma_gflops, gemm_gflops, gemm })
+    Ok(Ceilings { copy_gbs: copy.max(copy4), fma_gflops, popcount_gops, gemm_gflops, gemm })
 }

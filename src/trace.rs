@@ -20,6 +20,8 @@ pub struct Ceilings {
     pub copy_gbs: f64,
     /// Fused multiply-add throughput, GFLOP/s.
     pub fma_gflops: f64,
+    /// AND + popcount steps on 32-bit words per second / 1e9.
+    pub popcount_gops: f64,
     /// The blocked convolution family's best pass and shape, GFLOP/s.
     pub gemm_gflops: f64,
     /// Which convolution pass reached `gemm_gflops`.
@@ -90,7 +92,7 @@ impl Trace {
             self.events.push(json!({
                 "name": t.kernel, "cat": "gpu", "ph": "X", "ts": at + t.start_us, "dur": t.duration_us,
                 "pid": PID, "tid": GPU,
-                "args": {"layer": t.label, "flops": t.flops, "bytes": t.bytes},
+                "args": {"layer": t.label, "flops": t.flops, "bytes": t.bytes, "popcounts": t.popcounts},
             }));
         }
         self.kernels.extend(step.timings);
@@ -113,8 +115,9 @@ impl Trace {
     }
 
     /// The per-kernel table, sorted by total time, and the per-step split of GPU and host time.
-    /// With ceilings, three more columns give each kernel's GB/s as a percentage of the copy
-    /// bandwidth and its GFLOP/s as percentages of the multiply-add and best-convolution rates.
+    /// With ceilings, four more columns give each kernel's GB/s as a percentage of the copy
+    /// bandwidth, its GFLOP/s as percentages of the multiply-add and best-convolution rates, and
+    /// (bit-plane kernels) its AND + popcount steps as a percentage of that ceiling.
     pub fn table(&self, source: &str) -> String {
         let steps = self.steps.max(1) as f64;
         let stats = crate::gpu::profiler::aggregate(&self.kernels);
@@ -122,8 +125,9 @@ impl Trace {
         let mut s = format!("{} profiled step(s), {source}\n", self.steps);
         if let Some(c) = &self.ceilings {
             s += &format!(
-                "ceilings: copy {:.2} GB/s, multiply-add {:.2} GFLOP/s, convolution {:.2} GFLOP/s ({})\n",
-                c.copy_gbs, c.fma_gflops, c.gemm_gflops, c.gemm
+                "ceilings: copy {:.2} GB/s, multiply-add {:.2} GFLOP/s, AND + popcount {:.2} G/s, \
+                 convolution {:.2} GFLOP/s ({})\n",
+                c.copy_gbs, c.fma_gflops, c.popcount_gops, c.gemm_gflops, c.gemm
             );
         }
         s += &format!(
@@ -131,7 +135,7 @@ impl Trace {
             "kernel", "layer", "calls", "total ms", "mean us", "%", "GFLOP/s", "GB/s"
         );
         if self.ceilings.is_some() {
-            s += &format!(" {:>6} {:>6} {:>6}", "%copy", "%fma", "%conv");
+            s += &format!(" {:>6} {:>6} {:>6} {:>6}", "%copy", "%fma", "%conv", "%popc");
         }
         s.push('\n');
         for k in &stats {
@@ -151,8 +155,12 @@ impl Trace {
             );
             if let Some(c) = &self.ceilings {
                 let pct = |v: f64, ceiling: f64| 100.0 * v / ceiling.max(1e-12);
+                let popc = match k.popcounts {
+                    0 => "-".to_string(),
+                    n => format!("{:.1}", pct(n as f64 / secs.max(1e-12) / 1e9, c.popcount_gops)),
+                };
                 s += &format!(
-                    " {:>6.1} {:>6.1} {:>6.1}",
+                    " {:>6.1} {:>6.1} {:>6.1} {popc:>6}",
                     pct(gbs, c.copy_gbs),
                     pct(gflops, c.fma_gflops),
                     pct(gflops, c.gemm_gflops)

@@ -98,6 +98,38 @@ fn inference_modes_are_profiled() {
     }
 }
 
+/// The bit-plane mode runs the popcount kernel, counts its AND + popcount steps and shows them
+/// as a fraction of that ceiling; kernels without popcounts show none.
+#[test]
+fn bitplane_mode_reports_the_popcount_ceiling_fraction() {
+    let cfg = ProfileConfig {
+        arch: Arch::Resnet20,
+        quant: QuantKind::Sttn,
+        batch_size: 4,
+        channels: 3,
+        size: 16,
+        ..config(ProfileMode::Bitplane, None)
+    };
+    let trace = profile(gpu(), &cfg).unwrap();
+    let ceilings = trace.ceilings.as_ref().unwrap();
+    assert!(ceilings.popcount_gops > 0.0, "{ceilings:?}");
+    let popc = |t: &&tern::internals::gpu::Timing| t.popcounts > 0;
+    let bitplane: Vec<_> = trace.kernels.iter().filter(|t| t.kernel == "packed_conv/bitplane").collect();
+    assert_eq!(bitplane.len(), 2 * 18, "ResNet-20's 18 units, 2 steps");
+    assert!(bitplane.iter().all(popc));
+    assert!(trace.kernels.iter().filter(popc).all(|t| t.kernel == "packed_conv/bitplane"));
+    let table = trace.table("test");
+    let header = table.lines().find(|l| l.starts_with("kernel")).unwrap();
+    assert!(header.ends_with("%popc"), "{header}");
+    for line in table.lines().filter(|l| l.starts_with("packed_conv/")) {
+        let last = line.split_whitespace().last().unwrap();
+        match line.starts_with("packed_conv/bitplane") {
+            true => assert!(last.parse::<f64>().unwrap() > 0.0, "{line}"),
+            false => assert_eq!(last, "-", "{line}"),
+        }
+    }
+}
+
 #[test]
 fn train_with_profile_writes_a_trace_of_sampled_steps() {
     let tmp = tempfile::tempdir().unwrap();

@@ -38,14 +38,17 @@ pub fn ternary_affine(x: &[f64], input: [usize; 4], scale: &[f64], shift: &[f64]
         .collect()
 }
 
-/// Bit-planes [n, h·w, ⌈c/32⌉] of activations a [n, c, h, w]: bit c % 32 of word c / 32 is set in
-/// `pos` where a = +1, in `neg` where a = −1.
-pub fn pack_activations(a: &[f64], input: [usize; 4]) -> (Vec<u32>, Vec<u32>) {
-    let ([n, c, h, w], words) = (input, input[1].div_ceil(32));
-    let (mut pos, mut neg) = (vec![0u32; n * h * w * words], vec![0u32; n * h * w * words]);
+/// Bit-planes [(h + 2·pad)·(w + 2·pad), ⌈c/32⌉, n rounded up to 4] of activations a [n, c, h, w]
+/// with a zero border of `pad` pixels: bit c % 32 of word c / 32 is set in `pos` where a = +1,
+/// in `neg` where a = −1.
+pub fn pack_activations(a: &[f64], input: [usize; 4], pad: usize) -> (Vec<u32>, Vec<u32>) {
+    let ([_, c, h, w], words, n4) = (input, input[1].div_ceil(32), input[0].next_multiple_of(4));
+    let pw = w + 2 * pad;
+    let len = (h + 2 * pad) * pw * words * n4;
+    let (mut pos, mut neg) = (vec![0u32; len], vec![0u32; len]);
     for (i, v) in a.iter().enumerate() {
-        let (b, ch, pixel) = (i / (c * h * w), (i / (h * w)) % c, i % (h * w));
-        let word = (b * h * w + pixel) * words + ch / 32;
+        let (b, ch, row, col) = (i / (c * h * w), (i / (h * w)) % c, (i / w) % h, i % w);
+        let word = (((row + pad) * pw + col + pad) * words + ch / 32) * n4 + b;
         let plane = if *v > 0.0 {
             &mut pos
         } else if *v < 0.0 {
@@ -74,15 +77,19 @@ fn activations(c: &mut Cases, g: &Conv2dGeom, seed: u64) -> Result<(Vec<f64>, [T
         c.upload("act_scale", &[g.cin], &scale)?,
         c.upload("act_shift", &[g.cin], &shift)?,
     );
-    let words = [g.n, g.h * g.w, g.cin.div_ceil(32)];
-    let [pos, neg] = ["act_pos", "act_neg"].map(|name| c.gpu.tensor_of(name, &words, DType::U32));
+    let planes = op::activation_planes(g);
+    let [pos, neg] = ["act_pos", "act_neg"].map(|name| c.gpu.tensor_of(name, &planes, DType::U32));
     let (at, pos, neg) = (c.zeros("a", &input)?, pos?, neg?);
+    // The planes start as ones, so a border left unwritten shows.
+    let ones = vec![u32::MAX; planes.iter().product()];
+    c.gpu.write_u32(&pos, &ones)?;
+    c.gpu.write_u32(&neg, &ones)?;
     c.run([
         op::ternary_affine(c.gpu, "act", &xt, &st, &sht, &at)?,
-        op::pack_activations(c.gpu, "act", &xt, &st, &sht, &pos, &neg)?,
+        op::pack_activations(c.gpu, "act", &xt, &st, &sht, g.pad, &pos, &neg)?,
     ])?;
     let a = ternary_affine(&x, input, &scale, &shift);
-    let (want_pos, want_neg) = pack_activations(&a, input);
+    let (want_pos, want_neg) = pack_activations(&a, input, g.pad);
     c.expect("ternary_affine", &at, &a, 0.0)?;
     c.expect_u32("pack_activations pos", &pos, &want_pos)?;
     c.expect_u32("pack_activations neg", &neg, &want_neg)?;
@@ -96,14 +103,20 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
         let (a, [xt, at, apos, aneg]) = activations(c, g, seed)?;
         let codes = codes(g.weight_shape().iter().product(), seed + 3);
         let (wp, wn) = (affine(g.cout, seed + 4, 0.25, 0.75), affine(g.cout, seed + 5, 0.25, 0.75));
-        let w = ternary_weights(&codes, &wp, &wn);
+        let (w, wp_host) = (ternary_weights(&codes, &wp, &wn), wp.clone());
         let [pos, neg, wp, wn] = upload_ternary(c, &codes, &g.weight_shape(), &wp, &wn)?;
         let weights = PackedWeights::Ternary { pos: &pos, neg: &neg, wp: &wp, wn: &wn };
+        let (mask_pos, mask_neg) =
+            crate::quant::pack::pack(&crate::packed::tap_major(&codes, &g.weight_shape()));
+        let shape = g.weight_shape();
+        let [plane_pos, plane_neg] = [mask_pos, mask_neg].map(|m| crate::packed::weight_planes(&m, shape));
+        let (plane_pos, plane_neg) = (c.u32s("pos_planes", &plane_pos)?, c.u32s("neg_planes", &plane_neg)?);
+        let planes = PackedWeights::Ternary { pos: &plane_pos, neg: &plane_neg, wp: &wp, wn: &wn };
         let inputs = EpilogueInputs::new(c, g, seed + 6)?;
         for (e, ge) in inputs.both() {
             let (y, y_float) = (c.zeros("y", &g.output_shape())?, c.zeros("y_float", &g.output_shape())?);
             c.run([
-                op::forward_bitplanes(gpu, "packed", g, &xt, (&apos, &aneg), &weights, &ge, &y)?,
+                op::forward_bitplanes(gpu, "packed", g, &xt, (&apos, &aneg), &planes, &ge, &y)?,
                 op::forward(gpu, "packed", g, &at, &weights, &ge, &y_float)?,
             ])?;
             let (want, bound) = (bitplane(g, &a, &w, &e), packed_conv::bound(g, &a, &w, &e));
@@ -112,6 +125,14 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
             let float = format!("ternary (float activations) {epilogue}");
             c.expect_bounded(&float, &y_float, &want, &bound, TOL)?;
         }
+        // Wn bound to Wp's tensor: the symmetric counts.
+        let w = ternary_weights(&codes, &wp_host, &wp_host);
+        let symmetric = PackedWeights::Ternary { pos: &plane_pos, neg: &plane_neg, wp: &wp, wn: &wp };
+        let [_, (e, ge)] = inputs.both();
+        let y = c.zeros("y", &g.output_shape())?;
+        c.run([op::forward_bitplanes(gpu, "packed", g, &xt, (&apos, &aneg), &symmetric, &ge, &y)?])?;
+        let (want, bound) = (bitplane(g, &a, &w, &e), packed_conv::bound(g, &a, &w, &e));
+        c.expect_bounded("bitplane, Wn = Wp (symmetric counts)", &y, &want, &bound, TOL)?;
         Ok(())
     })
 }

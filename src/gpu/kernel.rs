@@ -113,11 +113,20 @@ impl Kernel {
     }
 }
 
-/// Work and traffic of one dispatch, for GFLOP/s and GB/s in profiles.
+/// Work and traffic of one dispatch, for GFLOP/s, GB/s and popcount rates in profiles.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cost {
     pub flops: u64,
     pub bytes: u64,
+    /// AND + popcount steps on 32-bit words (bit-plane kernels), each 32 one-bit products.
+    pub popcounts: u64,
+}
+
+impl Cost {
+    /// Floating-point work and memory traffic, no popcounts.
+    pub fn new(flops: u64, bytes: u64) -> Cost {
+        Cost { flops, bytes, popcounts: 0 }
+    }
 }
 
 /// How many invocations or workgroups a dispatch launches. Both fold into a 2-D grid that the
@@ -264,6 +273,7 @@ impl Program {
         self.dispatches.iter().fold(Cost::default(), |a, d| Cost {
             flops: a.flops + d.cost.flops,
             bytes: a.bytes + d.cost.bytes,
+            popcounts: a.popcounts + d.cost.popcounts,
         })
     }
 }

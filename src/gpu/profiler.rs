@@ -51,6 +51,7 @@ pub struct Timing {
     pub duration_us: f64,
     pub flops: u64,
     pub bytes: u64,
+    pub popcounts: u64,
 }
 
 /// Aggregate of one (kernel, layer) pair over profiled steps.
@@ -62,6 +63,7 @@ pub struct KernelStat {
     pub total_us: f64,
     pub flops: u64,
     pub bytes: u64,
+    pub popcounts: u64,
 }
 
 pub struct Profiler {
@@ -241,6 +243,7 @@ fn timing(d: &Dispatch, start_us: f64, duration_us: f64) -> Timing {
         duration_us,
         flops: d.cost.flops,
         bytes: d.cost.bytes,
+        popcounts: d.cost.popcounts,
     }
 }
 
@@ -258,6 +261,7 @@ pub fn aggregate(timings: &[Timing]) -> Vec<KernelStat> {
         e.total_us += t.duration_us;
         e.flops += t.flops;
         e.bytes += t.bytes;
+        e.popcounts += t.popcounts;
     }
     let mut v: Vec<KernelStat> = map.into_values().collect();
     v.sort_by(|a, b| b.total_us.total_cmp(&a.total_us).then(a.layer.cmp(&b.layer)));

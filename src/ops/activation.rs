@@ -16,7 +16,7 @@ fn launch(gpu: &Gpu, label: String, entry: &str, tensors: &[(&str, &Tensor)]) ->
     }
     let len = tensors[0].1.numel();
     let k = gpu.kernel(&shaders::ACTIVATION, entry)?;
-    let cost = Cost { flops: len as u64, bytes: f32_bytes(len * tensors.len()) };
+    let cost = Cost::new(len as u64, f32_bytes(len * tensors.len()));
     let params = Params { len: u32_of(&label, "len", len)? };
     Dispatch::new(gpu, &k, label, &params, tensors, Grid::Threads(len as u64), cost)
 }

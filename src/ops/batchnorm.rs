@@ -217,7 +217,7 @@ fn apply(
         p,
         &tensors,
         Grid::Threads(threads),
-        Cost { flops: 4 * x.numel() as u64, bytes: f32_bytes(reads + out) },
+        Cost::new(4 * x.numel() as u64, f32_bytes(reads + out)),
     )
 }
 
@@ -263,7 +263,7 @@ fn reduction(
     let groups = Grid::Groups((c * splits) as u64);
     let first = Dispatch::new(gpu, &k, format!("{label}/{split}"), &p, &k.bound(&t), groups, cost)?;
     let k = gpu.kernel(&shaders::BATCHNORM, merge)?;
-    let cost = Cost { flops: 4 * (c * splits) as u64, bytes: f32_bytes(3 * c * splits) };
+    let cost = Cost::new(4 * (c * splits) as u64, f32_bytes(3 * c * splits));
     let second =
         Dispatch::new(gpu, &k, format!("{label}/{merge}"), &p, &k.bound(&t), Grid::Threads(c as u64), cost)?;
     Ok(vec![first, second])
@@ -287,7 +287,7 @@ pub fn fused_forward_train(
         ("running_mean", t.running_mean),
         ("running_var", t.running_var),
     ];
-    let cost = Cost { flops: 6 * x.numel() as u64, bytes: f32_bytes(x.numel()) };
+    let cost = Cost::new(6 * x.numel() as u64, f32_bytes(x.numel()));
     let mut d = reduction(gpu, label, &p, ("stats", "stats_merge"), &[], &tensors, cost)?;
     d.push(apply(gpu, label, &p, x, y, t, f)?);
     Ok(d)
@@ -317,7 +317,7 @@ pub fn fused_forward_eval(
             ("invstd", t.invstd),
         ],
         Grid::Threads(c as u64),
-        Cost { flops: 2 * c as u64, bytes: f32_bytes(4 * c) },
+        Cost::new(2 * c as u64, f32_bytes(4 * c)),
     )?;
     Ok([stats, apply(gpu, label, &p, x, y, t, f)?])
 }
@@ -367,7 +367,7 @@ pub fn fused_backward(
     };
     grad_t.push(("dx", dx));
     let reads = x.numel() + dy.numel();
-    let cost = Cost { flops: 8 * x.numel() as u64, bytes: f32_bytes(reads) };
+    let cost = Cost::new(8 * x.numel() as u64, f32_bytes(reads));
     let mut d =
         reduction(gpu, label, &p, ("backward_reduce", "backward_merge"), &f.modes(false), &reduce_t, cost)?;
     let writes = x.numel() * (1 + usize::from(accumulate)) + dres.map_or(0, |d| d.numel());
@@ -378,7 +378,7 @@ pub fn fused_backward(
         &p,
         &grad_t,
         Grid::Threads(invocations(&p, f.pool, false)),
-        Cost { flops: 10 * x.numel() as u64, bytes: f32_bytes(reads + writes) },
+        Cost::new(10 * x.numel() as u64, f32_bytes(reads + writes)),
     )?;
     d.push(grad);
     Ok(d)

@@ -146,7 +146,7 @@ pub fn forward(
     expect_shape(&label, x, &g.input_shape())?;
     expect_shape(&label, w, &g.weight_shape())?;
     expect_shape(&label, y, &g.output_shape())?;
-    let cost = Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + w.numel() + y.numel()) };
+    let cost = Cost::new(g.flops(), f32_bytes(x.numel() + w.numel() + y.numel()));
     if lanes(gpu, g) {
         let k = gpu.kernel_with(&shaders::CONV2D_LANES, "forward", &lanes_constants(g.stride, g.cout))?;
         let (p, groups) = LanesParams::forward(g, k.invocations_per_group());
@@ -197,7 +197,7 @@ pub fn grad_input_into(
     expect_shape(&label, w, &g.weight_shape())?;
     expect_shape(&label, dx, &g.input_shape())?;
     let dx_bytes = dx.numel() * (1 + usize::from(accumulate));
-    let cost = Cost { flops: g.flops(), bytes: f32_bytes(dy.numel() + w.numel() + dx_bytes) };
+    let cost = Cost::new(g.flops(), f32_bytes(dy.numel() + w.numel() + dx_bytes));
     if lanes(gpu, g) {
         let entry = if g.stride == 1 { "grad_input" } else { "grad_input_s2" };
         let [stride, block] = lanes_constants(1, g.cin);
@@ -274,7 +274,7 @@ pub fn grad_weight(
     let threads = if groups { units * k.invocations_per_group() as u64 } else { units };
     let splits =
         (gpu.parallelism().div_ceil(threads) as usize).clamp(1, positions.div_ceil(min_chunk).max(1));
-    let cost = Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + dy.numel() + dw.numel() * splits) };
+    let cost = Cost::new(g.flops(), f32_bytes(x.numel() + dy.numel() + dw.numel() * splits));
     let mut program = Program::default();
     if splits == 1 {
         program.push(Dispatch::new(
@@ -320,8 +320,7 @@ fn grad_weight_lanes(
     let splits = wanted.clamp(1, segments.div_ceil(32).max(1));
     let mut p = LanesParams::grad_weight(g);
     p.splits = splits as u32;
-    let cost =
-        Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + dy.numel() + dw.numel() * splits as usize) };
+    let cost = Cost::new(g.flops(), f32_bytes(x.numel() + dy.numel() + dw.numel() * splits as usize));
     let groups = Grid::Groups(splits * blocks);
     let mut program = Program::default();
     if splits == 1 {

@@ -29,7 +29,7 @@ fn params(label: &str, x: &Tensor, w: &Tensor) -> Result<(Params, usize, usize, 
 }
 
 fn cost(n: usize, fin: usize, fout: usize) -> Cost {
-    Cost { flops: 2 * (n * fin * fout) as u64, bytes: f32_bytes(n * fin + fin * fout + n * fout) }
+    Cost::new(2 * (n * fin * fout) as u64, f32_bytes(n * fin + fin * fout + n * fout))
 }
 
 /// The entry point of `gpu`'s family and its grid: blocked, one invocation per output element;

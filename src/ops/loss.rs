@@ -38,7 +38,7 @@ pub fn forward(
     let k = gpu.kernel(&shaders::LOSS, "forward")?;
     let tensors =
         [("logits", logits), ("labels", labels), ("dlogits", dlogits), ("loss", loss), ("pred", pred)];
-    let cost = Cost { flops: 6 * logits.numel() as u64, bytes: f32_bytes(2 * logits.numel() + 3 * n) };
+    let cost = Cost::new(6 * logits.numel() as u64, f32_bytes(2 * logits.numel() + 3 * n));
     Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(n as u64), cost)
 }
 
@@ -59,7 +59,7 @@ pub fn accumulate(
     expect_shape(&label, metrics, &[4])?;
     let splits = super::reduce::ranges(gpu, n);
     let p = Params { n: u32_of(&label, "n", n)?, classes: 0, splits: splits as u32, pad: 0 };
-    let cost = Cost { flops: 2 * n as u64, bytes: f32_bytes(3 * n) };
+    let cost = Cost::new(2 * n as u64, f32_bytes(3 * n));
     let tensors = [("loss", loss), ("pred", pred), ("labels", labels), ("metrics", metrics)];
     if splits <= 1 {
         let k = gpu.kernel(&shaders::LOSS, "accumulate")?;
@@ -78,7 +78,7 @@ pub fn accumulate(
         cost,
     )?;
     let merge = gpu.kernel(&shaders::LOSS, "accumulate_merge")?;
-    let cost = Cost { flops: 2 * splits as u64, bytes: f32_bytes(2 * splits + 3) };
+    let cost = Cost::new(2 * splits as u64, f32_bytes(2 * splits + 3));
     let second =
         Dispatch::new(gpu, &merge, format!("{label}_merge"), &p, &merge.bound(&all), Grid::Groups(1), cost)?;
     Ok(vec![first, second])

@@ -60,7 +60,7 @@ pub fn update(
     if entry == "adam" {
         tensors.push(("moment2", moment2));
     }
-    let cost = Cost { flops: 10 * len as u64, bytes: f32_bytes(len * (2 + 2 * (tensors.len() - 2))) };
+    let cost = Cost::new(10 * len as u64, f32_bytes(len * (2 + 2 * (tensors.len() - 2))));
     Dispatch::with_uniforms(
         gpu,
         &k,

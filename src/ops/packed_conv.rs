@@ -73,8 +73,20 @@ pub fn forward(
     launch(gpu, label, g, x, None, weights, e, y)
 }
 
+/// Output channels per workgroup of the blocked `bitplane` kernel; weight planes have their rows
+/// padded to a multiple of it (`packed::weight_planes`).
+pub const PLANE_ROWS: usize = 8;
+
+/// The activation planes' shape for convolution `g`: [(h + 2·pad)·(w + 2·pad), ⌈cin/32⌉, n
+/// rounded up to 4], images innermost; the border (the convolution's zero padding) and the
+/// images past n are written as zeros by `pack_activations`.
+pub fn activation_planes(g: &Conv2dGeom) -> [usize; 3] {
+    [(g.h + 2 * g.pad) * (g.w + 2 * g.pad), g.cin.div_ceil(32), g.n.next_multiple_of(4)]
+}
+
 /// The convolution of ternary activations given as bit-planes (from `pack_activations` of `x`,
-/// which is still bound, for shapes, the residual default and the dispatch's bookkeeping).
+/// which is still bound, for shapes, the residual default and the dispatch's bookkeeping), with
+/// `weights`' masks as weight planes (`packed::weight_planes`).
 pub fn forward_bitplanes(
     gpu: &Gpu,
     label: &str,
@@ -137,16 +149,22 @@ fn launch(
     let mut tensors = vec![("scale", e.scale), ("shift", e.shift), ("res", res), ("y", y)];
     match planes {
         Some((pos, neg)) => {
-            let words = [g.n, g.h * g.w, g.cin.div_ceil(32)];
-            expect_shape(&label, pos, &words)?;
-            expect_shape(&label, neg, &words)?;
+            expect_shape(&label, pos, &activation_planes(g))?;
+            expect_shape(&label, neg, &activation_planes(g))?;
+            if g.cin * g.kh * g.kw >= 1 << 15 {
+                let what = format!("{} products per output exceed the 16-bit counts", g.cin * g.kh * g.kw);
+                return Err(GpuError::Invalid { label, what });
+            }
             tensors.extend([("act_pos", pos), ("act_neg", neg)]);
         }
         None => tensors.push(("x", x)),
     }
     let weight_bytes = match weights {
         PackedWeights::Ternary { pos, neg, wp, wn } => {
-            let words = (g.cout * g.cin * g.kh * g.kw).div_ceil(32);
+            let words = match planes {
+                Some(_) => g.cout.next_multiple_of(PLANE_ROWS) * g.kh * g.kw * g.cin.div_ceil(32),
+                None => (g.cout * g.cin * g.kh * g.kw).div_ceil(32),
+            };
             expect_shape(&label, pos, &[words])?;
             expect_shape(&label, neg, &[words])?;
             for s in [wp, wn] {
@@ -157,7 +175,8 @@ fn launch(
                     });
                 }
             }
-            tensors.extend([("pos", *pos), ("neg", *neg), ("wp", *wp), ("wn", *wn)]);
+            let masks = if planes.is_some() { ["weight_pos", "weight_neg"] } else { ["pos", "neg"] };
+            tensors.extend([(masks[0], *pos), (masks[1], *neg), ("wp", *wp), ("wn", *wn)]);
             8 * words as u64
         }
         PackedWeights::Dense { weight } => {
@@ -167,12 +186,32 @@ fn launch(
         }
     };
     let reads_y = if e.accumulate { y.numel() } else { 0 };
-    let cost = Cost { flops: g.flops(), bytes: f32_bytes(x.numel() + y.numel() + reads_y) + weight_bytes };
+    // Wn bound to Wp's tensor: the blocked kernel's symmetric counts (half the popcounts).
+    let symmetric = gpu.family() == Family::Blocked
+        && planes.is_some()
+        && matches!(weights, PackedWeights::Ternary { wp, wn, .. } if wp.overlaps(wn));
+    let mut cost = Cost::new(g.flops(), f32_bytes(x.numel() + y.numel() + reads_y) + weight_bytes);
+    let positions = g.n * g.oh() * g.ow();
+    if planes.is_some() {
+        // 4 AND + popcount steps per (output, tap, word), 2 for the symmetric counts; the
+        // activations are 2 planes of words.
+        let words = g.cin.div_ceil(32);
+        let steps = if symmetric { 2 } else { 4 };
+        cost.popcounts = steps * (positions * g.cout * g.kh * g.kw * words) as u64;
+        cost.bytes = 8 * (activation_planes(g).iter().product::<usize>()) as u64
+            + f32_bytes(y.numel() + reads_y)
+            + weight_bytes;
+    }
     if planes.is_none() && super::conv2d::lanes(gpu, g) {
         return launch_lanes(gpu, label, g, entry, &p, &tensors, [x, e.scale], cost);
     }
-    let positions = g.n * g.oh() * g.ow();
     let (k, grid) = match gpu.family() {
+        Family::Blocked if planes.is_some() => {
+            let k = gpu.kernel_with(&shaders::PACKED_CONV, entry, &[("SYMMETRIC", f64::from(symmetric))])?;
+            let items = g.oh() * g.ow() * g.n.div_ceil(4);
+            let groups = items.div_ceil(k.invocations_per_group() as usize) * g.cout.div_ceil(PLANE_ROWS);
+            (k, Grid::Groups(groups as u64))
+        }
         Family::Blocked => {
             let threads = positions.div_ceil(4) as u64 * g.cout.div_ceil(4) as u64;
             (gpu.kernel(&shaders::PACKED_CONV, entry)?, Grid::Threads(threads))
@@ -298,31 +337,35 @@ pub fn ternary_affine(
     expect_shape(&label, act_shift, &[x.shape()[1]])?;
     expect_shape(&label, y, x.shape())?;
     let k = gpu.kernel(&shaders::PACKED_CONV, "ternary_affine")?;
-    let cost = Cost { flops: 3 * x.numel() as u64, bytes: f32_bytes(2 * x.numel()) };
+    let cost = Cost::new(3 * x.numel() as u64, f32_bytes(2 * x.numel()));
     let tensors = [("x", x), ("act_scale", act_scale), ("act_shift", act_shift), ("y", y)];
     Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(x.numel() as u64), cost)
 }
 
-/// The same activations as bit-planes [n, h·w, ⌈c/32⌉] (bit c % 32 of word c / 32).
+/// The same activations as bit-planes (bit c % 32 of word c / 32) for a convolution with zero
+/// padding `pad`, laid out as `activation_planes` says.
+#[allow(clippy::too_many_arguments)]
 pub fn pack_activations(
     gpu: &Gpu,
     label: &str,
     x: &Tensor,
     act_scale: &Tensor,
     act_shift: &Tensor,
+    pad: usize,
     act_pos: &Tensor,
     act_neg: &Tensor,
 ) -> Result<Dispatch> {
     let label = format!("{label}/pack_activations");
-    let p = act_params(&label, x)?;
+    let mut p = act_params(&label, x)?;
+    p.shape.pad = crate::ops::u32_of(&label, "pad", pad)?;
     let s = x.shape();
-    let words = [s[0], s[2] * s[3], s[1].div_ceil(32)];
+    let words = [(s[2] + 2 * pad) * (s[3] + 2 * pad), s[1].div_ceil(32), s[0].next_multiple_of(4)];
     expect_shape(&label, act_scale, &[s[1]])?;
     expect_shape(&label, act_shift, &[s[1]])?;
     expect_shape(&label, act_pos, &words)?;
     expect_shape(&label, act_neg, &words)?;
     let k = gpu.kernel(&shaders::PACKED_CONV, "pack_activations")?;
-    let cost = Cost { flops: 3 * x.numel() as u64, bytes: f32_bytes(x.numel()) + 8 * act_pos.numel() as u64 };
+    let cost = Cost::new(3 * x.numel() as u64, f32_bytes(x.numel()) + 8 * act_pos.numel() as u64);
     let tensors = [
         ("x", x),
         ("act_scale", act_scale),
@@ -330,5 +373,5 @@ pub fn pack_activations(
         ("act_pos", act_pos),
         ("act_neg", act_neg),
     ];
-    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(act_pos.numel() as u64), cost)
+    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(act_pos.numel() as u64 / 4), cost)
 }

@@ -54,8 +54,7 @@ pub fn forward(
         fout: u32_of(&label, "fout", fout)?,
         per_channel: per_channel as u32,
     };
-    let cost =
-        Cost { flops: 2 * (n * fin * fout) as u64, bytes: f32_bytes(n * fin + n * fout + fin * fout / 16) };
+    let cost = Cost::new(2 * (n * fin * fout) as u64, f32_bytes(n * fin + n * fout + fin * fout / 16));
     let (k, groups) = match gpu.family() {
         Family::Blocked => {
             let k = gpu.kernel(&shaders::PACKED_LINEAR, entry)?;

@@ -53,7 +53,7 @@ pub fn max_forward(
     let s = x.shape();
     expect_shape(&label, y, &[s[0], s[1], p.oh as usize, p.ow as usize])?;
     let kernel = gpu.kernel(&shaders::POOL, "max_forward")?;
-    let cost = Cost { flops: (y.numel() * k * k) as u64, bytes: f32_bytes(x.numel() + y.numel()) };
+    let cost = Cost::new((y.numel() * k * k) as u64, f32_bytes(x.numel() + y.numel()));
     Dispatch::new(gpu, &kernel, label, &p, &[("x", x), ("y", y)], Grid::Threads(y.numel() as u64), cost)
 }
 
@@ -73,8 +73,7 @@ pub fn max_backward(
     expect_shape(&label, dx, s)?;
     let kernel = gpu.kernel(&shaders::POOL, "max_backward")?;
     let windows = k.div_ceil(stride).pow(2);
-    let cost =
-        Cost { flops: (x.numel() * windows * k * k) as u64, bytes: f32_bytes(2 * x.numel() + dy.numel()) };
+    let cost = Cost::new((x.numel() * windows * k * k) as u64, f32_bytes(2 * x.numel() + dy.numel()));
     let tensors = [("x", x), ("dy", dy), ("dx", dx)];
     // Disjoint windows: one invocation per output element (see the shader).
     let threads = if k == stride { dy.numel() } else { x.numel() };
@@ -93,7 +92,7 @@ pub fn avg_forward(gpu: &Gpu, label: &str, x: &Tensor, y: &Tensor) -> Result<Dis
     let p = avg_params(&label, x)?;
     expect_shape(&label, y, &x.shape()[..2])?;
     let kernel = gpu.kernel(&shaders::POOL, "avg_forward")?;
-    let cost = Cost { flops: x.numel() as u64, bytes: f32_bytes(x.numel() + y.numel()) };
+    let cost = Cost::new(x.numel() as u64, f32_bytes(x.numel() + y.numel()));
     Dispatch::new(gpu, &kernel, label, &p, &[("x", x), ("y", y)], Grid::Threads(y.numel() as u64), cost)
 }
 
@@ -102,6 +101,6 @@ pub fn avg_backward(gpu: &Gpu, label: &str, dy: &Tensor, dx: &Tensor) -> Result<
     let p = avg_params(&label, dx)?;
     expect_shape(&label, dy, &dx.shape()[..2])?;
     let kernel = gpu.kernel(&shaders::POOL, "avg_backward")?;
-    let cost = Cost { flops: dx.numel() as u64, bytes: f32_bytes(dx.numel() + dy.numel()) };
+    let cost = Cost::new(dx.numel() as u64, f32_bytes(dx.numel() + dy.numel()));
     Dispatch::new(gpu, &kernel, label, &p, &[("dy", dy), ("dx", dx)], Grid::Threads(dx.numel() as u64), cost)
 }

@@ -17,7 +17,7 @@ pub fn sum_splits(gpu: &Gpu, label: &str, partial: &Tensor, total: &Tensor) -> R
     expect_shape(&label, partial, &[splits, total.numel()])?;
     let k = gpu.kernel(&shaders::REDUCE, "sum_splits")?;
     let params = Params { len: u32_of(&label, "len", total.numel())?, splits: splits as u32 };
-    let cost = Cost { flops: partial.numel() as u64, bytes: f32_bytes(partial.numel() + total.numel()) };
+    let cost = Cost::new(partial.numel() as u64, f32_bytes(partial.numel() + total.numel()));
     Dispatch::new(
         gpu,
         &k,
@@ -50,7 +50,7 @@ pub fn max_abs(gpu: &Gpu, label: &str, src: &Tensor, result: &Tensor) -> Result<
     let label = format!("{label}/max_abs");
     expect_shape(&label, result, &[1])?;
     let len = u32_of(&label, "len", src.numel())?;
-    let cost = Cost { flops: src.numel() as u64, bytes: f32_bytes(src.numel() + 1) };
+    let cost = Cost::new(src.numel() as u64, f32_bytes(src.numel() + 1));
     let splits = ranges(gpu, src.numel());
     let k = gpu.kernel(&shaders::REDUCE, "max_abs")?;
     if splits <= 1 {
@@ -72,7 +72,7 @@ pub fn max_abs(gpu: &Gpu, label: &str, src: &Tensor, result: &Tensor) -> Result<
         cost,
     )?;
     let params = Params { len: splits as u32, splits: 1 };
-    let cost = Cost { flops: splits as u64, bytes: f32_bytes(splits + 1) };
+    let cost = Cost::new(splits as u64, f32_bytes(splits + 1));
     let tensors = [("src", &maxima), ("result", result)];
     let second = Dispatch::new(gpu, &k, label, &params, &tensors, Grid::Groups(1), cost)?;
     Ok(vec![first, second])

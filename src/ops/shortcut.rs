@@ -48,7 +48,7 @@ pub fn forward(gpu: &Gpu, label: &str, x: &Tensor, y: &Tensor, stride: usize) ->
     let p = params(&label, x.shape(), y.shape()[1], stride)?;
     expect_shape(&label, y, &output_shape(x.shape(), y.shape()[1], stride))?;
     let k = gpu.kernel(&shaders::SHORTCUT, "forward")?;
-    let cost = Cost { flops: 0, bytes: f32_bytes(2 * y.numel()) };
+    let cost = Cost::new(0, f32_bytes(2 * y.numel()));
     Dispatch::new(gpu, &k, label, &p, &[("x", x), ("y", y)], Grid::Threads(y.numel() as u64), cost)
 }
 
@@ -57,6 +57,6 @@ pub fn backward(gpu: &Gpu, label: &str, dy: &Tensor, dx: &Tensor, stride: usize)
     let p = params(&label, dx.shape(), dy.shape()[1], stride)?;
     expect_shape(&label, dy, &output_shape(dx.shape(), dy.shape()[1], stride))?;
     let k = gpu.kernel(&shaders::SHORTCUT, "backward")?;
-    let cost = Cost { flops: 0, bytes: f32_bytes(2 * dx.numel()) };
+    let cost = Cost::new(0, f32_bytes(2 * dx.numel()));
     Dispatch::new(gpu, &k, label, &p, &[("dy", dy), ("dx", dx)], Grid::Threads(dx.numel() as u64), cost)
 }

@@ -113,11 +113,11 @@ pub fn write(gpu: &Gpu, label: &str, wq: &Tensor, m: &Masks) -> Result<[Dispatch
     let bytes = 4 * wq.numel() as u64;
     let k = gpu.kernel(&shaders::TERNARY_MASKS, "scales")?;
     let tensors = [("wq", wq), ("wp", &m.wp), ("wn", &m.wn)];
-    let cost = Cost { flops: 0, bytes: bytes + 8 * rows as u64 };
+    let cost = Cost::new(0, bytes + 8 * rows as u64);
     let scales = Dispatch::new(gpu, &k, label.clone(), &p, &tensors, Grid::Threads(rows as u64), cost)?;
     let k = gpu.kernel(&shaders::TERNARY_MASKS, "masks")?;
     let tensors = [("wq", wq), ("wp", &m.wp), ("pos", &m.pos), ("neg", &m.neg)];
-    let cost = Cost { flops: 0, bytes: bytes + 8 * words as u64 };
+    let cost = Cost::new(0, bytes + 8 * words as u64);
     let masks = Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(words as u64), cost)?;
     Ok([scales, masks])
 }

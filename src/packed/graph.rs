@@ -101,15 +101,23 @@ impl PackedBuilder<'_> {
             .with_context(|| format!("packed model has no layer '{name}'"))?;
         let one = |n: &str| g.tensor_from(&format!("{name}.{n}"), &[1], &[0.0]);
         let up = match &l.weights {
-            PackedWeightsHost::Ternary { pos, neg, wp, wn } => Uploaded {
-                pos: g.tensor_u32(&format!("{name}.pos"), &[pos.len()], pos)?,
-                neg: g.tensor_u32(&format!("{name}.neg"), &[neg.len()], neg)?,
-                wp: g.tensor_from(&format!("{name}.wp"), &[wp.len()], wp)?,
-                wn: g.tensor_from(&format!("{name}.wn"), &[wn.len()], wn)?,
-                weight: None,
-                scale: g.tensor_from(&format!("{name}.scale"), &[l.scale.len()], &l.scale)?,
-                shift: g.tensor_from(&format!("{name}.shift"), &[l.shift.len()], &l.shift)?,
-            },
+            PackedWeightsHost::Ternary { pos, neg, wp, wn } => {
+                let wp_t = g.tensor_from(&format!("{name}.wp"), &[wp.len()], wp)?;
+                // One tensor when Wn = Wp: the popcount kernel then counts both at once.
+                let wn_t = match wp == wn {
+                    true => wp_t.clone(),
+                    false => g.tensor_from(&format!("{name}.wn"), &[wn.len()], wn)?,
+                };
+                Uploaded {
+                    pos: g.tensor_u32(&format!("{name}.pos"), &[pos.len()], pos)?,
+                    neg: g.tensor_u32(&format!("{name}.neg"), &[neg.len()], neg)?,
+                    wp: wp_t,
+                    wn: wn_t,
+                    weight: None,
+                    scale: g.tensor_from(&format!("{name}.scale"), &[l.scale.len()], &l.scale)?,
+                    shift: g.tensor_from(&format!("{name}.shift"), &[l.shift.len()], &l.shift)?,
+                }
+            }
             PackedWeightsHost::Dense { weight } => Uploaded {
                 pos: g.tensor_of(&format!("{name}.pos"), &[1], DType::U32)?,
                 neg: g.tensor_of(&format!("{name}.neg"), &[1], DType::U32)?,
@@ -159,19 +167,26 @@ impl PackedBuilder<'_> {
             residual: Some((x, stride)),
             accumulate: false,
         };
-        if self.bitplanes && up.weight.is_none() {
-            let words = [s[0], s[2] * s[3], s[1].div_ceil(32)];
-            let pos = g.tensor_of(&format!("{name}.act_pos"), &words, DType::U32)?;
-            let neg = g.tensor_of(&format!("{name}.act_neg"), &words, DType::U32)?;
-            self.forward
-                .push(ops::packed_conv::pack_activations(g, name, x, &act_scale, &act_shift, &pos, &neg)?);
+        if let (true, PackedWeightsHost::Ternary { pos, neg, .. }) = (self.bitplanes, &l.weights) {
+            let shape = [l.shape[0], l.shape[1], l.shape[2], l.shape[3]];
+            let [wpos, wneg] = [("pos", pos), ("neg", neg)].map(|(which, mask)| {
+                let planes = super::weight_planes(mask, shape);
+                g.tensor_u32(&format!("{name}.{which}_planes"), &[planes.len()], &planes)
+            });
+            let (wpos, wneg) = (wpos?, wneg?);
+            let weights = PackedWeights::Ternary { pos: &wpos, neg: &wneg, wp: &up.wp, wn: &up.wn };
+            let planes = ops::packed_conv::activation_planes(&geom);
+            let pos = g.tensor_of(&format!("{name}.act_pos"), &planes, DType::U32)?;
+            let neg = g.tensor_of(&format!("{name}.act_neg"), &planes, DType::U32)?;
+            let pack = ops::packed_conv::pack_activations(g, name, x, &act_scale, &act_shift, 1, &pos, &neg)?;
+            self.forward.push(pack);
             self.forward.push(ops::packed_conv::forward_bitplanes(
                 g,
                 name,
                 &geom,
                 x,
                 (&pos, &neg),
-                &up.weights(),
+                &weights,
                 &e,
                 &y,
             )?);

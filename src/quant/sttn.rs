@@ -38,7 +38,7 @@ pub fn scale(gpu: &Gpu, label: &str, w1: &Tensor, w2: &Tensor, alpha: &Tensor) -
     let p = params(&label, w1, w2)?;
     expect_shape(&label, alpha, &[p.cout as usize])?;
     let k = gpu.kernel(&shaders::STTN, "scale")?;
-    let cost = Cost { flops: 2 * w1.numel() as u64, bytes: f32_bytes(2 * w1.numel()) };
+    let cost = Cost::new(2 * w1.numel() as u64, f32_bytes(2 * w1.numel()));
     Dispatch::new(
         gpu,
         &k,
@@ -62,7 +62,7 @@ pub fn quantize(
     let p = params(&label, w1, w2)?;
     expect_shape(&label, wq, w1.shape())?;
     let k = gpu.kernel(&shaders::STTN, "quantize")?;
-    let cost = Cost { flops: 3 * w1.numel() as u64, bytes: f32_bytes(3 * w1.numel()) };
+    let cost = Cost::new(3 * w1.numel() as u64, f32_bytes(3 * w1.numel()));
     let tensors = [("w1", w1), ("w2", w2), ("alpha", alpha), ("wq", wq)];
     Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(w1.numel() as u64), cost)
 }
@@ -83,7 +83,7 @@ pub fn backward(
         expect_shape(&label, t, w1.shape())?;
     }
     let k = gpu.kernel(&shaders::STTN, "backward")?;
-    let cost = Cost { flops: 8 * w1.numel() as u64, bytes: f32_bytes(5 * w1.numel()) };
+    let cost = Cost::new(8 * w1.numel() as u64, f32_bytes(5 * w1.numel()));
     let tensors = [("w1", w1), ("w2", w2), ("alpha", alpha), ("gq", gq), ("dw1", dw1), ("dw2", dw2)];
     Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(p.cout as u64), cost)
 }
@@ -93,7 +93,7 @@ pub fn clamp_latent(gpu: &Gpu, label: &str, w1: &Tensor, w2: &Tensor) -> Result<
     let label = format!("{label}/clamp_latent");
     let p = params(&label, w1, w2)?;
     let k = gpu.kernel(&shaders::STTN, "clamp_latent")?;
-    let cost = Cost { flops: 2 * w1.numel() as u64, bytes: f32_bytes(4 * w1.numel()) };
+    let cost = Cost::new(2 * w1.numel() as u64, f32_bytes(4 * w1.numel()));
     Dispatch::new(gpu, &k, label, &p, &[("w1", w1), ("w2", w2)], Grid::Threads(w1.numel() as u64), cost)
 }
 

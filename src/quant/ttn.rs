@@ -69,7 +69,7 @@ fn split_stages(
 pub fn stats(gpu: &Gpu, label: &str, w: &Tensor, delta: &Tensor, fit: &Tensor) -> Result<Vec<Dispatch>> {
     let label = format!("{label}/stats");
     expect_shape(&label, fit, &[8])?;
-    let cost = Cost { flops: 4 * w.numel() as u64, bytes: f32_bytes(2 * w.numel()) };
+    let cost = Cost::new(4 * w.numel() as u64, f32_bytes(2 * w.numel()));
     let tensors = [("w", w), ("delta", delta), ("fit", fit)];
     let splits = reduce::ranges(gpu, w.numel());
     if splits <= 1 {
@@ -97,7 +97,7 @@ pub fn quantize(gpu: &Gpu, label: &str, w: &Tensor, fit: &Tensor, wq: &Tensor) -
     let label = format!("{label}/quantize");
     expect_shape(&label, wq, w.shape())?;
     let k = gpu.kernel(&shaders::TTN, "quantize")?;
-    let cost = Cost { flops: 3 * w.numel() as u64, bytes: f32_bytes(2 * w.numel()) };
+    let cost = Cost::new(3 * w.numel() as u64, f32_bytes(2 * w.numel()));
     let p = params(&label, w)?;
     Dispatch::new(
         gpu,
@@ -122,7 +122,7 @@ pub fn backward(
     let label = format!("{label}/backward");
     expect_shape(&label, gq, w.shape())?;
     expect_shape(&label, dw, w.shape())?;
-    let cost = Cost { flops: 8 * w.numel() as u64, bytes: f32_bytes(4 * w.numel()) };
+    let cost = Cost::new(8 * w.numel() as u64, f32_bytes(4 * w.numel()));
     let tensors = [("w", w), ("fit", fit), ("gq", gq), ("dw", dw), ("ddelta", ddelta)];
     let splits = reduce::ranges(gpu, w.numel());
     if splits <= 1 {

@@ -37,7 +37,7 @@ pub fn quantize(
     expect_shape(&label, wq, w.shape())?;
     let p = Params { len: u32_of(&label, "len", w.numel())?, threshold, splits: 1, pad: 0 };
     let k = gpu.kernel(&shaders::TTQ, "quantize")?;
-    let cost = Cost { flops: 2 * w.numel() as u64, bytes: f32_bytes(2 * w.numel()) };
+    let cost = Cost::new(2 * w.numel() as u64, f32_bytes(2 * w.numel()));
     let tensors = [("w", w), ("maxabs", maxabs), ("wp", wp), ("wn", wn), ("wq", wq)];
     Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(w.numel() as u64), cost)
 }
@@ -61,7 +61,7 @@ pub fn backward(
     expect_shape(&label, gq, w.shape())?;
     expect_shape(&label, dw, w.shape())?;
     let mut p = Params { len: u32_of(&label, "len", w.numel())?, threshold, splits: 1, pad: 0 };
-    let cost = Cost { flops: 3 * w.numel() as u64, bytes: f32_bytes(3 * w.numel()) };
+    let cost = Cost::new(3 * w.numel() as u64, f32_bytes(3 * w.numel()));
     let inputs = [("w", w), ("maxabs", maxabs), ("wp", wp), ("wn", wn), ("gq", gq), ("dw", dw)];
     let splits = reduce::ranges(gpu, w.numel());
     if splits <= 1 {
@@ -77,7 +77,7 @@ pub fn backward(
         Dispatch::new(gpu, &k, format!("{label}_split"), &p, &tensors, Grid::Groups(splits as u64), cost)?;
     let k = gpu.kernel(&shaders::TTQ, "backward_merge")?;
     let tensors = [("partial", &partial), ("dwp", dwp), ("dwn", dwn)];
-    let cost = Cost { flops: 2 * splits as u64, bytes: f32_bytes(2 * splits + 2) };
+    let cost = Cost::new(2 * splits as u64, f32_bytes(2 * splits + 2));
     let second = Dispatch::new(gpu, &k, format!("{label}_merge"), &p, &tensors, Grid::Groups(1), cost)?;
     Ok(vec![first, second])
 }

@@ -21,7 +21,7 @@ pub fn stats(gpu: &Gpu, label: &str, w: &Tensor, delta_alpha: &Tensor) -> Result
     let label = format!("{label}/stats");
     expect_shape(&label, delta_alpha, &[2])?;
     let len = u32_of(&label, "len", w.numel())?;
-    let cost = Cost { flops: 4 * w.numel() as u64, bytes: f32_bytes(2 * w.numel()) };
+    let cost = Cost::new(4 * w.numel() as u64, f32_bytes(2 * w.numel()));
     let splits = reduce::ranges(gpu, w.numel());
     if splits <= 1 {
         let k = gpu.kernel(&shaders::TWN, "stats")?;
@@ -34,8 +34,7 @@ pub fn stats(gpu: &Gpu, label: &str, w: &Tensor, delta_alpha: &Tensor) -> Result
     let stage = |entry: &str, groups: usize| -> Result<Dispatch> {
         let k = gpu.kernel(&shaders::TWN, entry)?;
         let tensors = k.bound(&[("w", w), ("delta_alpha", delta_alpha), ("partial", &partial)]);
-        let cost =
-            if groups > 1 { Cost { flops: cost.flops / 2, bytes: cost.bytes / 2 } } else { Cost::default() };
+        let cost = if groups > 1 { Cost::new(cost.flops / 2, cost.bytes / 2) } else { Cost::default() };
         Dispatch::new(gpu, &k, format!("{label}/{entry}"), &p, &tensors, Grid::Groups(groups as u64), cost)
     };
     Ok(vec![
@@ -51,7 +50,7 @@ pub fn quantize(gpu: &Gpu, label: &str, w: &Tensor, delta_alpha: &Tensor, wq: &T
     expect_shape(&label, wq, w.shape())?;
     let p = Params { len: u32_of(&label, "len", w.numel())?, splits: 1 };
     let k = gpu.kernel(&shaders::TWN, "quantize")?;
-    let cost = Cost { flops: 2 * w.numel() as u64, bytes: f32_bytes(2 * w.numel()) };
+    let cost = Cost::new(2 * w.numel() as u64, f32_bytes(2 * w.numel()));
     let tensors = [("w", w), ("delta_alpha", delta_alpha), ("wq", wq)];
     Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(w.numel() as u64), cost)
 }
