@@ -85,6 +85,9 @@ struct PackedConvParams {
 @group(0) @binding(14) var<storage, read_write> act_neg: array<vec4u>;
 @group(0) @binding(15) var<storage, read> weight_pos: array<vec4u>;
 @group(0) @binding(16) var<storage, read> weight_neg: array<vec4u>;
+@group(0) @binding(17) var<storage, read> x4: array<vec4f>;
+@group(0) @binding(18) var<storage, read> res4: array<vec4f>;
+@group(0) @binding(19) var<storage, read_write> y4: array<vec4f>;
 
 override WG: u32 = 64u;
 override WG_ELEMENT: u32 = 256u;
@@ -296,6 +299,39 @@ fn ternary_affine(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg
     y[i] = ternary_of(x[i] * act_scale[c] + act_shift[c]);
 }
 
+// Images innermost: x [n, c, h, w] → y4 [c, h, w, n4] (one vec4 per 4 images), zeros past n.
+@compute @workgroup_size(WG_ELEMENT)
+fn interleave(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+              @builtin(local_invocation_index) li: u32) {
+    let i = (wg.y * nwg.x + wg.x) * WG_ELEMENT + li;
+    let quads = (p.n + 3u) / 4u;
+    let image = p.cin * p.h * p.w;
+    if (i >= image * quads) { return; }
+    let n0 = (i % quads) * 4u;
+    let at = n0 * image + i / quads;
+    let live = vec4u(n0) + vec4u(0u, 1u, 2u, 3u) < vec4u(p.n);
+    let last = (p.n - 1u) * image + i / quads;
+    let v = vec4f(x[at], x[min(at + image, last)], x[min(at + 2u * image, last)],
+                  x[min(at + 3u * image, last)]);
+    y4[i] = select(vec4f(0.0), v, live);
+}
+
+// Back to x [n, c, h, w] from x4 [c, h, w, n4].
+@compute @workgroup_size(WG_ELEMENT)
+fn deinterleave(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                @builtin(local_invocation_index) li: u32) {
+    let i = (wg.y * nwg.x + wg.x) * WG_ELEMENT + li;
+    let quads = (p.n + 3u) / 4u;
+    let image = p.cin * p.h * p.w;
+    if (i >= image * quads) { return; }
+    let n0 = (i % quads) * 4u;
+    let at = n0 * image + i / quads;
+    let v = x4[i];
+    for (var j = 0u; j < 4u; j++) {
+        if (n0 + j < p.n) { y[at + j * image] = v[j]; }
+    }
+}
+
 @compute @workgroup_size(WG_ELEMENT)
 fn pack_activations(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                     @builtin(local_invocation_index) li: u32) {
@@ -303,7 +339,7 @@ fn pack_activations(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) n
     let quads = (p.n + 3u) / 4u;
     let pw = p.w + 2u * p.pad;
     if (i >= (p.h + 2u * p.pad) * pw * p.words * quads) { return; }
-    let n0 = (i % quads) * 4u;
+    let quad = i % quads;
     let word = (i / quads) % p.words;
     let pixel = i / (quads * p.words);
     let row = i32(pixel / pw) - i32(p.pad);
@@ -311,24 +347,17 @@ fn pack_activations(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) n
     var plus = vec4u(0u);
     var minus = vec4u(0u);
     if (row >= 0 && row < i32(p.h) && col >= 0 && col < i32(p.w)) {
-        // Images past n read image n − 1 (their words are cleared below).
         let hw = p.h * p.w;
-        let image = p.cin * hw;
-        let last = (p.n - 1u) * image;
-        let first = u32(row) * p.w + u32(col) + word * 32u * hw;
-        let at = min(vec4u(n0 * image) + vec4u(0u, image, 2u * image, 3u * image), vec4u(last))
-               + vec4u(first);
+        var at = ((word * 32u * p.h + u32(row)) * p.w + u32(col)) * quads + quad;
         let bits = min(32u, p.cin - word * 32u);
         for (var b = 0u; b < bits; b++) {
             let c = word * 32u + b;
-            let s = act_scale[c];
-            let t = act_shift[c];
-            let o = vec4u(b * hw);
-            let v = vec4f(x[at.x + o.x], x[at.y + o.x], x[at.z + o.x], x[at.w + o.x]) * s + t;
+            let v = x4[at] * act_scale[c] + act_shift[c];
             plus |= select(vec4u(0u), vec4u(1u << b), v > vec4f(0.5));
             minus |= select(vec4u(0u), vec4u(1u << b), v < vec4f(-0.5));
+            at += hw * quads;
         }
-        let live = vec4u(n0) + vec4u(0u, 1u, 2u, 3u) < vec4u(p.n);
+        let live = vec4u(quad * 4u) + vec4u(0u, 1u, 2u, 3u) < vec4u(p.n);
         plus = select(vec4u(0u), plus, live);
         minus = select(vec4u(0u), minus, live);
     }
@@ -355,20 +384,21 @@ fn counts(wpos: u32, wneg: u32, ap: vec4u, an: vec4u) -> vec4i {
     return sp + (sn << vec4u(16u));
 }
 
-// Output channel co0 + m of images n0 .. n0 + 3 at output pixel `pixel` from their packed counts.
-fn store_images(co0: u32, n0: u32, rc: vec2u, live: bool, m: u32, acc: vec4i) {
+// Output channel co0 + m of the quad's 4 images at output pixel (row, column) `rc` from their
+// packed counts, images innermost.
+fn store_images(co0: u32, quad: u32, rc: vec2u, live: bool, m: u32, acc: vec4i) {
     let co = co0 + m;
     if (!live || co >= p.cout) { return; }
-    let v = unpack(co0, m, acc) * scale[co] + shift[co];
-    let residual = has_residual(co);
-    let out_image = p.cout * p.oh * p.ow;
-    let res_image = p.res_c * p.res_h * p.res_w;
-    let at = (n0 * p.cout + co) * p.oh * p.ow + rc.x * p.ow + rc.y;
-    let r = (n0 * p.res_c + co - p.res_pad_c) * p.res_h * p.res_w
-          + (rc.x * p.res_w + rc.y) * p.res_stride;
-    for (var j = 0u; j < 4u; j++) {
-        if (n0 + j < p.n) { finish(v[j], at + j * out_image, r + j * res_image, residual); }
+    let quads = (p.n + 3u) / 4u;
+    var v = unpack(co0, m, acc) * scale[co] + shift[co];
+    if (has_residual(co)) {
+        let r = rc * p.res_stride;
+        v += res4[(((co - p.res_pad_c) * p.res_h + r.x) * p.res_w + r.y) * quads + quad];
     }
+    let at = ((co * p.oh + rc.x) * p.ow + rc.y) * quads + quad;
+    if (p.accumulate == 1u) { v += y4[at]; }
+    if (p.relu == 1u) { v = max(v, vec4f(0.0)); }
+    y4[at] = v;
 }
 
 // Wp · (Wp count) − Wn · (Wn count) of output channel co0 + m from its packed counts.
@@ -390,10 +420,10 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     let item_groups = (items + WG - 1u) / WG;
     let co0 = (group / item_groups) * PLANE_ROWS;
     if (co0 >= p.cout) { return; }
-    // This invocation's output pixel and its 4 images n0 .. n0 + 3 (one vec4 of every word).
+    // This invocation's output pixel and its quad of 4 images (one vec4 of every word).
     let item = min((group % item_groups) * WG + li, items - 1u);
     let pixel = item / quads;
-    let n0 = (item % quads) * 4u;
+    let quad = item % quads;
     let pw = p.w + 2u * p.pad;
     let rc = vec2u(pixel / p.ow, pixel % p.ow);
     // The window's top-left pixel in the padded planes.
@@ -412,34 +442,34 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     var wi = (co0 / PLANE_ROWS) * taps * 2u;
     for (var di = 0u; di < p.kh; di++) {
         for (var dj = 0u; dj < p.kw; dj++) {
-            var at = (corner + di * pw + dj) * p.words * quads + item % quads;
+            var at = (corner + di * pw + dj) * p.words * quads + quad;
             for (var word = 0u; word < p.words; word++) {
                 let ap = act_pos[at];
                 let an = act_neg[at];
                 at += quads;
                 let p0 = weight_pos[wi];
                 let p1 = weight_pos[wi + 1u];
-                let n0w = weight_neg[wi];
-                let n1w = weight_neg[wi + 1u];
-                acc0 += counts(p0.x, n0w.x, ap, an);
-                acc1 += counts(p0.y, n0w.y, ap, an);
-                acc2 += counts(p0.z, n0w.z, ap, an);
-                acc3 += counts(p0.w, n0w.w, ap, an);
-                acc4 += counts(p1.x, n1w.x, ap, an);
-                acc5 += counts(p1.y, n1w.y, ap, an);
-                acc6 += counts(p1.z, n1w.z, ap, an);
-                acc7 += counts(p1.w, n1w.w, ap, an);
+                let n0 = weight_neg[wi];
+                let n1 = weight_neg[wi + 1u];
+                acc0 += counts(p0.x, n0.x, ap, an);
+                acc1 += counts(p0.y, n0.y, ap, an);
+                acc2 += counts(p0.z, n0.z, ap, an);
+                acc3 += counts(p0.w, n0.w, ap, an);
+                acc4 += counts(p1.x, n1.x, ap, an);
+                acc5 += counts(p1.y, n1.y, ap, an);
+                acc6 += counts(p1.z, n1.z, ap, an);
+                acc7 += counts(p1.w, n1.w, ap, an);
                 wi += 2u;
             }
         }
     }
     let live = (group % item_groups) * WG + li < items;
-    store_images(co0, n0, rc, live, 0u, acc0);
-    store_images(co0, n0, rc, live, 1u, acc1);
-    store_images(co0, n0, rc, live, 2u, acc2);
-    store_images(co0, n0, rc, live, 3u, acc3);
-    store_images(co0, n0, rc, live, 4u, acc4);
-    store_images(co0, n0, rc, live, 5u, acc5);
-    store_images(co0, n0, rc, live, 6u, acc6);
-    store_images(co0, n0, rc, live, 7u, acc7);
+    store_images(co0, quad, rc, live, 0u, acc0);
+    store_images(co0, quad, rc, live, 1u, acc1);
+    store_images(co0, quad, rc, live, 2u, acc2);
+    store_images(co0, quad, rc, live, 3u, acc3);
+    store_images(co0, quad, rc, live, 4u, acc4);
+    store_images(co0, quad, rc, live, 5u, acc5);
+    store_images(co0, quad, rc, live, 6u, acc6);
+    store_images(co0, quad, rc, live, 7u, acc7);
 }

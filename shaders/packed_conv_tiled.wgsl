@@ -15,7 +15,8 @@
 //   7 scale   storage read        [cout]  folded batch norm: γ / √(var + ε)
 //   8 shift   storage read        [cout]  β − mean · scale
 //   9 res     storage read        [n, res_c, res_h, res_w]  residual input (p.residual = 1)
-//   10 y      storage read_write  [n, cout, oh, ow]
+//   10 y      storage read_write  [n, cout, oh, ow]; bitplane: [cout, oh, ow, n4], images
+//                                 innermost (n4 = n rounded up to 4), as is res
 //   13 act_pos  storage read      [(h+2·pad)·(w+2·pad), words, n4] activation planes (+1),
 //                                 zero border, n4 = n rounded up to 4 (packed_conv.wgsl)  (bitplane)
 //   14 act_neg  storage read      the same for −1  (bitplane)
@@ -160,9 +161,11 @@ fn stage_x(t: Tile, li: u32, cur: u32) {
     }
 }
 
-fn epilogue(t: Tile, acc: array<vec4f, 4>) {
+// Output and residual in NCHW, or (`interleaved`, bitplane) images innermost: [c, h, w, n4].
+fn epilogue(t: Tile, acc: array<vec4f, 4>, interleaved: bool) {
     let out_hw = p.oh * p.ow;
     let positions = p.n * out_hw;
+    let n4 = (p.n + 3u) / 4u * 4u;
     for (var j = 0u; j < 4u; j++) {
         let q = t.n0 + t.tx * 4u + j;
         if (q >= positions) { break; }
@@ -175,9 +178,12 @@ fn epilogue(t: Tile, acc: array<vec4f, 4>) {
             if (p.residual == 1u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c) {
                 let rr = (rc / p.ow) * p.res_stride;
                 let cc = (rc % p.ow) * p.res_stride;
-                v += res[((n * p.res_c + co - p.res_pad_c) * p.res_h + rr) * p.res_w + cc];
+                let ch = co - p.res_pad_c;
+                let pixel = rr * p.res_w + cc;
+                let hw = p.res_h * p.res_w;
+                v += res[select((n * p.res_c + ch) * hw + pixel, (ch * hw + pixel) * n4 + n, interleaved)];
             }
-            let at = (n * p.cout + co) * out_hw + rc;
+            let at = select((n * p.cout + co) * out_hw + rc, (co * out_hw + rc) * n4 + n, interleaved);
             if (p.accumulate == 1u) { v += y[at]; }
             if (p.relu == 1u) { v = max(v, 0.0); }
             y[at] = v;
@@ -221,7 +227,7 @@ fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
         mma(&acc, t.tx, t.ty);
         workgroupBarrier();
     }
-    epilogue(t, acc);
+    epilogue(t, acc, false);
 }
 
 @compute @workgroup_size(WG)
@@ -251,7 +257,7 @@ fn dense(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
         mma(&acc, t.tx, t.ty);
         workgroupBarrier();
     }
-    epilogue(t, acc);
+    epilogue(t, acc, false);
 }
 
 @compute @workgroup_size(WG)
@@ -324,5 +330,5 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
         let c = min(t.m0 + t.ty * 4u + m, p.cout - 1u) * p.per_channel;
         acc[m] = wp[c] * vec4f(sp[m]) - wn[c] * vec4f(sn[m]);
     }
-    epilogue(t, acc);
+    epilogue(t, acc, true);
 }

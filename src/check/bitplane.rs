@@ -66,8 +66,19 @@ pub fn bitplane(g: &Conv2dGeom, a: &[f64], w: &[f64], e: &Epilogue) -> Vec<f64> 
     packed_conv::forward(g, a, w, e)
 }
 
-/// Ternary activations of x (seed `seed`) through ternary_affine and pack_activations, checked
-/// against the reference; returns them on the host and, on the GPU, [x, a, act_pos, act_neg].
+/// v [n, c, h, w] with the images innermost, zeros past n (`ops::packed_conv::interleaved`).
+pub fn interleave(v: &[f64], [n, c, h, w]: [usize; 4]) -> Vec<f64> {
+    let (image, n4) = (c * h * w, n.next_multiple_of(4));
+    let mut out = vec![0.0; image * n4];
+    for (i, x) in v.iter().enumerate() {
+        out[(i % image) * n4 + i / image] = *x;
+    }
+    out
+}
+
+/// Ternary activations of x (seed `seed`) through ternary_affine, and through interleave and
+/// pack_activations, checked against the reference; returns them on the host and, on the GPU,
+/// [x interleaved, a, act_pos, act_neg].
 fn activations(c: &mut Cases, g: &Conv2dGeom, seed: u64) -> Result<(Vec<f64>, [Tensor; 4])> {
     let input = g.input_shape();
     let x = affine(input.iter().product(), seed, 1.5, 0.0);
@@ -79,28 +90,58 @@ fn activations(c: &mut Cases, g: &Conv2dGeom, seed: u64) -> Result<(Vec<f64>, [T
     );
     let planes = op::activation_planes(g);
     let [pos, neg] = ["act_pos", "act_neg"].map(|name| c.gpu.tensor_of(name, &planes, DType::U32));
-    let (at, pos, neg) = (c.zeros("a", &input)?, pos?, neg?);
+    let (at, xi, pos, neg) =
+        (c.zeros("a", &input)?, c.zeros("x_interleaved", &op::interleaved(input))?, pos?, neg?);
     // The planes start as ones, so a border left unwritten shows.
     let ones = vec![u32::MAX; planes.iter().product()];
     c.gpu.write_u32(&pos, &ones)?;
     c.gpu.write_u32(&neg, &ones)?;
     c.run([
         op::ternary_affine(c.gpu, "act", &xt, &st, &sht, &at)?,
-        op::pack_activations(c.gpu, "act", &xt, &st, &sht, g.pad, &pos, &neg)?,
+        op::interleave(c.gpu, "act", &xt, &xi)?,
+        op::pack_activations(c.gpu, "act", &xi, g.n, &st, &sht, g.pad, &pos, &neg)?,
     ])?;
     let a = ternary_affine(&x, input, &scale, &shift);
     let (want_pos, want_neg) = pack_activations(&a, input, g.pad);
     c.expect("ternary_affine", &at, &a, 0.0)?;
+    c.expect("interleave", &xi, &interleave(&x, input), 0.0)?;
     c.expect_u32("pack_activations pos", &pos, &want_pos)?;
     c.expect_u32("pack_activations neg", &neg, &want_neg)?;
-    Ok((a, [xt, at, pos, neg]))
+    Ok((a, [xi, at, pos, neg]))
+}
+
+/// The bit-plane convolution of the interleaved input `xi` with epilogue `ge` (its residual
+/// interleaved first), its output deinterleaved back to [n, c, h, w].
+fn conv(
+    c: &mut Cases,
+    g: &Conv2dGeom,
+    xi: &Tensor,
+    planes: [&Tensor; 2],
+    weights: &PackedWeights,
+    ge: &op::Epilogue,
+) -> Result<Tensor> {
+    let (yi, y) =
+        (c.zeros("y_interleaved", &op::interleaved(g.output_shape()))?, c.zeros("y", &g.output_shape())?);
+    let res = match ge.residual {
+        Some((res, _)) => Some(c.zeros("res_interleaved", &op::interleaved(res.shape().try_into()?))?),
+        None => None,
+    };
+    let mut run = vec![];
+    if let (Some((res, _)), Some(ri)) = (ge.residual, &res) {
+        run.push(op::interleave(c.gpu, "res", res, ri)?);
+    }
+    let e = op::Epilogue { residual: res.as_ref().zip(ge.residual).map(|(ri, (_, s))| (ri, s)), ..*ge };
+    run.push(op::forward_bitplanes(c.gpu, "packed", g, xi, (planes[0], planes[1]), weights, &e, &yi)?);
+    run.push(op::deinterleave(c.gpu, "packed", &yi, &y)?);
+    c.run(run)?;
+    Ok(y)
 }
 
 pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
     Cases::each(gpu, "bitplane", shapes, |c, s, g| {
         c.family_path();
         let seed = 800 + 10 * s as u64;
-        let (a, [xt, at, apos, aneg]) = activations(c, g, seed)?;
+        let (a, [xi, at, apos, aneg]) = activations(c, g, seed)?;
         let codes = codes(g.weight_shape().iter().product(), seed + 3);
         let (wp, wn) = (affine(g.cout, seed + 4, 0.25, 0.75), affine(g.cout, seed + 5, 0.25, 0.75));
         let (w, wp_host) = (ternary_weights(&codes, &wp, &wn), wp.clone());
@@ -114,11 +155,9 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
         let planes = PackedWeights::Ternary { pos: &plane_pos, neg: &plane_neg, wp: &wp, wn: &wn };
         let inputs = EpilogueInputs::new(c, g, seed + 6)?;
         for (e, ge) in inputs.both() {
-            let (y, y_float) = (c.zeros("y", &g.output_shape())?, c.zeros("y_float", &g.output_shape())?);
-            c.run([
-                op::forward_bitplanes(gpu, "packed", g, &xt, (&apos, &aneg), &planes, &ge, &y)?,
-                op::forward(gpu, "packed", g, &at, &weights, &ge, &y_float)?,
-            ])?;
+            let y = conv(c, g, &xi, [&apos, &aneg], &planes, &ge)?;
+            let y_float = c.zeros("y_float", &g.output_shape())?;
+            c.run([op::forward(gpu, "packed", g, &at, &weights, &ge, &y_float)?])?;
             let (want, bound) = (bitplane(g, &a, &w, &e), packed_conv::bound(g, &a, &w, &e));
             let epilogue = format!("relu {} residual {}", e.relu, e.residual.is_some());
             c.expect_bounded(&format!("bitplane {epilogue}"), &y, &want, &bound, TOL)?;
@@ -129,8 +168,7 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
         let w = ternary_weights(&codes, &wp_host, &wp_host);
         let symmetric = PackedWeights::Ternary { pos: &plane_pos, neg: &plane_neg, wp: &wp, wn: &wp };
         let [_, (e, ge)] = inputs.both();
-        let y = c.zeros("y", &g.output_shape())?;
-        c.run([op::forward_bitplanes(gpu, "packed", g, &xt, (&apos, &aneg), &symmetric, &ge, &y)?])?;
+        let y = conv(c, g, &xi, [&apos, &aneg], &symmetric, &ge)?;
         let (want, bound) = (bitplane(g, &a, &w, &e), packed_conv::bound(g, &a, &w, &e));
         c.expect_bounded("bitplane, Wn = Wp (symmetric counts)", &y, &want, &bound, TOL)?;
         Ok(())

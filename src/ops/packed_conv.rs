@@ -84,9 +84,17 @@ pub fn activation_planes(g: &Conv2dGeom) -> [usize; 3] {
     [(g.h + 2 * g.pad) * (g.w + 2 * g.pad), g.cin.div_ceil(32), g.n.next_multiple_of(4)]
 }
 
+/// A tensor's shape with the images innermost: [n, c, h, w] → [c, h, w, n rounded up to 4], the
+/// layout of the bit-plane units' inputs, residuals and outputs (one vec4 per 4 images).
+pub fn interleaved(nchw: [usize; 4]) -> [usize; 4] {
+    let [n, c, h, w] = nchw;
+    [c, h, w, n.next_multiple_of(4)]
+}
+
 /// The convolution of ternary activations given as bit-planes (from `pack_activations` of `x`,
 /// which is still bound, for shapes, the residual default and the dispatch's bookkeeping), with
-/// `weights`' masks as weight planes (`packed::weight_planes`).
+/// `weights`' masks as weight planes (`packed::weight_planes`). `x`, `y` and the residual are
+/// `interleaved`.
 pub fn forward_bitplanes(
     gpu: &Gpu,
     label: &str,
@@ -121,14 +129,24 @@ fn launch(
     };
     let label = format!("{label}/packed_{entry}");
     g.validate(&label)?;
-    expect_shape(&label, x, &g.input_shape())?;
-    expect_shape(&label, y, &g.output_shape())?;
+    let layout = |nchw: [usize; 4]| if planes.is_some() { interleaved(nchw).to_vec() } else { nchw.to_vec() };
+    expect_shape(&label, x, &layout(g.input_shape()))?;
+    expect_shape(&label, y, &layout(g.output_shape()))?;
     expect_shape(&label, e.scale, &[g.cout])?;
     expect_shape(&label, e.shift, &[g.cout])?;
     let u = |v: usize| v as u32;
     let (res, res_stride) = e.residual.unwrap_or((x, 1));
-    let rs = res.shape();
-    if e.residual.is_some() && (rs[0] != g.n || rs[1] > g.cout || !(g.cout - rs[1]).is_multiple_of(2)) {
+    // The residual's [n, c, h, w] (n rounded up to 4 when interleaved).
+    let rs = match (planes, res.shape()) {
+        (Some(_), &[c, h, w, n4]) => [n4, c, h, w],
+        (None, &[n, c, h, w]) => [n, c, h, w],
+        (_, other) => {
+            let what = format!("residual {other:?} is not 4-D");
+            return Err(GpuError::Invalid { label, what });
+        }
+    };
+    let batch = if planes.is_some() { g.n.next_multiple_of(4) } else { g.n };
+    if e.residual.is_some() && (rs[0] != batch || rs[1] > g.cout || !(g.cout - rs[1]).is_multiple_of(2)) {
         let what = format!("residual {:?} cannot be added to output {:?}", rs, g.output_shape());
         return Err(GpuError::Invalid { label, what });
     }
@@ -155,7 +173,9 @@ fn launch(
                 let what = format!("{} products per output exceed the 16-bit counts", g.cin * g.kh * g.kw);
                 return Err(GpuError::Invalid { label, what });
             }
-            tensors.extend([("act_pos", pos), ("act_neg", neg)]);
+            // The blocked family's kernel reads and writes the interleaved tensors as vec4 (4
+            // images), the tiled family's as f32: each binds the names it declares.
+            tensors.extend([("act_pos", pos), ("act_neg", neg), ("res4", res), ("y4", y)]);
         }
         None => tensors.push(("x", x)),
     }
@@ -228,6 +248,7 @@ fn launch(
             (k, Grid::Groups(tiles(&t, g.cout, positions)))
         }
     };
+    let tensors = if planes.is_some() { k.bound(&tensors) } else { tensors };
     Dispatch::new(gpu, &k, label, &p, &tensors, grid, cost)
 }
 
@@ -312,9 +333,8 @@ fn launch_lanes(
     Dispatch::new(gpu, &k, label, &lp, &all, grid, cost)
 }
 
-/// Params for the activation kernels: only the input dimensions matter.
-fn act_params(label: &str, x: &Tensor) -> Result<Params> {
-    let s = x.shape();
+/// Params for the activation kernels: only the input dimensions [n, c, h, w] matter.
+fn act_params(label: &str, s: &[usize]) -> Result<Params> {
     let u = |v: usize| crate::ops::u32_of(label, "size", v);
     let mut p: Params = bytemuck::Zeroable::zeroed();
     let d = &mut p.shape;
@@ -332,7 +352,7 @@ pub fn ternary_affine(
     y: &Tensor,
 ) -> Result<Dispatch> {
     let label = format!("{label}/ternary_affine");
-    let p = act_params(&label, x)?;
+    let p = act_params(&label, &shape4(&label, x)?)?;
     expect_shape(&label, act_scale, &[x.shape()[1]])?;
     expect_shape(&label, act_shift, &[x.shape()[1]])?;
     expect_shape(&label, y, x.shape())?;
@@ -343,12 +363,14 @@ pub fn ternary_affine(
 }
 
 /// The same activations as bit-planes (bit c % 32 of word c / 32) for a convolution with zero
-/// padding `pad`, laid out as `activation_planes` says.
+/// padding `pad`, laid out as `activation_planes` says, from `x` `interleaved` (`batch` images,
+/// the planes' images past it zero).
 #[allow(clippy::too_many_arguments)]
 pub fn pack_activations(
     gpu: &Gpu,
     label: &str,
     x: &Tensor,
+    batch: usize,
     act_scale: &Tensor,
     act_shift: &Tensor,
     pad: usize,
@@ -356,22 +378,54 @@ pub fn pack_activations(
     act_neg: &Tensor,
 ) -> Result<Dispatch> {
     let label = format!("{label}/pack_activations");
-    let mut p = act_params(&label, x)?;
+    let &[c, h, w, n4] = x.shape() else {
+        return Err(GpuError::Invalid { label, what: format!("input {:?} is not 4-D", x.shape()) });
+    };
+    let mut p = act_params(&label, &[batch, c, h, w])?;
     p.shape.pad = crate::ops::u32_of(&label, "pad", pad)?;
-    let s = x.shape();
-    let words = [(s[2] + 2 * pad) * (s[3] + 2 * pad), s[1].div_ceil(32), s[0].next_multiple_of(4)];
-    expect_shape(&label, act_scale, &[s[1]])?;
-    expect_shape(&label, act_shift, &[s[1]])?;
+    expect_shape(&label, x, &interleaved([batch, c, h, w]))?;
+    let words = [(h + 2 * pad) * (w + 2 * pad), c.div_ceil(32), n4];
+    expect_shape(&label, act_scale, &[c])?;
+    expect_shape(&label, act_shift, &[c])?;
     expect_shape(&label, act_pos, &words)?;
     expect_shape(&label, act_neg, &words)?;
     let k = gpu.kernel(&shaders::PACKED_CONV, "pack_activations")?;
     let cost = Cost::new(3 * x.numel() as u64, f32_bytes(x.numel()) + 8 * act_pos.numel() as u64);
     let tensors = [
-        ("x", x),
+        ("x4", x),
         ("act_scale", act_scale),
         ("act_shift", act_shift),
         ("act_pos", act_pos),
         ("act_neg", act_neg),
     ];
     Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(act_pos.numel() as u64 / 4), cost)
+}
+
+/// `y` = `x` [n, c, h, w] `interleaved` (images innermost, zeros past n).
+pub fn interleave(gpu: &Gpu, label: &str, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
+    let label = format!("{label}/interleave");
+    let s = shape4(&label, x)?;
+    expect_shape(&label, y, &interleaved(s))?;
+    let k = gpu.kernel(&shaders::PACKED_CONV, "interleave")?;
+    let cost = Cost::new(0, f32_bytes(x.numel() + y.numel()));
+    let p = act_params(&label, &s)?;
+    Dispatch::new(gpu, &k, label, &p, &[("x", x), ("y4", y)], Grid::Threads(y.numel() as u64 / 4), cost)
+}
+
+/// `y` [n, c, h, w] from `x` `interleaved`.
+pub fn deinterleave(gpu: &Gpu, label: &str, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
+    let label = format!("{label}/deinterleave");
+    let s = shape4(&label, y)?;
+    expect_shape(&label, x, &interleaved(s))?;
+    let k = gpu.kernel(&shaders::PACKED_CONV, "deinterleave")?;
+    let cost = Cost::new(0, f32_bytes(x.numel() + y.numel()));
+    let p = act_params(&label, &s)?;
+    Dispatch::new(gpu, &k, label, &p, &[("x4", x), ("y", y)], Grid::Threads(x.numel() as u64 / 4), cost)
+}
+
+fn shape4(label: &str, t: &Tensor) -> Result<[usize; 4]> {
+    t.shape().try_into().map_err(|_| GpuError::Invalid {
+        label: label.into(),
+        what: format!("'{}' {:?} is not [n, c, h, w]", t.name(), t.shape()),
+    })
 }

@@ -5,7 +5,9 @@ use super::{PackedLayer, PackedModel, PackedWeightsHost};
 use crate::gpu::{DType, Gpu, Program, Tensor};
 use crate::nn::ModelSpec;
 use crate::nn::layers::Layer;
-use crate::ops::{self, conv2d::Conv2dGeom, packed_conv::Epilogue, packed_conv::PackedWeights};
+use crate::ops::{
+    self, conv2d::Conv2dGeom, packed_conv::Epilogue, packed_conv::PackedWeights, packed_conv::interleaved,
+};
 use anyhow::{Context, Result, bail};
 
 impl PackedModel {
@@ -19,11 +21,21 @@ impl PackedModel {
     pub fn graph_with(&self, gpu: &Gpu, batch: usize, bitplanes: bool) -> Result<PackedGraph> {
         let spec = &self.meta.spec;
         let input = gpu.tensor("input", &[batch, spec.in_channels, spec.height, spec.width])?;
-        let mut b = PackedBuilder { gpu, model: self, forward: Program::default(), bitplanes };
+        let mut b = PackedBuilder {
+            gpu,
+            model: self,
+            forward: Program::default(),
+            bitplanes,
+            batch,
+            interleaved: false,
+        };
         let arch_layers = ModelSpec { quant: crate::quant::QuantKind::Fp, ..spec.clone() }.layers()?;
         let mut x = input.clone();
         let mut i = 0;
         while i < arch_layers.len() {
+            if !matches!(arch_layers[i], Layer::TernaryUnit(_)) {
+                x = b.nchw(x)?;
+            }
             match &arch_layers[i] {
                 Layer::Conv(c) => {
                     // conv → bn [→ relu], fused
@@ -52,7 +64,7 @@ impl PackedModel {
                     x = y;
                 }
                 Layer::Linear(l) => x = b.linear(&l.name, &x)?,
-                Layer::TernaryUnit(u) => x = b.ternary_unit(&u.conv.name, u.stride, &x)?,
+                Layer::TernaryUnit(u) => x = b.ternary_unit(&u.conv.name, u.stride, x)?,
                 Layer::BatchNorm(_) | Layer::Relu(_) => {
                     bail!("packed inference: unsupported layer order in {}", spec.arch.name())
                 }
@@ -68,6 +80,9 @@ struct PackedBuilder<'a> {
     model: &'a PackedModel,
     forward: Program,
     bitplanes: bool,
+    batch: usize,
+    /// The current activations are `ops::packed_conv::interleaved` (between bit-plane units).
+    interleaved: bool,
 }
 
 /// A packed layer's tensors on the GPU.
@@ -90,8 +105,32 @@ impl Uploaded {
     }
 }
 
-impl PackedBuilder<'_> {
-    fn upload(&self, name: &str) -> Result<(Uploaded, &PackedLayer)> {
+impl<'a> PackedBuilder<'a> {
+    /// `x` as [n, c, h, w], deinterleaved if the bit-plane units left it interleaved.
+    fn nchw(&mut self, x: Tensor) -> Result<Tensor> {
+        if !self.interleaved {
+            return Ok(x);
+        }
+        let [c, h, w, _] = x.shape().try_into()?;
+        let y = self.gpu.tensor(&format!("{}.nchw", x.name()), &[self.batch, c, h, w])?;
+        self.forward.push(ops::packed_conv::deinterleave(self.gpu, x.name(), &x, &y)?);
+        self.interleaved = false;
+        Ok(y)
+    }
+
+    /// `x` interleaved, for the bit-plane units.
+    fn interleave(&mut self, x: Tensor) -> Result<Tensor> {
+        if self.interleaved {
+            return Ok(x);
+        }
+        let s: [usize; 4] = x.shape().try_into()?;
+        let y = self.gpu.tensor(&format!("{}.interleaved", x.name()), &interleaved(s))?;
+        self.forward.push(ops::packed_conv::interleave(self.gpu, x.name(), &x, &y)?);
+        self.interleaved = true;
+        Ok(y)
+    }
+
+    fn upload(&self, name: &str) -> Result<(Uploaded, &'a PackedLayer)> {
         let g = self.gpu;
         let l = self
             .model
@@ -149,52 +188,76 @@ impl PackedBuilder<'_> {
         Ok(y)
     }
 
-    /// An STTN unit: ternary(BN(x)) → conv → folded BN, + shortcut(x); no ReLU.
-    fn ternary_unit(&mut self, name: &str, stride: usize, x: &Tensor) -> Result<Tensor> {
+    /// An STTN unit: ternary(BN(x)) → conv → folded BN, + shortcut(x); no ReLU. On bit-planes
+    /// its input and output are interleaved (images innermost), so consecutive units pass them
+    /// on as they are.
+    fn ternary_unit(&mut self, name: &str, stride: usize, x: Tensor) -> Result<Tensor> {
         let (up, l) = self.upload(name)?;
         let g = self.gpu;
         let (act_scale, act_shift) =
             l.act.as_ref().with_context(|| format!("layer '{name}' has no activation scale"))?;
         let act_scale = g.tensor_from(&format!("{name}.act_scale"), &[act_scale.len()], act_scale)?;
         let act_shift = g.tensor_from(&format!("{name}.act_shift"), &[act_shift.len()], act_shift)?;
-        let s = x.shape();
-        let geom = Conv2dGeom::new(s, &l.shape, stride, 1);
-        let y = g.tensor(&format!("{name}.out"), &geom.output_shape())?;
-        let e = Epilogue {
+        let e = |x| Epilogue {
             scale: &up.scale,
             shift: &up.shift,
             relu: false,
             residual: Some((x, stride)),
             accumulate: false,
         };
-        if let (true, PackedWeightsHost::Ternary { pos, neg, .. }) = (self.bitplanes, &l.weights) {
-            let shape = [l.shape[0], l.shape[1], l.shape[2], l.shape[3]];
-            let [wpos, wneg] = [("pos", pos), ("neg", neg)].map(|(which, mask)| {
-                let planes = super::weight_planes(mask, shape);
-                g.tensor_u32(&format!("{name}.{which}_planes"), &[planes.len()], &planes)
-            });
-            let (wpos, wneg) = (wpos?, wneg?);
-            let weights = PackedWeights::Ternary { pos: &wpos, neg: &wneg, wp: &up.wp, wn: &up.wn };
-            let planes = ops::packed_conv::activation_planes(&geom);
-            let pos = g.tensor_of(&format!("{name}.act_pos"), &planes, DType::U32)?;
-            let neg = g.tensor_of(&format!("{name}.act_neg"), &planes, DType::U32)?;
-            let pack = ops::packed_conv::pack_activations(g, name, x, &act_scale, &act_shift, 1, &pos, &neg)?;
-            self.forward.push(pack);
-            self.forward.push(ops::packed_conv::forward_bitplanes(
-                g,
-                name,
-                &geom,
-                x,
-                (&pos, &neg),
-                &weights,
-                &e,
-                &y,
-            )?);
-        } else {
-            let a = g.tensor(&format!("{name}.act"), s)?;
-            self.forward.push(ops::packed_conv::ternary_affine(g, name, x, &act_scale, &act_shift, &a)?);
-            self.forward.push(ops::packed_conv::forward(g, name, &geom, &a, &up.weights(), &e, &y)?);
+        let PackedWeightsHost::Ternary { pos, neg, .. } = &l.weights else {
+            return self.float_unit(l, stride, x, &up, [&act_scale, &act_shift]);
+        };
+        if !self.bitplanes {
+            return self.float_unit(l, stride, x, &up, [&act_scale, &act_shift]);
         }
+        let x = self.interleave(x)?;
+        let geom =
+            Conv2dGeom::new(&[self.batch, l.shape[1], x.shape()[1], x.shape()[2]], &l.shape, stride, 1);
+        let shape = [l.shape[0], l.shape[1], l.shape[2], l.shape[3]];
+        let [wpos, wneg] = [("pos", pos), ("neg", neg)].map(|(which, mask)| {
+            let planes = super::weight_planes(mask, shape);
+            g.tensor_u32(&format!("{name}.{which}_planes"), &[planes.len()], &planes)
+        });
+        let (wpos, wneg) = (wpos?, wneg?);
+        let weights = PackedWeights::Ternary { pos: &wpos, neg: &wneg, wp: &up.wp, wn: &up.wn };
+        let planes = ops::packed_conv::activation_planes(&geom);
+        let pos = g.tensor_of(&format!("{name}.act_pos"), &planes, DType::U32)?;
+        let neg = g.tensor_of(&format!("{name}.act_neg"), &planes, DType::U32)?;
+        let y = g.tensor(&format!("{name}.out"), &interleaved(geom.output_shape()))?;
+        let pack = ops::packed_conv::pack_activations(
+            g, name, &x, self.batch, &act_scale, &act_shift, 1, &pos, &neg,
+        )?;
+        self.forward.push(pack);
+        let conv =
+            ops::packed_conv::forward_bitplanes(g, name, &geom, &x, (&pos, &neg), &weights, &e(&x), &y)?;
+        self.forward.push(conv);
+        Ok(y)
+    }
+
+    /// An STTN unit with its ternary activations as floats.
+    fn float_unit(
+        &mut self,
+        l: &PackedLayer,
+        stride: usize,
+        x: Tensor,
+        up: &Uploaded,
+        [act_scale, act_shift]: [&Tensor; 2],
+    ) -> Result<Tensor> {
+        let x = self.nchw(x)?;
+        let (g, name) = (self.gpu, &l.name);
+        let geom = Conv2dGeom::new(x.shape(), &l.shape, stride, 1);
+        let y = g.tensor(&format!("{name}.out"), &geom.output_shape())?;
+        let e = Epilogue {
+            scale: &up.scale,
+            shift: &up.shift,
+            relu: false,
+            residual: Some((&x, stride)),
+            accumulate: false,
+        };
+        let a = g.tensor(&format!("{name}.act"), x.shape())?;
+        self.forward.push(ops::packed_conv::ternary_affine(g, name, &x, act_scale, act_shift, &a)?);
+        self.forward.push(ops::packed_conv::forward(g, name, &geom, &a, &up.weights(), &e, &y)?);
         Ok(y)
     }
 
