@@ -73,12 +73,12 @@ class Row:
 
 
 def rows():
-    """In the order they run: the small CNN, then the ResNet-20 pair seed by seed (tern, then PyTorch
-    on the same initialisation), then the extras."""
+    """In the order they run: the small CNN, then the ResNet-20 pair (tern and PyTorch on the same
+    initialisation) for seed 0, PyTorch's seed 1 (the faster of the two), tern's seed 1, then the
+    extras."""
     out = [Row("tern", "small-cnn", q, 0) for q in ["fp", "ttq", "twn", "ttn", "sttn"]]
-    for seed in [0, 1]:
-        for fw in ["tern", "pytorch"]:
-            out += [Row(fw, "resnet20", "fp", seed), Row(fw, "resnet20", "ttq", seed)]
+    for fw, seed in [("tern", 0), ("pytorch", 0), ("pytorch", 1), ("tern", 1)]:
+        out += [Row(fw, "resnet20", "fp", seed), Row(fw, "resnet20", "ttq", seed)]
     out += [Row("tern", "resnet20", q, 0) for q in ["ttn", "sttn"]]
     out += [Row("tern", "resnet32", q, 0) for q in ["fp", "ttq"]]
     return out

@@ -72,7 +72,8 @@ def roofline(tern):
     out = run([tern, "bench", "--suite", "roofline"])
     num = lambda pat: float(re.search(pat, out).group(1))  # noqa: E731
     return {"copy_gbs": num(r"copy.*?([0-9.]+) GB/s one float"), "copy_vec4_gbs": num(r"([0-9.]+) GB/s one vec4"),
-            "fma_gflops": num(r"multiply-add.*?([0-9.]+) GFLOP/s"), "conv_gflops": num(r"best convolution.*?([0-9.]+) GFLOP/s")}
+            "fma_gflops": num(r"multiply-add.*?([0-9.]+) GFLOP/s"), "conv_gflops": num(r"best convolution.*?([0-9.]+) GFLOP/s"),
+            "popcount_gsteps": num(r"AND \+ popcount.*?([0-9.]+) G steps/s")}
 
 
 def cpu_peak():
@@ -175,7 +176,7 @@ def main():
             results[name]["tern"].append(t())
             results[name]["pytorch"].append(pt())
         for b, v in tern_bitplane(tern, args.steps).items():
-            bitplane[b].append(v[1])
+            bitplane[b].append(v)
     ceilings, cpu = roofline(tern), cpu_peak()
     print(f"\n{cpu['cpu']}, {cpu['cores']} cores at {cpu['mhz']:.0f} MHz; tern on "
           f"{run([tern, 'devices']).splitlines()[0].split(': ', 1)[1].split(' [')[0]}; PyTorch "
@@ -188,12 +189,17 @@ def main():
         results[name] |= {"tern_median": t, "pytorch_median": pt, "speed_ratio": speed}
         print(f"| {name} | {t:.1f} {unit} | {pt:.1f} {unit} | {speed:.2f}× |")
     for b, v in bitplane.items():
-        ips = statistics.median(v)
+        ips = statistics.median(bits for _, bits in v)
         pt = results[f"inference b{b}, tern packed TTQ / PyTorch fp32"]["pytorch_median"]
         print(f"| STTN bit-plane inference b{b} (ternary activations) / PyTorch fp32 | {ips:.1f} img/s | {pt:.1f} img/s | {ips / pt:.2f}× |")
+    for b, v in bitplane.items():
+        ratios = [bits / float_path for float_path, bits in v]
+        print(f"STTN b{b}: bit-planes / tern's float activations, same run: {statistics.median(ratios):.2f}× "
+              f"(median of {len(ratios)})")
     step = results["training step b32, TTQ"]
     flops = resnet20_flops(32, True) / 1e9
-    print(f"\nceilings: tern multiply-add {ceilings['fma_gflops']:.1f} GFLOP/s, best convolution "
+    print(f"\nceilings: tern multiply-add {ceilings['fma_gflops']:.1f} GFLOP/s, AND + popcount "
+          f"{ceilings['popcount_gsteps']:.2f} G steps/s, best convolution "
           f"{ceilings['conv_gflops']:.1f} GFLOP/s, copy {ceilings['copy_gbs']:.2f} GB/s "
           f"({ceilings['copy_vec4_gbs']:.2f} vec4); CPU fp32 peak {cpu['peak_gflops']:.0f} GFLOP/s "
           f"({cpu['cores']} cores × 2 FMA units × {cpu['fp32_lanes']} lanes × 2 × {cpu['mhz'] / 1000:.2f} GHz)")
