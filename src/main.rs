@@ -64,10 +64,10 @@ enum Command {
     /// Classify image files (or the images in directories) with a checkpoint or a packed model
     /// (default: the built-in Fashion-MNIST model)
     Classify {
-        /// A checkpoint, packed model or imported model (default: the built-in model: the small
-        /// CNN with TTQ-ternary hidden layers, trained on all 60k Fashion-MNIST training images,
-        /// 89.46 % test accuracy; its 10 clothing classes and normalisation are in the file;
-        /// see assets/model/README.md)
+        /// A checkpoint, packed model or imported model (default: the built-in model: ResNet-20
+        /// with TTQ-ternary hidden convolutions, trained on all 60k Fashion-MNIST training
+        /// images, 92.45 % test accuracy, 28×28 grey input; its 10 clothing classes and
+        /// normalisation are in the file; see assets/model/README.md)
         #[arg(long)]
         model: Option<PathBuf>,
         #[arg(long, default_value_t = 5)]
