@@ -22,6 +22,10 @@
 //   14 act_neg    storage read_write  the same for activation −1  (words = ⌈cin/32⌉)
 //   15 weight_pos storage read  weight planes [rows / 8, kh·kw, words, 8] as vec4: +Wp (bitplane)
 //   16 weight_neg storage read  the same for −Wn  (bitplane)
+//   17 x4     storage read        [c, h, w, n4] as vec4: x interleaved, images innermost
+//                                 (pack_activations, deinterleave)
+//   18 res4   storage read        [res_c, res_h, res_w, n4] as vec4: the residual (bitplane)
+//   19 y4     storage read_write  [cout, oh, ow, n4] as vec4: the output (bitplane, interleave)
 //
 // Ternary weight i is the i-th in [cout, kh, kw, cin] order (tap-major: the input channels of one
 // kernel tap are consecutive bits); it is bit i % 32 (least significant first) of word i / 32.
@@ -41,23 +45,25 @@
 //
 // Ternary activations (STTN), a = +1 above 0.5, −1 below −0.5, else 0, of x·act_scale + act_shift:
 // ternary_affine writes them as floats (one invocation per element, 256 per workgroup) for the
-// `ternary` entry; pack_activations writes them as bit-planes (one invocation per padded pixel,
-// 32-channel word and 4 images; the border, the convolution's zero padding, is written as
-// zeros, so the convolution reads without bounds checks; images innermost, so one vec4 load
-// fetches a word of 4 images), and
+// `ternary` entry. On bit-planes, STTN's units pass their activations on interleaved (images
+// innermost, [c, h, w, n4]; `interleave` and `deinterleave` convert at the ends of the chain, one
+// invocation per 4 images): pack_activations reads them a vec4 per channel and writes the
+// bit-planes (one invocation per padded pixel, 32-channel word and 4 images; the border, the
+// convolution's zero padding, is written as zeros, so the convolution reads without bounds
+// checks; one vec4 load fetches a word of 4 images), and
 // `bitplane` convolves them with the weight planes: word (co, tap, w) holds input channels
 // 32·w .. 32·w + 31 of output channel co at that tap, aligned like the activations' words, the
 // PLANE_ROWS channels of a group side by side (rows past cout zero). Per word, popc(w⁺&a⁺) −
 // popc(w⁺&a⁻) counts towards Wp and popc(w⁻&a⁺) − popc(w⁻&a⁻) towards Wn: integer dot
-// products, no floating-point work until the epilogue.
+// products, no floating-point work until the epilogue, which reads the residual and writes the
+// output interleaved, a vec4 per output channel.
 //
 // bitplane mapping: a workgroup covers PLANE_ROWS output channels, the same for all its
 // invocations, and WG (output pixel, 4 images) items; per (tap, word) an invocation loads one
 // vec4 per activation plane (its 4 images) and two per weight plane (the PLANE_ROWS channels),
 // and runs PLANE_ROWS × 4 outputs' popcounts on them. Each (channel, image) keeps one i32: the
 // Wp count in the low 16 bits, the Wn count above (|count| ≤ cin·kh·kw < 2^15, which the host
-// checks), halving the accumulators. Vector loads matter on CPU drivers, where every load at an
-// address that differs between invocations is one load per invocation.
+// checks), halving the accumulators.
 
 struct PackedConvParams {
     n: u32, cin: u32, h: u32, w: u32,
@@ -299,36 +305,43 @@ fn ternary_affine(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg
     y[i] = ternary_of(x[i] * act_scale[c] + act_shift[c]);
 }
 
+// Element i of an interleaved [c, h, w, n4] tensor (one vec4 per 4 images): its first image n0
+// and where that image's element is in [n, c, h, w] (image = c·h·w floats apart).
+struct QuadItem { i: u32, ok: bool, n0: u32, at: u32, image: u32 }
+
+fn quad_item(wg: vec3u, nwg: vec3u, li: u32) -> QuadItem {
+    var q: QuadItem;
+    q.i = (wg.y * nwg.x + wg.x) * WG_ELEMENT + li;
+    let quads = (p.n + 3u) / 4u;
+    q.image = p.cin * p.h * p.w;
+    q.ok = q.i < q.image * quads;
+    q.n0 = (q.i % quads) * 4u;
+    q.at = q.n0 * q.image + q.i / quads;
+    return q;
+}
+
 // Images innermost: x [n, c, h, w] → y4 [c, h, w, n4] (one vec4 per 4 images), zeros past n.
 @compute @workgroup_size(WG_ELEMENT)
 fn interleave(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
               @builtin(local_invocation_index) li: u32) {
-    let i = (wg.y * nwg.x + wg.x) * WG_ELEMENT + li;
-    let quads = (p.n + 3u) / 4u;
-    let image = p.cin * p.h * p.w;
-    if (i >= image * quads) { return; }
-    let n0 = (i % quads) * 4u;
-    let at = n0 * image + i / quads;
-    let live = vec4u(n0) + vec4u(0u, 1u, 2u, 3u) < vec4u(p.n);
-    let last = (p.n - 1u) * image + i / quads;
-    let v = vec4f(x[at], x[min(at + image, last)], x[min(at + 2u * image, last)],
-                  x[min(at + 3u * image, last)]);
-    y4[i] = select(vec4f(0.0), v, live);
+    let q = quad_item(wg, nwg, li);
+    if (!q.ok) { return; }
+    let live = vec4u(q.n0) + vec4u(0u, 1u, 2u, 3u) < vec4u(p.n);
+    let last = (p.n - 1u) * q.image + q.at - q.n0 * q.image;
+    let v = vec4f(x[q.at], x[min(q.at + q.image, last)], x[min(q.at + 2u * q.image, last)],
+                  x[min(q.at + 3u * q.image, last)]);
+    y4[q.i] = select(vec4f(0.0), v, live);
 }
 
 // Back to x [n, c, h, w] from x4 [c, h, w, n4].
 @compute @workgroup_size(WG_ELEMENT)
 fn deinterleave(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                 @builtin(local_invocation_index) li: u32) {
-    let i = (wg.y * nwg.x + wg.x) * WG_ELEMENT + li;
-    let quads = (p.n + 3u) / 4u;
-    let image = p.cin * p.h * p.w;
-    if (i >= image * quads) { return; }
-    let n0 = (i % quads) * 4u;
-    let at = n0 * image + i / quads;
-    let v = x4[i];
+    let q = quad_item(wg, nwg, li);
+    if (!q.ok) { return; }
+    let v = x4[q.i];
     for (var j = 0u; j < 4u; j++) {
-        if (n0 + j < p.n) { y[at + j * image] = v[j]; }
+        if (q.n0 + j < p.n) { y[q.at + j * q.image] = v[j]; }
     }
 }
 

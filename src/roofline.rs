@@ -81,41 +81,35 @@ pub fn copy_gbs(gpu: &Gpu, elements: usize, reps: usize) -> Result<(f64, f64)> {
 
 /// Multiply-add throughput (GFLOP/s): `invocations` running `iters` iterations of 48 FMAs.
 pub fn fma_gflops(gpu: &Gpu, invocations: usize, iters: u32, reps: usize) -> Result<f64> {
-    let dst = gpu.tensor("roofline.dst", &[invocations])?;
     let flops = invocations as u64 * 96 * iters as u64;
-    let k = gpu.kernel(&shaders::ROOFLINE, "multiply_add")?;
-    let p = RooflineParams { len: invocations as u32, iters };
-    let cost = Cost::new(flops, 4 * invocations as u64);
-    let d = Dispatch::new(
-        gpu,
-        &k,
-        "roofline/multiply_add",
-        &p,
-        &[("dst", &dst)],
-        Grid::Threads(invocations as u64),
-        cost,
-    )?;
-    Ok(flops as f64 / best_seconds(gpu, &Program { dispatches: vec![d] }, reps)? / 1e9)
+    loop_rate(gpu, "multiply_add", invocations, iters, Cost::new(flops, 4 * invocations as u64), flops, reps)
 }
 
 /// AND + popcount throughput (G steps/s, each on a 32-bit word: 32 one-bit products):
 /// `invocations` running `iters` iterations of 32 steps.
 pub fn popcount_gops(gpu: &Gpu, invocations: usize, iters: u32, reps: usize) -> Result<f64> {
-    let dst = gpu.tensor("roofline.dst", &[invocations])?;
     let steps = invocations as u64 * 32 * iters as u64;
-    let k = gpu.kernel(&shaders::ROOFLINE, "and_popcount")?;
-    let p = RooflineParams { len: invocations as u32, iters };
     let cost = Cost { popcounts: steps, ..Cost::new(0, 4 * invocations as u64) };
-    let d = Dispatch::new(
-        gpu,
-        &k,
-        "roofline/and_popcount",
-        &p,
-        &[("dst", &dst)],
-        Grid::Threads(invocations as u64),
-        cost,
-    )?;
-    Ok(steps as f64 / best_seconds(gpu, &Program { dispatches: vec![d] }, reps)? / 1e9)
+    loop_rate(gpu, "and_popcount", invocations, iters, cost, steps, reps)
+}
+
+/// `work` / 1e9 per second of the register loop `entry` run by `invocations` for `iters`
+/// iterations, the best of `reps` runs.
+fn loop_rate(
+    gpu: &Gpu,
+    entry: &str,
+    invocations: usize,
+    iters: u32,
+    cost: Cost,
+    work: u64,
+    reps: usize,
+) -> Result<f64> {
+    let dst = gpu.tensor("roofline.dst", &[invocations])?;
+    let k = gpu.kernel(&shaders::ROOFLINE, entry)?;
+    let p = RooflineParams { len: invocations as u32, iters };
+    let grid = Grid::Threads(invocations as u64);
+    let d = Dispatch::new(gpu, &k, format!("roofline/{entry}"), &p, &[("dst", &dst)], grid, cost)?;
+    Ok(work as f64 / best_seconds(gpu, &Program { dispatches: vec![d] }, reps)? / 1e9)
 }
 
 /// The blocked family's best convolution pass (GFLOP/s) over `layers` of `RESNET20_CONVS` at

@@ -403,24 +403,33 @@ pub fn pack_activations(
 
 /// `y` = `x` [n, c, h, w] `interleaved` (images innermost, zeros past n).
 pub fn interleave(gpu: &Gpu, label: &str, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
-    let label = format!("{label}/interleave");
-    let s = shape4(&label, x)?;
-    expect_shape(&label, y, &interleaved(s))?;
-    let k = gpu.kernel(&shaders::PACKED_CONV, "interleave")?;
-    let cost = Cost::new(0, f32_bytes(x.numel() + y.numel()));
-    let p = act_params(&label, &s)?;
-    Dispatch::new(gpu, &k, label, &p, &[("x", x), ("y4", y)], Grid::Threads(y.numel() as u64 / 4), cost)
+    relayout(gpu, label, "interleave", (x, "x"), (y, "y4"), x)
 }
 
 /// `y` [n, c, h, w] from `x` `interleaved`.
 pub fn deinterleave(gpu: &Gpu, label: &str, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
-    let label = format!("{label}/deinterleave");
-    let s = shape4(&label, y)?;
-    expect_shape(&label, x, &interleaved(s))?;
-    let k = gpu.kernel(&shaders::PACKED_CONV, "deinterleave")?;
-    let cost = Cost::new(0, f32_bytes(x.numel() + y.numel()));
+    relayout(gpu, label, "deinterleave", (x, "x4"), (y, "y"), y)
+}
+
+/// `entry` copying `src` to `dst` between [n, c, h, w] (`nchw`, one of the two) and its
+/// `interleaved` layout, one invocation per 4 images.
+fn relayout(
+    gpu: &Gpu,
+    label: &str,
+    entry: &str,
+    (src, src_binding): (&Tensor, &str),
+    (dst, dst_binding): (&Tensor, &str),
+    nchw: &Tensor,
+) -> Result<Dispatch> {
+    let label = format!("{label}/{entry}");
+    let s = shape4(&label, nchw)?;
+    let other = if std::ptr::eq(nchw, src) { dst } else { src };
+    expect_shape(&label, other, &interleaved(s))?;
+    let k = gpu.kernel(&shaders::PACKED_CONV, entry)?;
+    let cost = Cost::new(0, f32_bytes(src.numel() + dst.numel()));
     let p = act_params(&label, &s)?;
-    Dispatch::new(gpu, &k, label, &p, &[("x4", x), ("y", y)], Grid::Threads(x.numel() as u64 / 4), cost)
+    let threads = Grid::Threads(other.numel() as u64 / 4);
+    Dispatch::new(gpu, &k, label, &p, &[(src_binding, src), (dst_binding, dst)], threads, cost)
 }
 
 fn shape4(label: &str, t: &Tensor) -> Result<[usize; 4]> {
