@@ -1,8 +1,9 @@
 //! Ternary activations and the popcount convolution (the bit-plane entry points of
-//! shaders/packed_conv.wgsl, host side in src/ops/packed_conv.rs): ternary_affine (activations as
-//! floats), pack_activations (as bit-planes) and bitplane (their convolution with the weight
-//! bitmasks), with per-channel scales as STTN's units use them. The float path through the
-//! `ternary` entry point is checked on the same activations.
+//! shaders/packed_conv.wgsl, host side in src/ops/bitplane.rs): ternary_affine (activations as
+//! floats), interleave and deinterleave, pack_activations (as bit-planes) and bitplane (their
+//! convolution with the weight planes), with per-channel scales as STTN's units use them, and
+//! Wn = Wp (the symmetric counts). The float path through the `ternary` entry point is checked
+//! on the same activations.
 
 use super::packed_conv::{self, Epilogue, EpilogueInputs, codes, ternary_weights, upload_ternary};
 use super::{
@@ -12,8 +13,9 @@ use super::{
     conv2d::{self, geom},
 };
 use crate::gpu::{DType, Gpu, Tensor};
+use crate::ops::bitplane as op;
 use crate::ops::conv2d::Conv2dGeom;
-use crate::ops::packed_conv::{self as op, PackedWeights};
+use crate::ops::packed_conv::{self as packed, PackedWeights};
 use anyhow::Result;
 
 /// conv2d's odd shapes, and channel counts over one 32-bit word (33, 70: a partial last word).
@@ -66,7 +68,7 @@ pub fn bitplane(g: &Conv2dGeom, a: &[f64], w: &[f64], e: &Epilogue) -> Vec<f64> 
     packed_conv::forward(g, a, w, e)
 }
 
-/// v [n, c, h, w] with the images innermost, zeros past n (`ops::packed_conv::interleaved`).
+/// v [n, c, h, w] with the images innermost, zeros past n (`ops::bitplane::interleaved`).
 pub fn interleave(v: &[f64], [n, c, h, w]: [usize; 4]) -> Vec<f64> {
     let (image, n4) = (c * h * w, n.next_multiple_of(4));
     let mut out = vec![0.0; image * n4];
@@ -97,7 +99,7 @@ fn activations(c: &mut Cases, g: &Conv2dGeom, seed: u64) -> Result<(Vec<f64>, [T
     c.gpu.write_u32(&pos, &ones)?;
     c.gpu.write_u32(&neg, &ones)?;
     c.run([
-        op::ternary_affine(c.gpu, "act", &xt, &st, &sht, &at)?,
+        packed::ternary_affine(c.gpu, "act", &xt, &st, &sht, &at)?,
         op::interleave(c.gpu, "act", &xt, &xi)?,
         op::pack_activations(c.gpu, "act", &xi, g.n, &st, &sht, g.pad, &pos, &neg)?,
     ])?;
@@ -118,7 +120,7 @@ fn conv(
     xi: &Tensor,
     planes: [&Tensor; 2],
     weights: &PackedWeights,
-    ge: &op::Epilogue,
+    ge: &packed::Epilogue,
 ) -> Result<Tensor> {
     let (yi, y) =
         (c.zeros("y_interleaved", &op::interleaved(g.output_shape()))?, c.zeros("y", &g.output_shape())?);
@@ -130,8 +132,8 @@ fn conv(
     if let (Some((res, _)), Some(ri)) = (ge.residual, &res) {
         run.push(op::interleave(c.gpu, "res", res, ri)?);
     }
-    let e = op::Epilogue { residual: res.as_ref().zip(ge.residual).map(|(ri, (_, s))| (ri, s)), ..*ge };
-    run.push(op::forward_bitplanes(c.gpu, "packed", g, xi, (planes[0], planes[1]), weights, &e, &yi)?);
+    let e = packed::Epilogue { residual: res.as_ref().zip(ge.residual).map(|(ri, (_, s))| (ri, s)), ..*ge };
+    run.push(op::forward(c.gpu, "packed", g, xi, (planes[0], planes[1]), weights, &e, &yi)?);
     run.push(op::deinterleave(c.gpu, "packed", &yi, &y)?);
     c.run(run)?;
     Ok(y)
@@ -157,7 +159,7 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
         for (e, ge) in inputs.both() {
             let y = conv(c, g, &xi, [&apos, &aneg], &planes, &ge)?;
             let y_float = c.zeros("y_float", &g.output_shape())?;
-            c.run([op::forward(gpu, "packed", g, &at, &weights, &ge, &y_float)?])?;
+            c.run([packed::forward(gpu, "packed", g, &at, &weights, &ge, &y_float)?])?;
             let (want, bound) = (bitplane(g, &a, &w, &e), packed_conv::bound(g, &a, &w, &e));
             let epilogue = format!("relu {} residual {}", e.relu, e.residual.is_some());
             c.expect_bounded(&format!("bitplane {epilogue}"), &y, &want, &bound, TOL)?;

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod batchnorm;
+pub mod bitplane;
 pub mod conv2d;
 pub mod linear;
 pub mod loss;

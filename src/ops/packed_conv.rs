@@ -46,8 +46,8 @@ impl Identity {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    shape: Conv2dShape,
+pub(super) struct Params {
+    pub(super) shape: Conv2dShape,
     per_channel: u32,
     relu: u32,
     residual: u32,
@@ -70,42 +70,7 @@ pub fn forward(
     e: &Epilogue,
     y: &Tensor,
 ) -> Result<Dispatch> {
-    launch(gpu, label, g, x, None, weights, e, y)
-}
-
-/// Output channels per workgroup of the blocked `bitplane` kernel; weight planes have their rows
-/// padded to a multiple of it (`packed::weight_planes`).
-pub const PLANE_ROWS: usize = 8;
-
-/// The activation planes' shape for convolution `g`: [(h + 2·pad)·(w + 2·pad), ⌈cin/32⌉, n
-/// rounded up to 4], images innermost; the border (the convolution's zero padding) and the
-/// images past n are written as zeros by `pack_activations`.
-pub fn activation_planes(g: &Conv2dGeom) -> [usize; 3] {
-    [(g.h + 2 * g.pad) * (g.w + 2 * g.pad), g.cin.div_ceil(32), g.n.next_multiple_of(4)]
-}
-
-/// A tensor's shape with the images innermost: [n, c, h, w] → [c, h, w, n rounded up to 4], the
-/// layout of the bit-plane units' inputs, residuals and outputs (one vec4 per 4 images).
-pub fn interleaved(nchw: [usize; 4]) -> [usize; 4] {
-    let [n, c, h, w] = nchw;
-    [c, h, w, n.next_multiple_of(4)]
-}
-
-/// The convolution of ternary activations given as bit-planes (from `pack_activations` of `x`,
-/// which is still bound, for shapes, the residual default and the dispatch's bookkeeping), with
-/// `weights`' masks as weight planes (`packed::weight_planes`). `x`, `y` and the residual are
-/// `interleaved`.
-pub fn forward_bitplanes(
-    gpu: &Gpu,
-    label: &str,
-    g: &Conv2dGeom,
-    x: &Tensor,
-    planes: (&Tensor, &Tensor),
-    weights: &PackedWeights,
-    e: &Epilogue,
-    y: &Tensor,
-) -> Result<Dispatch> {
-    launch(gpu, label, g, x, Some(planes), weights, e, y)
+    launch(gpu, label, g, x, weights, e, y)
 }
 
 fn launch(
@@ -113,43 +78,81 @@ fn launch(
     label: &str,
     g: &Conv2dGeom,
     x: &Tensor,
-    planes: Option<(&Tensor, &Tensor)>,
     weights: &PackedWeights,
     e: &Epilogue,
     y: &Tensor,
 ) -> Result<Dispatch> {
-    let (entry, per_channel) = match (weights, planes) {
-        (PackedWeights::Ternary { wp, .. }, None) => ("ternary", wp.numel() > 1),
-        (PackedWeights::Ternary { wp, .. }, Some(_)) => ("bitplane", wp.numel() > 1),
-        (PackedWeights::Dense { .. }, None) => ("dense", false),
-        (PackedWeights::Dense { .. }, Some(_)) => {
-            let what = "bit-plane activations need ternary weights".to_string();
-            return Err(GpuError::Invalid { label: label.into(), what });
-        }
+    let entry = match weights {
+        PackedWeights::Ternary { .. } => "ternary",
+        PackedWeights::Dense { .. } => "dense",
     };
     let label = format!("{label}/packed_{entry}");
     g.validate(&label)?;
-    let layout = |nchw: [usize; 4]| if planes.is_some() { interleaved(nchw).to_vec() } else { nchw.to_vec() };
-    expect_shape(&label, x, &layout(g.input_shape()))?;
-    expect_shape(&label, y, &layout(g.output_shape()))?;
-    expect_shape(&label, e.scale, &[g.cout])?;
-    expect_shape(&label, e.shift, &[g.cout])?;
-    let u = |v: usize| v as u32;
-    let (res, res_stride) = e.residual.unwrap_or((x, 1));
-    // The residual's [n, c, h, w] (n rounded up to 4 when interleaved).
-    let rs = match (planes, res.shape()) {
-        (Some(_), &[c, h, w, n4]) => [n4, c, h, w],
-        (None, &[n, c, h, w]) => [n, c, h, w],
-        (_, other) => {
-            let what = format!("residual {other:?} is not 4-D");
-            return Err(GpuError::Invalid { label, what });
+    expect_shape(&label, x, &g.input_shape())?;
+    expect_shape(&label, y, &g.output_shape())?;
+    let (p, res) = params(&label, g, weights, e, x, false)?;
+    let mut tensors = vec![("scale", e.scale), ("shift", e.shift), ("res", res), ("y", y), ("x", x)];
+    let weight_bytes = match weights {
+        PackedWeights::Ternary { pos, neg, wp, wn } => {
+            let words = (g.cout * g.cin * g.kh * g.kw).div_ceil(32);
+            ternary_weights(&label, g, weights, words)?;
+            tensors.extend([("pos", *pos), ("neg", *neg), ("wp", *wp), ("wn", *wn)]);
+            8 * words as u64
+        }
+        PackedWeights::Dense { weight } => {
+            expect_shape(&label, weight, &g.weight_shape())?;
+            tensors.push(("weight", *weight));
+            4 * weight.numel() as u64
         }
     };
-    let batch = if planes.is_some() { g.n.next_multiple_of(4) } else { g.n };
-    if e.residual.is_some() && (rs[0] != batch || rs[1] > g.cout || !(g.cout - rs[1]).is_multiple_of(2)) {
-        let what = format!("residual {:?} cannot be added to output {:?}", rs, g.output_shape());
-        return Err(GpuError::Invalid { label, what });
+    let reads_y = if e.accumulate { y.numel() } else { 0 };
+    let cost = Cost::new(g.flops(), f32_bytes(x.numel() + y.numel() + reads_y) + weight_bytes);
+    if super::conv2d::lanes(gpu, g) {
+        return launch_lanes(gpu, label, g, entry, &p, &tensors, [x, e.scale], cost);
     }
+    let positions = g.n * g.oh() * g.ow();
+    let (k, grid) = match gpu.family() {
+        Family::Blocked => {
+            let threads = positions.div_ceil(4) as u64 * g.cout.div_ceil(4) as u64;
+            (gpu.kernel(&shaders::PACKED_CONV, entry)?, Grid::Threads(threads))
+        }
+        Family::Tiled => {
+            // The reduction runs over (tap, channel) pairs.
+            let t = gpu.tile(g.cout, positions, g.cin * g.kh * g.kw);
+            let k = gpu.kernel_with(&shaders::PACKED_CONV_TILED, entry, &t.constants())?;
+            (k, Grid::Groups(tiles(&t, g.cout, positions)))
+        }
+    };
+    Dispatch::new(gpu, &k, label, &p, &tensors, grid, cost)
+}
+
+/// The uniform of a convolution with epilogue `e` (validated against `g`), and the residual to
+/// bind (`x` when there is none). With `interleaved`, the residual is laid out as
+/// `bitplane::interleaved` (the bit-plane units').
+pub(super) fn params<'a>(
+    label: &str,
+    g: &Conv2dGeom,
+    weights: &PackedWeights,
+    e: &Epilogue<'a>,
+    x: &'a Tensor,
+    interleaved: bool,
+) -> Result<(Params, &'a Tensor)> {
+    expect_shape(label, e.scale, &[g.cout])?;
+    expect_shape(label, e.shift, &[g.cout])?;
+    let invalid = |what: String| GpuError::Invalid { label: label.into(), what };
+    let (res, res_stride) = e.residual.unwrap_or((x, 1));
+    // The residual's [n, c, h, w] (n rounded up to 4 when interleaved).
+    let rs = match (interleaved, res.shape()) {
+        (true, &[c, h, w, n4]) => [n4, c, h, w],
+        (false, &[n, c, h, w]) => [n, c, h, w],
+        (_, other) => return Err(invalid(format!("residual {other:?} is not 4-D"))),
+    };
+    let batch = if interleaved { g.n.next_multiple_of(4) } else { g.n };
+    if e.residual.is_some() && (rs[0] != batch || rs[1] > g.cout || !(g.cout - rs[1]).is_multiple_of(2)) {
+        return Err(invalid(format!("residual {:?} cannot be added to output {:?}", rs, g.output_shape())));
+    }
+    let u = |v: usize| v as u32;
+    let per_channel = matches!(weights, PackedWeights::Ternary { wp, .. } if wp.numel() > 1);
     let p = Params {
         shape: g.shape(),
         per_channel: per_channel as u32,
@@ -164,92 +167,29 @@ fn launch(
         accumulate: e.accumulate as u32,
         pad: [0; 3],
     };
-    let mut tensors = vec![("scale", e.scale), ("shift", e.shift), ("res", res), ("y", y)];
-    match planes {
-        Some((pos, neg)) => {
-            expect_shape(&label, pos, &activation_planes(g))?;
-            expect_shape(&label, neg, &activation_planes(g))?;
-            if g.cin * g.kh * g.kw >= 1 << 15 {
-                let what = format!("{} products per output exceed the 16-bit counts", g.cin * g.kh * g.kw);
-                return Err(GpuError::Invalid { label, what });
-            }
-            // The blocked family's kernel reads and writes the interleaved tensors as vec4 (4
-            // images), the tiled family's as f32: each binds the names it declares.
-            tensors.extend([("act_pos", pos), ("act_neg", neg), ("res4", res), ("y4", y)]);
-        }
-        None => tensors.push(("x", x)),
-    }
-    let weight_bytes = match weights {
-        PackedWeights::Ternary { pos, neg, wp, wn } => {
-            let words = match planes {
-                Some(_) => g.cout.next_multiple_of(PLANE_ROWS) * g.kh * g.kw * g.cin.div_ceil(32),
-                None => (g.cout * g.cin * g.kh * g.kw).div_ceil(32),
-            };
-            expect_shape(&label, pos, &[words])?;
-            expect_shape(&label, neg, &[words])?;
-            for s in [wp, wn] {
-                if s.numel() != 1 && s.numel() != g.cout {
-                    return Err(GpuError::Invalid {
-                        label,
-                        what: format!("scale '{}' must have 1 or {} values", s.name(), g.cout),
-                    });
-                }
-            }
-            let masks = if planes.is_some() { ["weight_pos", "weight_neg"] } else { ["pos", "neg"] };
-            tensors.extend([(masks[0], *pos), (masks[1], *neg), ("wp", *wp), ("wn", *wn)]);
-            8 * words as u64
-        }
-        PackedWeights::Dense { weight } => {
-            expect_shape(&label, weight, &g.weight_shape())?;
-            tensors.push(("weight", *weight));
-            4 * weight.numel() as u64
-        }
+    Ok((p, res))
+}
+
+/// Checks ternary `weights`: masks of `words` u32 each, scales per layer or per output channel.
+pub(super) fn ternary_weights(
+    label: &str,
+    g: &Conv2dGeom,
+    weights: &PackedWeights,
+    words: usize,
+) -> Result<()> {
+    let PackedWeights::Ternary { pos, neg, wp, wn } = weights else {
+        let what = "bit-plane activations need ternary weights".to_string();
+        return Err(GpuError::Invalid { label: label.into(), what });
     };
-    let reads_y = if e.accumulate { y.numel() } else { 0 };
-    // Wn bound to Wp's tensor: the blocked kernel's symmetric counts (half the popcounts).
-    let symmetric = gpu.family() == Family::Blocked
-        && planes.is_some()
-        && matches!(weights, PackedWeights::Ternary { wp, wn, .. } if wp.overlaps(wn));
-    let mut cost = Cost::new(g.flops(), f32_bytes(x.numel() + y.numel() + reads_y) + weight_bytes);
-    let positions = g.n * g.oh() * g.ow();
-    if planes.is_some() {
-        // 4 AND + popcount steps per (output, tap, word), 2 for the symmetric counts; the
-        // activations are 2 planes of words.
-        let words = g.cin.div_ceil(32);
-        let steps = if symmetric { 2 } else { 4 };
-        cost.popcounts = steps * (positions * g.cout * g.kh * g.kw * words) as u64;
-        cost.bytes = 8 * (activation_planes(g).iter().product::<usize>()) as u64
-            + f32_bytes(y.numel() + reads_y)
-            + weight_bytes;
+    expect_shape(label, pos, &[words])?;
+    expect_shape(label, neg, &[words])?;
+    for s in [wp, wn] {
+        if s.numel() != 1 && s.numel() != g.cout {
+            let what = format!("scale '{}' must have 1 or {} values", s.name(), g.cout);
+            return Err(GpuError::Invalid { label: label.into(), what });
+        }
     }
-    if planes.is_none() && super::conv2d::lanes(gpu, g) {
-        return launch_lanes(gpu, label, g, entry, &p, &tensors, [x, e.scale], cost);
-    }
-    let (k, grid) = match gpu.family() {
-        Family::Blocked if planes.is_some() => {
-            let k = gpu.kernel_with(&shaders::PACKED_CONV, entry, &[("SYMMETRIC", f64::from(symmetric))])?;
-            let items = g.oh() * g.ow() * g.n.div_ceil(4);
-            let groups = items.div_ceil(k.invocations_per_group() as usize) * g.cout.div_ceil(PLANE_ROWS);
-            (k, Grid::Groups(groups as u64))
-        }
-        Family::Blocked => {
-            let threads = positions.div_ceil(4) as u64 * g.cout.div_ceil(4) as u64;
-            (gpu.kernel(&shaders::PACKED_CONV, entry)?, Grid::Threads(threads))
-        }
-        Family::Tiled => {
-            // The reduction: (tap, channel), or (tap, 32-channel word) pairs, two per TILE_K, for
-            // bit-planes.
-            let depth = match planes {
-                None => g.cin * g.kh * g.kw,
-                Some(_) => 2 * g.kh * g.kw * g.cin.div_ceil(32),
-            };
-            let t = gpu.tile(g.cout, positions, depth);
-            let k = gpu.kernel_with(&shaders::PACKED_CONV_TILED, entry, &t.constants())?;
-            (k, Grid::Groups(tiles(&t, g.cout, positions)))
-        }
-    };
-    let tensors = if planes.is_some() { k.bound(&tensors) } else { tensors };
-    Dispatch::new(gpu, &k, label, &p, &tensors, grid, cost)
+    Ok(())
 }
 
 /// packed_conv_lanes.wgsl's uniform: packed_conv's, with the grid of segments.
@@ -334,7 +274,7 @@ fn launch_lanes(
 }
 
 /// Params for the activation kernels: only the input dimensions [n, c, h, w] matter.
-fn act_params(label: &str, s: &[usize]) -> Result<Params> {
+pub(super) fn act_params(label: &str, s: &[usize]) -> Result<Params> {
     let u = |v: usize| crate::ops::u32_of(label, "size", v);
     let mut p: Params = bytemuck::Zeroable::zeroed();
     let d = &mut p.shape;
@@ -362,77 +302,7 @@ pub fn ternary_affine(
     Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(x.numel() as u64), cost)
 }
 
-/// The same activations as bit-planes (bit c % 32 of word c / 32) for a convolution with zero
-/// padding `pad`, laid out as `activation_planes` says, from `x` `interleaved` (`batch` images,
-/// the planes' images past it zero).
-#[allow(clippy::too_many_arguments)]
-pub fn pack_activations(
-    gpu: &Gpu,
-    label: &str,
-    x: &Tensor,
-    batch: usize,
-    act_scale: &Tensor,
-    act_shift: &Tensor,
-    pad: usize,
-    act_pos: &Tensor,
-    act_neg: &Tensor,
-) -> Result<Dispatch> {
-    let label = format!("{label}/pack_activations");
-    let &[c, h, w, n4] = x.shape() else {
-        return Err(GpuError::Invalid { label, what: format!("input {:?} is not 4-D", x.shape()) });
-    };
-    let mut p = act_params(&label, &[batch, c, h, w])?;
-    p.shape.pad = crate::ops::u32_of(&label, "pad", pad)?;
-    expect_shape(&label, x, &interleaved([batch, c, h, w]))?;
-    let words = [(h + 2 * pad) * (w + 2 * pad), c.div_ceil(32), n4];
-    expect_shape(&label, act_scale, &[c])?;
-    expect_shape(&label, act_shift, &[c])?;
-    expect_shape(&label, act_pos, &words)?;
-    expect_shape(&label, act_neg, &words)?;
-    let k = gpu.kernel(&shaders::PACKED_CONV, "pack_activations")?;
-    let cost = Cost::new(3 * x.numel() as u64, f32_bytes(x.numel()) + 8 * act_pos.numel() as u64);
-    let tensors = [
-        ("x4", x),
-        ("act_scale", act_scale),
-        ("act_shift", act_shift),
-        ("act_pos", act_pos),
-        ("act_neg", act_neg),
-    ];
-    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(act_pos.numel() as u64 / 4), cost)
-}
-
-/// `y` = `x` [n, c, h, w] `interleaved` (images innermost, zeros past n).
-pub fn interleave(gpu: &Gpu, label: &str, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
-    relayout(gpu, label, "interleave", (x, "x"), (y, "y4"), x)
-}
-
-/// `y` [n, c, h, w] from `x` `interleaved`.
-pub fn deinterleave(gpu: &Gpu, label: &str, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
-    relayout(gpu, label, "deinterleave", (x, "x4"), (y, "y"), y)
-}
-
-/// `entry` copying `src` to `dst` between [n, c, h, w] (`nchw`, one of the two) and its
-/// `interleaved` layout, one invocation per 4 images.
-fn relayout(
-    gpu: &Gpu,
-    label: &str,
-    entry: &str,
-    (src, src_binding): (&Tensor, &str),
-    (dst, dst_binding): (&Tensor, &str),
-    nchw: &Tensor,
-) -> Result<Dispatch> {
-    let label = format!("{label}/{entry}");
-    let s = shape4(&label, nchw)?;
-    let other = if std::ptr::eq(nchw, src) { dst } else { src };
-    expect_shape(&label, other, &interleaved(s))?;
-    let k = gpu.kernel(&shaders::PACKED_CONV, entry)?;
-    let cost = Cost::new(0, f32_bytes(src.numel() + dst.numel()));
-    let p = act_params(&label, &s)?;
-    let threads = Grid::Threads(other.numel() as u64 / 4);
-    Dispatch::new(gpu, &k, label, &p, &[(src_binding, src), (dst_binding, dst)], threads, cost)
-}
-
-fn shape4(label: &str, t: &Tensor) -> Result<[usize; 4]> {
+pub(super) fn shape4(label: &str, t: &Tensor) -> Result<[usize; 4]> {
     t.shape().try_into().map_err(|_| GpuError::Invalid {
         label: label.into(),
         what: format!("'{}' {:?} is not [n, c, h, w]", t.name(), t.shape()),

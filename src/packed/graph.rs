@@ -6,7 +6,7 @@ use crate::gpu::{DType, Gpu, Program, Tensor};
 use crate::nn::ModelSpec;
 use crate::nn::layers::Layer;
 use crate::ops::{
-    self, conv2d::Conv2dGeom, packed_conv::Epilogue, packed_conv::PackedWeights, packed_conv::interleaved,
+    self, bitplane::interleaved, conv2d::Conv2dGeom, packed_conv::Epilogue, packed_conv::PackedWeights,
 };
 use anyhow::{Context, Result, bail};
 
@@ -81,7 +81,7 @@ struct PackedBuilder<'a> {
     forward: Program,
     bitplanes: bool,
     batch: usize,
-    /// The current activations are `ops::packed_conv::interleaved` (between bit-plane units).
+    /// The current activations are `ops::bitplane::interleaved` (between bit-plane units).
     interleaved: bool,
 }
 
@@ -113,7 +113,7 @@ impl<'a> PackedBuilder<'a> {
         }
         let [c, h, w, _] = x.shape().try_into()?;
         let y = self.gpu.tensor(&format!("{}.nchw", x.name()), &[self.batch, c, h, w])?;
-        self.forward.push(ops::packed_conv::deinterleave(self.gpu, x.name(), &x, &y)?);
+        self.forward.push(ops::bitplane::deinterleave(self.gpu, x.name(), &x, &y)?);
         self.interleaved = false;
         Ok(y)
     }
@@ -125,7 +125,7 @@ impl<'a> PackedBuilder<'a> {
         }
         let s: [usize; 4] = x.shape().try_into()?;
         let y = self.gpu.tensor(&format!("{}.interleaved", x.name()), &interleaved(s))?;
-        self.forward.push(ops::packed_conv::interleave(self.gpu, x.name(), &x, &y)?);
+        self.forward.push(ops::bitplane::interleave(self.gpu, x.name(), &x, &y)?);
         self.interleaved = true;
         Ok(y)
     }
@@ -221,16 +221,14 @@ impl<'a> PackedBuilder<'a> {
         });
         let (wpos, wneg) = (wpos?, wneg?);
         let weights = PackedWeights::Ternary { pos: &wpos, neg: &wneg, wp: &up.wp, wn: &up.wn };
-        let planes = ops::packed_conv::activation_planes(&geom);
+        let planes = ops::bitplane::activation_planes(&geom);
         let pos = g.tensor_of(&format!("{name}.act_pos"), &planes, DType::U32)?;
         let neg = g.tensor_of(&format!("{name}.act_neg"), &planes, DType::U32)?;
         let y = g.tensor(&format!("{name}.out"), &interleaved(geom.output_shape()))?;
-        let pack = ops::packed_conv::pack_activations(
-            g, name, &x, self.batch, &act_scale, &act_shift, 1, &pos, &neg,
-        )?;
+        let pack =
+            ops::bitplane::pack_activations(g, name, &x, self.batch, &act_scale, &act_shift, 1, &pos, &neg)?;
         self.forward.push(pack);
-        let conv =
-            ops::packed_conv::forward_bitplanes(g, name, &geom, &x, (&pos, &neg), &weights, &e(&x), &y)?;
+        let conv = ops::bitplane::forward(g, name, &geom, &x, (&pos, &neg), &weights, &e(&x), &y)?;
         self.forward.push(conv);
         Ok(y)
     }

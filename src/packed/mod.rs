@@ -313,14 +313,14 @@ fn ternary(name: &str, wq: &[f32], shape: &[usize], per_channel: bool) -> Result
 }
 
 /// One tap-major bit mask (`pos` or `neg`) of a [cout, cin, kh, kw] layer as the popcount
-/// kernels' weight planes [rows / R, kh·kw, ⌈cin/32⌉, R] (R = `ops::packed_conv::PLANE_ROWS`):
+/// kernels' weight planes [rows / R, kh·kw, ⌈cin/32⌉, R] (R = `ops::bitplane::PLANE_ROWS`):
 /// word (co, tap, w) holds input channels 32·w .. 32·w + 31, aligned like the activation
 /// planes' words; the R output channels of a group sit side by side (two vec4 loads), and
 /// `rows` is cout rounded up to a multiple of R, the rows past cout zero.
 pub fn weight_planes(mask: &[u32], shape: [usize; 4]) -> Vec<u32> {
     let [cout, cin, kh, kw] = shape;
     let (kk, words) = (kh * kw, cin.div_ceil(32));
-    const R: usize = crate::ops::packed_conv::PLANE_ROWS;
+    const R: usize = crate::ops::bitplane::PLANE_ROWS;
     let mut planes = vec![0u32; cout.next_multiple_of(R) * kk * words];
     for co in 0..cout {
         for t in 0..kk {

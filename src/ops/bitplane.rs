@@ -1,0 +1,172 @@
+//! Ternary activations on bit-planes (STTN's units at inference): the activations packed into
+//! 32-channel words, convolved with the weights' planes by AND + popcount, the units' float
+//! tensors interleaved (images innermost) between them. The kernels are entry points of
+//! shaders/packed_conv.wgsl (`pack_activations`, `bitplane`, `interleave`, `deinterleave`; they
+//! share its parameters and epilogue) and `bitplane` of shaders/packed_conv_tiled.wgsl for the
+//! tiled family.
+
+use super::conv2d::{Conv2dGeom, tiles};
+use super::packed_conv::{Epilogue, PackedWeights, act_params, params, shape4, ternary_weights};
+use super::{expect_shape, f32_bytes};
+use crate::gpu::{Cost, Dispatch, Family, Gpu, GpuError, Grid, Result, Tensor, shaders};
+
+/// Output channels per workgroup of the blocked `bitplane` kernel; weight planes have their rows
+/// padded to a multiple of it (`packed::weight_planes`).
+pub const PLANE_ROWS: usize = 8;
+
+/// The activation planes' shape for convolution `g`: [(h + 2·pad)·(w + 2·pad), ⌈cin/32⌉, n
+/// rounded up to 4], images innermost; the border (the convolution's zero padding) and the
+/// images past n are written as zeros by `pack_activations`.
+pub fn activation_planes(g: &Conv2dGeom) -> [usize; 3] {
+    [(g.h + 2 * g.pad) * (g.w + 2 * g.pad), g.cin.div_ceil(32), g.n.next_multiple_of(4)]
+}
+
+/// A tensor's shape with the images innermost: [n, c, h, w] → [c, h, w, n rounded up to 4], the
+/// layout of the bit-plane units' inputs, residuals and outputs (one vec4 per 4 images).
+pub fn interleaved(nchw: [usize; 4]) -> [usize; 4] {
+    let [n, c, h, w] = nchw;
+    [c, h, w, n.next_multiple_of(4)]
+}
+
+/// The convolution of ternary activations given as bit-planes (from `pack_activations` of `x`,
+/// which is still bound, for shapes, the residual default and the dispatch's bookkeeping), with
+/// `weights`' masks as weight planes (`packed::weight_planes`). `x`, `y` and the residual are
+/// `interleaved`. With Wn bound to Wp's tensor the blocked kernel counts both at once (half the
+/// popcounts).
+pub fn forward(
+    gpu: &Gpu,
+    label: &str,
+    g: &Conv2dGeom,
+    x: &Tensor,
+    (act_pos, act_neg): (&Tensor, &Tensor),
+    weights: &PackedWeights,
+    e: &Epilogue,
+    y: &Tensor,
+) -> Result<Dispatch> {
+    let label = format!("{label}/packed_bitplane");
+    g.validate(&label)?;
+    expect_shape(&label, x, &interleaved(g.input_shape()))?;
+    expect_shape(&label, y, &interleaved(g.output_shape()))?;
+    expect_shape(&label, act_pos, &activation_planes(g))?;
+    expect_shape(&label, act_neg, &activation_planes(g))?;
+    if g.cin * g.kh * g.kw >= 1 << 15 {
+        let what = format!("{} products per output exceed the 16-bit counts", g.cin * g.kh * g.kw);
+        return Err(GpuError::Invalid { label, what });
+    }
+    let (p, res) = params(&label, g, weights, e, x, true)?;
+    let words = g.cin.div_ceil(32);
+    let weight_words = g.cout.next_multiple_of(PLANE_ROWS) * g.kh * g.kw * words;
+    ternary_weights(&label, g, weights, weight_words)?;
+    let PackedWeights::Ternary { pos, neg, wp, wn } = weights else { unreachable!("checked above") };
+    // The blocked kernel reads and writes the interleaved tensors as vec4 (4 images), the tiled
+    // one as f32: each binds the names it declares.
+    let tensors = [
+        ("scale", e.scale),
+        ("shift", e.shift),
+        ("res", res),
+        ("y", y),
+        ("res4", res),
+        ("y4", y),
+        ("act_pos", act_pos),
+        ("act_neg", act_neg),
+        ("weight_pos", *pos),
+        ("weight_neg", *neg),
+        ("wp", *wp),
+        ("wn", *wn),
+    ];
+    let symmetric = gpu.family() == Family::Blocked && wp.overlaps(wn);
+    let reads_y = if e.accumulate { y.numel() } else { 0 };
+    let positions = g.n * g.oh() * g.ow();
+    let planes: usize = activation_planes(g).iter().product();
+    let cost = Cost {
+        // 4 AND + popcount steps per (output, tap, word), 2 for the symmetric counts.
+        popcounts: if symmetric { 2 } else { 4 } * (positions * g.cout * g.kh * g.kw * words) as u64,
+        ..Cost::new(g.flops(), 8 * planes as u64 + f32_bytes(y.numel() + reads_y) + 8 * weight_words as u64)
+    };
+    let (k, grid) = match gpu.family() {
+        Family::Blocked => {
+            let k =
+                gpu.kernel_with(&shaders::PACKED_CONV, "bitplane", &[("SYMMETRIC", f64::from(symmetric))])?;
+            let items = g.oh() * g.ow() * g.n.div_ceil(4);
+            let groups = items.div_ceil(k.invocations_per_group() as usize) * g.cout.div_ceil(PLANE_ROWS);
+            (k, Grid::Groups(groups as u64))
+        }
+        Family::Tiled => {
+            // The reduction runs over (tap, 32-channel word) pairs, two per TILE_K.
+            let t = gpu.tile(g.cout, positions, 2 * g.kh * g.kw * words);
+            let k = gpu.kernel_with(&shaders::PACKED_CONV_TILED, "bitplane", &t.constants())?;
+            (k, Grid::Groups(tiles(&t, g.cout, positions)))
+        }
+    };
+    Dispatch::new(gpu, &k, label, &p, &k.bound(&tensors), grid, cost)
+}
+
+/// The activations ternary(x·act_scale + act_shift) as bit-planes (bit c % 32 of word c / 32)
+/// for a convolution with zero padding `pad`, laid out as `activation_planes` says, from `x`
+/// `interleaved` (`batch` images, the planes' images past it zero).
+#[allow(clippy::too_many_arguments)]
+pub fn pack_activations(
+    gpu: &Gpu,
+    label: &str,
+    x: &Tensor,
+    batch: usize,
+    act_scale: &Tensor,
+    act_shift: &Tensor,
+    pad: usize,
+    act_pos: &Tensor,
+    act_neg: &Tensor,
+) -> Result<Dispatch> {
+    let label = format!("{label}/pack_activations");
+    let &[c, h, w, n4] = x.shape() else {
+        return Err(GpuError::Invalid { label, what: format!("input {:?} is not 4-D", x.shape()) });
+    };
+    let mut p = act_params(&label, &[batch, c, h, w])?;
+    p.shape.pad = crate::ops::u32_of(&label, "pad", pad)?;
+    expect_shape(&label, x, &interleaved([batch, c, h, w]))?;
+    let words = [(h + 2 * pad) * (w + 2 * pad), c.div_ceil(32), n4];
+    expect_shape(&label, act_scale, &[c])?;
+    expect_shape(&label, act_shift, &[c])?;
+    expect_shape(&label, act_pos, &words)?;
+    expect_shape(&label, act_neg, &words)?;
+    let k = gpu.kernel(&shaders::PACKED_CONV, "pack_activations")?;
+    let cost = Cost::new(3 * x.numel() as u64, f32_bytes(x.numel()) + 8 * act_pos.numel() as u64);
+    let tensors = [
+        ("x4", x),
+        ("act_scale", act_scale),
+        ("act_shift", act_shift),
+        ("act_pos", act_pos),
+        ("act_neg", act_neg),
+    ];
+    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(act_pos.numel() as u64 / 4), cost)
+}
+
+/// `y` = `x` [n, c, h, w] `interleaved` (images innermost, zeros past n).
+pub fn interleave(gpu: &Gpu, label: &str, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
+    relayout(gpu, label, "interleave", (x, "x"), (y, "y4"), x)
+}
+
+/// `y` [n, c, h, w] from `x` `interleaved`.
+pub fn deinterleave(gpu: &Gpu, label: &str, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
+    relayout(gpu, label, "deinterleave", (x, "x4"), (y, "y"), y)
+}
+
+/// `entry` copying `src` to `dst` between [n, c, h, w] (`nchw`, one of the two) and its
+/// `interleaved` layout, one invocation per 4 images.
+fn relayout(
+    gpu: &Gpu,
+    label: &str,
+    entry: &str,
+    (src, src_binding): (&Tensor, &str),
+    (dst, dst_binding): (&Tensor, &str),
+    nchw: &Tensor,
+) -> Result<Dispatch> {
+    let label = format!("{label}/{entry}");
+    let s = shape4(&label, nchw)?;
+    let other = if std::ptr::eq(nchw, src) { dst } else { src };
+    expect_shape(&label, other, &interleaved(s))?;
+    let k = gpu.kernel(&shaders::PACKED_CONV, entry)?;
+    let cost = Cost::new(0, f32_bytes(src.numel() + dst.numel()));
+    let p = act_params(&label, &s)?;
+    let threads = Grid::Threads(other.numel() as u64 / 4);
+    Dispatch::new(gpu, &k, label, &p, &[(src_binding, src), (dst_binding, dst)], threads, cost)
+}
