@@ -252,7 +252,10 @@ pub fn load_runner(gpu: &Gpu, path: &Path, batch: usize) -> Result<(Runner, Meta
 /// A packed model's bytes, checked and built for `batch`; `path` names it in errors.
 fn packed_runner(gpu: &Gpu, bytes: &[u8], path: &Path, batch: usize) -> Result<(Runner, Meta)> {
     let packed = crate::packed::PackedModel::from_bytes(bytes, path)?;
-    let graph = packed.graph(gpu, batch).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    // Ternary activations run on bit-planes, which fill 4 images per word load: from 4 images
+    // per batch on they are the faster path.
+    let graph =
+        packed.graph_with(gpu, batch, batch >= 4).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     check_outputs(gpu, &graph.input, &graph.logits, &graph.forward, &packed.meta, path)?;
     Ok((Runner::Packed(Box::new(graph)), packed.meta))
 }

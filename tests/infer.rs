@@ -303,10 +303,19 @@ fn ternary_activation_resnet_packed_and_bitplane_paths_match() {
                 1e-4,
             );
         }
-        // And through the file.
+        // And through the file: what `tern classify` runs uses bit-planes from 4 images a batch.
         let tmp = tempfile::tempdir().unwrap();
-        packed.save(&tmp.path().join("m.safetensors")).unwrap();
-        assert_eq!(PackedModel::load(&tmp.path().join("m.safetensors")).unwrap().layers, packed.layers);
+        let path = tmp.path().join("m.safetensors");
+        packed.save(&path).unwrap();
+        assert_eq!(PackedModel::load(&path).unwrap().layers, packed.layers);
+        for (runner_batch, bitplanes) in [(3, false), (4, true)] {
+            let (runner, _) = tern::internals::infer::load_runner(gpu, &path, runner_batch).unwrap();
+            let tern::internals::infer::Runner::Packed(g) = &runner else { panic!("not packed") };
+            let uses_bitplanes = g.forward.dispatches.iter().any(|d| d.kernel.name == "packed_conv/bitplane");
+            assert_eq!(uses_bitplanes, bitplanes && quant != QuantKind::Fp, "{quant:?} batch {runner_batch}");
+            let got = check::to_f64(&runner.logits(gpu, &images, batch).unwrap());
+            assert_close_to_scale(&format!("classify {quant:?} batch {runner_batch}"), &got, &want, 1e-4);
+        }
     }
 }
 
