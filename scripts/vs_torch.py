@@ -176,7 +176,8 @@ def main():
             results[name]["tern"].append(t())
             results[name]["pytorch"].append(pt())
         for b, v in tern_bitplane(tern, args.steps).items():
-            bitplane[b].append(v)
+            if b in bitplane:
+                bitplane[b].append(v)
     ceilings, cpu = roofline(tern), cpu_peak()
     print(f"\n{cpu['cpu']}, {cpu['cores']} cores at {cpu['mhz']:.0f} MHz; tern on "
           f"{run([tern, 'devices']).splitlines()[0].split(': ', 1)[1].split(' [')[0]}; PyTorch "

@@ -259,7 +259,7 @@ pub fn profiler_bench(gpu: &Gpu, steps: usize) -> Result<()> {
 }
 
 /// STTN's ResNet with ternary activations, packed: activations as floats through the `ternary`
-/// kernel vs bit-planes through the popcount `bitplane` kernel, images/s at batch 1, 32 and 128.
+/// kernel vs bit-planes through the popcount `bitplane` kernel, images/s at batch 1, 4, 32 and 128.
 fn bitplane_bench(gpu: &Gpu, arch: crate::nn::Arch, reps: usize) -> Result<()> {
     use crate::checkpoint::Meta;
     use crate::nn::{Activation, Model, ModelSpec};
@@ -285,7 +285,7 @@ fn bitplane_bench(gpu: &Gpu, arch: crate::nn::Arch, reps: usize) -> Result<()> {
         gpu.describe()
     )?;
     outln!("{:>6} {:>18} {:>18} {:>10}", "batch", "float activations", "bit-planes", "ratio")?;
-    for batch in [1, 32, 128] {
+    for batch in [1, 4, 32, 128] {
         let float = images_per_second(gpu, &packed.graph_with(gpu, batch, false)?.forward, batch, reps)?;
         let bits = images_per_second(gpu, &packed.graph_with(gpu, batch, true)?.forward, batch, reps)?;
         outln!("{batch:>6} {float:>18.1} {bits:>18.1} {:>9.2}x", bits / float)?;
