@@ -1,4 +1,4 @@
-// import: packed_bits.wgsl
+// import: packed_bits.wgsl bitplane.wgsl
 // packed_conv.wgsl — inference convolution straight from bit-packed ternary weights, with the
 // folded batch norm, the residual add and ReLU fused into the epilogue. NCHW.
 //
@@ -64,6 +64,9 @@
 // and runs PLANE_ROWS × 4 outputs' popcounts on them. Each (channel, image) keeps one i32: the
 // Wp count in the low 16 bits, the Wn count above (|count| ≤ cin·kh·kw < 2^15, which the host
 // checks), halving the accumulators.
+// The counts, the invocation's item and the epilogue are bitplane.wgsl's, shared with
+// bitplane_lanes.wgsl (the same kernel for the 3×3 convolutions on adapters with 8-lane
+// subgroups, loading the group's weights once per subgroup).
 
 struct PackedConvParams {
     n: u32, cin: u32, h: u32, w: u32,
@@ -378,71 +381,13 @@ fn pack_activations(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) n
     act_neg[i] = minus;
 }
 
-const PLANE_ROWS: u32 = 8u;
-
-// Wn = Wp (STTN's scales; the host binds one tensor for both): one signed count per output,
-// half the popcounts: (w⁺&a⁺)|(w⁻&a⁻) are the +1 products, (w⁺&a⁻)|(w⁻&a⁺) the −1 products.
-override SYMMETRIC: bool = false;
-
-// One weight word pair (W+, W−) against the 4 images' activation words: the Wp count in the
-// low 16 bits, the Wn count above (or, SYMMETRIC, the one signed count).
-fn counts(wpos: u32, wneg: u32, ap: vec4u, an: vec4u) -> vec4i {
-    let wp4 = vec4u(wpos);
-    let wn4 = vec4u(wneg);
-    if (SYMMETRIC) {
-        return vec4i(countOneBits((wp4 & ap) | (wn4 & an))) - vec4i(countOneBits((wp4 & an) | (wn4 & ap)));
-    }
-    let sp = vec4i(countOneBits(wp4 & ap)) - vec4i(countOneBits(wp4 & an));
-    let sn = vec4i(countOneBits(wn4 & ap)) - vec4i(countOneBits(wn4 & an));
-    return sp + (sn << vec4u(16u));
-}
-
-// Output channel co0 + m of the quad's 4 images at output pixel (row, column) `rc` from their
-// packed counts, images innermost.
-fn store_images(co0: u32, quad: u32, rc: vec2u, live: bool, m: u32, acc: vec4i) {
-    let co = co0 + m;
-    if (!live || co >= p.cout) { return; }
-    let quads = (p.n + 3u) / 4u;
-    var v = unpack(co0, m, acc) * scale[co] + shift[co];
-    if (has_residual(co)) {
-        let r = rc * p.res_stride;
-        v += res4[(((co - p.res_pad_c) * p.res_h + r.x) * p.res_w + r.y) * quads + quad];
-    }
-    let at = ((co * p.oh + rc.x) * p.ow + rc.y) * quads + quad;
-    if (p.accumulate == 1u) { v += y4[at]; }
-    if (p.relu == 1u) { v = max(v, vec4f(0.0)); }
-    y4[at] = v;
-}
-
-// Wp · (Wp count) − Wn · (Wn count) of output channel co0 + m from its packed counts.
-fn unpack(co0: u32, m: u32, acc: vec4i) -> vec4f {
-    let c = min(co0 + m, p.cout - 1u) * p.per_channel;
-    if (SYMMETRIC) { return wp[c] * vec4f(acc); }
-    let sp = (acc << vec4u(16u)) >> vec4u(16u);
-    let sn = (acc - sp) >> vec4u(16u);
-    return wp[c] * vec4f(sp) - wn[c] * vec4f(sn);
-}
-
 @compute @workgroup_size(WG)
 fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32) {
-    let group = wg.y * nwg.x + wg.x;
-    let out_hw = p.oh * p.ow;
+    let it = plane_item(wg, nwg, li, WG);
+    if (it.co0 >= p.cout) { return; }
     let quads = (p.n + 3u) / 4u;
-    let items = out_hw * quads;
-    let item_groups = (items + WG - 1u) / WG;
-    let co0 = (group / item_groups) * PLANE_ROWS;
-    if (co0 >= p.cout) { return; }
-    // This invocation's output pixel and its quad of 4 images (one vec4 of every word).
-    let item = min((group % item_groups) * WG + li, items - 1u);
-    let pixel = item / quads;
-    let quad = item % quads;
     let pw = p.w + 2u * p.pad;
-    let rc = vec2u(pixel / p.ow, pixel % p.ow);
-    // The window's top-left pixel in the padded planes.
-    let corner = rc.x * p.stride * pw + rc.y * p.stride;
-    let kk = p.kh * p.kw;
-    let taps = kk * p.words;
     var acc0 = vec4i(0);
     var acc1 = vec4i(0);
     var acc2 = vec4i(0);
@@ -452,10 +397,10 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     var acc6 = vec4i(0);
     var acc7 = vec4i(0);
     // The group's weight words at (tap, word), two vec4 per plane.
-    var wi = (co0 / PLANE_ROWS) * taps * 2u;
+    var wi = (it.co0 / PLANE_ROWS) * p.kh * p.kw * p.words * 2u;
     for (var di = 0u; di < p.kh; di++) {
         for (var dj = 0u; dj < p.kw; dj++) {
-            var at = (corner + di * pw + dj) * p.words * quads + quad;
+            var at = (it.corner + di * pw + dj) * p.words * quads + it.quad;
             for (var word = 0u; word < p.words; word++) {
                 let ap = act_pos[at];
                 let an = act_neg[at];
@@ -476,13 +421,19 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
             }
         }
     }
-    let live = (group % item_groups) * WG + li < items;
-    store_images(co0, quad, rc, live, 0u, acc0);
-    store_images(co0, quad, rc, live, 1u, acc1);
-    store_images(co0, quad, rc, live, 2u, acc2);
-    store_images(co0, quad, rc, live, 3u, acc3);
-    store_images(co0, quad, rc, live, 4u, acc4);
-    store_images(co0, quad, rc, live, 5u, acc5);
-    store_images(co0, quad, rc, live, 6u, acc6);
-    store_images(co0, quad, rc, live, 7u, acc7);
+    let co0 = it.co0;
+    let quad = it.quad;
+    let rc = it.rc;
+    let live = it.live;
+    let residual = p.residual == 1u;
+    let accumulate = p.accumulate == 1u;
+    let relu = p.relu == 1u;
+    store_images(co0, quad, rc, live, acc0, channel_terms(co0), residual, accumulate, relu);
+    store_images(co0 + 1u, quad, rc, live, acc1, channel_terms(co0 + 1u), residual, accumulate, relu);
+    store_images(co0 + 2u, quad, rc, live, acc2, channel_terms(co0 + 2u), residual, accumulate, relu);
+    store_images(co0 + 3u, quad, rc, live, acc3, channel_terms(co0 + 3u), residual, accumulate, relu);
+    store_images(co0 + 4u, quad, rc, live, acc4, channel_terms(co0 + 4u), residual, accumulate, relu);
+    store_images(co0 + 5u, quad, rc, live, acc5, channel_terms(co0 + 5u), residual, accumulate, relu);
+    store_images(co0 + 6u, quad, rc, live, acc6, channel_terms(co0 + 6u), residual, accumulate, relu);
+    store_images(co0 + 7u, quad, rc, live, acc7, channel_terms(co0 + 7u), residual, accumulate, relu);
 }

@@ -141,7 +141,7 @@ fn conv(
 
 pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
     Cases::each(gpu, "bitplane", shapes, |c, s, g| {
-        c.family_path();
+        c.path(crate::ops::conv2d::path(gpu, g));
         let seed = 800 + 10 * s as u64;
         let (a, [xi, at, apos, aneg]) = activations(c, g, seed)?;
         let codes = codes(g.weight_shape().iter().product(), seed + 3);

@@ -2,7 +2,8 @@
 //! 32-channel words, convolved with the weights' planes by AND + popcount, the units' float
 //! tensors interleaved (images innermost) between them. The kernels are entry points of
 //! shaders/packed_conv.wgsl (`pack_activations`, `bitplane`, `interleave`, `deinterleave`; they
-//! share its parameters and epilogue) and `bitplane` of shaders/packed_conv_tiled.wgsl for the
+//! share its parameters and epilogue), `bitplane` of shaders/bitplane_lanes.wgsl (the 3×3
+//! convolutions on adapters with 8-lane subgroups) and of shaders/packed_conv_tiled.wgsl for the
 //! tiled family.
 
 use super::conv2d::{Conv2dGeom, tiles};
@@ -85,8 +86,13 @@ pub fn forward(
     };
     let (k, grid) = match gpu.family() {
         Family::Blocked => {
-            let k =
-                gpu.kernel_with(&shaders::PACKED_CONV, "bitplane", &[("SYMMETRIC", f64::from(symmetric))])?;
+            let counts = ("SYMMETRIC", f64::from(symmetric));
+            let k = if lanes(gpu, g, e) {
+                let epilogue = [("RESIDUAL", f64::from(e.residual.is_some())), ("RELU", f64::from(e.relu))];
+                gpu.kernel_with(&shaders::BITPLANE_LANES, "bitplane", &[counts, epilogue[0], epilogue[1]])?
+            } else {
+                gpu.kernel_with(&shaders::PACKED_CONV, "bitplane", &[counts])?
+            };
             let items = g.oh() * g.ow() * g.n.div_ceil(4);
             let groups = items.div_ceil(k.invocations_per_group() as usize) * g.cout.div_ceil(PLANE_ROWS);
             (k, Grid::Groups(groups as u64))
@@ -99,6 +105,13 @@ pub fn forward(
         }
     };
     Dispatch::new(gpu, &k, label, &p, &k.bound(&tensors), grid, cost)
+}
+
+/// Whether convolution `g` with epilogue `e` runs through shaders/bitplane_lanes.wgsl (weight
+/// words and per-channel terms shared by subgroup broadcasts): the 3×3 convolutions of
+/// `conv2d::lanes`, at inference (no accumulation).
+pub fn lanes(gpu: &Gpu, g: &Conv2dGeom, e: &Epilogue) -> bool {
+    super::conv2d::lanes(gpu, g) && !e.accumulate
 }
 
 /// The activations ternary(x·act_scale + act_shift) as bit-planes (bit c % 32 of word c / 32)

@@ -1,0 +1,106 @@
+// import: bitplane.wgsl
+// bitplane_lanes.wgsl — the popcount convolution of packed_conv.wgsl's `bitplane` entry point
+// (same bindings, parameters, layouts and results) on adapters whose subgroups have at least 8
+// lanes: the blocked family's fast path on CPU drivers (llvmpipe), for the 3×3 convolutions.
+//
+// Bindings (group 0), as packed_conv.wgsl:
+//   0 p          uniform  PackedConvParams (the same struct as packed_conv.wgsl)
+//   4 wp         storage read  [1] or [cout] (p.per_channel)
+//   5 wn         storage read  [1] or [cout]
+//   7 scale      storage read  [cout]  folded batch norm: γ / √(var + ε)
+//   8 shift      storage read  [cout]  β − mean · scale
+//   13 act_pos   storage read  [(h+2·pad)·(w+2·pad), words, n4] as vec4: activation planes (+1)
+//   14 act_neg   storage read  the same for −1
+//   15 weight_pos storage read  weight planes [rows / 8, kh·kw, words, 8], read as u32 here
+//   16 weight_neg storage read  the same for −Wn
+//   18 res4      storage read  [res_c, res_h, res_w, n4] as vec4: the residual (RESIDUAL = 1)
+//   19 y4        storage read_write  [cout, oh, ow, n4] as vec4: the output
+//
+// Mapping: packed_conv.wgsl's (PLANE_ROWS output channels per workgroup, one output pixel and
+// 4 images per invocation). On a CPU driver a load whose address differs between invocations
+// costs one scalar access per invocation and component; the weight words and the epilogue's
+// per-channel terms are the same for the whole workgroup, so lane l of each subgroup loads
+// those of output channel co0 + l alone and subgroupBroadcast hands them to every lane.
+// The epilogue's residual and ReLU are pipeline constants (llvmpipe runs both sides of an `if`
+// on a uniform); accumulation (training) is packed_conv.wgsl's.
+
+override WG: u32 = 64u;
+override RESIDUAL: u32 = 0u;
+override RELU: u32 = 0u;
+
+struct PackedConvParams {
+    n: u32, cin: u32, h: u32, w: u32,
+    cout: u32, oh: u32, ow: u32, kh: u32,
+    kw: u32, stride: u32, pad: u32, per_channel: u32,
+    relu: u32, residual: u32, res_c: u32, res_h: u32,
+    res_w: u32, res_stride: u32, res_pad_c: u32, words: u32,
+    accumulate: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: PackedConvParams;
+@group(0) @binding(4) var<storage, read> wp: array<f32>;
+@group(0) @binding(5) var<storage, read> wn: array<f32>;
+@group(0) @binding(7) var<storage, read> scale: array<f32>;
+@group(0) @binding(8) var<storage, read> shift: array<f32>;
+@group(0) @binding(13) var<storage, read> act_pos: array<vec4u>;
+@group(0) @binding(14) var<storage, read> act_neg: array<vec4u>;
+@group(0) @binding(15) var<storage, read> weight_pos: array<u32>;
+@group(0) @binding(16) var<storage, read> weight_neg: array<u32>;
+@group(0) @binding(18) var<storage, read> res4: array<vec4f>;
+@group(0) @binding(19) var<storage, read_write> y4: array<vec4f>;
+
+@compute @workgroup_size(WG)
+fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+            @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sub: u32) {
+    let it = plane_item(wg, nwg, li, WG);
+    if (it.co0 >= p.cout) { return; }
+    let lane = sub % PLANE_ROWS;
+    let quads = (p.n + 3u) / 4u;
+    let pw = p.w + 2u * p.pad;
+    var acc0 = vec4i(0);
+    var acc1 = vec4i(0);
+    var acc2 = vec4i(0);
+    var acc3 = vec4i(0);
+    var acc4 = vec4i(0);
+    var acc5 = vec4i(0);
+    var acc6 = vec4i(0);
+    var acc7 = vec4i(0);
+    // This lane's channel's weight word at (tap, word).
+    var wi = (it.co0 / PLANE_ROWS) * p.kh * p.kw * p.words * PLANE_ROWS + lane;
+    for (var di = 0u; di < p.kh; di++) {
+        for (var dj = 0u; dj < p.kw; dj++) {
+            var at = (it.corner + di * pw + dj) * p.words * quads + it.quad;
+            for (var word = 0u; word < p.words; word++) {
+                let ap = act_pos[at];
+                let an = act_neg[at];
+                at += quads;
+                let wpos = weight_pos[wi];
+                let wneg = weight_neg[wi];
+                wi += PLANE_ROWS;
+                acc0 += counts(subgroupBroadcast(wpos, 0u), subgroupBroadcast(wneg, 0u), ap, an);
+                acc1 += counts(subgroupBroadcast(wpos, 1u), subgroupBroadcast(wneg, 1u), ap, an);
+                acc2 += counts(subgroupBroadcast(wpos, 2u), subgroupBroadcast(wneg, 2u), ap, an);
+                acc3 += counts(subgroupBroadcast(wpos, 3u), subgroupBroadcast(wneg, 3u), ap, an);
+                acc4 += counts(subgroupBroadcast(wpos, 4u), subgroupBroadcast(wneg, 4u), ap, an);
+                acc5 += counts(subgroupBroadcast(wpos, 5u), subgroupBroadcast(wneg, 5u), ap, an);
+                acc6 += counts(subgroupBroadcast(wpos, 6u), subgroupBroadcast(wneg, 6u), ap, an);
+                acc7 += counts(subgroupBroadcast(wpos, 7u), subgroupBroadcast(wneg, 7u), ap, an);
+            }
+        }
+    }
+    let k = channel_terms(it.co0 + lane);
+    let co0 = it.co0;
+    let quad = it.quad;
+    let rc = it.rc;
+    let live = it.live;
+    let residual = RESIDUAL == 1u;
+    let relu = RELU == 1u;
+    store_images(co0, quad, rc, live, acc0, subgroupBroadcast(k, 0u), residual, false, relu);
+    store_images(co0 + 1u, quad, rc, live, acc1, subgroupBroadcast(k, 1u), residual, false, relu);
+    store_images(co0 + 2u, quad, rc, live, acc2, subgroupBroadcast(k, 2u), residual, false, relu);
+    store_images(co0 + 3u, quad, rc, live, acc3, subgroupBroadcast(k, 3u), residual, false, relu);
+    store_images(co0 + 4u, quad, rc, live, acc4, subgroupBroadcast(k, 4u), residual, false, relu);
+    store_images(co0 + 5u, quad, rc, live, acc5, subgroupBroadcast(k, 5u), residual, false, relu);
+    store_images(co0 + 6u, quad, rc, live, acc6, subgroupBroadcast(k, 6u), residual, false, relu);
+    store_images(co0 + 7u, quad, rc, live, acc7, subgroupBroadcast(k, 7u), residual, false, relu);
+}
