@@ -11,13 +11,13 @@ const PLANE_ROWS: u32 = 8u;
 // half the popcounts: (w⁺&a⁺)|(w⁻&a⁻) are the +1 products, (w⁺&a⁻)|(w⁻&a⁺) the −1 products.
 override SYMMETRIC: bool = false;
 
-// An invocation's work: PLANE_ROWS output channels from co0 (the same for the whole workgroup)
+// An invocation's work: `block` output channels from co0 (the same for the whole workgroup)
 // at output pixel (row, column) `rc` for one quad of 4 images (one vec4 of every word), the
 // window's top-left pixel `corner` in the padded planes; invocations past the last item repeat
 // it without storing (`live` false); `size` invocations per workgroup.
 struct PlaneItem { co0: u32, quad: u32, rc: vec2u, corner: u32, live: bool }
 
-fn plane_item(wg: vec3u, nwg: vec3u, li: u32, size: u32) -> PlaneItem {
+fn plane_item(wg: vec3u, nwg: vec3u, li: u32, size: u32, block: u32) -> PlaneItem {
     let group = wg.y * nwg.x + wg.x;
     let quads = (p.n + 3u) / 4u;
     let items = p.oh * p.ow * quads;
@@ -27,7 +27,7 @@ fn plane_item(wg: vec3u, nwg: vec3u, li: u32, size: u32) -> PlaneItem {
     let pixel = item / quads;
     let rc = vec2u(pixel / p.ow, pixel % p.ow);
     let corner = rc.x * p.stride * (p.w + 2u * p.pad) + rc.y * p.stride;
-    return PlaneItem((group / item_groups) * PLANE_ROWS, item % quads, rc, corner, unclamped < items);
+    return PlaneItem((group / item_groups) * block, item % quads, rc, corner, unclamped < items);
 }
 
 // One weight word pair (W+, W−) against the 4 images' activation words: the Wp count in the

@@ -16,8 +16,9 @@
 //   18 res4      storage read  [res_c, res_h, res_w, n4] as vec4: the residual (RESIDUAL = 1)
 //   19 y4        storage read_write  [cout, oh, ow, n4] as vec4: the output
 //
-// Mapping: packed_conv.wgsl's (PLANE_ROWS output channels per workgroup, one output pixel and
-// 4 images per invocation). On a CPU driver a load whose address differs between invocations
+// Mapping: packed_conv.wgsl's (one output pixel and 4 images per invocation), with BLOCK_CH
+// output channels per workgroup: 16 (two groups of the weight planes, each activation word
+// loaded once for both) where the layer has more than 8, else 8. On a CPU driver a load whose address differs between invocations
 // costs one scalar access per invocation and component; the weight words and the epilogue's
 // per-channel terms are the same for the whole workgroup, so lane l of each subgroup loads
 // those of output channel co0 + l alone and subgroupBroadcast hands them to every lane.
@@ -27,6 +28,7 @@
 override WG: u32 = 64u;
 override RESIDUAL: u32 = 0u;
 override RELU: u32 = 0u;
+override BLOCK_CH: u32 = 16u;
 
 struct PackedConvParams {
     n: u32, cin: u32, h: u32, w: u32,
@@ -52,7 +54,7 @@ struct PackedConvParams {
 @compute @workgroup_size(WG)
 fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sub: u32) {
-    let it = plane_item(wg, nwg, li, WG);
+    let it = plane_item(wg, nwg, li, WG, BLOCK_CH);
     if (it.co0 >= p.cout) { return; }
     let lane = sub % PLANE_ROWS;
     let quads = (p.n + 3u) / 4u;
@@ -65,8 +67,20 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     var acc5 = vec4i(0);
     var acc6 = vec4i(0);
     var acc7 = vec4i(0);
+    var acc8 = vec4i(0);
+    var acc9 = vec4i(0);
+    var acc10 = vec4i(0);
+    var acc11 = vec4i(0);
+    var acc12 = vec4i(0);
+    var acc13 = vec4i(0);
+    var acc14 = vec4i(0);
+    var acc15 = vec4i(0);
+    // Rows co0 + 8 .. co0 + 15 are the next group of the weight planes; where they do not
+    // exist the lanes reread the first group (in bounds) and the epilogue stores nothing.
+    let taps = p.kh * p.kw * p.words;
+    let upper = select(0u, taps * PLANE_ROWS, BLOCK_CH == 16u && it.co0 + PLANE_ROWS < p.cout);
     // This lane's channel's weight word at (tap, word).
-    var wi = (it.co0 / PLANE_ROWS) * p.kh * p.kw * p.words * PLANE_ROWS + lane;
+    var wi = (it.co0 / PLANE_ROWS) * taps * PLANE_ROWS + lane;
     for (var di = 0u; di < p.kh; di++) {
         for (var dj = 0u; dj < p.kw; dj++) {
             var at = (it.corner + di * pw + dj) * p.words * quads + it.quad;
@@ -76,6 +90,8 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
                 at += quads;
                 let wpos = weight_pos[wi];
                 let wneg = weight_neg[wi];
+                let upos = weight_pos[wi + upper];
+                let uneg = weight_neg[wi + upper];
                 wi += PLANE_ROWS;
                 acc0 += counts(subgroupBroadcast(wpos, 0u), subgroupBroadcast(wneg, 0u), ap, an);
                 acc1 += counts(subgroupBroadcast(wpos, 1u), subgroupBroadcast(wneg, 1u), ap, an);
@@ -85,6 +101,16 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
                 acc5 += counts(subgroupBroadcast(wpos, 5u), subgroupBroadcast(wneg, 5u), ap, an);
                 acc6 += counts(subgroupBroadcast(wpos, 6u), subgroupBroadcast(wneg, 6u), ap, an);
                 acc7 += counts(subgroupBroadcast(wpos, 7u), subgroupBroadcast(wneg, 7u), ap, an);
+                if (BLOCK_CH == 16u) {
+                    acc8 += counts(subgroupBroadcast(upos, 0u), subgroupBroadcast(uneg, 0u), ap, an);
+                    acc9 += counts(subgroupBroadcast(upos, 1u), subgroupBroadcast(uneg, 1u), ap, an);
+                    acc10 += counts(subgroupBroadcast(upos, 2u), subgroupBroadcast(uneg, 2u), ap, an);
+                    acc11 += counts(subgroupBroadcast(upos, 3u), subgroupBroadcast(uneg, 3u), ap, an);
+                    acc12 += counts(subgroupBroadcast(upos, 4u), subgroupBroadcast(uneg, 4u), ap, an);
+                    acc13 += counts(subgroupBroadcast(upos, 5u), subgroupBroadcast(uneg, 5u), ap, an);
+                    acc14 += counts(subgroupBroadcast(upos, 6u), subgroupBroadcast(uneg, 6u), ap, an);
+                    acc15 += counts(subgroupBroadcast(upos, 7u), subgroupBroadcast(uneg, 7u), ap, an);
+                }
             }
         }
     }
@@ -103,4 +129,15 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     store_images(co0 + 5u, quad, rc, live, acc5, subgroupBroadcast(k, 5u), residual, false, relu);
     store_images(co0 + 6u, quad, rc, live, acc6, subgroupBroadcast(k, 6u), residual, false, relu);
     store_images(co0 + 7u, quad, rc, live, acc7, subgroupBroadcast(k, 7u), residual, false, relu);
+    if (BLOCK_CH == 16u) {
+        let k8 = channel_terms(co0 + PLANE_ROWS + lane);
+        store_images(co0 + 8u, quad, rc, live, acc8, subgroupBroadcast(k8, 0u), residual, false, relu);
+        store_images(co0 + 9u, quad, rc, live, acc9, subgroupBroadcast(k8, 1u), residual, false, relu);
+        store_images(co0 + 10u, quad, rc, live, acc10, subgroupBroadcast(k8, 2u), residual, false, relu);
+        store_images(co0 + 11u, quad, rc, live, acc11, subgroupBroadcast(k8, 3u), residual, false, relu);
+        store_images(co0 + 12u, quad, rc, live, acc12, subgroupBroadcast(k8, 4u), residual, false, relu);
+        store_images(co0 + 13u, quad, rc, live, acc13, subgroupBroadcast(k8, 5u), residual, false, relu);
+        store_images(co0 + 14u, quad, rc, live, acc14, subgroupBroadcast(k8, 6u), residual, false, relu);
+        store_images(co0 + 15u, quad, rc, live, acc15, subgroupBroadcast(k8, 7u), residual, false, relu);
+    }
 }

@@ -87,14 +87,20 @@ pub fn forward(
     let (k, grid) = match gpu.family() {
         Family::Blocked => {
             let counts = ("SYMMETRIC", f64::from(symmetric));
-            let k = if lanes(gpu, g, e) {
-                let epilogue = [("RESIDUAL", f64::from(e.residual.is_some())), ("RELU", f64::from(e.relu))];
-                gpu.kernel_with(&shaders::BITPLANE_LANES, "bitplane", &[counts, epilogue[0], epilogue[1]])?
+            let (k, block) = if lanes(gpu, g, e) {
+                let block = if g.cout > PLANE_ROWS { 2 * PLANE_ROWS } else { PLANE_ROWS };
+                let constants = [
+                    counts,
+                    ("RESIDUAL", f64::from(e.residual.is_some())),
+                    ("RELU", f64::from(e.relu)),
+                    ("BLOCK_CH", block as f64),
+                ];
+                (gpu.kernel_with(&shaders::BITPLANE_LANES, "bitplane", &constants)?, block)
             } else {
-                gpu.kernel_with(&shaders::PACKED_CONV, "bitplane", &[counts])?
+                (gpu.kernel_with(&shaders::PACKED_CONV, "bitplane", &[counts])?, PLANE_ROWS)
             };
             let items = g.oh() * g.ow() * g.n.div_ceil(4);
-            let groups = items.div_ceil(k.invocations_per_group() as usize) * g.cout.div_ceil(PLANE_ROWS);
+            let groups = items.div_ceil(k.invocations_per_group() as usize) * g.cout.div_ceil(block);
             (k, Grid::Groups(groups as u64))
         }
         Family::Tiled => {
