@@ -103,6 +103,17 @@ impl Uploaded {
             None => PackedWeights::Ternary { pos: &self.pos, neg: &self.neg, wp: &self.wp, wn: &self.wn },
         }
     }
+
+    /// An STTN unit's epilogue: its folded batch norm, plus the shortcut of its input `x`.
+    fn unit_epilogue<'t>(&'t self, x: &'t Tensor, stride: usize) -> Epilogue<'t> {
+        Epilogue {
+            scale: &self.scale,
+            shift: &self.shift,
+            relu: false,
+            residual: Some((x, stride)),
+            accumulate: false,
+        }
+    }
 }
 
 impl<'a> PackedBuilder<'a> {
@@ -131,6 +142,12 @@ impl<'a> PackedBuilder<'a> {
     }
 
     fn upload(&self, name: &str) -> Result<(Uploaded, &'a PackedLayer)> {
+        self.upload_as(name, false)
+    }
+
+    /// A layer's tensors; with `planes`, a ternary convolution's masks as the popcount kernel's
+    /// weight planes (`super::weight_planes`) instead of the packed kernels' tap-major masks.
+    fn upload_as(&self, name: &str, planes: bool) -> Result<(Uploaded, &'a PackedLayer)> {
         let g = self.gpu;
         let l = self
             .model
@@ -147,9 +164,23 @@ impl<'a> PackedBuilder<'a> {
                     true => wp_t.clone(),
                     false => g.tensor_from(&format!("{name}.wn"), &[wn.len()], wn)?,
                 };
+                let conv = match planes {
+                    true => Some(
+                        <[usize; 4]>::try_from(&l.shape[..])
+                            .with_context(|| format!("layer '{name}' is not a convolution"))?,
+                    ),
+                    false => None,
+                };
+                let [pos, neg] = [("pos", pos), ("neg", neg)].map(|(which, mask)| match conv {
+                    Some(shape) => {
+                        let planes = super::weight_planes(mask, shape);
+                        g.tensor_u32(&format!("{name}.{which}_planes"), &[planes.len()], &planes)
+                    }
+                    None => g.tensor_u32(&format!("{name}.{which}"), &[mask.len()], mask),
+                });
                 Uploaded {
-                    pos: g.tensor_u32(&format!("{name}.pos"), &[pos.len()], pos)?,
-                    neg: g.tensor_u32(&format!("{name}.neg"), &[neg.len()], neg)?,
+                    pos: pos?,
+                    neg: neg?,
                     wp: wp_t,
                     wn: wn_t,
                     weight: None,
@@ -192,35 +223,18 @@ impl<'a> PackedBuilder<'a> {
     /// its input and output are interleaved (images innermost), so consecutive units pass them
     /// on as they are.
     fn ternary_unit(&mut self, name: &str, stride: usize, x: Tensor) -> Result<Tensor> {
-        let (up, l) = self.upload(name)?;
+        let (up, l) = self.upload_as(name, self.bitplanes)?;
         let g = self.gpu;
         let (act_scale, act_shift) =
             l.act.as_ref().with_context(|| format!("layer '{name}' has no activation scale"))?;
         let act_scale = g.tensor_from(&format!("{name}.act_scale"), &[act_scale.len()], act_scale)?;
         let act_shift = g.tensor_from(&format!("{name}.act_shift"), &[act_shift.len()], act_shift)?;
-        let e = |x| Epilogue {
-            scale: &up.scale,
-            shift: &up.shift,
-            relu: false,
-            residual: Some((x, stride)),
-            accumulate: false,
-        };
-        let PackedWeightsHost::Ternary { pos, neg, .. } = &l.weights else {
-            return self.float_unit(l, stride, x, &up, [&act_scale, &act_shift]);
-        };
-        if !self.bitplanes {
+        if !self.bitplanes || up.weight.is_some() {
             return self.float_unit(l, stride, x, &up, [&act_scale, &act_shift]);
         }
         let x = self.interleave(x)?;
         let geom =
             Conv2dGeom::new(&[self.batch, l.shape[1], x.shape()[1], x.shape()[2]], &l.shape, stride, 1);
-        let shape = [l.shape[0], l.shape[1], l.shape[2], l.shape[3]];
-        let [wpos, wneg] = [("pos", pos), ("neg", neg)].map(|(which, mask)| {
-            let planes = super::weight_planes(mask, shape);
-            g.tensor_u32(&format!("{name}.{which}_planes"), &[planes.len()], &planes)
-        });
-        let (wpos, wneg) = (wpos?, wneg?);
-        let weights = PackedWeights::Ternary { pos: &wpos, neg: &wneg, wp: &up.wp, wn: &up.wn };
         let planes = ops::bitplane::activation_planes(&geom);
         let pos = g.tensor_of(&format!("{name}.act_pos"), &planes, DType::U32)?;
         let neg = g.tensor_of(&format!("{name}.act_neg"), &planes, DType::U32)?;
@@ -228,7 +242,8 @@ impl<'a> PackedBuilder<'a> {
         let pack =
             ops::bitplane::pack_activations(g, name, &x, self.batch, &act_scale, &act_shift, 1, &pos, &neg)?;
         self.forward.push(pack);
-        let conv = ops::bitplane::forward(g, name, &geom, &x, (&pos, &neg), &weights, &e(&x), &y)?;
+        let e = up.unit_epilogue(&x, stride);
+        let conv = ops::bitplane::forward(g, name, &geom, &x, (&pos, &neg), &up.weights(), &e, &y)?;
         self.forward.push(conv);
         Ok(y)
     }
@@ -246,13 +261,7 @@ impl<'a> PackedBuilder<'a> {
         let (g, name) = (self.gpu, &l.name);
         let geom = Conv2dGeom::new(x.shape(), &l.shape, stride, 1);
         let y = g.tensor(&format!("{name}.out"), &geom.output_shape())?;
-        let e = Epilogue {
-            scale: &up.scale,
-            shift: &up.shift,
-            relu: false,
-            residual: Some((&x, stride)),
-            accumulate: false,
-        };
+        let e = up.unit_epilogue(&x, stride);
         let a = g.tensor(&format!("{name}.act"), x.shape())?;
         self.forward.push(ops::packed_conv::ternary_affine(g, name, &x, act_scale, act_shift, &a)?);
         self.forward.push(ops::packed_conv::forward(g, name, &geom, &a, &up.weights(), &e, &y)?);
