@@ -53,10 +53,10 @@ fn channel_terms(co: u32) -> vec4f {
 // Output channel co of the quad's 4 images at output pixel (row, column) `rc` from their packed
 // counts and the channel's terms `k` (channel_terms), images innermost: conv·scale + shift, then
 // the residual (`residual`: option A, channels offset by res_pad_c), y's old value
-// (`accumulate`), the ReLU (`relu`).
+// (`accumulate`), the ReLU (`relu`). Returns what it stored (zeros where it stores nothing).
 fn store_images(co: u32, quad: u32, rc: vec2u, live: bool, acc: vec4i, k: vec4f,
-                residual: bool, accumulate: bool, relu: bool) {
-    if (!live || co >= p.cout) { return; }
+                residual: bool, accumulate: bool, relu: bool) -> vec4f {
+    if (!live || co >= p.cout) { return vec4f(0.0); }
     let quads = (p.n + 3u) / 4u;
     var conv: vec4f;
     if (SYMMETRIC) {
@@ -75,4 +75,5 @@ fn store_images(co: u32, quad: u32, rc: vec2u, live: bool, acc: vec4i, k: vec4f,
     if (accumulate) { v += y4[at]; }
     if (relu) { v = max(v, vec4f(0.0)); }
     y4[at] = v;
+    return v;
 }

@@ -15,6 +15,12 @@
 //   16 weight_neg storage read  the same for −Wn
 //   18 res4      storage read  [res_c, res_h, res_w, n4] as vec4: the residual (RESIDUAL = 1)
 //   19 y4        storage read_write  [cout, oh, ow, n4] as vec4: the output
+//   20 next_scale storage read  [cout]  the next unit's activation terms (NEXT ≠ 0):
+//   21 next_shift storage read  [cout]  a = ternary(y·next_scale + next_shift)
+//   22 next_pos   storage read_write  [(oh+2)·(ow+2), ⌈cout/32⌉, n4] as vec4: the next unit's
+//                                     activation planes (+1), as pack_activations writes them
+//                                     with pad 1; the border is left as it is (zeros)
+//   23 next_neg   storage read_write  the same for −1
 //
 // Mapping: packed_conv.wgsl's (one output pixel and 4 images per invocation), with BLOCK_CH
 // output channels per workgroup: 16 (two groups of the weight planes, each activation word
@@ -24,11 +30,17 @@
 // those of output channel co0 + l alone and subgroupBroadcast hands them to every lane.
 // The epilogue's residual and ReLU are pipeline constants (llvmpipe runs both sides of an `if`
 // on a uniform); accumulation (training) is packed_conv.wgsl's.
+//
+// NEXT ≠ 0: the epilogue also packs the next unit's activations, so no pack_activations runs
+// between the units. An invocation convolves the NEXT blocks of 16 channels of one 32-channel
+// word (1 for a 16-channel layer), one after the other (32 accumulators at once do not fit in
+// registers), and writes the word.
 
 override WG: u32 = 64u;
 override RESIDUAL: u32 = 0u;
 override RELU: u32 = 0u;
 override BLOCK_CH: u32 = 16u;
+override NEXT: u32 = 0u;
 
 struct PackedConvParams {
     n: u32, cin: u32, h: u32, w: u32,
@@ -50,13 +62,27 @@ struct PackedConvParams {
 @group(0) @binding(16) var<storage, read> weight_neg: array<u32>;
 @group(0) @binding(18) var<storage, read> res4: array<vec4f>;
 @group(0) @binding(19) var<storage, read_write> y4: array<vec4f>;
+@group(0) @binding(20) var<storage, read> next_scale: array<f32>;
+@group(0) @binding(21) var<storage, read> next_shift: array<f32>;
+@group(0) @binding(22) var<storage, read_write> next_pos: array<vec4u>;
+@group(0) @binding(23) var<storage, read_write> next_neg: array<vec4u>;
 
 @compute @workgroup_size(WG)
 fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sub: u32) {
-    let it = plane_item(wg, nwg, li, WG, BLOCK_CH);
+    let it = plane_item(wg, nwg, li, WG, select(BLOCK_CH, 2u * BLOCK_CH, NEXT == 2u));
     if (it.co0 >= p.cout) { return; }
     let lane = sub % PLANE_ROWS;
+    var bits: array<vec4u, 2>;
+    convolve(it, it.co0, lane, &bits);
+    // A pipeline constant: llvmpipe would run a skipped second block under an empty mask.
+    if (NEXT == 2u) { convolve(it, it.co0 + BLOCK_CH, lane, &bits); }
+    if (NEXT != 0u) { write_next(it, bits); }
+}
+
+// Output channels co0 .. co0 + BLOCK_CH − 1 of the item, through the epilogue (and, NEXT, into
+// the next unit's bits).
+fn convolve(it: PlaneItem, co0: u32, lane: u32, bits: ptr<function, array<vec4u, 2>>) {
     let quads = (p.n + 3u) / 4u;
     let pw = p.w + 2u * p.pad;
     var acc0 = vec4i(0);
@@ -78,9 +104,9 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     // Rows co0 + 8 .. co0 + 15 are the next group of the weight planes; where they do not
     // exist the lanes reread the first group (in bounds) and the epilogue stores nothing.
     let taps = p.kh * p.kw * p.words;
-    let upper = select(0u, taps * PLANE_ROWS, BLOCK_CH == 16u && it.co0 + PLANE_ROWS < p.cout);
+    let second = select(0u, taps * PLANE_ROWS, BLOCK_CH == 16u && co0 + PLANE_ROWS < p.cout);
     // This lane's channel's weight word at (tap, word).
-    var wi = (it.co0 / PLANE_ROWS) * taps * PLANE_ROWS + lane;
+    var wi = (co0 / PLANE_ROWS) * taps * PLANE_ROWS + lane;
     for (var di = 0u; di < p.kh; di++) {
         for (var dj = 0u; dj < p.kw; dj++) {
             var at = (it.corner + di * pw + dj) * p.words * quads + it.quad;
@@ -90,8 +116,8 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
                 at += quads;
                 let wpos = weight_pos[wi];
                 let wneg = weight_neg[wi];
-                let upos = weight_pos[wi + upper];
-                let uneg = weight_neg[wi + upper];
+                let upos = weight_pos[wi + second];
+                let uneg = weight_neg[wi + second];
                 wi += PLANE_ROWS;
                 acc0 += counts(subgroupBroadcast(wpos, 0u), subgroupBroadcast(wneg, 0u), ap, an);
                 acc1 += counts(subgroupBroadcast(wpos, 1u), subgroupBroadcast(wneg, 1u), ap, an);
@@ -114,30 +140,55 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
             }
         }
     }
-    let k = channel_terms(it.co0 + lane);
-    let co0 = it.co0;
-    let quad = it.quad;
-    let rc = it.rc;
-    let live = it.live;
-    let residual = RESIDUAL == 1u;
-    let relu = RELU == 1u;
-    store_images(co0, quad, rc, live, acc0, subgroupBroadcast(k, 0u), residual, false, relu);
-    store_images(co0 + 1u, quad, rc, live, acc1, subgroupBroadcast(k, 1u), residual, false, relu);
-    store_images(co0 + 2u, quad, rc, live, acc2, subgroupBroadcast(k, 2u), residual, false, relu);
-    store_images(co0 + 3u, quad, rc, live, acc3, subgroupBroadcast(k, 3u), residual, false, relu);
-    store_images(co0 + 4u, quad, rc, live, acc4, subgroupBroadcast(k, 4u), residual, false, relu);
-    store_images(co0 + 5u, quad, rc, live, acc5, subgroupBroadcast(k, 5u), residual, false, relu);
-    store_images(co0 + 6u, quad, rc, live, acc6, subgroupBroadcast(k, 6u), residual, false, relu);
-    store_images(co0 + 7u, quad, rc, live, acc7, subgroupBroadcast(k, 7u), residual, false, relu);
+    let k = channel_terms(co0 + lane);
+    let k8 = channel_terms(co0 + PLANE_ROWS + lane);
+    var nk = vec4f(0.0);
+    if (NEXT != 0u) { nk = next_terms(co0 + lane); }
+    finish(it, co0 + 0u, acc0, subgroupBroadcast(k, 0u), subgroupBroadcast(nk.xy, 0u), bits);
+    finish(it, co0 + 1u, acc1, subgroupBroadcast(k, 1u), subgroupBroadcast(nk.xy, 1u), bits);
+    finish(it, co0 + 2u, acc2, subgroupBroadcast(k, 2u), subgroupBroadcast(nk.xy, 2u), bits);
+    finish(it, co0 + 3u, acc3, subgroupBroadcast(k, 3u), subgroupBroadcast(nk.xy, 3u), bits);
+    finish(it, co0 + 4u, acc4, subgroupBroadcast(k, 4u), subgroupBroadcast(nk.xy, 4u), bits);
+    finish(it, co0 + 5u, acc5, subgroupBroadcast(k, 5u), subgroupBroadcast(nk.xy, 5u), bits);
+    finish(it, co0 + 6u, acc6, subgroupBroadcast(k, 6u), subgroupBroadcast(nk.xy, 6u), bits);
+    finish(it, co0 + 7u, acc7, subgroupBroadcast(k, 7u), subgroupBroadcast(nk.xy, 7u), bits);
     if (BLOCK_CH == 16u) {
-        let k8 = channel_terms(co0 + PLANE_ROWS + lane);
-        store_images(co0 + 8u, quad, rc, live, acc8, subgroupBroadcast(k8, 0u), residual, false, relu);
-        store_images(co0 + 9u, quad, rc, live, acc9, subgroupBroadcast(k8, 1u), residual, false, relu);
-        store_images(co0 + 10u, quad, rc, live, acc10, subgroupBroadcast(k8, 2u), residual, false, relu);
-        store_images(co0 + 11u, quad, rc, live, acc11, subgroupBroadcast(k8, 3u), residual, false, relu);
-        store_images(co0 + 12u, quad, rc, live, acc12, subgroupBroadcast(k8, 4u), residual, false, relu);
-        store_images(co0 + 13u, quad, rc, live, acc13, subgroupBroadcast(k8, 5u), residual, false, relu);
-        store_images(co0 + 14u, quad, rc, live, acc14, subgroupBroadcast(k8, 6u), residual, false, relu);
-        store_images(co0 + 15u, quad, rc, live, acc15, subgroupBroadcast(k8, 7u), residual, false, relu);
+        finish(it, co0 + 8u, acc8, subgroupBroadcast(k8, 0u), subgroupBroadcast(nk.zw, 0u), bits);
+        finish(it, co0 + 9u, acc9, subgroupBroadcast(k8, 1u), subgroupBroadcast(nk.zw, 1u), bits);
+        finish(it, co0 + 10u, acc10, subgroupBroadcast(k8, 2u), subgroupBroadcast(nk.zw, 2u), bits);
+        finish(it, co0 + 11u, acc11, subgroupBroadcast(k8, 3u), subgroupBroadcast(nk.zw, 3u), bits);
+        finish(it, co0 + 12u, acc12, subgroupBroadcast(k8, 4u), subgroupBroadcast(nk.zw, 4u), bits);
+        finish(it, co0 + 13u, acc13, subgroupBroadcast(k8, 5u), subgroupBroadcast(nk.zw, 5u), bits);
+        finish(it, co0 + 14u, acc14, subgroupBroadcast(k8, 6u), subgroupBroadcast(nk.zw, 6u), bits);
+        finish(it, co0 + 15u, acc15, subgroupBroadcast(k8, 7u), subgroupBroadcast(nk.zw, 7u), bits);
     }
+}
+
+// The next unit's activation terms of channels c (xy) and c + 8 (zw); past cout, the last's.
+fn next_terms(c: u32) -> vec4f {
+    let a = min(c, p.cout - 1u);
+    let b = min(c + PLANE_ROWS, p.cout - 1u);
+    return vec4f(next_scale[a], next_shift[a], next_scale[b], next_shift[b]);
+}
+
+// Channel co of the item through the epilogue (terms k) and, NEXT, into the next unit's bits:
+// +1 where y·s + t > 0.5, −1 below −0.5 (nk = (s, t)).
+fn finish(it: PlaneItem, co: u32, acc: vec4i, k: vec4f, nk: vec2f, bits: ptr<function, array<vec4u, 2>>) {
+    let y = store_images(co, it.quad, it.rc, it.live, acc, k, RESIDUAL == 1u, false, RELU == 1u);
+    if (NEXT != 0u && co < p.cout) {
+        let a = y * nk.x + nk.y;
+        let bit = vec4u(1u << (co % 32u));
+        (*bits)[0] |= select(vec4u(0u), bit, a > vec4f(0.5));
+        (*bits)[1] |= select(vec4u(0u), bit, a < vec4f(-0.5));
+    }
+}
+
+// The item's word of the next unit's planes, at its padded pixel (images past n zero).
+fn write_next(it: PlaneItem, bits: array<vec4u, 2>) {
+    if (!it.live) { return; }
+    let images = vec4u(it.quad * 4u) + vec4u(0u, 1u, 2u, 3u) < vec4u(p.n);
+    let pixel = (it.rc.x + 1u) * (p.ow + 2u) + it.rc.y + 1u;
+    let at = (pixel * ((p.cout + 31u) / 32u) + it.co0 / 32u) * ((p.n + 3u) / 4u) + it.quad;
+    next_pos[at] = select(vec4u(0u), bits[0], images);
+    next_neg[at] = select(vec4u(0u), bits[1], images);
 }

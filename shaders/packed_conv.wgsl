@@ -428,12 +428,12 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     let residual = p.residual == 1u;
     let accumulate = p.accumulate == 1u;
     let relu = p.relu == 1u;
-    store_images(co0, quad, rc, live, acc0, channel_terms(co0), residual, accumulate, relu);
-    store_images(co0 + 1u, quad, rc, live, acc1, channel_terms(co0 + 1u), residual, accumulate, relu);
-    store_images(co0 + 2u, quad, rc, live, acc2, channel_terms(co0 + 2u), residual, accumulate, relu);
-    store_images(co0 + 3u, quad, rc, live, acc3, channel_terms(co0 + 3u), residual, accumulate, relu);
-    store_images(co0 + 4u, quad, rc, live, acc4, channel_terms(co0 + 4u), residual, accumulate, relu);
-    store_images(co0 + 5u, quad, rc, live, acc5, channel_terms(co0 + 5u), residual, accumulate, relu);
-    store_images(co0 + 6u, quad, rc, live, acc6, channel_terms(co0 + 6u), residual, accumulate, relu);
-    store_images(co0 + 7u, quad, rc, live, acc7, channel_terms(co0 + 7u), residual, accumulate, relu);
+    _ = store_images(co0, quad, rc, live, acc0, channel_terms(co0), residual, accumulate, relu);
+    _ = store_images(co0 + 1u, quad, rc, live, acc1, channel_terms(co0 + 1u), residual, accumulate, relu);
+    _ = store_images(co0 + 2u, quad, rc, live, acc2, channel_terms(co0 + 2u), residual, accumulate, relu);
+    _ = store_images(co0 + 3u, quad, rc, live, acc3, channel_terms(co0 + 3u), residual, accumulate, relu);
+    _ = store_images(co0 + 4u, quad, rc, live, acc4, channel_terms(co0 + 4u), residual, accumulate, relu);
+    _ = store_images(co0 + 5u, quad, rc, live, acc5, channel_terms(co0 + 5u), residual, accumulate, relu);
+    _ = store_images(co0 + 6u, quad, rc, live, acc6, channel_terms(co0 + 6u), residual, accumulate, relu);
+    _ = store_images(co0 + 7u, quad, rc, live, acc7, channel_terms(co0 + 7u), residual, accumulate, relu);
 }

@@ -113,7 +113,8 @@ fn activations(c: &mut Cases, g: &Conv2dGeom, seed: u64) -> Result<(Vec<f64>, [T
 }
 
 /// The bit-plane convolution of the interleaved input `xi` with epilogue `ge` (its residual
-/// interleaved first), its output deinterleaved back to [n, c, h, w].
+/// interleaved first), its output deinterleaved back to [n, c, h, w]; with `next`, packing the
+/// next unit's activations as it goes.
 fn conv(
     c: &mut Cases,
     g: &Conv2dGeom,
@@ -121,6 +122,7 @@ fn conv(
     planes: [&Tensor; 2],
     weights: &PackedWeights,
     ge: &packed::Epilogue,
+    next: Option<&op::NextPlanes>,
 ) -> Result<Tensor> {
     let (yi, y) =
         (c.zeros("y_interleaved", &op::interleaved(g.output_shape()))?, c.zeros("y", &g.output_shape())?);
@@ -133,7 +135,7 @@ fn conv(
         run.push(op::interleave(c.gpu, "res", res, ri)?);
     }
     let e = packed::Epilogue { residual: res.as_ref().zip(ge.residual).map(|(ri, (_, s))| (ri, s)), ..*ge };
-    run.push(op::forward(c.gpu, "packed", g, xi, (planes[0], planes[1]), weights, &e, &yi)?);
+    run.push(op::forward(c.gpu, "packed", g, xi, (planes[0], planes[1]), weights, &e, &yi, next)?);
     run.push(op::deinterleave(c.gpu, "packed", &yi, &y)?);
     c.run(run)?;
     Ok(y)
@@ -157,7 +159,7 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
         let planes = PackedWeights::Ternary { pos: &plane_pos, neg: &plane_neg, wp: &wp, wn: &wn };
         let inputs = EpilogueInputs::new(c, g, seed + 6)?;
         for (e, ge) in inputs.both() {
-            let y = conv(c, g, &xi, [&apos, &aneg], &planes, &ge)?;
+            let y = conv(c, g, &xi, [&apos, &aneg], &planes, &ge, None)?;
             let y_float = c.zeros("y_float", &g.output_shape())?;
             c.run([packed::forward(gpu, "packed", g, &at, &weights, &ge, &y_float)?])?;
             let (want, bound) = (bitplane(g, &a, &w, &e), packed_conv::bound(g, &a, &w, &e));
@@ -170,9 +172,49 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
         let w = ternary_weights(&codes, &wp_host, &wp_host);
         let symmetric = PackedWeights::Ternary { pos: &plane_pos, neg: &plane_neg, wp: &wp, wn: &wp };
         let [_, (e, ge)] = inputs.both();
-        let y = conv(c, g, &xi, [&apos, &aneg], &symmetric, &ge)?;
+        let y = conv(c, g, &xi, [&apos, &aneg], &symmetric, &ge, None)?;
         let (want, bound) = (bitplane(g, &a, &w, &e), packed_conv::bound(g, &a, &w, &e));
         c.expect_bounded("bitplane, Wn = Wp (symmetric counts)", &y, &want, &bound, TOL)?;
+        if op::packs_next(gpu, g, &ge) {
+            next_planes(c, g, &xi, [&apos, &aneg], &symmetric, &ge, seed + 7)?;
+        }
         Ok(())
     })
+}
+
+/// The convolution packing the next unit's activations: the same output, and the planes that
+/// pack_activations makes of it (from the GPU's own output, so the thresholds see the same
+/// floats). The planes start as the complement of the answer inside and zeros on the border,
+/// which the kernel must leave as they are.
+fn next_planes(
+    c: &mut Cases,
+    g: &Conv2dGeom,
+    xi: &Tensor,
+    planes: [&Tensor; 2],
+    weights: &PackedWeights,
+    ge: &packed::Epilogue,
+    seed: u64,
+) -> Result<()> {
+    let out = g.output_shape();
+    let (scale, shift) = (affine(out[1], seed, 0.5, 1.0), affine(out[1], seed + 1, 0.3, 0.0));
+    let (st, sht) = (c.upload("next_scale", &[out[1]], &scale)?, c.upload("next_shift", &[out[1]], &shift)?);
+    let shape = op::activation_planes(&Conv2dGeom::new(&out, &[out[1], out[1], 3, 3], 1, 1));
+    let [pos, neg] = ["next_pos", "next_neg"].map(|name| c.gpu.tensor_of(name, &shape, DType::U32));
+    let (pos, neg) = (pos?, neg?);
+    let plain = super::download(c.gpu, &conv(c, g, xi, planes, weights, ge, None)?)?;
+    let (want_pos, want_neg) = pack_activations(&ternary_affine(&plain, out, &scale, &shift), out, 1);
+    let pw = out[3] + 2;
+    let border = |i: usize| {
+        let (row, col) = ((i / (shape[1] * shape[2])) / pw, (i / (shape[1] * shape[2])) % pw);
+        row == 0 || row == out[2] + 1 || col == 0 || col == pw - 1
+    };
+    for (t, want) in [(&pos, &want_pos), (&neg, &want_neg)] {
+        let start: Vec<u32> = want.iter().enumerate().map(|(i, w)| if border(i) { 0 } else { !w }).collect();
+        c.gpu.write_u32(t, &start)?;
+    }
+    let next = op::NextPlanes { act_scale: &st, act_shift: &sht, pos: &pos, neg: &neg };
+    let fused = conv(c, g, xi, planes, weights, ge, Some(&next))?;
+    c.expect("bitplane packing the next unit, output", &fused, &plain, 0.0)?;
+    c.expect_u32("bitplane packing the next unit, pos", &pos, &want_pos)?;
+    c.expect_u32("bitplane packing the next unit, neg", &neg, &want_neg)
 }

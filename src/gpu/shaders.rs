@@ -171,6 +171,7 @@ pub const MODES: &[(&str, &[f64])] = &[
     ("POOL", &[0.0, 1.0, 2.0]),
     ("RESIDUAL", &[0.0, 1.0, 2.0]),
     ("SYMMETRIC", &[0.0, 1.0]),
+    ("NEXT", &[0.0, 1.0, 2.0]),
 ];
 
 /// Whether the host may compile a kernel with these pipeline constants: each a mode of

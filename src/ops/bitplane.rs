@@ -9,7 +9,7 @@
 use super::conv2d::{Conv2dGeom, tiles};
 use super::packed_conv::{Epilogue, PackedWeights, act_params, params, shape4, ternary_weights};
 use super::{expect_shape, f32_bytes};
-use crate::gpu::{Cost, Dispatch, Family, Gpu, GpuError, Grid, Result, Tensor, shaders};
+use crate::gpu::{Cost, DType, Dispatch, Family, Gpu, GpuError, Grid, Result, Tensor, shaders};
 
 /// Output channels per workgroup of the blocked `bitplane` kernel; weight planes have their rows
 /// padded to a multiple of it (`packed::weight_planes`).
@@ -29,11 +29,29 @@ pub fn interleaved(nchw: [usize; 4]) -> [usize; 4] {
     [c, h, w, n.next_multiple_of(4)]
 }
 
+/// The next unit's activations, ternary(y·act_scale + act_shift), which the convolution packs
+/// into `pos` and `neg` (`activation_planes` of a padding-1 convolution of its output) as it
+/// writes y: no `pack_activations` between the two units. Only where `packs_next` says.
+pub struct NextPlanes<'a> {
+    pub act_scale: &'a Tensor,
+    pub act_shift: &'a Tensor,
+    pub pos: &'a Tensor,
+    pub neg: &'a Tensor,
+}
+
+/// Whether `forward` can pack the next unit's activations (`NextPlanes`) for convolution `g`
+/// with epilogue `e`: on the lanes kernel, for 16 output channels or a multiple of 32 (an
+/// invocation convolves the one or two 16-channel blocks of a word).
+pub fn packs_next(gpu: &Gpu, g: &Conv2dGeom, e: &Epilogue) -> bool {
+    lanes(gpu, g, e) && (g.cout == 2 * PLANE_ROWS || g.cout.is_multiple_of(4 * PLANE_ROWS))
+}
+
 /// The convolution of ternary activations given as bit-planes (from `pack_activations` of `x`,
 /// which is still bound, for shapes, the residual default and the dispatch's bookkeeping), with
 /// `weights`' masks as weight planes (`packed::weight_planes`). `x`, `y` and the residual are
 /// `interleaved`. With Wn bound to Wp's tensor the blocked kernel counts both at once (half the
-/// popcounts).
+/// popcounts). With `next`, it also packs the next unit's activations.
+#[allow(clippy::too_many_arguments)]
 pub fn forward(
     gpu: &Gpu,
     label: &str,
@@ -43,6 +61,7 @@ pub fn forward(
     weights: &PackedWeights,
     e: &Epilogue,
     y: &Tensor,
+    next: Option<&NextPlanes>,
 ) -> Result<Dispatch> {
     let label = format!("{label}/packed_bitplane");
     g.validate(&label)?;
@@ -50,6 +69,18 @@ pub fn forward(
     expect_shape(&label, y, &interleaved(g.output_shape()))?;
     expect_shape(&label, act_pos, &activation_planes(g))?;
     expect_shape(&label, act_neg, &activation_planes(g))?;
+    if let Some(next) = next {
+        if !packs_next(gpu, g, e) {
+            let what = "this kernel cannot pack the next unit's activations (see packs_next)".into();
+            return Err(GpuError::Invalid { label, what });
+        }
+        let [n, c, h, w] = g.output_shape();
+        let planes = activation_planes(&Conv2dGeom::new(&[n, c, h, w], &[c, c, 3, 3], 1, 1));
+        expect_shape(&label, next.act_scale, &[c])?;
+        expect_shape(&label, next.act_shift, &[c])?;
+        expect_shape(&label, next.pos, &planes)?;
+        expect_shape(&label, next.neg, &planes)?;
+    }
     if g.cin * g.kh * g.kw >= 1 << 15 {
         let what = format!("{} products per output exceed the 16-bit counts", g.cin * g.kh * g.kw);
         return Err(GpuError::Invalid { label, what });
@@ -75,6 +106,16 @@ pub fn forward(
         ("wp", *wp),
         ("wn", *wn),
     ];
+    // The lanes kernel binds the next unit's tensors whether or not it packs them: placeholders
+    // (never read or written) when it does not.
+    let [unused_pos, unused_neg] =
+        ["pos", "neg"].map(|w| gpu.tensor_of(&format!("{label}.unused_{w}"), &[4], DType::U32));
+    let (unused_pos, unused_neg) = (unused_pos?, unused_neg?);
+    let unused = NextPlanes { act_scale: e.scale, act_shift: e.shift, pos: &unused_pos, neg: &unused_neg };
+    let n = next.unwrap_or(&unused);
+    let next_tensors =
+        [("next_scale", n.act_scale), ("next_shift", n.act_shift), ("next_pos", n.pos), ("next_neg", n.neg)];
+    let tensors = [&tensors[..], &next_tensors[..]].concat();
     let symmetric = gpu.family() == Family::Blocked && wp.overlaps(wn);
     let reads_y = if e.accumulate { y.numel() } else { 0 };
     let positions = g.n * g.oh() * g.ow();
@@ -94,11 +135,14 @@ pub fn forward(
                     ("RESIDUAL", f64::from(e.residual.is_some())),
                     ("RELU", f64::from(e.relu)),
                     ("BLOCK_CH", block as f64),
+                    ("NEXT", if next.is_some() { (g.cout / 16).min(2) as f64 } else { 0.0 }),
                 ];
                 (gpu.kernel_with(&shaders::BITPLANE_LANES, "bitplane", &constants)?, block)
             } else {
                 (gpu.kernel_with(&shaders::PACKED_CONV, "bitplane", &[counts])?, PLANE_ROWS)
             };
+            // With `next`, an invocation convolves the blocks of one word.
+            let block = if next.is_some() { g.cout.min(4 * PLANE_ROWS) } else { block };
             let items = g.oh() * g.ow() * g.n.div_ceil(4);
             let groups = items.div_ceil(k.invocations_per_group() as usize) * g.cout.div_ceil(block);
             (k, Grid::Groups(groups as u64))

@@ -28,6 +28,7 @@ impl PackedModel {
             bitplanes,
             batch,
             interleaved: false,
+            planes: None,
         };
         let arch_layers = ModelSpec { quant: crate::quant::QuantKind::Fp, ..spec.clone() }.layers()?;
         let mut x = input.clone();
@@ -64,7 +65,13 @@ impl PackedModel {
                     x = y;
                 }
                 Layer::Linear(l) => x = b.linear(&l.name, &x)?,
-                Layer::TernaryUnit(u) => x = b.ternary_unit(&u.conv.name, u.stride, x)?,
+                Layer::TernaryUnit(u) => {
+                    let next = match arch_layers.get(i + 1) {
+                        Some(Layer::TernaryUnit(n)) => Some(n.conv.name.as_str()),
+                        _ => None,
+                    };
+                    x = b.ternary_unit(&u.conv.name, u.stride, x, next)?;
+                }
                 Layer::BatchNorm(_) | Layer::Relu(_) => {
                     bail!("packed inference: unsupported layer order in {}", spec.arch.name())
                 }
@@ -83,6 +90,8 @@ struct PackedBuilder<'a> {
     batch: usize,
     /// The current activations are `ops::bitplane::interleaved` (between bit-plane units).
     interleaved: bool,
+    /// The next unit's activation planes (+1, −1), packed by the unit before it.
+    planes: Option<(Tensor, Tensor)>,
 }
 
 /// A packed layer's tensors on the GPU.
@@ -141,6 +150,11 @@ impl<'a> PackedBuilder<'a> {
         Ok(y)
     }
 
+    fn layer(&self, name: &str) -> Result<&'a PackedLayer> {
+        let layers = &self.model.layers;
+        layers.iter().find(|l| l.name == name).with_context(|| format!("packed model has no layer '{name}'"))
+    }
+
     fn upload(&self, name: &str) -> Result<(Uploaded, &'a PackedLayer)> {
         self.upload_as(name, false)
     }
@@ -149,12 +163,7 @@ impl<'a> PackedBuilder<'a> {
     /// weight planes (`super::weight_planes`) instead of the packed kernels' tap-major masks.
     fn upload_as(&self, name: &str, planes: bool) -> Result<(Uploaded, &'a PackedLayer)> {
         let g = self.gpu;
-        let l = self
-            .model
-            .layers
-            .iter()
-            .find(|l| l.name == name)
-            .with_context(|| format!("packed model has no layer '{name}'"))?;
+        let l = self.layer(name)?;
         let one = |n: &str| g.tensor_from(&format!("{name}.{n}"), &[1], &[0.0]);
         let up = match &l.weights {
             PackedWeightsHost::Ternary { pos, neg, wp, wn } => {
@@ -221,49 +230,91 @@ impl<'a> PackedBuilder<'a> {
 
     /// An STTN unit: ternary(BN(x)) → conv → folded BN, + shortcut(x); no ReLU. On bit-planes
     /// its input and output are interleaved (images innermost), so consecutive units pass them
-    /// on as they are.
-    fn ternary_unit(&mut self, name: &str, stride: usize, x: Tensor) -> Result<Tensor> {
+    /// on as they are, and where the kernel can (`ops::bitplane::packs_next`) a unit packs the
+    /// activations of the `next` (a unit's name) as it writes its output.
+    fn ternary_unit(&mut self, name: &str, stride: usize, x: Tensor, next: Option<&str>) -> Result<Tensor> {
         let (up, l) = self.upload_as(name, self.bitplanes)?;
         let g = self.gpu;
-        let (act_scale, act_shift) =
-            l.act.as_ref().with_context(|| format!("layer '{name}' has no activation scale"))?;
-        let act_scale = g.tensor_from(&format!("{name}.act_scale"), &[act_scale.len()], act_scale)?;
-        let act_shift = g.tensor_from(&format!("{name}.act_shift"), &[act_shift.len()], act_shift)?;
         if !self.bitplanes || up.weight.is_some() {
-            return self.float_unit(l, stride, x, &up, [&act_scale, &act_shift]);
+            return self.float_unit(l, stride, x, &up);
         }
         let x = self.interleave(x)?;
         let geom =
             Conv2dGeom::new(&[self.batch, l.shape[1], x.shape()[1], x.shape()[2]], &l.shape, stride, 1);
-        let planes = ops::bitplane::activation_planes(&geom);
-        let pos = g.tensor_of(&format!("{name}.act_pos"), &planes, DType::U32)?;
-        let neg = g.tensor_of(&format!("{name}.act_neg"), &planes, DType::U32)?;
+        let (pos, neg) = match self.planes.take() {
+            Some(planes) => planes,
+            None => self.pack(l, &geom, &x)?,
+        };
         let y = g.tensor(&format!("{name}.out"), &interleaved(geom.output_shape()))?;
-        let pack =
-            ops::bitplane::pack_activations(g, name, &x, self.batch, &act_scale, &act_shift, 1, &pos, &neg)?;
-        self.forward.push(pack);
         let e = up.unit_epilogue(&x, stride);
-        let conv = ops::bitplane::forward(g, name, &geom, &x, (&pos, &neg), &up.weights(), &e, &y)?;
+        let next = match next {
+            Some(n) if ops::bitplane::packs_next(g, &geom, &e) => self.next_planes(self.layer(n)?, &geom)?,
+            _ => None,
+        };
+        let planes = next.as_ref().map(|([s, t], [pos, neg])| ops::bitplane::NextPlanes {
+            act_scale: s,
+            act_shift: t,
+            pos,
+            neg,
+        });
+        let conv =
+            ops::bitplane::forward(g, name, &geom, &x, (&pos, &neg), &up.weights(), &e, &y, planes.as_ref())?;
         self.forward.push(conv);
+        self.planes = next.map(|(_, [pos, neg])| (pos, neg));
         Ok(y)
     }
 
+    /// Layer `l`'s activation planes for convolution `geom`, packed from `x` (interleaved).
+    fn pack(&mut self, l: &PackedLayer, geom: &Conv2dGeom, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (g, name) = (self.gpu, &l.name);
+        let [act_scale, act_shift] = self.act_terms(l)?;
+        let planes = ops::bitplane::activation_planes(geom);
+        let pos = g.tensor_of(&format!("{name}.act_pos"), &planes, DType::U32)?;
+        let neg = g.tensor_of(&format!("{name}.act_neg"), &planes, DType::U32)?;
+        let b = self.batch;
+        self.forward
+            .push(ops::bitplane::pack_activations(g, name, x, b, &act_scale, &act_shift, 1, &pos, &neg)?);
+        Ok((pos, neg))
+    }
+
+    /// Unit `next`'s activation terms and planes, for the unit before it (convolution `geom`)
+    /// to pack; none where `next` runs with dense weights (as floats).
+    fn next_planes(
+        &self,
+        next: &PackedLayer,
+        geom: &Conv2dGeom,
+    ) -> Result<Option<([Tensor; 2], [Tensor; 2])>> {
+        if !matches!(next.weights, PackedWeightsHost::Ternary { .. }) {
+            return Ok(None);
+        }
+        let planes =
+            ops::bitplane::activation_planes(&Conv2dGeom::new(&geom.output_shape(), &next.shape, 1, 1));
+        let [pos, neg] = ["act_pos", "act_neg"]
+            .map(|w| self.gpu.tensor_of(&format!("{}.{w}", next.name), &planes, DType::U32));
+        Ok(Some((self.act_terms(next)?, [pos?, neg?])))
+    }
+
+    /// A unit's activation terms on the GPU: ternary(x·act_scale + act_shift).
+    fn act_terms(&self, l: &PackedLayer) -> Result<[Tensor; 2]> {
+        let (scale, shift) =
+            l.act.as_ref().with_context(|| format!("layer '{}' has no activation scale", l.name))?;
+        let g = self.gpu;
+        Ok([
+            g.tensor_from(&format!("{}.act_scale", l.name), &[scale.len()], scale)?,
+            g.tensor_from(&format!("{}.act_shift", l.name), &[shift.len()], shift)?,
+        ])
+    }
+
     /// An STTN unit with its ternary activations as floats.
-    fn float_unit(
-        &mut self,
-        l: &PackedLayer,
-        stride: usize,
-        x: Tensor,
-        up: &Uploaded,
-        [act_scale, act_shift]: [&Tensor; 2],
-    ) -> Result<Tensor> {
+    fn float_unit(&mut self, l: &PackedLayer, stride: usize, x: Tensor, up: &Uploaded) -> Result<Tensor> {
+        let [act_scale, act_shift] = self.act_terms(l)?;
         let x = self.nchw(x)?;
         let (g, name) = (self.gpu, &l.name);
         let geom = Conv2dGeom::new(x.shape(), &l.shape, stride, 1);
         let y = g.tensor(&format!("{name}.out"), &geom.output_shape())?;
         let e = up.unit_epilogue(&x, stride);
         let a = g.tensor(&format!("{name}.act"), x.shape())?;
-        self.forward.push(ops::packed_conv::ternary_affine(g, name, &x, act_scale, act_shift, &a)?);
+        self.forward.push(ops::packed_conv::ternary_affine(g, name, &x, &act_scale, &act_shift, &a)?);
         self.forward.push(ops::packed_conv::forward(g, name, &geom, &a, &up.weights(), &e, &y)?);
         Ok(y)
     }
