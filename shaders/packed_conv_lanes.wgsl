@@ -22,8 +22,10 @@
 // Ternary weight i is the i-th in [cout, kh, kw, cin] order, bit i % 32 of word i / 32 (see
 // packed_conv.wgsl).
 //
-// Mapping: 16 output channels × 8 consecutive columns of two output rows per invocation, WG (64)
-// invocations along these segments, the channel block the same for the whole workgroup. Lane l
+// Mapping: BLOCK_CH output channels (16; 8 for layers of at most 8 channels and for small
+// batches, where blocks of 16 would leave lanes idle) × 8 consecutive columns of two output rows
+// per invocation, WG (64) invocations along these segments, the channel block the same for the
+// whole workgroup. Lane l
 // of a subgroup owns output channels co0 + l and co0 + 8 + l: per 32 input channels it reads
 // their codes for the 9 taps (two words each for W+ and W−: rows are not aligned), decodes each
 // input channel's weight to +Wp, 0 or −Wn in registers, and subgroupBroadcast hands it to every
@@ -158,7 +160,7 @@ fn block(wg: vec3u, nwg: vec3u, li: u32) -> Block {
     let q = min(pb, p.segs - 1u);
     let t = q / p.segs_row;
     let pairs = (p.oh + 1u) / 2u;
-    return Block(t / pairs, (t % pairs) * 2u, (q % p.segs_row) * 8u, (g / p.groups) * 16u, pb < p.segs);
+    return Block(t / pairs, (t % pairs) * 2u, (q % p.segs_row) * 8u, (g / p.groups) * BLOCK_CH, pb < p.segs);
 }
 
 fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {

@@ -11,8 +11,29 @@ use crate::packed::tap_major;
 use crate::quant::pack::pack;
 use anyhow::Result;
 
-/// conv2d's awkward shapes.
-pub const AWKWARD: &[Conv2dGeom] = conv2d::AWKWARD;
+/// conv2d's awkward shapes, and batches of 8 whose segments fill the device, so that
+/// packed_conv_lanes.wgsl runs blocks of 16 channels (`ops::packed_conv::lanes_block`) as well as
+/// the small batches' blocks of 8.
+pub const AWKWARD: &[Conv2dGeom] = &[
+    conv2d::AWKWARD[0],
+    conv2d::AWKWARD[1],
+    conv2d::AWKWARD[2],
+    conv2d::AWKWARD[3],
+    conv2d::AWKWARD[4],
+    conv2d::AWKWARD[5],
+    conv2d::AWKWARD[6],
+    conv2d::AWKWARD[7],
+    conv2d::AWKWARD[8],
+    conv2d::AWKWARD[9],
+    conv2d::AWKWARD[10],
+    conv2d::AWKWARD[11],
+    conv2d::AWKWARD[12],
+    conv2d::AWKWARD[13],
+    conv2d::AWKWARD[14],
+    conv2d::AWKWARD[15],
+    conv2d::geom(8, 16, 32, 32, 32, 3, 1, 1),
+    conv2d::geom(8, 24, 32, 32, 40, 3, 2, 1),
+];
 
 pub const MODEL: &[Conv2dGeom] = conv2d::MODEL;
 
@@ -141,7 +162,10 @@ impl EpilogueInputs {
 
 pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
     Cases::each(gpu, "packed_conv", shapes, |c, s, g| {
-        c.path(crate::ops::conv2d::path(gpu, g));
+        c.path(match crate::ops::conv2d::path(gpu, g) {
+            "lanes" => format!("lanes, blocks of {}", crate::ops::packed_conv::lanes_block(gpu, g)),
+            other => other.to_string(),
+        });
         let x = values(g.input_shape().iter().product(), 200 + s as u64);
         let (codes, wp, wn) = (codes(g.weight_shape().iter().product(), 300 + s as u64), [0.75], [1.25]);
         let w = ternary_weights(&codes, &wp, &wn);

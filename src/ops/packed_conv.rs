@@ -214,8 +214,8 @@ struct LanesParams {
     groups: u32,
 }
 
-/// 3×3 convolutions on adapters with 8-lane subgroups (see `conv2d::lanes`): 16 channels × 8
-/// columns of two output rows per invocation, weights decoded once per lane and shared by
+/// 3×3 convolutions on adapters with 8-lane subgroups (see `conv2d::lanes`): 16 channels (or 8,
+/// `lanes_block`) × 8 columns of two output rows per invocation, weights decoded once per lane and shared by
 /// broadcasts. Both entry points read every binding: the unused weights are bound to
 /// placeholders (`x` for the dense weight, a word and the folded scale for the masks and their
 /// scales).
@@ -231,17 +231,18 @@ fn launch_lanes(
     cost: Cost,
 ) -> Result<Dispatch> {
     // The epilogue's modes are pipeline constants too (one pipeline per combination).
-    let [stride, block] = super::conv2d::lanes_constants(g.stride, g.cout);
+    let segs_row = g.ow().div_ceil(8) as u32;
+    let segs = (g.n * g.oh().div_ceil(2)) as u32 * segs_row;
+    let [stride, _] = super::conv2d::lanes_constants(g.stride, g.cout);
+    let block = lanes_block(gpu, g);
     let constants = [
         stride,
-        block,
+        ("BLOCK_CH", block as f64),
         ("RESIDUAL", f64::from(p.residual)),
         ("ACCUMULATE", f64::from(p.accumulate)),
         ("RELU", f64::from(p.relu)),
     ];
     let k = gpu.kernel_with(&shaders::PACKED_CONV_LANES, entry, &constants)?;
-    let segs_row = g.ow().div_ceil(8) as u32;
-    let segs = (g.n * g.oh().div_ceil(2)) as u32 * segs_row;
     let groups = segs.div_ceil(k.invocations_per_group());
     let s = &p.shape;
     let lp = LanesParams {
@@ -269,8 +270,19 @@ fn launch_lanes(
     } else {
         all.push(("weight", x));
     }
-    let grid = Grid::Groups(groups as u64 * g.cout.div_ceil(16) as u64);
+    let grid = Grid::Groups(groups as u64 * g.cout.div_ceil(block) as u64);
     Dispatch::new(gpu, &k, label, &lp, &all, grid, cost)
+}
+
+/// The output channels per invocation of packed_conv_lanes.wgsl for convolution `g`: 16, or 8
+/// where the layer has at most 8 or where blocks of 16 would leave lanes idle (small batches:
+/// fewer of them than a quarter of the invocations that fill the device).
+pub fn lanes_block(gpu: &Gpu, g: &Conv2dGeom) -> usize {
+    let segments = g.n * g.oh().div_ceil(2) * g.ow().div_ceil(8);
+    match g.cout <= 8 || (segments * g.cout.div_ceil(16)) as u64 * 4 < gpu.parallelism() {
+        true => 8,
+        false => 16,
+    }
 }
 
 /// Params for the activation kernels: only the input dimensions [n, c, h, w] matter.
