@@ -3,7 +3,7 @@
 // (same bindings, parameters, layouts and results) on adapters whose subgroups have at least 8
 // lanes: the blocked family's fast path on CPU drivers (llvmpipe), for the 3×3 convolutions.
 //
-// Bindings (group 0), as packed_conv.wgsl:
+// Bindings (group 0), numbered as packed_conv.wgsl's, and the next unit's (20-23):
 //   0 p          uniform  PackedConvParams (the same struct as packed_conv.wgsl)
 //   4 wp         storage read  [1] or [cout] (p.per_channel)
 //   5 wn         storage read  [1] or [cout]
@@ -24,10 +24,11 @@
 //
 // Mapping: packed_conv.wgsl's (one output pixel and 4 images per invocation), with BLOCK_CH
 // output channels per workgroup: 16 (two groups of the weight planes, each activation word
-// loaded once for both) where the layer has more than 8, else 8. On a CPU driver a load whose address differs between invocations
-// costs one scalar access per invocation and component; the weight words and the epilogue's
-// per-channel terms are the same for the whole workgroup, so lane l of each subgroup loads
-// those of output channel co0 + l alone and subgroupBroadcast hands them to every lane.
+// loaded once for both) where the layer has more than 8, else 8. On a CPU driver a load whose
+// address differs between invocations costs one scalar access per invocation and component;
+// the weight words and the epilogue's per-channel terms are the same for the whole workgroup,
+// so lane l of each subgroup loads those of output channel co0 + l alone and subgroupBroadcast
+// hands them to every lane.
 // The epilogue's residual and ReLU are pipeline constants (llvmpipe runs both sides of an `if`
 // on a uniform); accumulation (training) is packed_conv.wgsl's.
 //

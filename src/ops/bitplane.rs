@@ -120,10 +120,12 @@ pub fn forward(
     let reads_y = if e.accumulate { y.numel() } else { 0 };
     let positions = g.n * g.oh() * g.ow();
     let planes: usize = activation_planes(g).iter().product();
+    // The planes read, and with `next` those written.
+    let planes_bytes = 8 * (planes + next.map_or(0, |n| n.pos.numel())) as u64;
     let cost = Cost {
         // 4 AND + popcount steps per (output, tap, word), 2 for the symmetric counts.
         popcounts: if symmetric { 2 } else { 4 } * (positions * g.cout * g.kh * g.kw * words) as u64,
-        ..Cost::new(g.flops(), 8 * planes as u64 + f32_bytes(y.numel() + reads_y) + 8 * weight_words as u64)
+        ..Cost::new(g.flops(), planes_bytes + f32_bytes(y.numel() + reads_y) + 8 * weight_words as u64)
     };
     let (k, grid) = match gpu.family() {
         Family::Blocked => {
