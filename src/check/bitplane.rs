@@ -198,7 +198,7 @@ fn next_planes(
     let out = g.output_shape();
     let (scale, shift) = (affine(out[1], seed, 0.5, 1.0), affine(out[1], seed + 1, 0.3, 0.0));
     let (st, sht) = (c.upload("next_scale", &[out[1]], &scale)?, c.upload("next_shift", &[out[1]], &shift)?);
-    let shape = op::activation_planes(&Conv2dGeom::new(&out, &[out[1], out[1], 3, 3], 1, 1));
+    let shape = op::next_activation_planes(g);
     let [pos, neg] = ["next_pos", "next_neg"].map(|name| c.gpu.tensor_of(name, &shape, DType::U32));
     let (pos, neg) = (pos?, neg?);
     let plain = super::download(c.gpu, &conv(c, g, xi, planes, weights, ge, None)?)?;

@@ -39,6 +39,13 @@ pub struct NextPlanes<'a> {
     pub neg: &'a Tensor,
 }
 
+/// The next unit's activation planes for convolution `g` (`NextPlanes`): `activation_planes` of
+/// a padding-1 convolution of its output.
+pub fn next_activation_planes(g: &Conv2dGeom) -> [usize; 3] {
+    let [n, c, h, w] = g.output_shape();
+    activation_planes(&Conv2dGeom::new(&[n, c, h, w], &[c, c, 3, 3], 1, 1))
+}
+
 /// Whether `forward` can pack the next unit's activations (`NextPlanes`) for convolution `g`
 /// with epilogue `e`: on the lanes kernel, for 16 output channels or a multiple of 32 (an
 /// invocation convolves the one or two 16-channel blocks of a word).
@@ -74,10 +81,9 @@ pub fn forward(
             let what = "this kernel cannot pack the next unit's activations (see packs_next)".into();
             return Err(GpuError::Invalid { label, what });
         }
-        let [n, c, h, w] = g.output_shape();
-        let planes = activation_planes(&Conv2dGeom::new(&[n, c, h, w], &[c, c, 3, 3], 1, 1));
-        expect_shape(&label, next.act_scale, &[c])?;
-        expect_shape(&label, next.act_shift, &[c])?;
+        let planes = next_activation_planes(g);
+        expect_shape(&label, next.act_scale, &[g.cout])?;
+        expect_shape(&label, next.act_shift, &[g.cout])?;
         expect_shape(&label, next.pos, &planes)?;
         expect_shape(&label, next.neg, &planes)?;
     }
@@ -90,9 +96,20 @@ pub fn forward(
     let weight_words = g.cout.next_multiple_of(PLANE_ROWS) * g.kh * g.kw * words;
     ternary_weights(&label, g, weights, weight_words)?;
     let PackedWeights::Ternary { pos, neg, wp, wn } = weights else { unreachable!("checked above") };
+    let lanes = gpu.family() == Family::Blocked && lanes(gpu, g, e);
+    // The lanes kernel binds the next unit's tensors whether or not it packs them: without
+    // `next`, placeholders it never reads or writes.
+    let unused = match (lanes, next) {
+        (true, None) => {
+            let [pos, neg] =
+                ["pos", "neg"].map(|w| gpu.tensor_of(&format!("{label}.unused_{w}"), &[4], DType::U32));
+            Some([pos?, neg?])
+        }
+        _ => None,
+    };
     // The blocked kernel reads and writes the interleaved tensors as vec4 (4 images), the tiled
     // one as f32: each binds the names it declares.
-    let tensors = [
+    let mut tensors = vec![
         ("scale", e.scale),
         ("shift", e.shift),
         ("res", res),
@@ -106,16 +123,14 @@ pub fn forward(
         ("wp", *wp),
         ("wn", *wn),
     ];
-    // The lanes kernel binds the next unit's tensors whether or not it packs them: placeholders
-    // (never read or written) when it does not.
-    let [unused_pos, unused_neg] =
-        ["pos", "neg"].map(|w| gpu.tensor_of(&format!("{label}.unused_{w}"), &[4], DType::U32));
-    let (unused_pos, unused_neg) = (unused_pos?, unused_neg?);
-    let unused = NextPlanes { act_scale: e.scale, act_shift: e.shift, pos: &unused_pos, neg: &unused_neg };
-    let n = next.unwrap_or(&unused);
-    let next_tensors =
-        [("next_scale", n.act_scale), ("next_shift", n.act_shift), ("next_pos", n.pos), ("next_neg", n.neg)];
-    let tensors = [&tensors[..], &next_tensors[..]].concat();
+    let next_tensors = match (next, &unused) {
+        (Some(n), _) => Some([n.act_scale, n.act_shift, n.pos, n.neg]),
+        (None, Some([pos, neg])) => Some([e.scale, e.shift, pos, neg]),
+        (None, None) => None,
+    };
+    if let Some(t) = next_tensors {
+        tensors.extend(["next_scale", "next_shift", "next_pos", "next_neg"].into_iter().zip(t));
+    }
     let symmetric = gpu.family() == Family::Blocked && wp.overlaps(wn);
     let reads_y = if e.accumulate { y.numel() } else { 0 };
     let positions = g.n * g.oh() * g.ow();
@@ -130,21 +145,21 @@ pub fn forward(
     let (k, grid) = match gpu.family() {
         Family::Blocked => {
             let counts = ("SYMMETRIC", f64::from(symmetric));
-            let (k, block) = if lanes(gpu, g, e) {
+            let (k, block) = if lanes {
                 let block = if g.cout > PLANE_ROWS { 2 * PLANE_ROWS } else { PLANE_ROWS };
+                // With `next`, an invocation convolves the one or two blocks of a 32-channel word.
+                let passes = next.map_or(1, |_| (g.cout / block).min(2));
                 let constants = [
                     counts,
                     ("RESIDUAL", f64::from(e.residual.is_some())),
                     ("RELU", f64::from(e.relu)),
                     ("BLOCK_CH", block as f64),
-                    ("NEXT", if next.is_some() { (g.cout / 16).min(2) as f64 } else { 0.0 }),
+                    ("NEXT", next.map_or(0.0, |_| passes as f64)),
                 ];
-                (gpu.kernel_with(&shaders::BITPLANE_LANES, "bitplane", &constants)?, block)
+                (gpu.kernel_with(&shaders::BITPLANE_LANES, "bitplane", &constants)?, passes * block)
             } else {
                 (gpu.kernel_with(&shaders::PACKED_CONV, "bitplane", &[counts])?, PLANE_ROWS)
             };
-            // With `next`, an invocation convolves the blocks of one word.
-            let block = if next.is_some() { g.cout.min(4 * PLANE_ROWS) } else { block };
             let items = g.oh() * g.ow() * g.n.div_ceil(4);
             let groups = items.div_ceil(k.invocations_per_group() as usize) * g.cout.div_ceil(block);
             (k, Grid::Groups(groups as u64))

@@ -287,8 +287,7 @@ impl<'a> PackedBuilder<'a> {
         if !matches!(next.weights, PackedWeightsHost::Ternary { .. }) {
             return Ok(None);
         }
-        let planes =
-            ops::bitplane::activation_planes(&Conv2dGeom::new(&geom.output_shape(), &next.shape, 1, 1));
+        let planes = ops::bitplane::next_activation_planes(geom);
         let [pos, neg] = ["act_pos", "act_neg"]
             .map(|w| self.gpu.tensor_of(&format!("{}.{w}", next.name), &planes, DType::U32));
         Ok(Some((self.act_terms(next)?, [pos?, neg?])))
