@@ -4,7 +4,7 @@
 // accumulator array, acc[2k] and acc[2k + 1] holding columns 0-3 and 4-7 of channel k.
 // Not a shader on its own: those two files import it; they load the source rows (each from its
 // own binding) and the weights, and call these functions with them. The channels' unrolled
-// multiply-adds (mac16) are in lanes_unrolled.wgsl, generated.
+// multiply-adds (mac16, mac_rows) are in lanes_unrolled.wgsl, generated.
 //
 // Bindings (group 0): none. Private arrays are indexed by constants only (llvmpipe keeps them
 // in registers; a computed index sends the whole array to memory, written lane by lane).
@@ -53,29 +53,15 @@ fn taps_stride2(a: vec4f, b: vec4f, c: vec4f, d: vec4f, e: f32) -> array<vec4f, 
                            vec4f(a.z, b.x, b.z, c.x), vec4f(c.z, d.x, d.z, e));
 }
 
-// One kernel row (taps 3i, 3i + 1, 3i + 2) against a source row's taps.
-fn mac_row(acc: ptr<function, array<vec4f, 32>>, w0: vec2f, w1: vec2f, w2: vec2f, t: array<vec4f, 6>, upper: bool) {
-    mac16(acc, w0, t[0], t[1], upper);
-    mac16(acc, w1, t[2], t[3], upper);
-    mac16(acc, w2, t[4], t[5], upper);
-}
-
 // One input channel's 9 weights against a block of two output rows r and r + 1: acc0 from
 // source rows t0 .. t2 (rows r·s − 1 ..), acc1 from t1 .. t3 (STRIDE 1) or t2 .. t4 (STRIDE 2;
 // t4 is not read at STRIDE 1). Each weight serves both rows, each source row up to 6 taps.
 fn mac_two_rows(acc0: ptr<function, array<vec4f, 32>>, acc1: ptr<function, array<vec4f, 32>>, wv: array<vec2f, 9>,
                 t0: array<vec4f, 6>, t1: array<vec4f, 6>, t2: array<vec4f, 6>, t3: array<vec4f, 6>,
                 t4: array<vec4f, 6>, upper: bool) {
-    mac_row(acc0, wv[0], wv[1], wv[2], t0, upper);
-    mac_row(acc0, wv[3], wv[4], wv[5], t1, upper);
-    mac_row(acc0, wv[6], wv[7], wv[8], t2, upper);
     if (STRIDE == 2u) {
-        mac_row(acc1, wv[0], wv[1], wv[2], t2, upper);
-        mac_row(acc1, wv[3], wv[4], wv[5], t3, upper);
-        mac_row(acc1, wv[6], wv[7], wv[8], t4, upper);
+        mac_rows(acc0, acc1, wv, t0, t1, t2, t2, t3, t4, upper);
     } else {
-        mac_row(acc1, wv[0], wv[1], wv[2], t1, upper);
-        mac_row(acc1, wv[3], wv[4], wv[5], t2, upper);
-        mac_row(acc1, wv[6], wv[7], wv[8], t3, upper);
+        mac_rows(acc0, acc1, wv, t0, t1, t2, t1, t2, t3, upper);
     }
 }

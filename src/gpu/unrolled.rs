@@ -32,11 +32,11 @@ fn header(file: &str, what: &str) -> String {
     )
 }
 
-/// shaders/lanes_unrolled.wgsl: mac16, the multiply-adds of both lanes convolutions.
+/// shaders/lanes_unrolled.wgsl: mac16 and mac_rows, the multiply-adds of both lanes convolutions.
 pub fn lanes_unrolled() -> String {
     let what = "the channels' multiply-adds of the 3×3 lanes convolutions\n\
-                // (conv2d_lanes.wgsl, packed_conv_lanes.wgsl, through lanes.wgsl's mac_row), unrolled.";
-    header("lanes_unrolled.wgsl", what) + &mac16()
+                // (conv2d_lanes.wgsl, packed_conv_lanes.wgsl, through lanes.wgsl's mac_two_rows), unrolled.";
+    header("lanes_unrolled.wgsl", what) + &mac16() + "\n" + &mac_rows()
 }
 
 /// shaders/conv2d_lanes_unrolled.wgsl: conv2d_lanes.wgsl's stores of forward and grad_input
@@ -74,6 +74,42 @@ fn mac16(acc: ptr<function, array<vec4f, 32>>, wv: vec2f, lo: vec4f, hi: vec4f, 
             s,
             "    s = subgroupBroadcast(wv.{v}, {l}u); (*acc)[{a}] += s * lo; (*acc)[{b}] += s * hi;"
         );
+    }
+    s + "}\n"
+}
+
+/// One input channel's 9 taps against both rows of the block, channel by channel: each
+/// accumulator takes its 9 multiply-adds in one expression (in tap order, as tap-by-tap mac16
+/// calls would add them), so the driver keeps it in a register for all of them instead of
+/// reloading and storing it per tap.
+fn mac_rows() -> String {
+    let mut s = String::from(
+        "\
+// acc0 += one input channel's 9 weights against source rows t0 .. t2 (kernel rows 0-2), acc1
+// the same against u0 .. u2, where lane l holds tap i's w_l in wv[i].x and w_(8 + l) in wv[i].y;
+// channels 8-15 only when `upper`. Channel by channel, each accumulator's 9 multiply-adds in
+// tap order in one expression.
+fn mac_rows(acc0: ptr<function, array<vec4f, 32>>, acc1: ptr<function, array<vec4f, 32>>, wv: array<vec2f, 9>,
+            t0: array<vec4f, 6>, t1: array<vec4f, 6>, t2: array<vec4f, 6>,
+            u0: array<vec4f, 6>, u1: array<vec4f, 6>, u2: array<vec4f, 6>, upper: bool) {
+    var s: array<f32, 9>;
+",
+    );
+    for k in 0..CHANNELS {
+        if k == 8 {
+            s += "    if (!upper) { return; }\n";
+        }
+        let (v, l) = lane(k, "x", "y");
+        let taps: Vec<String> = (0..9).map(|t| format!("subgroupBroadcast(wv[{t}].{v}, {l}u)")).collect();
+        let _ = writeln!(s, "    s = array<f32, 9>({});", taps.join(", "));
+        for (acc, rows) in [("acc0", ["t0", "t1", "t2"]), ("acc1", ["u0", "u1", "u2"])] {
+            for half in 0..2 {
+                let i = 2 * k + half;
+                let terms: Vec<String> =
+                    (0..9).map(|t| format!("s[{t}] * {}[{}]", rows[t / 3], 2 * (t % 3) + half)).collect();
+                let _ = writeln!(s, "    (*{acc})[{i}] = (*{acc})[{i}] + {};", terms.join(" + "));
+            }
+        }
     }
     s + "}\n"
 }
