@@ -66,6 +66,9 @@ struct LanesParams {
 
 override WG: u32 = 64u;
 override WG_GRAD_WEIGHT: u32 = 8u; // one subgroup of 8 lanes
+// grad_weight's output channels per workgroup: 16, or 32 for layers that have them (each
+// segment's source rows, loaded per lane, then serve twice the multiply-adds).
+override WEIGHT_BLOCK: u32 = 16u;
 // grad_input adds to dst (a pipeline constant, like lanes.wgsl's STRIDE and BLOCK_CH).
 override ACCUMULATE: u32 = 0u;
 
@@ -260,7 +263,7 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     let ci_blocks = (p.src_c + 7u) / 8u;
     let split = g % p.splits;
     let ci_block = (g / p.splits) % ci_blocks;
-    let co0 = (g / (p.splits * ci_blocks)) * 16u;
+    let co0 = (g / (p.splits * ci_blocks)) * WEIGHT_BLOCK;
     let l = lane % 8u;
     let ci = ci_block * 8u + l;
     let has_ci = ci < p.src_c;
@@ -271,15 +274,24 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     let dy_hw = p.dst_h * p.dst_w;
     let co_a = min(co0 + l, p.dst_c - 1u);
     let co_b = min(co0 + 8u + l, p.dst_c - 1u);
+    let co_c = min(co0 + 16u + l, p.dst_c - 1u);
+    let co_d = min(co0 + 24u + l, p.dst_c - 1u);
     let upper = has_upper(co0, p.dst_c);
-    var acc: array<f32, 144>;
+    let far = WEIGHT_BLOCK == 32u && co0 + 16u < p.dst_c;
+    var acc: array<f32, 288>;
     for (var s = s_begin; s < s_end; s++) {
         let seg = segment(s, p.dst_h);
         let left = p.dst_w - seg.z;
         let d = seg.y * p.dst_w + seg.z;
         let da = dy8((seg.x * p.dst_c + co_a) * dy_hw + d, left);
         var db: array<vec4f, 2>;
+        var dc: array<vec4f, 2>;
+        var dd: array<vec4f, 2>;
         if (upper) { db = dy8((seg.x * p.dst_c + co_b) * dy_hw + d, left); }
+        if (far) {
+            dc = dy8((seg.x * p.dst_c + co_c) * dy_hw + d, left);
+            dd = dy8((seg.x * p.dst_c + co_d) * dy_hw + d, left);
+        }
         var t: array<vec4f, 18>;
         if (has_ci) {
             let k = cols(i32(seg.z * STRIDE) - 1, p.src_w);
@@ -292,8 +304,8 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
             t = array<vec4f, 18>(t0[0], t0[1], t0[2], t0[3], t0[4], t0[5], t1[0], t1[1], t1[2], t1[3], t1[4], t1[5],
                                  t2[0], t2[1], t2[2], t2[3], t2[4], t2[5]);
         }
-        grad_acc(&acc, t, da[0], da[1], db[0], db[1], upper);
+        grad_acc(&acc, t, da[0], da[1], db[0], db[1], dc[0], dc[1], dd[0], dd[1], upper, far);
     }
     if (!has_ci) { return; }
-    grad_store(&acc, split * p.dst_c * p.src_c * 9u + co0 * p.src_c * 9u + ci * 9u, co0, p.src_c * 9u, upper);
+    grad_store(&acc, split * p.dst_c * p.src_c * 9u + co0 * p.src_c * 9u + ci * 9u, co0, p.src_c * 9u, upper, far);
 }

@@ -27,10 +27,12 @@ fn store16(acc: ptr<function, array<vec4f, 32>>, base: u32, plane: u32, ch0: u32
     if (upper && ch0 + 15u < p.dst_c) { put8(base + 15u * plane, (*acc)[30], (*acc)[31], cols_left, step); }
 }
 
-// Lane l's 9 taps (lo, hi over the 8 positions) against channel k's dy, for the 16 channels:
-// acc[9k + tap] += dy_k · x_tap, where lane k % 8 holds dy_k in (a_lo, a_hi) (k < 8) or (b_lo, b_hi).
-// Channels 8-15 only when `upper` (they exist).
-fn grad_acc(acc: ptr<function, array<f32, 144>>, t: array<vec4f, 18>, a_lo: vec4f, a_hi: vec4f, b_lo: vec4f, b_hi: vec4f, upper: bool) {
+// Lane l's 9 taps (lo, hi over the 8 positions) against channel k's dy, for the block's
+// channels: acc[9k + tap] += dy_k · x_tap, where lane k % 8 holds dy_k in (a_lo, a_hi) (k < 8),
+// (b_lo, b_hi) (k < 16), (c_lo, c_hi) or (d_lo, d_hi). Channels 8-15 only when `upper`, 16-31
+// only when `far` (the block has them).
+fn grad_acc(acc: ptr<function, array<f32, 288>>, t: array<vec4f, 18>, a_lo: vec4f, a_hi: vec4f, b_lo: vec4f, b_hi: vec4f,
+            c_lo: vec4f, c_hi: vec4f, d_lo: vec4f, d_hi: vec4f, upper: bool, far: bool) {
     var lo: vec4f;
     var hi: vec4f;
     lo = vec4f(subgroupBroadcast(a_lo.x, 0u), subgroupBroadcast(a_lo.y, 0u), subgroupBroadcast(a_lo.z, 0u), subgroupBroadcast(a_lo.w, 0u));
@@ -210,10 +212,187 @@ fn grad_acc(acc: ptr<function, array<f32, 144>>, t: array<vec4f, 18>, a_lo: vec4
     (*acc)[141] += dot(lo, t[12]) + dot(hi, t[13]);
     (*acc)[142] += dot(lo, t[14]) + dot(hi, t[15]);
     (*acc)[143] += dot(lo, t[16]) + dot(hi, t[17]);
+    if (!far) { return; }
+    lo = vec4f(subgroupBroadcast(c_lo.x, 0u), subgroupBroadcast(c_lo.y, 0u), subgroupBroadcast(c_lo.z, 0u), subgroupBroadcast(c_lo.w, 0u));
+    hi = vec4f(subgroupBroadcast(c_hi.x, 0u), subgroupBroadcast(c_hi.y, 0u), subgroupBroadcast(c_hi.z, 0u), subgroupBroadcast(c_hi.w, 0u));
+    (*acc)[144] += dot(lo, t[0]) + dot(hi, t[1]);
+    (*acc)[145] += dot(lo, t[2]) + dot(hi, t[3]);
+    (*acc)[146] += dot(lo, t[4]) + dot(hi, t[5]);
+    (*acc)[147] += dot(lo, t[6]) + dot(hi, t[7]);
+    (*acc)[148] += dot(lo, t[8]) + dot(hi, t[9]);
+    (*acc)[149] += dot(lo, t[10]) + dot(hi, t[11]);
+    (*acc)[150] += dot(lo, t[12]) + dot(hi, t[13]);
+    (*acc)[151] += dot(lo, t[14]) + dot(hi, t[15]);
+    (*acc)[152] += dot(lo, t[16]) + dot(hi, t[17]);
+    lo = vec4f(subgroupBroadcast(c_lo.x, 1u), subgroupBroadcast(c_lo.y, 1u), subgroupBroadcast(c_lo.z, 1u), subgroupBroadcast(c_lo.w, 1u));
+    hi = vec4f(subgroupBroadcast(c_hi.x, 1u), subgroupBroadcast(c_hi.y, 1u), subgroupBroadcast(c_hi.z, 1u), subgroupBroadcast(c_hi.w, 1u));
+    (*acc)[153] += dot(lo, t[0]) + dot(hi, t[1]);
+    (*acc)[154] += dot(lo, t[2]) + dot(hi, t[3]);
+    (*acc)[155] += dot(lo, t[4]) + dot(hi, t[5]);
+    (*acc)[156] += dot(lo, t[6]) + dot(hi, t[7]);
+    (*acc)[157] += dot(lo, t[8]) + dot(hi, t[9]);
+    (*acc)[158] += dot(lo, t[10]) + dot(hi, t[11]);
+    (*acc)[159] += dot(lo, t[12]) + dot(hi, t[13]);
+    (*acc)[160] += dot(lo, t[14]) + dot(hi, t[15]);
+    (*acc)[161] += dot(lo, t[16]) + dot(hi, t[17]);
+    lo = vec4f(subgroupBroadcast(c_lo.x, 2u), subgroupBroadcast(c_lo.y, 2u), subgroupBroadcast(c_lo.z, 2u), subgroupBroadcast(c_lo.w, 2u));
+    hi = vec4f(subgroupBroadcast(c_hi.x, 2u), subgroupBroadcast(c_hi.y, 2u), subgroupBroadcast(c_hi.z, 2u), subgroupBroadcast(c_hi.w, 2u));
+    (*acc)[162] += dot(lo, t[0]) + dot(hi, t[1]);
+    (*acc)[163] += dot(lo, t[2]) + dot(hi, t[3]);
+    (*acc)[164] += dot(lo, t[4]) + dot(hi, t[5]);
+    (*acc)[165] += dot(lo, t[6]) + dot(hi, t[7]);
+    (*acc)[166] += dot(lo, t[8]) + dot(hi, t[9]);
+    (*acc)[167] += dot(lo, t[10]) + dot(hi, t[11]);
+    (*acc)[168] += dot(lo, t[12]) + dot(hi, t[13]);
+    (*acc)[169] += dot(lo, t[14]) + dot(hi, t[15]);
+    (*acc)[170] += dot(lo, t[16]) + dot(hi, t[17]);
+    lo = vec4f(subgroupBroadcast(c_lo.x, 3u), subgroupBroadcast(c_lo.y, 3u), subgroupBroadcast(c_lo.z, 3u), subgroupBroadcast(c_lo.w, 3u));
+    hi = vec4f(subgroupBroadcast(c_hi.x, 3u), subgroupBroadcast(c_hi.y, 3u), subgroupBroadcast(c_hi.z, 3u), subgroupBroadcast(c_hi.w, 3u));
+    (*acc)[171] += dot(lo, t[0]) + dot(hi, t[1]);
+    (*acc)[172] += dot(lo, t[2]) + dot(hi, t[3]);
+    (*acc)[173] += dot(lo, t[4]) + dot(hi, t[5]);
+    (*acc)[174] += dot(lo, t[6]) + dot(hi, t[7]);
+    (*acc)[175] += dot(lo, t[8]) + dot(hi, t[9]);
+    (*acc)[176] += dot(lo, t[10]) + dot(hi, t[11]);
+    (*acc)[177] += dot(lo, t[12]) + dot(hi, t[13]);
+    (*acc)[178] += dot(lo, t[14]) + dot(hi, t[15]);
+    (*acc)[179] += dot(lo, t[16]) + dot(hi, t[17]);
+    lo = vec4f(subgroupBroadcast(c_lo.x, 4u), subgroupBroadcast(c_lo.y, 4u), subgroupBroadcast(c_lo.z, 4u), subgroupBroadcast(c_lo.w, 4u));
+    hi = vec4f(subgroupBroadcast(c_hi.x, 4u), subgroupBroadcast(c_hi.y, 4u), subgroupBroadcast(c_hi.z, 4u), subgroupBroadcast(c_hi.w, 4u));
+    (*acc)[180] += dot(lo, t[0]) + dot(hi, t[1]);
+    (*acc)[181] += dot(lo, t[2]) + dot(hi, t[3]);
+    (*acc)[182] += dot(lo, t[4]) + dot(hi, t[5]);
+    (*acc)[183] += dot(lo, t[6]) + dot(hi, t[7]);
+    (*acc)[184] += dot(lo, t[8]) + dot(hi, t[9]);
+    (*acc)[185] += dot(lo, t[10]) + dot(hi, t[11]);
+    (*acc)[186] += dot(lo, t[12]) + dot(hi, t[13]);
+    (*acc)[187] += dot(lo, t[14]) + dot(hi, t[15]);
+    (*acc)[188] += dot(lo, t[16]) + dot(hi, t[17]);
+    lo = vec4f(subgroupBroadcast(c_lo.x, 5u), subgroupBroadcast(c_lo.y, 5u), subgroupBroadcast(c_lo.z, 5u), subgroupBroadcast(c_lo.w, 5u));
+    hi = vec4f(subgroupBroadcast(c_hi.x, 5u), subgroupBroadcast(c_hi.y, 5u), subgroupBroadcast(c_hi.z, 5u), subgroupBroadcast(c_hi.w, 5u));
+    (*acc)[189] += dot(lo, t[0]) + dot(hi, t[1]);
+    (*acc)[190] += dot(lo, t[2]) + dot(hi, t[3]);
+    (*acc)[191] += dot(lo, t[4]) + dot(hi, t[5]);
+    (*acc)[192] += dot(lo, t[6]) + dot(hi, t[7]);
+    (*acc)[193] += dot(lo, t[8]) + dot(hi, t[9]);
+    (*acc)[194] += dot(lo, t[10]) + dot(hi, t[11]);
+    (*acc)[195] += dot(lo, t[12]) + dot(hi, t[13]);
+    (*acc)[196] += dot(lo, t[14]) + dot(hi, t[15]);
+    (*acc)[197] += dot(lo, t[16]) + dot(hi, t[17]);
+    lo = vec4f(subgroupBroadcast(c_lo.x, 6u), subgroupBroadcast(c_lo.y, 6u), subgroupBroadcast(c_lo.z, 6u), subgroupBroadcast(c_lo.w, 6u));
+    hi = vec4f(subgroupBroadcast(c_hi.x, 6u), subgroupBroadcast(c_hi.y, 6u), subgroupBroadcast(c_hi.z, 6u), subgroupBroadcast(c_hi.w, 6u));
+    (*acc)[198] += dot(lo, t[0]) + dot(hi, t[1]);
+    (*acc)[199] += dot(lo, t[2]) + dot(hi, t[3]);
+    (*acc)[200] += dot(lo, t[4]) + dot(hi, t[5]);
+    (*acc)[201] += dot(lo, t[6]) + dot(hi, t[7]);
+    (*acc)[202] += dot(lo, t[8]) + dot(hi, t[9]);
+    (*acc)[203] += dot(lo, t[10]) + dot(hi, t[11]);
+    (*acc)[204] += dot(lo, t[12]) + dot(hi, t[13]);
+    (*acc)[205] += dot(lo, t[14]) + dot(hi, t[15]);
+    (*acc)[206] += dot(lo, t[16]) + dot(hi, t[17]);
+    lo = vec4f(subgroupBroadcast(c_lo.x, 7u), subgroupBroadcast(c_lo.y, 7u), subgroupBroadcast(c_lo.z, 7u), subgroupBroadcast(c_lo.w, 7u));
+    hi = vec4f(subgroupBroadcast(c_hi.x, 7u), subgroupBroadcast(c_hi.y, 7u), subgroupBroadcast(c_hi.z, 7u), subgroupBroadcast(c_hi.w, 7u));
+    (*acc)[207] += dot(lo, t[0]) + dot(hi, t[1]);
+    (*acc)[208] += dot(lo, t[2]) + dot(hi, t[3]);
+    (*acc)[209] += dot(lo, t[4]) + dot(hi, t[5]);
+    (*acc)[210] += dot(lo, t[6]) + dot(hi, t[7]);
+    (*acc)[211] += dot(lo, t[8]) + dot(hi, t[9]);
+    (*acc)[212] += dot(lo, t[10]) + dot(hi, t[11]);
+    (*acc)[213] += dot(lo, t[12]) + dot(hi, t[13]);
+    (*acc)[214] += dot(lo, t[14]) + dot(hi, t[15]);
+    (*acc)[215] += dot(lo, t[16]) + dot(hi, t[17]);
+    lo = vec4f(subgroupBroadcast(d_lo.x, 0u), subgroupBroadcast(d_lo.y, 0u), subgroupBroadcast(d_lo.z, 0u), subgroupBroadcast(d_lo.w, 0u));
+    hi = vec4f(subgroupBroadcast(d_hi.x, 0u), subgroupBroadcast(d_hi.y, 0u), subgroupBroadcast(d_hi.z, 0u), subgroupBroadcast(d_hi.w, 0u));
+    (*acc)[216] += dot(lo, t[0]) + dot(hi, t[1]);
+    (*acc)[217] += dot(lo, t[2]) + dot(hi, t[3]);
+    (*acc)[218] += dot(lo, t[4]) + dot(hi, t[5]);
+    (*acc)[219] += dot(lo, t[6]) + dot(hi, t[7]);
+    (*acc)[220] += dot(lo, t[8]) + dot(hi, t[9]);
+    (*acc)[221] += dot(lo, t[10]) + dot(hi, t[11]);
+    (*acc)[222] += dot(lo, t[12]) + dot(hi, t[13]);
+    (*acc)[223] += dot(lo, t[14]) + dot(hi, t[15]);
+    (*acc)[224] += dot(lo, t[16]) + dot(hi, t[17]);
+    lo = vec4f(subgroupBroadcast(d_lo.x, 1u), subgroupBroadcast(d_lo.y, 1u), subgroupBroadcast(d_lo.z, 1u), subgroupBroadcast(d_lo.w, 1u));
+    hi = vec4f(subgroupBroadcast(d_hi.x, 1u), subgroupBroadcast(d_hi.y, 1u), subgroupBroadcast(d_hi.z, 1u), subgroupBroadcast(d_hi.w, 1u));
+    (*acc)[225] += dot(lo, t[0]) + dot(hi, t[1]);
+    (*acc)[226] += dot(lo, t[2]) + dot(hi, t[3]);
+    (*acc)[227] += dot(lo, t[4]) + dot(hi, t[5]);
+    (*acc)[228] += dot(lo, t[6]) + dot(hi, t[7]);
+    (*acc)[229] += dot(lo, t[8]) + dot(hi, t[9]);
+    (*acc)[230] += dot(lo, t[10]) + dot(hi, t[11]);
+    (*acc)[231] += dot(lo, t[12]) + dot(hi, t[13]);
+    (*acc)[232] += dot(lo, t[14]) + dot(hi, t[15]);
+    (*acc)[233] += dot(lo, t[16]) + dot(hi, t[17]);
+    lo = vec4f(subgroupBroadcast(d_lo.x, 2u), subgroupBroadcast(d_lo.y, 2u), subgroupBroadcast(d_lo.z, 2u), subgroupBroadcast(d_lo.w, 2u));
+    hi = vec4f(subgroupBroadcast(d_hi.x, 2u), subgroupBroadcast(d_hi.y, 2u), subgroupBroadcast(d_hi.z, 2u), subgroupBroadcast(d_hi.w, 2u));
+    (*acc)[234] += dot(lo, t[0]) + dot(hi, t[1]);
+    (*acc)[235] += dot(lo, t[2]) + dot(hi, t[3]);
+    (*acc)[236] += dot(lo, t[4]) + dot(hi, t[5]);
+    (*acc)[237] += dot(lo, t[6]) + dot(hi, t[7]);
+    (*acc)[238] += dot(lo, t[8]) + dot(hi, t[9]);
+    (*acc)[239] += dot(lo, t[10]) + dot(hi, t[11]);
+    (*acc)[240] += dot(lo, t[12]) + dot(hi, t[13]);
+    (*acc)[241] += dot(lo, t[14]) + dot(hi, t[15]);
+    (*acc)[242] += dot(lo, t[16]) + dot(hi, t[17]);
+    lo = vec4f(subgroupBroadcast(d_lo.x, 3u), subgroupBroadcast(d_lo.y, 3u), subgroupBroadcast(d_lo.z, 3u), subgroupBroadcast(d_lo.w, 3u));
+    hi = vec4f(subgroupBroadcast(d_hi.x, 3u), subgroupBroadcast(d_hi.y, 3u), subgroupBroadcast(d_hi.z, 3u), subgroupBroadcast(d_hi.w, 3u));
+    (*acc)[243] += dot(lo, t[0]) + dot(hi, t[1]);
+    (*acc)[244] += dot(lo, t[2]) + dot(hi, t[3]);
+    (*acc)[245] += dot(lo, t[4]) + dot(hi, t[5]);
+    (*acc)[246] += dot(lo, t[6]) + dot(hi, t[7]);
+    (*acc)[247] += dot(lo, t[8]) + dot(hi, t[9]);
+    (*acc)[248] += dot(lo, t[10]) + dot(hi, t[11]);
+    (*acc)[249] += dot(lo, t[12]) + dot(hi, t[13]);
+    (*acc)[250] += dot(lo, t[14]) + dot(hi, t[15]);
+    (*acc)[251] += dot(lo, t[16]) + dot(hi, t[17]);
+    lo = vec4f(subgroupBroadcast(d_lo.x, 4u), subgroupBroadcast(d_lo.y, 4u), subgroupBroadcast(d_lo.z, 4u), subgroupBroadcast(d_lo.w, 4u));
+    hi = vec4f(subgroupBroadcast(d_hi.x, 4u), subgroupBroadcast(d_hi.y, 4u), subgroupBroadcast(d_hi.z, 4u), subgroupBroadcast(d_hi.w, 4u));
+    (*acc)[252] += dot(lo, t[0]) + dot(hi, t[1]);
+    (*acc)[253] += dot(lo, t[2]) + dot(hi, t[3]);
+    (*acc)[254] += dot(lo, t[4]) + dot(hi, t[5]);
+    (*acc)[255] += dot(lo, t[6]) + dot(hi, t[7]);
+    (*acc)[256] += dot(lo, t[8]) + dot(hi, t[9]);
+    (*acc)[257] += dot(lo, t[10]) + dot(hi, t[11]);
+    (*acc)[258] += dot(lo, t[12]) + dot(hi, t[13]);
+    (*acc)[259] += dot(lo, t[14]) + dot(hi, t[15]);
+    (*acc)[260] += dot(lo, t[16]) + dot(hi, t[17]);
+    lo = vec4f(subgroupBroadcast(d_lo.x, 5u), subgroupBroadcast(d_lo.y, 5u), subgroupBroadcast(d_lo.z, 5u), subgroupBroadcast(d_lo.w, 5u));
+    hi = vec4f(subgroupBroadcast(d_hi.x, 5u), subgroupBroadcast(d_hi.y, 5u), subgroupBroadcast(d_hi.z, 5u), subgroupBroadcast(d_hi.w, 5u));
+    (*acc)[261] += dot(lo, t[0]) + dot(hi, t[1]);
+    (*acc)[262] += dot(lo, t[2]) + dot(hi, t[3]);
+    (*acc)[263] += dot(lo, t[4]) + dot(hi, t[5]);
+    (*acc)[264] += dot(lo, t[6]) + dot(hi, t[7]);
+    (*acc)[265] += dot(lo, t[8]) + dot(hi, t[9]);
+    (*acc)[266] += dot(lo, t[10]) + dot(hi, t[11]);
+    (*acc)[267] += dot(lo, t[12]) + dot(hi, t[13]);
+    (*acc)[268] += dot(lo, t[14]) + dot(hi, t[15]);
+    (*acc)[269] += dot(lo, t[16]) + dot(hi, t[17]);
+    lo = vec4f(subgroupBroadcast(d_lo.x, 6u), subgroupBroadcast(d_lo.y, 6u), subgroupBroadcast(d_lo.z, 6u), subgroupBroadcast(d_lo.w, 6u));
+    hi = vec4f(subgroupBroadcast(d_hi.x, 6u), subgroupBroadcast(d_hi.y, 6u), subgroupBroadcast(d_hi.z, 6u), subgroupBroadcast(d_hi.w, 6u));
+    (*acc)[270] += dot(lo, t[0]) + dot(hi, t[1]);
+    (*acc)[271] += dot(lo, t[2]) + dot(hi, t[3]);
+    (*acc)[272] += dot(lo, t[4]) + dot(hi, t[5]);
+    (*acc)[273] += dot(lo, t[6]) + dot(hi, t[7]);
+    (*acc)[274] += dot(lo, t[8]) + dot(hi, t[9]);
+    (*acc)[275] += dot(lo, t[10]) + dot(hi, t[11]);
+    (*acc)[276] += dot(lo, t[12]) + dot(hi, t[13]);
+    (*acc)[277] += dot(lo, t[14]) + dot(hi, t[15]);
+    (*acc)[278] += dot(lo, t[16]) + dot(hi, t[17]);
+    lo = vec4f(subgroupBroadcast(d_lo.x, 7u), subgroupBroadcast(d_lo.y, 7u), subgroupBroadcast(d_lo.z, 7u), subgroupBroadcast(d_lo.w, 7u));
+    hi = vec4f(subgroupBroadcast(d_hi.x, 7u), subgroupBroadcast(d_hi.y, 7u), subgroupBroadcast(d_hi.z, 7u), subgroupBroadcast(d_hi.w, 7u));
+    (*acc)[279] += dot(lo, t[0]) + dot(hi, t[1]);
+    (*acc)[280] += dot(lo, t[2]) + dot(hi, t[3]);
+    (*acc)[281] += dot(lo, t[4]) + dot(hi, t[5]);
+    (*acc)[282] += dot(lo, t[6]) + dot(hi, t[7]);
+    (*acc)[283] += dot(lo, t[8]) + dot(hi, t[9]);
+    (*acc)[284] += dot(lo, t[10]) + dot(hi, t[11]);
+    (*acc)[285] += dot(lo, t[12]) + dot(hi, t[13]);
+    (*acc)[286] += dot(lo, t[14]) + dot(hi, t[15]);
+    (*acc)[287] += dot(lo, t[16]) + dot(hi, t[17]);
 }
 
 // The lane's sums to dw_partial: channel co0 + k's 9 taps at o + k·row.
-fn grad_store(acc: ptr<function, array<f32, 144>>, o: u32, co0: u32, row: u32, upper: bool) {
+fn grad_store(acc: ptr<function, array<f32, 288>>, o: u32, co0: u32, row: u32, upper: bool, far: bool) {
     if (co0 + 0u < p.dst_c) {
         let b = o + 0u * row;
         dw_partial[b + 0u] = (*acc)[0]; dw_partial[b + 1u] = (*acc)[1]; dw_partial[b + 2u] = (*acc)[2]; dw_partial[b + 3u] = (*acc)[3]; dw_partial[b + 4u] = (*acc)[4]; dw_partial[b + 5u] = (*acc)[5]; dw_partial[b + 6u] = (*acc)[6]; dw_partial[b + 7u] = (*acc)[7]; dw_partial[b + 8u] = (*acc)[8];
@@ -277,5 +456,69 @@ fn grad_store(acc: ptr<function, array<f32, 144>>, o: u32, co0: u32, row: u32, u
     if (upper && co0 + 15u < p.dst_c) {
         let b = o + 15u * row;
         dw_partial[b + 0u] = (*acc)[135]; dw_partial[b + 1u] = (*acc)[136]; dw_partial[b + 2u] = (*acc)[137]; dw_partial[b + 3u] = (*acc)[138]; dw_partial[b + 4u] = (*acc)[139]; dw_partial[b + 5u] = (*acc)[140]; dw_partial[b + 6u] = (*acc)[141]; dw_partial[b + 7u] = (*acc)[142]; dw_partial[b + 8u] = (*acc)[143];
+    }
+    if (far && co0 + 16u < p.dst_c) {
+        let b = o + 16u * row;
+        dw_partial[b + 0u] = (*acc)[144]; dw_partial[b + 1u] = (*acc)[145]; dw_partial[b + 2u] = (*acc)[146]; dw_partial[b + 3u] = (*acc)[147]; dw_partial[b + 4u] = (*acc)[148]; dw_partial[b + 5u] = (*acc)[149]; dw_partial[b + 6u] = (*acc)[150]; dw_partial[b + 7u] = (*acc)[151]; dw_partial[b + 8u] = (*acc)[152];
+    }
+    if (far && co0 + 17u < p.dst_c) {
+        let b = o + 17u * row;
+        dw_partial[b + 0u] = (*acc)[153]; dw_partial[b + 1u] = (*acc)[154]; dw_partial[b + 2u] = (*acc)[155]; dw_partial[b + 3u] = (*acc)[156]; dw_partial[b + 4u] = (*acc)[157]; dw_partial[b + 5u] = (*acc)[158]; dw_partial[b + 6u] = (*acc)[159]; dw_partial[b + 7u] = (*acc)[160]; dw_partial[b + 8u] = (*acc)[161];
+    }
+    if (far && co0 + 18u < p.dst_c) {
+        let b = o + 18u * row;
+        dw_partial[b + 0u] = (*acc)[162]; dw_partial[b + 1u] = (*acc)[163]; dw_partial[b + 2u] = (*acc)[164]; dw_partial[b + 3u] = (*acc)[165]; dw_partial[b + 4u] = (*acc)[166]; dw_partial[b + 5u] = (*acc)[167]; dw_partial[b + 6u] = (*acc)[168]; dw_partial[b + 7u] = (*acc)[169]; dw_partial[b + 8u] = (*acc)[170];
+    }
+    if (far && co0 + 19u < p.dst_c) {
+        let b = o + 19u * row;
+        dw_partial[b + 0u] = (*acc)[171]; dw_partial[b + 1u] = (*acc)[172]; dw_partial[b + 2u] = (*acc)[173]; dw_partial[b + 3u] = (*acc)[174]; dw_partial[b + 4u] = (*acc)[175]; dw_partial[b + 5u] = (*acc)[176]; dw_partial[b + 6u] = (*acc)[177]; dw_partial[b + 7u] = (*acc)[178]; dw_partial[b + 8u] = (*acc)[179];
+    }
+    if (far && co0 + 20u < p.dst_c) {
+        let b = o + 20u * row;
+        dw_partial[b + 0u] = (*acc)[180]; dw_partial[b + 1u] = (*acc)[181]; dw_partial[b + 2u] = (*acc)[182]; dw_partial[b + 3u] = (*acc)[183]; dw_partial[b + 4u] = (*acc)[184]; dw_partial[b + 5u] = (*acc)[185]; dw_partial[b + 6u] = (*acc)[186]; dw_partial[b + 7u] = (*acc)[187]; dw_partial[b + 8u] = (*acc)[188];
+    }
+    if (far && co0 + 21u < p.dst_c) {
+        let b = o + 21u * row;
+        dw_partial[b + 0u] = (*acc)[189]; dw_partial[b + 1u] = (*acc)[190]; dw_partial[b + 2u] = (*acc)[191]; dw_partial[b + 3u] = (*acc)[192]; dw_partial[b + 4u] = (*acc)[193]; dw_partial[b + 5u] = (*acc)[194]; dw_partial[b + 6u] = (*acc)[195]; dw_partial[b + 7u] = (*acc)[196]; dw_partial[b + 8u] = (*acc)[197];
+    }
+    if (far && co0 + 22u < p.dst_c) {
+        let b = o + 22u * row;
+        dw_partial[b + 0u] = (*acc)[198]; dw_partial[b + 1u] = (*acc)[199]; dw_partial[b + 2u] = (*acc)[200]; dw_partial[b + 3u] = (*acc)[201]; dw_partial[b + 4u] = (*acc)[202]; dw_partial[b + 5u] = (*acc)[203]; dw_partial[b + 6u] = (*acc)[204]; dw_partial[b + 7u] = (*acc)[205]; dw_partial[b + 8u] = (*acc)[206];
+    }
+    if (far && co0 + 23u < p.dst_c) {
+        let b = o + 23u * row;
+        dw_partial[b + 0u] = (*acc)[207]; dw_partial[b + 1u] = (*acc)[208]; dw_partial[b + 2u] = (*acc)[209]; dw_partial[b + 3u] = (*acc)[210]; dw_partial[b + 4u] = (*acc)[211]; dw_partial[b + 5u] = (*acc)[212]; dw_partial[b + 6u] = (*acc)[213]; dw_partial[b + 7u] = (*acc)[214]; dw_partial[b + 8u] = (*acc)[215];
+    }
+    if (far && co0 + 24u < p.dst_c) {
+        let b = o + 24u * row;
+        dw_partial[b + 0u] = (*acc)[216]; dw_partial[b + 1u] = (*acc)[217]; dw_partial[b + 2u] = (*acc)[218]; dw_partial[b + 3u] = (*acc)[219]; dw_partial[b + 4u] = (*acc)[220]; dw_partial[b + 5u] = (*acc)[221]; dw_partial[b + 6u] = (*acc)[222]; dw_partial[b + 7u] = (*acc)[223]; dw_partial[b + 8u] = (*acc)[224];
+    }
+    if (far && co0 + 25u < p.dst_c) {
+        let b = o + 25u * row;
+        dw_partial[b + 0u] = (*acc)[225]; dw_partial[b + 1u] = (*acc)[226]; dw_partial[b + 2u] = (*acc)[227]; dw_partial[b + 3u] = (*acc)[228]; dw_partial[b + 4u] = (*acc)[229]; dw_partial[b + 5u] = (*acc)[230]; dw_partial[b + 6u] = (*acc)[231]; dw_partial[b + 7u] = (*acc)[232]; dw_partial[b + 8u] = (*acc)[233];
+    }
+    if (far && co0 + 26u < p.dst_c) {
+        let b = o + 26u * row;
+        dw_partial[b + 0u] = (*acc)[234]; dw_partial[b + 1u] = (*acc)[235]; dw_partial[b + 2u] = (*acc)[236]; dw_partial[b + 3u] = (*acc)[237]; dw_partial[b + 4u] = (*acc)[238]; dw_partial[b + 5u] = (*acc)[239]; dw_partial[b + 6u] = (*acc)[240]; dw_partial[b + 7u] = (*acc)[241]; dw_partial[b + 8u] = (*acc)[242];
+    }
+    if (far && co0 + 27u < p.dst_c) {
+        let b = o + 27u * row;
+        dw_partial[b + 0u] = (*acc)[243]; dw_partial[b + 1u] = (*acc)[244]; dw_partial[b + 2u] = (*acc)[245]; dw_partial[b + 3u] = (*acc)[246]; dw_partial[b + 4u] = (*acc)[247]; dw_partial[b + 5u] = (*acc)[248]; dw_partial[b + 6u] = (*acc)[249]; dw_partial[b + 7u] = (*acc)[250]; dw_partial[b + 8u] = (*acc)[251];
+    }
+    if (far && co0 + 28u < p.dst_c) {
+        let b = o + 28u * row;
+        dw_partial[b + 0u] = (*acc)[252]; dw_partial[b + 1u] = (*acc)[253]; dw_partial[b + 2u] = (*acc)[254]; dw_partial[b + 3u] = (*acc)[255]; dw_partial[b + 4u] = (*acc)[256]; dw_partial[b + 5u] = (*acc)[257]; dw_partial[b + 6u] = (*acc)[258]; dw_partial[b + 7u] = (*acc)[259]; dw_partial[b + 8u] = (*acc)[260];
+    }
+    if (far && co0 + 29u < p.dst_c) {
+        let b = o + 29u * row;
+        dw_partial[b + 0u] = (*acc)[261]; dw_partial[b + 1u] = (*acc)[262]; dw_partial[b + 2u] = (*acc)[263]; dw_partial[b + 3u] = (*acc)[264]; dw_partial[b + 4u] = (*acc)[265]; dw_partial[b + 5u] = (*acc)[266]; dw_partial[b + 6u] = (*acc)[267]; dw_partial[b + 7u] = (*acc)[268]; dw_partial[b + 8u] = (*acc)[269];
+    }
+    if (far && co0 + 30u < p.dst_c) {
+        let b = o + 30u * row;
+        dw_partial[b + 0u] = (*acc)[270]; dw_partial[b + 1u] = (*acc)[271]; dw_partial[b + 2u] = (*acc)[272]; dw_partial[b + 3u] = (*acc)[273]; dw_partial[b + 4u] = (*acc)[274]; dw_partial[b + 5u] = (*acc)[275]; dw_partial[b + 6u] = (*acc)[276]; dw_partial[b + 7u] = (*acc)[277]; dw_partial[b + 8u] = (*acc)[278];
+    }
+    if (far && co0 + 31u < p.dst_c) {
+        let b = o + 31u * row;
+        dw_partial[b + 0u] = (*acc)[279]; dw_partial[b + 1u] = (*acc)[280]; dw_partial[b + 2u] = (*acc)[281]; dw_partial[b + 3u] = (*acc)[282]; dw_partial[b + 4u] = (*acc)[283]; dw_partial[b + 5u] = (*acc)[284]; dw_partial[b + 6u] = (*acc)[285]; dw_partial[b + 7u] = (*acc)[286]; dw_partial[b + 8u] = (*acc)[287];
     }
 }

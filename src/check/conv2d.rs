@@ -39,8 +39,9 @@ pub const AWKWARD: &[Conv2dGeom] = &[
     geom(2, 17, 9, 9, 33, 3, 2, 1),
     geom(2, 40, 6, 5, 70, 1, 1, 0),
     // conv2d_lanes.wgsl (3×3, blocked family on 8-lane subgroups): channel blocks of 16 and
-    // widths off its 8-column segments.
+    // widths off its 8-column segments; grad_weight's blocks of 32 with a part-filled last one.
     geom(2, 11, 8, 8, 19, 3, 1, 1),
+    geom(2, 9, 6, 9, 50, 3, 1, 1),
     geom(2, 9, 7, 10, 33, 3, 2, 1),
     geom(3, 17, 12, 5, 6, 3, 2, 1),
     geom(1, 3, 17, 3, 16, 3, 2, 1),

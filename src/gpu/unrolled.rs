@@ -133,22 +133,45 @@ fn store16(acc: ptr<function, array<vec4f, 32>>, base: u32, plane: u32, ch0: u32
     s + "}\n"
 }
 
+/// grad_weight's output channels per workgroup at most (WEIGHT_BLOCK 16 or 32): lane l holds
+/// the dy of channels l, 8 + l, 16 + l and 24 + l in `a_`, `b_`, `c_` and `d_`.
+const WEIGHT_CHANNELS: usize = 32;
+
+/// Which of grad_weight's groups of 8 channels channel k is in: its dy's name and lane.
+fn weight_lane(k: usize) -> (&'static str, usize) {
+    (["a", "b", "c", "d"][k / 8], k % 8)
+}
+
+/// The condition under which grad_weight's channel k runs: channels 8-15 when `upper`, 16-31
+/// when `far` (the block has them).
+fn weight_guard(k: usize) -> &'static str {
+    match k / 8 {
+        0 => "",
+        1 => "upper",
+        _ => "far",
+    }
+}
+
 fn grad_acc() -> String {
     let mut s = String::from(
         "\
-// Lane l's 9 taps (lo, hi over the 8 positions) against channel k's dy, for the 16 channels:
-// acc[9k + tap] += dy_k · x_tap, where lane k % 8 holds dy_k in (a_lo, a_hi) (k < 8) or (b_lo, b_hi).
-// Channels 8-15 only when `upper` (they exist).
-fn grad_acc(acc: ptr<function, array<f32, 144>>, t: array<vec4f, 18>, a_lo: vec4f, a_hi: vec4f, b_lo: vec4f, b_hi: vec4f, upper: bool) {
+// Lane l's 9 taps (lo, hi over the 8 positions) against channel k's dy, for the block's
+// channels: acc[9k + tap] += dy_k · x_tap, where lane k % 8 holds dy_k in (a_lo, a_hi) (k < 8),
+// (b_lo, b_hi) (k < 16), (c_lo, c_hi) or (d_lo, d_hi). Channels 8-15 only when `upper`, 16-31
+// only when `far` (the block has them).
+fn grad_acc(acc: ptr<function, array<f32, 288>>, t: array<vec4f, 18>, a_lo: vec4f, a_hi: vec4f, b_lo: vec4f, b_hi: vec4f,
+            c_lo: vec4f, c_hi: vec4f, d_lo: vec4f, d_hi: vec4f, upper: bool, far: bool) {
     var lo: vec4f;
     var hi: vec4f;
 ",
     );
-    for k in 0..CHANNELS {
-        if k == 8 {
-            s += "    if (!upper) { return; }\n";
+    for k in 0..WEIGHT_CHANNELS {
+        match k {
+            8 => s += "    if (!upper) { return; }\n",
+            16 => s += "    if (!far) { return; }\n",
+            _ => {}
         }
-        let (v, l) = lane(k, "a", "b");
+        let (v, l) = weight_lane(k);
         for half in ["lo", "hi"] {
             let parts = ["x", "y", "z", "w"].map(|c| format!("subgroupBroadcast({v}_{half}.{c}, {l}u)"));
             let _ = writeln!(s, "    {half} = vec4f({});", parts.join(", "));
@@ -165,12 +188,15 @@ fn grad_store() -> String {
     let mut s = String::from(
         "\
 // The lane's sums to dw_partial: channel co0 + k's 9 taps at o + k·row.
-fn grad_store(acc: ptr<function, array<f32, 144>>, o: u32, co0: u32, row: u32, upper: bool) {
+fn grad_store(acc: ptr<function, array<f32, 288>>, o: u32, co0: u32, row: u32, upper: bool, far: bool) {
 ",
     );
-    for k in 0..CHANNELS {
-        let upper = if k < 8 { "" } else { "upper && " };
-        let _ = writeln!(s, "    if ({upper}co0 + {k}u < p.dst_c) {{\n        let b = o + {k}u * row;");
+    for k in 0..WEIGHT_CHANNELS {
+        let guard = match weight_guard(k) {
+            "" => String::new(),
+            g => format!("{g} && "),
+        };
+        let _ = writeln!(s, "    if ({guard}co0 + {k}u < p.dst_c) {{\n        let b = o + {k}u * row;");
         let taps: Vec<String> =
             (0..9).map(|t| format!("dw_partial[b + {t}u] = (*acc)[{}];", 9 * k + t)).collect();
         let _ = writeln!(s, "        {}\n    }}", taps.join(" "));

@@ -303,7 +303,7 @@ pub fn grad_weight(
 }
 
 /// grad_weight through conv2d_lanes.wgsl: one subgroup per (chunk of segments, 8 input
-/// channels, 16 output channels); chunks summed in order by reduce.wgsl/sum_splits.
+/// channels, 16 or 32 output channels); chunks summed in order by reduce.wgsl/sum_splits.
 fn grad_weight_lanes(
     gpu: &Gpu,
     label: String,
@@ -312,12 +312,17 @@ fn grad_weight_lanes(
     dy: &Tensor,
     dw: &Tensor,
 ) -> Result<Program> {
-    let k = gpu.kernel_with(&shaders::CONV2D_LANES, "grad_weight", &lanes_constants(g.stride, g.cout))?;
-    let blocks = (g.cin.div_ceil(8) * g.cout.div_ceil(16)) as u64;
+    let weight_block = if g.cout >= 32 { 32 } else { 16 };
+    let [stride, block] = lanes_constants(g.stride, g.cout);
+    let constants = [stride, block, ("WEIGHT_BLOCK", weight_block as f64)];
+    let k = gpu.kernel_with(&shaders::CONV2D_LANES, "grad_weight", &constants)?;
     let segments = (g.n * g.oh() * g.ow().div_ceil(8)) as u64;
-    // Enough workgroups to keep the device busy, each summing at least 32 segments.
-    let wanted = (gpu.parallelism() / 32).div_ceil(blocks);
+    // Enough workgroups to keep the device busy, each summing at least 32 segments. Counted in
+    // blocks of 16 output channels whatever WEIGHT_BLOCK is, so that the chunks, and with them
+    // the sums' rounding, do not depend on it.
+    let wanted = (gpu.parallelism() / 32).div_ceil((g.cin.div_ceil(8) * g.cout.div_ceil(16)) as u64);
     let splits = wanted.clamp(1, segments.div_ceil(32).max(1));
+    let blocks = (g.cin.div_ceil(8) * g.cout.div_ceil(weight_block)) as u64;
     let mut p = LanesParams::grad_weight(g);
     p.splits = splits as u32;
     let cost = Cost::new(g.flops(), f32_bytes(x.numel() + dy.numel() + dw.numel() * splits as usize));
