@@ -284,13 +284,19 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
     }
 }
 
-// The window of pooled output (r, col): its inputs' activations, and which is the arg-max.
+// The inputs of the window of pooled output (r, col), loaded once for all that uses them (each
+// load is a loop over the lanes on CPU drivers).
+fn window_x(base: u32, r: u32, col: u32) -> vec4f {
+    let i = base + 2u * r * p.w + 2u * col;
+    return vec4f(x[i], x[i + 1u], x[i + p.w], x[i + p.w + 1u]);
+}
+
+// The window's activations from its inputs xs, and which is the arg-max.
 struct Window { v: vec4f, at: u32 }
 
-fn window(base: u32, r: u32, col: u32, a: Affine) -> Window {
-    let i = base + 2u * r * p.w + 2u * col;
-    let v = vec4f(act(x[i] * a.scale + a.shift), act(x[i + 1u] * a.scale + a.shift),
-                  act(x[i + p.w] * a.scale + a.shift), act(x[i + p.w + 1u] * a.scale + a.shift));
+fn window(xs: vec4f, a: Affine) -> Window {
+    let v = vec4f(act(xs.x * a.scale + a.shift), act(xs.y * a.scale + a.shift),
+                  act(xs.z * a.scale + a.shift), act(xs.w * a.scale + a.shift));
     var at = 0u;
     var best = v.x;
     if (v.y > best) { at = 1u; best = v.y; }
@@ -311,7 +317,7 @@ fn forward_max_pool(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) n
     let base = plane * p.h * p.w;
     let out = id * p.ow;
     for (var col = 0u; col < p.ow; col++) {
-        let v = window(base, r, col, a).v;
+        let v = window(window_x(base, r, col), a).v;
         y[out + col] = max(max(v.x, v.y), max(v.z, v.w));
     }
 }
@@ -334,29 +340,26 @@ fn forward_avg_pool(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) n
 // ---- backward ----------------------------------------------------------------------------
 // g is the gradient at z, recomputed through the pooling, the ReLU and the residual add.
 
-// g of element i = (n, ch, r, col) (POOL 0, or 2 with g_avg = dy[n, ch] / (h·w)).
-fn grad_element(i: u32, n: u32, ch: u32, r: u32, col: u32, a: Affine, g_avg: f32) -> f32 {
+// g of element i = (n, ch, r, col) with input xv = x[i] (POOL 0, or 2 with g_avg = dy[n, ch] /
+// (h·w)). The caller loads x[i] once for this and dx or Σg·x̂.
+fn grad_element(i: u32, xv: f32, n: u32, ch: u32, r: u32, col: u32, a: Affine, g_avg: f32) -> f32 {
     let g = select(dy[i], g_avg, POOL == 2u);
     if (RELU == 0u) {
         return g;
     }
     // The ReLU follows the residual add.
-    return select(0.0, g, x[i] * a.scale + a.shift + shortcut(i, n, ch, r, col) > 0.0);
+    return select(0.0, g, xv * a.scale + a.shift + shortcut(i, n, ch, r, col) > 0.0);
 }
 
-// g of the window of pooled output (r, col) (POOL = 1): dy at the arg-max, unless the ReLU
-// blocked it.
-fn grad_window(base: u32, out: u32, r: u32, col: u32, a: Affine) -> vec4f {
-    let w = window(base, r, col, a);
+// g of the window of pooled output (r, col) with inputs xs (POOL = 1): dy at the arg-max,
+// unless the ReLU blocked it.
+fn grad_window(xs: vec4f, out: u32, r: u32, col: u32, a: Affine) -> vec4f {
+    let w = window(xs, a);
     var g = dy[out + r * p.ow + col];
     if (RELU == 1u && w.v[w.at] <= 0.0) { g = 0.0; }
     return select(vec4f(0.0), vec4f(g), vec4<u32>(0u, 1u, 2u, 3u) == vec4u(w.at));
 }
 
-fn window_xhat(base: u32, r: u32, col: u32, a: Affine) -> vec4f {
-    let i = base + 2u * r * p.w + 2u * col;
-    return (vec4f(x[i], x[i + 1u], x[i + p.w], x[i + p.w + 1u]) - a.mu) * a.is;
-}
 
 // (Σg, Σg·x̂) of channel ch over images [n0, n1), summed over the workgroup by group_sum;
 // every invocation returns the result.
@@ -370,9 +373,10 @@ fn grad_sums(ch: u32, li: u32, n0: u32, n1: u32) -> vec2f {
         for (; k.n < n1; step(&k)) {
             let plane = k.n * p.c + ch;
             let base = plane * p.h * p.w;
-            let g = grad_window(base, plane * p.oh * p.ow, k.r, k.c, a);
+            let xs = window_x(base, k.r, k.c);
+            let g = grad_window(xs, plane * p.oh * p.ow, k.r, k.c, a);
             s += g.x + g.y + g.z + g.w;
-            sx += dot(g, window_xhat(base, k.r, k.c, a));
+            sx += dot(g, (xs - a.mu) * a.is);
         }
     } else {
         let inv_hw = 1.0 / f32(p.h * p.w);
@@ -383,9 +387,10 @@ fn grad_sums(ch: u32, li: u32, n0: u32, n1: u32) -> vec2f {
             let i = (plane * p.h + k.r) * p.w + k.c;
             var g_avg = 0.0;
             if (POOL == 2u) { g_avg = dy[plane] * inv_hw; }
-            let g = grad_element(i, k.n, ch, k.r, k.c, a, g_avg);
+            let xv = x[i];
+            let g = grad_element(i, xv, k.n, ch, k.r, k.c, a, g_avg);
             s += g;
-            sx += g * (x[i] - a.mu) * a.is;
+            sx += g * (xv - a.mu) * a.is;
         }
     }
     return group_sum(li, vec4f(s, sx, 0.0, 0.0)).xy;
@@ -449,12 +454,13 @@ fn put_dx(i: u32, v: f32) {
 // dx of the window of pooled output (r, col) and, in the last window row and column, of the
 // inputs past it that no window covers (their g is 0).
 fn backward_window(base: u32, out: u32, r: u32, col: u32, a: Affine, t: Backward) {
-    let g = grad_window(base, out, r, col, a);
+    let xs = window_x(base, r, col);
+    let g = grad_window(xs, out, r, col, a);
     let i = base + 2u * r * p.w + 2u * col;
-    put_dx(i, dx_of(g.x, x[i], t));
-    put_dx(i + 1u, dx_of(g.y, x[i + 1u], t));
-    put_dx(i + p.w, dx_of(g.z, x[i + p.w], t));
-    put_dx(i + p.w + 1u, dx_of(g.w, x[i + p.w + 1u], t));
+    put_dx(i, dx_of(g.x, xs.x, t));
+    put_dx(i + 1u, dx_of(g.y, xs.y, t));
+    put_dx(i + p.w, dx_of(g.z, xs.z, t));
+    put_dx(i + p.w + 1u, dx_of(g.w, xs.w, t));
     let last_col = col + 1u == p.ow && p.w > 2u * p.ow;
     let last_row = r + 1u == p.oh && p.h > 2u * p.oh;
     if (last_col) {
@@ -494,7 +500,8 @@ fn backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     var g_avg = 0.0;
     if (POOL == 2u) { g_avg = dy[q.plane] / f32(p.h * p.w); }
     for (var i = q.i0; i < q.end; i++) {
-        put_dx(i, dx_of(grad_element(i, q.n, q.ch, q.r, q.col, a, g_avg), x[i], t));
+        let xv = x[i];
+        put_dx(i, dx_of(grad_element(i, xv, q.n, q.ch, q.r, q.col, a, g_avg), xv, t));
         next(&q);
     }
 }
@@ -522,8 +529,9 @@ fn backward_residual(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) 
     let a = affine(q.ch);
     let t = backward_terms(q.ch);
     for (var i = q.i0; i < q.end; i++) {
-        let g = grad_element(i, q.n, q.ch, q.r, q.col, a, 0.0);
-        put_dx(i, dx_of(g, x[i], t));
+        let xv = x[i];
+        let g = grad_element(i, xv, q.n, q.ch, q.r, q.col, a, 0.0);
+        put_dx(i, dx_of(g, xv, t));
         if (RESIDUAL == 1u) {
             dres[i] = g;
         } else {
