@@ -4,7 +4,7 @@
 // one subgroup as the 8 lanes of a 256-bit vector). NCHW, no bias. The host uses conv2d.wgsl for
 // other shapes and adapters; both compute the same sums in the same order per output. It imports
 // lanes.wgsl (the register block of forward and grad_input: cols, the taps of a source row,
-// mac_two_rows), which packed_conv_lanes.wgsl shares, lanes_unrolled.wgsl (mac16) and
+// mac_two_rows), which packed_conv_lanes.wgsl shares, lanes_unrolled.wgsl (mac16, mac_rows) and
 // conv2d_lanes_unrolled.wgsl (store16, grad_acc, grad_store), both generated.
 //
 // Bindings (group 0):
@@ -43,11 +43,12 @@
 //   segment, so no tap is wasted. Block: 16 input channels × 8 consecutive class columns (dx
 //   columns 2v and 2v + 1).
 // grad_weight: WG (8) invocations, one subgroup; lane l owns input channel ci0 + l and every
-//   (output channel co0 + k, tap) for k < 16: 144 accumulators. The sum over (n, row, segment) is
-//   split into p.splits contiguous chunks, one per workgroup ((split, ci block, co block) from
-//   the group id); per segment a lane loads its channel's 3 source rows and dy of channels
-//   co0 + l and co0 + 8 + l, and broadcasts hand every lane all 16 channels' dy. Each chunk
-//   writes its own slice of dw_partial; reduce.wgsl/sum_splits adds the slices in order.
+//   (output channel co0 + k, tap) for k < WEIGHT_BLOCK (16 or 32): up to 288 accumulators. The
+//   sum over (n, row, segment) is split into p.splits contiguous chunks, one per workgroup
+//   ((split, ci block, co block) from the group id); per segment a lane loads its channel's 3
+//   source rows and dy of channels co0 + l, co0 + 8 + l (and co0 + 16 + l, co0 + 24 + l), and
+//   broadcasts hand every lane all the block's dy. Each chunk writes its own slice of
+//   dw_partial; reduce.wgsl/sum_splits adds the slices in order.
 // Every sum runs in a fixed order: results are bit-identical from run to run.
 
 struct LanesParams {
