@@ -4,8 +4,8 @@
 // one subgroup as the 8 lanes of a 256-bit vector). NCHW, no bias. The host uses conv2d.wgsl for
 // other shapes and adapters; both compute the same sums in the same order per output. It imports
 // lanes.wgsl (the register block of forward and grad_input: cols, the taps of a source row,
-// mac_two_rows), which packed_conv_lanes.wgsl shares, lanes_unrolled.wgsl (mac16, mac_rows) and
-// conv2d_lanes_unrolled.wgsl (store16, grad_acc, grad_store), both generated.
+// mac_two_rows), which packed_conv_lanes.wgsl shares, lanes_unrolled.wgsl (mac_rows) and
+// conv2d_lanes_unrolled.wgsl (store16, mac_classes, grad_acc, grad_store), both generated.
 //
 // Bindings (group 0):
 //   0 p           uniform  LanesParams
@@ -227,9 +227,9 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
             let e = src[rb + k.off[2].x] * k.ok[2].x * rok;
             let i = i_near - 2u * dr;
             // taps 1 and 2 read dy columns v .., tap 0 reads v + 1 ..
-            mac16(&acc_even, weights(wa, wb, c, 3u * i + 1u, upper), a, b, upper);
-            mac16(&acc_odd, weights(wa, wb, c, 3u * i + 2u, upper), a, b, upper);
-            mac16(&acc_odd, weights(wa, wb, c, 3u * i, upper), vec4f(a.yzw, b.x), vec4f(b.yzw, e), upper);
+            mac_classes(&acc_even, &acc_odd, weights(wa, wb, c, 3u * i + 1u, upper),
+                        weights(wa, wb, c, 3u * i + 2u, upper), weights(wa, wb, c, 3u * i, upper), a, b,
+                        vec4f(a.yzw, b.x), vec4f(b.yzw, e), upper);
         }
     }
     if (pb >= p.segs) { return; }

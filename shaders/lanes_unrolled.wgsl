@@ -6,31 +6,6 @@
 // Bindings (group 0): none of its own. Written out because subgroupBroadcast takes a constant
 // lane and private arrays stay in registers only under constant indices.
 
-// acc[2k], acc[2k + 1] += w_k · (lo, hi), where lane l holds w_l in wv.x and w_(8 + l) in wv.y;
-// channels 8-15 only when `upper` (they exist). Zero weights are multiplied too: llvmpipe runs
-// an `if` under an execution mask, so `if (w != 0)` would skip nothing and turn every
-// accumulator update into a masked store.
-fn mac16(acc: ptr<function, array<vec4f, 32>>, wv: vec2f, lo: vec4f, hi: vec4f, upper: bool) {
-    var s: f32;
-    s = subgroupBroadcast(wv.x, 0u); (*acc)[0] += s * lo; (*acc)[1] += s * hi;
-    s = subgroupBroadcast(wv.x, 1u); (*acc)[2] += s * lo; (*acc)[3] += s * hi;
-    s = subgroupBroadcast(wv.x, 2u); (*acc)[4] += s * lo; (*acc)[5] += s * hi;
-    s = subgroupBroadcast(wv.x, 3u); (*acc)[6] += s * lo; (*acc)[7] += s * hi;
-    s = subgroupBroadcast(wv.x, 4u); (*acc)[8] += s * lo; (*acc)[9] += s * hi;
-    s = subgroupBroadcast(wv.x, 5u); (*acc)[10] += s * lo; (*acc)[11] += s * hi;
-    s = subgroupBroadcast(wv.x, 6u); (*acc)[12] += s * lo; (*acc)[13] += s * hi;
-    s = subgroupBroadcast(wv.x, 7u); (*acc)[14] += s * lo; (*acc)[15] += s * hi;
-    if (!upper) { return; }
-    s = subgroupBroadcast(wv.y, 0u); (*acc)[16] += s * lo; (*acc)[17] += s * hi;
-    s = subgroupBroadcast(wv.y, 1u); (*acc)[18] += s * lo; (*acc)[19] += s * hi;
-    s = subgroupBroadcast(wv.y, 2u); (*acc)[20] += s * lo; (*acc)[21] += s * hi;
-    s = subgroupBroadcast(wv.y, 3u); (*acc)[22] += s * lo; (*acc)[23] += s * hi;
-    s = subgroupBroadcast(wv.y, 4u); (*acc)[24] += s * lo; (*acc)[25] += s * hi;
-    s = subgroupBroadcast(wv.y, 5u); (*acc)[26] += s * lo; (*acc)[27] += s * hi;
-    s = subgroupBroadcast(wv.y, 6u); (*acc)[28] += s * lo; (*acc)[29] += s * hi;
-    s = subgroupBroadcast(wv.y, 7u); (*acc)[30] += s * lo; (*acc)[31] += s * hi;
-}
-
 // acc0 += one input channel's 9 weights against source rows t0 .. t2 (kernel rows 0-2), acc1
 // the same against u0 .. u2, where lane l holds tap i's w_l in wv[i].x and w_(8 + l) in wv[i].y;
 // channels 8-15 only when `upper`. Channel by channel, each accumulator's 9 multiply-adds in

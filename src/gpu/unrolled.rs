@@ -32,20 +32,27 @@ fn header(file: &str, what: &str) -> String {
     )
 }
 
-/// shaders/lanes_unrolled.wgsl: mac16 and mac_rows, the multiply-adds of both lanes convolutions.
+/// shaders/lanes_unrolled.wgsl: mac_rows, the multiply-adds of both lanes convolutions.
 pub fn lanes_unrolled() -> String {
     let what = "the channels' multiply-adds of the 3×3 lanes convolutions\n\
                 // (conv2d_lanes.wgsl, packed_conv_lanes.wgsl, through lanes.wgsl's mac_two_rows), unrolled.";
-    header("lanes_unrolled.wgsl", what) + &mac16() + "\n" + &mac_rows()
+    header("lanes_unrolled.wgsl", what) + &mac_rows()
 }
 
 /// shaders/conv2d_lanes_unrolled.wgsl: conv2d_lanes.wgsl's stores of forward and grad_input
-/// (store16) and grad_weight's multiply-adds and stores (grad_acc, grad_store), which use its
-/// bindings `p`, `dw_partial` and its `put8`.
+/// (store16), grad_input_s2's multiply-adds (mac_classes) and grad_weight's multiply-adds and
+/// stores (grad_acc, grad_store), which use its bindings `p`, `dw_partial` and its `put8`.
 pub fn conv2d_lanes_unrolled() -> String {
-    let what = "conv2d_lanes.wgsl's register-block stores and grad_weight's\n\
-                // multiply-adds, unrolled; they use its uniform p, its binding dw_partial and its put8.";
-    header("conv2d_lanes_unrolled.wgsl", what) + &store16() + "\n" + &grad_acc() + "\n" + &grad_store()
+    let what = "conv2d_lanes.wgsl's register-block stores, grad_input_s2's and\n\
+                // grad_weight's multiply-adds, unrolled; they use its uniform p, its binding dw_partial and its put8.";
+    header("conv2d_lanes_unrolled.wgsl", what)
+        + &store16()
+        + "\n"
+        + &mac_classes()
+        + "\n"
+        + &grad_acc()
+        + "\n"
+        + &grad_store()
 }
 
 /// Channel k's half and lane: (`.x`/`a`, k) for k < 8, (`.y`/`b`, k − 8) after.
@@ -53,15 +60,21 @@ fn lane(k: usize, low: &'static str, high: &'static str) -> (&'static str, usize
     if k < 8 { (low, k) } else { (high, k - 8) }
 }
 
-fn mac16() -> String {
+/// The stride-2 input gradient's multiply-adds for one dy row and input channel, channel by
+/// channel, each accumulator's taps in one expression.
+fn mac_classes() -> String {
     let mut s = String::from(
         "\
-// acc[2k], acc[2k + 1] += w_k · (lo, hi), where lane l holds w_l in wv.x and w_(8 + l) in wv.y;
-// channels 8-15 only when `upper` (they exist). Zero weights are multiplied too: llvmpipe runs
-// an `if` under an execution mask, so `if (w != 0)` would skip nothing and turn every
-// accumulator update into a masked store.
-fn mac16(acc: ptr<function, array<vec4f, 32>>, wv: vec2f, lo: vec4f, hi: vec4f, upper: bool) {
-    var s: f32;
+// One dy row (lo, hi; shifted by a column: lo1, hi1) against the 16 channels' taps of a kernel
+// row: acc_even += w_even · (lo, hi); acc_odd += w_odd · (lo, hi) + w_odd1 · (lo1, hi1), where
+// lane l holds channel l's weight in .x and channel 8 + l's in .y; channels 8-15 only when
+// `upper`. Zero weights are multiplied too: llvmpipe runs an `if` under an execution mask, so
+// `if (w != 0)` would skip nothing and turn every accumulator update into a masked store.
+fn mac_classes(acc_even: ptr<function, array<vec4f, 32>>, acc_odd: ptr<function, array<vec4f, 32>>, w_even: vec2f,
+               w_odd: vec2f, w_odd1: vec2f, lo: vec4f, hi: vec4f, lo1: vec4f, hi1: vec4f, upper: bool) {
+    var e: f32;
+    var o: f32;
+    var o1: f32;
 ",
     );
     for k in 0..CHANNELS {
@@ -69,18 +82,21 @@ fn mac16(acc: ptr<function, array<vec4f, 32>>, wv: vec2f, lo: vec4f, hi: vec4f, 
             s += "    if (!upper) { return; }\n";
         }
         let (v, l) = lane(k, "x", "y");
-        let (a, b) = (2 * k, 2 * k + 1);
         let _ = writeln!(
             s,
-            "    s = subgroupBroadcast(wv.{v}, {l}u); (*acc)[{a}] += s * lo; (*acc)[{b}] += s * hi;"
+            "    e = subgroupBroadcast(w_even.{v}, {l}u); o = subgroupBroadcast(w_odd.{v}, {l}u); o1 = subgroupBroadcast(w_odd1.{v}, {l}u);"
         );
+        for (i, (x, x1)) in [(2 * k, ("lo", "lo1")), (2 * k + 1, ("hi", "hi1"))] {
+            let _ = writeln!(s, "    (*acc_even)[{i}] = (*acc_even)[{i}] + e * {x};");
+            let _ = writeln!(s, "    (*acc_odd)[{i}] = (*acc_odd)[{i}] + o * {x} + o1 * {x1};");
+        }
     }
     s + "}\n"
 }
 
 /// One input channel's 9 taps against both rows of the block, channel by channel: each
-/// accumulator takes its 9 multiply-adds in one expression (in tap order, as tap-by-tap mac16
-/// calls would add them), so the driver keeps it in a register for all of them instead of
+/// accumulator takes its 9 multiply-adds in one expression (in tap order, as tap-by-tap updates
+/// would add them), so the driver keeps it in a register for all of them instead of
 /// reloading and storing it per tap.
 fn mac_rows() -> String {
     let mut s = String::from(
