@@ -1,11 +1,12 @@
-// import: lanes.wgsl lanes_unrolled.wgsl conv2d_lanes_unrolled.wgsl
+// import: lanes.wgsl conv2d_lanes_unrolled.wgsl
 // conv2d_lanes.wgsl — 3×3 convolutions with padding 1 and stride 1 or 2 for adapters whose
 // subgroups have at least 8 lanes: the blocked family's fast path on CPU drivers (llvmpipe runs
 // one subgroup as the 8 lanes of a 256-bit vector). NCHW, no bias. The host uses conv2d.wgsl for
 // other shapes and adapters; both compute the same sums in the same order per output. It imports
 // lanes.wgsl (the register block of forward and grad_input: cols, the taps of a source row,
-// mac_two_rows), which packed_conv_lanes.wgsl shares, lanes_unrolled.wgsl (mac_rows) and
-// conv2d_lanes_unrolled.wgsl (store16, mac_classes, grad_acc, grad_store), both generated.
+// mac_two_rows, whose multiply-adds are generated in lanes_unrolled.wgsl), which
+// packed_conv_lanes.wgsl shares, and conv2d_lanes_unrolled.wgsl (store16, mac_classes,
+// grad_acc, grad_store), generated.
 //
 // Bindings (group 0):
 //   0 p           uniform  LanesParams
