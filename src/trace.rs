@@ -173,6 +173,22 @@ impl Trace {
             s += &format!(" | {name} {:.3} ms", us / steps / 1e3);
         }
         s.push('\n');
+        // The whole step against the ceiling: what a training step's efficiency is judged by.
+        let flops: u64 = stats.iter().map(|k| k.flops).sum();
+        if flops > 0 && busy > 0.0 {
+            let gflops = flops as f64 / (busy / 1e6) / 1e9;
+            s += &format!(
+                "whole step: {:.3} GFLOP in the kernels, {gflops:.2} GFLOP/s over GPU busy",
+                flops as f64 / steps / 1e9
+            );
+            if let Some(c) = &self.ceilings {
+                s += &format!(
+                    ", {:.1} % of the multiply-add ceiling",
+                    100.0 * gflops / c.fma_gflops.max(1e-12)
+                );
+            }
+            s.push('\n');
+        }
         s
     }
 

@@ -123,6 +123,8 @@ fn bitplane_mode_reports_the_popcount_ceiling_fraction() {
     let table = trace.table("test");
     let header = table.lines().find(|l| l.starts_with("kernel")).unwrap();
     assert!(header.ends_with("%popc"), "{header}");
+    let whole = table.lines().last().unwrap();
+    assert!(whole.starts_with("whole step: ") && whole.ends_with("% of the multiply-add ceiling"), "{whole}");
     for line in table.lines().filter(|l| l.starts_with("packed_conv/") || l.starts_with("bitplane_lanes/")) {
         let last = line.split_whitespace().last().unwrap();
         match is_bitplane(line.split_whitespace().next().unwrap()) {
