@@ -23,8 +23,9 @@
 // packed_conv.wgsl).
 //
 // Mapping: BLOCK_CH output channels (16; 8 for layers of at most 8 channels and for small
-// batches, where blocks of 16 would leave lanes idle) × 8 consecutive columns of two output rows
-// per invocation, WG (64) invocations along these segments, the channel block the same for the
+// batches, where blocks of 16 would leave lanes idle) × 8 consecutive columns of ROWS output rows
+// (two; one where a channel block has too few segments to fill a subgroup's lanes) per
+// invocation, WG (64) invocations along these segments, the channel block the same for the
 // whole workgroup. Lane l
 // of a subgroup owns output channels co0 + l and co0 + 8 + l: per 32 input channels it reads
 // their codes for the 9 taps (two words each for W+ and W−: rows are not aligned), decodes each
@@ -44,6 +45,7 @@ override WG: u32 = 64u;
 override RESIDUAL: u32 = 0u;
 override ACCUMULATE: u32 = 0u;
 override RELU: u32 = 0u;
+override ROWS: u32 = 2u;
 
 struct PackedLanesParams {
     n: u32, cin: u32, h: u32, w: u32,
@@ -149,7 +151,7 @@ fn store16(acc: ptr<function, array<vec4f, 32>>, live: bool, n: u32, co0: u32, r
     put8(live, n, co0 + 15u, row, col, (*acc)[30], (*acc)[31], subgroupBroadcast(ss.z, 7u), subgroupBroadcast(ss.w, 7u));
 }
 
-// The invocation's block: (image, first of its two output rows, first column), its channel
+// The invocation's block: (image, first of its ROWS output rows, first column), its channel
 // block, and whether the invocation owns a segment (others run only to take part in the
 // broadcasts).
 struct Block { n: u32, row: u32, col: u32, co0: u32, live: bool }
@@ -159,8 +161,8 @@ fn block(wg: vec3u, nwg: vec3u, li: u32) -> Block {
     let pb = (g % p.groups) * WG + li;
     let q = min(pb, p.segs - 1u);
     let t = q / p.segs_row;
-    let pairs = (p.oh + 1u) / 2u;
-    return Block(t / pairs, (t % pairs) * 2u, (q % p.segs_row) * 8u, (g / p.groups) * BLOCK_CH, pb < p.segs);
+    let blocks = (p.oh + ROWS - 1u) / ROWS;
+    return Block(t / blocks, (t % blocks) * ROWS, (q % p.segs_row) * 8u, (g / p.groups) * BLOCK_CH, pb < p.segs);
 }
 
 fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
@@ -215,7 +217,8 @@ fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
     let ss = vec4f(scale[ca], shift[ca], scale[cb], shift[cb]);
     // Every lane takes part in store16's broadcasts; only live ones store.
     store16(&acc0, b.live, b.n, b.co0, b.row, b.col, ss, upper);
-    store16(&acc1, b.live && b.row + 1u < p.oh, b.n, b.co0, b.row + 1u, b.col, ss, upper);
+    // With one row, acc1 is never stored, and the driver drops what only it needed.
+    if (ROWS == 2u) { store16(&acc1, b.live && b.row + 1u < p.oh, b.n, b.co0, b.row + 1u, b.col, ss, upper); }
 }
 
 @compute @workgroup_size(WG)

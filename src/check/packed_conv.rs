@@ -13,7 +13,7 @@ use anyhow::Result;
 
 /// conv2d's awkward shapes, and batches of 8 whose segments fill the device, so that
 /// packed_conv_lanes.wgsl runs blocks of 16 channels (`ops::packed_conv::lanes_block`) as well as
-/// the small batches' blocks of 8.
+/// the small batches' blocks of 8, and small grids' single rows (`lanes_rows`) as well as pairs.
 pub const AWKWARD: &[Conv2dGeom] = &[
     conv2d::AWKWARD[0],
     conv2d::AWKWARD[1],
@@ -163,7 +163,11 @@ impl EpilogueInputs {
 pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
     Cases::each(gpu, "packed_conv", shapes, |c, s, g| {
         c.path(match crate::ops::conv2d::path(gpu, g) {
-            "lanes" => format!("lanes, blocks of {}", crate::ops::packed_conv::lanes_block(gpu, g)),
+            "lanes" => {
+                let (block, rows) =
+                    (crate::ops::packed_conv::lanes_block(gpu, g), crate::ops::packed_conv::lanes_rows(g));
+                format!("lanes, blocks of {block}, {rows} row{}", if rows == 1 { "" } else { "s" })
+            }
             other => other.to_string(),
         });
         let x = values(g.input_shape().iter().product(), 200 + s as u64);

@@ -173,6 +173,7 @@ pub const MODES: &[(&str, &[f64])] = &[
     ("SYMMETRIC", &[0.0, 1.0]),
     ("NEXT", &[0.0, 1.0, 2.0]),
     ("WEIGHT_BLOCK", &[16.0, 32.0]),
+    ("ROWS", &[1.0, 2.0]),
 ];
 
 /// Whether the host may compile a kernel with these pipeline constants: each a mode of

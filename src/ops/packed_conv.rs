@@ -215,7 +215,7 @@ struct LanesParams {
 }
 
 /// 3×3 convolutions on adapters with 8-lane subgroups (see `conv2d::lanes`): 16 channels (or 8,
-/// `lanes_block`) × 8 columns of two output rows per invocation, weights decoded once per lane
+/// `lanes_block`) × 8 columns of two output rows (or one, `lanes_rows`) per invocation, weights decoded once per lane
 /// and shared by broadcasts. Both entry points read every binding: the unused weights are bound to
 /// placeholders (`x` for the dense weight, a word and the folded scale for the masks and their
 /// scales).
@@ -232,7 +232,8 @@ fn launch_lanes(
 ) -> Result<Dispatch> {
     // The epilogue's modes are pipeline constants too (one pipeline per combination).
     let segs_row = g.ow().div_ceil(8) as u32;
-    let segs = (g.n * g.oh().div_ceil(2)) as u32 * segs_row;
+    let rows = lanes_rows(g);
+    let segs = (g.n * g.oh().div_ceil(rows)) as u32 * segs_row;
     let [stride, _] = super::conv2d::lanes_constants(g.stride, g.cout);
     let block = lanes_block(gpu, g);
     let constants = [
@@ -241,6 +242,7 @@ fn launch_lanes(
         ("RESIDUAL", f64::from(p.residual)),
         ("ACCUMULATE", f64::from(p.accumulate)),
         ("RELU", f64::from(p.relu)),
+        ("ROWS", rows as f64),
     ];
     let k = gpu.kernel_with(&shaders::PACKED_CONV_LANES, entry, &constants)?;
     let groups = segs.div_ceil(k.invocations_per_group());
@@ -283,6 +285,13 @@ pub fn lanes_block(gpu: &Gpu, g: &Conv2dGeom) -> usize {
         true => 8,
         false => 16,
     }
+}
+
+/// Output rows per invocation of packed_conv_lanes.wgsl (ROWS): 2, or 1 where 2-row segments
+/// would not fill a subgroup's 8 lanes (one image's last layers): each lane then does half the
+/// work and all 8 take part.
+pub fn lanes_rows(g: &Conv2dGeom) -> usize {
+    if g.n * g.oh().div_ceil(2) * g.ow().div_ceil(8) < 8 { 1 } else { 2 }
 }
 
 /// Params for the activation kernels: only the input dimensions [n, c, h, w] matter.
