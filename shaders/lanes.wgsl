@@ -4,7 +4,7 @@
 // accumulator array, acc[2k] and acc[2k + 1] holding columns 0-3 and 4-7 of channel k.
 // Not a shader on its own: those two files import it; they load the source rows (each from its
 // own binding) and the weights, and call these functions with them. The channels' unrolled
-// multiply-adds (mac16, mac_rows) are in lanes_unrolled.wgsl, generated.
+// multiply-adds (mac_rows) are in lanes_unrolled.wgsl, generated.
 //
 // Bindings (group 0): none. Private arrays are indexed by constants only (llvmpipe keeps them
 // in registers; a computed index sends the whole array to memory, written lane by lane).

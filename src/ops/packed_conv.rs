@@ -215,10 +215,10 @@ struct LanesParams {
 }
 
 /// 3×3 convolutions on adapters with 8-lane subgroups (see `conv2d::lanes`): 16 channels (or 8,
-/// `lanes_block`) × 8 columns of two output rows (or one, `lanes_rows`) per invocation, weights decoded once per lane
-/// and shared by broadcasts. Both entry points read every binding: the unused weights are bound to
-/// placeholders (`x` for the dense weight, a word and the folded scale for the masks and their
-/// scales).
+/// `lanes_block`) × 8 columns of two output rows (or one, `lanes_rows`) per invocation, weights
+/// decoded once per lane and shared by broadcasts. Both entry points read every binding: the
+/// unused weights are bound to placeholders (`x` for the dense weight, a word and the folded
+/// scale for the masks and their scales).
 #[allow(clippy::too_many_arguments)]
 fn launch_lanes(
     gpu: &Gpu,
