@@ -22,11 +22,11 @@
 // Ternary weight i is the i-th in [cout, kh, kw, cin] order, bit i % 32 of word i / 32 (see
 // packed_conv.wgsl).
 //
-// Mapping: BLOCK_CH output channels (16; 8 for layers of at most 8 channels and for small
-// batches, where blocks of 16 would leave lanes idle) × 8 consecutive columns of ROWS output rows
-// (two; one where a channel block has too few segments to fill a subgroup's lanes) per
-// invocation, WG (64) invocations along these segments, the channel block the same for the
-// whole workgroup. Lane l
+// Mapping: BLOCK_CH output channels (16; 8 for layers of at most 8 channels) × 8 consecutive
+// columns of ROWS output rows (two; one where a channel block has too few segments to fill a
+// subgroup's lanes) per invocation, WG_LANES invocations along these segments (64; 8, one
+// subgroup, for launches too small to give each core several workgroups: llvmpipe runs a
+// workgroup on one thread), the channel block the same for the whole workgroup. Lane l
 // of a subgroup owns output channels co0 + l and co0 + 8 + l: per 32 input channels it reads
 // their codes for the 9 taps (two words each for W+ and W−: rows are not aligned), decodes each
 // input channel's weight to +Wp, 0 or −Wn in registers, and subgroupBroadcast hands it to every
@@ -41,7 +41,7 @@
 // offset by res_pad_c, zero outside), then + y's old value if ACCUMULATE = 1 (training's input
 // gradients), then ReLU if RELU = 1: pipeline constants, like lanes.wgsl's STRIDE.
 
-override WG: u32 = 64u;
+override WG_LANES: u32 = 64u;
 override RESIDUAL: u32 = 0u;
 override ACCUMULATE: u32 = 0u;
 override RELU: u32 = 0u;
@@ -158,7 +158,7 @@ struct Block { n: u32, row: u32, col: u32, co0: u32, live: bool }
 
 fn block(wg: vec3u, nwg: vec3u, li: u32) -> Block {
     let g = wg.y * nwg.x + wg.x;
-    let pb = (g % p.groups) * WG + li;
+    let pb = (g % p.groups) * WG_LANES + li;
     let q = min(pb, p.segs - 1u);
     let t = q / p.segs_row;
     let blocks = (p.oh + ROWS - 1u) / ROWS;
@@ -221,13 +221,13 @@ fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
     if (ROWS == 2u) { store16(&acc1, b.live && b.row + 1u < p.oh, b.n, b.co0, b.row + 1u, b.col, ss, upper); }
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_LANES)
 fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
     conv(wg, nwg, li, lane, true);
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WG_LANES)
 fn dense(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
          @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
     conv(wg, nwg, li, lane, false);

@@ -12,8 +12,8 @@ use crate::quant::pack::pack;
 use anyhow::Result;
 
 /// conv2d's awkward shapes, and batches of 8 whose segments fill the device, so that
-/// packed_conv_lanes.wgsl runs blocks of 16 channels (`ops::packed_conv::lanes_block`) as well as
-/// the small batches' blocks of 8, and small grids' single rows (`lanes_rows`) as well as pairs.
+/// packed_conv_lanes.wgsl runs workgroups of 64 (`ops::packed_conv::lanes_wg`) as well as the
+/// small batches' single subgroups, and small grids' single rows (`lanes_rows`) as well as pairs.
 pub const AWKWARD: &[Conv2dGeom] = &[
     conv2d::AWKWARD[0],
     conv2d::AWKWARD[1],
@@ -33,6 +33,7 @@ pub const AWKWARD: &[Conv2dGeom] = &[
     conv2d::AWKWARD[15],
     conv2d::geom(8, 16, 32, 32, 32, 3, 1, 1),
     conv2d::geom(8, 24, 32, 32, 40, 3, 2, 1),
+    conv2d::geom(8, 4, 32, 32, 8, 3, 1, 1),
 ];
 
 pub const MODEL: &[Conv2dGeom] = conv2d::MODEL;
@@ -164,9 +165,10 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
     Cases::each(gpu, "packed_conv", shapes, |c, s, g| {
         c.path(match crate::ops::conv2d::path(gpu, g) {
             "lanes" => {
-                let (block, rows) =
-                    (crate::ops::packed_conv::lanes_block(gpu, g), crate::ops::packed_conv::lanes_rows(g));
-                format!("lanes, blocks of {block}, {rows} row{}", if rows == 1 { "" } else { "s" })
+                use crate::ops::packed_conv::{lanes_block, lanes_rows, lanes_wg};
+                let (block, rows, wg) = (lanes_block(g), lanes_rows(g), lanes_wg(gpu, g));
+                let plural = if rows == 1 { "" } else { "s" };
+                format!("lanes, blocks of {block}, {rows} row{plural}, workgroups of {wg}")
             }
             other => other.to_string(),
         });

@@ -174,6 +174,7 @@ pub const MODES: &[(&str, &[f64])] = &[
     ("NEXT", &[0.0, 1.0, 2.0]),
     ("WEIGHT_BLOCK", &[16.0, 32.0]),
     ("ROWS", &[1.0, 2.0]),
+    ("WG_LANES", &[8.0, 64.0]),
 ];
 
 /// Whether the host may compile a kernel with these pipeline constants: each a mode of

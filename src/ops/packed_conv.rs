@@ -235,7 +235,7 @@ fn launch_lanes(
     let rows = lanes_rows(g);
     let segs = (g.n * g.oh().div_ceil(rows)) as u32 * segs_row;
     let [stride, _] = super::conv2d::lanes_constants(g.stride, g.cout);
-    let block = lanes_block(gpu, g);
+    let block = lanes_block(g);
     let constants = [
         stride,
         ("BLOCK_CH", block as f64),
@@ -243,6 +243,7 @@ fn launch_lanes(
         ("ACCUMULATE", f64::from(p.accumulate)),
         ("RELU", f64::from(p.relu)),
         ("ROWS", rows as f64),
+        ("WG_LANES", lanes_wg(gpu, g) as f64),
     ];
     let k = gpu.kernel_with(&shaders::PACKED_CONV_LANES, entry, &constants)?;
     let groups = segs.div_ceil(k.invocations_per_group());
@@ -277,14 +278,18 @@ fn launch_lanes(
 }
 
 /// The output channels per invocation of packed_conv_lanes.wgsl for convolution `g`: 16, or 8
-/// where the layer has at most 8 or where blocks of 16 would leave lanes idle (small batches:
-/// fewer of them than a quarter of the invocations that fill the device).
-pub fn lanes_block(gpu: &Gpu, g: &Conv2dGeom) -> usize {
-    let segments = g.n * g.oh().div_ceil(2) * g.ow().div_ceil(8);
-    match g.cout <= 8 || (segments * g.cout.div_ceil(16)) as u64 * 4 < gpu.parallelism() {
-        true => 8,
-        false => 16,
-    }
+/// where the layer has at most 8.
+pub fn lanes_block(g: &Conv2dGeom) -> usize {
+    if g.cout <= 8 { 8 } else { 16 }
+}
+
+/// Invocations per workgroup of packed_conv_lanes.wgsl (WG_LANES): 64, or 8 (one subgroup) where
+/// the launch has fewer segments × channel blocks than a quarter of the invocations that fill
+/// the device (small batches): a CPU driver runs each workgroup on one thread, so a few large
+/// workgroups would leave cores idle.
+pub fn lanes_wg(gpu: &Gpu, g: &Conv2dGeom) -> usize {
+    let segments = g.n * g.oh().div_ceil(lanes_rows(g)) * g.ow().div_ceil(8);
+    if ((segments * g.cout.div_ceil(lanes_block(g))) as u64) * 4 < gpu.parallelism() { 8 } else { 64 }
 }
 
 /// Output rows per invocation of packed_conv_lanes.wgsl (ROWS): 2, or 1 where 2-row segments
