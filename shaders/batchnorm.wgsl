@@ -360,7 +360,6 @@ fn grad_window(xs: vec4f, out: u32, r: u32, col: u32, a: Affine) -> vec4f {
     return select(vec4f(0.0), vec4f(g), vec4<u32>(0u, 1u, 2u, 3u) == vec4u(w.at));
 }
 
-
 // (Σg, Σg·x̂) of channel ch over images [n0, n1), summed over the workgroup by group_sum;
 // every invocation returns the result.
 fn grad_sums(ch: u32, li: u32, n0: u32, n1: u32) -> vec2f {

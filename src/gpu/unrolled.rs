@@ -55,9 +55,10 @@ pub fn conv2d_lanes_unrolled() -> String {
         + &grad_store()
 }
 
-/// Channel k's half and lane: (`.x`/`a`, k) for k < 8, (`.y`/`b`, k − 8) after.
-fn lane(k: usize, low: &'static str, high: &'static str) -> (&'static str, usize) {
-    if k < 8 { (low, k) } else { (high, k - 8) }
+/// Channel k's group of 8 and lane: (names[k / 8], k % 8). Lane l of a subgroup holds channel
+/// 8g + l's value in names[g] (`.x`, `.y` of a vec2; `a_`, `b_`, ... of grad_weight's dy).
+fn lane(k: usize, names: &[&'static str]) -> (&'static str, usize) {
+    (names[k / 8], k % 8)
 }
 
 /// The stride-2 input gradient's multiply-adds for one dy row and input channel, channel by
@@ -81,7 +82,7 @@ fn mac_classes(acc_even: ptr<function, array<vec4f, 32>>, acc_odd: ptr<function,
         if k == 8 {
             s += "    if (!upper) { return; }\n";
         }
-        let (v, l) = lane(k, "x", "y");
+        let (v, l) = lane(k, &["x", "y"]);
         let _ = writeln!(
             s,
             "    e = subgroupBroadcast(w_even.{v}, {l}u); o = subgroupBroadcast(w_odd.{v}, {l}u); o1 = subgroupBroadcast(w_odd1.{v}, {l}u);"
@@ -115,7 +116,7 @@ fn mac_rows(acc0: ptr<function, array<vec4f, 32>>, acc1: ptr<function, array<vec
         if k == 8 {
             s += "    if (!upper) { return; }\n";
         }
-        let (v, l) = lane(k, "x", "y");
+        let (v, l) = lane(k, &["x", "y"]);
         let taps: Vec<String> = (0..9).map(|t| format!("subgroupBroadcast(wv[{t}].{v}, {l}u)")).collect();
         let _ = writeln!(s, "    s = array<f32, 9>({});", taps.join(", "));
         for (acc, rows) in [("acc0", ["t0", "t1", "t2"]), ("acc1", ["u0", "u1", "u2"])] {
@@ -153,11 +154,6 @@ fn store16(acc: ptr<function, array<vec4f, 32>>, base: u32, plane: u32, ch0: u32
 /// the dy of channels l, 8 + l, 16 + l and 24 + l in `a_`, `b_`, `c_` and `d_`.
 const WEIGHT_CHANNELS: usize = 32;
 
-/// Which of grad_weight's groups of 8 channels channel k is in: its dy's name and lane.
-fn weight_lane(k: usize) -> (&'static str, usize) {
-    (["a", "b", "c", "d"][k / 8], k % 8)
-}
-
 /// The condition under which grad_weight's channel k runs: channels 8-15 when `upper`, 16-31
 /// when `far` (the block has them).
 fn weight_guard(k: usize) -> &'static str {
@@ -187,7 +183,7 @@ fn grad_acc(acc: ptr<function, array<f32, 288>>, t: array<vec4f, 18>, a_lo: vec4
             16 => s += "    if (!far) { return; }\n",
             _ => {}
         }
-        let (v, l) = weight_lane(k);
+        let (v, l) = lane(k, &["a", "b", "c", "d"]);
         for half in ["lo", "hi"] {
             let parts = ["x", "y", "z", "w"].map(|c| format!("subgroupBroadcast({v}_{half}.{c}, {l}u)"));
             let _ = writeln!(s, "    {half} = vec4f({});", parts.join(", "));

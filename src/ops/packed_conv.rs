@@ -232,8 +232,7 @@ fn launch_lanes(
 ) -> Result<Dispatch> {
     // The epilogue's modes are pipeline constants too (one pipeline per combination).
     let segs_row = g.ow().div_ceil(8) as u32;
-    let rows = lanes_rows(g);
-    let segs = (g.n * g.oh().div_ceil(rows)) as u32 * segs_row;
+    let segs = lanes_segments(g, lanes_rows(g)) as u32;
     let [stride, _] = super::conv2d::lanes_constants(g.stride, g.cout);
     let block = lanes_block(g);
     let constants = [
@@ -242,7 +241,7 @@ fn launch_lanes(
         ("RESIDUAL", f64::from(p.residual)),
         ("ACCUMULATE", f64::from(p.accumulate)),
         ("RELU", f64::from(p.relu)),
-        ("ROWS", rows as f64),
+        ("ROWS", lanes_rows(g) as f64),
         ("WG_LANES", lanes_wg(gpu, g) as f64),
     ];
     let k = gpu.kernel_with(&shaders::PACKED_CONV_LANES, entry, &constants)?;
@@ -288,7 +287,7 @@ pub fn lanes_block(g: &Conv2dGeom) -> usize {
 /// the device (small batches): a CPU driver runs each workgroup on one thread, so a few large
 /// workgroups would leave cores idle.
 pub fn lanes_wg(gpu: &Gpu, g: &Conv2dGeom) -> usize {
-    let segments = g.n * g.oh().div_ceil(lanes_rows(g)) * g.ow().div_ceil(8);
+    let segments = lanes_segments(g, lanes_rows(g));
     if ((segments * g.cout.div_ceil(lanes_block(g))) as u64) * 4 < gpu.parallelism() { 8 } else { 64 }
 }
 
@@ -296,7 +295,12 @@ pub fn lanes_wg(gpu: &Gpu, g: &Conv2dGeom) -> usize {
 /// would not fill a subgroup's 8 lanes (one image's last layers): each lane then does half the
 /// work and all 8 take part.
 pub fn lanes_rows(g: &Conv2dGeom) -> usize {
-    if g.n * g.oh().div_ceil(2) * g.ow().div_ceil(8) < 8 { 1 } else { 2 }
+    if lanes_segments(g, 2) < 8 { 1 } else { 2 }
+}
+
+/// Segments of packed_conv_lanes.wgsl (8 columns of `rows` output rows) in convolution `g`.
+fn lanes_segments(g: &Conv2dGeom, rows: usize) -> usize {
+    g.n * g.oh().div_ceil(rows) * g.ow().div_ceil(8)
 }
 
 /// Params for the activation kernels: only the input dimensions [n, c, h, w] matter.
