@@ -14,18 +14,20 @@ override SYMMETRIC: bool = false;
 // An invocation's work: `block` output channels from co0 (the same for the whole workgroup)
 // at output pixel (row, column) `rc` for one quad of 4 images (one vec4 of every word), the
 // window's top-left pixel `corner` in the padded planes; invocations past the last item repeat
-// it without storing (`live` false); `size` invocations per workgroup.
+// it without storing (`live` false); `size` invocations per workgroup. With `pixels` (1 or 2,
+// dividing ow) per item, `rc` is the first of the item's pixels along the row.
 struct PlaneItem { co0: u32, quad: u32, rc: vec2u, corner: u32, live: bool }
 
-fn plane_item(wg: vec3u, nwg: vec3u, li: u32, size: u32, block: u32) -> PlaneItem {
+fn plane_item(wg: vec3u, nwg: vec3u, li: u32, size: u32, block: u32, pixels: u32) -> PlaneItem {
     let group = wg.y * nwg.x + wg.x;
     let quads = (p.n + 3u) / 4u;
-    let items = p.oh * p.ow * quads;
+    let cols = p.ow / pixels;
+    let items = p.oh * cols * quads;
     let item_groups = (items + size - 1u) / size;
     let unclamped = (group % item_groups) * size + li;
     let item = min(unclamped, items - 1u);
     let pixel = item / quads;
-    let rc = vec2u(pixel / p.ow, pixel % p.ow);
+    let rc = vec2u(pixel / cols, (pixel % cols) * pixels);
     let corner = rc.x * p.stride * (p.w + 2u * p.pad) + rc.y * p.stride;
     return PlaneItem((group / item_groups) * block, item % quads, rc, corner, unclamped < items);
 }

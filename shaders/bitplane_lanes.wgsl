@@ -22,8 +22,9 @@
 //                                     with pad 1; the border is left as it is (zeros)
 //   23 next_neg   storage read_write  the same for −1
 //
-// Mapping: packed_conv.wgsl's (one output pixel and 4 images per invocation), with BLOCK_CH
-// output channels per workgroup: 16 (two groups of the weight planes, each activation word
+// Mapping: packed_conv.wgsl's (one output pixel and 4 images per invocation; PIXELS = 2: two
+// neighbours in a row, which share 2 of their window's 3 columns of activation words and every
+// weight word; stride 1 only), with BLOCK_CH output channels per workgroup: 16 (two groups of the weight planes, each activation word
 // loaded once for both) where the layer has more than 8, else 8. On a CPU driver a load whose
 // address differs between invocations costs one scalar access per invocation and component;
 // the weight words and the epilogue's per-channel terms are the same for the whole workgroup,
@@ -42,6 +43,7 @@ override RESIDUAL: u32 = 0u;
 override RELU: u32 = 0u;
 override BLOCK_CH: u32 = 16u;
 override NEXT: u32 = 0u;
+override PIXELS: u32 = 1u;
 
 struct PackedConvParams {
     n: u32, cin: u32, h: u32, w: u32,
@@ -71,97 +73,117 @@ struct PackedConvParams {
 @compute @workgroup_size(WG)
 fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sub: u32) {
-    let it = plane_item(wg, nwg, li, WG, select(BLOCK_CH, 2u * BLOCK_CH, NEXT == 2u));
+    let it = plane_item(wg, nwg, li, WG, select(BLOCK_CH, 2u * BLOCK_CH, NEXT == 2u), PIXELS);
     if (it.co0 >= p.cout) { return; }
     let lane = sub % PLANE_ROWS;
+    // The item's second pixel, one column to the right (PIXELS = 2).
+    let right = PlaneItem(it.co0, it.quad, it.rc + vec2u(0u, 1u), it.corner + 1u, it.live);
     var bits: array<vec4u, 2>;
-    convolve(it, it.co0, lane, &bits);
+    var bits_right: array<vec4u, 2>;
+    convolve(it, right, it.co0, lane, &bits, &bits_right);
     // A pipeline constant: llvmpipe would run a skipped second block under an empty mask.
-    if (NEXT == 2u) { convolve(it, it.co0 + BLOCK_CH, lane, &bits); }
-    if (NEXT != 0u) { write_next(it, bits); }
+    if (NEXT == 2u) { convolve(it, right, it.co0 + BLOCK_CH, lane, &bits, &bits_right); }
+    if (NEXT != 0u) {
+        write_next(it, bits);
+        if (PIXELS == 2u) { write_next(right, bits_right); }
+    }
 }
 
-// Output channels co0 .. co0 + BLOCK_CH − 1 of the item, through the epilogue (and, NEXT, into
-// the next unit's bits).
-fn convolve(it: PlaneItem, co0: u32, lane: u32, bits: ptr<function, array<vec4u, 2>>) {
+// Output channels co0 .. co0 + BLOCK_CH − 1 of the item (and, PIXELS = 2, of `right`) through
+// the epilogue (and, NEXT, into the next unit's bits).
+fn convolve(it: PlaneItem, right: PlaneItem, co0: u32, lane: u32, bits: ptr<function, array<vec4u, 2>>,
+            bits_right: ptr<function, array<vec4u, 2>>) {
     let quads = (p.n + 3u) / 4u;
     let pw = p.w + 2u * p.pad;
-    var acc0 = vec4i(0);
-    var acc1 = vec4i(0);
-    var acc2 = vec4i(0);
-    var acc3 = vec4i(0);
-    var acc4 = vec4i(0);
-    var acc5 = vec4i(0);
-    var acc6 = vec4i(0);
-    var acc7 = vec4i(0);
-    var acc8 = vec4i(0);
-    var acc9 = vec4i(0);
-    var acc10 = vec4i(0);
-    var acc11 = vec4i(0);
-    var acc12 = vec4i(0);
-    var acc13 = vec4i(0);
-    var acc14 = vec4i(0);
-    var acc15 = vec4i(0);
+    var acc: array<vec4i, 16>;
+    var acc_right: array<vec4i, 16>;
     // Rows co0 + 8 .. co0 + 15 are the next group of the weight planes; where they do not
     // exist the lanes reread the first group (in bounds) and the epilogue stores nothing.
     let taps = p.kh * p.kw * p.words;
     let second = select(0u, taps * PLANE_ROWS, BLOCK_CH == 16u && co0 + PLANE_ROWS < p.cout);
-    // This lane's channel's weight word at (tap, word).
-    var wi = (co0 / PLANE_ROWS) * taps * PLANE_ROWS + lane;
+    // This lane's channel's weight words: tap (di, dj) of `word` at base + (dj·words + word)·8.
+    let column = p.words * quads;
+    var base = (co0 / PLANE_ROWS) * taps * PLANE_ROWS + lane;
     for (var di = 0u; di < p.kh; di++) {
-        for (var dj = 0u; dj < p.kw; dj++) {
-            var at = (it.corner + di * pw + dj) * p.words * quads + it.quad;
-            for (var word = 0u; word < p.words; word++) {
-                let ap = act_pos[at];
-                let an = act_neg[at];
-                at += quads;
-                let wpos = weight_pos[wi];
-                let wneg = weight_neg[wi];
-                let upos = weight_pos[wi + second];
-                let uneg = weight_neg[wi + second];
-                wi += PLANE_ROWS;
-                acc0 += counts(subgroupBroadcast(wpos, 0u), subgroupBroadcast(wneg, 0u), ap, an);
-                acc1 += counts(subgroupBroadcast(wpos, 1u), subgroupBroadcast(wneg, 1u), ap, an);
-                acc2 += counts(subgroupBroadcast(wpos, 2u), subgroupBroadcast(wneg, 2u), ap, an);
-                acc3 += counts(subgroupBroadcast(wpos, 3u), subgroupBroadcast(wneg, 3u), ap, an);
-                acc4 += counts(subgroupBroadcast(wpos, 4u), subgroupBroadcast(wneg, 4u), ap, an);
-                acc5 += counts(subgroupBroadcast(wpos, 5u), subgroupBroadcast(wneg, 5u), ap, an);
-                acc6 += counts(subgroupBroadcast(wpos, 6u), subgroupBroadcast(wneg, 6u), ap, an);
-                acc7 += counts(subgroupBroadcast(wpos, 7u), subgroupBroadcast(wneg, 7u), ap, an);
-                if (BLOCK_CH == 16u) {
-                    acc8 += counts(subgroupBroadcast(upos, 0u), subgroupBroadcast(uneg, 0u), ap, an);
-                    acc9 += counts(subgroupBroadcast(upos, 1u), subgroupBroadcast(uneg, 1u), ap, an);
-                    acc10 += counts(subgroupBroadcast(upos, 2u), subgroupBroadcast(uneg, 2u), ap, an);
-                    acc11 += counts(subgroupBroadcast(upos, 3u), subgroupBroadcast(uneg, 3u), ap, an);
-                    acc12 += counts(subgroupBroadcast(upos, 4u), subgroupBroadcast(uneg, 4u), ap, an);
-                    acc13 += counts(subgroupBroadcast(upos, 5u), subgroupBroadcast(uneg, 5u), ap, an);
-                    acc14 += counts(subgroupBroadcast(upos, 6u), subgroupBroadcast(uneg, 6u), ap, an);
-                    acc15 += counts(subgroupBroadcast(upos, 7u), subgroupBroadcast(uneg, 7u), ap, an);
-                }
+        var at = (it.corner + di * pw) * column + it.quad;
+        for (var word = 0u; word < p.words; word++) {
+            // The window's columns: 3, and with the second pixel 4, each loaded once.
+            let a0 = array(act_pos[at], act_neg[at]);
+            let a1 = array(act_pos[at + column], act_neg[at + column]);
+            let a2 = array(act_pos[at + 2u * column], act_neg[at + 2u * column]);
+            let w0 = weight_words(base + word * PLANE_ROWS, second);
+            let w1 = weight_words(base + (p.words + word) * PLANE_ROWS, second);
+            let w2 = weight_words(base + (2u * p.words + word) * PLANE_ROWS, second);
+            tap(&acc, w0, a0);
+            tap(&acc, w1, a1);
+            tap(&acc, w2, a2);
+            if (PIXELS == 2u) {
+                let a3 = array(act_pos[at + 3u * column], act_neg[at + 3u * column]);
+                tap(&acc_right, w0, a1);
+                tap(&acc_right, w1, a2);
+                tap(&acc_right, w2, a3);
             }
+            at += quads;
         }
+        base += p.kw * p.words * PLANE_ROWS;
     }
     let k = channel_terms(co0 + lane);
     let k8 = channel_terms(co0 + PLANE_ROWS + lane);
     var nk = vec4f(0.0);
     if (NEXT != 0u) { nk = next_terms(co0 + lane); }
-    finish(it, co0 + 0u, acc0, subgroupBroadcast(k, 0u), subgroupBroadcast(nk.xy, 0u), bits);
-    finish(it, co0 + 1u, acc1, subgroupBroadcast(k, 1u), subgroupBroadcast(nk.xy, 1u), bits);
-    finish(it, co0 + 2u, acc2, subgroupBroadcast(k, 2u), subgroupBroadcast(nk.xy, 2u), bits);
-    finish(it, co0 + 3u, acc3, subgroupBroadcast(k, 3u), subgroupBroadcast(nk.xy, 3u), bits);
-    finish(it, co0 + 4u, acc4, subgroupBroadcast(k, 4u), subgroupBroadcast(nk.xy, 4u), bits);
-    finish(it, co0 + 5u, acc5, subgroupBroadcast(k, 5u), subgroupBroadcast(nk.xy, 5u), bits);
-    finish(it, co0 + 6u, acc6, subgroupBroadcast(k, 6u), subgroupBroadcast(nk.xy, 6u), bits);
-    finish(it, co0 + 7u, acc7, subgroupBroadcast(k, 7u), subgroupBroadcast(nk.xy, 7u), bits);
+    finish_block(it, co0, &acc, k, k8, nk, bits);
+    if (PIXELS == 2u) { finish_block(right, co0, &acc_right, k, k8, nk, bits_right); }
+}
+
+// The weight words (W+, W−) of this lane's channel at `at` and of the channel 8 rows on.
+fn weight_words(at: u32, second: u32) -> vec4u {
+    return vec4u(weight_pos[at], weight_neg[at], weight_pos[at + second], weight_neg[at + second]);
+}
+
+// One tap's activation words (+1, −1) of the item's 4 images against the block's 16 channels'
+// weight words, lane l holding channel l's (w.xy) and channel 8 + l's (w.zw).
+fn tap(acc: ptr<function, array<vec4i, 16>>, w: vec4u, a: array<vec4u, 2>) {
+    (*acc)[0] += counts(subgroupBroadcast(w.x, 0u), subgroupBroadcast(w.y, 0u), a[0], a[1]);
+    (*acc)[1] += counts(subgroupBroadcast(w.x, 1u), subgroupBroadcast(w.y, 1u), a[0], a[1]);
+    (*acc)[2] += counts(subgroupBroadcast(w.x, 2u), subgroupBroadcast(w.y, 2u), a[0], a[1]);
+    (*acc)[3] += counts(subgroupBroadcast(w.x, 3u), subgroupBroadcast(w.y, 3u), a[0], a[1]);
+    (*acc)[4] += counts(subgroupBroadcast(w.x, 4u), subgroupBroadcast(w.y, 4u), a[0], a[1]);
+    (*acc)[5] += counts(subgroupBroadcast(w.x, 5u), subgroupBroadcast(w.y, 5u), a[0], a[1]);
+    (*acc)[6] += counts(subgroupBroadcast(w.x, 6u), subgroupBroadcast(w.y, 6u), a[0], a[1]);
+    (*acc)[7] += counts(subgroupBroadcast(w.x, 7u), subgroupBroadcast(w.y, 7u), a[0], a[1]);
     if (BLOCK_CH == 16u) {
-        finish(it, co0 + 8u, acc8, subgroupBroadcast(k8, 0u), subgroupBroadcast(nk.zw, 0u), bits);
-        finish(it, co0 + 9u, acc9, subgroupBroadcast(k8, 1u), subgroupBroadcast(nk.zw, 1u), bits);
-        finish(it, co0 + 10u, acc10, subgroupBroadcast(k8, 2u), subgroupBroadcast(nk.zw, 2u), bits);
-        finish(it, co0 + 11u, acc11, subgroupBroadcast(k8, 3u), subgroupBroadcast(nk.zw, 3u), bits);
-        finish(it, co0 + 12u, acc12, subgroupBroadcast(k8, 4u), subgroupBroadcast(nk.zw, 4u), bits);
-        finish(it, co0 + 13u, acc13, subgroupBroadcast(k8, 5u), subgroupBroadcast(nk.zw, 5u), bits);
-        finish(it, co0 + 14u, acc14, subgroupBroadcast(k8, 6u), subgroupBroadcast(nk.zw, 6u), bits);
-        finish(it, co0 + 15u, acc15, subgroupBroadcast(k8, 7u), subgroupBroadcast(nk.zw, 7u), bits);
+        (*acc)[8] += counts(subgroupBroadcast(w.z, 0u), subgroupBroadcast(w.w, 0u), a[0], a[1]);
+        (*acc)[9] += counts(subgroupBroadcast(w.z, 1u), subgroupBroadcast(w.w, 1u), a[0], a[1]);
+        (*acc)[10] += counts(subgroupBroadcast(w.z, 2u), subgroupBroadcast(w.w, 2u), a[0], a[1]);
+        (*acc)[11] += counts(subgroupBroadcast(w.z, 3u), subgroupBroadcast(w.w, 3u), a[0], a[1]);
+        (*acc)[12] += counts(subgroupBroadcast(w.z, 4u), subgroupBroadcast(w.w, 4u), a[0], a[1]);
+        (*acc)[13] += counts(subgroupBroadcast(w.z, 5u), subgroupBroadcast(w.w, 5u), a[0], a[1]);
+        (*acc)[14] += counts(subgroupBroadcast(w.z, 6u), subgroupBroadcast(w.w, 6u), a[0], a[1]);
+        (*acc)[15] += counts(subgroupBroadcast(w.z, 7u), subgroupBroadcast(w.w, 7u), a[0], a[1]);
+    }
+}
+
+// The block's channels co0 .. co0 + 15 of item `it` through the epilogue: lane l holds channel
+// l's terms in k and channel 8 + l's in k8, their next-unit terms in nk (xy, zw).
+fn finish_block(it: PlaneItem, co0: u32, acc: ptr<function, array<vec4i, 16>>, k: vec4f, k8: vec4f, nk: vec4f,
+                bits: ptr<function, array<vec4u, 2>>) {
+    finish(it, co0 + 0u, (*acc)[0], subgroupBroadcast(k, 0u), subgroupBroadcast(nk.xy, 0u), bits);
+    finish(it, co0 + 1u, (*acc)[1], subgroupBroadcast(k, 1u), subgroupBroadcast(nk.xy, 1u), bits);
+    finish(it, co0 + 2u, (*acc)[2], subgroupBroadcast(k, 2u), subgroupBroadcast(nk.xy, 2u), bits);
+    finish(it, co0 + 3u, (*acc)[3], subgroupBroadcast(k, 3u), subgroupBroadcast(nk.xy, 3u), bits);
+    finish(it, co0 + 4u, (*acc)[4], subgroupBroadcast(k, 4u), subgroupBroadcast(nk.xy, 4u), bits);
+    finish(it, co0 + 5u, (*acc)[5], subgroupBroadcast(k, 5u), subgroupBroadcast(nk.xy, 5u), bits);
+    finish(it, co0 + 6u, (*acc)[6], subgroupBroadcast(k, 6u), subgroupBroadcast(nk.xy, 6u), bits);
+    finish(it, co0 + 7u, (*acc)[7], subgroupBroadcast(k, 7u), subgroupBroadcast(nk.xy, 7u), bits);
+    if (BLOCK_CH == 16u) {
+        finish(it, co0 + 8u, (*acc)[8], subgroupBroadcast(k8, 0u), subgroupBroadcast(nk.zw, 0u), bits);
+        finish(it, co0 + 9u, (*acc)[9], subgroupBroadcast(k8, 1u), subgroupBroadcast(nk.zw, 1u), bits);
+        finish(it, co0 + 10u, (*acc)[10], subgroupBroadcast(k8, 2u), subgroupBroadcast(nk.zw, 2u), bits);
+        finish(it, co0 + 11u, (*acc)[11], subgroupBroadcast(k8, 3u), subgroupBroadcast(nk.zw, 3u), bits);
+        finish(it, co0 + 12u, (*acc)[12], subgroupBroadcast(k8, 4u), subgroupBroadcast(nk.zw, 4u), bits);
+        finish(it, co0 + 13u, (*acc)[13], subgroupBroadcast(k8, 5u), subgroupBroadcast(nk.zw, 5u), bits);
+        finish(it, co0 + 14u, (*acc)[14], subgroupBroadcast(k8, 6u), subgroupBroadcast(nk.zw, 6u), bits);
+        finish(it, co0 + 15u, (*acc)[15], subgroupBroadcast(k8, 7u), subgroupBroadcast(nk.zw, 7u), bits);
     }
 }
 

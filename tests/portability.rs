@@ -60,7 +60,7 @@ fn every_variant_translates_to_spirv_msl_and_hlsl() {
         ("conv2d_lanes/Tree", 2 * 2 * 2 * 2), // STRIDE, BLOCK_CH, ACCUMULATE, WEIGHT_BLOCK
         ("packed_conv_lanes/Tree", 2 * 2 * 2 * 2 * 3 * 2 * 2), // STRIDE, BLOCK_CH, ACCUMULATE, RELU, RESIDUAL, ROWS, WG_LANES
         ("batchnorm/Tree", 2 * 3 * 3 * 2),                     // RELU, POOL, RESIDUAL, ACCUMULATE
-        ("bitplane_lanes/Tree", 2 * 3 * 2 * 2 * 3),            // SYMMETRIC, RESIDUAL, RELU, BLOCK_CH, NEXT
+        ("bitplane_lanes/Tree", 2 * 3 * 2 * 2 * 3 * 2), // SYMMETRIC, RESIDUAL, RELU, BLOCK_CH, NEXT, PIXELS
         ("batchnorm/Subgroup", 2 * 3 * 3 * 2),
         ("conv2d_tiled/Tree", tiles),
         ("linear_tiled/Tree", tiles),

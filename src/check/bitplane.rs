@@ -18,7 +18,8 @@ use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::packed_conv::{self as packed, PackedWeights};
 use anyhow::Result;
 
-/// conv2d's odd shapes, and channel counts over one 32-bit word (33, 70: a partial last word).
+/// conv2d's odd shapes, channel counts over one 32-bit word (33, 70: a partial last word), and
+/// pixel pairs with a part-filled channel block or image quad.
 pub const AWKWARD: &[Conv2dGeom] = &[
     conv2d::AWKWARD[0],
     conv2d::AWKWARD[1],
@@ -26,6 +27,8 @@ pub const AWKWARD: &[Conv2dGeom] = &[
     conv2d::AWKWARD[4],
     geom(2, 33, 5, 7, 6, 3, 1, 1),
     geom(1, 70, 6, 5, 9, 3, 2, 1),
+    geom(3, 40, 4, 6, 24, 3, 1, 1),
+    geom(5, 16, 3, 4, 32, 3, 1, 1),
 ];
 
 /// ResNet-20's convolutions (STTN's units), batch 2.
@@ -143,7 +146,6 @@ fn conv(
 
 pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
     Cases::each(gpu, "bitplane", shapes, |c, s, g| {
-        c.path(crate::ops::conv2d::path(gpu, g));
         let seed = 800 + 10 * s as u64;
         let (a, [xi, at, apos, aneg]) = activations(c, g, seed)?;
         let codes = codes(g.weight_shape().iter().product(), seed + 3);
@@ -158,6 +160,7 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
         let (plane_pos, plane_neg) = (c.u32s("pos_planes", &plane_pos)?, c.u32s("neg_planes", &plane_neg)?);
         let planes = PackedWeights::Ternary { pos: &plane_pos, neg: &plane_neg, wp: &wp, wn: &wn };
         let inputs = EpilogueInputs::new(c, g, seed + 6)?;
+        c.path(op::path(gpu, g, &inputs.both()[0].1));
         for (e, ge) in inputs.both() {
             let y = conv(c, g, &xi, [&apos, &aneg], &planes, &ge, None)?;
             let y_float = c.zeros("y_float", &g.output_shape())?;

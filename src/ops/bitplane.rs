@@ -155,12 +155,14 @@ pub fn forward(
                     ("RELU", f64::from(e.relu)),
                     ("BLOCK_CH", block as f64),
                     ("NEXT", next.map_or(0.0, |_| passes as f64)),
+                    ("PIXELS", lanes_pixels(g) as f64),
                 ];
                 (gpu.kernel_with(&shaders::BITPLANE_LANES, "bitplane", &constants)?, passes * block)
             } else {
                 (gpu.kernel_with(&shaders::PACKED_CONV, "bitplane", &[counts])?, PLANE_ROWS)
             };
-            let items = g.oh() * g.ow() * g.n.div_ceil(4);
+            let pixels = if lanes { lanes_pixels(g) } else { 1 };
+            let items = g.oh() * g.ow() / pixels * g.n.div_ceil(4);
             let groups = items.div_ceil(k.invocations_per_group() as usize) * g.cout.div_ceil(block);
             (k, Grid::Groups(groups as u64))
         }
@@ -179,6 +181,22 @@ pub fn forward(
 /// `conv2d::lanes`, at inference (no accumulation).
 pub fn lanes(gpu: &Gpu, g: &Conv2dGeom, e: &Epilogue) -> bool {
     super::conv2d::lanes(gpu, g) && !e.accumulate
+}
+
+/// Output pixels per invocation of the lanes kernel: two neighbours in a row, which share most
+/// of their windows' activation words and all of their weight words, where the stride is 1 and
+/// the row splits into pairs; else one.
+pub fn lanes_pixels(g: &Conv2dGeom) -> usize {
+    if g.stride == 1 && g.ow().is_multiple_of(2) { 2 } else { 1 }
+}
+
+/// Which kernel runs bit-plane convolution `g` with epilogue `e`, as `tern check` names it.
+pub fn path(gpu: &Gpu, g: &Conv2dGeom, e: &Epilogue) -> String {
+    match gpu.family() {
+        Family::Blocked if lanes(gpu, g, e) => format!("lanes, {} pixel(s)", lanes_pixels(g)),
+        Family::Blocked => "register-block".into(),
+        Family::Tiled => "tiled".into(),
+    }
 }
 
 /// The activations ternary(x·act_scale + act_shift) as bit-planes (bit c % 32 of word c / 32)
