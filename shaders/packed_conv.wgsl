@@ -13,7 +13,8 @@
 //   7 scale   storage read        [cout]  folded batch norm: γ / √(var + ε)
 //   8 shift   storage read        [cout]  β − mean · scale
 //   9 res     storage read        [n, res_c, res_h, res_w]  residual input (p.residual = 1)
-//   10 y      storage read_write  [n, cout, oh, ow]  (ternary_affine: [n, cin, h, w])
+//   10 y      storage read_write  [n, cout, oh, ow]  (ternary_affine: [n, cin, h, w];
+//                                 avg_pool: [n, cin])
 //   11 act_scale  storage read    [cin]  folded batch norm before a ternary activation
 //   12 act_shift  storage read    [cin]
 //   13 act_pos    storage read_write  [(h+2·pad)·(w+2·pad), words, n4] as vec4: bit c % 32 of
@@ -23,7 +24,7 @@
 //   15 weight_pos storage read  weight planes [rows / 8, kh·kw, words, 8] as vec4: +Wp (bitplane)
 //   16 weight_neg storage read  the same for −Wn  (bitplane)
 //   17 x4     storage read        [c, h, w, n4] as vec4: x interleaved, images innermost
-//                                 (pack_activations, deinterleave)
+//                                 (pack_activations, deinterleave, avg_pool)
 //   18 res4   storage read        [res_c, res_h, res_w, n4] as vec4: the residual (bitplane)
 //   19 y4     storage read_write  [cout, oh, ow, n4] as vec4: the output (bitplane, interleave)
 //
@@ -47,11 +48,10 @@
 // ternary_affine writes them as floats (one invocation per element, 256 per workgroup) for the
 // `ternary` entry. On bit-planes, STTN's units pass their activations on interleaved (images
 // innermost, [c, h, w, n4]; `interleave` and `deinterleave` convert at the ends of the chain, one
-// invocation per 4 images): pack_activations reads them a vec4 per channel and writes the
-// bit-planes (one invocation per padded pixel, 32-channel word and 4 images; the border, the
-// convolution's zero padding, is written as zeros, so the convolution reads without bounds
-// checks; one vec4 load fetches a word of 4 images), and
-// `bitplane` convolves them with the weight planes: word (co, tap, w) holds input channels
+// invocation per 4 images, or `avg_pool` ends it): pack_activations reads them a vec4 per
+// channel and writes the bit-planes (one invocation per padded pixel, 32-channel word and 4
+// images; the border, the convolution's zero padding, is written as zeros, so the convolution
+// reads without bounds checks; one vec4 load fetches a word of 4 images), and `bitplane` convolves them with the weight planes: word (co, tap, w) holds input channels
 // 32·w .. 32·w + 31 of output channel co at that tap, aligned like the activations' words, the
 // PLANE_ROWS channels of a group side by side (rows past cout zero). Per word, popc(w⁺&a⁺) −
 // popc(w⁺&a⁻) counts towards Wp and popc(w⁻&a⁺) − popc(w⁻&a⁻) towards Wn: integer dot
@@ -345,6 +345,26 @@ fn deinterleave(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: 
     let v = x4[q.i];
     for (var j = 0u; j < 4u; j++) {
         if (q.n0 + j < p.n) { y[q.at + j * q.image] = v[j]; }
+    }
+}
+
+// Global average pool of x4 [c, h, w, n4] into y [n, c], one invocation per (channel, 4 images):
+// the bit-plane chain's end, without deinterleaving. Each image's sum runs in the order of
+// pool.wgsl's avg_forward, so the result is the same.
+@compute @workgroup_size(WG_ELEMENT)
+fn avg_pool(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+            @builtin(local_invocation_index) li: u32) {
+    let i = (wg.y * nwg.x + wg.x) * WG_ELEMENT + li;
+    let quads = (p.n + 3u) / 4u;
+    if (i >= p.cin * quads) { return; }
+    let c = i / quads;
+    let n0 = (i % quads) * 4u;
+    let hw = p.h * p.w;
+    var s = vec4f(0.0);
+    for (var k = 0u; k < hw; k++) { s += x4[(c * hw + k) * quads + i % quads]; }
+    let v = s / f32(hw);
+    for (var j = 0u; j < 4u; j++) {
+        if (n0 + j < p.n) { y[(n0 + j) * p.cin + c] = v[j]; }
     }
 }
 

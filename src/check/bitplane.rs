@@ -1,6 +1,6 @@
 //! Ternary activations and the popcount convolution (the bit-plane entry points of
 //! shaders/packed_conv.wgsl, host side in src/ops/bitplane.rs): ternary_affine (activations as
-//! floats), interleave and deinterleave, pack_activations (as bit-planes) and bitplane (their
+//! floats), interleave, deinterleave and avg_pool, pack_activations (as bit-planes) and bitplane (their
 //! convolution with the weight planes), with per-channel scales as STTN's units use them, and
 //! Wn = Wp (the symmetric counts). The float path through the `ternary` entry point is checked
 //! on the same activations.
@@ -97,6 +97,8 @@ fn activations(c: &mut Cases, g: &Conv2dGeom, seed: u64) -> Result<(Vec<f64>, [T
     let [pos, neg] = ["act_pos", "act_neg"].map(|name| c.gpu.tensor_of(name, &planes, DType::U32));
     let (at, xi, pos, neg) =
         (c.zeros("a", &input)?, c.zeros("x_interleaved", &op::interleaved(input))?, pos?, neg?);
+    let [pooled, pooled_nchw] = ["pooled", "pooled_nchw"].map(|name| c.zeros(name, &[g.n, g.cin]));
+    let (pooled, pooled_nchw) = (pooled?, pooled_nchw?);
     // The planes start as ones, so a border left unwritten shows.
     let ones = vec![u32::MAX; planes.iter().product()];
     c.gpu.write_u32(&pos, &ones)?;
@@ -105,11 +107,16 @@ fn activations(c: &mut Cases, g: &Conv2dGeom, seed: u64) -> Result<(Vec<f64>, [T
         packed::ternary_affine(c.gpu, "act", &xt, &st, &sht, &at)?,
         op::interleave(c.gpu, "act", &xt, &xi)?,
         op::pack_activations(c.gpu, "act", &xi, g.n, &st, &sht, g.pad, &pos, &neg)?,
+        op::avg_pool(c.gpu, "act", &xi, g.n, &pooled)?,
+        crate::ops::pool::avg_forward(c.gpu, "act", &xt, &pooled_nchw)?,
     ])?;
     let a = ternary_affine(&x, input, &scale, &shift);
     let (want_pos, want_neg) = pack_activations(&a, input, g.pad);
     c.expect("ternary_affine", &at, &a, 0.0)?;
     c.expect("interleave", &xi, &interleave(&x, input), 0.0)?;
+    // The same sums in the same order as the pool over [n, c, h, w]: the same floats.
+    let same_as_nchw = crate::check::to_f64(&c.gpu.read(&pooled_nchw)?);
+    c.expect("avg_pool (interleaved)", &pooled, &same_as_nchw, 0.0)?;
     c.expect_u32("pack_activations pos", &pos, &want_pos)?;
     c.expect_u32("pack_activations neg", &neg, &want_neg)?;
     Ok((a, [xi, at, pos, neg]))

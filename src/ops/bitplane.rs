@@ -1,7 +1,7 @@
 //! Ternary activations on bit-planes (STTN's units at inference): the activations packed into
 //! 32-channel words, convolved with the weights' planes by AND + popcount, the units' float
 //! tensors interleaved (images innermost) between them. The kernels are entry points of
-//! shaders/packed_conv.wgsl (`pack_activations`, `bitplane`, `interleave`, `deinterleave`; they
+//! shaders/packed_conv.wgsl (`pack_activations`, `bitplane`, `interleave`, `deinterleave`, `avg_pool`; they
 //! share its parameters and epilogue), `bitplane` of shaders/bitplane_lanes.wgsl (the 3×3
 //! convolutions on adapters with 8-lane subgroups) and of shaders/packed_conv_tiled.wgsl for the
 //! tiled family.
@@ -246,6 +246,22 @@ pub fn interleave(gpu: &Gpu, label: &str, x: &Tensor, y: &Tensor) -> Result<Disp
 /// `y` [n, c, h, w] from `x` `interleaved`.
 pub fn deinterleave(gpu: &Gpu, label: &str, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
     relayout(gpu, label, "deinterleave", (x, "x4"), (y, "y"), y)
+}
+
+/// `y` [n, c]: the global average pool of `x` `interleaved` (`batch` images), each image's
+/// sum in the order of `pool::avg_forward`, so the same result without deinterleaving.
+pub fn avg_pool(gpu: &Gpu, label: &str, x: &Tensor, batch: usize, y: &Tensor) -> Result<Dispatch> {
+    let label = format!("{label}/avg_pool");
+    let &[c, h, w, _] = x.shape() else {
+        return Err(GpuError::Invalid { label, what: format!("input {:?} is not 4-D", x.shape()) });
+    };
+    expect_shape(&label, x, &interleaved([batch, c, h, w]))?;
+    expect_shape(&label, y, &[batch, c])?;
+    let k = gpu.kernel(&shaders::PACKED_CONV, "avg_pool")?;
+    let cost = Cost::new(x.numel() as u64, f32_bytes(x.numel() + y.numel()));
+    let p = act_params(&label, &[batch, c, h, w])?;
+    let threads = Grid::Threads((c * batch.div_ceil(4)) as u64);
+    Dispatch::new(gpu, &k, label, &p, &[("x4", x), ("y", y)], threads, cost)
 }
 
 /// `entry` copying `src` to `dst` between [n, c, h, w] (`nchw`, one of the two) and its

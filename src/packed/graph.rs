@@ -34,7 +34,7 @@ impl PackedModel {
         let mut x = input.clone();
         let mut i = 0;
         while i < arch_layers.len() {
-            if !matches!(arch_layers[i], Layer::TernaryUnit(_)) {
+            if !matches!(arch_layers[i], Layer::TernaryUnit(_) | Layer::GlobalAvgPool(_)) {
                 x = b.nchw(x)?;
             }
             match &arch_layers[i] {
@@ -60,8 +60,12 @@ impl PackedModel {
                     x = y;
                 }
                 Layer::GlobalAvgPool(name) => {
-                    let y = gpu.tensor(&format!("{name}.out"), &x.shape()[..2])?;
-                    b.forward.push(ops::pool::avg_forward(gpu, name, &x, &y)?);
+                    let y = gpu.tensor(&format!("{name}.out"), &[batch, x.shape()[b.channel_axis()]])?;
+                    b.forward.push(match b.interleaved {
+                        true => ops::bitplane::avg_pool(gpu, name, &x, batch, &y)?,
+                        false => ops::pool::avg_forward(gpu, name, &x, &y)?,
+                    });
+                    b.interleaved = false;
                     x = y;
                 }
                 Layer::Linear(l) => x = b.linear(&l.name, &x)?,
@@ -126,6 +130,11 @@ impl Uploaded {
 }
 
 impl<'a> PackedBuilder<'a> {
+    /// Where the current activations' channels are: [n, c, h, w] or interleaved [c, h, w, n4].
+    fn channel_axis(&self) -> usize {
+        if self.interleaved { 0 } else { 1 }
+    }
+
     /// `x` as [n, c, h, w], deinterleaved if the bit-plane units left it interleaved.
     fn nchw(&mut self, x: Tensor) -> Result<Tensor> {
         if !self.interleaved {
