@@ -17,7 +17,10 @@
 //   7 scale   storage read        [cout]  folded batch norm: γ / √(var + ε)
 //   8 shift   storage read        [cout]  β − mean · scale
 //   9 res     storage read        [n, res_c, res_h, res_w]  residual input (RESIDUAL = 1)
-//   10 y      storage read_write  [n, cout, oh, ow]
+//   10 y      storage read_write  [n, cout, oh, ow], or with INTERLEAVED = 1 [cout, oh, ow, n4]
+//                                 (images innermost, n4 = n rounded up to 4; the bit-plane
+//                                 units' layout, ops::bitplane::interleaved; images past n
+//                                 are not written)
 //
 // Ternary weight i is the i-th in [cout, kh, kw, cin] order, bit i % 32 of word i / 32 (see
 // packed_conv.wgsl).
@@ -39,13 +42,16 @@
 //
 // Epilogue: v = conv·scale + shift, then + residual (option A: subsample by res_stride, channels
 // offset by res_pad_c, zero outside), then + y's old value if ACCUMULATE = 1 (training's input
-// gradients), then ReLU if RELU = 1: pipeline constants, like lanes.wgsl's STRIDE.
+// gradients), then ReLU if RELU = 1: pipeline constants, like lanes.wgsl's STRIDE. INTERLEAVED = 1
+// (the host allows it without residual and ACCUMULATE) writes y for the bit-plane units that
+// follow, so that no separate pass reorders it.
 
 override WG_LANES: u32 = 64u;
 override RESIDUAL: u32 = 0u;
 override ACCUMULATE: u32 = 0u;
 override RELU: u32 = 0u;
 override ROWS: u32 = 2u;
+override INTERLEAVED: u32 = 0u;
 
 struct PackedLanesParams {
     n: u32, cin: u32, h: u32, w: u32,
@@ -114,7 +120,12 @@ fn dense_w(a: u32, b: u32, ci: u32, t: u32, upper: bool) -> vec2f {
 // Epilogue of output channel co at 8 columns from col of output row `row`, image n.
 fn put8(live: bool, n: u32, co: u32, row: u32, col: u32, lo: vec4f, hi: vec4f, sc: f32, sh: f32) {
     if (!live || co >= p.cout) { return; }
-    let o = ((n * p.cout + co) * p.oh + row) * p.ow + col;
+    var o = ((n * p.cout + co) * p.oh + row) * p.ow + col;
+    var step = 1u;
+    if (INTERLEAVED == 1u) {
+        step = (p.n + 3u) / 4u * 4u;
+        o = ((co * p.oh + row) * p.ow + col) * step + n;
+    }
     let left = p.ow - col;
     let with_res = RESIDUAL == 1u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c;
     let rb = ((n * p.res_c + co - min(co, p.res_pad_c)) * p.res_h + row * p.res_stride) * p.res_w + col * p.res_stride;
@@ -122,9 +133,9 @@ fn put8(live: bool, n: u32, co: u32, row: u32, col: u32, lo: vec4f, hi: vec4f, s
         if (q >= left) { break; }
         var v = select(hi, lo, q < 4u)[q & 3u] * sc + sh;
         if (with_res) { v += res[rb + q * p.res_stride]; }
-        if (ACCUMULATE == 1u) { v += y[o + q]; }
+        if (ACCUMULATE == 1u) { v += y[o + q * step]; }
         if (RELU == 1u) { v = max(v, 0.0); }
-        y[o + q] = v;
+        y[o + q * step] = v;
     }
 }
 
@@ -160,9 +171,15 @@ fn block(wg: vec3u, nwg: vec3u, li: u32) -> Block {
     let g = wg.y * nwg.x + wg.x;
     let pb = (g % p.groups) * WG_LANES + li;
     let q = min(pb, p.segs - 1u);
-    let t = q / p.segs_row;
     let blocks = (p.oh + ROWS - 1u) / ROWS;
-    return Block(t / blocks, (t % blocks) * ROWS, (q % p.segs_row) * 8u, (g / p.groups) * BLOCK_CH, pb < p.segs);
+    let co0 = (g / p.groups) * BLOCK_CH;
+    if (INTERLEAVED == 1u) {
+        // Images fastest: a subgroup's lanes store neighbouring floats.
+        let s = q / p.n;
+        return Block(q % p.n, (s / p.segs_row) * ROWS, (s % p.segs_row) * 8u, co0, pb < p.segs);
+    }
+    let t = q / p.segs_row;
+    return Block(t / blocks, (t % blocks) * ROWS, (q % p.segs_row) * 8u, co0, pb < p.segs);
 }
 
 fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {

@@ -188,6 +188,14 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
                 let y = c.zeros("y", &g.output_shape())?;
                 c.run([op::forward(gpu, "packed", g, &xt, &weights, &ge, &y)?])?;
                 c.expect_bounded(&format!("{entry} {epilogue}"), &y, &want, &bound, super::TOL)?;
+                if ge.residual.is_none() && op::writes_interleaved(gpu, g) {
+                    // For bit-plane units next: the same floats, images innermost.
+                    let yi =
+                        c.zeros("y_interleaved", &crate::ops::bitplane::interleaved(g.output_shape()))?;
+                    c.run([op::forward_interleaved(gpu, "packed", g, &xt, &weights, &ge, &yi)?])?;
+                    let same = super::bitplane::interleave(&super::to_f64(&gpu.read(&y)?), g.output_shape());
+                    c.expect(&format!("{entry} {epilogue}, output interleaved"), &yi, &same, 0.0)?;
+                }
             }
         }
         // Accumulating into y (training's input gradients): y's old values are added.

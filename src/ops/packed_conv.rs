@@ -70,10 +70,17 @@ pub fn forward(
     e: &Epilogue,
     y: &Tensor,
 ) -> Result<Dispatch> {
-    launch(gpu, label, g, x, weights, e, y)
+    launch(gpu, label, g, x, weights, e, y, false)
 }
 
-fn launch(
+/// Whether `forward_interleaved` can run convolution `g`: the lanes kernels' 3×3 shapes.
+pub fn writes_interleaved(gpu: &Gpu, g: &Conv2dGeom) -> bool {
+    super::conv2d::lanes(gpu, g)
+}
+
+/// As `forward`, writing `y` as `bitplane::interleaved` (images innermost) for the bit-plane
+/// units that follow; where `writes_interleaved` holds, with neither residual nor accumulation.
+pub fn forward_interleaved(
     gpu: &Gpu,
     label: &str,
     g: &Conv2dGeom,
@@ -82,6 +89,26 @@ fn launch(
     e: &Epilogue,
     y: &Tensor,
 ) -> Result<Dispatch> {
+    if !writes_interleaved(gpu, g) || e.residual.is_some() || e.accumulate {
+        let what = "an interleaved output needs a 3×3 lanes convolution without residual or accumulation";
+        return Err(GpuError::Invalid { label: label.into(), what: what.into() });
+    }
+    launch(gpu, label, g, x, weights, e, y, true)
+}
+
+/// The convolution, `y` as [n, cout, oh, ow] or, with `interleaved` (lanes kernels only),
+/// `bitplane::interleaved`.
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    gpu: &Gpu,
+    label: &str,
+    g: &Conv2dGeom,
+    x: &Tensor,
+    weights: &PackedWeights,
+    e: &Epilogue,
+    y: &Tensor,
+    interleaved: bool,
+) -> Result<Dispatch> {
     let entry = match weights {
         PackedWeights::Ternary { .. } => "ternary",
         PackedWeights::Dense { .. } => "dense",
@@ -89,7 +116,11 @@ fn launch(
     let label = format!("{label}/packed_{entry}");
     g.validate(&label)?;
     expect_shape(&label, x, &g.input_shape())?;
-    expect_shape(&label, y, &g.output_shape())?;
+    let y_shape = match interleaved {
+        true => super::bitplane::interleaved(g.output_shape()),
+        false => g.output_shape(),
+    };
+    expect_shape(&label, y, &y_shape)?;
     let (p, res) = params(&label, g, weights, e, x, false)?;
     let mut tensors = vec![("scale", e.scale), ("shift", e.shift), ("res", res), ("y", y), ("x", x)];
     let weight_bytes = match weights {
@@ -108,7 +139,7 @@ fn launch(
     let reads_y = if e.accumulate { y.numel() } else { 0 };
     let cost = Cost::new(g.flops(), f32_bytes(x.numel() + y.numel() + reads_y) + weight_bytes);
     if super::conv2d::lanes(gpu, g) {
-        return launch_lanes(gpu, label, g, entry, &p, &tensors, [x, e.scale], cost);
+        return launch_lanes(gpu, label, g, (entry, interleaved), &p, &tensors, [x, e.scale], cost);
     }
     let positions = g.n * g.oh() * g.ow();
     let (k, grid) = match gpu.family() {
@@ -224,7 +255,7 @@ fn launch_lanes(
     gpu: &Gpu,
     label: String,
     g: &Conv2dGeom,
-    entry: &str,
+    (entry, interleaved): (&str, bool),
     p: &Params,
     tensors: &[(&str, &Tensor)],
     [x, scale]: [&Tensor; 2],
@@ -241,6 +272,7 @@ fn launch_lanes(
         ("RESIDUAL", f64::from(p.residual)),
         ("ACCUMULATE", f64::from(p.accumulate)),
         ("RELU", f64::from(p.relu)),
+        ("INTERLEAVED", f64::from(u8::from(interleaved))),
         ("ROWS", lanes_rows(g) as f64),
         ("WG_LANES", lanes_wg(gpu, g) as f64),
     ];

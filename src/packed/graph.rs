@@ -41,8 +41,13 @@ impl PackedModel {
                 Layer::Conv(c) => {
                     // conv → bn [→ relu], fused
                     let relu = matches!(arch_layers.get(i + 2), Some(Layer::Relu(_)));
-                    x = b.conv(&c.name, c.stride, c.pad, &x, relu, None)?;
                     i += if relu { 3 } else { 2 };
+                    x = match arch_layers.get(i) {
+                        Some(Layer::TernaryUnit(u)) if b.on_bitplanes(&u.conv.name)? => {
+                            b.conv_interleaved(&c.name, c.stride, c.pad, x, relu)?
+                        }
+                        _ => b.conv(&c.name, c.stride, c.pad, &x, relu, None)?,
+                    };
                     continue;
                 }
                 Layer::Block(blk) => {
@@ -234,6 +239,35 @@ impl<'a> PackedBuilder<'a> {
         let y = self.gpu.tensor(&format!("{name}.out"), &g.output_shape())?;
         let e = Epilogue { scale: &up.scale, shift: &up.shift, relu, residual, accumulate: false };
         self.forward.push(ops::packed_conv::forward(self.gpu, name, &g, x, &up.weights(), &e, &y)?);
+        Ok(y)
+    }
+
+    /// Whether unit `name` runs on bit-planes (ternary weights, `bitplanes` on).
+    fn on_bitplanes(&self, name: &str) -> Result<bool> {
+        Ok(self.bitplanes && matches!(self.layer(name)?.weights, PackedWeightsHost::Ternary { .. }))
+    }
+
+    /// `conv` (no residual) with its output interleaved for the bit-plane unit after it: written
+    /// so by the convolution where it can (`ops::packed_conv::writes_interleaved`).
+    fn conv_interleaved(
+        &mut self,
+        name: &str,
+        stride: usize,
+        pad: usize,
+        x: Tensor,
+        relu: bool,
+    ) -> Result<Tensor> {
+        let g = Conv2dGeom::new(x.shape(), &self.layer(name)?.shape, stride, pad);
+        if !ops::packed_conv::writes_interleaved(self.gpu, &g) {
+            let y = self.conv(name, stride, pad, &x, relu, None)?;
+            return self.interleave(y);
+        }
+        let (up, _) = self.upload(name)?;
+        let y = self.gpu.tensor(&format!("{name}.out"), &interleaved(g.output_shape()))?;
+        let e = Epilogue { scale: &up.scale, shift: &up.shift, relu, residual: None, accumulate: false };
+        let conv = ops::packed_conv::forward_interleaved(self.gpu, name, &g, &x, &up.weights(), &e, &y)?;
+        self.forward.push(conv);
+        self.interleaved = true;
         Ok(y)
     }
 
