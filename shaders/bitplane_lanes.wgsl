@@ -75,6 +75,8 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
             @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sub: u32) {
     let it = plane_item(wg, nwg, li, WG, select(BLOCK_CH, 2u * BLOCK_CH, NEXT == 2u), PIXELS);
     if (it.co0 >= p.cout) { return; }
+    // Subgroups past the last item have nothing to compute or share.
+    if (subgroupAll(!it.live)) { return; }
     let lane = sub % PLANE_ROWS;
     // The item's second pixel, one column to the right (PIXELS = 2).
     let right = PlaneItem(it.co0, it.quad, it.rc + vec2u(0u, 1u), it.corner + 1u, it.live);

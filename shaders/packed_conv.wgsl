@@ -4,7 +4,7 @@
 //
 // Bindings (group 0):
 //   0 p       uniform  PackedConvParams
-//   1 x       storage read        [n, cin, h, w]
+//   1 x       storage read        [n, cin, h, w]  (avg_pool: [c, h, w, n4], as x4)
 //   2 pos     storage read        u32 words: bit i set ⇔ weight i is +Wp   (ternary)
 //   3 neg     storage read        u32 words: bit i set ⇔ weight i is −Wn   (ternary)
 //   4 wp      storage read        [1] or [cout] (p.per_channel)            (ternary)
@@ -24,7 +24,7 @@
 //   15 weight_pos storage read  weight planes [rows / 8, kh·kw, words, 8] as vec4: +Wp (bitplane)
 //   16 weight_neg storage read  the same for −Wn  (bitplane)
 //   17 x4     storage read        [c, h, w, n4] as vec4: x interleaved, images innermost
-//                                 (pack_activations, deinterleave, avg_pool)
+//                                 (pack_activations, deinterleave)
 //   18 res4   storage read        [res_c, res_h, res_w, n4] as vec4: the residual (bitplane)
 //   19 y4     storage read_write  [cout, oh, ow, n4] as vec4: the output (bitplane, interleave)
 //
@@ -348,24 +348,20 @@ fn deinterleave(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: 
     }
 }
 
-// Global average pool of x4 [c, h, w, n4] into y [n, c], one invocation per (channel, 4 images):
-// the bit-plane chain's end, without deinterleaving. Each image's sum runs in the order of
-// pool.wgsl's avg_forward, so the result is the same.
+// Global average pool of x [c, h, w, n4] (interleaved, read as floats) into y [n, c], one
+// invocation per output as pool.wgsl's avg_forward, summing in its order, so the result is the
+// same: the bit-plane chain's end, without deinterleaving.
 @compute @workgroup_size(WG_ELEMENT)
 fn avg_pool(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32) {
     let i = (wg.y * nwg.x + wg.x) * WG_ELEMENT + li;
-    let quads = (p.n + 3u) / 4u;
-    if (i >= p.cin * quads) { return; }
-    let c = i / quads;
-    let n0 = (i % quads) * 4u;
+    if (i >= p.n * p.cin) { return; }
+    let n4 = (p.n + 3u) / 4u * 4u;
     let hw = p.h * p.w;
-    var s = vec4f(0.0);
-    for (var k = 0u; k < hw; k++) { s += x4[(c * hw + k) * quads + i % quads]; }
-    let v = s / f32(hw);
-    for (var j = 0u; j < 4u; j++) {
-        if (n0 + j < p.n) { y[(n0 + j) * p.cin + c] = v[j]; }
-    }
+    let c = i % p.cin;
+    var s = 0.0;
+    for (var k = 0u; k < hw; k++) { s += x[(c * hw + k) * n4 + i / p.cin]; }
+    y[i] = s / f32(hw);
 }
 
 @compute @workgroup_size(WG_ELEMENT)

@@ -260,8 +260,9 @@ pub fn avg_pool(gpu: &Gpu, label: &str, x: &Tensor, batch: usize, y: &Tensor) ->
     let k = gpu.kernel(&shaders::PACKED_CONV, "avg_pool")?;
     let cost = Cost::new(x.numel() as u64, f32_bytes(x.numel() + y.numel()));
     let p = act_params(&label, &[batch, c, h, w])?;
-    let threads = Grid::Threads((c * batch.div_ceil(4)) as u64);
-    Dispatch::new(gpu, &k, label, &p, &[("x4", x), ("y", y)], threads, cost)
+    // One invocation per output: at small batches a quad's dead images would cost reads.
+    let threads = Grid::Threads(y.numel() as u64);
+    Dispatch::new(gpu, &k, label, &p, &[("x", x), ("y", y)], threads, cost)
 }
 
 /// `entry` copying `src` to `dst` between [n, c, h, w] (`nchw`, one of the two) and its
