@@ -18,9 +18,16 @@ pub const RESNET20_CONVS: &[(&str, usize, usize, usize, usize)] = &[
     ("layer3 64→64 @8", 64, 64, 8, 1),
 ];
 
-/// Median seconds per run of `program` over `reps` timed runs after one warm-up.
+/// How long `time_program` runs a program untimed first: a millisecond-long program's first
+/// runs are slower (the driver's threads waking), which a median of a few runs does not hide.
+const WARM_UP: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Median seconds per run of `program` over `reps` timed runs after `WARM_UP` (at least one run).
 pub fn time_program(gpu: &Gpu, program: &Program, reps: usize) -> Result<f64> {
-    gpu.run(&[program])?;
+    let start = Instant::now();
+    while start.elapsed() < WARM_UP {
+        gpu.run(&[program])?;
+    }
     let mut times = Vec::with_capacity(reps);
     for _ in 0..reps {
         let t = Instant::now();
