@@ -72,3 +72,18 @@ fn refuses_to_pack_the_next_unit_where_the_kernel_cannot() {
         "{err}"
     );
 }
+
+/// A float convolution writes its output interleaved only through the lanes kernels and without
+/// residual: elsewhere it is refused by name, before anything runs.
+#[test]
+fn refuses_an_interleaved_float_output_where_the_kernel_cannot() {
+    use tern::internals::ops::packed_conv;
+    let g = Conv2dGeom::new(&[2, 16, 4, 4], &[16, 16, 1, 1], 1, 0);
+    let i = Inputs::new("stem", &g);
+    let x = zeros("stem.x_nchw", &g.input_shape());
+    assert!(!packed_conv::writes_interleaved(gpu(), &g));
+    let err = packed_conv::forward_interleaved(gpu(), "stem", &g, &x, &i.weights(), &i.epilogue(), &i.y)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("stem") && err.to_string().contains("interleaved output"), "{err}");
+}
