@@ -4,7 +4,7 @@
 //
 // Bindings (group 0):
 //   0 p       uniform  PackedConvParams
-//   1 x       storage read        [n, cin, h, w]  (avg_pool: [c, h, w, n4], as x4)
+//   1 x       storage read        [n, cin, h, w]  (avg_pool: x4's [c, h, w, n4] as floats)
 //   2 pos     storage read        u32 words: bit i set ⇔ weight i is +Wp   (ternary)
 //   3 neg     storage read        u32 words: bit i set ⇔ weight i is −Wn   (ternary)
 //   4 wp      storage read        [1] or [cout] (p.per_channel)            (ternary)
@@ -48,15 +48,15 @@
 // ternary_affine writes them as floats (one invocation per element, 256 per workgroup) for the
 // `ternary` entry. On bit-planes, STTN's units pass their activations on interleaved (images
 // innermost, [c, h, w, n4]; `interleave` and `deinterleave` convert at the ends of the chain, one
-// invocation per 4 images, or `avg_pool` ends it): pack_activations reads them a vec4 per
-// channel and writes the bit-planes (one invocation per padded pixel, 32-channel word and 4
-// images; the border, the convolution's zero padding, is written as zeros, so the convolution
-// reads without bounds checks; one vec4 load fetches a word of 4 images), and `bitplane` convolves them with the weight planes: word (co, tap, w) holds input channels
-// 32·w .. 32·w + 31 of output channel co at that tap, aligned like the activations' words, the
-// PLANE_ROWS channels of a group side by side (rows past cout zero). Per word, popc(w⁺&a⁺) −
-// popc(w⁺&a⁻) counts towards Wp and popc(w⁻&a⁺) − popc(w⁻&a⁻) towards Wn: integer dot
-// products, no floating-point work until the epilogue, which reads the residual and writes the
-// output interleaved, a vec4 per output channel.
+// invocation per 4 images, or `avg_pool` ends it): pack_activations reads them a vec4 per channel
+// and writes the bit-planes (one invocation per padded pixel, 32-channel word and 4 images; the
+// border, the convolution's zero padding, is written as zeros, so the convolution reads without
+// bounds checks; one vec4 load fetches a word of 4 images), and `bitplane` convolves them with the
+// weight planes: word (co, tap, w) holds input channels 32·w .. 32·w + 31 of output channel co at
+// that tap, aligned like the activations' words, the PLANE_ROWS channels of a group side by side
+// (rows past cout zero). Per word, popc(w⁺&a⁺) − popc(w⁺&a⁻) counts towards Wp and popc(w⁻&a⁺) −
+// popc(w⁻&a⁻) towards Wn: integer dot products, no floating-point work until the epilogue, which
+// reads the residual and writes the output interleaved, a vec4 per output channel.
 //
 // bitplane mapping: a workgroup covers PLANE_ROWS output channels, the same for all its
 // invocations, and WG (output pixel, 4 images) items; per (tap, word) an invocation loads one
@@ -359,8 +359,9 @@ fn avg_pool(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     let n4 = (p.n + 3u) / 4u * 4u;
     let hw = p.h * p.w;
     let c = i % p.cin;
+    let n = i / p.cin;
     var s = 0.0;
-    for (var k = 0u; k < hw; k++) { s += x[(c * hw + k) * n4 + i / p.cin]; }
+    for (var k = 0u; k < hw; k++) { s += x[(c * hw + k) * n4 + n]; }
     y[i] = s / f32(hw);
 }
 

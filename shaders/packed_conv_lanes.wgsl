@@ -171,15 +171,16 @@ fn block(wg: vec3u, nwg: vec3u, li: u32) -> Block {
     let g = wg.y * nwg.x + wg.x;
     let pb = (g % p.groups) * WG_LANES + li;
     let q = min(pb, p.segs - 1u);
-    let blocks = (p.oh + ROWS - 1u) / ROWS;
-    let co0 = (g / p.groups) * BLOCK_CH;
+    // (image, segment s of the image's row blocks × segs_row), images slowest; with INTERLEAVED
+    // fastest, so that a subgroup's lanes store neighbouring floats.
+    let per_image = (p.oh + ROWS - 1u) / ROWS * p.segs_row;
+    var n = q / per_image;
+    var s = q % per_image;
     if (INTERLEAVED == 1u) {
-        // Images fastest: a subgroup's lanes store neighbouring floats.
-        let s = q / p.n;
-        return Block(q % p.n, (s / p.segs_row) * ROWS, (s % p.segs_row) * 8u, co0, pb < p.segs);
+        n = q % p.n;
+        s = q / p.n;
     }
-    let t = q / p.segs_row;
-    return Block(t / blocks, (t % blocks) * ROWS, (q % p.segs_row) * 8u, co0, pb < p.segs);
+    return Block(n, (s / p.segs_row) * ROWS, (s % p.segs_row) * 8u, (g / p.groups) * BLOCK_CH, pb < p.segs);
 }
 
 fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {

@@ -1,8 +1,8 @@
 //! Ternary activations and the popcount convolution (the bit-plane entry points of
 //! shaders/packed_conv.wgsl, host side in src/ops/bitplane.rs): ternary_affine (activations as
-//! floats), interleave, deinterleave and avg_pool, pack_activations (as bit-planes) and bitplane (their
-//! convolution with the weight planes), with per-channel scales as STTN's units use them, and
-//! Wn = Wp (the symmetric counts). The float path through the `ternary` entry point is checked
+//! floats), interleave, deinterleave and avg_pool, pack_activations (as bit-planes) and bitplane
+//! (their convolution with the weight planes), with per-channel scales as STTN's units use them,
+//! and Wn = Wp (the symmetric counts). The float path through the `ternary` entry point is checked
 //! on the same activations.
 
 use super::packed_conv::{self, Epilogue, EpilogueInputs, codes, ternary_weights, upload_ternary};

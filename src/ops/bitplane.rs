@@ -1,10 +1,10 @@
 //! Ternary activations on bit-planes (STTN's units at inference): the activations packed into
-//! 32-channel words, convolved with the weights' planes by AND + popcount, the units' float
-//! tensors interleaved (images innermost) between them. The kernels are entry points of
-//! shaders/packed_conv.wgsl (`pack_activations`, `bitplane`, `interleave`, `deinterleave`, `avg_pool`; they
-//! share its parameters and epilogue), `bitplane` of shaders/bitplane_lanes.wgsl (the 3×3
-//! convolutions on adapters with 8-lane subgroups) and of shaders/packed_conv_tiled.wgsl for the
-//! tiled family.
+//! 32-channel words, convolved with the weights' planes by AND + popcount, the units' float tensors
+//! interleaved (images innermost) between them. The kernels are entry points of
+//! shaders/packed_conv.wgsl (`pack_activations`, `bitplane`, `interleave`, `deinterleave`,
+//! `avg_pool`; they share its parameters and epilogue), `bitplane` of shaders/bitplane_lanes.wgsl
+//! (the 3×3 convolutions on adapters with 8-lane subgroups) and of shaders/packed_conv_tiled.wgsl
+//! for the tiled family.
 
 use super::conv2d::{Conv2dGeom, tiles};
 use super::packed_conv::{Epilogue, PackedWeights, act_params, params, shape4, ternary_weights};
