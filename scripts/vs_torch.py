@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """tern beside PyTorch on the same machine: ResNet-20 on 3×32×32, training steps and inference,
 both on the same number of CPU threads, runs alternating (tern, PyTorch, tern, ...), medians over
-rounds; next to the machine's ceilings (`tern bench --suite roofline`) and the CPU's theoretical
-fp32 peak from /proc/cpuinfo.
+rounds; next to the machine's ceilings (`tern bench --suite roofline`), the CPU's theoretical
+fp32 peak from /proc/cpuinfo and what a tuned library draws from the silicon (PyTorch's fp32
+matrix product on the same threads).
 
     cargo build --release
     python3 scripts/vs_torch.py [--rounds 3] [--json results/vs_torch.json]
@@ -135,6 +136,19 @@ class Torch:
                 times.append(time.perf_counter() - t0)
         return 1000 * statistics.median(times)
 
+    def gemm_gflops(self, n=2048, reps=5):
+        """PyTorch's fp32 n×n matrix product on this many threads, the best of `reps` after one
+        warm-up: the multiply-add rate a tuned library reaches on this CPU."""
+        torch = self.torch
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(a, b)
+        best = float("inf")
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - t0)
+        return 2 * n**3 / best / 1e9
+
     def infer_ips(self, batch, steps):
         torch = self.torch
         m = self.model("fp").eval()
@@ -179,6 +193,7 @@ def main():
             if b in bitplane:
                 bitplane[b].append(v)
     ceilings, cpu = roofline(tern), cpu_peak()
+    cpu["torch_gemm_gflops"] = torch.gemm_gflops()
     print(f"\n{cpu['cpu']}, {cpu['cores']} cores at {cpu['mhz']:.0f} MHz; tern on "
           f"{run([tern, 'devices']).splitlines()[0].split(': ', 1)[1].split(' [')[0]}; PyTorch "
           f"{torch.torch.__version__} on {args.threads} threads; medians of {args.rounds} alternating rounds\n")
@@ -203,7 +218,8 @@ def main():
           f"{ceilings['popcount_gsteps']:.2f} G steps/s, best convolution "
           f"{ceilings['conv_gflops']:.1f} GFLOP/s, copy {ceilings['copy_gbs']:.2f} GB/s "
           f"({ceilings['copy_vec4_gbs']:.2f} vec4); CPU fp32 peak {cpu['peak_gflops']:.0f} GFLOP/s "
-          f"({cpu['cores']} cores × 2 FMA units × {cpu['fp32_lanes']} lanes × 2 × {cpu['mhz'] / 1000:.2f} GHz)")
+          f"({cpu['cores']} cores × 2 FMA units × {cpu['fp32_lanes']} lanes × 2 × {cpu['mhz'] / 1000:.2f} GHz); "
+          f"measured: PyTorch's 2048² fp32 matrix product {cpu['torch_gemm_gflops']:.1f} GFLOP/s")
     print(f"ResNet-20 TTQ step b32 ({flops:.2f} GFLOP as 3 forwards): tern {flops / step['tern_median'] * 1000:.1f} "
           f"GFLOP/s, PyTorch {flops / step['pytorch_median'] * 1000:.1f} GFLOP/s")
     if args.json:

@@ -26,6 +26,8 @@
 //                                        matching channel, else 0)
 //   15 partial       storage read_write  [c, p.splits, 3] per-split partials (the split
 //                                        reductions)
+//   16 x_vec, 17 y_vec, 18 res_vec, 19 dy_vec, 20 dx_vec, 21 dres_vec: x, y, res, dy, dx and dres
+//                                        as vec4s (the *_vec entries)
 //
 // Modes (pipeline constants: the host compiles each combination it runs): RELU; POOL 0 none,
 // 1 max 2×2 stride 2 (windows that do not fit are dropped, as PyTorch; their inputs get g = 0),
@@ -55,6 +57,11 @@
 //   the channel's statistics are loaded once per run. forward_max_pool and backward with
 //   POOL = 1: one invocation per pooled output row. forward_avg_pool: one invocation per
 //   plane, summing it in order.
+// forward_vec, backward_vec, backward_residual_vec: forward, backward and backward_residual at
+//   POOL = 0 where each run lies in one plane, starts on a vec4 and covers whole vec4s of its
+//   rows (h·w a multiple of CHUNK, w of 4: the host's `vec_runs`). They load and store vec4s
+//   (on CPU drivers one loop over the lanes per four floats instead of per float) and compute
+//   each element as the scalar entries do, so the results are the same bit for bit.
 // running_stats (evaluation): one invocation per channel copies the running statistics into
 //   mean/invstd, so evaluation runs the same forward kernels.
 
@@ -89,6 +96,12 @@ struct BatchNormParams {
 @group(0) @binding(13) var<storage, read> res: array<f32>;
 @group(0) @binding(14) var<storage, read_write> dres: array<f32>;
 @group(0) @binding(15) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(16) var<storage, read> x_vec: array<vec4f>;
+@group(0) @binding(17) var<storage, read_write> y_vec: array<vec4f>;
+@group(0) @binding(18) var<storage, read> res_vec: array<vec4f>;
+@group(0) @binding(19) var<storage, read> dy_vec: array<vec4f>;
+@group(0) @binding(20) var<storage, read_write> dx_vec: array<vec4f>;
+@group(0) @binding(21) var<storage, read_write> dres_vec: array<vec4f>;
 
 fn group(wg: vec3u, nwg: vec3u) -> u32 {
     return wg.y * nwg.x + wg.x;
@@ -537,5 +550,99 @@ fn backward_residual(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) 
             shortcut_grad(q.n, q.ch, q.r, q.col, g);
         }
         next(&q);
+    }
+}
+
+// ---- four elements at a time ---------------------------------------------------------------
+
+// The shortcut added to the 4 elements of vec4 j, at columns col .. col + 3 of row r.
+fn shortcut4(j: u32, n: u32, ch: u32, r: u32, col: u32) -> vec4f {
+    if (RESIDUAL == 1u) {
+        return res_vec[j];
+    }
+    return vec4f(shortcut(0u, n, ch, r, col), shortcut(0u, n, ch, r, col + 1u),
+                 shortcut(0u, n, ch, r, col + 2u), shortcut(0u, n, ch, r, col + 3u));
+}
+
+fn act4(v: vec4f) -> vec4f {
+    return select(v, max(v, vec4f(0.0)), RELU == 1u);
+}
+
+// The run's next vec4: 4 columns on (rows hold whole vec4s).
+fn next4(q: ptr<function, Run>) {
+    (*q).col += 4u;
+    if ((*q).col == p.w) {
+        (*q).col = 0u;
+        (*q).r += 1u;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn forward_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+               @builtin(local_invocation_index) li: u32) {
+    var q = run(wg, nwg, li);
+    if (q.plane >= p.n * p.c) { return; }
+    let a = affine(q.ch);
+    for (var j = q.i0 / 4u; j < q.end / 4u; j++) {
+        y_vec[j] = act4(x_vec[j] * a.scale + a.shift + shortcut4(j, q.n, q.ch, q.r, q.col));
+        next4(&q);
+    }
+}
+
+// grad_element for the 4 elements of vec4 j with inputs xv (POOL = 0).
+fn grad4(j: u32, xv: vec4f, n: u32, ch: u32, r: u32, col: u32, a: Affine) -> vec4f {
+    let g = dy_vec[j];
+    if (RELU == 0u) {
+        return g;
+    }
+    return select(vec4f(0.0), g, xv * a.scale + a.shift + shortcut4(j, n, ch, r, col) > vec4f(0.0));
+}
+
+fn put_dx4(j: u32, v: vec4f) {
+    if (ACCUMULATE == 1u) {
+        dx_vec[j] += v;
+    } else {
+        dx_vec[j] = v;
+    }
+}
+
+fn dx4(g: vec4f, xv: vec4f, t: Backward) -> vec4f {
+    return t.k1 * (g - t.k2 - (xv - t.mu) * t.is * t.k3);
+}
+
+@compute @workgroup_size(WG)
+fn backward_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                @builtin(local_invocation_index) li: u32) {
+    var q = run(wg, nwg, li);
+    if (q.plane >= p.n * p.c) { return; }
+    let a = affine(q.ch);
+    let t = backward_terms(q.ch);
+    for (var j = q.i0 / 4u; j < q.end / 4u; j++) {
+        let xv = x_vec[j];
+        put_dx4(j, dx4(grad4(j, xv, q.n, q.ch, q.r, q.col, a), xv, t));
+        next4(&q);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_residual_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                         @builtin(local_invocation_index) li: u32) {
+    var q = run(wg, nwg, li);
+    if (q.plane >= p.n * p.c) { return; }
+    let a = affine(q.ch);
+    let t = backward_terms(q.ch);
+    for (var j = q.i0 / 4u; j < q.end / 4u; j++) {
+        let xv = x_vec[j];
+        let g = grad4(j, xv, q.n, q.ch, q.r, q.col, a);
+        put_dx4(j, dx4(g, xv, t));
+        if (RESIDUAL == 1u) {
+            dres_vec[j] = g;
+        } else {
+            shortcut_grad(q.n, q.ch, q.r, q.col, g.x);
+            shortcut_grad(q.n, q.ch, q.r, q.col + 1u, g.y);
+            shortcut_grad(q.n, q.ch, q.r, q.col + 2u, g.z);
+            shortcut_grad(q.n, q.ch, q.r, q.col + 3u, g.w);
+        }
+        next4(&q);
     }
 }

@@ -15,6 +15,8 @@
 //   3 dst         storage read_write  forward: y [n, cout, oh, ow]; grad_input: dx [n, cin, h, w]
 //   4 dy          storage read        grad_weight: [n, cout, oh, ow]
 //   5 dw_partial  storage read_write  grad_weight: [splits, cout, cin·9] partial sums
+//   6 src_vec     storage read        src as vec4s (VEC_ROWS = 1)
+//   7 dy_vec      storage read        grad_weight: dy as vec4s (VEC_ROWS = 1)
 //
 // Cost model. llvmpipe runs a load or store whose address differs per lane as a scalar loop over
 // the 8 lanes (about 20 cycles a lane), while a multiply-add over all 8 lanes costs under one:
@@ -65,6 +67,8 @@ struct LanesParams {
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dw_partial: array<f32>;
+@group(0) @binding(6) var<storage, read> src_vec: array<vec4f>;
+@group(0) @binding(7) var<storage, read> dy_vec: array<vec4f>;
 
 override WG: u32 = 64u;
 override WG_GRAD_WEIGHT: u32 = 8u; // one subgroup of 8 lanes
@@ -81,6 +85,18 @@ fn src4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
 // The three taps of 8 outputs from the source row at rb (lanes.wgsl's taps_stride*), zero
 // where k or rok says the column or row is outside the source.
 fn row_taps(rb: u32, k: Cols, rok: f32) -> array<vec4f, 6> {
+    if (VEC_ROWS == 1u) {
+        let m = (rb + k.off[0].y) / 4u;
+        var v = array<vec4f, 4>(src_vec[m], src_vec[m + 1u], vec4f(), vec4f());
+        var after = 0.0;
+        if (STRIDE == 2u) {
+            v[2] = src_vec[m + 2u];
+            v[3] = src_vec[m + 3u];
+        } else {
+            after = src[rb + k.off[2].y];
+        }
+        return taps_vec(src[rb + k.off[0].x], v, after, k, rok);
+    }
     let a = src4(rb, k.off[0], k.ok[0] * rok);
     let b = src4(rb, k.off[1], k.ok[1] * rok);
     if (STRIDE == 2u) {
@@ -223,8 +239,15 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
             let r = seg.y + dr;
             let rok = select(0.0, 1.0, r < p.src_h);
             let rb = plane + min(r, p.src_h - 1u) * p.src_w;
-            let a = src4(rb, k.off[0], k.ok[0] * rok);
-            let b = src4(rb, k.off[1], k.ok[1] * rok);
+            var a: vec4f;
+            var b: vec4f;
+            if (VEC_ROWS == 1u) {
+                a = src_vec[(rb + k.off[0].x) / 4u] * (k.ok[0] * rok);
+                b = src_vec[(rb + k.off[0].x) / 4u + 1u] * (k.ok[1] * rok);
+            } else {
+                a = src4(rb, k.off[0], k.ok[0] * rok);
+                b = src4(rb, k.off[1], k.ok[1] * rok);
+            }
             let e = src[rb + k.off[2].x] * k.ok[2].x * rok;
             let i = i_near - 2u * dr;
             // taps 1 and 2 read dy columns v .., tap 0 reads v + 1 ..
@@ -244,8 +267,10 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
     if (seg.z < odd_cols) { store16(&acc_odd, base + 1u, plane, ci0, odd_cols - seg.z, 2u, upper); }
 }
 
-// dy at the first `left` of 8 columns from b, zero past them (reads stay inside the row).
+// dy at the first `left` of 8 columns from b, zero past them (reads stay inside the row). With
+// VEC_ROWS = 1 all 8 are inside and b is on a vec4.
 fn dy8(b: u32, left: u32) -> array<vec4f, 2> {
+    if (VEC_ROWS == 1u) { return array<vec4f, 2>(dy_vec[b / 4u], dy_vec[b / 4u + 1u]); }
     let last = vec4u(left - 1u);
     let lo = b + min(vec4u(0u, 1u, 2u, 3u), last);
     let hi = b + min(vec4u(4u, 5u, 6u, 7u), last);

@@ -16,6 +16,12 @@
 // loads and taps, and an 8-channel layer computed 16.
 override STRIDE: u32 = 1u;
 override BLOCK_CH: u32 = 16u;
+// VEC_ROWS = 1 where the source width is a multiple of 8·STRIDE (set by the host, `vec_rows`):
+// every segment's source columns from its first then lie inside the row and start on a vec4, so
+// the including files load them as vec4s and taps_vec assembles the values that loading column
+// by column gives. llvmpipe's loop over the lanes runs once per load: four floats in one load
+// cost less than in four.
+override VEC_ROWS: u32 = 0u;
 
 // Whether the block from channel ch0 has channels 8-15 (of `channels`).
 fn has_upper(ch0: u32, channels: u32) -> bool {
@@ -51,6 +57,19 @@ fn taps_stride1(a: vec4f, b: vec4f, c: vec2f) -> array<vec4f, 6> {
 fn taps_stride2(a: vec4f, b: vec4f, c: vec4f, d: vec4f, e: f32) -> array<vec4f, 6> {
     return array<vec4f, 6>(vec4f(a.xz, b.xz), vec4f(c.xz, d.xz), vec4f(a.yw, b.yw), vec4f(c.yw, d.yw),
                            vec4f(a.z, b.x, b.z, c.x), vec4f(c.z, d.x, d.z, e));
+}
+
+// A source row's taps (as taps_stride*) from the column before the segment's first, the
+// segment's columns from the first as vec4s (v: 2 at stride 1, 4 at stride 2) and, at stride 1,
+// the column after them; zero where k or rok says.
+fn taps_vec(before: f32, v: array<vec4f, 4>, after: f32, k: Cols, rok: f32) -> array<vec4f, 6> {
+    let a = vec4f(before, v[0].xyz) * (k.ok[0] * rok);
+    let b = vec4f(v[0].w, v[1].xyz) * (k.ok[1] * rok);
+    if (STRIDE == 2u) {
+        return taps_stride2(a, b, vec4f(v[1].w, v[2].xyz) * (k.ok[2] * rok),
+                            vec4f(v[2].w, v[3].xyz) * (k.ok[3] * rok), v[3].w * k.ok[4].x * rok);
+    }
+    return taps_stride1(a, b, vec2f(v[1].w, after) * k.ok[2].xy * rok);
 }
 
 // One input channel's 9 weights against a block of two output rows r and r + 1: acc0 from

@@ -208,8 +208,9 @@ const fn unit(shape: [usize; 4], relu: bool, pool: Pool, residual: Join) -> Unit
     Unit { shape, relu, pool, residual }
 }
 
-/// Every combination the models use, on planes off the elementwise kernels' runs of 16 and
-/// with odd sizes that drop a pooled row or column.
+/// Every combination the models use, on planes off the elementwise kernels' runs of 16 (their
+/// scalar entries) and with odd sizes that drop a pooled row or column; the last three on whole
+/// runs of vec4s (the *_vec entries).
 pub const UNITS: &[Unit] = &[
     unit([3, 5, 6, 7], false, Pool::None, Join::None),
     unit([2, 3, 5, 9], true, Pool::None, Join::None),
@@ -221,6 +222,9 @@ pub const UNITS: &[Unit] = &[
     unit([2, 5, 3, 7], false, Pool::None, Join::Identity),
     unit([2, 8, 4, 3], true, Pool::None, Join::OptionA { res_c: 4 }),
     unit([3, 7, 5, 4], true, Pool::None, Join::OptionA { res_c: 3 }),
+    unit([2, 3, 4, 8], true, Pool::None, Join::None),
+    unit([2, 4, 8, 4], false, Pool::None, Join::Identity),
+    unit([2, 6, 4, 8], true, Pool::None, Join::OptionA { res_c: 2 }),
 ];
 
 impl Unit {

@@ -164,6 +164,12 @@ fn params(label: &str, x: &Tensor, f: &Fused) -> Result<Params> {
 /// Elements per invocation of the elementwise kernels (CHUNK in the shader).
 const CHUNK: u64 = 16;
 
+/// Whether the elementwise kernels' *_vec entries run this unit: no pooling, each run of CHUNK
+/// elements inside one plane and starting on a vec4, rows of whole vec4s.
+fn vec_runs(p: &Params, pool: Pool) -> bool {
+    pool == Pool::None && (p.h as u64 * p.w as u64).is_multiple_of(CHUNK) && p.w.is_multiple_of(4)
+}
+
 /// Invocations of the per-plane kernels: runs of CHUNK elements, pooled rows (max pool), or
 /// planes (the average pool's forward).
 fn invocations(p: &Params, pool: Pool, forward: bool) -> u64 {
@@ -192,7 +198,9 @@ fn apply(
     t: &BatchNormTensors,
     f: &Fused,
 ) -> Result<Dispatch> {
+    let vec = vec_runs(p, f.pool);
     let (entry, out) = match f.pool {
+        Pool::None if vec => ("forward_vec", x.numel()),
         Pool::None => ("forward", x.numel()),
         Pool::Max2 => ("forward_max_pool", y.numel()),
         Pool::Avg => ("forward_avg_pool", y.numel()),
@@ -206,8 +214,13 @@ fn apply(
         ("mean", t.mean),
         ("invstd", t.invstd),
     ];
-    if entry == "forward" {
+    if f.pool == Pool::None {
         tensors.push(("res", f.residual_tensor().unwrap_or(x)));
+    }
+    if vec {
+        tensors[0].0 = "x_vec";
+        tensors[1].0 = "y_vec";
+        tensors.push(("res_vec", f.residual_tensor().unwrap_or(x)));
     }
     let reads = x.numel() + f.residual_tensor().map_or(0, |r| r.numel().min(out));
     Dispatch::new(
@@ -349,15 +362,29 @@ pub fn fused_backward(
     expect_shape(label, dgamma, &[c])?;
     expect_shape(label, dbeta, &[c])?;
     let stats = [("gamma", t.gamma), ("beta", t.beta), ("mean", t.mean), ("invstd", t.invstd)];
-    let mut reduce_t = vec![("x", x), ("dy", dy), ("dgamma", dgamma), ("dbeta", dbeta)];
+    let res = f.residual_tensor().unwrap_or(x);
+    let mut reduce_t = vec![("x", x), ("dy", dy), ("dgamma", dgamma), ("dbeta", dbeta), ("res", res)];
     reduce_t.extend(stats);
-    reduce_t.push(("res", f.residual_tensor().unwrap_or(x)));
-    let mut grad_t = reduce_t.clone();
+    // The *_vec entries load and store x, dy, dx and the identity's residual through vec4
+    // bindings; option A's shortcut and its gradient stay element by element (res, dres).
+    let vec = vec_runs(&p, f.pool);
+    let mut grad_t = if vec {
+        vec![("x_vec", x), ("dy_vec", dy), ("dx_vec", dx), ("res_vec", res)]
+    } else {
+        vec![("x", x), ("dy", dy), ("dx", dx)]
+    };
+    grad_t.extend([("dgamma", dgamma), ("dbeta", dbeta), ("res", res)]);
+    grad_t.extend(stats);
+    let unused = gpu.tensor(&format!("{label}.unused"), &[4])?;
     let entry = match (f.residual_tensor(), dres) {
         (None, _) => "backward",
         (Some(r), Some(d)) => {
             expect_shape(label, d, r.shape())?;
-            grad_t.push(("dres", d));
+            match (vec, f.residual) {
+                (false, _) => grad_t.push(("dres", d)),
+                (true, Residual::Identity(_)) => grad_t.extend([("dres_vec", d), ("dres", &unused)]),
+                (true, _) => grad_t.extend([("dres_vec", &unused), ("dres", d)]),
+            }
             "backward_residual"
         }
         (Some(_), None) => {
@@ -365,7 +392,7 @@ pub fn fused_backward(
             return Err(GpuError::Invalid { label: label.into(), what });
         }
     };
-    grad_t.push(("dx", dx));
+    let entry = if vec { format!("{entry}_vec") } else { entry.to_string() };
     let reads = x.numel() + dy.numel();
     let cost = Cost::new(8 * x.numel() as u64, f32_bytes(reads));
     let mut d =
@@ -373,7 +400,7 @@ pub fn fused_backward(
     let writes = x.numel() * (1 + usize::from(accumulate)) + dres.map_or(0, |d| d.numel());
     let grad = Dispatch::new(
         gpu,
-        &gpu.kernel_with(&shaders::BATCHNORM, entry, &f.modes(accumulate))?,
+        &gpu.kernel_with(&shaders::BATCHNORM, &entry, &f.modes(accumulate))?,
         format!("{label}/{entry}"),
         &p,
         &grad_t,

@@ -148,9 +148,11 @@ pub fn forward(
     expect_shape(&label, y, &g.output_shape())?;
     let cost = Cost::new(g.flops(), f32_bytes(x.numel() + w.numel() + y.numel()));
     if lanes(gpu, g) {
-        let k = gpu.kernel_with(&shaders::CONV2D_LANES, "forward", &lanes_constants(g.stride, g.cout))?;
+        let [stride, block] = lanes_constants(g.stride, g.cout);
+        let constants = [stride, block, vec_rows(g.w, g.stride)];
+        let k = gpu.kernel_with(&shaders::CONV2D_LANES, "forward", &constants)?;
         let (p, groups) = LanesParams::forward(g, k.invocations_per_group());
-        let tensors = [("src", x), ("w", w), ("dst", y)];
+        let tensors = [("src", x), ("w", w), ("dst", y), ("src_vec", x)];
         return Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost);
     }
     let tensors = [("x", x), ("w", w), ("y", y)];
@@ -201,10 +203,11 @@ pub fn grad_input_into(
     if lanes(gpu, g) {
         let entry = if g.stride == 1 { "grad_input" } else { "grad_input_s2" };
         let [stride, block] = lanes_constants(1, g.cin);
-        let constants = [stride, block, ("ACCUMULATE", f64::from(u8::from(accumulate)))];
+        let accumulate = ("ACCUMULATE", f64::from(u8::from(accumulate)));
+        let constants = [stride, block, accumulate, vec_rows(g.ow(), 1)];
         let k = gpu.kernel_with(&shaders::CONV2D_LANES, entry, &constants)?;
         let (p, groups) = LanesParams::grad_input(g, k.invocations_per_group());
-        let tensors = [("src", dy), ("w", w), ("dst", dx)];
+        let tensors = [("src", dy), ("w", w), ("dst", dx), ("src_vec", dy)];
         return Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost);
     }
     let tensors = [("dy", dy), ("w", w), ("dx", dx)];
@@ -314,7 +317,7 @@ fn grad_weight_lanes(
 ) -> Result<Program> {
     let weight_block = if g.cout >= 32 { 32 } else { 16 };
     let [stride, block] = lanes_constants(g.stride, g.cout);
-    let constants = [stride, block, ("WEIGHT_BLOCK", weight_block as f64)];
+    let constants = [stride, block, ("WEIGHT_BLOCK", weight_block as f64), vec_rows(g.w, g.stride)];
     let k = gpu.kernel_with(&shaders::CONV2D_LANES, "grad_weight", &constants)?;
     let segments = (g.n * g.oh() * g.ow().div_ceil(8)) as u64;
     // Enough workgroups to keep the device busy, each summing at least 32 segments. Counted in
@@ -329,12 +332,12 @@ fn grad_weight_lanes(
     let groups = Grid::Groups(splits * blocks);
     let mut program = Program::default();
     if splits == 1 {
-        let tensors = [("src", x), ("dy", dy), ("dw_partial", dw)];
+        let tensors = [("src", x), ("dy", dy), ("dw_partial", dw), ("src_vec", x), ("dy_vec", dy)];
         program.push(Dispatch::new(gpu, &k, label, &p, &tensors, groups, cost)?);
         return Ok(program);
     }
     let partial = gpu.tensor(&format!("{label}.partial"), &[splits as usize, dw.numel()])?;
-    let tensors = [("src", x), ("dy", dy), ("dw_partial", &partial)];
+    let tensors = [("src", x), ("dy", dy), ("dw_partial", &partial), ("src_vec", x), ("dy_vec", dy)];
     program.push(Dispatch::new(gpu, &k, label.clone(), &p, &tensors, groups, cost)?);
     program.push(super::reduce::sum_splits(gpu, &label, &partial, dw)?);
     Ok(program)
@@ -355,6 +358,13 @@ pub fn path(gpu: &Gpu, g: &Conv2dGeom) -> &'static str {
         Family::Blocked => "register-block",
         Family::Tiled => "tiled",
     }
+}
+
+/// lanes.wgsl's VEC_ROWS for a source `width` read at `stride`: 1 where every segment's source
+/// columns start on a vec4 and lie inside the row (the width a multiple of 8·stride), so the
+/// kernels load them four at a time.
+pub fn vec_rows(width: usize, stride: usize) -> (&'static str, f64) {
+    ("VEC_ROWS", f64::from(u8::from(width.is_multiple_of(8 * stride))))
 }
 
 /// lanes.wgsl's STRIDE and BLOCK_CH (8 channels per block where `channels`, the output

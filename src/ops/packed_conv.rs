@@ -275,6 +275,7 @@ fn launch_lanes(
         ("INTERLEAVED", f64::from(u8::from(interleaved))),
         ("ROWS", lanes_rows(g) as f64),
         ("WG_LANES", lanes_wg(gpu, g) as f64),
+        super::conv2d::vec_rows(g.w, g.stride),
     ];
     let k = gpu.kernel_with(&shaders::PACKED_CONV_LANES, entry, &constants)?;
     let groups = segs.div_ceil(k.invocations_per_group());
@@ -299,6 +300,7 @@ fn launch_lanes(
     };
     let placeholder = gpu.tensor_of(&format!("{label}.unused"), &[1], crate::gpu::DType::U32)?;
     let mut all = tensors.to_vec();
+    all.push(("x_vec", x));
     if entry == "dense" {
         all.extend([("pos", &placeholder), ("neg", &placeholder), ("wp", scale), ("wn", scale)]);
     } else {
