@@ -45,6 +45,8 @@ pub const AWKWARD: &[Conv2dGeom] = &[
     geom(2, 9, 7, 10, 33, 3, 2, 1),
     geom(3, 17, 12, 5, 6, 3, 2, 1),
     geom(1, 3, 17, 3, 16, 3, 2, 1),
+    // A single pixel: tensors smaller than one vec4 (the lanes kernels' vec4 bindings).
+    geom(1, 1, 1, 1, 2, 3, 1, 1),
 ];
 
 /// The convolutions of the small CNN (28×28) and ResNet-20 (32×32), batch 2.

@@ -31,6 +31,8 @@ pub const AWKWARD: &[Conv2dGeom] = &[
     conv2d::AWKWARD[13],
     conv2d::AWKWARD[14],
     conv2d::AWKWARD[15],
+    conv2d::AWKWARD[16],
+    conv2d::AWKWARD[17],
     conv2d::geom(8, 16, 32, 32, 32, 3, 1, 1),
     conv2d::geom(8, 24, 32, 32, 40, 3, 2, 1),
     conv2d::geom(8, 4, 32, 32, 8, 3, 1, 1),

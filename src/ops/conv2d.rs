@@ -152,7 +152,8 @@ pub fn forward(
         let constants = [stride, block, vec_rows(g.w, g.stride)];
         let k = gpu.kernel_with(&shaders::CONV2D_LANES, "forward", &constants)?;
         let (p, groups) = LanesParams::forward(g, k.invocations_per_group());
-        let tensors = [("src", x), ("w", w), ("dst", y), ("src_vec", x)];
+        let x_vec = vec_binding(gpu, x)?;
+        let tensors = [("src", x), ("w", w), ("dst", y), ("src_vec", &x_vec)];
         return Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost);
     }
     let tensors = [("x", x), ("w", w), ("y", y)];
@@ -207,7 +208,8 @@ pub fn grad_input_into(
         let constants = [stride, block, accumulate, vec_rows(g.ow(), 1)];
         let k = gpu.kernel_with(&shaders::CONV2D_LANES, entry, &constants)?;
         let (p, groups) = LanesParams::grad_input(g, k.invocations_per_group());
-        let tensors = [("src", dy), ("w", w), ("dst", dx), ("src_vec", dy)];
+        let dy_vec = vec_binding(gpu, dy)?;
+        let tensors = [("src", dy), ("w", w), ("dst", dx), ("src_vec", &dy_vec)];
         return Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost);
     }
     let tensors = [("dy", dy), ("w", w), ("dx", dx)];
@@ -331,13 +333,15 @@ fn grad_weight_lanes(
     let cost = Cost::new(g.flops(), f32_bytes(x.numel() + dy.numel() + dw.numel() * splits as usize));
     let groups = Grid::Groups(splits * blocks);
     let mut program = Program::default();
+    let (x_vec, dy_vec) = (vec_binding(gpu, x)?, vec_binding(gpu, dy)?);
     if splits == 1 {
-        let tensors = [("src", x), ("dy", dy), ("dw_partial", dw), ("src_vec", x), ("dy_vec", dy)];
+        let tensors = [("src", x), ("dy", dy), ("dw_partial", dw), ("src_vec", &x_vec), ("dy_vec", &dy_vec)];
         program.push(Dispatch::new(gpu, &k, label, &p, &tensors, groups, cost)?);
         return Ok(program);
     }
     let partial = gpu.tensor(&format!("{label}.partial"), &[splits as usize, dw.numel()])?;
-    let tensors = [("src", x), ("dy", dy), ("dw_partial", &partial), ("src_vec", x), ("dy_vec", dy)];
+    let tensors =
+        [("src", x), ("dy", dy), ("dw_partial", &partial), ("src_vec", &x_vec), ("dy_vec", &dy_vec)];
     program.push(Dispatch::new(gpu, &k, label.clone(), &p, &tensors, groups, cost)?);
     program.push(super::reduce::sum_splits(gpu, &label, &partial, dw)?);
     Ok(program)
@@ -365,6 +369,15 @@ pub fn path(gpu: &Gpu, g: &Conv2dGeom) -> &'static str {
 /// kernels load them four at a time.
 pub fn vec_rows(width: usize, stride: usize) -> (&'static str, f64) {
     ("VEC_ROWS", f64::from(u8::from(width.is_multiple_of(8 * stride))))
+}
+
+/// What the lanes kernels' vec4 binding of `t` (read only with VEC_ROWS = 1) binds: `t`, or a
+/// placeholder where `t` holds less than one vec4, the least such a binding may hold.
+pub(crate) fn vec_binding(gpu: &Gpu, t: &Tensor) -> Result<Tensor> {
+    match t.numel() >= 4 {
+        true => Ok(t.clone()),
+        false => gpu.tensor(&format!("{}.vec_unused", t.name()), &[4]),
+    }
 }
 
 /// lanes.wgsl's STRIDE and BLOCK_CH (8 channels per block where `channels`, the output

@@ -299,8 +299,9 @@ fn launch_lanes(
         groups,
     };
     let placeholder = gpu.tensor_of(&format!("{label}.unused"), &[1], crate::gpu::DType::U32)?;
+    let x_vec = super::conv2d::vec_binding(gpu, x)?;
     let mut all = tensors.to_vec();
-    all.push(("x_vec", x));
+    all.push(("x_vec", &x_vec));
     if entry == "dense" {
         all.extend([("pos", &placeholder), ("neg", &placeholder), ("wp", scale), ("wn", scale)]);
     } else {
