@@ -275,9 +275,10 @@ fn run(wg: vec3u, nwg: vec3u, li: u32) -> Run {
     return q;
 }
 
-// The next element's row and column.
-fn next(q: ptr<function, Run>) {
-    (*q).col += 1u;
+// The row and column `step` elements on (1, or 4 for the *_vec entries, whose rows hold whole
+// vec4s): the column meets the row's end exactly.
+fn next(q: ptr<function, Run>, step: u32) {
+    (*q).col += step;
     if ((*q).col == p.w) {
         (*q).col = 0u;
         (*q).r += 1u;
@@ -293,7 +294,7 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
     let a = affine(q.ch);
     for (var i = q.i0; i < q.end; i++) {
         y[i] = act(x[i] * a.scale + a.shift + shortcut(i, q.n, q.ch, q.r, q.col));
-        next(&q);
+        next(&q, 1u);
     }
 }
 
@@ -514,7 +515,7 @@ fn backward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     for (var i = q.i0; i < q.end; i++) {
         let xv = x[i];
         put_dx(i, dx_of(grad_element(i, xv, q.n, q.ch, q.r, q.col, a, g_avg), xv, t));
-        next(&q);
+        next(&q, 1u);
     }
 }
 
@@ -549,7 +550,7 @@ fn backward_residual(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) 
         } else {
             shortcut_grad(q.n, q.ch, q.r, q.col, g);
         }
-        next(&q);
+        next(&q, 1u);
     }
 }
 
@@ -568,15 +569,6 @@ fn act4(v: vec4f) -> vec4f {
     return select(v, max(v, vec4f(0.0)), RELU == 1u);
 }
 
-// The run's next vec4: 4 columns on (rows hold whole vec4s).
-fn next4(q: ptr<function, Run>) {
-    (*q).col += 4u;
-    if ((*q).col == p.w) {
-        (*q).col = 0u;
-        (*q).r += 1u;
-    }
-}
-
 @compute @workgroup_size(WG)
 fn forward_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                @builtin(local_invocation_index) li: u32) {
@@ -585,7 +577,7 @@ fn forward_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     let a = affine(q.ch);
     for (var j = q.i0 / 4u; j < q.end / 4u; j++) {
         y_vec[j] = act4(x_vec[j] * a.scale + a.shift + shortcut4(j, q.n, q.ch, q.r, q.col));
-        next4(&q);
+        next(&q, 4u);
     }
 }
 
@@ -620,7 +612,7 @@ fn backward_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: 
     for (var j = q.i0 / 4u; j < q.end / 4u; j++) {
         let xv = x_vec[j];
         put_dx4(j, dx4(grad4(j, xv, q.n, q.ch, q.r, q.col, a), xv, t));
-        next4(&q);
+        next(&q, 4u);
     }
 }
 
@@ -643,6 +635,6 @@ fn backward_residual_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgrou
             shortcut_grad(q.n, q.ch, q.r, q.col + 2u, g.z);
             shortcut_grad(q.n, q.ch, q.r, q.col + 3u, g.w);
         }
-        next4(&q);
+        next(&q, 4u);
     }
 }

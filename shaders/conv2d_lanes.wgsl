@@ -78,6 +78,10 @@ override WEIGHT_BLOCK: u32 = 16u;
 // grad_input adds to dst (a pipeline constant, like lanes.wgsl's STRIDE and BLOCK_CH).
 override ACCUMULATE: u32 = 0u;
 
+// lanes.wgsl's row_taps_vec reads src through these.
+fn source1(i: u32) -> f32 { return src[i]; }
+fn source4(i: u32) -> vec4f { return src_vec[i]; }
+
 fn src4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
     return vec4f(src[rb + off.x], src[rb + off.y], src[rb + off.z], src[rb + off.w]) * ok;
 }
@@ -85,18 +89,7 @@ fn src4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
 // The three taps of 8 outputs from the source row at rb (lanes.wgsl's taps_stride*), zero
 // where k or rok says the column or row is outside the source.
 fn row_taps(rb: u32, k: Cols, rok: f32) -> array<vec4f, 6> {
-    if (VEC_ROWS == 1u) {
-        let m = (rb + k.off[0].y) / 4u;
-        var v = array<vec4f, 4>(src_vec[m], src_vec[m + 1u], vec4f(), vec4f());
-        var after = 0.0;
-        if (STRIDE == 2u) {
-            v[2] = src_vec[m + 2u];
-            v[3] = src_vec[m + 3u];
-        } else {
-            after = src[rb + k.off[2].y];
-        }
-        return taps_vec(src[rb + k.off[0].x], v, after, k, rok);
-    }
+    if (VEC_ROWS == 1u) { return row_taps_vec(rb, k, rok); }
     let a = src4(rb, k.off[0], k.ok[0] * rok);
     let b = src4(rb, k.off[1], k.ok[1] * rok);
     if (STRIDE == 2u) {

@@ -6,6 +6,9 @@
 // own binding) and the weights, and call these functions with them. The channels' unrolled
 // multiply-adds (mac_rows) are in lanes_unrolled.wgsl, generated.
 //
+// The including files define source1(i) -> f32 and source4(i) -> vec4f: float i and vec4 i of
+// the binding their rows come from (row_taps_vec reads through them).
+//
 // Bindings (group 0): none. Private arrays are indexed by constants only (llvmpipe keeps them
 // in registers; a computed index sends the whole array to memory, written lane by lane).
 
@@ -18,9 +21,9 @@ override STRIDE: u32 = 1u;
 override BLOCK_CH: u32 = 16u;
 // VEC_ROWS = 1 where the source width is a multiple of 8·STRIDE (set by the host, `vec_rows`):
 // every segment's source columns from its first then lie inside the row and start on a vec4, so
-// the including files load them as vec4s and taps_vec assembles the values that loading column
-// by column gives. llvmpipe's loop over the lanes runs once per load: four floats in one load
-// cost less than in four.
+// row_taps_vec loads them as vec4s and assembles the values that loading column by column gives.
+// llvmpipe's loop over the lanes runs once per load: four floats in one load cost less than in
+// four.
 override VEC_ROWS: u32 = 0u;
 
 // Whether the block from channel ch0 has channels 8-15 (of `channels`).
@@ -59,11 +62,20 @@ fn taps_stride2(a: vec4f, b: vec4f, c: vec4f, d: vec4f, e: f32) -> array<vec4f, 
                            vec4f(a.z, b.x, b.z, c.x), vec4f(c.z, d.x, d.z, e));
 }
 
-// A source row's taps (as taps_stride*) from the column before the segment's first, the
-// segment's columns from the first as vec4s (v: 2 at stride 1, 4 at stride 2) and, at stride 1,
-// the column after them; zero where k or rok says.
-fn taps_vec(before: f32, v: array<vec4f, 4>, after: f32, k: Cols, rok: f32) -> array<vec4f, 6> {
-    let a = vec4f(before, v[0].xyz) * (k.ok[0] * rok);
+// The taps (as taps_stride*) of the source row at rb, zero where k or rok says (VEC_ROWS = 1):
+// the column before the segment's first, the segment's columns from the first as vec4s (2 at
+// stride 1, 4 at stride 2) and, at stride 1, the column after them.
+fn row_taps_vec(rb: u32, k: Cols, rok: f32) -> array<vec4f, 6> {
+    let m = (rb + k.off[0].y) / 4u;
+    var v = array<vec4f, 4>(source4(m), source4(m + 1u), vec4f(), vec4f());
+    var after = 0.0;
+    if (STRIDE == 2u) {
+        v[2] = source4(m + 2u);
+        v[3] = source4(m + 3u);
+    } else {
+        after = source1(rb + k.off[2].y);
+    }
+    let a = vec4f(source1(rb + k.off[0].x), v[0].xyz) * (k.ok[0] * rok);
     let b = vec4f(v[0].w, v[1].xyz) * (k.ok[1] * rok);
     if (STRIDE == 2u) {
         return taps_stride2(a, b, vec4f(v[1].w, v[2].xyz) * (k.ok[2] * rok),

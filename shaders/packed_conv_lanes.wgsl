@@ -75,6 +75,10 @@ struct PackedLanesParams {
 @group(0) @binding(10) var<storage, read_write> y: array<f32>;
 @group(0) @binding(11) var<storage, read> x_vec: array<vec4f>;
 
+// lanes.wgsl's row_taps_vec reads x through these.
+fn source1(i: u32) -> f32 { return x[i]; }
+fn source4(i: u32) -> vec4f { return x_vec[i]; }
+
 fn x4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
     return vec4f(x[rb + off.x], x[rb + off.y], x[rb + off.z], x[rb + off.w]) * ok;
 }
@@ -84,18 +88,7 @@ fn x4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
 fn src_row(plane: u32, r: i32, k: Cols) -> array<vec4f, 6> {
     let rok = select(0.0, 1.0, r >= 0 && r < i32(p.h));
     let rb = plane + u32(clamp(r, 0, i32(p.h) - 1)) * p.w;
-    if (VEC_ROWS == 1u) {
-        let m = (rb + k.off[0].y) / 4u;
-        var v = array<vec4f, 4>(x_vec[m], x_vec[m + 1u], vec4f(), vec4f());
-        var after = 0.0;
-        if (STRIDE == 2u) {
-            v[2] = x_vec[m + 2u];
-            v[3] = x_vec[m + 3u];
-        } else {
-            after = x[rb + k.off[2].y];
-        }
-        return taps_vec(x[rb + k.off[0].x], v, after, k, rok);
-    }
+    if (VEC_ROWS == 1u) { return row_taps_vec(rb, k, rok); }
     let a = x4(rb, k.off[0], k.ok[0] * rok);
     let b = x4(rb, k.off[1], k.ok[1] * rok);
     if (STRIDE == 2u) {

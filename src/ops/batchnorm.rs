@@ -206,9 +206,11 @@ fn apply(
         Pool::Avg => ("forward_avg_pool", y.numel()),
     };
     let threads = invocations(p, f.pool, true);
+    // forward_vec loads and stores x, y and the identity residual through vec4 bindings.
+    let (x_name, y_name) = if vec { ("x_vec", "y_vec") } else { ("x", "y") };
     let mut tensors = vec![
-        ("x", x),
-        ("y", y),
+        (x_name, x),
+        (y_name, y),
         ("gamma", t.gamma),
         ("beta", t.beta),
         ("mean", t.mean),
@@ -218,8 +220,6 @@ fn apply(
         tensors.push(("res", f.residual_tensor().unwrap_or(x)));
     }
     if vec {
-        tensors[0].0 = "x_vec";
-        tensors[1].0 = "y_vec";
         tensors.push(("res_vec", f.residual_tensor().unwrap_or(x)));
     }
     let reads = x.numel() + f.residual_tensor().map_or(0, |r| r.numel().min(out));
@@ -375,15 +375,21 @@ pub fn fused_backward(
     };
     grad_t.extend([("dgamma", dgamma), ("dbeta", dbeta), ("res", res)]);
     grad_t.extend(stats);
-    let unused = gpu.tensor(&format!("{label}.unused"), &[4])?;
+    // The one of dres and dres_vec that a *_vec entry does not use binds a placeholder.
+    let unused: Tensor;
     let entry = match (f.residual_tensor(), dres) {
         (None, _) => "backward",
         (Some(r), Some(d)) => {
             expect_shape(label, d, r.shape())?;
             match (vec, f.residual) {
                 (false, _) => grad_t.push(("dres", d)),
-                (true, Residual::Identity(_)) => grad_t.extend([("dres_vec", d), ("dres", &unused)]),
-                (true, _) => grad_t.extend([("dres_vec", &unused), ("dres", d)]),
+                (true, identity) => {
+                    unused = gpu.tensor(&format!("{label}.unused"), &[4])?;
+                    match identity {
+                        Residual::Identity(_) => grad_t.extend([("dres_vec", d), ("dres", &unused)]),
+                        _ => grad_t.extend([("dres_vec", &unused), ("dres", d)]),
+                    }
+                }
             }
             "backward_residual"
         }
