@@ -3,7 +3,8 @@
 // (same bindings, parameters, layouts and results) on adapters whose subgroups have at least 8
 // lanes: the blocked family's fast path on CPU drivers (llvmpipe), for the 3×3 convolutions.
 //
-// Bindings (group 0), numbered as packed_conv.wgsl's, and the next unit's (20-23):
+// Bindings (group 0), numbered as packed_conv.wgsl's, the next unit's (20-23) and the weight
+// quads (24) in place of packed_conv.wgsl's weight planes (15, 16):
 //   0 p          uniform  PackedConvParams (the same struct as packed_conv.wgsl)
 //   4 wp         storage read  [1] or [cout] (p.per_channel)
 //   5 wn         storage read  [1] or [cout]
@@ -11,8 +12,6 @@
 //   8 shift      storage read  [cout]  β − mean · scale
 //   13 act_pos   storage read  [(h+2·pad)·(w+2·pad), words, n4] as vec4: activation planes (+1)
 //   14 act_neg   storage read  the same for −1
-//   15 weight_pos storage read  weight planes [rows / 8, kh·kw, words, 8], read as u32 here
-//   16 weight_neg storage read  the same for −Wn
 //   18 res4      storage read  [res_c, res_h, res_w, n4] as vec4: the residual (RESIDUAL = 1)
 //   19 y4        storage read_write  [cout, oh, ow, n4] as vec4: the output
 //   20 next_scale storage read  [cout]  the next unit's activation terms (NEXT ≠ 0):
@@ -21,15 +20,18 @@
 //                                     activation planes (+1), as pack_activations writes them
 //                                     with pad 1; the border is left as it is (zeros)
 //   23 next_neg   storage read_write  the same for −1
+//   24 weight_quads storage read  [⌈cout/16⌉, kh·kw, words, 8] as vec4: (W+, W−) of channel
+//                                 16·b + l, then of channel 16·b + 8 + l (packed::weight_quads)
 //
 // Mapping: packed_conv.wgsl's (one output pixel and 4 images per invocation; PIXELS = 2: two
 // neighbours in a row, which share 2 of their window's 3 columns of activation words and every
-// weight word; stride 1 only), with BLOCK_CH output channels per workgroup: 16 (two groups of the weight planes, each activation word
-// loaded once for both) where the layer has more than 8, else 8. On a CPU driver a load whose
-// address differs between invocations costs one scalar access per invocation and component;
-// the weight words and the epilogue's per-channel terms are the same for the whole workgroup,
-// so lane l of each subgroup loads those of output channel co0 + l alone and subgroupBroadcast
-// hands them to every lane.
+// weight word; stride 1 only), with BLOCK_CH output channels per workgroup: 16 (each activation
+// word loaded once for both groups of 8) where the layer has more than 8, else 8. On a CPU
+// driver a load whose address differs between invocations costs one scalar access per
+// invocation and component; the weight words and the epilogue's per-channel terms are the same
+// for the whole workgroup, so lane l of each subgroup loads those of output channels co0 + l and
+// co0 + 8 + l alone (the weight words in one vec4) and subgroupBroadcast hands them to every
+// lane.
 // The epilogue's residual and ReLU are pipeline constants (llvmpipe runs both sides of an `if`
 // on a uniform); accumulation (training) is packed_conv.wgsl's.
 //
@@ -61,14 +63,13 @@ struct PackedConvParams {
 @group(0) @binding(8) var<storage, read> shift: array<f32>;
 @group(0) @binding(13) var<storage, read> act_pos: array<vec4u>;
 @group(0) @binding(14) var<storage, read> act_neg: array<vec4u>;
-@group(0) @binding(15) var<storage, read> weight_pos: array<u32>;
-@group(0) @binding(16) var<storage, read> weight_neg: array<u32>;
 @group(0) @binding(18) var<storage, read> res4: array<vec4f>;
 @group(0) @binding(19) var<storage, read_write> y4: array<vec4f>;
 @group(0) @binding(20) var<storage, read> next_scale: array<f32>;
 @group(0) @binding(21) var<storage, read> next_shift: array<f32>;
 @group(0) @binding(22) var<storage, read_write> next_pos: array<vec4u>;
 @group(0) @binding(23) var<storage, read_write> next_neg: array<vec4u>;
+@group(0) @binding(24) var<storage, read> weight_quads: array<vec4u>;
 
 @compute @workgroup_size(WG)
 fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -99,13 +100,11 @@ fn convolve(it: PlaneItem, right: PlaneItem, co0: u32, lane: u32, bits: ptr<func
     let pw = p.w + 2u * p.pad;
     var acc: array<vec4i, 16>;
     var acc_right: array<vec4i, 16>;
-    // Rows co0 + 8 .. co0 + 15 are the next group of the weight planes; where they do not
-    // exist the lanes reread the first group (in bounds) and the epilogue stores nothing.
+    // This lane's channels' weight words (channels co0 + lane and co0 + 8 + lane, zero past
+    // cout): tap (di, dj) of `word` at base + (dj·words + word)·8.
     let taps = p.kh * p.kw * p.words;
-    let second = select(0u, taps * PLANE_ROWS, BLOCK_CH == 16u && co0 + PLANE_ROWS < p.cout);
-    // This lane's channel's weight words: tap (di, dj) of `word` at base + (dj·words + word)·8.
     let column = p.words * quads;
-    var base = (co0 / PLANE_ROWS) * taps * PLANE_ROWS + lane;
+    var base = (co0 / (2u * PLANE_ROWS)) * taps * PLANE_ROWS + lane;
     for (var di = 0u; di < p.kh; di++) {
         var at = (it.corner + di * pw) * column + it.quad;
         for (var word = 0u; word < p.words; word++) {
@@ -113,9 +112,9 @@ fn convolve(it: PlaneItem, right: PlaneItem, co0: u32, lane: u32, bits: ptr<func
             let a0 = array(act_pos[at], act_neg[at]);
             let a1 = array(act_pos[at + column], act_neg[at + column]);
             let a2 = array(act_pos[at + 2u * column], act_neg[at + 2u * column]);
-            let w0 = weight_words(base + word * PLANE_ROWS, second);
-            let w1 = weight_words(base + (p.words + word) * PLANE_ROWS, second);
-            let w2 = weight_words(base + (2u * p.words + word) * PLANE_ROWS, second);
+            let w0 = weight_quads[base + word * PLANE_ROWS];
+            let w1 = weight_quads[base + (p.words + word) * PLANE_ROWS];
+            let w2 = weight_quads[base + (2u * p.words + word) * PLANE_ROWS];
             tap(&acc, w0, a0);
             tap(&acc, w1, a1);
             tap(&acc, w2, a2);
@@ -135,11 +134,6 @@ fn convolve(it: PlaneItem, right: PlaneItem, co0: u32, lane: u32, bits: ptr<func
     if (NEXT != 0u) { nk = next_terms(co0 + lane); }
     finish_block(it, co0, &acc, k, k8, nk, bits);
     if (PIXELS == 2u) { finish_block(right, co0, &acc_right, k, k8, nk, bits_right); }
-}
-
-// The weight words (W+, W−) of this lane's channel at `at` and of the channel 8 rows on.
-fn weight_words(at: u32, second: u32) -> vec4u {
-    return vec4u(weight_pos[at], weight_neg[at], weight_pos[at + second], weight_neg[at + second]);
 }
 
 // One tap's activation words (+1, −1) of the item's 4 images against the block's 16 channels'

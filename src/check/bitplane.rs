@@ -130,7 +130,7 @@ fn conv(
     g: &Conv2dGeom,
     xi: &Tensor,
     planes: [&Tensor; 2],
-    weights: &PackedWeights,
+    weights: &op::WeightPlanes,
     ge: &packed::Epilogue,
     next: Option<&op::NextPlanes>,
 ) -> Result<Tensor> {
@@ -164,8 +164,10 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
             crate::quant::pack::pack(&crate::packed::tap_major(&codes, &g.weight_shape()));
         let shape = g.weight_shape();
         let [plane_pos, plane_neg] = [mask_pos, mask_neg].map(|m| crate::packed::weight_planes(&m, shape));
+        let quads = c.u32s("quads", &crate::packed::weight_quads(&plane_pos, &plane_neg, shape))?;
         let (plane_pos, plane_neg) = (c.u32s("pos_planes", &plane_pos)?, c.u32s("neg_planes", &plane_neg)?);
-        let planes = PackedWeights::Ternary { pos: &plane_pos, neg: &plane_neg, wp: &wp, wn: &wn };
+        let (pos_planes, neg_planes) = (&plane_pos, &plane_neg);
+        let planes = op::WeightPlanes { pos: pos_planes, neg: neg_planes, quads: &quads, wp: &wp, wn: &wn };
         let inputs = EpilogueInputs::new(c, g, seed + 6)?;
         c.path(op::path(gpu, g, &inputs.both()[0].1));
         for (e, ge) in inputs.both() {
@@ -180,7 +182,7 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
         }
         // Wn bound to Wp's tensor: the symmetric counts.
         let w = ternary_weights(&codes, &wp_host, &wp_host);
-        let symmetric = PackedWeights::Ternary { pos: &plane_pos, neg: &plane_neg, wp: &wp, wn: &wp };
+        let symmetric = op::WeightPlanes { wn: &wp, ..planes };
         let [_, (e, ge)] = inputs.both();
         let y = conv(c, g, &xi, [&apos, &aneg], &symmetric, &ge, None)?;
         let (want, bound) = (bitplane(g, &a, &w, &e), packed_conv::bound(g, &a, &w, &e));
@@ -201,7 +203,7 @@ fn next_planes(
     g: &Conv2dGeom,
     xi: &Tensor,
     planes: [&Tensor; 2],
-    weights: &PackedWeights,
+    weights: &op::WeightPlanes,
     ge: &packed::Epilogue,
     seed: u64,
 ) -> Result<()> {

@@ -53,9 +53,27 @@ pub fn packs_next(gpu: &Gpu, g: &Conv2dGeom, e: &Epilogue) -> bool {
     lanes(gpu, g, e) && (g.cout == 2 * PLANE_ROWS || g.cout.is_multiple_of(4 * PLANE_ROWS))
 }
 
+/// A ternary layer's weights as the bit-plane kernels read them: the masks as weight planes
+/// (`packed::weight_planes`, for the register-block and tiled kernels) and as quads
+/// (`packed::weight_quads`, for the lanes kernel), and the scales Wp and Wn.
+pub struct WeightPlanes<'a> {
+    pub pos: &'a Tensor,
+    pub neg: &'a Tensor,
+    pub quads: &'a Tensor,
+    pub wp: &'a Tensor,
+    pub wn: &'a Tensor,
+}
+
+impl WeightPlanes<'_> {
+    /// The planes as `PackedWeights` (what the checks on the masks and scales take).
+    pub fn packed(&self) -> PackedWeights<'_> {
+        PackedWeights::Ternary { pos: self.pos, neg: self.neg, wp: self.wp, wn: self.wn }
+    }
+}
+
 /// The convolution of ternary activations given as bit-planes (from `pack_activations` of `x`,
 /// which is still bound, for shapes, the residual default and the dispatch's bookkeeping), with
-/// `weights`' masks as weight planes (`packed::weight_planes`). `x`, `y` and the residual are
+/// `weights` (`WeightPlanes`). `x`, `y` and the residual are
 /// `interleaved`. With Wn bound to Wp's tensor the blocked kernel counts both at once (half the
 /// popcounts). With `next`, it also packs the next unit's activations.
 #[allow(clippy::too_many_arguments)]
@@ -65,7 +83,7 @@ pub fn forward(
     g: &Conv2dGeom,
     x: &Tensor,
     (act_pos, act_neg): (&Tensor, &Tensor),
-    weights: &PackedWeights,
+    weights: &WeightPlanes,
     e: &Epilogue,
     y: &Tensor,
     next: Option<&NextPlanes>,
@@ -91,11 +109,16 @@ pub fn forward(
         let what = format!("{} products per output exceed the 16-bit counts", g.cin * g.kh * g.kw);
         return Err(GpuError::Invalid { label, what });
     }
-    let (p, res) = params(&label, g, weights, e, x, true)?;
+    let (p, res) = params(&label, g, &weights.packed(), e, x, true)?;
     let words = g.cin.div_ceil(32);
     let weight_words = g.cout.next_multiple_of(PLANE_ROWS) * g.kh * g.kw * words;
-    ternary_weights(&label, g, weights, weight_words)?;
-    let PackedWeights::Ternary { pos, neg, wp, wn } = weights else { unreachable!("checked above") };
+    ternary_weights(&label, g, &weights.packed(), weight_words)?;
+    expect_shape(
+        &label,
+        weights.quads,
+        &[g.cout.div_ceil(2 * PLANE_ROWS) * g.kh * g.kw * words * 4 * PLANE_ROWS],
+    )?;
+    let WeightPlanes { pos, neg, quads, wp, wn } = *weights;
     let lanes = gpu.family() == Family::Blocked && lanes(gpu, g, e);
     // The lanes kernel binds the next unit's tensors whether or not it packs them: without
     // `next`, placeholders it never reads or writes.
@@ -118,10 +141,11 @@ pub fn forward(
         ("y4", y),
         ("act_pos", act_pos),
         ("act_neg", act_neg),
-        ("weight_pos", *pos),
-        ("weight_neg", *neg),
-        ("wp", *wp),
-        ("wn", *wn),
+        ("weight_pos", pos),
+        ("weight_neg", neg),
+        ("weight_quads", quads),
+        ("wp", wp),
+        ("wn", wn),
     ];
     let next_tensors = match (next, &unused) {
         (Some(n), _) => Some([n.act_scale, n.act_shift, n.pos, n.neg]),

@@ -107,6 +107,8 @@ struct PackedBuilder<'a> {
 struct Uploaded {
     pos: Tensor,
     neg: Tensor,
+    /// The weight planes as `super::weight_quads` (uploaded with the planes).
+    quads: Option<Tensor>,
     wp: Tensor,
     wn: Tensor,
     weight: Option<Tensor>,
@@ -120,6 +122,12 @@ impl Uploaded {
             Some(weight) => PackedWeights::Dense { weight },
             None => PackedWeights::Ternary { pos: &self.pos, neg: &self.neg, wp: &self.wp, wn: &self.wn },
         }
+    }
+
+    /// The weights as the bit-plane kernels read them (uploaded with the planes, ternary).
+    fn planes(&self) -> Result<ops::bitplane::WeightPlanes<'_>> {
+        let quads = self.quads.as_ref().context("weights uploaded without their planes")?;
+        Ok(ops::bitplane::WeightPlanes { pos: &self.pos, neg: &self.neg, quads, wp: &self.wp, wn: &self.wn })
     }
 
     /// An STTN unit's epilogue: its folded batch norm, plus the shortcut of its input `x`.
@@ -194,16 +202,26 @@ impl<'a> PackedBuilder<'a> {
                     ),
                     false => None,
                 };
-                let [pos, neg] = [("pos", pos), ("neg", neg)].map(|(which, mask)| match conv {
+                let (pos, neg, quads) = match conv {
                     Some(shape) => {
-                        let planes = super::weight_planes(mask, shape);
-                        g.tensor_u32(&format!("{name}.{which}_planes"), &[planes.len()], &planes)
+                        let [pos, neg] = [pos, neg].map(|mask| super::weight_planes(mask, shape));
+                        let quads = super::weight_quads(&pos, &neg, shape);
+                        let [pos, neg, quads] = [("pos_planes", pos), ("neg_planes", neg), ("quads", quads)]
+                            .map(|(which, words)| {
+                                g.tensor_u32(&format!("{name}.{which}"), &[words.len()], &words)
+                            });
+                        (pos?, neg?, Some(quads?))
                     }
-                    None => g.tensor_u32(&format!("{name}.{which}"), &[mask.len()], mask),
-                });
+                    None => (
+                        g.tensor_u32(&format!("{name}.pos"), &[pos.len()], pos)?,
+                        g.tensor_u32(&format!("{name}.neg"), &[neg.len()], neg)?,
+                        None,
+                    ),
+                };
                 Uploaded {
-                    pos: pos?,
-                    neg: neg?,
+                    pos,
+                    neg,
+                    quads,
                     wp: wp_t,
                     wn: wn_t,
                     weight: None,
@@ -214,6 +232,7 @@ impl<'a> PackedBuilder<'a> {
             PackedWeightsHost::Dense { weight } => Uploaded {
                 pos: g.tensor_of(&format!("{name}.pos"), &[1], DType::U32)?,
                 neg: g.tensor_of(&format!("{name}.neg"), &[1], DType::U32)?,
+                quads: None,
                 wp: one("wp")?,
                 wn: one("wn")?,
                 weight: Some(g.tensor_from(&format!("{name}.weight"), &l.shape, weight)?),
@@ -301,7 +320,7 @@ impl<'a> PackedBuilder<'a> {
             neg,
         });
         let conv =
-            ops::bitplane::forward(g, name, &geom, &x, (&pos, &neg), &up.weights(), &e, &y, planes.as_ref())?;
+            ops::bitplane::forward(g, name, &geom, &x, (&pos, &neg), &up.planes()?, &e, &y, planes.as_ref())?;
         self.forward.push(conv);
         self.planes = next.map(|(_, [pos, neg])| (pos, neg));
         Ok(y)

@@ -335,6 +335,28 @@ pub fn weight_planes(mask: &[u32], shape: [usize; 4]) -> Vec<u32> {
     planes
 }
 
+/// A layer's weight planes (`weight_planes` of both masks) as the lanes popcount kernel reads
+/// them: [⌈cout/16⌉, kh·kw, ⌈cin/32⌉, R] quads (W+ and W− of row 16·b + l, then of row
+/// 16·b + R + l), so that lane l loads its two output channels' words in one vec4; rows past
+/// cout are zero.
+pub fn weight_quads(pos: &[u32], neg: &[u32], shape: [usize; 4]) -> Vec<u32> {
+    let [cout, cin, kh, kw] = shape;
+    const R: usize = crate::ops::bitplane::PLANE_ROWS;
+    let taps = kh * kw * cin.div_ceil(32);
+    let mut quads = vec![0u32; cout.div_ceil(2 * R) * taps * R * 4];
+    for group in 0..cout.div_ceil(R) {
+        for t in 0..taps {
+            for l in 0..R {
+                let from = (group * taps + t) * R + l;
+                let to = (((group / 2) * taps + t) * R + l) * 4 + 2 * (group % 2);
+                quads[to] = pos[from];
+                quads[to + 1] = neg[from];
+            }
+        }
+    }
+    quads
+}
+
 /// Convolution codes from [cout, cin, kh, kw] into the packed order [cout, kh, kw, cin]
 /// (linear [out, in] is unchanged).
 pub fn tap_major(codes: &[i8], shape: &[usize]) -> Vec<i8> {

@@ -6,7 +6,7 @@ use crate::{gpu, zeros};
 use tern::internals::gpu::DType;
 use tern::internals::ops::bitplane as op;
 use tern::internals::ops::conv2d::Conv2dGeom;
-use tern::internals::ops::packed_conv::{Epilogue, PackedWeights};
+use tern::internals::ops::packed_conv::Epilogue;
 
 use tern::internals::gpu::Tensor;
 
@@ -33,8 +33,16 @@ impl Inputs {
         }
     }
 
-    fn weights(&self) -> PackedWeights<'_> {
-        PackedWeights::Ternary { pos: &self.pos, neg: &self.neg, wp: &self.terms, wn: &self.terms }
+    /// Weights that reach no kernel (the calls are refused first): the activation planes stand
+    /// in for the weight planes and quads.
+    fn weights(&self) -> op::WeightPlanes<'_> {
+        op::WeightPlanes {
+            pos: &self.pos,
+            neg: &self.neg,
+            quads: &self.pos,
+            wp: &self.terms,
+            wn: &self.terms,
+        }
     }
 
     fn epilogue(&self) -> Epilogue<'_> {
@@ -82,8 +90,9 @@ fn refuses_an_interleaved_float_output_where_the_kernel_cannot() {
     let i = Inputs::new("stem", &g);
     let x = zeros("stem.x_nchw", &g.input_shape());
     assert!(!packed_conv::writes_interleaved(gpu(), &g));
-    let err = packed_conv::forward_interleaved(gpu(), "stem", &g, &x, &i.weights(), &i.epilogue(), &i.y)
-        .err()
-        .unwrap();
+    let err =
+        packed_conv::forward_interleaved(gpu(), "stem", &g, &x, &i.weights().packed(), &i.epilogue(), &i.y)
+            .err()
+            .unwrap();
     assert!(err.to_string().contains("stem") && err.to_string().contains("interleaved output"), "{err}");
 }
