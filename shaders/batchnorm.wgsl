@@ -62,6 +62,9 @@
 //   rows (h·w a multiple of CHUNK, w of 4: the host's `vec_runs`). They load and store vec4s
 //   (on CPU drivers one loop over the lanes per four floats instead of per float) and compute
 //   each element as the scalar entries do, so the results are the same bit for bit.
+// stats_vec, backward_reduce_vec: stats and backward_reduce (blocked family) for the *_vec
+//   entries' units, walking whole vec4s: one division per four values in the Welford pass.
+//   The order is fixed as theirs, but not the same: ResNet's sums round differently.
 // running_stats (evaluation): one invocation per channel copies the running statistics into
 //   mean/invstd, so evaluation runs the same forward kernels.
 
@@ -636,5 +639,49 @@ fn backward_residual_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgrou
             shortcut_grad(q.n, q.ch, q.r, q.col + 3u, g.w);
         }
         next(&q, 4u);
+    }
+}
+
+// The reductions of the *_vec entries' units, four elements per load. The walk visits whole
+// vec4s (rows of p.w / 4) in a fixed order, so the sums stay reproducible; they differ in
+// rounding from stats and backward_reduce, which visit single elements.
+
+// welford over vec4s: each enters as a group of 4 (Chan's merge): one division per four values.
+@compute @workgroup_size(GROUP)
+fn stats_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+             @builtin(local_invocation_index) li: u32) {
+    let ch = group(wg, nwg);
+    let cols = p.w / 4u;
+    var w = vec3f(0.0);
+    for (var k = walk(li, p.h, cols); k.n < p.n; step(&k)) {
+        let v = x_vec[((k.n * p.c + ch) * p.h + k.r) * cols + k.c];
+        let m = (v.x + v.y + v.z + v.w) * 0.25;
+        let d = v - m;
+        w = welford_merge(w, vec3f(4.0, m, dot(d, d)));
+    }
+    w = group_welford(li, w);
+    if (li == 0u) { put_stats(ch, w); }
+}
+
+// backward_reduce over vec4s (grad4: POOL = 0).
+@compute @workgroup_size(GROUP)
+fn backward_reduce_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                       @builtin(local_invocation_index) li: u32) {
+    let ch = group(wg, nwg);
+    let a = affine(ch);
+    let cols = p.w / 4u;
+    var s = vec4f(0.0);
+    var sx = vec4f(0.0);
+    for (var k = walk(li, p.h, cols); k.n < p.n; step(&k)) {
+        let j = ((k.n * p.c + ch) * p.h + k.r) * cols + k.c;
+        let xv = x_vec[j];
+        let g = grad4(j, xv, k.n, ch, k.r, 4u * k.c, a);
+        s += g;
+        sx += g * (xv - a.mu) * a.is;
+    }
+    let r = group_sum(li, vec4f(s.x + s.y + s.z + s.w, sx.x + sx.y + sx.z + sx.w, 0.0, 0.0));
+    if (li == 0u) {
+        dbeta[ch] = r.x;
+        dgamma[ch] = r.y;
     }
 }

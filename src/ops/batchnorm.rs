@@ -164,8 +164,9 @@ fn params(label: &str, x: &Tensor, f: &Fused) -> Result<Params> {
 /// Elements per invocation of the elementwise kernels (CHUNK in the shader).
 const CHUNK: u64 = 16;
 
-/// Whether the elementwise kernels' *_vec entries run this unit: no pooling, each run of CHUNK
-/// elements inside one plane and starting on a vec4, rows of whole vec4s.
+/// Whether the *_vec entries run this unit (the elementwise kernels and, in the blocked family,
+/// the reductions): no pooling, each run of CHUNK elements inside one plane and starting on a
+/// vec4, rows of whole vec4s.
 fn vec_runs(p: &Params, pool: Pool) -> bool {
     pool == Pool::None && (p.h as u64 * p.w as u64).is_multiple_of(CHUNK) && p.w.is_multiple_of(4)
 }
@@ -245,14 +246,17 @@ fn shapes(label: &str, x: &Tensor, y: &Tensor, t: &BatchNormTensors, f: &Fused) 
 /// channel's images into ranges until there are about this many.
 const REDUCTION_GROUPS: usize = 256;
 
-/// A per-channel reduction over (n, h, w): one workgroup per channel (`entry`) in the blocked
-/// family; in the tiled family, `<entry>_split` over p.splits image ranges per channel into
-/// partials, then `merge` adds each channel's splits in order.
+/// A per-channel reduction over (n, h, w): one workgroup per channel (`entry`, or with `vec`
+/// `<entry>_vec`, four elements per load) in the blocked family; in the tiled family,
+/// `<entry>_split` over p.splits image ranges per channel into partials, then `merge` adds each
+/// channel's splits in order. `tensors` may name more than the entry binds.
+#[allow(clippy::too_many_arguments)]
 fn reduction(
     gpu: &Gpu,
     label: &str,
     p: &Params,
     (entry, merge): (&str, &str),
+    vec: bool,
     modes: &[(&str, f64)],
     tensors: &[(&str, &Tensor)],
     cost: Cost,
@@ -263,9 +267,10 @@ fn reduction(
         Family::Tiled => REDUCTION_GROUPS.div_ceil(c).clamp(1, n),
     };
     if splits == 1 {
-        let k = gpu.kernel_with(&shaders::BATCHNORM, entry, modes)?;
-        let d = Dispatch::new(gpu, &k, format!("{label}/{entry}"), p, tensors, Grid::Groups(c as u64), cost)?;
-        return Ok(vec![d]);
+        let entry = if vec { format!("{entry}_vec") } else { entry.to_string() };
+        let k = gpu.kernel_with(&shaders::BATCHNORM, &entry, modes)?;
+        let (label, groups) = (format!("{label}/{entry}"), Grid::Groups(c as u64));
+        return Ok(vec![Dispatch::new(gpu, &k, label, p, &k.bound(tensors), groups, cost)?]);
     }
     let p = Params { splits: splits as u32, ..*p };
     let partial = gpu.tensor(&format!("{label}.{entry}_partial"), &[c, splits, 3])?;
@@ -295,13 +300,15 @@ pub fn fused_forward_train(
     let p = shapes(label, x, y, t, f)?;
     let tensors = [
         ("x", x),
+        ("x_vec", x),
         ("mean", t.mean),
         ("invstd", t.invstd),
         ("running_mean", t.running_mean),
         ("running_var", t.running_var),
     ];
     let cost = Cost::new(6 * x.numel() as u64, f32_bytes(x.numel()));
-    let mut d = reduction(gpu, label, &p, ("stats", "stats_merge"), &[], &tensors, cost)?;
+    let vec = vec_runs(&p, f.pool);
+    let mut d = reduction(gpu, label, &p, ("stats", "stats_merge"), vec, &[], &tensors, cost)?;
     d.push(apply(gpu, label, &p, x, y, t, f)?);
     Ok(d)
 }
@@ -363,11 +370,12 @@ pub fn fused_backward(
     expect_shape(label, dbeta, &[c])?;
     let stats = [("gamma", t.gamma), ("beta", t.beta), ("mean", t.mean), ("invstd", t.invstd)];
     let res = f.residual_tensor().unwrap_or(x);
-    let mut reduce_t = vec![("x", x), ("dy", dy), ("dgamma", dgamma), ("dbeta", dbeta), ("res", res)];
-    reduce_t.extend(stats);
     // The *_vec entries load and store x, dy, dx and the identity's residual through vec4
     // bindings; option A's shortcut and its gradient stay element by element (res, dres).
     let vec = vec_runs(&p, f.pool);
+    let mut reduce_t = vec![("x", x), ("dy", dy), ("dgamma", dgamma), ("dbeta", dbeta), ("res", res)];
+    reduce_t.extend([("x_vec", x), ("dy_vec", dy), ("res_vec", res)]);
+    reduce_t.extend(stats);
     let mut grad_t = if vec {
         vec![("x_vec", x), ("dy_vec", dy), ("dx_vec", dx), ("res_vec", res)]
     } else {
@@ -401,8 +409,16 @@ pub fn fused_backward(
     let entry = if vec { format!("{entry}_vec") } else { entry.to_string() };
     let reads = x.numel() + dy.numel();
     let cost = Cost::new(8 * x.numel() as u64, f32_bytes(reads));
-    let mut d =
-        reduction(gpu, label, &p, ("backward_reduce", "backward_merge"), &f.modes(false), &reduce_t, cost)?;
+    let mut d = reduction(
+        gpu,
+        label,
+        &p,
+        ("backward_reduce", "backward_merge"),
+        vec,
+        &f.modes(false),
+        &reduce_t,
+        cost,
+    )?;
     let writes = x.numel() * (1 + usize::from(accumulate)) + dres.map_or(0, |d| d.numel());
     let grad = Dispatch::new(
         gpu,
