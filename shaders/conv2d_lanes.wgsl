@@ -17,6 +17,7 @@
 //   5 dw_partial  storage read_write  grad_weight: [splits, cout, cin·9] partial sums
 //   6 src_vec     storage read        src as vec4s (VEC_ROWS = 1)
 //   7 dy_vec      storage read        grad_weight: dy as vec4s (VEC_ROWS = 1)
+//   8 dst_vec     storage read_write  forward_vec, grad_input_vec: dst as vec4s (in place of dst)
 //
 // Cost model. llvmpipe runs a load or store whose address differs per lane as a scalar loop over
 // the 8 lanes (about 20 cycles a lane), while a multiply-add over all 8 lanes costs under one:
@@ -40,6 +41,10 @@
 //   channels swapped: weight index = ch·p.w_ch + c·p.w_in + p.w_tap0 ± tap (p.w_flip). With
 //   ACCUMULATE, grad_input adds to dx (a residual branch's first convolution adds to the
 //   shortcut's gradient).
+// forward_vec, grad_input_vec: forward and grad_input storing their block four elements at a
+//   time through dst_vec, where every segment lies inside its row (the host's `vec_stores`:
+//   rows of a multiple of 8): one loop over the lanes per vec4 instead of per element. Entry
+//   points apart, because wgpu refuses one buffer bound writable twice (dst and dst_vec).
 // grad_input_s2: stride 2 by parity. dx rows r = 2u + pr take only kernel rows i with
 //   i ≡ pr + 1 (mod 2), from dy row u (+1 for i = 0), and likewise columns: each workgroup owns
 //   one row parity pr (a bit of the group id) and each invocation both column parities of its
@@ -69,6 +74,7 @@ struct LanesParams {
 @group(0) @binding(5) var<storage, read_write> dw_partial: array<f32>;
 @group(0) @binding(6) var<storage, read> src_vec: array<vec4f>;
 @group(0) @binding(7) var<storage, read> dy_vec: array<vec4f>;
+@group(0) @binding(8) var<storage, read_write> dst_vec: array<vec4f>;
 
 override WG: u32 = 64u;
 override WG_GRAD_WEIGHT: u32 = 8u; // one subgroup of 8 lanes
@@ -104,6 +110,18 @@ fn put(o: u32, v: f32) {
         dst[o] += v;
     } else {
         dst[o] = v;
+    }
+}
+
+// The 8 values from o (on a vec4) to dst_vec.
+fn put8_vec(o: u32, lo: vec4f, hi: vec4f) {
+    let j = o / 4u;
+    if (ACCUMULATE == 1u) {
+        dst_vec[j] += lo;
+        dst_vec[j + 1u] += hi;
+    } else {
+        dst_vec[j] = lo;
+        dst_vec[j + 1u] = hi;
     }
 }
 
@@ -147,14 +165,21 @@ fn source_row(plane: u32, r: i32, k: Cols) -> array<vec4f, 6> {
     return row_taps(plane + u32(clamp(r, 0, i32(p.src_h) - 1)) * p.src_w, k, rok);
 }
 
+// Where two_rows' block goes: its first element in dst (channel ch0, row 2·seg.y, the segment's
+// first column), the plane size, the columns left in the row and whether it stores at all
+// (`live`) and its second row (`second`).
+struct Dest { base: u32, plane: u32, ch0: u32, cols_left: u32, upper: bool, live: bool, second: bool }
+
 // forward and grad_input: destination rows 2·seg.y and 2·seg.y + 1 of the segment, from source
-// rows top .. top + 2 and top + stride .. top + stride + 2.
-fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
+// rows top .. top + 2 and top + stride .. top + stride + 2, into acc0 and acc1; the entry point
+// stores them (store16, or store16_vec for the *_vec entries).
+fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32, acc0: ptr<function, array<vec4f, 32>>,
+            acc1: ptr<function, array<vec4f, 32>>) -> Dest {
     let g = wg.y * nwg.x + wg.x;
     let ch0 = (g / p.groups) * 16u;
     let pb = (g % p.groups) * WG + li;
     // Subgroups past the last segment have nothing to compute or share.
-    if (subgroupAll(pb >= p.segs)) { return; }
+    if (subgroupAll(pb >= p.segs)) { return Dest(0u, 0u, 0u, 0u, false, false, false); }
     let seg = segment(pb, (p.dst_h + 1u) / 2u);
     let row = 2u * seg.y;
     let k = cols(i32(seg.z * STRIDE) - 1, p.src_w);
@@ -162,8 +187,6 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
     let wb = min(ch0 + 8u + lane % 8u, p.dst_c - 1u);
     let upper = has_upper(ch0, p.dst_c);
     let top = i32(row * STRIDE) - 1;
-    var acc0: array<vec4f, 32>;
-    var acc1: array<vec4f, 32>;
     for (var c = 0u; c < p.src_c; c++) {
         let plane = (seg.x * p.src_c + c) * p.src_h * p.src_w;
         var wv: array<vec2f, 9>;
@@ -174,20 +197,44 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
         wv[8] = weights(wa, wb, c, 8u, upper);
         var t4: array<vec4f, 6>;
         if (STRIDE == 2u) { t4 = source_row(plane, top + 4, k); }
-        mac_two_rows(&acc0, &acc1, wv, source_row(plane, top, k), source_row(plane, top + 1, k),
+        mac_two_rows(acc0, acc1, wv, source_row(plane, top, k), source_row(plane, top + 1, k),
                      source_row(plane, top + 2, k), source_row(plane, top + 3, k), t4, upper);
     }
-    if (pb >= p.segs) { return; }
     let plane = p.dst_h * p.dst_w;
     let base = (seg.x * p.dst_c + ch0) * plane + row * p.dst_w + seg.z;
-    store16(&acc0, base, plane, ch0, p.dst_w - seg.z, 1u, upper);
-    if (row + 1u < p.dst_h) { store16(&acc1, base + p.dst_w, plane, ch0, p.dst_w - seg.z, 1u, upper); }
+    return Dest(base, plane, ch0, p.dst_w - seg.z, upper, pb < p.segs, row + 1u < p.dst_h);
+}
+
+// two_rows, stored element by element.
+fn two_rows_stored(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
+    var acc0: array<vec4f, 32>;
+    var acc1: array<vec4f, 32>;
+    let d = two_rows(wg, nwg, li, lane, &acc0, &acc1);
+    if (!d.live) { return; }
+    store16(&acc0, d.base, d.plane, d.ch0, d.cols_left, 1u, d.upper);
+    if (d.second) { store16(&acc1, d.base + p.dst_w, d.plane, d.ch0, d.cols_left, 1u, d.upper); }
+}
+
+// two_rows, stored four elements at a time (every segment inside its row, rows on vec4s).
+fn two_rows_stored_vec(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
+    var acc0: array<vec4f, 32>;
+    var acc1: array<vec4f, 32>;
+    let d = two_rows(wg, nwg, li, lane, &acc0, &acc1);
+    if (!d.live) { return; }
+    store16_vec(&acc0, d.base, d.plane, d.ch0, d.upper);
+    if (d.second) { store16_vec(&acc1, d.base + p.dst_w, d.plane, d.ch0, d.upper); }
 }
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
-    two_rows(wg, nwg, li, lane);
+    two_rows_stored(wg, nwg, li, lane);
+}
+
+@compute @workgroup_size(WG)
+fn forward_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+               @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
+    two_rows_stored_vec(wg, nwg, li, lane);
 }
 
 // Same as forward at STRIDE 1 (bindings src = dy, dst = dx, weights flipped and transposed by
@@ -195,7 +242,13 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
 @compute @workgroup_size(WG)
 fn grad_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
               @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
-    two_rows(wg, nwg, li, lane);
+    two_rows_stored(wg, nwg, li, lane);
+}
+
+@compute @workgroup_size(WG)
+fn grad_input_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                  @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
+    two_rows_stored_vec(wg, nwg, li, lane);
 }
 
 // Stride 2: dx[n, ci, 2u + pr, 2v + pc] = Σ_co Σ_{i ≡ pr + 1, j ≡ pc + 1 (mod 2)}

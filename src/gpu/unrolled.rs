@@ -40,13 +40,15 @@ pub fn lanes_unrolled() -> String {
 }
 
 /// shaders/conv2d_lanes_unrolled.wgsl: conv2d_lanes.wgsl's stores of forward and grad_input
-/// (store16), grad_input_s2's multiply-adds (mac_classes) and grad_weight's multiply-adds and
-/// stores (grad_acc, grad_store), which use its bindings `p`, `dw_partial` and its `put8`.
+/// (store16, store16_vec), grad_input_s2's multiply-adds (mac_classes) and grad_weight's multiply-adds and
+/// stores (grad_acc, grad_store), which use its bindings `p`, `dw_partial` and its `put8`, `put8_vec`.
 pub fn conv2d_lanes_unrolled() -> String {
     let what = "conv2d_lanes.wgsl's register-block stores, grad_input_s2's and\n\
-                // grad_weight's multiply-adds, unrolled; they use its uniform p, its binding dw_partial and its put8.";
+                // grad_weight's multiply-adds, unrolled; they use its uniform p, its binding dw_partial and its put8, put8_vec.";
     header("conv2d_lanes_unrolled.wgsl", what)
         + &store16()
+        + "\n"
+        + &store16_vec()
         + "\n"
         + &mac_classes()
         + "\n"
@@ -145,6 +147,25 @@ fn store16(acc: ptr<function, array<vec4f, 32>>, base: u32, plane: u32, ch0: u32
         let _ = writeln!(
             s,
             "    if ({upper}ch0 + {k}u < p.dst_c) {{ put8(base + {k}u * plane, (*acc)[{a}], (*acc)[{b}], cols_left, step); }}"
+        );
+    }
+    s + "}\n"
+}
+
+fn store16_vec() -> String {
+    let mut s = String::from(
+        "\
+// store16 through dst_vec (the *_vec entries): channel ch0 + k of row `row` at columns c0 .. c0 + 7,
+// all inside the row, base on a vec4.
+fn store16_vec(acc: ptr<function, array<vec4f, 32>>, base: u32, plane: u32, ch0: u32, upper: bool) {
+",
+    );
+    for k in 0..CHANNELS {
+        let upper = if k < 8 { "" } else { "upper && " };
+        let (a, b) = (2 * k, 2 * k + 1);
+        let _ = writeln!(
+            s,
+            "    if ({upper}ch0 + {k}u < p.dst_c) {{ put8_vec(base + {k}u * plane, (*acc)[{a}], (*acc)[{b}]); }}"
         );
     }
     s + "}\n"

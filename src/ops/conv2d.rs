@@ -150,10 +150,11 @@ pub fn forward(
     if lanes(gpu, g) {
         let [stride, block] = lanes_constants(g.stride, g.cout);
         let constants = [stride, block, vec_rows(g.w, g.stride)];
-        let k = gpu.kernel_with(&shaders::CONV2D_LANES, "forward", &constants)?;
+        let (entry, dst) = vec_stores("forward", g.ow());
+        let k = gpu.kernel_with(&shaders::CONV2D_LANES, entry, &constants)?;
         let (p, groups) = LanesParams::forward(g, k.invocations_per_group());
         let x_vec = vec_binding(gpu, x)?;
-        let tensors = [("src", x), ("w", w), ("dst", y), ("src_vec", &x_vec)];
+        let tensors = [("src", x), ("w", w), (dst, y), ("src_vec", &x_vec)];
         return Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost);
     }
     let tensors = [("x", x), ("w", w), ("y", y)];
@@ -202,14 +203,17 @@ pub fn grad_input_into(
     let dx_bytes = dx.numel() * (1 + usize::from(accumulate));
     let cost = Cost::new(g.flops(), f32_bytes(dy.numel() + w.numel() + dx_bytes));
     if lanes(gpu, g) {
-        let entry = if g.stride == 1 { "grad_input" } else { "grad_input_s2" };
+        let (entry, dst) = match g.stride {
+            1 => vec_stores("grad_input", g.w),
+            _ => ("grad_input_s2", "dst"),
+        };
         let [stride, block] = lanes_constants(1, g.cin);
         let accumulate = ("ACCUMULATE", f64::from(u8::from(accumulate)));
         let constants = [stride, block, accumulate, vec_rows(g.ow(), 1)];
         let k = gpu.kernel_with(&shaders::CONV2D_LANES, entry, &constants)?;
         let (p, groups) = LanesParams::grad_input(g, k.invocations_per_group());
         let dy_vec = vec_binding(gpu, dy)?;
-        let tensors = [("src", dy), ("w", w), ("dst", dx), ("src_vec", &dy_vec)];
+        let tensors = [("src", dy), ("w", w), (dst, dx), ("src_vec", &dy_vec)];
         return Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost);
     }
     let tensors = [("dy", dy), ("w", w), ("dx", dx)];
@@ -369,6 +373,17 @@ pub fn path(gpu: &Gpu, g: &Conv2dGeom) -> &'static str {
 /// kernels load them four at a time.
 pub fn vec_rows(width: usize, stride: usize) -> (&'static str, f64) {
     ("VEC_ROWS", f64::from(u8::from(width.is_multiple_of(8 * stride))))
+}
+
+/// The lanes entry point (`entry`, or `<entry>_vec`) and the name its destination binds for a
+/// destination `width` wide: the *_vec entries store four elements at a time through dst_vec,
+/// where every 8-column segment lies inside its row (the width a multiple of 8).
+fn vec_stores(entry: &'static str, width: usize) -> (&'static str, &'static str) {
+    match (width.is_multiple_of(8), entry) {
+        (true, "forward") => ("forward_vec", "dst_vec"),
+        (true, "grad_input") => ("grad_input_vec", "dst_vec"),
+        _ => (entry, "dst"),
+    }
 }
 
 /// What the lanes kernels' vec4 binding of `t` (read only with VEC_ROWS = 1) binds: `t`, or a
