@@ -22,6 +22,8 @@
 //                                 units' layout, ops::bitplane::interleaved; images past n
 //                                 are not written)
 //   11 x_vec  storage read        x as vec4s (VEC_ROWS = 1, lanes.wgsl)
+//   12 y_vec  storage read_write  y as vec4s (the *_vec entries, in place of y)
+//   13 res_vec storage read       res as vec4s (the *_vec entries)
 //
 // Ternary weight i is the i-th in [cout, kh, kw, cin] order, bit i % 32 of word i / 32 (see
 // packed_conv.wgsl).
@@ -46,6 +48,11 @@
 // gradients), then ReLU if RELU = 1: pipeline constants, like lanes.wgsl's STRIDE. INTERLEAVED = 1
 // (the host allows it without residual and ACCUMULATE) writes y for the bit-plane units that
 // follow, so that no separate pass reorders it.
+//
+// ternary_vec, dense_vec: ternary and dense storing y, and loading an identity residual, four
+// elements at a time (y_vec, res_vec) where every segment lies inside its row (ow a multiple of
+// 8) and y is not interleaved: one loop over the lanes per vec4 instead of per element on CPU
+// drivers. Entry points apart, because wgpu refuses one buffer bound writable twice.
 
 override WG_LANES: u32 = 64u;
 override RESIDUAL: u32 = 0u;
@@ -74,6 +81,8 @@ struct PackedLanesParams {
 @group(0) @binding(9) var<storage, read> res: array<f32>;
 @group(0) @binding(10) var<storage, read_write> y: array<f32>;
 @group(0) @binding(11) var<storage, read> x_vec: array<vec4f>;
+@group(0) @binding(12) var<storage, read_write> y_vec: array<vec4f>;
+@group(0) @binding(13) var<storage, read> res_vec: array<vec4f>;
 
 // lanes.wgsl's row_taps_vec reads x through these.
 fn source1(i: u32) -> f32 { return x[i]; }
@@ -146,6 +155,36 @@ fn put8(live: bool, n: u32, co: u32, row: u32, col: u32, lo: vec4f, hi: vec4f, s
     }
 }
 
+// put8 for a segment inside its row, y not interleaved: four elements at a time, in the same
+// order of operations.
+fn put8_vec(live: bool, n: u32, co: u32, row: u32, col: u32, lo: vec4f, hi: vec4f, sc: f32, sh: f32) {
+    if (!live || co >= p.cout) { return; }
+    let j = (((n * p.cout + co) * p.oh + row) * p.ow + col) / 4u;
+    var a = lo * sc + sh;
+    var b = hi * sc + sh;
+    if (RESIDUAL == 1u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c) {
+        let rb = ((n * p.res_c + co - p.res_pad_c) * p.res_h + row * p.res_stride) * p.res_w + col * p.res_stride;
+        if (p.res_stride == 1u) {
+            a += res_vec[rb / 4u];
+            b += res_vec[rb / 4u + 1u];
+        } else {
+            let s = p.res_stride;
+            a += vec4f(res[rb], res[rb + s], res[rb + 2u * s], res[rb + 3u * s]);
+            b += vec4f(res[rb + 4u * s], res[rb + 5u * s], res[rb + 6u * s], res[rb + 7u * s]);
+        }
+    }
+    if (ACCUMULATE == 1u) {
+        a += y_vec[j];
+        b += y_vec[j + 1u];
+    }
+    if (RELU == 1u) {
+        a = max(a, vec4f(0.0));
+        b = max(b, vec4f(0.0));
+    }
+    y_vec[j] = a;
+    y_vec[j + 1u] = b;
+}
+
 // The block's channels through the epilogue (stored only by `live` invocations; 8-15 only when
 // `upper`); lane l holds channel l's and 8 + l's scale and shift in ss (scale a, shift a, scale
 // b, shift b).
@@ -169,6 +208,27 @@ fn store16(acc: ptr<function, array<vec4f, 32>>, live: bool, n: u32, co0: u32, r
     put8(live, n, co0 + 15u, row, col, (*acc)[30], (*acc)[31], subgroupBroadcast(ss.z, 7u), subgroupBroadcast(ss.w, 7u));
 }
 
+// store16 through put8_vec (the *_vec entries).
+fn store16_vec(acc: ptr<function, array<vec4f, 32>>, live: bool, n: u32, co0: u32, row: u32, col: u32, ss: vec4f, upper: bool) {
+    put8_vec(live, n, co0 + 0u, row, col, (*acc)[0], (*acc)[1], subgroupBroadcast(ss.x, 0u), subgroupBroadcast(ss.y, 0u));
+    put8_vec(live, n, co0 + 1u, row, col, (*acc)[2], (*acc)[3], subgroupBroadcast(ss.x, 1u), subgroupBroadcast(ss.y, 1u));
+    put8_vec(live, n, co0 + 2u, row, col, (*acc)[4], (*acc)[5], subgroupBroadcast(ss.x, 2u), subgroupBroadcast(ss.y, 2u));
+    put8_vec(live, n, co0 + 3u, row, col, (*acc)[6], (*acc)[7], subgroupBroadcast(ss.x, 3u), subgroupBroadcast(ss.y, 3u));
+    put8_vec(live, n, co0 + 4u, row, col, (*acc)[8], (*acc)[9], subgroupBroadcast(ss.x, 4u), subgroupBroadcast(ss.y, 4u));
+    put8_vec(live, n, co0 + 5u, row, col, (*acc)[10], (*acc)[11], subgroupBroadcast(ss.x, 5u), subgroupBroadcast(ss.y, 5u));
+    put8_vec(live, n, co0 + 6u, row, col, (*acc)[12], (*acc)[13], subgroupBroadcast(ss.x, 6u), subgroupBroadcast(ss.y, 6u));
+    put8_vec(live, n, co0 + 7u, row, col, (*acc)[14], (*acc)[15], subgroupBroadcast(ss.x, 7u), subgroupBroadcast(ss.y, 7u));
+    if (!upper) { return; }
+    put8_vec(live, n, co0 + 8u, row, col, (*acc)[16], (*acc)[17], subgroupBroadcast(ss.z, 0u), subgroupBroadcast(ss.w, 0u));
+    put8_vec(live, n, co0 + 9u, row, col, (*acc)[18], (*acc)[19], subgroupBroadcast(ss.z, 1u), subgroupBroadcast(ss.w, 1u));
+    put8_vec(live, n, co0 + 10u, row, col, (*acc)[20], (*acc)[21], subgroupBroadcast(ss.z, 2u), subgroupBroadcast(ss.w, 2u));
+    put8_vec(live, n, co0 + 11u, row, col, (*acc)[22], (*acc)[23], subgroupBroadcast(ss.z, 3u), subgroupBroadcast(ss.w, 3u));
+    put8_vec(live, n, co0 + 12u, row, col, (*acc)[24], (*acc)[25], subgroupBroadcast(ss.z, 4u), subgroupBroadcast(ss.w, 4u));
+    put8_vec(live, n, co0 + 13u, row, col, (*acc)[26], (*acc)[27], subgroupBroadcast(ss.z, 5u), subgroupBroadcast(ss.w, 5u));
+    put8_vec(live, n, co0 + 14u, row, col, (*acc)[28], (*acc)[29], subgroupBroadcast(ss.z, 6u), subgroupBroadcast(ss.w, 6u));
+    put8_vec(live, n, co0 + 15u, row, col, (*acc)[30], (*acc)[31], subgroupBroadcast(ss.z, 7u), subgroupBroadcast(ss.w, 7u));
+}
+
 // The invocation's block: (image, first of its ROWS output rows, first column), its channel
 // block, and whether the invocation owns a segment (others run only to take part in the
 // broadcasts).
@@ -190,10 +250,16 @@ fn block(wg: vec3u, nwg: vec3u, li: u32) -> Block {
     return Block(n, (s / p.segs_row) * ROWS, (s % p.segs_row) * 8u, (g / p.groups) * BLOCK_CH, pb < p.segs);
 }
 
-fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
+// What conv leaves for the store: the block, the scale and shift terms of the lane's channels
+// (store16's ss), whether the block has channels 8-15, and whether anything is stored at all.
+struct Out { b: Block, ss: vec4f, upper: bool, stores: bool }
+
+// The block's sums into acc0 and acc1 (its two rows); the entry point stores them.
+fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool, acc0: ptr<function, array<vec4f, 32>>,
+        acc1: ptr<function, array<vec4f, 32>>) -> Out {
     let b = block(wg, nwg, li);
     // Subgroups past the last segment have nothing to compute or share.
-    if (subgroupAll(!b.live)) { return; }
+    if (subgroupAll(!b.live)) { return Out(b, vec4f(0.0), false, false); }
     let k = cols(i32(b.col * STRIDE) - 1, p.w);
     let ca = min(b.co0 + lane % 8u, p.cout - 1u);
     let cb = min(b.co0 + 8u + lane % 8u, p.cout - 1u);
@@ -203,8 +269,6 @@ fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
     // Source rows of output rows b.row and b.row + 1: top .. top + 2 and top + s .. top + s + 2.
     let top = i32(b.row * STRIDE) - 1;
     let hw = p.h * p.w;
-    var acc0: array<vec4f, 32>;
-    var acc1: array<vec4f, 32>;
     for (var ci0 = 0u; ci0 < p.cin; ci0 += 32u) {
         var c: array<vec4u, 9>;
         if (ternary) {
@@ -235,25 +299,59 @@ fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
             }
             var t4: array<vec4f, 6>;
             if (STRIDE == 2u) { t4 = src_row(plane, top + 4, k); }
-            mac_two_rows(&acc0, &acc1, wv, src_row(plane, top, k), src_row(plane, top + 1, k),
+            mac_two_rows(acc0, acc1, wv, src_row(plane, top, k), src_row(plane, top + 1, k),
                          src_row(plane, top + 2, k), src_row(plane, top + 3, k), t4, upper);
         }
     }
-    let ss = vec4f(scale[ca], shift[ca], scale[cb], shift[cb]);
-    // Every lane takes part in store16's broadcasts; only live ones store.
-    store16(&acc0, b.live, b.n, b.co0, b.row, b.col, ss, upper);
-    // With one row, acc1 is never stored, and the driver drops what only it needed.
-    if (ROWS == 2u) { store16(&acc1, b.live && b.row + 1u < p.oh, b.n, b.co0, b.row + 1u, b.col, ss, upper); }
+    return Out(b, vec4f(scale[ca], shift[ca], scale[cb], shift[cb]), upper, true);
+}
+
+// conv through the epilogue, element by element. Every lane takes part in store16's
+// broadcasts; only live ones store. With one row, acc1 is never stored, and the driver drops
+// what only it needed.
+fn conv_stored(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
+    var acc0: array<vec4f, 32>;
+    var acc1: array<vec4f, 32>;
+    let o = conv(wg, nwg, li, lane, ternary, &acc0, &acc1);
+    if (!o.stores) { return; }
+    let b = o.b;
+    store16(&acc0, b.live, b.n, b.co0, b.row, b.col, o.ss, o.upper);
+    if (ROWS == 2u) { store16(&acc1, b.live && b.row + 1u < p.oh, b.n, b.co0, b.row + 1u, b.col, o.ss, o.upper); }
+}
+
+// conv_stored four elements at a time (store16_vec).
+fn conv_stored_vec(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
+    var acc0: array<vec4f, 32>;
+    var acc1: array<vec4f, 32>;
+    let o = conv(wg, nwg, li, lane, ternary, &acc0, &acc1);
+    if (!o.stores) { return; }
+    let b = o.b;
+    store16_vec(&acc0, b.live, b.n, b.co0, b.row, b.col, o.ss, o.upper);
+    if (ROWS == 2u) {
+        store16_vec(&acc1, b.live && b.row + 1u < p.oh, b.n, b.co0, b.row + 1u, b.col, o.ss, o.upper);
+    }
 }
 
 @compute @workgroup_size(WG_LANES)
 fn ternary(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
-    conv(wg, nwg, li, lane, true);
+    conv_stored(wg, nwg, li, lane, true);
+}
+
+@compute @workgroup_size(WG_LANES)
+fn ternary_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+               @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
+    conv_stored_vec(wg, nwg, li, lane, true);
 }
 
 @compute @workgroup_size(WG_LANES)
 fn dense(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
          @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
-    conv(wg, nwg, li, lane, false);
+    conv_stored(wg, nwg, li, lane, false);
+}
+
+@compute @workgroup_size(WG_LANES)
+fn dense_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+             @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
+    conv_stored_vec(wg, nwg, li, lane, false);
 }

@@ -139,7 +139,7 @@ fn launch(
     let reads_y = if e.accumulate { y.numel() } else { 0 };
     let cost = Cost::new(g.flops(), f32_bytes(x.numel() + y.numel() + reads_y) + weight_bytes);
     if super::conv2d::lanes(gpu, g) {
-        return launch_lanes(gpu, label, g, (entry, interleaved), &p, &tensors, [x, e.scale], cost);
+        return launch_lanes(gpu, label, g, (entry, interleaved), &p, &tensors, [x, e.scale, res], cost);
     }
     let positions = g.n * g.oh() * g.ow();
     let (k, grid) = match gpu.family() {
@@ -247,9 +247,9 @@ struct LanesParams {
 
 /// 3×3 convolutions on adapters with 8-lane subgroups (see `conv2d::lanes`): 16 channels (or 8,
 /// `lanes_block`) × 8 columns of two output rows (or one, `lanes_rows`) per invocation, weights
-/// decoded once per lane and shared by broadcasts. Both entry points read every binding: the
+/// decoded once per lane and shared by broadcasts. Every entry point reads every binding: the
 /// unused weights are bound to placeholders (`x` for the dense weight, a word and the folded
-/// scale for the masks and their scales).
+/// scale for the masks and their scales). `res` is the residual binding (x without one).
 #[allow(clippy::too_many_arguments)]
 fn launch_lanes(
     gpu: &Gpu,
@@ -258,7 +258,7 @@ fn launch_lanes(
     (entry, interleaved): (&str, bool),
     p: &Params,
     tensors: &[(&str, &Tensor)],
-    [x, scale]: [&Tensor; 2],
+    [x, scale, res]: [&Tensor; 3],
     cost: Cost,
 ) -> Result<Dispatch> {
     // The epilogue's modes are pipeline constants too (one pipeline per combination).
@@ -277,7 +277,11 @@ fn launch_lanes(
         ("WG_LANES", lanes_wg(gpu, g) as f64),
         super::conv2d::vec_rows(g.w, g.stride),
     ];
-    let k = gpu.kernel_with(&shaders::PACKED_CONV_LANES, entry, &constants)?;
+    // The *_vec entries store y (and load an identity residual) four elements at a time, through
+    // y_vec and res_vec, where every segment lies inside its row.
+    let vec = !interleaved && g.ow().is_multiple_of(8);
+    let entry = if vec { format!("{entry}_vec") } else { entry.to_string() };
+    let k = gpu.kernel_with(&shaders::PACKED_CONV_LANES, &entry, &constants)?;
     let groups = segs.div_ceil(k.invocations_per_group());
     let s = &p.shape;
     let lp = LanesParams {
@@ -302,7 +306,14 @@ fn launch_lanes(
     let x_vec = super::conv2d::vec_binding(gpu, x)?;
     let mut all = tensors.to_vec();
     all.push(("x_vec", &x_vec));
-    if entry == "dense" {
+    let res_vec = if vec { Some(super::conv2d::vec_binding(gpu, res)?) } else { None };
+    if let Some(res_vec) = &res_vec {
+        for (name, _) in all.iter_mut().filter(|(n, _)| *n == "y") {
+            *name = "y_vec";
+        }
+        all.push(("res_vec", res_vec));
+    }
+    if entry.starts_with("dense") {
         all.extend([("pos", &placeholder), ("neg", &placeholder), ("wp", scale), ("wn", scale)]);
     } else {
         all.push(("weight", x));
