@@ -13,9 +13,13 @@
 //   8 dwp     storage read_write  [1]    ∂L/∂Wp
 //   9 dwn     storage read_write  [1]    ∂L/∂Wn
 //   10 partial storage read_write  [p.splits, 2]  backward_split's per-range (Σ_pos g, Σ_neg g)
+//   11 w_vec   storage read        w as vec4s (quantize_vec)
+//   12 wq_vec  storage read_write  wq as vec4s (quantize_vec, in place of wq)
 //
 // quantize: one invocation per weight, 256 per workgroup, 2-D grid.
 //   wq = +Wp where w > Δ, 0 where |w| ≤ Δ, −Wn where w < −Δ.
+// quantize_vec: quantize four weights per invocation (len a multiple of 4), so that a CPU
+//   driver loops over the lanes once per four weights, and once per four for Δ, Wp and Wn.
 // backward: a single workgroup of 256 (launch one) strides over the layer:
 //   ∂L/∂w = Wp·g on the positive set, g on the zero set, Wn·g on the negative set;
 //   ∂L/∂Wp = Σ_{w > Δ} g,  ∂L/∂Wn = −Σ_{w < −Δ} g  (wq = −Wn there, hence the sign),
@@ -40,6 +44,8 @@ struct TtqParams { len: u32, threshold: f32, splits: u32, _pad: u32 }
 @group(0) @binding(8) var<storage, read_write> dwp: array<f32>;
 @group(0) @binding(9) var<storage, read_write> dwn: array<f32>;
 @group(0) @binding(10) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(11) var<storage, read> w_vec: array<vec4f>;
+@group(0) @binding(12) var<storage, read_write> wq_vec: array<vec4f>;
 
 @compute @workgroup_size(WG)
 fn quantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -51,6 +57,16 @@ fn quantize(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     wq[i] = select(select(0.0, -wn[0], v < -delta), wp[0], v > delta);
 }
 
+@compute @workgroup_size(WG)
+fn quantize_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                @builtin(local_invocation_index) li: u32) {
+    let i = (wg.y * nwg.x + wg.x) * WG + li;
+    if (i >= p.len / 4u) { return; }
+    let delta = p.threshold * maxabs[0];
+    let v = w_vec[i];
+    wq_vec[i] = select(select(vec4f(0.0), vec4f(-wn[0]), v < vec4f(-delta)), vec4f(wp[0]), v > vec4f(delta));
+}
+
 // ∂L/∂w over [start, end) and the workgroup's (Σ_pos g, Σ_neg g) there; every invocation
 // returns the sums.
 fn backward_range(li: u32, start: u32, end: u32) -> vec2f {
@@ -59,18 +75,15 @@ fn backward_range(li: u32, start: u32, end: u32) -> vec2f {
     let scale_n = wn[0];
     var sp = 0.0;
     var sn = 0.0;
+    // Selects, not branches: a CPU driver would run each branch's store under a mask.
     for (var i = start + li; i < end; i += GROUP) {
         let g = gq[i];
         let v = w[i];
-        if (v > delta) {
-            dw[i] = scale_p * g;
-            sp += g;
-        } else if (v < -delta) {
-            dw[i] = scale_n * g;
-            sn += g;
-        } else {
-            dw[i] = g;
-        }
+        let pos = v > delta;
+        let neg = v < -delta;
+        dw[i] = select(select(1.0, scale_n, neg), scale_p, pos) * g;
+        sp += select(0.0, g, pos);
+        sn += select(0.0, g, neg);
     }
     return group_sum(li, vec4f(sp, sn, 0.0, 0.0)).xy;
 }

@@ -36,10 +36,15 @@ pub fn quantize(
     let label = format!("{label}/quantize");
     expect_shape(&label, wq, w.shape())?;
     let p = Params { len: u32_of(&label, "len", w.numel())?, threshold, splits: 1, pad: 0 };
-    let k = gpu.kernel(&shaders::TTQ, "quantize")?;
     let cost = Cost::new(2 * w.numel() as u64, f32_bytes(2 * w.numel()));
-    let tensors = [("w", w), ("maxabs", maxabs), ("wp", wp), ("wn", wn), ("wq", wq)];
-    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(w.numel() as u64), cost)
+    // Four weights per invocation where they split into vec4s (quantize_vec).
+    let (entry, names, threads) = match w.numel().is_multiple_of(4) {
+        true => ("quantize_vec", ["w_vec", "wq_vec"], w.numel() / 4),
+        false => ("quantize", ["w", "wq"], w.numel()),
+    };
+    let k = gpu.kernel(&shaders::TTQ, entry)?;
+    let tensors = [(names[0], w), ("maxabs", maxabs), ("wp", wp), ("wn", wn), (names[1], wq)];
+    Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(threads as u64), cost)
 }
 
 /// ∂L/∂w, ∂L/∂Wp and ∂L/∂Wn from gq = ∂L/∂wq: by one workgroup, or (see `reduce::ranges`) one
