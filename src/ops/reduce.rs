@@ -15,18 +15,16 @@ pub fn sum_splits(gpu: &Gpu, label: &str, partial: &Tensor, total: &Tensor) -> R
     let label = format!("{label}/sum_splits");
     let splits = partial.shape()[0];
     expect_shape(&label, partial, &[splits, total.numel()])?;
-    let k = gpu.kernel(&shaders::REDUCE, "sum_splits")?;
     let params = Params { len: u32_of(&label, "len", total.numel())?, splits: splits as u32 };
     let cost = Cost::new(partial.numel() as u64, f32_bytes(partial.numel() + total.numel()));
-    Dispatch::new(
-        gpu,
-        &k,
-        label,
-        &params,
-        &[("partial", partial), ("total", total)],
-        Grid::Threads(total.numel() as u64),
-        cost,
-    )
+    // Four elements per invocation where the rows split into vec4s.
+    let (entry, names, threads) = match total.numel().is_multiple_of(4) {
+        true => ("sum_splits_vec", ["partial_vec", "total_vec"], total.numel() / 4),
+        false => ("sum_splits", ["partial", "total"], total.numel()),
+    };
+    let k = gpu.kernel(&shaders::REDUCE, entry)?;
+    let tensors = [(names[0], partial), (names[1], total)];
+    Dispatch::new(gpu, &k, label, &params, &tensors, Grid::Threads(threads as u64), cost)
 }
 
 /// Values per workgroup below which a per-layer reduction runs as one workgroup in the tiled
@@ -55,7 +53,12 @@ pub fn max_abs(gpu: &Gpu, label: &str, src: &Tensor, result: &Tensor) -> Result<
     let k = gpu.kernel(&shaders::REDUCE, "max_abs")?;
     if splits <= 1 {
         let params = Params { len, splits: 1 };
-        let tensors = [("src", src), ("result", result)];
+        // Four values per load where src splits into vec4s (the maximum is the same).
+        let (k, src_name) = match src.numel().is_multiple_of(4) {
+            true => (gpu.kernel(&shaders::REDUCE, "max_abs_vec")?, "src_vec"),
+            false => (k, "src"),
+        };
+        let tensors = [(src_name, src), ("result", result)];
         return Ok(vec![Dispatch::new(gpu, &k, label, &params, &tensors, Grid::Groups(1), cost)?]);
     }
     let maxima = gpu.tensor(&format!("{label}.maxima"), &[splits])?;
