@@ -73,9 +73,9 @@ impl WeightPlanes<'_> {
 
 /// The convolution of ternary activations given as bit-planes (from `pack_activations` of `x`,
 /// which is still bound, for shapes, the residual default and the dispatch's bookkeeping), with
-/// `weights` (`WeightPlanes`). `x`, `y` and the residual are
-/// `interleaved`. With Wn bound to Wp's tensor the blocked kernel counts both at once (half the
-/// popcounts). With `next`, it also packs the next unit's activations.
+/// `weights` (`WeightPlanes`). `x`, `y` and the residual are `interleaved`. With Wn bound to
+/// Wp's tensor the blocked kernel counts both at once (half the popcounts). With `next`, it also
+/// packs the next unit's activations.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     gpu: &Gpu,
@@ -113,11 +113,8 @@ pub fn forward(
     let words = g.cin.div_ceil(32);
     let weight_words = g.cout.next_multiple_of(PLANE_ROWS) * g.kh * g.kw * words;
     ternary_weights(&label, g, &weights.packed(), weight_words)?;
-    expect_shape(
-        &label,
-        weights.quads,
-        &[g.cout.div_ceil(2 * PLANE_ROWS) * g.kh * g.kw * words * 4 * PLANE_ROWS],
-    )?;
+    let quad_words = g.cout.div_ceil(2 * PLANE_ROWS) * g.kh * g.kw * words * PLANE_ROWS * 4;
+    expect_shape(&label, weights.quads, &[quad_words])?;
     let WeightPlanes { pos, neg, quads, wp, wn } = *weights;
     let lanes = gpu.family() == Family::Blocked && lanes(gpu, g, e);
     // The lanes kernel binds the next unit's tensors whether or not it packs them: without

@@ -308,9 +308,8 @@ fn launch_lanes(
     all.push(("x_vec", &x_vec));
     let res_vec = if vec { Some(super::conv2d::vec_binding(gpu, res)?) } else { None };
     if let Some(res_vec) = &res_vec {
-        for (name, _) in all.iter_mut().filter(|(n, _)| *n == "y") {
-            *name = "y_vec";
-        }
+        // The *_vec entries bind y only as vec4s.
+        all.iter_mut().filter(|(n, _)| *n == "y").for_each(|(n, _)| *n = "y_vec");
         all.push(("res_vec", res_vec));
     }
     if entry.starts_with("dense") {
