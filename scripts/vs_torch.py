@@ -10,7 +10,8 @@ matrix product on the same threads).
 
 PyTorch (CPU, eager) is installed with pip into .venv-torch when this Python has no torch. Its
 TTQ step is make_golden's straight-through TTQ with learned Wp and Wn (scripts/fulldata_torch.py);
-its inference is fp32, since PyTorch has no ternary kernels.
+its inference is fp32, since PyTorch has no ternary kernels. tern's inference figures come from
+`tern bench` (wall clock around each run), its training steps from `tern profile`.
 """
 import argparse
 import json
@@ -56,6 +57,18 @@ def tern_step_ms(tern, mode, quant, batch, steps):
     line = next(line for line in out.splitlines() if line.startswith("per step:"))
     phases = re.findall(r"\| [^|]*? ([0-9.]+) ms", line)
     return sum(float(p) for p in phases)
+
+
+def tern_infer(tern, reps):
+    """{batch: packed ternary images/s} from `tern bench --suite infer` (wall clock around each run,
+    no timestamps: `tern profile`'s per-dispatch timestamps cost most at small batches)."""
+    out = run([tern, "bench", "--suite", "infer", "--reps", str(reps)])
+    rows = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*(\d+)\s+[0-9.]+\s+[0-9.]+\s+([0-9.]+)\s+[0-9.]+x", line)
+        if m:
+            rows[int(m.group(1))] = float(m.group(2))
+    return rows
 
 
 def tern_bitplane(tern, reps):
@@ -178,14 +191,16 @@ def main():
              lambda: torch.step_ms("ttq", 32, args.steps)),
             ("training step b32, FP", "ms", lambda: tern_step_ms(tern, "train", "fp", 32, args.steps),
              lambda: torch.step_ms("fp", 32, args.steps))]
+    # tern's inference figures come from one `tern bench --suite infer` run per round (`measured`).
+    measured = {}
     for b in [1, 32, 128]:
         work.append((f"inference b{b}, tern packed TTQ / PyTorch fp32", "img/s",
-                     lambda b=b: b / tern_step_ms(tern, "packed", "ttq", b, args.steps) * 1000,
-                     lambda b=b: torch.infer_ips(b, args.steps)))
+                     lambda b=b: measured["infer"][b], lambda b=b: torch.infer_ips(b, args.steps)))
     results = {name: {"unit": unit, "tern": [], "pytorch": []} for name, unit, _, _ in work}
     bitplane = {b: [] for b in [1, 32, 128]}
     for r in range(args.rounds):
         print(f"round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
+        measured["infer"] = tern_infer(tern, args.steps)
         for name, _, t, pt in work:
             results[name]["tern"].append(t())
             results[name]["pytorch"].append(pt())

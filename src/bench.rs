@@ -122,9 +122,10 @@ fn images_per_second(gpu: &Gpu, program: &Program, batch: usize, reps: usize) ->
     Ok(batch as f64 / time_program(gpu, program, reps)?)
 }
 
-/// Inference throughput: the fp32 path (training graph in eval mode: convolution, batch norm and
-/// ReLU kernels), the same fp32 weights through the fused packed kernels, and packed ternary
-/// weights, at batch 1, 32 and 128.
+/// Inference throughput on the adapter's kernel family (`--kernels` picks another): the fp32 path
+/// (training graph in eval mode: convolution, batch norm and ReLU kernels), the same fp32 weights
+/// through the fused packed kernels, and packed ternary weights, at batch 1, 32 and 128. Wall
+/// clock around each run, no timestamps.
 fn infer_bench(gpu: &Gpu, arch: crate::nn::Arch, channels: usize, size: usize, reps: usize) -> Result<()> {
     use crate::checkpoint::Meta;
     use crate::nn::{Mode, Model, ModelSpec};
@@ -152,29 +153,25 @@ fn infer_bench(gpu: &Gpu, arch: crate::nn::Arch, channels: usize, size: usize, r
     let packed_dense = PackedModel::from_model(gpu, &fp, &meta(&fp.spec))?;
     let packed_ternary = PackedModel::from_model(gpu, &ttq, &meta(&ttq.spec))?;
     outln!(
-        "inference, {} {channels}x{size}x{size} on {} — images/s, median of {reps} runs (wall clock incl. submit)",
+        "inference, {} {channels}x{size}x{size} on {}, {} kernels — images/s, median of {reps} runs (wall clock incl. submit)",
         arch.name(),
-        gpu.describe()
+        gpu.describe(),
+        gpu.family().name()
     )?;
     outln!(
-        "{:>6} {:>8} {:>14} {:>14} {:>16} {:>12}",
+        "{:>6} {:>14} {:>14} {:>16} {:>12}",
         "batch",
-        "kernels",
         "fp32 graph",
         "fp32 fused",
         "ternary packed",
         "ternary/fp32"
     )?;
-    let families = [crate::gpu::Family::Blocked, crate::gpu::Family::Tiled].map(|f| gpu.with_family(f));
     for batch in [1, 32, 128] {
-        for gpu in &families {
-            let graph = fp.graph(gpu, batch, Mode::Eval)?;
-            let a = images_per_second(gpu, &graph.forward, batch, reps)?;
-            let b = images_per_second(gpu, &packed_dense.graph(gpu, batch)?.forward, batch, reps)?;
-            let c = images_per_second(gpu, &packed_ternary.graph(gpu, batch)?.forward, batch, reps)?;
-            let family = gpu.family().name();
-            outln!("{batch:>6} {family:>8} {a:>14.1} {b:>14.1} {c:>16.1} {:>11.2}x", c / a)?;
-        }
+        let graph = fp.graph(gpu, batch, Mode::Eval)?;
+        let a = images_per_second(gpu, &graph.forward, batch, reps)?;
+        let b = images_per_second(gpu, &packed_dense.graph(gpu, batch)?.forward, batch, reps)?;
+        let c = images_per_second(gpu, &packed_ternary.graph(gpu, batch)?.forward, batch, reps)?;
+        outln!("{batch:>6} {a:>14.1} {b:>14.1} {c:>16.1} {:>11.2}x", c / a)?;
     }
     Ok(())
 }
