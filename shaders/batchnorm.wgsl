@@ -646,15 +646,19 @@ fn backward_residual_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgrou
 // vec4s (rows of p.w / 4) in a fixed order, so the sums stay reproducible; they differ in
 // rounding from stats and backward_reduce, which visit single elements.
 
+// The vec4 of channel ch at walk position k (rows of p.w / 4 vec4s).
+fn vec_at(k: Walk, ch: u32) -> u32 {
+    return ((k.n * p.c + ch) * p.h + k.r) * (p.w / 4u) + k.c;
+}
+
 // welford over vec4s: each enters as a group of 4 (Chan's merge): one division per four values.
 @compute @workgroup_size(GROUP)
 fn stats_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
              @builtin(local_invocation_index) li: u32) {
     let ch = group(wg, nwg);
-    let cols = p.w / 4u;
     var w = vec3f(0.0);
-    for (var k = walk(li, p.h, cols); k.n < p.n; step(&k)) {
-        let v = x_vec[((k.n * p.c + ch) * p.h + k.r) * cols + k.c];
+    for (var k = walk(li, p.h, p.w / 4u); k.n < p.n; step(&k)) {
+        let v = x_vec[vec_at(k, ch)];
         let m = (v.x + v.y + v.z + v.w) * 0.25;
         let d = v - m;
         w = welford_merge(w, vec3f(4.0, m, dot(d, d)));
@@ -669,11 +673,10 @@ fn backward_reduce_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups
                        @builtin(local_invocation_index) li: u32) {
     let ch = group(wg, nwg);
     let a = affine(ch);
-    let cols = p.w / 4u;
     var s = vec4f(0.0);
     var sx = vec4f(0.0);
-    for (var k = walk(li, p.h, cols); k.n < p.n; step(&k)) {
-        let j = ((k.n * p.c + ch) * p.h + k.r) * cols + k.c;
+    for (var k = walk(li, p.h, p.w / 4u); k.n < p.n; step(&k)) {
+        let j = vec_at(k, ch);
         let xv = x_vec[j];
         let g = grad4(j, xv, k.n, ch, k.r, 4u * k.c, a);
         s += g;

@@ -166,8 +166,7 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
         let [plane_pos, plane_neg] = [mask_pos, mask_neg].map(|m| crate::packed::weight_planes(&m, shape));
         let quads = c.u32s("quads", &crate::packed::weight_quads(&plane_pos, &plane_neg, shape))?;
         let (plane_pos, plane_neg) = (c.u32s("pos_planes", &plane_pos)?, c.u32s("neg_planes", &plane_neg)?);
-        let (pos_planes, neg_planes) = (&plane_pos, &plane_neg);
-        let planes = op::WeightPlanes { pos: pos_planes, neg: neg_planes, quads: &quads, wp: &wp, wn: &wn };
+        let planes = op::WeightPlanes { pos: &plane_pos, neg: &plane_neg, quads: &quads, wp: &wp, wn: &wn };
         let inputs = EpilogueInputs::new(c, g, seed + 6)?;
         c.path(op::path(gpu, g, &inputs.both()[0].1));
         for (e, ge) in inputs.both() {

@@ -134,39 +134,39 @@ fn mac_rows(acc0: ptr<function, array<vec4f, 32>>, acc1: ptr<function, array<vec
 }
 
 fn store16() -> String {
-    let mut s = String::from(
+    channel_stores(
         "\
 // Store the block: channel ch0 + k of row `row` at columns c0 .. c0 + 7 of each dst plane,
 // stepping `step` elements per column (1, or 2 for a stride-2 parity class).
 fn store16(acc: ptr<function, array<vec4f, 32>>, base: u32, plane: u32, ch0: u32, cols_left: u32, step: u32, upper: bool) {
 ",
-    );
-    for k in 0..CHANNELS {
-        let upper = if k < 8 { "" } else { "upper && " };
-        let (a, b) = (2 * k, 2 * k + 1);
-        let _ = writeln!(
-            s,
-            "    if ({upper}ch0 + {k}u < p.dst_c) {{ put8(base + {k}u * plane, (*acc)[{a}], (*acc)[{b}], cols_left, step); }}"
-        );
-    }
-    s + "}\n"
+        "put8(base + {k}u * plane, (*acc)[{a}], (*acc)[{b}], cols_left, step)",
+    )
 }
 
 fn store16_vec() -> String {
-    let mut s = String::from(
+    channel_stores(
         "\
 // store16 through dst_vec (the *_vec entries): channel ch0 + k of row `row` at columns c0 .. c0 + 7,
 // all inside the row, base on a vec4.
 fn store16_vec(acc: ptr<function, array<vec4f, 32>>, base: u32, plane: u32, ch0: u32, upper: bool) {
 ",
-    );
+        "put8_vec(base + {k}u * plane, (*acc)[{a}], (*acc)[{b}])",
+    )
+}
+
+/// A store function: `head` (comment and signature), then for each of the block's channels k
+/// the call `put` (with {k} and the accumulator pair {a}, {b} filled in), guarded by the channel
+/// existing (channels 8-15 only when `upper`).
+fn channel_stores(head: &str, put: &str) -> String {
+    let mut s = String::from(head);
     for k in 0..CHANNELS {
         let upper = if k < 8 { "" } else { "upper && " };
-        let (a, b) = (2 * k, 2 * k + 1);
-        let _ = writeln!(
-            s,
-            "    if ({upper}ch0 + {k}u < p.dst_c) {{ put8_vec(base + {k}u * plane, (*acc)[{a}], (*acc)[{b}]); }}"
-        );
+        let call = put
+            .replace("{k}", &k.to_string())
+            .replace("{a}", &(2 * k).to_string())
+            .replace("{b}", &(2 * k + 1).to_string());
+        let _ = writeln!(s, "    if ({upper}ch0 + {k}u < p.dst_c) {{ {call}; }}");
     }
     s + "}\n"
 }
