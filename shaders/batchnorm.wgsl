@@ -25,7 +25,8 @@
 //                                        option A: g at the subsampled positions of the
 //                                        matching channel, else 0)
 //   15 partial       storage read_write  [c, p.splits, 3] per-split partials (the split
-//                                        reductions)
+//                                        reductions, or the slots of conv2d_lanes.wgsl's
+//                                        forward_vec_stats)
 //   16 x_vec, 17 y_vec, 18 res_vec, 19 dy_vec, 20 dx_vec, 21 dres_vec: x, y, res, dy, dx and dres
 //                                        as vec4s (the *_vec entries)
 //
@@ -52,6 +53,9 @@
 //   GPU needs more workgroups than channels): the same walk and merge over the images of one of
 //   p.splits contiguous ranges per workgroup (channel, split from the group id) into
 //   partial[ch, split]; then one invocation per channel merges its splits in order.
+//   stats_merge alone also merges the partials that the convolution before the batch norm
+//   wrote while its output was in registers (conv2d_lanes.wgsl's forward_vec_stats; the host's
+//   `conv_stats`), so that no pass over x computes the statistics.
 // forward, backward, backward_residual: one invocation per run of CHUNK consecutive elements of
 //   one (image, channel) plane (invocation id = plane · ⌈h·w/CHUNK⌉ + run), WG per workgroup;
 //   the channel's statistics are loaded once per run. forward_max_pool and backward with

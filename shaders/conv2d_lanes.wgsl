@@ -18,6 +18,7 @@
 //   6 src_vec     storage read        src as vec4s (VEC_ROWS = 1)
 //   7 dy_vec      storage read        grad_weight: dy as vec4s (VEC_ROWS = 1)
 //   8 dst_vec     storage read_write  forward_vec, grad_input_vec: dst as vec4s (in place of dst)
+//   9 stats_partial storage read_write forward_vec_stats: [dst_c, ⌈segs/8⌉, 3] batch-norm partials
 //
 // Cost model. llvmpipe runs a load or store whose address differs per lane as a scalar loop over
 // the 8 lanes (about 20 cycles a lane), while a multiply-add over all 8 lanes costs under one:
@@ -45,6 +46,13 @@
 //   time through dst_vec, where every segment lies inside its row (the host's `vec_stores`:
 //   rows of a multiple of 8): one loop over the lanes per vec4 instead of per element. Entry
 //   points apart, because wgpu refuses one buffer bound writable twice (dst and dst_vec).
+// forward_vec_stats: forward_vec that also writes the batch-norm statistics of what it stores,
+//   while they are in registers (the batch norm that follows then reads no activations for
+//   them): per channel, the (count, mean, M2) of each aligned group of 8 lanes (a slot: the
+//   group's positions pb / 8), mean and M2 in two passes over the group's values, summed by a
+//   shuffle butterfly that leaves every lane the same sum. batchnorm.wgsl's stats_merge merges
+//   a channel's slots in order (Chan's formula). Slots past ⌈segs/8⌉ hold no segment and are
+//   neither written nor merged. Lane l is invocation li with l = li mod 8, as llvmpipe runs them.
 // grad_input_s2: stride 2 by parity. dx rows r = 2u + pr take only kernel rows i with
 //   i ≡ pr + 1 (mod 2), from dy row u (+1 for i = 0), and likewise columns: each workgroup owns
 //   one row parity pr (a bit of the group id) and each invocation both column parities of its
@@ -75,6 +83,7 @@ struct LanesParams {
 @group(0) @binding(6) var<storage, read> src_vec: array<vec4f>;
 @group(0) @binding(7) var<storage, read> dy_vec: array<vec4f>;
 @group(0) @binding(8) var<storage, read_write> dst_vec: array<vec4f>;
+@group(0) @binding(9) var<storage, read_write> stats_partial: array<f32>;
 
 override WG: u32 = 64u;
 override WG_GRAD_WEIGHT: u32 = 8u; // one subgroup of 8 lanes
@@ -167,8 +176,8 @@ fn source_row(plane: u32, r: i32, k: Cols) -> array<vec4f, 6> {
 
 // Where two_rows' block goes: its first element in dst (channel ch0, row 2·seg.y, the segment's
 // first column), the plane size, the columns left in the row and whether it stores at all
-// (`live`) and its second row (`second`).
-struct Dest { base: u32, plane: u32, ch0: u32, cols_left: u32, upper: bool, live: bool, second: bool }
+// (`live`) and its second row (`second`), and its position in the channel block (`pos`).
+struct Dest { base: u32, plane: u32, ch0: u32, cols_left: u32, upper: bool, live: bool, second: bool, pos: u32 }
 
 // forward and grad_input: destination rows 2·seg.y and 2·seg.y + 1 of the segment, from source
 // rows top .. top + 2 and top + stride .. top + stride + 2, into acc0 and acc1; the entry point
@@ -179,7 +188,7 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32, acc0: ptr<function, array
     let ch0 = (g / p.groups) * 16u;
     let pb = (g % p.groups) * WG + li;
     // Subgroups past the last segment have nothing to compute or share.
-    if (subgroupAll(pb >= p.segs)) { return Dest(0u, 0u, 0u, 0u, false, false, false); }
+    if (subgroupAll(pb >= p.segs)) { return Dest(0u, 0u, 0u, 0u, false, false, false, pb); }
     let seg = segment(pb, (p.dst_h + 1u) / 2u);
     let row = 2u * seg.y;
     let k = cols(i32(seg.z * STRIDE) - 1, p.src_w);
@@ -202,7 +211,7 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32, acc0: ptr<function, array
     }
     let plane = p.dst_h * p.dst_w;
     let base = (seg.x * p.dst_c + ch0) * plane + row * p.dst_w + seg.z;
-    return Dest(base, plane, ch0, p.dst_w - seg.z, upper, pb < p.segs, row + 1u < p.dst_h);
+    return Dest(base, plane, ch0, p.dst_w - seg.z, upper, pb < p.segs, row + 1u < p.dst_h, pb);
 }
 
 // two_rows, stored element by element.
@@ -235,6 +244,56 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
 fn forward_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
     two_rows_stored_vec(wg, nwg, li, lane);
+}
+
+// Σ v over this lane's aligned group of 8, the same value in each of them: every step adds the
+// same two values in both lanes of a pair.
+fn sum8(v: f32) -> f32 {
+    var s = v + subgroupShuffleXor(v, 1u);
+    s += subgroupShuffleXor(s, 2u);
+    return s + subgroupShuffleXor(s, 4u);
+}
+
+// What block_stats needs besides a channel's values: the slot, the lane group's count n, this
+// lane's weights of its first and second row (1 or 0), and whether this lane writes the slot.
+struct BlockStats { slot: u32, n: f32, first: f32, second: f32, writes: bool }
+
+// Channel ch's (count, mean, M2) over the lane group's rows (lo0, hi0: first row; lo1, hi1:
+// second) into its slot of stats_partial.
+fn block_stats(ch: u32, s: BlockStats, lo0: vec4f, hi0: vec4f, lo1: vec4f, hi1: vec4f) {
+    let one = vec4f(1.0);
+    let m = sum8(s.first * dot(lo0 + hi0, one) + s.second * dot(lo1 + hi1, one)) / s.n;
+    let d0 = lo0 - m;
+    let d1 = hi0 - m;
+    let d2 = lo1 - m;
+    let d3 = hi1 - m;
+    let q = sum8(s.first * (dot(d0, d0) + dot(d1, d1)) + s.second * (dot(d2, d2) + dot(d3, d3)));
+    if (s.writes) {
+        let at = (ch * ((p.segs + 7u) / 8u) + s.slot) * 3u;
+        stats_partial[at] = s.n;
+        stats_partial[at + 1u] = m;
+        stats_partial[at + 2u] = q;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn forward_vec_stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                     @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
+    var acc0: array<vec4f, 32>;
+    var acc1: array<vec4f, 32>;
+    let d = two_rows(wg, nwg, li, lane, &acc0, &acc1);
+    // Subgroups past the last segment; the others' idle lanes stay for the shuffles.
+    if (subgroupAll(!d.live)) { return; }
+    if (d.live) {
+        store16_vec(&acc0, d.base, d.plane, d.ch0, d.upper);
+        if (d.second) { store16_vec(&acc1, d.base + p.dst_w, d.plane, d.ch0, d.upper); }
+    }
+    let first = select(0.0, 1.0, d.live);
+    let second = select(0.0, first, d.second);
+    let slot = d.pos / 8u;
+    let s = BlockStats(slot, sum8(8.0 * (first + second)), first, second,
+                       lane % 8u == 0u && slot < (p.segs + 7u) / 8u);
+    stats16(&acc0, &acc1, d.ch0, s, d.upper);
 }
 
 // Same as forward at STRIDE 1 (bindings src = dy, dst = dx, weights flipped and transposed by

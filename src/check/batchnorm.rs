@@ -314,7 +314,7 @@ impl Unit {
         let y = super::zeros(gpu, "y", &op::output_shape(&self.shape, self.pool))?;
         let (dg, db) = (super::zeros(gpu, "dgamma", &[ch])?, super::zeros(gpu, "dbeta", &[ch])?);
         let mut p = Program::default();
-        p.extend_from(op::fused_forward_train(gpu, "bn", x, &y, t, &f)?);
+        p.extend_from(op::fused_forward_train(gpu, "bn", x, &y, t, &f, None)?);
         let dres = (self.residual != Join::None).then_some(dres);
         p.extend_from(op::fused_backward(gpu, "bn", x, &y, dy, dx, t, &dg, &db, &f, dres, accumulate)?);
         super::run(gpu, p.dispatches)?;

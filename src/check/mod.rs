@@ -21,6 +21,7 @@ pub mod batchnorm;
 pub mod bitplane;
 pub mod block;
 pub mod conv2d;
+pub mod conv_stats;
 pub mod linear;
 pub mod loss;
 pub mod optim;
@@ -292,6 +293,7 @@ pub fn reductions(gpu: &crate::gpu::Gpu) -> anyhow::Result<Vec<Case>> {
     let mut cases = Vec::new();
     cases.extend(batchnorm::cases(gpu, &[batchnorm::AWKWARD, batchnorm::MODEL, batchnorm::LARGE].concat())?);
     cases.extend(batchnorm::fused_cases(gpu, batchnorm::UNITS)?);
+    cases.extend(conv_stats::cases(gpu, conv_stats::SHAPES)?);
     cases.extend(loss::cases(gpu, &[loss::AWKWARD, loss::MODEL, loss::LARGE].concat())?);
     cases.extend(reduce::cases(gpu, &[reduce::AWKWARD, reduce::LARGE].concat())?);
     cases.extend(ttq::cases(gpu, &[ttq::AWKWARD, ttq::MODEL, ttq::LARGE].concat())?);

@@ -40,15 +40,19 @@ pub fn lanes_unrolled() -> String {
 }
 
 /// shaders/conv2d_lanes_unrolled.wgsl: conv2d_lanes.wgsl's stores of forward and grad_input
-/// (store16, store16_vec), grad_input_s2's multiply-adds (mac_classes) and grad_weight's multiply-adds and
-/// stores (grad_acc, grad_store), which use its bindings `p`, `dw_partial` and its `put8`, `put8_vec`.
+/// (store16, store16_vec), forward_vec_stats' statistics (stats16), grad_input_s2's multiply-adds
+/// (mac_classes) and grad_weight's multiply-adds and stores (grad_acc, grad_store), which use its
+/// bindings `p`, `dw_partial` and its `put8`, `put8_vec`, `block_stats`.
 pub fn conv2d_lanes_unrolled() -> String {
     let what = "conv2d_lanes.wgsl's register-block stores, grad_input_s2's and\n\
-                // grad_weight's multiply-adds, unrolled; they use its uniform p, its binding dw_partial and its put8, put8_vec.";
+                // grad_weight's multiply-adds, unrolled; they use its uniform p, its binding dw_partial and its put8, put8_vec,\n\
+                // block_stats.";
     header("conv2d_lanes_unrolled.wgsl", what)
         + &store16()
         + "\n"
         + &store16_vec()
+        + "\n"
+        + &stats16()
         + "\n"
         + &mac_classes()
         + "\n"
@@ -152,6 +156,16 @@ fn store16_vec() -> String {
 fn store16_vec(acc: ptr<function, array<vec4f, 32>>, base: u32, plane: u32, ch0: u32, upper: bool) {
 ",
         "put8_vec(base + {k}u * plane, (*acc)[{a}], (*acc)[{b}])",
+    )
+}
+
+fn stats16() -> String {
+    channel_stores(
+        "\
+// forward_vec_stats' batch-norm statistics of the block, channel by channel (block_stats).
+fn stats16(acc0: ptr<function, array<vec4f, 32>>, acc1: ptr<function, array<vec4f, 32>>, ch0: u32, s: BlockStats, upper: bool) {
+",
+        "block_stats(ch0 + {k}u, s, (*acc0)[{a}], (*acc0)[{b}], (*acc1)[{a}], (*acc1)[{b}])",
     )
 }
 

@@ -67,6 +67,8 @@ impl Layer {
 /// backward; the ReLU's and pool's inputs are never stored).
 pub fn build_all(layers: &[Layer], b: &mut Builder, x: &Var) -> Result<Var> {
     let mut x = x.clone();
+    // A convolution's batch-norm partials, for the batch norm right after it.
+    let mut conv_stats = None;
     let mut i = 0;
     while i < layers.len() {
         if let Layer::BatchNorm(bn) = &layers[i] {
@@ -78,8 +80,13 @@ pub fn build_all(layers: &[Layer], b: &mut Builder, x: &Var) -> Result<Var> {
                 _ => Pool::None,
             };
             let f = Fused { relu, pool, residual: Residual::None };
-            x = bn.build_fused(b, &x, &f, None, false)?;
+            x = bn.build_fused(b, &x, &f, None, false, conv_stats.take().as_ref())?;
             i += 1 + usize::from(relu) + usize::from(pool != Pool::None);
+            continue;
+        }
+        if let (Layer::Conv(conv), Some(Layer::BatchNorm(_))) = (&layers[i], layers.get(i + 1)) {
+            (x, conv_stats) = conv.build_with(b, &x, false, true)?;
+            i += 1;
             continue;
         }
         x = layers[i].build(b, &x)?;
@@ -118,11 +125,19 @@ impl Conv {
     }
 
     fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
-        self.build_with(b, x, false)
+        Ok(self.build_with(b, x, false, false)?.0)
     }
 
-    /// With `accumulate`, the input gradient is added to what x.grad holds.
-    fn build_with(&self, b: &mut Builder, x: &Var, accumulate: bool) -> Result<Var> {
+    /// With `accumulate`, the input gradient is added to what x.grad holds. With `stats` (a
+    /// batch norm follows, training), the forward also writes the output's batch-norm partials
+    /// where its kernels can (`conv2d::forward_with_stats`), returned for the batch norm.
+    fn build_with(
+        &self,
+        b: &mut Builder,
+        x: &Var,
+        accumulate: bool,
+        stats: bool,
+    ) -> Result<(Var, Option<Tensor>)> {
         let s = x.value.shape();
         let g = Conv2dGeom::new(s, &[self.cout, self.cin, self.k, self.k], self.stride, self.pad);
         let w = b.param(&format!("{}.weight", self.name))?;
@@ -132,10 +147,18 @@ impl Conv {
         b.after_update.extend(q.after_update);
         let y = b.act(&format!("{}.out", self.name), &g.output_shape())?;
         let packed = self.packed(b.gpu);
-        b.forward.extend_from(if packed {
-            self.forward_on_masks(b.gpu, &g, &x.value, &q.wq, &y.value)?
-        } else {
-            vec![ops::conv2d::forward(b.gpu, &self.name, &g, &x.value, &q.wq, &y.value)?]
+        let with_stats = match stats && b.training() && !packed {
+            true => ops::conv2d::forward_with_stats(b.gpu, &self.name, &g, &x.value, &q.wq, &y.value)?,
+            false => None,
+        };
+        let mut partial = None;
+        b.forward.extend_from(match with_stats {
+            Some((d, t)) => {
+                partial = Some(t);
+                vec![d]
+            }
+            None if packed => self.forward_on_masks(b.gpu, &g, &x.value, &q.wq, &y.value)?,
+            None => vec![ops::conv2d::forward(b.gpu, &self.name, &g, &x.value, &q.wq, &y.value)?],
         });
         if let (Some(dy), Some(gq)) = (&y.grad, &q.gq) {
             let mut bw = ops::conv2d::grad_weight(b.gpu, &self.name, &g, &x.value, dy, gq)?;
@@ -153,7 +176,7 @@ impl Conv {
             }
             b.push_backward(bw);
         }
-        Ok(y)
+        Ok((y, partial))
     }
 
     /// The forward convolution on the forward masks of wq, written first.
@@ -215,11 +238,12 @@ impl BatchNorm {
     }
 
     fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
-        self.build_fused(b, x, &Fused::PLAIN, None, false)
+        self.build_fused(b, x, &Fused::PLAIN, None, false, None)
     }
 
     /// Batch norm fused with `f` (ReLU, pooling, residual add). `dres` receives the residual's
-    /// gradient; with `accumulate` the input gradient is added to what x.grad holds.
+    /// gradient; with `accumulate` the input gradient is added to what x.grad holds;
+    /// `conv_stats`: the partials of x's statistics its convolution wrote (`Conv::build_with`).
     fn build_fused(
         &self,
         b: &mut Builder,
@@ -227,6 +251,7 @@ impl BatchNorm {
         f: &Fused,
         dres: Option<&Tensor>,
         accumulate: bool,
+        conv_stats: Option<&Tensor>,
     ) -> Result<Var> {
         let n = &self.name;
         let (gamma, beta) = (b.param(&format!("{n}.weight"))?, b.param(&format!("{n}.bias"))?);
@@ -246,7 +271,9 @@ impl BatchNorm {
             b.forward.extend_from(ops::batchnorm::fused_forward_eval(b.gpu, n, &x.value, &y.value, &t, f)?);
             return Ok(y);
         }
-        b.forward.extend_from(ops::batchnorm::fused_forward_train(b.gpu, n, &x.value, &y.value, &t, f)?);
+        b.forward.extend_from(ops::batchnorm::fused_forward_train(
+            b.gpu, n, &x.value, &y.value, &t, f, conv_stats,
+        )?);
         if let (Some(dy), Some(dx), Some(dg), Some(db)) = (&y.grad, &x.grad, &gamma.grad, &beta.grad) {
             let bw = ops::batchnorm::fused_backward(
                 b.gpu, n, &x.value, &y.value, dy, dx, &t, dg, db, f, dres, accumulate,
@@ -376,11 +403,11 @@ impl BasicBlock {
     /// block input's gradient, and conv1's input gradient is added to it (no join kernel).
     fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
         // conv1's backward runs after bn2's (programs replay in reverse): it adds to x.grad.
-        let h = self.conv1.build_with(b, x, true)?;
+        let (h, stats) = self.conv1.build_with(b, x, true, true)?;
         let f = Fused { relu: true, pool: Pool::None, residual: Residual::None };
-        let h = self.bn1.build_fused(b, &h, &f, None, false)?;
-        let h = self.conv2.build(b, &h)?;
-        shortcut_unit(b, &self.bn2, &h, x, self.stride, true)
+        let h = self.bn1.build_fused(b, &h, &f, None, false, stats.as_ref())?;
+        let (h, stats) = self.conv2.build_with(b, &h, false, true)?;
+        shortcut_unit(b, &self.bn2, &h, stats.as_ref(), x, self.stride, true)
     }
 }
 
@@ -389,6 +416,7 @@ fn shortcut_unit(
     b: &mut Builder,
     bn: &BatchNorm,
     branch: &Var,
+    conv_stats: Option<&Tensor>,
     x: &Var,
     stride: usize,
     relu: bool,
@@ -405,7 +433,7 @@ fn shortcut_unit(
         }
         None => &x.value,
     };
-    bn.build_fused(b, branch, &f, Some(dres), false)
+    bn.build_fused(b, branch, &f, Some(dres), false, conv_stats)
 }
 
 /// A unit of STTN's ResNet (Xu et al. 2020): BN → ternary activation → conv → BN, plus the
@@ -452,10 +480,10 @@ impl TernaryUnit {
     /// The output batch norm's backward writes the shortcut's gradient into the unit input's
     /// gradient; bn_in's backward (which runs after it) adds the branch's.
     fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
-        let h = self.bn_in.build_fused(b, x, &Fused::PLAIN, None, true)?;
+        let h = self.bn_in.build_fused(b, x, &Fused::PLAIN, None, true, None)?;
         let a = ternary(b, &format!("{}.act", self.name), &h)?;
-        let h = self.conv.build(b, &a)?;
-        shortcut_unit(b, &self.bn, &h, x, self.stride, false)
+        let (h, stats) = self.conv.build_with(b, &a, false, true)?;
+        shortcut_unit(b, &self.bn, &h, stats.as_ref(), x, self.stride, false)
     }
 }
 

@@ -288,7 +288,9 @@ fn reduction(
 }
 
 /// Training forward of the fused unit: batch statistics in one pass (and the running-statistics
-/// update), then the normalising pass with ReLU, residual and pooling.
+/// update), then the normalising pass with ReLU, residual and pooling. With `conv_stats`, the
+/// partials [c, slots, 3] that the convolution producing x wrote (`conv2d::forward_with_stats`),
+/// the statistics come from merging those instead of a pass over x.
 pub fn fused_forward_train(
     gpu: &Gpu,
     label: &str,
@@ -296,9 +298,10 @@ pub fn fused_forward_train(
     y: &Tensor,
     t: &BatchNormTensors,
     f: &Fused,
+    conv_stats: Option<&Tensor>,
 ) -> Result<Vec<Dispatch>> {
     let p = shapes(label, x, y, t, f)?;
-    let tensors = [
+    let mut tensors = vec![
         ("x", x),
         ("x_vec", x),
         ("mean", t.mean),
@@ -306,9 +309,24 @@ pub fn fused_forward_train(
         ("running_mean", t.running_mean),
         ("running_var", t.running_var),
     ];
-    let cost = Cost::new(6 * x.numel() as u64, f32_bytes(x.numel()));
-    let vec = vec_runs(&p, f.pool);
-    let mut d = reduction(gpu, label, &p, ("stats", "stats_merge"), vec, &[], &tensors, cost)?;
+    let mut d = match conv_stats {
+        Some(partial) => {
+            let c = p.c as usize;
+            let slots = partial.shape().get(1).copied().unwrap_or(0);
+            expect_shape(label, partial, &[c, slots, 3])?;
+            tensors.push(("partial", partial));
+            let p = Params { splits: u32_of(label, "slots", slots)?, ..p };
+            let k = gpu.kernel(&shaders::BATCHNORM, "stats_merge")?;
+            let cost = Cost::new(4 * (c * slots) as u64, f32_bytes(3 * c * slots));
+            let grid = Grid::Threads(c as u64);
+            vec![Dispatch::new(gpu, &k, format!("{label}/stats_merge"), &p, &k.bound(&tensors), grid, cost)?]
+        }
+        None => {
+            let cost = Cost::new(6 * x.numel() as u64, f32_bytes(x.numel()));
+            let vec = vec_runs(&p, f.pool);
+            reduction(gpu, label, &p, ("stats", "stats_merge"), vec, &[], &tensors, cost)?
+        }
+    };
     d.push(apply(gpu, label, &p, x, y, t, f)?);
     Ok(d)
 }
@@ -442,7 +460,7 @@ pub fn forward_train(
     y: &Tensor,
     t: &BatchNormTensors,
 ) -> Result<Vec<Dispatch>> {
-    fused_forward_train(gpu, label, x, y, t, &Fused::PLAIN)
+    fused_forward_train(gpu, label, x, y, t, &Fused::PLAIN, None)
 }
 
 /// Inference forward of batch norm alone: the running statistics into mean/invstd, then

@@ -141,20 +141,59 @@ pub fn forward(
     w: &Tensor,
     y: &Tensor,
 ) -> Result<Dispatch> {
+    forward_into(gpu, label, g, x, w, y, None)
+}
+
+/// The forward convolution that also writes the batch-norm statistics of y, for a batch norm
+/// that follows it (`batchnorm::fused_forward_train`'s `conv_stats`): per output channel, the
+/// (count, mean, M2) of each group of 8 lanes' segments into a tensor [cout, slots, 3]. None
+/// where the lanes kernels do not run this convolution with vec4 stores (then the batch norm
+/// computes its statistics itself).
+pub fn forward_with_stats(
+    gpu: &Gpu,
+    label: &str,
+    g: &Conv2dGeom,
+    x: &Tensor,
+    w: &Tensor,
+    y: &Tensor,
+) -> Result<Option<(Dispatch, Tensor)>> {
+    if !lanes(gpu, g) || vec_stores("forward", g.ow()).0 != "forward_vec" {
+        return Ok(None);
+    }
+    let segments = LanesParams::forward(g, 1).0.segs as usize;
+    let partial = gpu.tensor(&format!("{label}.stats_partial"), &[g.cout, segments.div_ceil(8), 3])?;
+    Ok(Some((forward_into(gpu, label, g, x, w, y, Some(&partial))?, partial)))
+}
+
+/// forward, writing y's batch-norm partials into `stats` (lanes kernels, vec4 stores only).
+fn forward_into(
+    gpu: &Gpu,
+    label: &str,
+    g: &Conv2dGeom,
+    x: &Tensor,
+    w: &Tensor,
+    y: &Tensor,
+    stats: Option<&Tensor>,
+) -> Result<Dispatch> {
     let label = format!("{label}/forward");
     g.validate(&label)?;
     expect_shape(&label, x, &g.input_shape())?;
     expect_shape(&label, w, &g.weight_shape())?;
     expect_shape(&label, y, &g.output_shape())?;
-    let cost = Cost::new(g.flops(), f32_bytes(x.numel() + w.numel() + y.numel()));
+    let extra = stats.map_or(0, Tensor::numel);
+    let cost = Cost::new(g.flops(), f32_bytes(x.numel() + w.numel() + y.numel() + extra));
     if lanes(gpu, g) {
         let [stride, block] = lanes_constants(g.stride, g.cout);
         let constants = [stride, block, vec_rows(g.w, g.stride)];
-        let (entry, dst) = vec_stores("forward", g.ow());
+        let (entry, dst) = match stats {
+            Some(_) => ("forward_vec_stats", "dst_vec"),
+            None => vec_stores("forward", g.ow()),
+        };
         let k = gpu.kernel_with(&shaders::CONV2D_LANES, entry, &constants)?;
         let (p, groups) = LanesParams::forward(g, k.invocations_per_group());
         let x_vec = vec_binding(gpu, x)?;
-        let tensors = [("src", x), ("w", w), (dst, y), ("src_vec", &x_vec)];
+        let mut tensors = vec![("src", x), ("w", w), (dst, y), ("src_vec", &x_vec)];
+        tensors.extend(stats.map(|t| ("stats_partial", t)));
         return Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost);
     }
     let tensors = [("x", x), ("w", w), ("y", y)];

@@ -57,3 +57,15 @@ fn fused_gradients_match_finite_differences() {
         }
     }
 }
+
+/// Statistics from the convolution's epilogue (lanes kernels) or, elsewhere, the batch norm's
+/// own pass, against the f64 statistics of the convolution's output.
+#[test]
+fn conv_stats_match_reference() {
+    for gpu in crate::families() {
+        crate::assert_passed(tern::internals::check::conv_stats::cases(
+            gpu,
+            tern::internals::check::conv_stats::SHAPES,
+        ));
+    }
+}
