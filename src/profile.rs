@@ -42,7 +42,7 @@ pub struct ProfileConfig {
     pub quant: QuantKind,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Profiled steps (after two warm-up steps)
+    /// Profiled steps (after two warm-up steps; training then times as many without timestamps)
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
     #[arg(long, value_enum, default_value = "train")]
@@ -112,10 +112,12 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
         }
     };
     let spec = model.spec.clone();
+    // Two warm-up steps, the profiled ones and, in training, as many unprofiled.
+    let batches = 2 + cfg.steps * if cfg.mode == ProfileMode::Train { 2 } else { 1 };
     let data = Arc::new(if (spec.in_channels, spec.height, spec.width, spec.classes) == (1, 28, 28, 10) {
         crate::data::embedded::fashion_mnist()?.0
     } else {
-        synthetic(&spec, cfg.batch_size * (cfg.steps + 2))
+        synthetic(&spec, cfg.batch_size * batches)
     });
     let (mean, std) = (vec![0.5; spec.in_channels], vec![0.25; spec.in_channels]);
     let mut loader = Loader::new(
@@ -130,7 +132,7 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
             prefetch: 4,
         },
     );
-    if loader.batches() < cfg.steps + 2 {
+    if loader.batches() < batches {
         bail!("the data has {} batches of {}; profile fewer --steps", loader.batches(), cfg.batch_size);
     }
     let mut trace = Trace::default();
@@ -154,6 +156,13 @@ pub fn profile(gpu: &Gpu, cfg: &ProfileConfig) -> Result<Trace> {
                 trace.host_span("data loading", t);
                 session.step(gpu, &batch, params, Some((&profiler, &mut trace)))?;
             }
+            gpu.wait()?;
+            let start = std::time::Instant::now();
+            for _ in 0..cfg.steps {
+                session.step(gpu, &loader.next().unwrap()?, params, None)?;
+            }
+            gpu.wait()?;
+            trace.unprofiled_ms = Some(start.elapsed().as_secs_f64() * 1e3 / cfg.steps as f64);
         }
         ProfileMode::Infer | ProfileMode::Packed | ProfileMode::Bitplane => {
             let (input, logits, program) = if packed {

@@ -39,6 +39,9 @@ pub struct Trace {
     pub steps: usize,
     /// When set, the table shows each kernel's fraction of these ceilings.
     pub ceilings: Option<Ceilings>,
+    /// Wall-clock milliseconds per step of as many steps again without timestamps (training):
+    /// timestamps between dispatches cost llvmpipe time that an unprofiled run does not spend.
+    pub unprofiled_ms: Option<f64>,
 }
 
 impl Default for Trace {
@@ -50,6 +53,7 @@ impl Default for Trace {
             host: Vec::new(),
             steps: 0,
             ceilings: None,
+            unprofiled_ms: None,
         }
     }
 }
@@ -181,13 +185,22 @@ impl Trace {
                 "whole step: {:.3} GFLOP in the kernels, {gflops:.2} GFLOP/s over GPU busy",
                 flops as f64 / steps / 1e9
             );
-            if let Some(c) = &self.ceilings {
-                s += &format!(
-                    ", {:.1} % of the multiply-add ceiling",
-                    100.0 * gflops / c.fma_gflops.max(1e-12)
-                );
-            }
+            let of_ceiling = |gflops: f64| match &self.ceilings {
+                Some(c) => {
+                    format!(", {:.1} % of the multiply-add ceiling", 100.0 * gflops / c.fma_gflops.max(1e-12))
+                }
+                None => String::new(),
+            };
+            s += &of_ceiling(gflops);
             s.push('\n');
+            if let Some(ms) = self.unprofiled_ms {
+                let gflops = flops as f64 / steps / (ms / 1e3) / 1e9;
+                s += &format!(
+                    "unprofiled: {ms:.3} ms per step (wall clock, no timestamps), {gflops:.2} GFLOP/s"
+                );
+                s += &of_ceiling(gflops);
+                s.push('\n');
+            }
         }
         s
     }

@@ -84,6 +84,9 @@ fn trace_has_one_event_per_dispatch_consistent_with_the_table() {
     }
     let total: f64 = table.iter().map(|r| r.total_us).sum();
     assert!((total - trace.gpu_busy_us()).abs() < 1e-6 * total);
+    // As many steps again without timestamps, timed by the wall clock.
+    let unprofiled = trace.unprofiled_ms.expect("training times unprofiled steps");
+    assert!(unprofiled > 0.0 && unprofiled.is_finite(), "{unprofiled}");
     assert!(table.windows(2).all(|w| w[0].total_us >= w[1].total_us), "table not sorted by total time");
 }
 
