@@ -310,13 +310,46 @@ fn grad_input_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg
     two_rows_stored_vec(wg, nwg, li, lane);
 }
 
+// One term of the stride-2 input gradient: dy row r of channel c at the segment's columns (lo,
+// hi; shifted by a column: lo1, hi1; zero outside dy) and the weights of kernel row i that meet
+// it: w_even (tap j = 1, even dx columns), w_odd and w_odd1 (j = 2 and 0, odd ones).
+struct ClassTerm { w_even: vec2f, w_odd: vec2f, w_odd1: vec2f, lo: vec4f, hi: vec4f, lo1: vec4f, hi1: vec4f }
+
+fn class_term(image: u32, c: u32, r: u32, i: u32, k: Cols, wa: u32, wb: u32, upper: bool) -> ClassTerm {
+    let ok = select(0.0, 1.0, c < p.src_c && r < p.src_h);
+    let ch = min(c, p.src_c - 1u);
+    let rb = ((image * p.src_c + ch) * p.src_h + min(r, p.src_h - 1u)) * p.src_w;
+    var a: vec4f;
+    var b: vec4f;
+    if (VEC_ROWS == 1u) {
+        a = src_vec[(rb + k.off[0].x) / 4u] * (k.ok[0] * ok);
+        b = src_vec[(rb + k.off[0].x) / 4u + 1u] * (k.ok[1] * ok);
+    } else {
+        a = src4(rb, k.off[0], k.ok[0] * ok);
+        b = src4(rb, k.off[1], k.ok[1] * ok);
+    }
+    let e = src[rb + k.off[2].x] * k.ok[2].x * ok;
+    // taps 1 and 2 read dy columns v .., tap 0 reads v + 1 ..
+    return ClassTerm(weights(wa, wb, ch, 3u * i + 1u, upper), weights(wa, wb, ch, 3u * i + 2u, upper),
+                     weights(wa, wb, ch, 3u * i, upper), a, b, vec4f(a.yzw, b.x), vec4f(b.yzw, e));
+}
+
+// Term j of the four from dy channel c: row parity 0 takes channels c + j of dy row u with kernel
+// row 1; parity 1 channels c + j / 2, each dy row u (kernel row 2) then u + 1 (kernel row 0).
+fn class_term_at(j: u32, c: u32, pr: u32, seg: vec3u, k: Cols, wa: u32, wb: u32, upper: bool) -> ClassTerm {
+    if (pr == 0u) { return class_term(seg.x, c + j, seg.y, 1u, k, wa, wb, upper); }
+    return class_term(seg.x, c + j / 2u, seg.y + j % 2u, 2u - 2u * (j % 2u), k, wa, wb, upper);
+}
+
 // Stride 2: dx[n, ci, 2u + pr, 2v + pc] = Σ_co Σ_{i ≡ pr + 1, j ≡ pc + 1 (mod 2)}
 //   w[co, ci, i, j] · dy[n, co, u + (pr + 1 − i)/2, v + (pc + 1 − j)/2].
 // The group id gives (channel block, row parity pr, position group); segments cover class
 // positions: ⌈h/2⌉ class rows of p.segs_row segments of ⌈w/2⌉ class columns. Each invocation
 // computes both column parities of its segment from the same dy values (acc_even: dx columns
 // 2v, tap j = 1; acc_odd: 2v + 1, taps j = 2 and 0): with the column parity in the group id,
-// llvmpipe ran the odd class's second tap under a mask in the even class too.
+// llvmpipe ran the odd class's second tap under a mask in the even class too. Four terms per
+// pass (class_term_at), in the order of a term-by-term walk over channels then rows, so that
+// each accumulator takes four or eight multiply-adds per load and store.
 @compute @workgroup_size(WG)
 fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                  @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
@@ -332,34 +365,13 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
     let wa = min(ci0 + lane % 8u, p.dst_c - 1u);
     let wb = min(ci0 + 8u + lane % 8u, p.dst_c - 1u);
     let upper = has_upper(ci0, p.dst_c);
-    let src_hw = p.src_h * p.src_w;
-    // Kernel rows of the class: pr = 0: i = 1 from dy row u; pr = 1: i = 2 from row u and i = 0
-    // from row u + 1.
-    let i_near = 1u + pr;
     var acc_even: array<vec4f, 32>;
     var acc_odd: array<vec4f, 32>;
-    for (var c = 0u; c < p.src_c; c++) {
-        let plane = (seg.x * p.src_c + c) * src_hw;
-        for (var dr = 0u; dr <= pr; dr++) {
-            let r = seg.y + dr;
-            let rok = select(0.0, 1.0, r < p.src_h);
-            let rb = plane + min(r, p.src_h - 1u) * p.src_w;
-            var a: vec4f;
-            var b: vec4f;
-            if (VEC_ROWS == 1u) {
-                a = src_vec[(rb + k.off[0].x) / 4u] * (k.ok[0] * rok);
-                b = src_vec[(rb + k.off[0].x) / 4u + 1u] * (k.ok[1] * rok);
-            } else {
-                a = src4(rb, k.off[0], k.ok[0] * rok);
-                b = src4(rb, k.off[1], k.ok[1] * rok);
-            }
-            let e = src[rb + k.off[2].x] * k.ok[2].x * rok;
-            let i = i_near - 2u * dr;
-            // taps 1 and 2 read dy columns v .., tap 0 reads v + 1 ..
-            mac_classes(&acc_even, &acc_odd, weights(wa, wb, c, 3u * i + 1u, upper),
-                        weights(wa, wb, c, 3u * i + 2u, upper), weights(wa, wb, c, 3u * i, upper), a, b,
-                        vec4f(a.yzw, b.x), vec4f(b.yzw, e), upper);
-        }
+    let per_pass = 4u >> pr;
+    for (var c = 0u; c < p.src_c; c += per_pass) {
+        mac_classes(&acc_even, &acc_odd, class_term_at(0u, c, pr, seg, k, wa, wb, upper),
+                    class_term_at(1u, c, pr, seg, k, wa, wb, upper), class_term_at(2u, c, pr, seg, k, wa, wb, upper),
+                    class_term_at(3u, c, pr, seg, k, wa, wb, upper), upper);
     }
     if (pb >= p.segs) { return; }
     let row = 2u * seg.y + pr;

@@ -69,97 +69,146 @@ fn stats16(acc0: ptr<function, array<vec4f, 32>>, acc1: ptr<function, array<vec4
     if (upper && ch0 + 15u < p.dst_c) { block_stats(ch0 + 15u, s, (*acc0)[30], (*acc0)[31], (*acc1)[30], (*acc1)[31]); }
 }
 
-// One dy row (lo, hi; shifted by a column: lo1, hi1) against the 16 channels' taps of a kernel
-// row: acc_even += w_even · (lo, hi); acc_odd += w_odd · (lo, hi) + w_odd1 · (lo1, hi1), where
-// lane l holds channel l's weight in .x and channel 8 + l's in .y; channels 8-15 only when
-// `upper`. Zero weights are multiplied too: llvmpipe runs an `if` under an execution mask, so
-// `if (w != 0)` would skip nothing and turn every accumulator update into a masked store.
-fn mac_classes(acc_even: ptr<function, array<vec4f, 32>>, acc_odd: ptr<function, array<vec4f, 32>>, w_even: vec2f,
-               w_odd: vec2f, w_odd1: vec2f, lo: vec4f, hi: vec4f, lo1: vec4f, hi1: vec4f, upper: bool) {
-    var e: f32;
-    var o: f32;
-    var o1: f32;
-    e = subgroupBroadcast(w_even.x, 0u); o = subgroupBroadcast(w_odd.x, 0u); o1 = subgroupBroadcast(w_odd1.x, 0u);
-    (*acc_even)[0] = (*acc_even)[0] + e * lo;
-    (*acc_odd)[0] = (*acc_odd)[0] + o * lo + o1 * lo1;
-    (*acc_even)[1] = (*acc_even)[1] + e * hi;
-    (*acc_odd)[1] = (*acc_odd)[1] + o * hi + o1 * hi1;
-    e = subgroupBroadcast(w_even.x, 1u); o = subgroupBroadcast(w_odd.x, 1u); o1 = subgroupBroadcast(w_odd1.x, 1u);
-    (*acc_even)[2] = (*acc_even)[2] + e * lo;
-    (*acc_odd)[2] = (*acc_odd)[2] + o * lo + o1 * lo1;
-    (*acc_even)[3] = (*acc_even)[3] + e * hi;
-    (*acc_odd)[3] = (*acc_odd)[3] + o * hi + o1 * hi1;
-    e = subgroupBroadcast(w_even.x, 2u); o = subgroupBroadcast(w_odd.x, 2u); o1 = subgroupBroadcast(w_odd1.x, 2u);
-    (*acc_even)[4] = (*acc_even)[4] + e * lo;
-    (*acc_odd)[4] = (*acc_odd)[4] + o * lo + o1 * lo1;
-    (*acc_even)[5] = (*acc_even)[5] + e * hi;
-    (*acc_odd)[5] = (*acc_odd)[5] + o * hi + o1 * hi1;
-    e = subgroupBroadcast(w_even.x, 3u); o = subgroupBroadcast(w_odd.x, 3u); o1 = subgroupBroadcast(w_odd1.x, 3u);
-    (*acc_even)[6] = (*acc_even)[6] + e * lo;
-    (*acc_odd)[6] = (*acc_odd)[6] + o * lo + o1 * lo1;
-    (*acc_even)[7] = (*acc_even)[7] + e * hi;
-    (*acc_odd)[7] = (*acc_odd)[7] + o * hi + o1 * hi1;
-    e = subgroupBroadcast(w_even.x, 4u); o = subgroupBroadcast(w_odd.x, 4u); o1 = subgroupBroadcast(w_odd1.x, 4u);
-    (*acc_even)[8] = (*acc_even)[8] + e * lo;
-    (*acc_odd)[8] = (*acc_odd)[8] + o * lo + o1 * lo1;
-    (*acc_even)[9] = (*acc_even)[9] + e * hi;
-    (*acc_odd)[9] = (*acc_odd)[9] + o * hi + o1 * hi1;
-    e = subgroupBroadcast(w_even.x, 5u); o = subgroupBroadcast(w_odd.x, 5u); o1 = subgroupBroadcast(w_odd1.x, 5u);
-    (*acc_even)[10] = (*acc_even)[10] + e * lo;
-    (*acc_odd)[10] = (*acc_odd)[10] + o * lo + o1 * lo1;
-    (*acc_even)[11] = (*acc_even)[11] + e * hi;
-    (*acc_odd)[11] = (*acc_odd)[11] + o * hi + o1 * hi1;
-    e = subgroupBroadcast(w_even.x, 6u); o = subgroupBroadcast(w_odd.x, 6u); o1 = subgroupBroadcast(w_odd1.x, 6u);
-    (*acc_even)[12] = (*acc_even)[12] + e * lo;
-    (*acc_odd)[12] = (*acc_odd)[12] + o * lo + o1 * lo1;
-    (*acc_even)[13] = (*acc_even)[13] + e * hi;
-    (*acc_odd)[13] = (*acc_odd)[13] + o * hi + o1 * hi1;
-    e = subgroupBroadcast(w_even.x, 7u); o = subgroupBroadcast(w_odd.x, 7u); o1 = subgroupBroadcast(w_odd1.x, 7u);
-    (*acc_even)[14] = (*acc_even)[14] + e * lo;
-    (*acc_odd)[14] = (*acc_odd)[14] + o * lo + o1 * lo1;
-    (*acc_even)[15] = (*acc_even)[15] + e * hi;
-    (*acc_odd)[15] = (*acc_odd)[15] + o * hi + o1 * hi1;
+// Four terms t0 .. t3 (conv2d_lanes.wgsl's ClassTerm: a dy row and the kernel row's weights that
+// meet it) against the 16 channels: acc_even += w_even · (lo, hi); acc_odd += w_odd · (lo, hi) +
+// w_odd1 · (lo1, hi1), term after term in one expression per accumulator (so the driver keeps it
+// in a register for all of them), where lane l holds channel l's weight in .x and channel
+// 8 + l's in .y; channels 8-15 only when `upper`. Zero weights are multiplied too: llvmpipe runs
+// an `if` under an execution mask, so `if (w != 0)` would skip nothing.
+fn mac_classes(acc_even: ptr<function, array<vec4f, 32>>, acc_odd: ptr<function, array<vec4f, 32>>, t0: ClassTerm,
+               t1: ClassTerm, t2: ClassTerm, t3: ClassTerm, upper: bool) {
+    var e: array<f32, 4>;
+    var o: array<f32, 4>;
+    var o1: array<f32, 4>;
+    e[0] = subgroupBroadcast(t0.w_even.x, 0u); o[0] = subgroupBroadcast(t0.w_odd.x, 0u); o1[0] = subgroupBroadcast(t0.w_odd1.x, 0u);
+    e[1] = subgroupBroadcast(t1.w_even.x, 0u); o[1] = subgroupBroadcast(t1.w_odd.x, 0u); o1[1] = subgroupBroadcast(t1.w_odd1.x, 0u);
+    e[2] = subgroupBroadcast(t2.w_even.x, 0u); o[2] = subgroupBroadcast(t2.w_odd.x, 0u); o1[2] = subgroupBroadcast(t2.w_odd1.x, 0u);
+    e[3] = subgroupBroadcast(t3.w_even.x, 0u); o[3] = subgroupBroadcast(t3.w_odd.x, 0u); o1[3] = subgroupBroadcast(t3.w_odd1.x, 0u);
+    (*acc_even)[0] = (*acc_even)[0] + e[0] * t0.lo + e[1] * t1.lo + e[2] * t2.lo + e[3] * t3.lo;
+    (*acc_odd)[0] = (*acc_odd)[0] + o[0] * t0.lo + o1[0] * t0.lo1 + o[1] * t1.lo + o1[1] * t1.lo1 + o[2] * t2.lo + o1[2] * t2.lo1 + o[3] * t3.lo + o1[3] * t3.lo1;
+    (*acc_even)[1] = (*acc_even)[1] + e[0] * t0.hi + e[1] * t1.hi + e[2] * t2.hi + e[3] * t3.hi;
+    (*acc_odd)[1] = (*acc_odd)[1] + o[0] * t0.hi + o1[0] * t0.hi1 + o[1] * t1.hi + o1[1] * t1.hi1 + o[2] * t2.hi + o1[2] * t2.hi1 + o[3] * t3.hi + o1[3] * t3.hi1;
+    e[0] = subgroupBroadcast(t0.w_even.x, 1u); o[0] = subgroupBroadcast(t0.w_odd.x, 1u); o1[0] = subgroupBroadcast(t0.w_odd1.x, 1u);
+    e[1] = subgroupBroadcast(t1.w_even.x, 1u); o[1] = subgroupBroadcast(t1.w_odd.x, 1u); o1[1] = subgroupBroadcast(t1.w_odd1.x, 1u);
+    e[2] = subgroupBroadcast(t2.w_even.x, 1u); o[2] = subgroupBroadcast(t2.w_odd.x, 1u); o1[2] = subgroupBroadcast(t2.w_odd1.x, 1u);
+    e[3] = subgroupBroadcast(t3.w_even.x, 1u); o[3] = subgroupBroadcast(t3.w_odd.x, 1u); o1[3] = subgroupBroadcast(t3.w_odd1.x, 1u);
+    (*acc_even)[2] = (*acc_even)[2] + e[0] * t0.lo + e[1] * t1.lo + e[2] * t2.lo + e[3] * t3.lo;
+    (*acc_odd)[2] = (*acc_odd)[2] + o[0] * t0.lo + o1[0] * t0.lo1 + o[1] * t1.lo + o1[1] * t1.lo1 + o[2] * t2.lo + o1[2] * t2.lo1 + o[3] * t3.lo + o1[3] * t3.lo1;
+    (*acc_even)[3] = (*acc_even)[3] + e[0] * t0.hi + e[1] * t1.hi + e[2] * t2.hi + e[3] * t3.hi;
+    (*acc_odd)[3] = (*acc_odd)[3] + o[0] * t0.hi + o1[0] * t0.hi1 + o[1] * t1.hi + o1[1] * t1.hi1 + o[2] * t2.hi + o1[2] * t2.hi1 + o[3] * t3.hi + o1[3] * t3.hi1;
+    e[0] = subgroupBroadcast(t0.w_even.x, 2u); o[0] = subgroupBroadcast(t0.w_odd.x, 2u); o1[0] = subgroupBroadcast(t0.w_odd1.x, 2u);
+    e[1] = subgroupBroadcast(t1.w_even.x, 2u); o[1] = subgroupBroadcast(t1.w_odd.x, 2u); o1[1] = subgroupBroadcast(t1.w_odd1.x, 2u);
+    e[2] = subgroupBroadcast(t2.w_even.x, 2u); o[2] = subgroupBroadcast(t2.w_odd.x, 2u); o1[2] = subgroupBroadcast(t2.w_odd1.x, 2u);
+    e[3] = subgroupBroadcast(t3.w_even.x, 2u); o[3] = subgroupBroadcast(t3.w_odd.x, 2u); o1[3] = subgroupBroadcast(t3.w_odd1.x, 2u);
+    (*acc_even)[4] = (*acc_even)[4] + e[0] * t0.lo + e[1] * t1.lo + e[2] * t2.lo + e[3] * t3.lo;
+    (*acc_odd)[4] = (*acc_odd)[4] + o[0] * t0.lo + o1[0] * t0.lo1 + o[1] * t1.lo + o1[1] * t1.lo1 + o[2] * t2.lo + o1[2] * t2.lo1 + o[3] * t3.lo + o1[3] * t3.lo1;
+    (*acc_even)[5] = (*acc_even)[5] + e[0] * t0.hi + e[1] * t1.hi + e[2] * t2.hi + e[3] * t3.hi;
+    (*acc_odd)[5] = (*acc_odd)[5] + o[0] * t0.hi + o1[0] * t0.hi1 + o[1] * t1.hi + o1[1] * t1.hi1 + o[2] * t2.hi + o1[2] * t2.hi1 + o[3] * t3.hi + o1[3] * t3.hi1;
+    e[0] = subgroupBroadcast(t0.w_even.x, 3u); o[0] = subgroupBroadcast(t0.w_odd.x, 3u); o1[0] = subgroupBroadcast(t0.w_odd1.x, 3u);
+    e[1] = subgroupBroadcast(t1.w_even.x, 3u); o[1] = subgroupBroadcast(t1.w_odd.x, 3u); o1[1] = subgroupBroadcast(t1.w_odd1.x, 3u);
+    e[2] = subgroupBroadcast(t2.w_even.x, 3u); o[2] = subgroupBroadcast(t2.w_odd.x, 3u); o1[2] = subgroupBroadcast(t2.w_odd1.x, 3u);
+    e[3] = subgroupBroadcast(t3.w_even.x, 3u); o[3] = subgroupBroadcast(t3.w_odd.x, 3u); o1[3] = subgroupBroadcast(t3.w_odd1.x, 3u);
+    (*acc_even)[6] = (*acc_even)[6] + e[0] * t0.lo + e[1] * t1.lo + e[2] * t2.lo + e[3] * t3.lo;
+    (*acc_odd)[6] = (*acc_odd)[6] + o[0] * t0.lo + o1[0] * t0.lo1 + o[1] * t1.lo + o1[1] * t1.lo1 + o[2] * t2.lo + o1[2] * t2.lo1 + o[3] * t3.lo + o1[3] * t3.lo1;
+    (*acc_even)[7] = (*acc_even)[7] + e[0] * t0.hi + e[1] * t1.hi + e[2] * t2.hi + e[3] * t3.hi;
+    (*acc_odd)[7] = (*acc_odd)[7] + o[0] * t0.hi + o1[0] * t0.hi1 + o[1] * t1.hi + o1[1] * t1.hi1 + o[2] * t2.hi + o1[2] * t2.hi1 + o[3] * t3.hi + o1[3] * t3.hi1;
+    e[0] = subgroupBroadcast(t0.w_even.x, 4u); o[0] = subgroupBroadcast(t0.w_odd.x, 4u); o1[0] = subgroupBroadcast(t0.w_odd1.x, 4u);
+    e[1] = subgroupBroadcast(t1.w_even.x, 4u); o[1] = subgroupBroadcast(t1.w_odd.x, 4u); o1[1] = subgroupBroadcast(t1.w_odd1.x, 4u);
+    e[2] = subgroupBroadcast(t2.w_even.x, 4u); o[2] = subgroupBroadcast(t2.w_odd.x, 4u); o1[2] = subgroupBroadcast(t2.w_odd1.x, 4u);
+    e[3] = subgroupBroadcast(t3.w_even.x, 4u); o[3] = subgroupBroadcast(t3.w_odd.x, 4u); o1[3] = subgroupBroadcast(t3.w_odd1.x, 4u);
+    (*acc_even)[8] = (*acc_even)[8] + e[0] * t0.lo + e[1] * t1.lo + e[2] * t2.lo + e[3] * t3.lo;
+    (*acc_odd)[8] = (*acc_odd)[8] + o[0] * t0.lo + o1[0] * t0.lo1 + o[1] * t1.lo + o1[1] * t1.lo1 + o[2] * t2.lo + o1[2] * t2.lo1 + o[3] * t3.lo + o1[3] * t3.lo1;
+    (*acc_even)[9] = (*acc_even)[9] + e[0] * t0.hi + e[1] * t1.hi + e[2] * t2.hi + e[3] * t3.hi;
+    (*acc_odd)[9] = (*acc_odd)[9] + o[0] * t0.hi + o1[0] * t0.hi1 + o[1] * t1.hi + o1[1] * t1.hi1 + o[2] * t2.hi + o1[2] * t2.hi1 + o[3] * t3.hi + o1[3] * t3.hi1;
+    e[0] = subgroupBroadcast(t0.w_even.x, 5u); o[0] = subgroupBroadcast(t0.w_odd.x, 5u); o1[0] = subgroupBroadcast(t0.w_odd1.x, 5u);
+    e[1] = subgroupBroadcast(t1.w_even.x, 5u); o[1] = subgroupBroadcast(t1.w_odd.x, 5u); o1[1] = subgroupBroadcast(t1.w_odd1.x, 5u);
+    e[2] = subgroupBroadcast(t2.w_even.x, 5u); o[2] = subgroupBroadcast(t2.w_odd.x, 5u); o1[2] = subgroupBroadcast(t2.w_odd1.x, 5u);
+    e[3] = subgroupBroadcast(t3.w_even.x, 5u); o[3] = subgroupBroadcast(t3.w_odd.x, 5u); o1[3] = subgroupBroadcast(t3.w_odd1.x, 5u);
+    (*acc_even)[10] = (*acc_even)[10] + e[0] * t0.lo + e[1] * t1.lo + e[2] * t2.lo + e[3] * t3.lo;
+    (*acc_odd)[10] = (*acc_odd)[10] + o[0] * t0.lo + o1[0] * t0.lo1 + o[1] * t1.lo + o1[1] * t1.lo1 + o[2] * t2.lo + o1[2] * t2.lo1 + o[3] * t3.lo + o1[3] * t3.lo1;
+    (*acc_even)[11] = (*acc_even)[11] + e[0] * t0.hi + e[1] * t1.hi + e[2] * t2.hi + e[3] * t3.hi;
+    (*acc_odd)[11] = (*acc_odd)[11] + o[0] * t0.hi + o1[0] * t0.hi1 + o[1] * t1.hi + o1[1] * t1.hi1 + o[2] * t2.hi + o1[2] * t2.hi1 + o[3] * t3.hi + o1[3] * t3.hi1;
+    e[0] = subgroupBroadcast(t0.w_even.x, 6u); o[0] = subgroupBroadcast(t0.w_odd.x, 6u); o1[0] = subgroupBroadcast(t0.w_odd1.x, 6u);
+    e[1] = subgroupBroadcast(t1.w_even.x, 6u); o[1] = subgroupBroadcast(t1.w_odd.x, 6u); o1[1] = subgroupBroadcast(t1.w_odd1.x, 6u);
+    e[2] = subgroupBroadcast(t2.w_even.x, 6u); o[2] = subgroupBroadcast(t2.w_odd.x, 6u); o1[2] = subgroupBroadcast(t2.w_odd1.x, 6u);
+    e[3] = subgroupBroadcast(t3.w_even.x, 6u); o[3] = subgroupBroadcast(t3.w_odd.x, 6u); o1[3] = subgroupBroadcast(t3.w_odd1.x, 6u);
+    (*acc_even)[12] = (*acc_even)[12] + e[0] * t0.lo + e[1] * t1.lo + e[2] * t2.lo + e[3] * t3.lo;
+    (*acc_odd)[12] = (*acc_odd)[12] + o[0] * t0.lo + o1[0] * t0.lo1 + o[1] * t1.lo + o1[1] * t1.lo1 + o[2] * t2.lo + o1[2] * t2.lo1 + o[3] * t3.lo + o1[3] * t3.lo1;
+    (*acc_even)[13] = (*acc_even)[13] + e[0] * t0.hi + e[1] * t1.hi + e[2] * t2.hi + e[3] * t3.hi;
+    (*acc_odd)[13] = (*acc_odd)[13] + o[0] * t0.hi + o1[0] * t0.hi1 + o[1] * t1.hi + o1[1] * t1.hi1 + o[2] * t2.hi + o1[2] * t2.hi1 + o[3] * t3.hi + o1[3] * t3.hi1;
+    e[0] = subgroupBroadcast(t0.w_even.x, 7u); o[0] = subgroupBroadcast(t0.w_odd.x, 7u); o1[0] = subgroupBroadcast(t0.w_odd1.x, 7u);
+    e[1] = subgroupBroadcast(t1.w_even.x, 7u); o[1] = subgroupBroadcast(t1.w_odd.x, 7u); o1[1] = subgroupBroadcast(t1.w_odd1.x, 7u);
+    e[2] = subgroupBroadcast(t2.w_even.x, 7u); o[2] = subgroupBroadcast(t2.w_odd.x, 7u); o1[2] = subgroupBroadcast(t2.w_odd1.x, 7u);
+    e[3] = subgroupBroadcast(t3.w_even.x, 7u); o[3] = subgroupBroadcast(t3.w_odd.x, 7u); o1[3] = subgroupBroadcast(t3.w_odd1.x, 7u);
+    (*acc_even)[14] = (*acc_even)[14] + e[0] * t0.lo + e[1] * t1.lo + e[2] * t2.lo + e[3] * t3.lo;
+    (*acc_odd)[14] = (*acc_odd)[14] + o[0] * t0.lo + o1[0] * t0.lo1 + o[1] * t1.lo + o1[1] * t1.lo1 + o[2] * t2.lo + o1[2] * t2.lo1 + o[3] * t3.lo + o1[3] * t3.lo1;
+    (*acc_even)[15] = (*acc_even)[15] + e[0] * t0.hi + e[1] * t1.hi + e[2] * t2.hi + e[3] * t3.hi;
+    (*acc_odd)[15] = (*acc_odd)[15] + o[0] * t0.hi + o1[0] * t0.hi1 + o[1] * t1.hi + o1[1] * t1.hi1 + o[2] * t2.hi + o1[2] * t2.hi1 + o[3] * t3.hi + o1[3] * t3.hi1;
     if (!upper) { return; }
-    e = subgroupBroadcast(w_even.y, 0u); o = subgroupBroadcast(w_odd.y, 0u); o1 = subgroupBroadcast(w_odd1.y, 0u);
-    (*acc_even)[16] = (*acc_even)[16] + e * lo;
-    (*acc_odd)[16] = (*acc_odd)[16] + o * lo + o1 * lo1;
-    (*acc_even)[17] = (*acc_even)[17] + e * hi;
-    (*acc_odd)[17] = (*acc_odd)[17] + o * hi + o1 * hi1;
-    e = subgroupBroadcast(w_even.y, 1u); o = subgroupBroadcast(w_odd.y, 1u); o1 = subgroupBroadcast(w_odd1.y, 1u);
-    (*acc_even)[18] = (*acc_even)[18] + e * lo;
-    (*acc_odd)[18] = (*acc_odd)[18] + o * lo + o1 * lo1;
-    (*acc_even)[19] = (*acc_even)[19] + e * hi;
-    (*acc_odd)[19] = (*acc_odd)[19] + o * hi + o1 * hi1;
-    e = subgroupBroadcast(w_even.y, 2u); o = subgroupBroadcast(w_odd.y, 2u); o1 = subgroupBroadcast(w_odd1.y, 2u);
-    (*acc_even)[20] = (*acc_even)[20] + e * lo;
-    (*acc_odd)[20] = (*acc_odd)[20] + o * lo + o1 * lo1;
-    (*acc_even)[21] = (*acc_even)[21] + e * hi;
-    (*acc_odd)[21] = (*acc_odd)[21] + o * hi + o1 * hi1;
-    e = subgroupBroadcast(w_even.y, 3u); o = subgroupBroadcast(w_odd.y, 3u); o1 = subgroupBroadcast(w_odd1.y, 3u);
-    (*acc_even)[22] = (*acc_even)[22] + e * lo;
-    (*acc_odd)[22] = (*acc_odd)[22] + o * lo + o1 * lo1;
-    (*acc_even)[23] = (*acc_even)[23] + e * hi;
-    (*acc_odd)[23] = (*acc_odd)[23] + o * hi + o1 * hi1;
-    e = subgroupBroadcast(w_even.y, 4u); o = subgroupBroadcast(w_odd.y, 4u); o1 = subgroupBroadcast(w_odd1.y, 4u);
-    (*acc_even)[24] = (*acc_even)[24] + e * lo;
-    (*acc_odd)[24] = (*acc_odd)[24] + o * lo + o1 * lo1;
-    (*acc_even)[25] = (*acc_even)[25] + e * hi;
-    (*acc_odd)[25] = (*acc_odd)[25] + o * hi + o1 * hi1;
-    e = subgroupBroadcast(w_even.y, 5u); o = subgroupBroadcast(w_odd.y, 5u); o1 = subgroupBroadcast(w_odd1.y, 5u);
-    (*acc_even)[26] = (*acc_even)[26] + e * lo;
-    (*acc_odd)[26] = (*acc_odd)[26] + o * lo + o1 * lo1;
-    (*acc_even)[27] = (*acc_even)[27] + e * hi;
-    (*acc_odd)[27] = (*acc_odd)[27] + o * hi + o1 * hi1;
-    e = subgroupBroadcast(w_even.y, 6u); o = subgroupBroadcast(w_odd.y, 6u); o1 = subgroupBroadcast(w_odd1.y, 6u);
-    (*acc_even)[28] = (*acc_even)[28] + e * lo;
-    (*acc_odd)[28] = (*acc_odd)[28] + o * lo + o1 * lo1;
-    (*acc_even)[29] = (*acc_even)[29] + e * hi;
-    (*acc_odd)[29] = (*acc_odd)[29] + o * hi + o1 * hi1;
-    e = subgroupBroadcast(w_even.y, 7u); o = subgroupBroadcast(w_odd.y, 7u); o1 = subgroupBroadcast(w_odd1.y, 7u);
-    (*acc_even)[30] = (*acc_even)[30] + e * lo;
-    (*acc_odd)[30] = (*acc_odd)[30] + o * lo + o1 * lo1;
-    (*acc_even)[31] = (*acc_even)[31] + e * hi;
-    (*acc_odd)[31] = (*acc_odd)[31] + o * hi + o1 * hi1;
+    e[0] = subgroupBroadcast(t0.w_even.y, 0u); o[0] = subgroupBroadcast(t0.w_odd.y, 0u); o1[0] = subgroupBroadcast(t0.w_odd1.y, 0u);
+    e[1] = subgroupBroadcast(t1.w_even.y, 0u); o[1] = subgroupBroadcast(t1.w_odd.y, 0u); o1[1] = subgroupBroadcast(t1.w_odd1.y, 0u);
+    e[2] = subgroupBroadcast(t2.w_even.y, 0u); o[2] = subgroupBroadcast(t2.w_odd.y, 0u); o1[2] = subgroupBroadcast(t2.w_odd1.y, 0u);
+    e[3] = subgroupBroadcast(t3.w_even.y, 0u); o[3] = subgroupBroadcast(t3.w_odd.y, 0u); o1[3] = subgroupBroadcast(t3.w_odd1.y, 0u);
+    (*acc_even)[16] = (*acc_even)[16] + e[0] * t0.lo + e[1] * t1.lo + e[2] * t2.lo + e[3] * t3.lo;
+    (*acc_odd)[16] = (*acc_odd)[16] + o[0] * t0.lo + o1[0] * t0.lo1 + o[1] * t1.lo + o1[1] * t1.lo1 + o[2] * t2.lo + o1[2] * t2.lo1 + o[3] * t3.lo + o1[3] * t3.lo1;
+    (*acc_even)[17] = (*acc_even)[17] + e[0] * t0.hi + e[1] * t1.hi + e[2] * t2.hi + e[3] * t3.hi;
+    (*acc_odd)[17] = (*acc_odd)[17] + o[0] * t0.hi + o1[0] * t0.hi1 + o[1] * t1.hi + o1[1] * t1.hi1 + o[2] * t2.hi + o1[2] * t2.hi1 + o[3] * t3.hi + o1[3] * t3.hi1;
+    e[0] = subgroupBroadcast(t0.w_even.y, 1u); o[0] = subgroupBroadcast(t0.w_odd.y, 1u); o1[0] = subgroupBroadcast(t0.w_odd1.y, 1u);
+    e[1] = subgroupBroadcast(t1.w_even.y, 1u); o[1] = subgroupBroadcast(t1.w_odd.y, 1u); o1[1] = subgroupBroadcast(t1.w_odd1.y, 1u);
+    e[2] = subgroupBroadcast(t2.w_even.y, 1u); o[2] = subgroupBroadcast(t2.w_odd.y, 1u); o1[2] = subgroupBroadcast(t2.w_odd1.y, 1u);
+    e[3] = subgroupBroadcast(t3.w_even.y, 1u); o[3] = subgroupBroadcast(t3.w_odd.y, 1u); o1[3] = subgroupBroadcast(t3.w_odd1.y, 1u);
+    (*acc_even)[18] = (*acc_even)[18] + e[0] * t0.lo + e[1] * t1.lo + e[2] * t2.lo + e[3] * t3.lo;
+    (*acc_odd)[18] = (*acc_odd)[18] + o[0] * t0.lo + o1[0] * t0.lo1 + o[1] * t1.lo + o1[1] * t1.lo1 + o[2] * t2.lo + o1[2] * t2.lo1 + o[3] * t3.lo + o1[3] * t3.lo1;
+    (*acc_even)[19] = (*acc_even)[19] + e[0] * t0.hi + e[1] * t1.hi + e[2] * t2.hi + e[3] * t3.hi;
+    (*acc_odd)[19] = (*acc_odd)[19] + o[0] * t0.hi + o1[0] * t0.hi1 + o[1] * t1.hi + o1[1] * t1.hi1 + o[2] * t2.hi + o1[2] * t2.hi1 + o[3] * t3.hi + o1[3] * t3.hi1;
+    e[0] = subgroupBroadcast(t0.w_even.y, 2u); o[0] = subgroupBroadcast(t0.w_odd.y, 2u); o1[0] = subgroupBroadcast(t0.w_odd1.y, 2u);
+    e[1] = subgroupBroadcast(t1.w_even.y, 2u); o[1] = subgroupBroadcast(t1.w_odd.y, 2u); o1[1] = subgroupBroadcast(t1.w_odd1.y, 2u);
+    e[2] = subgroupBroadcast(t2.w_even.y, 2u); o[2] = subgroupBroadcast(t2.w_odd.y, 2u); o1[2] = subgroupBroadcast(t2.w_odd1.y, 2u);
+    e[3] = subgroupBroadcast(t3.w_even.y, 2u); o[3] = subgroupBroadcast(t3.w_odd.y, 2u); o1[3] = subgroupBroadcast(t3.w_odd1.y, 2u);
+    (*acc_even)[20] = (*acc_even)[20] + e[0] * t0.lo + e[1] * t1.lo + e[2] * t2.lo + e[3] * t3.lo;
+    (*acc_odd)[20] = (*acc_odd)[20] + o[0] * t0.lo + o1[0] * t0.lo1 + o[1] * t1.lo + o1[1] * t1.lo1 + o[2] * t2.lo + o1[2] * t2.lo1 + o[3] * t3.lo + o1[3] * t3.lo1;
+    (*acc_even)[21] = (*acc_even)[21] + e[0] * t0.hi + e[1] * t1.hi + e[2] * t2.hi + e[3] * t3.hi;
+    (*acc_odd)[21] = (*acc_odd)[21] + o[0] * t0.hi + o1[0] * t0.hi1 + o[1] * t1.hi + o1[1] * t1.hi1 + o[2] * t2.hi + o1[2] * t2.hi1 + o[3] * t3.hi + o1[3] * t3.hi1;
+    e[0] = subgroupBroadcast(t0.w_even.y, 3u); o[0] = subgroupBroadcast(t0.w_odd.y, 3u); o1[0] = subgroupBroadcast(t0.w_odd1.y, 3u);
+    e[1] = subgroupBroadcast(t1.w_even.y, 3u); o[1] = subgroupBroadcast(t1.w_odd.y, 3u); o1[1] = subgroupBroadcast(t1.w_odd1.y, 3u);
+    e[2] = subgroupBroadcast(t2.w_even.y, 3u); o[2] = subgroupBroadcast(t2.w_odd.y, 3u); o1[2] = subgroupBroadcast(t2.w_odd1.y, 3u);
+    e[3] = subgroupBroadcast(t3.w_even.y, 3u); o[3] = subgroupBroadcast(t3.w_odd.y, 3u); o1[3] = subgroupBroadcast(t3.w_odd1.y, 3u);
+    (*acc_even)[22] = (*acc_even)[22] + e[0] * t0.lo + e[1] * t1.lo + e[2] * t2.lo + e[3] * t3.lo;
+    (*acc_odd)[22] = (*acc_odd)[22] + o[0] * t0.lo + o1[0] * t0.lo1 + o[1] * t1.lo + o1[1] * t1.lo1 + o[2] * t2.lo + o1[2] * t2.lo1 + o[3] * t3.lo + o1[3] * t3.lo1;
+    (*acc_even)[23] = (*acc_even)[23] + e[0] * t0.hi + e[1] * t1.hi + e[2] * t2.hi + e[3] * t3.hi;
+    (*acc_odd)[23] = (*acc_odd)[23] + o[0] * t0.hi + o1[0] * t0.hi1 + o[1] * t1.hi + o1[1] * t1.hi1 + o[2] * t2.hi + o1[2] * t2.hi1 + o[3] * t3.hi + o1[3] * t3.hi1;
+    e[0] = subgroupBroadcast(t0.w_even.y, 4u); o[0] = subgroupBroadcast(t0.w_odd.y, 4u); o1[0] = subgroupBroadcast(t0.w_odd1.y, 4u);
+    e[1] = subgroupBroadcast(t1.w_even.y, 4u); o[1] = subgroupBroadcast(t1.w_odd.y, 4u); o1[1] = subgroupBroadcast(t1.w_odd1.y, 4u);
+    e[2] = subgroupBroadcast(t2.w_even.y, 4u); o[2] = subgroupBroadcast(t2.w_odd.y, 4u); o1[2] = subgroupBroadcast(t2.w_odd1.y, 4u);
+    e[3] = subgroupBroadcast(t3.w_even.y, 4u); o[3] = subgroupBroadcast(t3.w_odd.y, 4u); o1[3] = subgroupBroadcast(t3.w_odd1.y, 4u);
+    (*acc_even)[24] = (*acc_even)[24] + e[0] * t0.lo + e[1] * t1.lo + e[2] * t2.lo + e[3] * t3.lo;
+    (*acc_odd)[24] = (*acc_odd)[24] + o[0] * t0.lo + o1[0] * t0.lo1 + o[1] * t1.lo + o1[1] * t1.lo1 + o[2] * t2.lo + o1[2] * t2.lo1 + o[3] * t3.lo + o1[3] * t3.lo1;
+    (*acc_even)[25] = (*acc_even)[25] + e[0] * t0.hi + e[1] * t1.hi + e[2] * t2.hi + e[3] * t3.hi;
+    (*acc_odd)[25] = (*acc_odd)[25] + o[0] * t0.hi + o1[0] * t0.hi1 + o[1] * t1.hi + o1[1] * t1.hi1 + o[2] * t2.hi + o1[2] * t2.hi1 + o[3] * t3.hi + o1[3] * t3.hi1;
+    e[0] = subgroupBroadcast(t0.w_even.y, 5u); o[0] = subgroupBroadcast(t0.w_odd.y, 5u); o1[0] = subgroupBroadcast(t0.w_odd1.y, 5u);
+    e[1] = subgroupBroadcast(t1.w_even.y, 5u); o[1] = subgroupBroadcast(t1.w_odd.y, 5u); o1[1] = subgroupBroadcast(t1.w_odd1.y, 5u);
+    e[2] = subgroupBroadcast(t2.w_even.y, 5u); o[2] = subgroupBroadcast(t2.w_odd.y, 5u); o1[2] = subgroupBroadcast(t2.w_odd1.y, 5u);
+    e[3] = subgroupBroadcast(t3.w_even.y, 5u); o[3] = subgroupBroadcast(t3.w_odd.y, 5u); o1[3] = subgroupBroadcast(t3.w_odd1.y, 5u);
+    (*acc_even)[26] = (*acc_even)[26] + e[0] * t0.lo + e[1] * t1.lo + e[2] * t2.lo + e[3] * t3.lo;
+    (*acc_odd)[26] = (*acc_odd)[26] + o[0] * t0.lo + o1[0] * t0.lo1 + o[1] * t1.lo + o1[1] * t1.lo1 + o[2] * t2.lo + o1[2] * t2.lo1 + o[3] * t3.lo + o1[3] * t3.lo1;
+    (*acc_even)[27] = (*acc_even)[27] + e[0] * t0.hi + e[1] * t1.hi + e[2] * t2.hi + e[3] * t3.hi;
+    (*acc_odd)[27] = (*acc_odd)[27] + o[0] * t0.hi + o1[0] * t0.hi1 + o[1] * t1.hi + o1[1] * t1.hi1 + o[2] * t2.hi + o1[2] * t2.hi1 + o[3] * t3.hi + o1[3] * t3.hi1;
+    e[0] = subgroupBroadcast(t0.w_even.y, 6u); o[0] = subgroupBroadcast(t0.w_odd.y, 6u); o1[0] = subgroupBroadcast(t0.w_odd1.y, 6u);
+    e[1] = subgroupBroadcast(t1.w_even.y, 6u); o[1] = subgroupBroadcast(t1.w_odd.y, 6u); o1[1] = subgroupBroadcast(t1.w_odd1.y, 6u);
+    e[2] = subgroupBroadcast(t2.w_even.y, 6u); o[2] = subgroupBroadcast(t2.w_odd.y, 6u); o1[2] = subgroupBroadcast(t2.w_odd1.y, 6u);
+    e[3] = subgroupBroadcast(t3.w_even.y, 6u); o[3] = subgroupBroadcast(t3.w_odd.y, 6u); o1[3] = subgroupBroadcast(t3.w_odd1.y, 6u);
+    (*acc_even)[28] = (*acc_even)[28] + e[0] * t0.lo + e[1] * t1.lo + e[2] * t2.lo + e[3] * t3.lo;
+    (*acc_odd)[28] = (*acc_odd)[28] + o[0] * t0.lo + o1[0] * t0.lo1 + o[1] * t1.lo + o1[1] * t1.lo1 + o[2] * t2.lo + o1[2] * t2.lo1 + o[3] * t3.lo + o1[3] * t3.lo1;
+    (*acc_even)[29] = (*acc_even)[29] + e[0] * t0.hi + e[1] * t1.hi + e[2] * t2.hi + e[3] * t3.hi;
+    (*acc_odd)[29] = (*acc_odd)[29] + o[0] * t0.hi + o1[0] * t0.hi1 + o[1] * t1.hi + o1[1] * t1.hi1 + o[2] * t2.hi + o1[2] * t2.hi1 + o[3] * t3.hi + o1[3] * t3.hi1;
+    e[0] = subgroupBroadcast(t0.w_even.y, 7u); o[0] = subgroupBroadcast(t0.w_odd.y, 7u); o1[0] = subgroupBroadcast(t0.w_odd1.y, 7u);
+    e[1] = subgroupBroadcast(t1.w_even.y, 7u); o[1] = subgroupBroadcast(t1.w_odd.y, 7u); o1[1] = subgroupBroadcast(t1.w_odd1.y, 7u);
+    e[2] = subgroupBroadcast(t2.w_even.y, 7u); o[2] = subgroupBroadcast(t2.w_odd.y, 7u); o1[2] = subgroupBroadcast(t2.w_odd1.y, 7u);
+    e[3] = subgroupBroadcast(t3.w_even.y, 7u); o[3] = subgroupBroadcast(t3.w_odd.y, 7u); o1[3] = subgroupBroadcast(t3.w_odd1.y, 7u);
+    (*acc_even)[30] = (*acc_even)[30] + e[0] * t0.lo + e[1] * t1.lo + e[2] * t2.lo + e[3] * t3.lo;
+    (*acc_odd)[30] = (*acc_odd)[30] + o[0] * t0.lo + o1[0] * t0.lo1 + o[1] * t1.lo + o1[1] * t1.lo1 + o[2] * t2.lo + o1[2] * t2.lo1 + o[3] * t3.lo + o1[3] * t3.lo1;
+    (*acc_even)[31] = (*acc_even)[31] + e[0] * t0.hi + e[1] * t1.hi + e[2] * t2.hi + e[3] * t3.hi;
+    (*acc_odd)[31] = (*acc_odd)[31] + o[0] * t0.hi + o1[0] * t0.hi1 + o[1] * t1.hi + o1[1] * t1.hi1 + o[2] * t2.hi + o1[2] * t2.hi1 + o[3] * t3.hi + o1[3] * t3.hi1;
 }
 
 // Lane l's 9 taps (lo, hi over the 8 positions) against channel k's dy, for the block's

@@ -67,35 +67,43 @@ fn lane(k: usize, names: &[&'static str]) -> (&'static str, usize) {
     (names[k / 8], k % 8)
 }
 
-/// The stride-2 input gradient's multiply-adds for one dy row and input channel, channel by
-/// channel, each accumulator's taps in one expression.
+/// The stride-2 input gradient's multiply-adds for four terms (dy rows of an input channel),
+/// channel by channel, each accumulator's taps of all four in one expression.
 fn mac_classes() -> String {
     let mut s = String::from(
         "\
-// One dy row (lo, hi; shifted by a column: lo1, hi1) against the 16 channels' taps of a kernel
-// row: acc_even += w_even · (lo, hi); acc_odd += w_odd · (lo, hi) + w_odd1 · (lo1, hi1), where
-// lane l holds channel l's weight in .x and channel 8 + l's in .y; channels 8-15 only when
-// `upper`. Zero weights are multiplied too: llvmpipe runs an `if` under an execution mask, so
-// `if (w != 0)` would skip nothing and turn every accumulator update into a masked store.
-fn mac_classes(acc_even: ptr<function, array<vec4f, 32>>, acc_odd: ptr<function, array<vec4f, 32>>, w_even: vec2f,
-               w_odd: vec2f, w_odd1: vec2f, lo: vec4f, hi: vec4f, lo1: vec4f, hi1: vec4f, upper: bool) {
-    var e: f32;
-    var o: f32;
-    var o1: f32;
+// Four terms t0 .. t3 (conv2d_lanes.wgsl's ClassTerm: a dy row and the kernel row's weights that
+// meet it) against the 16 channels: acc_even += w_even · (lo, hi); acc_odd += w_odd · (lo, hi) +
+// w_odd1 · (lo1, hi1), term after term in one expression per accumulator (so the driver keeps it
+// in a register for all of them), where lane l holds channel l's weight in .x and channel
+// 8 + l's in .y; channels 8-15 only when `upper`. Zero weights are multiplied too: llvmpipe runs
+// an `if` under an execution mask, so `if (w != 0)` would skip nothing.
+fn mac_classes(acc_even: ptr<function, array<vec4f, 32>>, acc_odd: ptr<function, array<vec4f, 32>>, t0: ClassTerm,
+               t1: ClassTerm, t2: ClassTerm, t3: ClassTerm, upper: bool) {
+    var e: array<f32, 4>;
+    var o: array<f32, 4>;
+    var o1: array<f32, 4>;
 ",
     );
+    const TERMS: usize = 4;
     for k in 0..CHANNELS {
         if k == 8 {
             s += "    if (!upper) { return; }\n";
         }
         let (v, l) = lane(k, &["x", "y"]);
-        let _ = writeln!(
-            s,
-            "    e = subgroupBroadcast(w_even.{v}, {l}u); o = subgroupBroadcast(w_odd.{v}, {l}u); o1 = subgroupBroadcast(w_odd1.{v}, {l}u);"
-        );
+        for t in 0..TERMS {
+            let _ = writeln!(
+                s,
+                "    e[{t}] = subgroupBroadcast(t{t}.w_even.{v}, {l}u); o[{t}] = subgroupBroadcast(t{t}.w_odd.{v}, {l}u); \
+                 o1[{t}] = subgroupBroadcast(t{t}.w_odd1.{v}, {l}u);"
+            );
+        }
         for (i, (x, x1)) in [(2 * k, ("lo", "lo1")), (2 * k + 1, ("hi", "hi1"))] {
-            let _ = writeln!(s, "    (*acc_even)[{i}] = (*acc_even)[{i}] + e * {x};");
-            let _ = writeln!(s, "    (*acc_odd)[{i}] = (*acc_odd)[{i}] + o * {x} + o1 * {x1};");
+            let even: String = (0..TERMS).map(|t| format!(" + e[{t}] * t{t}.{x}")).collect();
+            let odd: String =
+                (0..TERMS).map(|t| format!(" + o[{t}] * t{t}.{x} + o1[{t}] * t{t}.{x1}")).collect();
+            let _ = writeln!(s, "    (*acc_even)[{i}] = (*acc_even)[{i}]{even};");
+            let _ = writeln!(s, "    (*acc_odd)[{i}] = (*acc_odd)[{i}]{odd};");
         }
     }
     s + "}\n"
