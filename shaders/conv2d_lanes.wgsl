@@ -19,6 +19,12 @@
 //   7 dy_vec      storage read        grad_weight: dy as vec4s (VEC_ROWS = 1)
 //   8 dst_vec     storage read_write  forward_vec, grad_input_vec: dst as vec4s (in place of dst)
 //   9 stats_partial storage read_write forward_vec_stats: [dst_c, ⌈segs/8⌉, 3] batch-norm partials
+//   10 bn_mean, 11 bn_invstd, 12 bn_gamma, 13 bn_beta  storage read  [src_c] (SOURCE_BN = 1)
+//
+// SOURCE_BN = 1 (forward, grad_weight): the source is a batch norm's input x and the kernels read
+//   max(x·scale + shift, 0), the batch norm's normalised ReLU output (batchnorm.wgsl's affine),
+//   per input channel, so that the activation between the two is never stored. Padding stays
+//   zero: the taps multiply what the source returns by their masks.
 //
 // Cost model. llvmpipe runs a load or store whose address differs per lane as a scalar loop over
 // the 8 lanes (about 20 cycles a lane), while a multiply-add over all 8 lanes costs under one:
@@ -84,6 +90,10 @@ struct LanesParams {
 @group(0) @binding(7) var<storage, read> dy_vec: array<vec4f>;
 @group(0) @binding(8) var<storage, read_write> dst_vec: array<vec4f>;
 @group(0) @binding(9) var<storage, read_write> stats_partial: array<f32>;
+@group(0) @binding(10) var<storage, read> bn_mean: array<f32>;
+@group(0) @binding(11) var<storage, read> bn_invstd: array<f32>;
+@group(0) @binding(12) var<storage, read> bn_gamma: array<f32>;
+@group(0) @binding(13) var<storage, read> bn_beta: array<f32>;
 
 override WG: u32 = 64u;
 override WG_GRAD_WEIGHT: u32 = 8u; // one subgroup of 8 lanes
@@ -92,13 +102,31 @@ override WG_GRAD_WEIGHT: u32 = 8u; // one subgroup of 8 lanes
 override WEIGHT_BLOCK: u32 = 16u;
 // grad_input adds to dst (a pipeline constant, like lanes.wgsl's STRIDE and BLOCK_CH).
 override ACCUMULATE: u32 = 0u;
+override SOURCE_BN: u32 = 0u;
 
-// lanes.wgsl's row_taps_vec reads src through these.
-fn source1(i: u32) -> f32 { return src[i]; }
-fn source4(i: u32) -> vec4f { return src_vec[i]; }
+// The (scale, shift) of the input channel being read (SOURCE_BN = 1; set_source_channel).
+var<private> source_affine: vec2f;
+
+fn set_source_channel(c: u32) {
+    if (SOURCE_BN == 1u) {
+        let s = bn_invstd[c] * bn_gamma[c];
+        source_affine = vec2f(s, bn_beta[c] - bn_mean[c] * s);
+    }
+}
+
+// lanes.wgsl's row_taps_vec reads src through these (row_taps too).
+fn source1(i: u32) -> f32 {
+    if (SOURCE_BN == 1u) { return max(src[i] * source_affine.x + source_affine.y, 0.0); }
+    return src[i];
+}
+
+fn source4(i: u32) -> vec4f {
+    if (SOURCE_BN == 1u) { return max(src_vec[i] * source_affine.x + source_affine.y, vec4f(0.0)); }
+    return src_vec[i];
+}
 
 fn src4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
-    return vec4f(src[rb + off.x], src[rb + off.y], src[rb + off.z], src[rb + off.w]) * ok;
+    return vec4f(source1(rb + off.x), source1(rb + off.y), source1(rb + off.z), source1(rb + off.w)) * ok;
 }
 
 // The three taps of 8 outputs from the source row at rb (lanes.wgsl's taps_stride*), zero
@@ -108,10 +136,10 @@ fn row_taps(rb: u32, k: Cols, rok: f32) -> array<vec4f, 6> {
     let a = src4(rb, k.off[0], k.ok[0] * rok);
     let b = src4(rb, k.off[1], k.ok[1] * rok);
     if (STRIDE == 2u) {
-        let e = src[rb + k.off[4].x] * k.ok[4].x * rok;
+        let e = source1(rb + k.off[4].x) * k.ok[4].x * rok;
         return taps_stride2(a, b, src4(rb, k.off[2], k.ok[2] * rok), src4(rb, k.off[3], k.ok[3] * rok), e);
     }
-    return taps_stride1(a, b, vec2f(src[rb + k.off[2].x], src[rb + k.off[2].y]) * k.ok[2].xy * rok);
+    return taps_stride1(a, b, vec2f(source1(rb + k.off[2].x), source1(rb + k.off[2].y)) * k.ok[2].xy * rok);
 }
 
 fn put(o: u32, v: f32) {
@@ -197,6 +225,7 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32, acc0: ptr<function, array
     let upper = has_upper(ch0, p.dst_c);
     let top = i32(row * STRIDE) - 1;
     for (var c = 0u; c < p.src_c; c++) {
+        set_source_channel(c);
         let plane = (seg.x * p.src_c + c) * p.src_h * p.src_w;
         var wv: array<vec2f, 9>;
         wv[0] = weights(wa, wb, c, 0u, upper); wv[1] = weights(wa, wb, c, 1u, upper);
@@ -422,6 +451,7 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     let co_d = min(co0 + 24u + l, p.dst_c - 1u);
     let upper = has_upper(co0, p.dst_c);
     let far = WEIGHT_BLOCK == 32u && co0 + 16u < p.dst_c;
+    set_source_channel(min(ci, p.src_c - 1u));
     var acc: array<f32, 288>;
     for (var s = s_begin; s < s_end; s++) {
         let seg = segment(s, p.dst_h);

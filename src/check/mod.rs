@@ -21,7 +21,7 @@ pub mod batchnorm;
 pub mod bitplane;
 pub mod block;
 pub mod conv2d;
-pub mod conv_stats;
+pub mod conv_bn;
 pub mod linear;
 pub mod loss;
 pub mod optim;
@@ -278,6 +278,7 @@ pub fn all(gpu: &crate::gpu::Gpu) -> anyhow::Result<Vec<Case>> {
     cases.extend(packed_linear::cases(gpu, &[packed_linear::AWKWARD, packed_linear::MODEL].concat())?);
     cases.extend(bitplane::cases(gpu, &[bitplane::AWKWARD, bitplane::MODEL].concat())?);
     cases.extend(ternary_masks::cases(gpu, &[ternary_masks::AWKWARD, conv2d::MODEL].concat())?);
+    cases.extend(conv_bn::relu_cases(gpu, &[conv2d::AWKWARD, conv_bn::SHAPES].concat())?);
     for golden in
         [conv2d::golden, activation::golden, pool::golden, linear::golden, optim::golden, block::golden]
     {
@@ -293,7 +294,7 @@ pub fn reductions(gpu: &crate::gpu::Gpu) -> anyhow::Result<Vec<Case>> {
     let mut cases = Vec::new();
     cases.extend(batchnorm::cases(gpu, &[batchnorm::AWKWARD, batchnorm::MODEL, batchnorm::LARGE].concat())?);
     cases.extend(batchnorm::fused_cases(gpu, batchnorm::UNITS)?);
-    cases.extend(conv_stats::cases(gpu, conv_stats::SHAPES)?);
+    cases.extend(conv_bn::stats_cases(gpu, conv_bn::SHAPES)?);
     cases.extend(loss::cases(gpu, &[loss::AWKWARD, loss::MODEL, loss::LARGE].concat())?);
     cases.extend(reduce::cases(gpu, &[reduce::AWKWARD, reduce::LARGE].concat())?);
     cases.extend(ttq::cases(gpu, &[ttq::AWKWARD, ttq::MODEL, ttq::LARGE].concat())?);

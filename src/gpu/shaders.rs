@@ -178,6 +178,7 @@ pub const MODES: &[(&str, &[f64])] = &[
     ("PIXELS", &[1.0, 2.0]),
     ("INTERLEAVED", &[0.0, 1.0]),
     ("VEC_ROWS", &[0.0, 1.0]),
+    ("SOURCE_BN", &[0.0, 1.0]),
 ];
 
 /// Whether the host may compile a kernel with these pipeline constants: each a mode of

@@ -85,7 +85,7 @@ pub fn build_all(layers: &[Layer], b: &mut Builder, x: &Var) -> Result<Var> {
             continue;
         }
         if let (Layer::Conv(conv), Some(Layer::BatchNorm(_))) = (&layers[i], layers.get(i + 1)) {
-            (x, conv_stats) = conv.build_with(b, &x, false, true)?;
+            (x, conv_stats) = conv.build_with(b, &x, false, true, None)?;
             i += 1;
             continue;
         }
@@ -125,18 +125,21 @@ impl Conv {
     }
 
     fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
-        Ok(self.build_with(b, x, false, false)?.0)
+        Ok(self.build_with(b, x, false, false, None)?.0)
     }
 
     /// With `accumulate`, the input gradient is added to what x.grad holds. With `stats` (a
     /// batch norm follows, training), the forward also writes the output's batch-norm partials
-    /// where its kernels can (`conv2d::forward_with_stats`), returned for the batch norm.
+    /// where its kernels can (`conv2d::forward_with_stats`), returned for the batch norm. With
+    /// `bn_relu` (where `reads_bn`), x holds that batch norm's input and the convolution reads
+    /// its ReLU output, computed on load.
     fn build_with(
         &self,
         b: &mut Builder,
         x: &Var,
         accumulate: bool,
         stats: bool,
+        bn_relu: Option<&BatchNormTensors>,
     ) -> Result<(Var, Option<Tensor>)> {
         let s = x.value.shape();
         let g = Conv2dGeom::new(s, &[self.cout, self.cin, self.k, self.k], self.stride, self.pad);
@@ -148,7 +151,9 @@ impl Conv {
         let y = b.act(&format!("{}.out", self.name), &g.output_shape())?;
         let packed = self.packed(b.gpu);
         let with_stats = match stats && b.training() && !packed {
-            true => ops::conv2d::forward_with_stats(b.gpu, &self.name, &g, &x.value, &q.wq, &y.value)?,
+            true => {
+                ops::conv2d::forward_with_stats(b.gpu, &self.name, &g, &x.value, &q.wq, &y.value, bn_relu)?
+            }
             false => None,
         };
         let mut partial = None;
@@ -158,10 +163,12 @@ impl Conv {
                 vec![d]
             }
             None if packed => self.forward_on_masks(b.gpu, &g, &x.value, &q.wq, &y.value)?,
-            None => vec![ops::conv2d::forward(b.gpu, &self.name, &g, &x.value, &q.wq, &y.value)?],
+            None => {
+                vec![ops::conv2d::forward_with(b.gpu, &self.name, &g, &x.value, &q.wq, &y.value, bn_relu)?]
+            }
         });
         if let (Some(dy), Some(gq)) = (&y.grad, &q.gq) {
-            let mut bw = ops::conv2d::grad_weight(b.gpu, &self.name, &g, &x.value, dy, gq)?;
+            let mut bw = ops::conv2d::grad_weight_with(b.gpu, &self.name, &g, &x.value, dy, gq, bn_relu)?;
             bw.extend(q.backward);
             if let Some(dx) = &x.grad {
                 // The input gradient on masks needs one scale per layer: each row of the
@@ -214,6 +221,13 @@ impl Conv {
         Ok(d)
     }
 
+    /// Whether this convolution of input `shape` can read a batch norm's ReLU output from the
+    /// batch norm's input (`build_with`'s `bn_relu`): its lanes kernels can, the others not.
+    fn reads_bn(&self, gpu: &Gpu, shape: &[usize]) -> bool {
+        let g = Conv2dGeom::new(shape, &[self.cout, self.cin, self.k, self.k], self.stride, self.pad);
+        ops::conv2d::lanes(gpu, &g) && !self.packed(gpu)
+    }
+
     /// Whether the forward convolution (and, where `ternary_masks::transposed` allows, the input
     /// gradient) reads bit masks of the quantized weights instead of the f32 weights.
     fn packed(&self, gpu: &Gpu) -> bool {
@@ -241,6 +255,47 @@ impl BatchNorm {
         self.build_fused(b, x, &Fused::PLAIN, None, false, None)
     }
 
+    /// This layer's tensors in one graph.
+    fn state(&self, b: &Builder) -> Result<BnState> {
+        let n = &self.name;
+        Ok(BnState {
+            gamma: b.param(&format!("{n}.weight"))?,
+            beta: b.param(&format!("{n}.bias"))?,
+            running_mean: b.param(&format!("{n}.running_mean"))?,
+            running_var: b.param(&format!("{n}.running_var"))?,
+            mean: b.tensor(&format!("{n}.mean"), &[self.c])?,
+            invstd: b.tensor(&format!("{n}.invstd"), &[self.c])?,
+        })
+    }
+
+    /// Training: batch norm + ReLU whose output only the next convolution reads, through its
+    /// kernels (`Conv::reads_bn`): the statistics (from `conv_stats`, x's convolution's
+    /// partials, where given) and the backward, but no normalising pass. Returns the state for
+    /// that convolution's `bn_relu` and the activation as it sees it: x's values, and a
+    /// gradient of its own that its input gradient fills and this backward reads.
+    fn build_read_by_conv(
+        &self,
+        b: &mut Builder,
+        x: &Var,
+        conv_stats: Option<&Tensor>,
+    ) -> Result<(BnState, Var)> {
+        let n = &self.name;
+        let s = self.state(b)?;
+        let t = s.tensors();
+        let pool = Pool::None;
+        b.forward.extend_from(ops::batchnorm::train_statistics(b.gpu, n, &x.value, &t, pool, conv_stats)?);
+        let grad = b.tensor(&format!("{n}.out.grad"), x.value.shape())?;
+        if let (Some(dx), Some(dg), Some(db)) = (&x.grad, &s.gamma.grad, &s.beta.grad) {
+            let f = Fused { relu: true, pool, residual: Residual::None };
+            let bw = ops::batchnorm::fused_backward(
+                b.gpu, n, &x.value, &x.value, &grad, dx, &t, dg, db, &f, None, false,
+            )?;
+            b.push_backward(Program { dispatches: bw });
+        }
+        let a = Var { value: x.value.clone(), grad: Some(grad) };
+        Ok((s, a))
+    }
+
     /// Batch norm fused with `f` (ReLU, pooling, residual add). `dres` receives the residual's
     /// gradient; with `accumulate` the input gradient is added to what x.grad holds;
     /// `conv_stats`: the partials of x's statistics its convolution wrote (`Conv::build_with`).
@@ -254,18 +309,9 @@ impl BatchNorm {
         conv_stats: Option<&Tensor>,
     ) -> Result<Var> {
         let n = &self.name;
-        let (gamma, beta) = (b.param(&format!("{n}.weight"))?, b.param(&format!("{n}.bias"))?);
-        let (rm, rv) = (b.param(&format!("{n}.running_mean"))?, b.param(&format!("{n}.running_var"))?);
-        let mean = b.tensor(&format!("{n}.mean"), &[self.c])?;
-        let invstd = b.tensor(&format!("{n}.invstd"), &[self.c])?;
-        let t = BatchNormTensors {
-            gamma: &gamma.value,
-            beta: &beta.value,
-            running_mean: &rm.value,
-            running_var: &rv.value,
-            mean: &mean,
-            invstd: &invstd,
-        };
+        let s = self.state(b)?;
+        let t = s.tensors();
+        let (gamma, beta) = (&s.gamma, &s.beta);
         let y = b.act(&format!("{n}.out"), &ops::batchnorm::output_shape(x.value.shape(), f.pool))?;
         if !b.training() {
             b.forward.extend_from(ops::batchnorm::fused_forward_eval(b.gpu, n, &x.value, &y.value, &t, f)?);
@@ -364,6 +410,30 @@ impl Linear {
 
 /// CIFAR ResNet basic block (He et al. 2016): conv-bn-relu-conv-bn, plus the identity or the
 /// option-A shortcut, then relu.
+/// A batch norm's tensors in one graph: parameters (gradients when training), running
+/// statistics, and the batch statistics its training forward saves.
+struct BnState {
+    gamma: Var,
+    beta: Var,
+    running_mean: Var,
+    running_var: Var,
+    mean: Tensor,
+    invstd: Tensor,
+}
+
+impl BnState {
+    fn tensors(&self) -> BatchNormTensors<'_> {
+        BatchNormTensors {
+            gamma: &self.gamma.value,
+            beta: &self.beta.value,
+            running_mean: &self.running_mean.value,
+            running_var: &self.running_var.value,
+            mean: &self.mean,
+            invstd: &self.invstd,
+        }
+    }
+}
+
 pub struct BasicBlock {
     pub name: String,
     pub conv1: Conv,
@@ -403,10 +473,16 @@ impl BasicBlock {
     /// block input's gradient, and conv1's input gradient is added to it (no join kernel).
     fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
         // conv1's backward runs after bn2's (programs replay in reverse): it adds to x.grad.
-        let (h, stats) = self.conv1.build_with(b, x, true, true)?;
-        let f = Fused { relu: true, pool: Pool::None, residual: Residual::None };
-        let h = self.bn1.build_fused(b, &h, &f, None, false, stats.as_ref())?;
-        let (h, stats) = self.conv2.build_with(b, &h, false, true)?;
+        let (h, stats) = self.conv1.build_with(b, x, true, true, None)?;
+        // In training conv2 reads bn1's ReLU output from bn1's input where its kernels can.
+        let (h, stats) = if b.training() && self.conv2.reads_bn(b.gpu, h.value.shape()) {
+            let (bn1, a) = self.bn1.build_read_by_conv(b, &h, stats.as_ref())?;
+            self.conv2.build_with(b, &a, false, true, Some(&bn1.tensors()))?
+        } else {
+            let f = Fused { relu: true, pool: Pool::None, residual: Residual::None };
+            let h = self.bn1.build_fused(b, &h, &f, None, false, stats.as_ref())?;
+            self.conv2.build_with(b, &h, false, true, None)?
+        };
         shortcut_unit(b, &self.bn2, &h, stats.as_ref(), x, self.stride, true)
     }
 }
@@ -482,7 +558,7 @@ impl TernaryUnit {
     fn build(&self, b: &mut Builder, x: &Var) -> Result<Var> {
         let h = self.bn_in.build_fused(b, x, &Fused::PLAIN, None, true, None)?;
         let a = ternary(b, &format!("{}.act", self.name), &h)?;
-        let (h, stats) = self.conv.build_with(b, &a, false, true)?;
+        let (h, stats) = self.conv.build_with(b, &a, false, true, None)?;
         shortcut_unit(b, &self.bn, &h, stats.as_ref(), x, self.stride, false)
     }
 }

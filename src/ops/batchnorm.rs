@@ -288,9 +288,8 @@ fn reduction(
 }
 
 /// Training forward of the fused unit: batch statistics in one pass (and the running-statistics
-/// update), then the normalising pass with ReLU, residual and pooling. With `conv_stats`, the
-/// partials [c, slots, 3] that the convolution producing x wrote (`conv2d::forward_with_stats`),
-/// the statistics come from merging those instead of a pass over x.
+/// update), then the normalising pass with ReLU, residual and pooling. With `conv_stats`, see
+/// `train_statistics`.
 pub fn fused_forward_train(
     gpu: &Gpu,
     label: &str,
@@ -301,6 +300,27 @@ pub fn fused_forward_train(
     conv_stats: Option<&Tensor>,
 ) -> Result<Vec<Dispatch>> {
     let p = shapes(label, x, y, t, f)?;
+    let mut d = train_statistics(gpu, label, x, t, f.pool, conv_stats)?;
+    d.push(apply(gpu, label, &p, x, y, t, f)?);
+    Ok(d)
+}
+
+/// The training forward's statistics alone: batch mean and invstd into `t`, and the running
+/// statistics' update, for a unit pooling with `pool`. With `conv_stats`, the partials
+/// [c, slots, 3] that the convolution producing x wrote (`conv2d::forward_with_stats`), they
+/// come from merging those instead of a pass over x. Where a convolution reads the unit's ReLU
+/// output through these statistics (`conv2d::forward_with`), this is all its forward runs.
+pub fn train_statistics(
+    gpu: &Gpu,
+    label: &str,
+    x: &Tensor,
+    t: &BatchNormTensors,
+    pool: Pool,
+    conv_stats: Option<&Tensor>,
+) -> Result<Vec<Dispatch>> {
+    let plain = Fused { pool, ..Fused::PLAIN };
+    let p = params(label, x, &plain)?;
+    check(label, t, x.shape()[1])?;
     let mut tensors = vec![
         ("x", x),
         ("x_vec", x),
@@ -309,26 +329,20 @@ pub fn fused_forward_train(
         ("running_mean", t.running_mean),
         ("running_var", t.running_var),
     ];
-    let mut d = match conv_stats {
-        Some(partial) => {
-            let c = p.c as usize;
-            let slots = partial.shape().get(1).copied().unwrap_or(0);
-            expect_shape(label, partial, &[c, slots, 3])?;
-            tensors.push(("partial", partial));
-            let p = Params { splits: u32_of(label, "slots", slots)?, ..p };
-            let k = gpu.kernel(&shaders::BATCHNORM, "stats_merge")?;
-            let cost = Cost::new(4 * (c * slots) as u64, f32_bytes(3 * c * slots));
-            let grid = Grid::Threads(c as u64);
-            vec![Dispatch::new(gpu, &k, format!("{label}/stats_merge"), &p, &k.bound(&tensors), grid, cost)?]
-        }
-        None => {
-            let cost = Cost::new(6 * x.numel() as u64, f32_bytes(x.numel()));
-            let vec = vec_runs(&p, f.pool);
-            reduction(gpu, label, &p, ("stats", "stats_merge"), vec, &[], &tensors, cost)?
-        }
+    let Some(partial) = conv_stats else {
+        let cost = Cost::new(6 * x.numel() as u64, f32_bytes(x.numel()));
+        let vec = vec_runs(&p, pool);
+        return reduction(gpu, label, &p, ("stats", "stats_merge"), vec, &[], &tensors, cost);
     };
-    d.push(apply(gpu, label, &p, x, y, t, f)?);
-    Ok(d)
+    let c = p.c as usize;
+    let slots = partial.shape().get(1).copied().unwrap_or(0);
+    expect_shape(label, partial, &[c, slots, 3])?;
+    tensors.push(("partial", partial));
+    let p = Params { splits: u32_of(label, "slots", slots)?, ..p };
+    let k = gpu.kernel(&shaders::BATCHNORM, "stats_merge")?;
+    let cost = Cost::new(4 * (c * slots) as u64, f32_bytes(3 * c * slots));
+    let grid = Grid::Threads(c as u64);
+    Ok(vec![Dispatch::new(gpu, &k, format!("{label}/stats_merge"), &p, &k.bound(&tensors), grid, cost)?])
 }
 
 /// Inference forward of the fused unit: the running statistics into mean/invstd, then the

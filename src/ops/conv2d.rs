@@ -1,6 +1,7 @@
 //! conv2d: forward, grad_input and grad_weight (shaders/conv2d.wgsl: the blocked family;
 //! shaders/conv2d_tiled.wgsl: the tiled family, chosen by `gpu.family()`).
 
+use super::batchnorm::BatchNormTensors;
 use super::{expect_shape, f32_bytes};
 use crate::gpu::{Cost, Dispatch, Family, Gpu, GpuError, Grid, Program, Result, Tensor, Tile, shaders};
 
@@ -141,14 +142,30 @@ pub fn forward(
     w: &Tensor,
     y: &Tensor,
 ) -> Result<Dispatch> {
-    forward_into(gpu, label, g, x, w, y, None)
+    forward_into(gpu, label, g, x, w, y, None, None)
+}
+
+/// The forward convolution reading the ReLU output of batch norm `bn_relu` of x, computed on
+/// load (`forward_with_stats`); forward itself without it.
+pub fn forward_with(
+    gpu: &Gpu,
+    label: &str,
+    g: &Conv2dGeom,
+    x: &Tensor,
+    w: &Tensor,
+    y: &Tensor,
+    bn_relu: Option<&BatchNormTensors>,
+) -> Result<Dispatch> {
+    forward_into(gpu, label, g, x, w, y, None, bn_relu)
 }
 
 /// The forward convolution that also writes the batch-norm statistics of y, for a batch norm
 /// that follows it (`batchnorm::fused_forward_train`'s `conv_stats`): per output channel, the
 /// (count, mean, M2) of each group of 8 lanes' segments into a tensor [cout, slots, 3]. None
 /// where the lanes kernels do not run this convolution with vec4 stores (then the batch norm
-/// computes its statistics itself).
+/// computes its statistics itself). With `bn_relu` (lanes kernels only: `lanes`), x is that
+/// batch norm's input and the convolution reads its ReLU output instead, computed on load.
+#[allow(clippy::too_many_arguments)]
 pub fn forward_with_stats(
     gpu: &Gpu,
     label: &str,
@@ -156,16 +173,19 @@ pub fn forward_with_stats(
     x: &Tensor,
     w: &Tensor,
     y: &Tensor,
+    bn_relu: Option<&BatchNormTensors>,
 ) -> Result<Option<(Dispatch, Tensor)>> {
     if !lanes(gpu, g) || vec_stores("forward", g.ow()).0 != "forward_vec" {
         return Ok(None);
     }
     let segments = LanesParams::forward(g, 1).0.segs as usize;
     let partial = gpu.tensor(&format!("{label}.stats_partial"), &[g.cout, segments.div_ceil(8), 3])?;
-    Ok(Some((forward_into(gpu, label, g, x, w, y, Some(&partial))?, partial)))
+    Ok(Some((forward_into(gpu, label, g, x, w, y, Some(&partial), bn_relu)?, partial)))
 }
 
-/// forward, writing y's batch-norm partials into `stats` (lanes kernels, vec4 stores only).
+/// forward, writing y's batch-norm partials into `stats` and reading x through `bn_relu`
+/// (lanes kernels; with `stats`, vec4 stores only).
+#[allow(clippy::too_many_arguments)]
 fn forward_into(
     gpu: &Gpu,
     label: &str,
@@ -174,6 +194,7 @@ fn forward_into(
     w: &Tensor,
     y: &Tensor,
     stats: Option<&Tensor>,
+    bn_relu: Option<&BatchNormTensors>,
 ) -> Result<Dispatch> {
     let label = format!("{label}/forward");
     g.validate(&label)?;
@@ -184,7 +205,7 @@ fn forward_into(
     let cost = Cost::new(g.flops(), f32_bytes(x.numel() + w.numel() + y.numel() + extra));
     if lanes(gpu, g) {
         let [stride, block] = lanes_constants(g.stride, g.cout);
-        let constants = [stride, block, vec_rows(g.w, g.stride)];
+        let constants = [stride, block, vec_rows(g.w, g.stride), source_bn(bn_relu)];
         let (entry, dst) = match stats {
             Some(_) => ("forward_vec_stats", "dst_vec"),
             None => vec_stores("forward", g.ow()),
@@ -194,8 +215,10 @@ fn forward_into(
         let x_vec = vec_binding(gpu, x)?;
         let mut tensors = vec![("src", x), ("w", w), (dst, y), ("src_vec", &x_vec)];
         tensors.extend(stats.map(|t| ("stats_partial", t)));
+        tensors.extend(bn_bindings(bn_relu, w));
         return Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost);
     }
+    refuse_bn_relu(&label, bn_relu)?;
     let tensors = [("x", x), ("w", w), ("y", y)];
     let positions = g.n * g.oh() * g.ow();
     let (k, grid) = match gpu.family() {
@@ -252,8 +275,10 @@ pub fn grad_input_into(
         let k = gpu.kernel_with(&shaders::CONV2D_LANES, entry, &constants)?;
         let (p, groups) = LanesParams::grad_input(g, k.invocations_per_group());
         let dy_vec = vec_binding(gpu, dy)?;
-        let tensors = [("src", dy), ("w", w), (dst, dx), ("src_vec", &dy_vec)];
-        return Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost);
+        let mut tensors = vec![("src", dy), ("w", w), (dst, dx), ("src_vec", &dy_vec)];
+        // grad_input_s2 reads no source through a batch norm and binds none.
+        tensors.extend(bn_bindings(None, w));
+        return Dispatch::new(gpu, &k, label, &p, &k.bound(&tensors), Grid::Groups(groups), cost);
     }
     let tensors = [("dy", dy), ("w", w), ("dx", dx)];
     let (k, grid) = match gpu.family() {
@@ -292,14 +317,29 @@ pub fn grad_weight(
     dy: &Tensor,
     dw: &Tensor,
 ) -> Result<Program> {
+    grad_weight_with(gpu, label, g, x, dy, dw, None)
+}
+
+/// grad_weight of a convolution that reads the ReLU output of batch norm `bn_relu` of x
+/// (`forward_with_stats`; lanes kernels only).
+pub fn grad_weight_with(
+    gpu: &Gpu,
+    label: &str,
+    g: &Conv2dGeom,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    bn_relu: Option<&BatchNormTensors>,
+) -> Result<Program> {
     let label = format!("{label}/grad_weight");
     g.validate(&label)?;
     expect_shape(&label, x, &g.input_shape())?;
     expect_shape(&label, dy, &g.output_shape())?;
     expect_shape(&label, dw, &g.weight_shape())?;
     if lanes(gpu, g) {
-        return grad_weight_lanes(gpu, label, g, x, dy, dw);
+        return grad_weight_lanes(gpu, label, g, x, dy, dw, bn_relu);
     }
+    refuse_bn_relu(&label, bn_relu)?;
     let positions = g.n * g.oh() * g.ow();
     let k_total = g.cin * g.kh * g.kw;
     // One split's launch: `units` invocations (blocked) or workgroups (tiled); a split reduces
@@ -359,10 +399,12 @@ fn grad_weight_lanes(
     x: &Tensor,
     dy: &Tensor,
     dw: &Tensor,
+    bn_relu: Option<&BatchNormTensors>,
 ) -> Result<Program> {
     let weight_block = if g.cout >= 32 { 32 } else { 16 };
     let [stride, block] = lanes_constants(g.stride, g.cout);
-    let constants = [stride, block, ("WEIGHT_BLOCK", weight_block as f64), vec_rows(g.w, g.stride)];
+    let constants =
+        [stride, block, ("WEIGHT_BLOCK", weight_block as f64), vec_rows(g.w, g.stride), source_bn(bn_relu)];
     let k = gpu.kernel_with(&shaders::CONV2D_LANES, "grad_weight", &constants)?;
     let segments = (g.n * g.oh() * g.ow().div_ceil(8)) as u64;
     // Enough workgroups to keep the device busy, each summing at least 32 segments. Counted in
@@ -378,13 +420,16 @@ fn grad_weight_lanes(
     let mut program = Program::default();
     let (x_vec, dy_vec) = (vec_binding(gpu, x)?, vec_binding(gpu, dy)?);
     if splits == 1 {
-        let tensors = [("src", x), ("dy", dy), ("dw_partial", dw), ("src_vec", &x_vec), ("dy_vec", &dy_vec)];
+        let mut tensors =
+            vec![("src", x), ("dy", dy), ("dw_partial", dw), ("src_vec", &x_vec), ("dy_vec", &dy_vec)];
+        tensors.extend(bn_bindings(bn_relu, dy));
         program.push(Dispatch::new(gpu, &k, label, &p, &tensors, groups, cost)?);
         return Ok(program);
     }
     let partial = gpu.tensor(&format!("{label}.partial"), &[splits as usize, dw.numel()])?;
-    let tensors =
-        [("src", x), ("dy", dy), ("dw_partial", &partial), ("src_vec", &x_vec), ("dy_vec", &dy_vec)];
+    let mut tensors =
+        vec![("src", x), ("dy", dy), ("dw_partial", &partial), ("src_vec", &x_vec), ("dy_vec", &dy_vec)];
+    tensors.extend(bn_bindings(bn_relu, dy));
     program.push(Dispatch::new(gpu, &k, label.clone(), &p, &tensors, groups, cost)?);
     program.push(super::reduce::sum_splits(gpu, &label, &partial, dw)?);
     Ok(program)
@@ -422,6 +467,39 @@ fn vec_stores(entry: &'static str, width: usize) -> (&'static str, &'static str)
         (true, "forward") => ("forward_vec", "dst_vec"),
         (true, "grad_input") => ("grad_input_vec", "dst_vec"),
         _ => (entry, "dst"),
+    }
+}
+
+/// conv2d_lanes.wgsl's SOURCE_BN: whether the source is read through a batch norm and ReLU.
+fn source_bn(bn_relu: Option<&BatchNormTensors>) -> (&'static str, f64) {
+    ("SOURCE_BN", f64::from(u8::from(bn_relu.is_some())))
+}
+
+/// conv2d_lanes.wgsl's batch-norm bindings: `bn_relu`'s statistics and affine, or `placeholder`
+/// in their place (the kernels bind them whether SOURCE_BN reads them or not).
+fn bn_bindings<'a>(
+    bn_relu: Option<&BatchNormTensors<'a>>,
+    placeholder: &'a Tensor,
+) -> [(&'static str, &'a Tensor); 4] {
+    match bn_relu {
+        Some(t) => [("bn_mean", t.mean), ("bn_invstd", t.invstd), ("bn_gamma", t.gamma), ("bn_beta", t.beta)],
+        None => [
+            ("bn_mean", placeholder),
+            ("bn_invstd", placeholder),
+            ("bn_gamma", placeholder),
+            ("bn_beta", placeholder),
+        ],
+    }
+}
+
+/// Only the lanes kernels read their source through a batch norm.
+fn refuse_bn_relu(label: &str, bn_relu: Option<&BatchNormTensors>) -> Result<()> {
+    match bn_relu {
+        Some(_) => Err(GpuError::Invalid {
+            label: label.into(),
+            what: "only the lanes kernels read a convolution's input through a batch norm".into(),
+        }),
+        None => Ok(()),
     }
 }
 

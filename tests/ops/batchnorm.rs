@@ -62,10 +62,8 @@ fn fused_gradients_match_finite_differences() {
 /// own pass, against the f64 statistics of the convolution's output.
 #[test]
 fn conv_stats_match_reference() {
+    use tern::internals::check::conv_bn;
     for gpu in crate::families() {
-        crate::assert_passed(tern::internals::check::conv_stats::cases(
-            gpu,
-            tern::internals::check::conv_stats::SHAPES,
-        ));
+        crate::assert_passed(conv_bn::stats_cases(gpu, conv_bn::SHAPES));
     }
 }

@@ -47,3 +47,15 @@ fn rejects_mismatched_shapes_by_name() {
     assert!(err.contains("layer1.conv/forward") && err.contains("layer1.conv.x"), "{err}");
     assert!(err.contains("[2, 3, 7, 9]"), "{err}");
 }
+
+/// The lanes kernels reading a batch norm's ReLU output from its input (forward, weight
+/// gradient) against the f64 convolution of that output; only they do (the blocked family on
+/// adapters with 8-lane subgroups, such as llvmpipe).
+#[test]
+fn bn_relu_source_matches_reference() {
+    use tern::internals::check::conv_bn;
+    let shapes = [op::AWKWARD, conv_bn::SHAPES].concat();
+    for gpu in crate::families().into_iter().filter(|g| g.lanes_kernels()) {
+        crate::assert_passed(conv_bn::relu_cases(gpu, &shapes));
+    }
+}
