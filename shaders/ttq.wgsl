@@ -4,7 +4,7 @@
 // Bindings (group 0):
 //   0 p       uniform  TtqParams { len, threshold }   threshold = t (Δ = t·max|w|)
 //   1 w       storage read        [len]  latent full-precision weights
-//   2 maxabs  storage read        [1]    max |w| (reduce.wgsl/max_abs)
+//   2 maxabs  storage read_write  [1]    max |w| (reduce.wgsl/max_abs; quantize_layer writes it)
 //   3 wp      storage read        [1]    positive scale Wp
 //   4 wn      storage read        [1]    negative scale Wn
 //   5 wq      storage read_write  [len]  ternary weights {−Wn, 0, +Wp}
@@ -20,6 +20,10 @@
 //   wq = +Wp where w > Δ, 0 where |w| ≤ Δ, −Wn where w < −Δ.
 // quantize_vec: quantize four weights per invocation (len a multiple of 4), so that a CPU
 //   driver loops over the lanes once per four weights, and once per four for Δ, Wp and Wn.
+// quantize_layer: max|w| and quantize_vec in one workgroup of GROUP (launch one; the blocked
+//   family, whose max|w| is one workgroup's anyway): group_max, maxabs[0] for the backward, then
+//   the layer's weights, in one dispatch instead of two (on CPU drivers each dispatch has a
+//   fixed cost that these small kernels mostly are). The maximum, and so every wq, is the same.
 // backward: a single workgroup of 256 (launch one) strides over the layer:
 //   ∂L/∂w = Wp·g on the positive set, g on the zero set, Wn·g on the negative set;
 //   ∂L/∂Wp = Σ_{w > Δ} g,  ∂L/∂Wn = −Σ_{w < −Δ} g  (wq = −Wn there, hence the sign),
@@ -35,7 +39,7 @@ struct TtqParams { len: u32, threshold: f32, splits: u32, _pad: u32 }
 
 @group(0) @binding(0) var<uniform> p: TtqParams;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read> maxabs: array<f32>;
+@group(0) @binding(2) var<storage, read_write> maxabs: array<f32>;
 @group(0) @binding(3) var<storage, read> wp: array<f32>;
 @group(0) @binding(4) var<storage, read> wn: array<f32>;
 @group(0) @binding(5) var<storage, read_write> wq: array<f32>;
@@ -65,6 +69,25 @@ fn quantize_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: 
     let delta = p.threshold * maxabs[0];
     let v = w_vec[i];
     wq_vec[i] = select(select(vec4f(0.0), vec4f(-wn[0]), v < vec4f(-delta)), vec4f(wp[0]), v > vec4f(delta));
+}
+
+@compute @workgroup_size(GROUP)
+fn quantize_layer(@builtin(local_invocation_index) li: u32) {
+    let n = p.len / 4u;
+    var m = 0.0;
+    for (var i = li; i < n; i += GROUP) {
+        let v = abs(w_vec[i]);
+        m = max(m, max(max(v.x, v.y), max(v.z, v.w)));
+    }
+    let top = group_max(li, m);
+    if (li == 0u) { maxabs[0] = top; }
+    let delta = vec4f(p.threshold * top);
+    let pos = vec4f(wp[0]);
+    let neg = vec4f(-wn[0]);
+    for (var i = li; i < n; i += GROUP) {
+        let v = w_vec[i];
+        wq_vec[i] = select(select(vec4f(0.0), neg, v < -delta), pos, v > delta);
+    }
 }
 
 // ∂L/∂w over [start, end) and the workgroup's (Σ_pos g, Σ_neg g) there; every invocation

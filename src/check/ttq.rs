@@ -3,7 +3,6 @@
 
 use super::{Case, Cases, TOL, reduce::max_abs, values};
 use crate::gpu::{Gpu, Tensor};
-use crate::ops::reduce;
 use crate::quant::ttq as op;
 use anyhow::Result;
 
@@ -56,12 +55,12 @@ pub fn backward(w: &[f64], g: &[f64], t: f64, wp: f64, wn: f64) -> (Vec<f64>, f6
     (dw, dwp, dwn)
 }
 
-/// max_abs, quantize and backward; returns [wq, dw, dwp, dwn].
+/// The forward (max|w| and quantize, in one kernel or two) and backward; returns [wq, dw, dwp,
+/// dwn].
 fn launch(c: &Cases, label: &str, t: f32, [w, wp, wn, g]: [&Tensor; 4]) -> Result<[Tensor; 4]> {
     let (maxabs, wq, dw) = (c.zeros("maxabs", &[1])?, c.zeros("wq", w.shape())?, c.zeros("dw", w.shape())?);
     let (dwp, dwn) = (c.zeros("dwp", &[1])?, c.zeros("dwn", &[1])?);
-    let mut d = reduce::max_abs(c.gpu, label, w, &maxabs)?;
-    d.push(op::quantize(c.gpu, label, t, w, &maxabs, wp, wn, &wq)?);
+    let mut d = op::forward(c.gpu, label, t, w, &maxabs, wp, wn, &wq)?;
     d.extend(op::backward(c.gpu, label, t, w, &maxabs, wp, wn, g, &dw, &dwp, &dwn)?);
     c.run(d)?;
     Ok([wq, dw, dwp, dwn])

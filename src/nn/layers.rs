@@ -156,17 +156,15 @@ impl Conv {
             }
             false => None,
         };
-        let mut partial = None;
-        b.forward.extend_from(match with_stats {
-            Some((d, t)) => {
-                partial = Some(t);
-                vec![d]
-            }
-            None if packed => self.forward_on_masks(b.gpu, &g, &x.value, &q.wq, &y.value)?,
+        let (forward, partial) = match with_stats {
+            Some((d, partial)) => (vec![d], Some(partial)),
+            None if packed => (self.forward_on_masks(b.gpu, &g, &x.value, &q.wq, &y.value)?, None),
             None => {
-                vec![ops::conv2d::forward_with(b.gpu, &self.name, &g, &x.value, &q.wq, &y.value, bn_relu)?]
+                let d = ops::conv2d::forward_with(b.gpu, &self.name, &g, &x.value, &q.wq, &y.value, bn_relu)?;
+                (vec![d], None)
             }
-        });
+        };
+        b.forward.extend_from(forward);
         if let (Some(dy), Some(gq)) = (&y.grad, &q.gq) {
             let mut bw = ops::conv2d::grad_weight_with(b.gpu, &self.name, &g, &x.value, dy, gq, bn_relu)?;
             bw.extend(q.backward);

@@ -4,7 +4,7 @@
 //! trained; the gradients are in the shader's header.
 
 use super::{Quantized, Quantizer, Ternary, scalar};
-use crate::gpu::{Cost, Dispatch, Gpu, Grid, Program, Result, Tensor, Var, shaders};
+use crate::gpu::{Cost, Dispatch, Family, Gpu, Grid, Program, Result, Tensor, Var, shaders};
 use crate::ops::{expect_shape, f32_bytes, reduce, u32_of};
 use crate::params::ParamSpec;
 
@@ -49,6 +49,52 @@ pub fn quantize(
 
 /// ∂L/∂w, ∂L/∂Wp and ∂L/∂Wn from gq = ∂L/∂wq: by one workgroup, or (see `reduce::ranges`) one
 /// per range, whose sums a second kernel adds in order.
+/// The forward: max|w| into `maxabs` (kept for the backward), then wq. One dispatch of one
+/// workgroup (ttq.wgsl's quantize_layer) where the blocked family reduces the layer in one
+/// workgroup anyway and its length splits into vec4s; else `reduce::max_abs`, then `quantize`.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    gpu: &Gpu,
+    label: &str,
+    threshold: f32,
+    w: &Tensor,
+    maxabs: &Tensor,
+    wp: &Tensor,
+    wn: &Tensor,
+    wq: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    if let Some(d) = quantize_layer(gpu, label, threshold, w, maxabs, wp, wn, wq)? {
+        return Ok(vec![d]);
+    }
+    let mut d = reduce::max_abs(gpu, label, w, maxabs)?;
+    d.push(quantize(gpu, label, threshold, w, maxabs, wp, wn, wq)?);
+    Ok(d)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn quantize_layer(
+    gpu: &Gpu,
+    label: &str,
+    threshold: f32,
+    w: &Tensor,
+    maxabs: &Tensor,
+    wp: &Tensor,
+    wn: &Tensor,
+    wq: &Tensor,
+) -> Result<Option<Dispatch>> {
+    if gpu.family() != Family::Blocked || !w.numel().is_multiple_of(4) {
+        return Ok(None);
+    }
+    let label = format!("{label}/quantize");
+    expect_shape(&label, wq, w.shape())?;
+    expect_shape(&label, maxabs, &[1])?;
+    let p = Params { len: u32_of(&label, "len", w.numel())?, threshold, splits: 1, pad: 0 };
+    let cost = Cost::new(3 * w.numel() as u64, f32_bytes(3 * w.numel()));
+    let k = gpu.kernel(&shaders::TTQ, "quantize_layer")?;
+    let tensors = [("w_vec", w), ("maxabs", maxabs), ("wp", wp), ("wn", wn), ("wq_vec", wq)];
+    Ok(Some(Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(1), cost)?))
+}
+
 pub fn backward(
     gpu: &Gpu,
     label: &str,
@@ -107,8 +153,16 @@ impl Quantizer for Ttq {
         let maxabs = gpu.tensor(&format!("{layer}.maxabs"), &[1])?;
         let wq = gpu.tensor(&format!("{layer}.wq"), w.shape())?;
         let mut forward = Program::default();
-        forward.extend_from(reduce::max_abs(gpu, layer, w, &maxabs)?);
-        forward.push(quantize(gpu, layer, self.threshold, w, &maxabs, &wp.value, &wn.value, &wq)?);
+        forward.extend_from(self::forward(
+            gpu,
+            layer,
+            self.threshold,
+            w,
+            &maxabs,
+            &wp.value,
+            &wn.value,
+            &wq,
+        )?);
         let (mut gq, mut backward) = (None, Program::default());
         if let (Some(dw), Some(dwp), Some(dwn)) = (&latent.grad, &wp.grad, &wn.grad) {
             let g = gpu.tensor(&format!("{layer}.gq"), w.shape())?;
