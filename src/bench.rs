@@ -178,7 +178,7 @@ fn infer_bench(gpu: &Gpu, arch: crate::nn::Arch, channels: usize, size: usize, r
 
 /// Cost of profiling a training step (small CNN, batch 64, embedded data): mean wall time per
 /// step without profiling, with every step timed, and with one step in `PROFILE_EVERY` timed as
-/// `tern train --profile` does.
+/// `tern train --profile` does; then the fixed cost of one small dispatch.
 pub fn profiler_bench(gpu: &Gpu, steps: usize) -> Result<()> {
     use crate::data::augment::Augment;
     use crate::data::loader::{Loader, LoaderOptions};
@@ -252,6 +252,20 @@ pub fn profiler_bench(gpu: &Gpu, steps: usize) -> Result<()> {
     for ((_, name), t) in configs.iter().zip(&medians) {
         outln!("{name:<34} {:>10.2} ms/step  {:+.1}%", t * 1e3, 100.0 * (t / medians[0] - 1.0))?;
     }
+    // What a dispatch costs whatever it does (profiled or not): many one-workgroup reductions of
+    // a small tensor in one program, per dispatch.
+    const DISPATCHES: usize = 200;
+    let (src, max) = (gpu.tensor("bench.small", &[4096])?, gpu.tensor("bench.max", &[1])?);
+    let mut program = Program::default();
+    for _ in 0..DISPATCHES {
+        program.extend_from(crate::ops::reduce::max_abs(gpu, "bench", &src, &max)?);
+    }
+    let per = time_program(gpu, &program, 5)? / DISPATCHES as f64;
+    outln!(
+        "{:<34} {:>10.1} us per dispatch ({DISPATCHES} in one program: max|x| of 4096 values)",
+        "a small dispatch",
+        per * 1e6
+    )?;
     Ok(())
 }
 
