@@ -253,14 +253,18 @@ fn two_rows_stored(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
     if (d.second) { store16(&acc1, d.base + p.dst_w, d.plane, d.ch0, d.cols_left, 1u, d.upper); }
 }
 
-// two_rows, stored four elements at a time (every segment inside its row, rows on vec4s).
+// two_rows' block stored four elements at a time (every segment inside its row, rows on vec4s).
+fn store_vec(d: Dest, acc0: ptr<function, array<vec4f, 32>>, acc1: ptr<function, array<vec4f, 32>>) {
+    if (!d.live) { return; }
+    store16_vec(acc0, d.base, d.plane, d.ch0, d.upper);
+    if (d.second) { store16_vec(acc1, d.base + p.dst_w, d.plane, d.ch0, d.upper); }
+}
+
+// two_rows, stored with store_vec.
 fn two_rows_stored_vec(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
     var acc0: array<vec4f, 32>;
     var acc1: array<vec4f, 32>;
-    let d = two_rows(wg, nwg, li, lane, &acc0, &acc1);
-    if (!d.live) { return; }
-    store16_vec(&acc0, d.base, d.plane, d.ch0, d.upper);
-    if (d.second) { store16_vec(&acc1, d.base + p.dst_w, d.plane, d.ch0, d.upper); }
+    store_vec(two_rows(wg, nwg, li, lane, &acc0, &acc1), &acc0, &acc1);
 }
 
 @compute @workgroup_size(WG)
@@ -313,10 +317,7 @@ fn forward_vec_stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) 
     let d = two_rows(wg, nwg, li, lane, &acc0, &acc1);
     // Subgroups past the last segment; the others' idle lanes stay for the shuffles.
     if (subgroupAll(!d.live)) { return; }
-    if (d.live) {
-        store16_vec(&acc0, d.base, d.plane, d.ch0, d.upper);
-        if (d.second) { store16_vec(&acc1, d.base + p.dst_w, d.plane, d.ch0, d.upper); }
-    }
+    store_vec(d, &acc0, &acc1);
     let first = select(0.0, 1.0, d.live);
     let second = select(0.0, first, d.second);
     let slot = d.pos / 8u;

@@ -47,8 +47,6 @@ pub fn quantize(
     Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Threads(threads as u64), cost)
 }
 
-/// ∂L/∂w, ∂L/∂Wp and ∂L/∂Wn from gq = ∂L/∂wq: by one workgroup, or (see `reduce::ranges`) one
-/// per range, whose sums a second kernel adds in order.
 /// The forward: max|w| into `maxabs` (kept for the backward), then wq. One dispatch of one
 /// workgroup (ttq.wgsl's quantize_layer) where the blocked family reduces the layer in one
 /// workgroup anyway and its length splits into vec4s; else `reduce::max_abs`, then `quantize`.
@@ -63,27 +61,10 @@ pub fn forward(
     wn: &Tensor,
     wq: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    if let Some(d) = quantize_layer(gpu, label, threshold, w, maxabs, wp, wn, wq)? {
-        return Ok(vec![d]);
-    }
-    let mut d = reduce::max_abs(gpu, label, w, maxabs)?;
-    d.push(quantize(gpu, label, threshold, w, maxabs, wp, wn, wq)?);
-    Ok(d)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn quantize_layer(
-    gpu: &Gpu,
-    label: &str,
-    threshold: f32,
-    w: &Tensor,
-    maxabs: &Tensor,
-    wp: &Tensor,
-    wn: &Tensor,
-    wq: &Tensor,
-) -> Result<Option<Dispatch>> {
     if gpu.family() != Family::Blocked || !w.numel().is_multiple_of(4) {
-        return Ok(None);
+        let mut d = reduce::max_abs(gpu, label, w, maxabs)?;
+        d.push(quantize(gpu, label, threshold, w, maxabs, wp, wn, wq)?);
+        return Ok(d);
     }
     let label = format!("{label}/quantize");
     expect_shape(&label, wq, w.shape())?;
@@ -92,9 +73,11 @@ fn quantize_layer(
     let cost = Cost::new(3 * w.numel() as u64, f32_bytes(3 * w.numel()));
     let k = gpu.kernel(&shaders::TTQ, "quantize_layer")?;
     let tensors = [("w_vec", w), ("maxabs", maxabs), ("wp", wp), ("wn", wn), ("wq_vec", wq)];
-    Ok(Some(Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(1), cost)?))
+    Ok(vec![Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(1), cost)?])
 }
 
+/// ∂L/∂w, ∂L/∂Wp and ∂L/∂Wn from gq = ∂L/∂wq: by one workgroup, or (see `reduce::ranges`) one
+/// per range, whose sums a second kernel adds in order.
 pub fn backward(
     gpu: &Gpu,
     label: &str,
