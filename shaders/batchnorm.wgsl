@@ -45,7 +45,8 @@
 // workgroup id.
 //
 // stats, backward_reduce: one workgroup of GROUP per channel; each invocation walks its share
-//   of the channel's n·h·w values (or windows) in a fixed order, then group_sum or
+//   of the channel's n·h·w values (or windows) in a fixed order (every GROUP-th position; the
+//   *_vec entries a run of consecutive vec4s, run_walk), then group_sum or
 //   group_welford (group.wgsl: a fixed order) merges the invocations' partials
 //   (deterministic). stats is one pass: per-invocation Welford (count, mean, M2), merged with
 //   Chan's formula, so the variance does not suffer the cancellation of Σx² − (Σx)²/n.
@@ -129,6 +130,19 @@ fn walk(start: u32, rows: u32, cols: u32) -> Walk {
     k.dc = GROUP % cols;
     k.rows = rows;
     k.cols = cols;
+    return k;
+}
+
+// The vec4 reductions' walk: invocation li takes its own run of ⌈n·rows·cols / GROUP⌉
+// consecutive positions, returned as `len`. llvmpipe runs a workgroup's subgroups one after
+// the other, so interleaved positions would make each subgroup sweep the whole channel for a
+// few bytes of every line; a run per invocation streams through memory.
+fn run_walk(li: u32, n: u32, rows: u32, cols: u32, len: ptr<function, u32>) -> Walk {
+    *len = (n * rows * cols + GROUP - 1u) / GROUP;
+    var k = walk(li * *len, rows, cols);
+    k.dn = 0u;
+    k.dr = 0u;
+    k.dc = 1u;
     return k;
 }
 
@@ -661,11 +675,14 @@ fn stats_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec
              @builtin(local_invocation_index) li: u32) {
     let ch = group(wg, nwg);
     var w = vec3f(0.0);
-    for (var k = walk(li, p.h, p.w / 4u); k.n < p.n; step(&k)) {
+    var len: u32;
+    var k = run_walk(li, p.n, p.h, p.w / 4u, &len);
+    for (var i = 0u; i < len && k.n < p.n; i++) {
         let v = x_vec[vec_at(k, ch)];
         let m = (v.x + v.y + v.z + v.w) * 0.25;
         let d = v - m;
         w = welford_merge(w, vec3f(4.0, m, dot(d, d)));
+        step(&k);
     }
     w = group_welford(li, w);
     if (li == 0u) { put_stats(ch, w); }
@@ -679,12 +696,15 @@ fn backward_reduce_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups
     let a = affine(ch);
     var s = vec4f(0.0);
     var sx = vec4f(0.0);
-    for (var k = walk(li, p.h, p.w / 4u); k.n < p.n; step(&k)) {
+    var len: u32;
+    var k = run_walk(li, p.n, p.h, p.w / 4u, &len);
+    for (var i = 0u; i < len && k.n < p.n; i++) {
         let j = vec_at(k, ch);
         let xv = x_vec[j];
         let g = grad4(j, xv, k.n, ch, k.r, 4u * k.c, a);
         s += g;
         sx += g * (xv - a.mu) * a.is;
+        step(&k);
     }
     let r = group_sum(li, vec4f(s.x + s.y + s.z + s.w, sx.x + sx.y + sx.z + sx.w, 0.0, 0.0));
     if (li == 0u) {
