@@ -20,6 +20,8 @@
 //   8 dst_vec     storage read_write  forward_vec, grad_input_vec: dst as vec4s (in place of dst)
 //   9 stats_partial storage read_write forward_vec_stats: [dst_c, ⌈segs/8⌉, 3] batch-norm partials
 //   10 bn_mean, 11 bn_invstd, 12 bn_gamma, 13 bn_beta  storage read  [src_c] (SOURCE_BN = 1)
+//   14 w_vec      storage read        forward, grad_input (stride 1): w as vec4s, covering every
+//                                     element (the host rounds the binding up to whole vec4s)
 //
 // SOURCE_BN = 1 (forward, grad_weight): the source is a batch norm's input x and the kernels read
 //   max(x·scale + shift, 0), the batch norm's normalised ReLU output (batchnorm.wgsl's affine),
@@ -38,8 +40,9 @@
 //   block (co0 = 16·group / p.groups) the same for the whole workgroup. Per input channel, each
 //   of the segment's 4 source rows (5 at stride 2; 10 values at stride 1, 17 at stride 2) is
 //   loaded once and feeds up to 6 taps × 16 channels × 8 columns; lane l loads the 9 weights of
-//   channels co0 + l and co0 + 8 + l, which serve both rows, and subgroupBroadcast hands each
-//   to every lane (2 loads for 16 weights). Two rows per invocation load each weight once for
+//   channels co0 + l and co0 + 8 + l (each channel's 9 from the three aligned vec4s that hold
+//   them, then shifted into place: 6 loops over the lanes instead of 18), which serve both rows,
+//   and subgroupBroadcast hands each to every lane. Two rows per invocation load each weight once for
 //   both, halving the weight loads and broadcasts per multiply-add. Output channels past the end
 //   read the last channel's weights and are not stored; invocations past the last segment repeat
 //   it (so every lane takes part in the broadcasts) without storing, and subgroups made only of
@@ -94,6 +97,7 @@ struct LanesParams {
 @group(0) @binding(11) var<storage, read> bn_invstd: array<f32>;
 @group(0) @binding(12) var<storage, read> bn_gamma: array<f32>;
 @group(0) @binding(13) var<storage, read> bn_beta: array<f32>;
+@group(0) @binding(14) var<storage, read> w_vec: array<vec4f>;
 
 override WG: u32 = 64u;
 override WG_GRAD_WEIGHT: u32 = 8u; // one subgroup of 8 lanes
@@ -187,6 +191,44 @@ fn weights(wa: u32, wb: u32, c: u32, t: u32, upper: bool) -> vec2f {
     return r;
 }
 
+// The first four of the eight elements (a, b) after the first sh (0 to 3).
+fn shift4(a: vec4f, b: vec4f, sh: u32) -> vec4f {
+    let s1 = vec4f(a.yzw, b.x);
+    let s2 = vec4f(a.zw, b.xy);
+    let s3 = vec4f(a.w, b.xyz);
+    return select(select(a, s1, sh == 1u), select(s2, s3, sh == 3u), sh >= 2u);
+}
+
+// The 9 weights of one (channel, input channel) pair, w[start .. start + 9] in memory order,
+// from the three aligned vec4s that hold them.
+fn nine(start: u32) -> array<f32, 9> {
+    let q = start / 4u;
+    let sh = start % 4u;
+    let a = w_vec[q];
+    let b = w_vec[q + 1u];
+    let c = w_vec[q + 2u];
+    let lo = shift4(a, b, sh);
+    let hi = shift4(b, c, sh);
+    let last = select(select(c.x, c.y, sh == 1u), select(c.z, c.w, sh == 3u), sh >= 2u);
+    return array(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w, last);
+}
+
+// Every tap's weights of this lane's channels wa and, when `upper`, wb (input channel c), as
+// `weights` gives them one tap at a time.
+fn tap_weights(wa: u32, wb: u32, c: u32, upper: bool) -> array<vec2f, 9> {
+    let a = nine(wa * p.w_ch + c * p.w_in);
+    var b: array<f32, 9>;
+    if (upper) { b = nine(wb * p.w_ch + c * p.w_in); }
+    // Tap t is element t of the nine, or 8 − t where the kernel is flipped (w_tap0 = 8).
+    let f = p.w_flip == 1u;
+    return array(
+        select(vec2f(a[0], b[0]), vec2f(a[8], b[8]), f), select(vec2f(a[1], b[1]), vec2f(a[7], b[7]), f),
+        select(vec2f(a[2], b[2]), vec2f(a[6], b[6]), f), select(vec2f(a[3], b[3]), vec2f(a[5], b[5]), f),
+        vec2f(a[4], b[4]),
+        select(vec2f(a[5], b[5]), vec2f(a[3], b[3]), f), select(vec2f(a[6], b[6]), vec2f(a[2], b[2]), f),
+        select(vec2f(a[7], b[7]), vec2f(a[1], b[1]), f), select(vec2f(a[8], b[8]), vec2f(a[0], b[0]), f));
+}
+
 // The position group's segment for this invocation (clamped to the last one, so every lane takes
 // part in the broadcasts), as (image, row, first column) with `rows` rows per image (two_rows:
 // row pairs).
@@ -227,12 +269,7 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32, acc0: ptr<function, array
     for (var c = 0u; c < p.src_c; c++) {
         set_source_channel(c);
         let plane = (seg.x * p.src_c + c) * p.src_h * p.src_w;
-        var wv: array<vec2f, 9>;
-        wv[0] = weights(wa, wb, c, 0u, upper); wv[1] = weights(wa, wb, c, 1u, upper);
-        wv[2] = weights(wa, wb, c, 2u, upper); wv[3] = weights(wa, wb, c, 3u, upper);
-        wv[4] = weights(wa, wb, c, 4u, upper); wv[5] = weights(wa, wb, c, 5u, upper);
-        wv[6] = weights(wa, wb, c, 6u, upper); wv[7] = weights(wa, wb, c, 7u, upper);
-        wv[8] = weights(wa, wb, c, 8u, upper);
+        let wv = tap_weights(wa, wb, c, upper);
         var t4: array<vec4f, 6>;
         if (STRIDE == 2u) { t4 = source_row(plane, top + 4, k); }
         mac_two_rows(acc0, acc1, wv, source_row(plane, top, k), source_row(plane, top + 1, k),

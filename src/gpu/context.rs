@@ -380,7 +380,8 @@ impl Gpu {
         self.check_size(name, bytes)?;
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(name),
-            size: bytes.next_multiple_of(4),
+            // Whole vec4s, so that kernels may read any tensor as vec4s (`Tensor::vec4_cover`).
+            size: bytes.next_multiple_of(16),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });

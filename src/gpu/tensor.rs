@@ -76,6 +76,16 @@ impl Tensor {
         Tensor::new(self.buffer.clone(), self.offset + start as u64 * 4, shape, name, self.dtype)
     }
 
+    /// The tensor as whole vec4s, for shaders that read it four elements at a time: its length
+    /// rounded up to a multiple of 4 where its buffer holds the extra elements (the reader never
+    /// uses them). Buffers are allocated in whole vec4s, so only a view ending inside another
+    /// tensor's alignment padding could lack them.
+    pub(crate) fn vec4_cover(&self) -> Option<Tensor> {
+        let numel = self.numel().next_multiple_of(4);
+        let fits = self.offset + numel as u64 * 4 <= self.buffer.size();
+        fits.then(|| Tensor::new(self.buffer.clone(), self.offset, &[numel], &self.name, self.dtype))
+    }
+
     /// The same memory under another shape (same element count).
     pub fn reshape(&self, shape: &[usize]) -> Tensor {
         assert_eq!(shape.iter().product::<usize>(), self.numel(), "reshape of '{}'", self.name);

@@ -213,10 +213,11 @@ fn forward_into(
         let k = gpu.kernel_with(&shaders::CONV2D_LANES, entry, &constants)?;
         let (p, groups) = LanesParams::forward(g, k.invocations_per_group());
         let x_vec = vec_binding(gpu, x)?;
-        let mut tensors = vec![("src", x), ("w", w), (dst, y), ("src_vec", &x_vec)];
+        let w_vec = weight_vec(&label, w)?;
+        let mut tensors = vec![("src", x), ("w", w), (dst, y), ("src_vec", &x_vec), ("w_vec", &w_vec)];
         tensors.extend(stats.map(|t| ("stats_partial", t)));
         tensors.extend(bn_bindings(bn_relu, w));
-        return Dispatch::new(gpu, &k, label, &p, &tensors, Grid::Groups(groups), cost);
+        return Dispatch::new(gpu, &k, label, &p, &k.bound(&tensors), Grid::Groups(groups), cost);
     }
     refuse_bn_relu(&label, bn_relu)?;
     let tensors = [("x", x), ("w", w), ("y", y)];
@@ -275,7 +276,8 @@ pub fn grad_input_into(
         let k = gpu.kernel_with(&shaders::CONV2D_LANES, entry, &constants)?;
         let (p, groups) = LanesParams::grad_input(g, k.invocations_per_group());
         let dy_vec = vec_binding(gpu, dy)?;
-        let mut tensors = vec![("src", dy), ("w", w), (dst, dx), ("src_vec", &dy_vec)];
+        let w_vec = weight_vec(&label, w)?;
+        let mut tensors = vec![("src", dy), ("w", w), (dst, dx), ("src_vec", &dy_vec), ("w_vec", &w_vec)];
         // grad_input_s2 reads no source through a batch norm and binds none.
         tensors.extend(bn_bindings(None, w));
         return Dispatch::new(gpu, &k, label, &p, &k.bound(&tensors), Grid::Groups(groups), cost);
@@ -510,6 +512,13 @@ pub(crate) fn vec_binding(gpu: &Gpu, t: &Tensor) -> Result<Tensor> {
         true => Ok(t.clone()),
         false => gpu.tensor(&format!("{}.vec_unused", t.name()), &[4]),
     }
+}
+
+/// The weights as conv2d_lanes.wgsl's w_vec: whole vec4s covering every weight.
+fn weight_vec(label: &str, w: &Tensor) -> Result<Tensor> {
+    let what =
+        format!("weights '{}' cannot be read as whole vec4s (a view at the end of its buffer)", w.name());
+    w.vec4_cover().ok_or_else(|| GpuError::Invalid { label: label.into(), what })
 }
 
 /// lanes.wgsl's STRIDE and BLOCK_CH (8 channels per block where `channels`, the output
