@@ -15,7 +15,7 @@
 //   3 dst         storage read_write  forward: y [n, cout, oh, ow]; grad_input: dx [n, cin, h, w]
 //   4 dy          storage read        grad_weight: [n, cout, oh, ow]
 //   5 dw_partial  storage read_write  grad_weight: [splits, cout, cin·9] partial sums
-//   6 src_vec     storage read        src as vec4s (VEC_ROWS = 1)
+//   6 src_vec     storage read        src as vec4s (VEC_ROWS ≠ 0)
 //   7 dy_vec      storage read        grad_weight: dy as vec4s (VEC_ROWS = 1)
 //   8 dst_vec     storage read_write  forward_vec, grad_input_vec: dst as vec4s (in place of dst)
 //   9 stats_partial storage read_write forward_vec_stats: [dst_c, ⌈segs/8⌉, 3] batch-norm partials
@@ -136,7 +136,7 @@ fn src4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
 // The three taps of 8 outputs from the source row at rb (lanes.wgsl's taps_stride*), zero
 // where k or rok says the column or row is outside the source.
 fn row_taps(rb: u32, k: Cols, rok: f32) -> array<vec4f, 6> {
-    if (VEC_ROWS == 1u) { return row_taps_vec(rb, k, rok); }
+    if (VEC_ROWS != 0u) { return row_taps_vec(rb, k, rok); }
     let a = src4(rb, k.off[0], k.ok[0] * rok);
     let b = src4(rb, k.off[1], k.ok[1] * rok);
     if (STRIDE == 2u) {
@@ -388,7 +388,7 @@ fn class_term(image: u32, c: u32, r: u32, i: u32, k: Cols, wa: u32, wb: u32, upp
     let rb = ((image * p.src_c + ch) * p.src_h + min(r, p.src_h - 1u)) * p.src_w;
     var a: vec4f;
     var b: vec4f;
-    if (VEC_ROWS == 1u) {
+    if (VEC_ROWS != 0u) {
         a = src_vec[(rb + k.off[0].x) / 4u] * (k.ok[0] * ok);
         b = src_vec[(rb + k.off[0].x) / 4u + 1u] * (k.ok[1] * ok);
     } else {

@@ -23,7 +23,11 @@ override BLOCK_CH: u32 = 16u;
 // every segment's source columns from its first then lie inside the row and start on a vec4, so
 // row_taps_vec loads them as vec4s and assembles the values that loading column by column gives.
 // llvmpipe's loop over the lanes runs once per load: four floats in one load cost less than in
-// four.
+// four. VEC_ROWS = 2 (`vec_rows_shared`): as 1, and the columns just before and after a segment
+// come from the lanes that loaded them, l − 1 and l + 1, instead of two more loads: the host sets
+// it where lanes hold consecutive segments of a row and every row's segments lie in one subgroup
+// (8 a multiple of the segments per row); a lane at a row's end takes a neighbour's value, which
+// its column mask zeroes.
 override VEC_ROWS: u32 = 0u;
 
 // Whether the block from channel ch0 has channels 8-15 (of `channels`).
@@ -62,20 +66,27 @@ fn taps_stride2(a: vec4f, b: vec4f, c: vec4f, d: vec4f, e: f32) -> array<vec4f, 
                            vec4f(a.z, b.x, b.z, c.x), vec4f(c.z, d.x, d.z, e));
 }
 
-// The taps (as taps_stride*) of the source row at rb, zero where k or rok says (VEC_ROWS = 1):
+// The taps (as taps_stride*) of the source row at rb, zero where k or rok says (VEC_ROWS ≠ 0):
 // the column before the segment's first, the segment's columns from the first as vec4s (2 at
 // stride 1, 4 at stride 2) and, at stride 1, the column after them.
 fn row_taps_vec(rb: u32, k: Cols, rok: f32) -> array<vec4f, 6> {
     let m = (rb + k.off[0].y) / 4u;
     var v = array<vec4f, 4>(source4(m), source4(m + 1u), vec4f(), vec4f());
-    var after = 0.0;
     if (STRIDE == 2u) {
         v[2] = source4(m + 2u);
         v[3] = source4(m + 3u);
-    } else {
-        after = source1(rb + k.off[2].y);
     }
-    let a = vec4f(source1(rb + k.off[0].x), v[0].xyz) * (k.ok[0] * rok);
+    var before: f32;
+    var after = 0.0;
+    if (VEC_ROWS == 2u) {
+        // The previous segment's last source column, the next one's first.
+        before = subgroupShuffleUp(select(v[1].w, v[3].w, STRIDE == 2u), 1u);
+        if (STRIDE == 1u) { after = subgroupShuffleDown(v[0].x, 1u); }
+    } else {
+        before = source1(rb + k.off[0].x);
+        if (STRIDE == 1u) { after = source1(rb + k.off[2].y); }
+    }
+    let a = vec4f(before, v[0].xyz) * (k.ok[0] * rok);
     let b = vec4f(v[0].w, v[1].xyz) * (k.ok[1] * rok);
     if (STRIDE == 2u) {
         return taps_stride2(a, b, vec4f(v[1].w, v[2].xyz) * (k.ok[2] * rok),

@@ -21,7 +21,7 @@
 //                                 (images innermost, n4 = n rounded up to 4; the bit-plane
 //                                 units' layout, ops::bitplane::interleaved; images past n
 //                                 are not written)
-//   11 x_vec  storage read        x as vec4s (VEC_ROWS = 1, lanes.wgsl)
+//   11 x_vec  storage read        x as vec4s (VEC_ROWS ≠ 0, lanes.wgsl)
 //   12 y_vec  storage read_write  y as vec4s (the *_vec entries, in place of y)
 //   13 res_vec storage read       res as vec4s (the *_vec entries)
 //
@@ -97,7 +97,7 @@ fn x4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
 fn src_row(plane: u32, r: i32, k: Cols) -> array<vec4f, 6> {
     let rok = select(0.0, 1.0, r >= 0 && r < i32(p.h));
     let rb = plane + u32(clamp(r, 0, i32(p.h) - 1)) * p.w;
-    if (VEC_ROWS == 1u) { return row_taps_vec(rb, k, rok); }
+    if (VEC_ROWS != 0u) { return row_taps_vec(rb, k, rok); }
     let a = x4(rb, k.off[0], k.ok[0] * rok);
     let b = x4(rb, k.off[1], k.ok[1] * rok);
     if (STRIDE == 2u) {

@@ -47,6 +47,11 @@ pub const AWKWARD: &[Conv2dGeom] = &[
     geom(1, 3, 17, 3, 16, 3, 2, 1),
     // A single pixel: tensors smaller than one vec4 (the lanes kernels' vec4 bindings).
     geom(1, 1, 1, 1, 2, 3, 1, 1),
+    // Rows of whole vec4s whose segments straddle subgroups (3 and 6 per row: VEC_ROWS = 1, the
+    // edge columns loaded) and rows of 8 segments, one subgroup each (VEC_ROWS = 2).
+    geom(2, 5, 5, 24, 18, 3, 1, 1),
+    geom(1, 4, 5, 96, 9, 3, 2, 1),
+    geom(1, 3, 3, 64, 5, 3, 1, 1),
 ];
 
 /// The convolutions of the small CNN (28×28) and ResNet-20 (32×32), batch 2.

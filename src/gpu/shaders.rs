@@ -177,7 +177,7 @@ pub const MODES: &[(&str, &[f64])] = &[
     ("WG_LANES", &[8.0, 64.0]),
     ("PIXELS", &[1.0, 2.0]),
     ("INTERLEAVED", &[0.0, 1.0]),
-    ("VEC_ROWS", &[0.0, 1.0]),
+    ("VEC_ROWS", &[0.0, 1.0, 2.0]),
     ("SOURCE_BN", &[0.0, 1.0]),
 ];
 

@@ -205,7 +205,7 @@ fn forward_into(
     let cost = Cost::new(g.flops(), f32_bytes(x.numel() + w.numel() + y.numel() + extra));
     if lanes(gpu, g) {
         let [stride, block] = lanes_constants(g.stride, g.cout);
-        let constants = [stride, block, vec_rows(g.w, g.stride), source_bn(bn_relu)];
+        let constants = [stride, block, vec_rows_shared(g.w, g.stride, g.ow()), source_bn(bn_relu)];
         let (entry, dst) = match stats {
             Some(_) => ("forward_vec_stats", "dst_vec"),
             None => vec_stores("forward", g.ow()),
@@ -272,7 +272,7 @@ pub fn grad_input_into(
         };
         let [stride, block] = lanes_constants(1, g.cin);
         let accumulate = ("ACCUMULATE", f64::from(u8::from(accumulate)));
-        let constants = [stride, block, accumulate, vec_rows(g.ow(), 1)];
+        let constants = [stride, block, accumulate, vec_rows_shared(g.ow(), 1, g.w)];
         let k = gpu.kernel_with(&shaders::CONV2D_LANES, entry, &constants)?;
         let (p, groups) = LanesParams::grad_input(g, k.invocations_per_group());
         let dy_vec = vec_binding(gpu, dy)?;
@@ -459,6 +459,17 @@ pub fn path(gpu: &Gpu, g: &Conv2dGeom) -> &'static str {
 /// kernels load them four at a time.
 pub fn vec_rows(width: usize, stride: usize) -> (&'static str, f64) {
     ("VEC_ROWS", f64::from(u8::from(width.is_multiple_of(8 * stride))))
+}
+
+/// vec_rows for kernels whose lanes hold consecutive 8-column segments of output rows
+/// `out_width` wide (forward, the stride-1 input gradient, packed inference): 2 where it is 1
+/// and each row's segments lie in one subgroup of 8 lanes, so that a segment's neighbouring
+/// columns come from the lanes beside it.
+pub fn vec_rows_shared(width: usize, stride: usize, out_width: usize) -> (&'static str, f64) {
+    match vec_rows(width, stride) {
+        (name, v) if v == 1.0 && 8 % out_width.div_ceil(8) == 0 => (name, 2.0),
+        other => other,
+    }
 }
 
 /// The lanes entry point (`entry`, or `<entry>_vec`) and the name its destination binds for a

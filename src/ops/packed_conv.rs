@@ -275,7 +275,11 @@ fn launch_lanes(
         ("INTERLEAVED", f64::from(u8::from(interleaved))),
         ("ROWS", lanes_rows(g) as f64),
         ("WG_LANES", lanes_wg(gpu, g) as f64),
-        super::conv2d::vec_rows(g.w, g.stride),
+        // The interleaved mapping puts images, not segments, in neighbouring lanes.
+        match interleaved {
+            true => super::conv2d::vec_rows(g.w, g.stride),
+            false => super::conv2d::vec_rows_shared(g.w, g.stride, g.ow()),
+        },
     ];
     // The *_vec entries store y (and load an identity residual) four elements at a time, through
     // y_vec and res_vec, where every segment lies inside its row.
