@@ -146,6 +146,22 @@ fn row_taps(rb: u32, k: Cols, rok: f32) -> array<vec4f, 6> {
     return taps_stride1(a, b, vec2f(source1(rb + k.off[2].x), source1(rb + k.off[2].y)) * k.ok[2].xy * rok);
 }
 
+// grad_weight's source rows of segment seg in channel ci: the starts of rows seg.y·STRIDE − 1
+// .. + 1, clamped into the plane (row_taps' rok zeroes the clamped ones).
+fn row_bases(seg: vec3u, ci: u32) -> vec3u {
+    let plane = (seg.x * p.src_c + ci) * p.src_h * p.src_w;
+    let r0 = i32(seg.y * STRIDE) - 1;
+    let rows = vec3u(u32(max(r0, 0)), u32(r0 + 1), u32(min(r0 + 2, i32(p.src_h) - 1)));
+    return plane + rows * p.src_w;
+}
+
+// The segment's three source rows as row_vecs (VEC_ROWS ≠ 0).
+struct SourceRows { r0: array<vec4f, 4>, r1: array<vec4f, 4>, r2: array<vec4f, 4> }
+
+fn source_rows(rb: vec3u, k: Cols) -> SourceRows {
+    return SourceRows(row_vecs(rb.x, k), row_vecs(rb.y, k), row_vecs(rb.z, k));
+}
+
 fn put(o: u32, v: f32) {
     if (ACCUMULATE == 1u) {
         dst[o] += v;
@@ -481,7 +497,6 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     let chunk = (p.segs + p.splits - 1u) / p.splits;
     let s_begin = split * chunk;
     let s_end = min(s_begin + chunk, p.segs);
-    let src_hw = p.src_h * p.src_w;
     let dy_hw = p.dst_h * p.dst_w;
     let co_a = min(co0 + l, p.dst_c - 1u);
     let co_b = min(co0 + 8u + l, p.dst_c - 1u);
@@ -491,6 +506,19 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     let far = WEIGHT_BLOCK == 32u && co0 + 16u < p.dst_c;
     set_source_channel(min(ci, p.src_c - 1u));
     var acc: array<f32, 288>;
+    // VEC_ROWS ≠ 0: the source rows of segment s + 1 are loaded one iteration ahead, so that the
+    // column after a segment is the next one's first and the column before it the previous
+    // one's last, both already loaded (the column before the chunk's first segment apart). A
+    // neighbour in another row only meets a zero column mask.
+    var cur: SourceRows;
+    var before = vec3f(0.0);
+    if (VEC_ROWS != 0u && has_ci) {
+        let seg = segment(s_begin, p.dst_h);
+        let k = cols(i32(seg.z * STRIDE) - 1, p.src_w);
+        let rb = row_bases(seg, ci);
+        cur = source_rows(rb, k);
+        before = vec3f(source1(rb.x + k.off[0].x), source1(rb.y + k.off[0].x), source1(rb.z + k.off[0].x));
+    }
     for (var s = s_begin; s < s_end; s++) {
         let seg = segment(s, p.dst_h);
         let left = p.dst_w - seg.z;
@@ -507,12 +535,25 @@ fn grad_weight(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
         var t: array<vec4f, 18>;
         if (has_ci) {
             let k = cols(i32(seg.z * STRIDE) - 1, p.src_w);
-            let plane = (seg.x * p.src_c + ci) * src_hw;
             let r0 = i32(seg.y * STRIDE) - 1;
-            let t0 = row_taps(plane + u32(clamp(r0, 0, i32(p.src_h) - 1)) * p.src_w, k, select(0.0, 1.0, r0 >= 0));
-            let t1 = row_taps(plane + u32(r0 + 1) * p.src_w, k, 1.0);
-            let r2 = r0 + 2;
-            let t2 = row_taps(plane + u32(min(r2, i32(p.src_h) - 1)) * p.src_w, k, select(0.0, 1.0, r2 < i32(p.src_h)));
+            let rok = vec3f(select(0.0, 1.0, r0 >= 0), 1.0, select(0.0, 1.0, r0 + 2 < i32(p.src_h)));
+            var t0: array<vec4f, 6>;
+            var t1: array<vec4f, 6>;
+            var t2: array<vec4f, 6>;
+            if (VEC_ROWS != 0u) {
+                let after = segment(s + 1u, p.dst_h);
+                let next = source_rows(row_bases(after, ci), cols(i32(after.z * STRIDE) - 1, p.src_w));
+                t0 = row_taps_from(cur.r0, before.x, next.r0[0].x, k, rok.x);
+                t1 = row_taps_from(cur.r1, before.y, next.r1[0].x, k, rok.y);
+                t2 = row_taps_from(cur.r2, before.z, next.r2[0].x, k, rok.z);
+                before = vec3f(last_column(cur.r0), last_column(cur.r1), last_column(cur.r2));
+                cur = next;
+            } else {
+                let rb = row_bases(seg, ci);
+                t0 = row_taps(rb.x, k, rok.x);
+                t1 = row_taps(rb.y, k, rok.y);
+                t2 = row_taps(rb.z, k, rok.z);
+            }
             t = array<vec4f, 18>(t0[0], t0[1], t0[2], t0[3], t0[4], t0[5], t1[0], t1[1], t1[2], t1[3], t1[4], t1[5],
                                  t2[0], t2[1], t2[2], t2[3], t2[4], t2[5]);
         }

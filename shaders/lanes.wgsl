@@ -66,26 +66,26 @@ fn taps_stride2(a: vec4f, b: vec4f, c: vec4f, d: vec4f, e: f32) -> array<vec4f, 
                            vec4f(a.z, b.x, b.z, c.x), vec4f(c.z, d.x, d.z, e));
 }
 
-// The taps (as taps_stride*) of the source row at rb, zero where k or rok says (VEC_ROWS ≠ 0):
-// the column before the segment's first, the segment's columns from the first as vec4s (2 at
-// stride 1, 4 at stride 2) and, at stride 1, the column after them.
-fn row_taps_vec(rb: u32, k: Cols, rok: f32) -> array<vec4f, 6> {
+// A source row's columns from a segment's first, as vec4s (VEC_ROWS ≠ 0): 2 at stride 1, 4 at
+// stride 2 (the rest zero).
+fn row_vecs(rb: u32, k: Cols) -> array<vec4f, 4> {
     let m = (rb + k.off[0].y) / 4u;
     var v = array<vec4f, 4>(source4(m), source4(m + 1u), vec4f(), vec4f());
     if (STRIDE == 2u) {
         v[2] = source4(m + 2u);
         v[3] = source4(m + 3u);
     }
-    var before: f32;
-    var after = 0.0;
-    if (VEC_ROWS == 2u) {
-        // The previous segment's last source column, the next one's first.
-        before = subgroupShuffleUp(select(v[1].w, v[3].w, STRIDE == 2u), 1u);
-        if (STRIDE == 1u) { after = subgroupShuffleDown(v[0].x, 1u); }
-    } else {
-        before = source1(rb + k.off[0].x);
-        if (STRIDE == 1u) { after = source1(rb + k.off[2].y); }
-    }
+    return v;
+}
+
+// The last of row_vecs' columns.
+fn last_column(v: array<vec4f, 4>) -> f32 {
+    return select(v[1].w, v[3].w, STRIDE == 2u);
+}
+
+// The taps (as taps_stride*) of a source row from row_vecs' columns v, the column before them
+// and, at stride 1, the one after them, zero where k or rok says.
+fn row_taps_from(v: array<vec4f, 4>, before: f32, after: f32, k: Cols, rok: f32) -> array<vec4f, 6> {
     let a = vec4f(before, v[0].xyz) * (k.ok[0] * rok);
     let b = vec4f(v[0].w, v[1].xyz) * (k.ok[1] * rok);
     if (STRIDE == 2u) {
@@ -93,6 +93,23 @@ fn row_taps_vec(rb: u32, k: Cols, rok: f32) -> array<vec4f, 6> {
                             vec4f(v[2].w, v[3].xyz) * (k.ok[3] * rok), v[3].w * k.ok[4].x * rok);
     }
     return taps_stride1(a, b, vec2f(v[1].w, after) * k.ok[2].xy * rok);
+}
+
+// The taps of the source row at rb (VEC_ROWS ≠ 0): row_vecs, and the columns beside them loaded
+// or, VEC_ROWS = 2, from the lanes beside.
+fn row_taps_vec(rb: u32, k: Cols, rok: f32) -> array<vec4f, 6> {
+    let v = row_vecs(rb, k);
+    var before: f32;
+    var after = 0.0;
+    if (VEC_ROWS == 2u) {
+        // The previous segment's last source column, the next one's first.
+        before = subgroupShuffleUp(last_column(v), 1u);
+        if (STRIDE == 1u) { after = subgroupShuffleDown(v[0].x, 1u); }
+    } else {
+        before = source1(rb + k.off[0].x);
+        if (STRIDE == 1u) { after = source1(rb + k.off[2].y); }
+    }
+    return row_taps_from(v, before, after, k, rok);
 }
 
 // One input channel's 9 weights against a block of two output rows r and r + 1: acc0 from
