@@ -36,14 +36,15 @@
 // is written out, by src/gpu/unrolled.rs (the *_unrolled.wgsl parts).
 //
 // forward, grad_input: a register block of 16 output channels × 8 consecutive columns (a
-//   segment) of two output rows per invocation; WG (64) invocations along segments, the channel
-//   block (co0 = 16·group / p.groups) the same for the whole workgroup. Per input channel, each
-//   of the segment's 4 source rows (5 at stride 2; 10 values at stride 1, 17 at stride 2) is
-//   loaded once and feeds up to 6 taps × 16 channels × 8 columns; lane l loads the 9 weights of
-//   channels co0 + l and co0 + 8 + l (each channel's 9 from the three aligned vec4s that hold
-//   them, then shifted into place: 6 loops over the lanes instead of 18), which serve both rows,
-//   and subgroupBroadcast hands each to every lane. Two rows per invocation load each weight once for
-//   both, halving the weight loads and broadcasts per multiply-add. Output channels past the end
+//   segment) of ROWS (2 or 4) output rows per invocation; WG (64) invocations along segments,
+//   the channel block (co0 = 16·group / p.groups) the same for the whole workgroup. Per input
+//   channel, each of the segment's ROWS + 2 source rows (2·ROWS + 1 at stride 2; 10 values at
+//   stride 1, 17 at stride 2) is loaded once and feeds up to 9 taps × 16 channels × 8 columns;
+//   lane l loads the 9 weights of channels co0 + l and co0 + 8 + l (each channel's 9 from the
+//   three aligned vec4s that hold them, then shifted into place: 6 loops over the lanes instead
+//   of 18), which serve every row, and subgroupBroadcast hands each to every lane. More rows per
+//   invocation load each weight once for all of them, cutting the weight loads and broadcasts
+//   per multiply-add, and share source rows between neighbouring pairs. Output channels past the end
 //   read the last channel's weights and are not stored; invocations past the last segment repeat
 //   it (so every lane takes part in the broadcasts) without storing, and subgroups made only of
 //   those return at once.
@@ -107,6 +108,10 @@ override WEIGHT_BLOCK: u32 = 16u;
 // grad_input adds to dst (a pipeline constant, like lanes.wgsl's STRIDE and BLOCK_CH).
 override ACCUMULATE: u32 = 0u;
 override SOURCE_BN: u32 = 0u;
+// Output rows per invocation of forward and the stride-1 input gradient: 2, or 4 where the grid
+// still fills the device (the host's `lanes_block_rows`): each source row then feeds up to 3 of
+// them, and each weight 4.
+override ROWS: u32 = 2u;
 
 // The (scale, shift) of the input channel being read (SOURCE_BN = 1; set_source_channel).
 var<private> source_affine: vec2f;
@@ -246,8 +251,8 @@ fn tap_weights(wa: u32, wb: u32, c: u32, upper: bool) -> array<vec2f, 9> {
 }
 
 // The position group's segment for this invocation (clamped to the last one, so every lane takes
-// part in the broadcasts), as (image, row, first column) with `rows` rows per image (two_rows:
-// row pairs).
+// part in the broadcasts), as (image, row, first column) with `rows` rows per image (block_rows:
+// blocks of ROWS rows).
 fn segment(pb: u32, rows: u32) -> vec3u {
     let q = min(pb, p.segs - 1u);
     let t = q / p.segs_row;
@@ -260,23 +265,27 @@ fn source_row(plane: u32, r: i32, k: Cols) -> array<vec4f, 6> {
     return row_taps(plane + u32(clamp(r, 0, i32(p.src_h) - 1)) * p.src_w, k, rok);
 }
 
-// Where two_rows' block goes: its first element in dst (channel ch0, row 2·seg.y, the segment's
-// first column), the plane size, the columns left in the row and whether it stores at all
-// (`live`) and its second row (`second`), and its position in the channel block (`pos`).
-struct Dest { base: u32, plane: u32, ch0: u32, cols_left: u32, upper: bool, live: bool, second: bool, pos: u32 }
+// Where a block goes: its first element in dst (channel ch0, row ROWS·seg.y, the segment's
+// first column), the plane size, the columns left in the row, whether it stores at all (`live`),
+// how many of its ROWS rows lie inside dst (`rows`), and its position in the channel block
+// (`pos`).
+struct Dest { base: u32, plane: u32, ch0: u32, cols_left: u32, upper: bool, live: bool, rows: u32, pos: u32 }
 
-// forward and grad_input: destination rows 2·seg.y and 2·seg.y + 1 of the segment, from source
-// rows top .. top + 2 and top + stride .. top + stride + 2, into acc0 and acc1; the entry point
-// stores them (store16, or store16_vec for the *_vec entries).
-fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32, acc0: ptr<function, array<vec4f, 32>>,
-            acc1: ptr<function, array<vec4f, 32>>) -> Dest {
+// forward and grad_input: destination rows ROWS·seg.y .. + ROWS − 1 of the segment into acc0 ..
+// acc3 (acc2 and acc3 only with ROWS = 4),
+// each pair of rows from its 4 (stride 2: 5) source rows by mac_two_rows, the pairs sharing
+// source rows and every weight; the entry point stores them (store16, or store16_vec for the
+// *_vec entries).
+fn block_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32, acc0: ptr<function, array<vec4f, 32>>,
+              acc1: ptr<function, array<vec4f, 32>>, acc2: ptr<function, array<vec4f, 32>>,
+              acc3: ptr<function, array<vec4f, 32>>) -> Dest {
     let g = wg.y * nwg.x + wg.x;
     let ch0 = (g / p.groups) * 16u;
     let pb = (g % p.groups) * WG + li;
     // Subgroups past the last segment have nothing to compute or share.
-    if (subgroupAll(pb >= p.segs)) { return Dest(0u, 0u, 0u, 0u, false, false, false, pb); }
-    let seg = segment(pb, (p.dst_h + 1u) / 2u);
-    let row = 2u * seg.y;
+    if (subgroupAll(pb >= p.segs)) { return Dest(0u, 0u, 0u, 0u, false, false, 0u, pb); }
+    let seg = segment(pb, (p.dst_h + ROWS - 1u) / ROWS);
+    let row = ROWS * seg.y;
     let k = cols(i32(seg.z * STRIDE) - 1, p.src_w);
     let wa = min(ch0 + lane % 8u, p.dst_c - 1u);
     let wb = min(ch0 + 8u + lane % 8u, p.dst_c - 1u);
@@ -286,50 +295,67 @@ fn two_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32, acc0: ptr<function, array
         set_source_channel(c);
         let plane = (seg.x * p.src_c + c) * p.src_h * p.src_w;
         let wv = tap_weights(wa, wb, c, upper);
+        let t2 = source_row(plane, top + 2, k);
+        let t3 = source_row(plane, top + 3, k);
         var t4: array<vec4f, 6>;
-        if (STRIDE == 2u) { t4 = source_row(plane, top + 4, k); }
-        mac_two_rows(acc0, acc1, wv, source_row(plane, top, k), source_row(plane, top + 1, k),
-                     source_row(plane, top + 2, k), source_row(plane, top + 3, k), t4, upper);
+        if (STRIDE == 2u || ROWS == 4u) { t4 = source_row(plane, top + 4, k); }
+        mac_two_rows(acc0, acc1, wv, source_row(plane, top, k), source_row(plane, top + 1, k), t2, t3, t4, upper);
+        if (ROWS == 4u && STRIDE == 1u) {
+            mac_two_rows(acc2, acc3, wv, t2, t3, t4, source_row(plane, top + 5, k), t4, upper);
+        }
+        if (ROWS == 4u && STRIDE == 2u) {
+            mac_two_rows(acc2, acc3, wv, t4, source_row(plane, top + 5, k), source_row(plane, top + 6, k),
+                         source_row(plane, top + 7, k), source_row(plane, top + 8, k), upper);
+        }
     }
     let plane = p.dst_h * p.dst_w;
     let base = (seg.x * p.dst_c + ch0) * plane + row * p.dst_w + seg.z;
-    return Dest(base, plane, ch0, p.dst_w - seg.z, upper, pb < p.segs, row + 1u < p.dst_h, pb);
+    return Dest(base, plane, ch0, p.dst_w - seg.z, upper, pb < p.segs, min(ROWS, p.dst_h - row), pb);
 }
 
-// two_rows, stored element by element.
-fn two_rows_stored(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
+// block_rows, stored element by element.
+fn block_stored(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
     var acc0: array<vec4f, 32>;
     var acc1: array<vec4f, 32>;
-    let d = two_rows(wg, nwg, li, lane, &acc0, &acc1);
+    var acc2: array<vec4f, 32>;
+    var acc3: array<vec4f, 32>;
+    let d = block_rows(wg, nwg, li, lane, &acc0, &acc1, &acc2, &acc3);
     if (!d.live) { return; }
     store16(&acc0, d.base, d.plane, d.ch0, d.cols_left, 1u, d.upper);
-    if (d.second) { store16(&acc1, d.base + p.dst_w, d.plane, d.ch0, d.cols_left, 1u, d.upper); }
+    if (d.rows > 1u) { store16(&acc1, d.base + p.dst_w, d.plane, d.ch0, d.cols_left, 1u, d.upper); }
+    if (ROWS == 4u && d.rows > 2u) { store16(&acc2, d.base + 2u * p.dst_w, d.plane, d.ch0, d.cols_left, 1u, d.upper); }
+    if (ROWS == 4u && d.rows > 3u) { store16(&acc3, d.base + 3u * p.dst_w, d.plane, d.ch0, d.cols_left, 1u, d.upper); }
 }
 
-// two_rows' block stored four elements at a time (every segment inside its row, rows on vec4s).
-fn store_vec(d: Dest, acc0: ptr<function, array<vec4f, 32>>, acc1: ptr<function, array<vec4f, 32>>) {
+// The block stored four elements at a time (every segment inside its row, rows on vec4s).
+fn store_vec(d: Dest, acc0: ptr<function, array<vec4f, 32>>, acc1: ptr<function, array<vec4f, 32>>,
+             acc2: ptr<function, array<vec4f, 32>>, acc3: ptr<function, array<vec4f, 32>>) {
     if (!d.live) { return; }
     store16_vec(acc0, d.base, d.plane, d.ch0, d.upper);
-    if (d.second) { store16_vec(acc1, d.base + p.dst_w, d.plane, d.ch0, d.upper); }
+    if (d.rows > 1u) { store16_vec(acc1, d.base + p.dst_w, d.plane, d.ch0, d.upper); }
+    if (ROWS == 4u && d.rows > 2u) { store16_vec(acc2, d.base + 2u * p.dst_w, d.plane, d.ch0, d.upper); }
+    if (ROWS == 4u && d.rows > 3u) { store16_vec(acc3, d.base + 3u * p.dst_w, d.plane, d.ch0, d.upper); }
 }
 
-// two_rows, stored with store_vec.
-fn two_rows_stored_vec(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
+// block_rows, stored with store_vec.
+fn block_stored_vec(wg: vec3u, nwg: vec3u, li: u32, lane: u32) {
     var acc0: array<vec4f, 32>;
     var acc1: array<vec4f, 32>;
-    store_vec(two_rows(wg, nwg, li, lane, &acc0, &acc1), &acc0, &acc1);
+    var acc2: array<vec4f, 32>;
+    var acc3: array<vec4f, 32>;
+    store_vec(block_rows(wg, nwg, li, lane, &acc0, &acc1, &acc2, &acc3), &acc0, &acc1, &acc2, &acc3);
 }
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
-    two_rows_stored(wg, nwg, li, lane);
+    block_stored(wg, nwg, li, lane);
 }
 
 @compute @workgroup_size(WG)
 fn forward_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
-    two_rows_stored_vec(wg, nwg, li, lane);
+    block_stored_vec(wg, nwg, li, lane);
 }
 
 // Σ v over this lane's aligned group of 8, the same value in each of them: every step adds the
@@ -341,19 +367,21 @@ fn sum8(v: f32) -> f32 {
 }
 
 // What block_stats needs besides a channel's values: the slot, the lane group's count n, this
-// lane's weights of its first and second row (1 or 0), and whether this lane writes the slot.
-struct BlockStats { slot: u32, n: f32, first: f32, second: f32, writes: bool }
+// lane's weight (1 or 0) of each of its rows, and whether this lane writes the slot.
+struct BlockStats { slot: u32, n: f32, rows: vec4f, writes: bool }
 
-// Channel ch's (count, mean, M2) over the lane group's rows (lo0, hi0: first row; lo1, hi1:
-// second) into its slot of stats_partial.
-fn block_stats(ch: u32, s: BlockStats, lo0: vec4f, hi0: vec4f, lo1: vec4f, hi1: vec4f) {
+// Channel ch's (count, mean, M2) over the lane group's rows (row r: columns 0-3 in lo[r], 4-7
+// in hi[r]) into its slot of stats_partial.
+fn block_stats(ch: u32, s: BlockStats, lo: array<vec4f, 4>, hi: array<vec4f, 4>) {
     let one = vec4f(1.0);
-    let m = sum8(s.first * dot(lo0 + hi0, one) + s.second * dot(lo1 + hi1, one)) / s.n;
-    let d0 = lo0 - m;
-    let d1 = hi0 - m;
-    let d2 = lo1 - m;
-    let d3 = hi1 - m;
-    let q = sum8(s.first * (dot(d0, d0) + dot(d1, d1)) + s.second * (dot(d2, d2) + dot(d3, d3)));
+    var sum = s.rows.x * dot(lo[0] + hi[0], one) + s.rows.y * dot(lo[1] + hi[1], one);
+    if (ROWS == 4u) { sum += s.rows.z * dot(lo[2] + hi[2], one) + s.rows.w * dot(lo[3] + hi[3], one); }
+    let m = sum8(sum) / s.n;
+    var q = s.rows.x * (squares(lo[0] - m) + squares(hi[0] - m)) + s.rows.y * (squares(lo[1] - m) + squares(hi[1] - m));
+    if (ROWS == 4u) {
+        q += s.rows.z * (squares(lo[2] - m) + squares(hi[2] - m)) + s.rows.w * (squares(lo[3] - m) + squares(hi[3] - m));
+    }
+    q = sum8(q);
     if (s.writes) {
         let at = (ch * ((p.segs + 7u) / 8u) + s.slot) * 3u;
         stats_partial[at] = s.n;
@@ -362,21 +390,26 @@ fn block_stats(ch: u32, s: BlockStats, lo0: vec4f, hi0: vec4f, lo1: vec4f, hi1: 
     }
 }
 
+fn squares(d: vec4f) -> f32 {
+    return dot(d, d);
+}
+
 @compute @workgroup_size(WG)
 fn forward_vec_stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                      @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
     var acc0: array<vec4f, 32>;
     var acc1: array<vec4f, 32>;
-    let d = two_rows(wg, nwg, li, lane, &acc0, &acc1);
+    var acc2: array<vec4f, 32>;
+    var acc3: array<vec4f, 32>;
+    let d = block_rows(wg, nwg, li, lane, &acc0, &acc1, &acc2, &acc3);
     // Subgroups past the last segment; the others' idle lanes stay for the shuffles.
     if (subgroupAll(!d.live)) { return; }
-    store_vec(d, &acc0, &acc1);
-    let first = select(0.0, 1.0, d.live);
-    let second = select(0.0, first, d.second);
+    store_vec(d, &acc0, &acc1, &acc2, &acc3);
+    let live = select(0.0, 1.0, d.live);
+    let rows = live * vec4f(vec4u(0u, 1u, 2u, 3u) < vec4u(d.rows));
     let slot = d.pos / 8u;
-    let s = BlockStats(slot, sum8(8.0 * (first + second)), first, second,
-                       lane % 8u == 0u && slot < (p.segs + 7u) / 8u);
-    stats16(&acc0, &acc1, d.ch0, s, d.upper);
+    let s = BlockStats(slot, sum8(8.0 * dot(rows, vec4f(1.0))), rows, lane % 8u == 0u && slot < (p.segs + 7u) / 8u);
+    stats16(&acc0, &acc1, &acc2, &acc3, d.ch0, s, d.upper);
 }
 
 // Same as forward at STRIDE 1 (bindings src = dy, dst = dx, weights flipped and transposed by
@@ -384,13 +417,13 @@ fn forward_vec_stats(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) 
 @compute @workgroup_size(WG)
 fn grad_input(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
               @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
-    two_rows_stored(wg, nwg, li, lane);
+    block_stored(wg, nwg, li, lane);
 }
 
 @compute @workgroup_size(WG)
 fn grad_input_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                   @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
-    two_rows_stored_vec(wg, nwg, li, lane);
+    block_stored_vec(wg, nwg, li, lane);
 }
 
 // One term of the stride-2 input gradient: dy row r of channel c at the segment's columns (lo,

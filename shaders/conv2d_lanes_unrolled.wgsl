@@ -50,23 +50,24 @@ fn store16_vec(acc: ptr<function, array<vec4f, 32>>, base: u32, plane: u32, ch0:
 }
 
 // forward_vec_stats' batch-norm statistics of the block, channel by channel (block_stats).
-fn stats16(acc0: ptr<function, array<vec4f, 32>>, acc1: ptr<function, array<vec4f, 32>>, ch0: u32, s: BlockStats, upper: bool) {
-    if (ch0 + 0u < p.dst_c) { block_stats(ch0 + 0u, s, (*acc0)[0], (*acc0)[1], (*acc1)[0], (*acc1)[1]); }
-    if (ch0 + 1u < p.dst_c) { block_stats(ch0 + 1u, s, (*acc0)[2], (*acc0)[3], (*acc1)[2], (*acc1)[3]); }
-    if (ch0 + 2u < p.dst_c) { block_stats(ch0 + 2u, s, (*acc0)[4], (*acc0)[5], (*acc1)[4], (*acc1)[5]); }
-    if (ch0 + 3u < p.dst_c) { block_stats(ch0 + 3u, s, (*acc0)[6], (*acc0)[7], (*acc1)[6], (*acc1)[7]); }
-    if (ch0 + 4u < p.dst_c) { block_stats(ch0 + 4u, s, (*acc0)[8], (*acc0)[9], (*acc1)[8], (*acc1)[9]); }
-    if (ch0 + 5u < p.dst_c) { block_stats(ch0 + 5u, s, (*acc0)[10], (*acc0)[11], (*acc1)[10], (*acc1)[11]); }
-    if (ch0 + 6u < p.dst_c) { block_stats(ch0 + 6u, s, (*acc0)[12], (*acc0)[13], (*acc1)[12], (*acc1)[13]); }
-    if (ch0 + 7u < p.dst_c) { block_stats(ch0 + 7u, s, (*acc0)[14], (*acc0)[15], (*acc1)[14], (*acc1)[15]); }
-    if (upper && ch0 + 8u < p.dst_c) { block_stats(ch0 + 8u, s, (*acc0)[16], (*acc0)[17], (*acc1)[16], (*acc1)[17]); }
-    if (upper && ch0 + 9u < p.dst_c) { block_stats(ch0 + 9u, s, (*acc0)[18], (*acc0)[19], (*acc1)[18], (*acc1)[19]); }
-    if (upper && ch0 + 10u < p.dst_c) { block_stats(ch0 + 10u, s, (*acc0)[20], (*acc0)[21], (*acc1)[20], (*acc1)[21]); }
-    if (upper && ch0 + 11u < p.dst_c) { block_stats(ch0 + 11u, s, (*acc0)[22], (*acc0)[23], (*acc1)[22], (*acc1)[23]); }
-    if (upper && ch0 + 12u < p.dst_c) { block_stats(ch0 + 12u, s, (*acc0)[24], (*acc0)[25], (*acc1)[24], (*acc1)[25]); }
-    if (upper && ch0 + 13u < p.dst_c) { block_stats(ch0 + 13u, s, (*acc0)[26], (*acc0)[27], (*acc1)[26], (*acc1)[27]); }
-    if (upper && ch0 + 14u < p.dst_c) { block_stats(ch0 + 14u, s, (*acc0)[28], (*acc0)[29], (*acc1)[28], (*acc1)[29]); }
-    if (upper && ch0 + 15u < p.dst_c) { block_stats(ch0 + 15u, s, (*acc0)[30], (*acc0)[31], (*acc1)[30], (*acc1)[31]); }
+fn stats16(acc0: ptr<function, array<vec4f, 32>>, acc1: ptr<function, array<vec4f, 32>>, acc2: ptr<function, array<vec4f, 32>>,
+           acc3: ptr<function, array<vec4f, 32>>, ch0: u32, s: BlockStats, upper: bool) {
+    if (ch0 + 0u < p.dst_c) { block_stats(ch0 + 0u, s, array((*acc0)[0], (*acc1)[0], (*acc2)[0], (*acc3)[0]), array((*acc0)[1], (*acc1)[1], (*acc2)[1], (*acc3)[1])); }
+    if (ch0 + 1u < p.dst_c) { block_stats(ch0 + 1u, s, array((*acc0)[2], (*acc1)[2], (*acc2)[2], (*acc3)[2]), array((*acc0)[3], (*acc1)[3], (*acc2)[3], (*acc3)[3])); }
+    if (ch0 + 2u < p.dst_c) { block_stats(ch0 + 2u, s, array((*acc0)[4], (*acc1)[4], (*acc2)[4], (*acc3)[4]), array((*acc0)[5], (*acc1)[5], (*acc2)[5], (*acc3)[5])); }
+    if (ch0 + 3u < p.dst_c) { block_stats(ch0 + 3u, s, array((*acc0)[6], (*acc1)[6], (*acc2)[6], (*acc3)[6]), array((*acc0)[7], (*acc1)[7], (*acc2)[7], (*acc3)[7])); }
+    if (ch0 + 4u < p.dst_c) { block_stats(ch0 + 4u, s, array((*acc0)[8], (*acc1)[8], (*acc2)[8], (*acc3)[8]), array((*acc0)[9], (*acc1)[9], (*acc2)[9], (*acc3)[9])); }
+    if (ch0 + 5u < p.dst_c) { block_stats(ch0 + 5u, s, array((*acc0)[10], (*acc1)[10], (*acc2)[10], (*acc3)[10]), array((*acc0)[11], (*acc1)[11], (*acc2)[11], (*acc3)[11])); }
+    if (ch0 + 6u < p.dst_c) { block_stats(ch0 + 6u, s, array((*acc0)[12], (*acc1)[12], (*acc2)[12], (*acc3)[12]), array((*acc0)[13], (*acc1)[13], (*acc2)[13], (*acc3)[13])); }
+    if (ch0 + 7u < p.dst_c) { block_stats(ch0 + 7u, s, array((*acc0)[14], (*acc1)[14], (*acc2)[14], (*acc3)[14]), array((*acc0)[15], (*acc1)[15], (*acc2)[15], (*acc3)[15])); }
+    if (upper && ch0 + 8u < p.dst_c) { block_stats(ch0 + 8u, s, array((*acc0)[16], (*acc1)[16], (*acc2)[16], (*acc3)[16]), array((*acc0)[17], (*acc1)[17], (*acc2)[17], (*acc3)[17])); }
+    if (upper && ch0 + 9u < p.dst_c) { block_stats(ch0 + 9u, s, array((*acc0)[18], (*acc1)[18], (*acc2)[18], (*acc3)[18]), array((*acc0)[19], (*acc1)[19], (*acc2)[19], (*acc3)[19])); }
+    if (upper && ch0 + 10u < p.dst_c) { block_stats(ch0 + 10u, s, array((*acc0)[20], (*acc1)[20], (*acc2)[20], (*acc3)[20]), array((*acc0)[21], (*acc1)[21], (*acc2)[21], (*acc3)[21])); }
+    if (upper && ch0 + 11u < p.dst_c) { block_stats(ch0 + 11u, s, array((*acc0)[22], (*acc1)[22], (*acc2)[22], (*acc3)[22]), array((*acc0)[23], (*acc1)[23], (*acc2)[23], (*acc3)[23])); }
+    if (upper && ch0 + 12u < p.dst_c) { block_stats(ch0 + 12u, s, array((*acc0)[24], (*acc1)[24], (*acc2)[24], (*acc3)[24]), array((*acc0)[25], (*acc1)[25], (*acc2)[25], (*acc3)[25])); }
+    if (upper && ch0 + 13u < p.dst_c) { block_stats(ch0 + 13u, s, array((*acc0)[26], (*acc1)[26], (*acc2)[26], (*acc3)[26]), array((*acc0)[27], (*acc1)[27], (*acc2)[27], (*acc3)[27])); }
+    if (upper && ch0 + 14u < p.dst_c) { block_stats(ch0 + 14u, s, array((*acc0)[28], (*acc1)[28], (*acc2)[28], (*acc3)[28]), array((*acc0)[29], (*acc1)[29], (*acc2)[29], (*acc3)[29])); }
+    if (upper && ch0 + 15u < p.dst_c) { block_stats(ch0 + 15u, s, array((*acc0)[30], (*acc1)[30], (*acc2)[30], (*acc3)[30]), array((*acc0)[31], (*acc1)[31], (*acc2)[31], (*acc3)[31])); }
 }
 
 // Four terms t0 .. t3 (conv2d_lanes.wgsl's ClassTerm: a dy row and the kernel row's weights that

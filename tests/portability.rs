@@ -57,9 +57,10 @@ fn every_variant_translates_to_spirv_msl_and_hlsl() {
     let tiles = tern::internals::gpu::Tile::all().len();
     assert_eq!(tiles, 45);
     for (shader, want) in [
-        ("conv2d_lanes/Tree", 2 * 2 * 2 * 2 * 3 * 2), // STRIDE, BLOCK_CH, ACCUMULATE, WEIGHT_BLOCK, VEC_ROWS, SOURCE_BN
+        // STRIDE, BLOCK_CH, ACCUMULATE, WEIGHT_BLOCK, VEC_ROWS, SOURCE_BN, ROWS
+        ("conv2d_lanes/Tree", 2 * 2 * 2 * 2 * 3 * 2 * 3),
         // STRIDE, BLOCK_CH, ACCUMULATE, RELU, RESIDUAL, ROWS, WG_LANES, INTERLEAVED, VEC_ROWS
-        ("packed_conv_lanes/Tree", 2 * 2 * 2 * 2 * 3 * 2 * 2 * 2 * 3),
+        ("packed_conv_lanes/Tree", 2 * 2 * 2 * 2 * 3 * 3 * 2 * 2 * 3),
         ("batchnorm/Tree", 2 * 3 * 3 * 2), // RELU, POOL, RESIDUAL, ACCUMULATE
         ("bitplane_lanes/Tree", 2 * 3 * 2 * 2 * 3 * 2), // SYMMETRIC, RESIDUAL, RELU, BLOCK_CH, NEXT, PIXELS
         ("batchnorm/Subgroup", 2 * 3 * 3 * 2),

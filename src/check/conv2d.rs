@@ -52,6 +52,10 @@ pub const AWKWARD: &[Conv2dGeom] = &[
     geom(2, 5, 5, 24, 18, 3, 1, 1),
     geom(1, 4, 5, 96, 9, 3, 2, 1),
     geom(1, 3, 3, 64, 5, 3, 1, 1),
+    // Grids large enough for blocks of 4 output rows (`lanes_block_rows`), the last block part
+    // filled: 30 rows, and 13 at stride 2.
+    geom(8, 16, 30, 32, 16, 3, 1, 1),
+    geom(16, 8, 26, 32, 32, 3, 2, 1),
 ];
 
 /// The convolutions of the small CNN (28×28) and ResNet-20 (32×32), batch 2.

@@ -25,6 +25,7 @@ pub const SHAPES: &[Conv2dGeom] = &[
     geom(2, 16, 32, 32, 32, 3, 2, 1),
     geom(3, 5, 7, 8, 24, 3, 1, 1),
     geom(1, 4, 5, 16, 5, 3, 1, 1),
+    geom(8, 16, 30, 32, 16, 3, 1, 1),
 ];
 
 pub fn stats_cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {

@@ -171,9 +171,11 @@ fn stats16() -> String {
     channel_stores(
         "\
 // forward_vec_stats' batch-norm statistics of the block, channel by channel (block_stats).
-fn stats16(acc0: ptr<function, array<vec4f, 32>>, acc1: ptr<function, array<vec4f, 32>>, ch0: u32, s: BlockStats, upper: bool) {
+fn stats16(acc0: ptr<function, array<vec4f, 32>>, acc1: ptr<function, array<vec4f, 32>>, acc2: ptr<function, array<vec4f, 32>>,
+           acc3: ptr<function, array<vec4f, 32>>, ch0: u32, s: BlockStats, upper: bool) {
 ",
-        "block_stats(ch0 + {k}u, s, (*acc0)[{a}], (*acc0)[{b}], (*acc1)[{a}], (*acc1)[{b}])",
+        "block_stats(ch0 + {k}u, s, array((*acc0)[{a}], (*acc1)[{a}], (*acc2)[{a}], (*acc3)[{a}]), \
+         array((*acc0)[{b}], (*acc1)[{b}], (*acc2)[{b}], (*acc3)[{b}]))",
     )
 }
 

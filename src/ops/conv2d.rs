@@ -178,7 +178,8 @@ pub fn forward_with_stats(
     if !lanes(gpu, g) || vec_stores("forward", g.ow()).0 != "forward_vec" {
         return Ok(None);
     }
-    let segments = LanesParams::forward(g, 1).0.segs as usize;
+    let segments =
+        LanesParams::forward(g, 1, lanes_block_rows([g.n, g.oh(), g.ow()], g.cout)).0.segs as usize;
     let partial = gpu.tensor(&format!("{label}.stats_partial"), &[g.cout, segments.div_ceil(8), 3])?;
     Ok(Some((forward_into(gpu, label, g, x, w, y, Some(&partial), bn_relu)?, partial)))
 }
@@ -205,13 +206,20 @@ fn forward_into(
     let cost = Cost::new(g.flops(), f32_bytes(x.numel() + w.numel() + y.numel() + extra));
     if lanes(gpu, g) {
         let [stride, block] = lanes_constants(g.stride, g.cout);
-        let constants = [stride, block, vec_rows_shared(g.w, g.stride, g.ow()), source_bn(bn_relu)];
+        let rows = lanes_block_rows([g.n, g.oh(), g.ow()], g.cout);
+        let constants = [
+            stride,
+            block,
+            vec_rows_shared(g.w, g.stride, g.ow()),
+            source_bn(bn_relu),
+            ("ROWS", rows as f64),
+        ];
         let (entry, dst) = match stats {
             Some(_) => ("forward_vec_stats", "dst_vec"),
             None => vec_stores("forward", g.ow()),
         };
         let k = gpu.kernel_with(&shaders::CONV2D_LANES, entry, &constants)?;
-        let (p, groups) = LanesParams::forward(g, k.invocations_per_group());
+        let (p, groups) = LanesParams::forward(g, k.invocations_per_group(), rows);
         let x_vec = vec_binding(gpu, x)?;
         let w_vec = weight_vec(&label, w)?;
         let mut tensors = vec![("src", x), ("w", w), (dst, y), ("src_vec", &x_vec), ("w_vec", &w_vec)];
@@ -272,9 +280,10 @@ pub fn grad_input_into(
         };
         let [stride, block] = lanes_constants(1, g.cin);
         let accumulate = ("ACCUMULATE", f64::from(u8::from(accumulate)));
-        let constants = [stride, block, accumulate, vec_rows_shared(g.ow(), 1, g.w)];
+        let rows = lanes_block_rows([g.n, g.h, g.w], g.cin);
+        let constants = [stride, block, accumulate, vec_rows_shared(g.ow(), 1, g.w), ("ROWS", rows as f64)];
         let k = gpu.kernel_with(&shaders::CONV2D_LANES, entry, &constants)?;
-        let (p, groups) = LanesParams::grad_input(g, k.invocations_per_group());
+        let (p, groups) = LanesParams::grad_input(g, k.invocations_per_group(), rows);
         let dy_vec = vec_binding(gpu, dy)?;
         let w_vec = weight_vec(&label, w)?;
         let mut tensors = vec![("src", dy), ("w", w), (dst, dx), ("src_vec", &dy_vec), ("w_vec", &w_vec)];
@@ -472,6 +481,15 @@ pub fn vec_rows_shared(width: usize, stride: usize, out_width: usize) -> (&'stat
     }
 }
 
+/// Output rows per invocation of conv2d_lanes.wgsl's forward and stride-1 input gradient (ROWS)
+/// for a destination [n, rows, cols] of `channels`: 4 where that still leaves at least 4
+/// workgroups of 64 invocations (each source row then feeds 3 output rows and each weight 4),
+/// else 2.
+pub fn lanes_block_rows([n, rows, cols]: [usize; 3], channels: usize) -> usize {
+    let invocations = n * rows.div_ceil(4) * cols.div_ceil(8) * channels.div_ceil(16);
+    if rows >= 4 && invocations >= 4 * 64 { 4 } else { 2 }
+}
+
 /// The lanes entry point (`entry`, or `<entry>_vec`) and the name its destination binds for a
 /// destination `width` wide: the *_vec entries store four elements at a time through dst_vec,
 /// where every 8-column segment lies inside its row (the width a multiple of 8).
@@ -588,17 +606,21 @@ impl LanesParams {
         }
     }
 
-    fn forward(g: &Conv2dGeom, wg: u32) -> (LanesParams, u64) {
+    /// `rows` output rows per invocation (ROWS).
+    fn forward(g: &Conv2dGeom, wg: u32, rows: usize) -> (LanesParams, u64) {
         let planes = Self::planes(g, [g.cin, g.h, g.w], [g.cout, g.oh(), g.ow()]);
-        let p =
-            LanesParams { w_ch: (g.cin * 9) as u32, w_in: 9, ..planes }.grid(g.oh().div_ceil(2), g.ow(), wg);
+        let p = LanesParams { w_ch: (g.cin * 9) as u32, w_in: 9, ..planes }.grid(
+            g.oh().div_ceil(rows),
+            g.ow(),
+            wg,
+        );
         (p, p.groups as u64 * g.cout.div_ceil(16) as u64)
     }
 
-    /// Stride 1: the forward kernel over dy with the kernel flipped and transposed; stride 2:
-    /// one of two row parities per workgroup, each ⌈h/2⌉ × ⌈w/2⌉ positions of both column
-    /// parities.
-    fn grad_input(g: &Conv2dGeom, wg: u32) -> (LanesParams, u64) {
+    /// Stride 1: the forward kernel over dy with the kernel flipped and transposed, `rows`
+    /// output rows per invocation; stride 2: one of two row parities per workgroup, each ⌈h/2⌉ ×
+    /// ⌈w/2⌉ positions of both column parities.
+    fn grad_input(g: &Conv2dGeom, wg: u32, rows: usize) -> (LanesParams, u64) {
         let flip = g.stride == 1;
         let p = LanesParams {
             w_ch: 9,
@@ -608,7 +630,7 @@ impl LanesParams {
             ..Self::planes(g, [g.cout, g.oh(), g.ow()], [g.cin, g.h, g.w])
         };
         let (p, classes) = if flip {
-            (p.grid(g.h.div_ceil(2), g.w, wg), 1)
+            (p.grid(g.h.div_ceil(rows), g.w, wg), 1)
         } else {
             (p.grid(g.h.div_ceil(2), g.w.div_ceil(2), wg), 2)
         };
