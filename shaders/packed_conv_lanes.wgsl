@@ -29,8 +29,9 @@
 // packed_conv.wgsl).
 //
 // Mapping: BLOCK_CH output channels (16; 8 for layers of at most 8 channels) × 8 consecutive
-// columns of ROWS output rows (two; one where a channel block has too few segments to fill a
-// subgroup's lanes) per invocation, WG_LANES invocations along these segments (64; 8, one
+// columns of ROWS output rows (four where the grid still fills the device, as conv2d_lanes.wgsl;
+// two; one where a channel block has too few segments to fill a subgroup's lanes) per
+// invocation, WG_LANES invocations along these segments (64; 8, one
 // subgroup, for launches too small to give each core several workgroups: llvmpipe runs a
 // workgroup on one thread), the channel block the same for the whole workgroup. Lane l
 // of a subgroup owns output channels co0 + l and co0 + 8 + l: per 32 input channels it reads
@@ -254,9 +255,11 @@ fn block(wg: vec3u, nwg: vec3u, li: u32) -> Block {
 // (store16's ss), whether the block has channels 8-15, and whether anything is stored at all.
 struct Out { b: Block, ss: vec4f, upper: bool, stores: bool }
 
-// The block's sums into acc0 and acc1 (its two rows); the entry point stores them.
+// The block's sums into acc0 .. acc3 (its rows; acc1 with ROWS ≥ 2, acc2 and acc3 with ROWS = 4);
+// the entry point stores them.
 fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool, acc0: ptr<function, array<vec4f, 32>>,
-        acc1: ptr<function, array<vec4f, 32>>) -> Out {
+        acc1: ptr<function, array<vec4f, 32>>, acc2: ptr<function, array<vec4f, 32>>,
+        acc3: ptr<function, array<vec4f, 32>>) -> Out {
     let b = block(wg, nwg, li);
     // Subgroups past the last segment have nothing to compute or share.
     if (subgroupAll(!b.live)) { return Out(b, vec4f(0.0), false, false); }
@@ -297,10 +300,19 @@ fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool, acc0: ptr<func
                 wv[6] = dense_w(ca, cb, ci, 6u, upper); wv[7] = dense_w(ca, cb, ci, 7u, upper);
                 wv[8] = dense_w(ca, cb, ci, 8u, upper);
             }
+            let t2 = src_row(plane, top + 2, k);
+            let t3 = src_row(plane, top + 3, k);
             var t4: array<vec4f, 6>;
-            if (STRIDE == 2u) { t4 = src_row(plane, top + 4, k); }
-            mac_two_rows(acc0, acc1, wv, src_row(plane, top, k), src_row(plane, top + 1, k),
-                         src_row(plane, top + 2, k), src_row(plane, top + 3, k), t4, upper);
+            if (STRIDE == 2u || ROWS == 4u) { t4 = src_row(plane, top + 4, k); }
+            mac_two_rows(acc0, acc1, wv, src_row(plane, top, k), src_row(plane, top + 1, k), t2, t3, t4, upper);
+            // The second pair of rows shares source rows and every weight with the first.
+            if (ROWS == 4u && STRIDE == 1u) {
+                mac_two_rows(acc2, acc3, wv, t2, t3, t4, src_row(plane, top + 5, k), t4, upper);
+            }
+            if (ROWS == 4u && STRIDE == 2u) {
+                mac_two_rows(acc2, acc3, wv, t4, src_row(plane, top + 5, k), src_row(plane, top + 6, k),
+                             src_row(plane, top + 7, k), src_row(plane, top + 8, k), upper);
+            }
         }
     }
     return Out(b, vec4f(scale[ca], shift[ca], scale[cb], shift[cb]), upper, true);
@@ -312,23 +324,35 @@ fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool, acc0: ptr<func
 fn conv_stored(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
     var acc0: array<vec4f, 32>;
     var acc1: array<vec4f, 32>;
-    let o = conv(wg, nwg, li, lane, ternary, &acc0, &acc1);
+    var acc2: array<vec4f, 32>;
+    var acc3: array<vec4f, 32>;
+    let o = conv(wg, nwg, li, lane, ternary, &acc0, &acc1, &acc2, &acc3);
     if (!o.stores) { return; }
     let b = o.b;
     store16(&acc0, b.live, b.n, b.co0, b.row, b.col, o.ss, o.upper);
-    if (ROWS == 2u) { store16(&acc1, b.live && b.row + 1u < p.oh, b.n, b.co0, b.row + 1u, b.col, o.ss, o.upper); }
+    if (ROWS >= 2u) { store16(&acc1, b.live && b.row + 1u < p.oh, b.n, b.co0, b.row + 1u, b.col, o.ss, o.upper); }
+    if (ROWS == 4u) {
+        store16(&acc2, b.live && b.row + 2u < p.oh, b.n, b.co0, b.row + 2u, b.col, o.ss, o.upper);
+        store16(&acc3, b.live && b.row + 3u < p.oh, b.n, b.co0, b.row + 3u, b.col, o.ss, o.upper);
+    }
 }
 
 // conv_stored four elements at a time (store16_vec).
 fn conv_stored_vec(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool) {
     var acc0: array<vec4f, 32>;
     var acc1: array<vec4f, 32>;
-    let o = conv(wg, nwg, li, lane, ternary, &acc0, &acc1);
+    var acc2: array<vec4f, 32>;
+    var acc3: array<vec4f, 32>;
+    let o = conv(wg, nwg, li, lane, ternary, &acc0, &acc1, &acc2, &acc3);
     if (!o.stores) { return; }
     let b = o.b;
     store16_vec(&acc0, b.live, b.n, b.co0, b.row, b.col, o.ss, o.upper);
-    if (ROWS == 2u) {
+    if (ROWS >= 2u) {
         store16_vec(&acc1, b.live && b.row + 1u < p.oh, b.n, b.co0, b.row + 1u, b.col, o.ss, o.upper);
+    }
+    if (ROWS == 4u) {
+        store16_vec(&acc2, b.live && b.row + 2u < p.oh, b.n, b.co0, b.row + 2u, b.col, o.ss, o.upper);
+        store16_vec(&acc3, b.live && b.row + 3u < p.oh, b.n, b.co0, b.row + 3u, b.col, o.ss, o.upper);
     }
 }
 

@@ -36,6 +36,8 @@ pub const AWKWARD: &[Conv2dGeom] = &[
     conv2d::AWKWARD[18],
     conv2d::AWKWARD[19],
     conv2d::AWKWARD[20],
+    conv2d::AWKWARD[21],
+    conv2d::AWKWARD[22],
     conv2d::geom(8, 16, 32, 32, 32, 3, 1, 1),
     conv2d::geom(8, 24, 32, 32, 40, 3, 2, 1),
     conv2d::geom(8, 4, 32, 32, 8, 3, 1, 1),

@@ -340,11 +340,16 @@ pub fn lanes_wg(gpu: &Gpu, g: &Conv2dGeom) -> usize {
     if ((segments * g.cout.div_ceil(lanes_block(g))) as u64) * 4 < gpu.parallelism() { 8 } else { 64 }
 }
 
-/// Output rows per invocation of packed_conv_lanes.wgsl (ROWS): 2, or 1 where 2-row segments
+/// Output rows per invocation of packed_conv_lanes.wgsl (ROWS): 4 where that still leaves 4
+/// workgroups of 64 invocations (`conv2d::lanes_block_rows`), else 2, or 1 where 2-row segments
 /// would not fill a subgroup's 8 lanes (one image's last layers): each lane then does half the
 /// work and all 8 take part.
 pub fn lanes_rows(g: &Conv2dGeom) -> usize {
-    if lanes_segments(g, 2) < 8 { 1 } else { 2 }
+    match super::conv2d::lanes_block_rows([g.n, g.oh(), g.ow()], g.cout) {
+        4 => 4,
+        _ if lanes_segments(g, 2) < 8 => 1,
+        _ => 2,
+    }
 }
 
 /// Segments of packed_conv_lanes.wgsl (8 columns of `rows` output rows) in convolution `g`.
