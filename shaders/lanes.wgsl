@@ -26,8 +26,7 @@ override BLOCK_CH: u32 = 16u;
 // four. VEC_ROWS = 2 (`vec_rows_shared`): as 1, and the columns just before and after a segment
 // come from the lanes that loaded them, l − 1 and l + 1, instead of two more loads: the host sets
 // it where lanes hold consecutive segments of a row and every row's segments lie in one subgroup
-// (8 a multiple of the segments per row); a lane at a row's end takes a neighbour's value, which
-// its column mask zeroes.
+// (8 a multiple of the segments per row); a lane at a row's end takes zero instead.
 override VEC_ROWS: u32 = 0u;
 
 // Whether the block from channel ch0 has channels 8-15 (of `channels`).
@@ -102,9 +101,11 @@ fn row_taps_vec(rb: u32, k: Cols, rok: f32) -> array<vec4f, 6> {
     var before: f32;
     var after = 0.0;
     if (VEC_ROWS == 2u) {
-        // The previous segment's last source column, the next one's first.
-        before = subgroupShuffleUp(last_column(v), 1u);
-        if (STRIDE == 1u) { after = subgroupShuffleDown(v[0].x, 1u); }
+        // The previous segment's last source column, the next one's first; zero where the
+        // column is outside the row, since a lane past the subgroup's ends reads an
+        // indeterminate value, which the mask alone would not zero if it were not finite.
+        before = select(0.0, subgroupShuffleUp(last_column(v), 1u), k.ok[0].x != 0.0);
+        if (STRIDE == 1u) { after = select(0.0, subgroupShuffleDown(v[0].x, 1u), k.ok[2].y != 0.0); }
     } else {
         before = source1(rb + k.off[0].x);
         if (STRIDE == 1u) { after = source1(rb + k.off[2].y); }
