@@ -108,10 +108,6 @@ override WEIGHT_BLOCK: u32 = 16u;
 // grad_input adds to dst (a pipeline constant, like lanes.wgsl's STRIDE and BLOCK_CH).
 override ACCUMULATE: u32 = 0u;
 override SOURCE_BN: u32 = 0u;
-// Output rows per invocation of forward and the stride-1 input gradient: 2, or 4 where the grid
-// still fills the device (the host's `lanes_block_rows`): each source row then feeds up to 3 of
-// them, and each weight 4.
-override ROWS: u32 = 2u;
 
 // The (scale, shift) of the input channel being read (SOURCE_BN = 1; set_source_channel).
 var<private> source_affine: vec2f;
@@ -272,10 +268,8 @@ fn source_row(plane: u32, r: i32, k: Cols) -> array<vec4f, 6> {
 struct Dest { base: u32, plane: u32, ch0: u32, cols_left: u32, upper: bool, live: bool, rows: u32, pos: u32 }
 
 // forward and grad_input: destination rows ROWS·seg.y .. + ROWS − 1 of the segment into acc0 ..
-// acc3 (acc2 and acc3 only with ROWS = 4),
-// each pair of rows from its 4 (stride 2: 5) source rows by mac_two_rows, the pairs sharing
-// source rows and every weight; the entry point stores them (store16, or store16_vec for the
-// *_vec entries).
+// acc3 (acc2 and acc3 only with ROWS = 4) by lanes.wgsl's mac_block; the entry point stores them
+// (store16, or store16_vec for the *_vec entries).
 fn block_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32, acc0: ptr<function, array<vec4f, 32>>,
               acc1: ptr<function, array<vec4f, 32>>, acc2: ptr<function, array<vec4f, 32>>,
               acc3: ptr<function, array<vec4f, 32>>) -> Dest {
@@ -295,18 +289,7 @@ fn block_rows(wg: vec3u, nwg: vec3u, li: u32, lane: u32, acc0: ptr<function, arr
         set_source_channel(c);
         let plane = (seg.x * p.src_c + c) * p.src_h * p.src_w;
         let wv = tap_weights(wa, wb, c, upper);
-        let t2 = source_row(plane, top + 2, k);
-        let t3 = source_row(plane, top + 3, k);
-        var t4: array<vec4f, 6>;
-        if (STRIDE == 2u || ROWS == 4u) { t4 = source_row(plane, top + 4, k); }
-        mac_two_rows(acc0, acc1, wv, source_row(plane, top, k), source_row(plane, top + 1, k), t2, t3, t4, upper);
-        if (ROWS == 4u && STRIDE == 1u) {
-            mac_two_rows(acc2, acc3, wv, t2, t3, t4, source_row(plane, top + 5, k), t4, upper);
-        }
-        if (ROWS == 4u && STRIDE == 2u) {
-            mac_two_rows(acc2, acc3, wv, t4, source_row(plane, top + 5, k), source_row(plane, top + 6, k),
-                         source_row(plane, top + 7, k), source_row(plane, top + 8, k), upper);
-        }
+        mac_block(acc0, acc1, acc2, acc3, wv, plane, top, k, upper);
     }
     let plane = p.dst_h * p.dst_w;
     let base = (seg.x * p.dst_c + ch0) * plane + row * p.dst_w + seg.z;

@@ -7,7 +7,9 @@
 // multiply-adds (mac_rows) are in lanes_unrolled.wgsl, generated.
 //
 // The including files define source1(i) -> f32 and source4(i) -> vec4f: float i and vec4 i of
-// the binding their rows come from (row_taps_vec reads through them).
+// the binding their rows come from (row_taps_vec reads through them), and source_row(plane, r,
+// k) -> array<vec4f, 6>: the taps of source row r of a plane, zero outside it (mac_block reads
+// through it).
 //
 // Bindings (group 0): none. Private arrays are indexed by constants only (llvmpipe keeps them
 // in registers; a computed index sends the whole array to memory, written lane by lane).
@@ -28,6 +30,10 @@ override BLOCK_CH: u32 = 16u;
 // it where lanes hold consecutive segments of a row and every row's segments lie in one subgroup
 // (8 a multiple of the segments per row); a lane at a row's end takes zero instead.
 override VEC_ROWS: u32 = 0u;
+// Output rows per invocation (the host's `lanes_block_rows`, packed inference's `lanes_rows`):
+// 2; 4 where the grid still fills the device, so that each source row feeds up to 3 of them and
+// each weight 4; 1 (packed inference) where two would leave a subgroup's lanes idle.
+override ROWS: u32 = 2u;
 
 // Whether the block from channel ch0 has channels 8-15 (of `channels`).
 fn has_upper(ch0: u32, channels: u32) -> bool {
@@ -111,6 +117,27 @@ fn row_taps_vec(rb: u32, k: Cols, rok: f32) -> array<vec4f, 6> {
         if (STRIDE == 1u) { after = source1(rb + k.off[2].y); }
     }
     return row_taps_from(v, before, after, k, rok);
+}
+
+// One input channel's 9 weights wv against the block's ROWS output rows from `top`·STRIDE − 1:
+// rows 0 and 1 into acc0, acc1 and, with ROWS = 4, rows 2 and 3 into acc2, acc3, the two pairs
+// sharing source rows (read through source_row from `plane`). With ROWS = 1 the driver drops
+// what only acc1 needed.
+fn mac_block(acc0: ptr<function, array<vec4f, 32>>, acc1: ptr<function, array<vec4f, 32>>,
+             acc2: ptr<function, array<vec4f, 32>>, acc3: ptr<function, array<vec4f, 32>>, wv: array<vec2f, 9>,
+             plane: u32, top: i32, k: Cols, upper: bool) {
+    let t2 = source_row(plane, top + 2, k);
+    let t3 = source_row(plane, top + 3, k);
+    var t4: array<vec4f, 6>;
+    if (STRIDE == 2u || ROWS == 4u) { t4 = source_row(plane, top + 4, k); }
+    mac_two_rows(acc0, acc1, wv, source_row(plane, top, k), source_row(plane, top + 1, k), t2, t3, t4, upper);
+    if (ROWS == 4u && STRIDE == 1u) {
+        mac_two_rows(acc2, acc3, wv, t2, t3, t4, source_row(plane, top + 5, k), t4, upper);
+    }
+    if (ROWS == 4u && STRIDE == 2u) {
+        mac_two_rows(acc2, acc3, wv, t4, source_row(plane, top + 5, k), source_row(plane, top + 6, k),
+                     source_row(plane, top + 7, k), source_row(plane, top + 8, k), upper);
+    }
 }
 
 // One input channel's 9 weights against a block of two output rows r and r + 1: acc0 from

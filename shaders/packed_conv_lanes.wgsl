@@ -59,7 +59,6 @@ override WG_LANES: u32 = 64u;
 override RESIDUAL: u32 = 0u;
 override ACCUMULATE: u32 = 0u;
 override RELU: u32 = 0u;
-override ROWS: u32 = 2u;
 override INTERLEAVED: u32 = 0u;
 
 struct PackedLanesParams {
@@ -85,7 +84,7 @@ struct PackedLanesParams {
 @group(0) @binding(12) var<storage, read_write> y_vec: array<vec4f>;
 @group(0) @binding(13) var<storage, read> res_vec: array<vec4f>;
 
-// lanes.wgsl's row_taps_vec reads x through these.
+// lanes.wgsl's row_taps_vec reads x through these (mac_block through source_row).
 fn source1(i: u32) -> f32 { return x[i]; }
 fn source4(i: u32) -> vec4f { return x_vec[i]; }
 
@@ -95,7 +94,7 @@ fn x4(rb: u32, off: vec4u, ok: vec4f) -> vec4f {
 
 // Source row r (zero outside the image) as the three taps of 8 outputs (lanes.wgsl's
 // taps_stride*).
-fn src_row(plane: u32, r: i32, k: Cols) -> array<vec4f, 6> {
+fn source_row(plane: u32, r: i32, k: Cols) -> array<vec4f, 6> {
     let rok = select(0.0, 1.0, r >= 0 && r < i32(p.h));
     let rb = plane + u32(clamp(r, 0, i32(p.h) - 1)) * p.w;
     if (VEC_ROWS != 0u) { return row_taps_vec(rb, k, rok); }
@@ -300,19 +299,7 @@ fn conv(wg: vec3u, nwg: vec3u, li: u32, lane: u32, ternary: bool, acc0: ptr<func
                 wv[6] = dense_w(ca, cb, ci, 6u, upper); wv[7] = dense_w(ca, cb, ci, 7u, upper);
                 wv[8] = dense_w(ca, cb, ci, 8u, upper);
             }
-            let t2 = src_row(plane, top + 2, k);
-            let t3 = src_row(plane, top + 3, k);
-            var t4: array<vec4f, 6>;
-            if (STRIDE == 2u || ROWS == 4u) { t4 = src_row(plane, top + 4, k); }
-            mac_two_rows(acc0, acc1, wv, src_row(plane, top, k), src_row(plane, top + 1, k), t2, t3, t4, upper);
-            // The second pair of rows shares source rows and every weight with the first.
-            if (ROWS == 4u && STRIDE == 1u) {
-                mac_two_rows(acc2, acc3, wv, t2, t3, t4, src_row(plane, top + 5, k), t4, upper);
-            }
-            if (ROWS == 4u && STRIDE == 2u) {
-                mac_two_rows(acc2, acc3, wv, t4, src_row(plane, top + 5, k), src_row(plane, top + 6, k),
-                             src_row(plane, top + 7, k), src_row(plane, top + 8, k), upper);
-            }
+            mac_block(acc0, acc1, acc2, acc3, wv, plane, top, k, upper);
         }
     }
     return Out(b, vec4f(scale[ca], shift[ca], scale[cb], shift[cb]), upper, true);
