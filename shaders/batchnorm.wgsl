@@ -64,9 +64,10 @@
 //   plane, summing it in order.
 // forward_vec, backward_vec, backward_residual_vec: forward, backward and backward_residual at
 //   POOL = 0 where each run lies in one plane, starts on a vec4 and covers whole vec4s of its
-//   rows (h·w a multiple of CHUNK, w of 4: the host's `vec_runs`). They load and store vec4s
-//   (on CPU drivers one loop over the lanes per four floats instead of per float) and compute
-//   each element as the scalar entries do, so the results are the same bit for bit.
+//   rows (h·w a multiple of CHUNK, w of 4, an option-A residual of exactly twice the rows and
+//   columns: the host's `vec_runs`). They load and store vec4s (on CPU drivers one loop over
+//   the lanes per four floats instead of per float; option A's residual and its gradient too)
+//   and compute each element as the scalar entries do, so the results are the same bit for bit.
 // stats_vec, backward_reduce_vec: stats and backward_reduce (blocked family) for the *_vec
 //   entries' units, walking whole vec4s: one division per four values in the Welford pass.
 //   The order is fixed as theirs, but not the same: ResNet's sums round differently.
@@ -582,8 +583,32 @@ fn shortcut4(j: u32, n: u32, ch: u32, r: u32, col: u32) -> vec4f {
     if (RESIDUAL == 1u) {
         return res_vec[j];
     }
-    return vec4f(shortcut(0u, n, ch, r, col), shortcut(0u, n, ch, r, col + 1u),
-                 shortcut(0u, n, ch, r, col + 2u), shortcut(0u, n, ch, r, col + 3u));
+    if (RESIDUAL == 2u && ch >= p.res_pad && ch < p.res_pad + p.res_c) {
+        // Columns 2·col .. 2·col + 6 of the residual's row 2·r: every other of two vec4s.
+        let k = res_vec_at(n, ch, r, col);
+        let a = res_vec[k];
+        let b = res_vec[k + 1u];
+        return vec4f(a.x, a.z, b.x, b.z);
+    }
+    return vec4f(0.0);
+}
+
+// The vec4 of the residual (option A, the *_vec entries: twice the unit's rows and columns) at
+// row 2·r, column 2·col of channel ch's match.
+fn res_vec_at(n: u32, ch: u32, r: u32, col: u32) -> u32 {
+    return (((n * p.res_c + ch - p.res_pad) * p.res_h + 2u * r) * p.res_w + 2u * col) / 4u;
+}
+
+// shortcut_grad of the four elements from column col (the *_vec entries): g at the subsampled
+// positions of rows 2·r, zero between them and on rows 2·r + 1, as whole vec4s.
+fn shortcut_grad4(n: u32, ch: u32, r: u32, col: u32, g: vec4f) {
+    if (ch < p.res_pad || ch >= p.res_pad + p.res_c) { return; }
+    let k = res_vec_at(n, ch, r, col);
+    dres_vec[k] = vec4f(g.x, 0.0, g.y, 0.0);
+    dres_vec[k + 1u] = vec4f(g.z, 0.0, g.w, 0.0);
+    let below = k + p.res_w / 4u;
+    dres_vec[below] = vec4f(0.0);
+    dres_vec[below + 1u] = vec4f(0.0);
 }
 
 fn act4(v: vec4f) -> vec4f {
@@ -651,10 +676,7 @@ fn backward_residual_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgrou
         if (RESIDUAL == 1u) {
             dres_vec[j] = g;
         } else {
-            shortcut_grad(q.n, q.ch, q.r, q.col, g.x);
-            shortcut_grad(q.n, q.ch, q.r, q.col + 1u, g.y);
-            shortcut_grad(q.n, q.ch, q.r, q.col + 2u, g.z);
-            shortcut_grad(q.n, q.ch, q.r, q.col + 3u, g.w);
+            shortcut_grad4(q.n, q.ch, q.r, q.col, g);
         }
         next(&q, 4u);
     }

@@ -190,12 +190,13 @@ pub struct Unit {
 }
 
 /// The residual a unit adds: none, the block input itself, or option A from a block input of
-/// `res_c` channels at twice the size (odd when the output is, to reach the edge).
+/// `res_c` channels at twice the size (odd when the output is, to reach the edge, or with `odd`
+/// one row and column short of twice the size at any output size).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Join {
     None,
     Identity,
-    OptionA { res_c: usize },
+    OptionA { res_c: usize, odd: bool },
 }
 
 impl std::fmt::Debug for Unit {
@@ -209,8 +210,9 @@ const fn unit(shape: [usize; 4], relu: bool, pool: Pool, residual: Join) -> Unit
 }
 
 /// Every combination the models use, on planes off the elementwise kernels' runs of 16 (their
-/// scalar entries) and with odd sizes that drop a pooled row or column; the last three on whole
-/// runs of vec4s (the *_vec entries).
+/// scalar entries) and with odd sizes that drop a pooled row or column; the last four on whole
+/// runs of vec4s (the *_vec entries; the last has an option-A residual one row and column short
+/// of twice the size, which the scalar entries take).
 pub const UNITS: &[Unit] = &[
     unit([3, 5, 6, 7], false, Pool::None, Join::None),
     unit([2, 3, 5, 9], true, Pool::None, Join::None),
@@ -220,18 +222,22 @@ pub const UNITS: &[Unit] = &[
     unit([4, 6, 7, 7], true, Pool::Avg, Join::None),
     unit([3, 4, 6, 5], true, Pool::None, Join::Identity),
     unit([2, 5, 3, 7], false, Pool::None, Join::Identity),
-    unit([2, 8, 4, 3], true, Pool::None, Join::OptionA { res_c: 4 }),
-    unit([3, 7, 5, 4], true, Pool::None, Join::OptionA { res_c: 3 }),
+    unit([2, 8, 4, 3], true, Pool::None, Join::OptionA { res_c: 4, odd: false }),
+    unit([3, 7, 5, 4], true, Pool::None, Join::OptionA { res_c: 3, odd: false }),
     unit([2, 3, 4, 8], true, Pool::None, Join::None),
     unit([2, 4, 8, 4], false, Pool::None, Join::Identity),
-    unit([2, 6, 4, 8], true, Pool::None, Join::OptionA { res_c: 2 }),
+    unit([2, 6, 4, 8], true, Pool::None, Join::OptionA { res_c: 2, odd: false }),
+    unit([2, 6, 4, 8], true, Pool::None, Join::OptionA { res_c: 4, odd: true }),
 ];
 
 impl Unit {
     pub fn res_shape(&self) -> [usize; 4] {
         let [n, c, h, w] = self.shape;
         match self.residual {
-            Join::OptionA { res_c } => [n, res_c, 2 * h - h % 2, 2 * w - w % 2],
+            Join::OptionA { res_c, odd } => {
+                let short = |d: usize| 2 * d - usize::from(odd || d % 2 == 1);
+                [n, res_c, short(h), short(w)]
+            }
             _ => [n, c, h, w],
         }
     }

@@ -166,9 +166,14 @@ const CHUNK: u64 = 16;
 
 /// Whether the *_vec entries run this unit (the elementwise kernels and, in the blocked family,
 /// the reductions): no pooling, each run of CHUNK elements inside one plane and starting on a
-/// vec4, rows of whole vec4s.
+/// vec4, rows of whole vec4s, and an option-A residual (if any) of exactly twice the rows and
+/// columns, so that its rows are whole vec4s too.
 fn vec_runs(p: &Params, pool: Pool) -> bool {
-    pool == Pool::None && (p.h as u64 * p.w as u64).is_multiple_of(CHUNK) && p.w.is_multiple_of(4)
+    let option_a = p.res_c != 0;
+    pool == Pool::None
+        && (p.h as u64 * p.w as u64).is_multiple_of(CHUNK)
+        && p.w.is_multiple_of(4)
+        && (!option_a || (p.res_h == 2 * p.h && p.res_w == 2 * p.w))
 }
 
 /// Invocations of the per-plane kernels: runs of CHUNK elements, pooled rows (max pool), or
@@ -217,11 +222,11 @@ fn apply(
         ("mean", t.mean),
         ("invstd", t.invstd),
     ];
-    if f.pool == Pool::None {
-        tensors.push(("res", f.residual_tensor().unwrap_or(x)));
-    }
-    if vec {
-        tensors.push(("res_vec", f.residual_tensor().unwrap_or(x)));
+    let res = f.residual_tensor().unwrap_or(x);
+    match (f.pool, vec) {
+        (_, true) => tensors.push(("res_vec", res)),
+        (Pool::None, false) => tensors.push(("res", res)),
+        _ => {}
     }
     let reads = x.numel() + f.residual_tensor().map_or(0, |r| r.numel().min(out));
     Dispatch::new(
@@ -402,8 +407,8 @@ pub fn fused_backward(
     expect_shape(label, dbeta, &[c])?;
     let stats = [("gamma", t.gamma), ("beta", t.beta), ("mean", t.mean), ("invstd", t.invstd)];
     let res = f.residual_tensor().unwrap_or(x);
-    // The *_vec entries load and store x, dy, dx and the identity's residual through vec4
-    // bindings; option A's shortcut and its gradient stay element by element (res, dres).
+    // The *_vec entries load and store x, dy, dx, the residual and its gradient through vec4
+    // bindings.
     let vec = vec_runs(&p, f.pool);
     let mut reduce_t = vec![("x", x), ("dy", dy), ("dgamma", dgamma), ("dbeta", dbeta), ("res", res)];
     reduce_t.extend([("x_vec", x), ("dy_vec", dy), ("res_vec", res)]);
@@ -415,22 +420,11 @@ pub fn fused_backward(
     };
     grad_t.extend([("dgamma", dgamma), ("dbeta", dbeta), ("res", res)]);
     grad_t.extend(stats);
-    // The one of dres and dres_vec that a *_vec entry does not use binds a placeholder.
-    let unused: Tensor;
     let entry = match (f.residual_tensor(), dres) {
         (None, _) => "backward",
         (Some(r), Some(d)) => {
             expect_shape(label, d, r.shape())?;
-            match (vec, f.residual) {
-                (false, _) => grad_t.push(("dres", d)),
-                (true, identity) => {
-                    unused = gpu.tensor(&format!("{label}.unused"), &[4])?;
-                    match identity {
-                        Residual::Identity(_) => grad_t.extend([("dres_vec", d), ("dres", &unused)]),
-                        _ => grad_t.extend([("dres_vec", &unused), ("dres", d)]),
-                    }
-                }
-            }
+            grad_t.push((if vec { "dres_vec" } else { "dres" }, d));
             "backward_residual"
         }
         (Some(_), None) => {
@@ -452,12 +446,13 @@ pub fn fused_backward(
         cost,
     )?;
     let writes = x.numel() * (1 + usize::from(accumulate)) + dres.map_or(0, |d| d.numel());
+    let k = gpu.kernel_with(&shaders::BATCHNORM, &entry, &f.modes(accumulate))?;
     let grad = Dispatch::new(
         gpu,
-        &gpu.kernel_with(&shaders::BATCHNORM, &entry, &f.modes(accumulate))?,
+        &k,
         format!("{label}/{entry}"),
         &p,
-        &grad_t,
+        &k.bound(&grad_t),
         Grid::Threads(invocations(&p, f.pool, false)),
         Cost::new(10 * x.numel() as u64, f32_bytes(reads + writes)),
     )?;
