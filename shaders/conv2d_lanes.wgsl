@@ -67,7 +67,9 @@
 //   i ≡ pr + 1 (mod 2), from dy row u (+1 for i = 0), and likewise columns: each workgroup owns
 //   one row parity pr (a bit of the group id) and each invocation both column parities of its
 //   segment, so no tap is wasted. Block: 16 input channels × 8 consecutive class columns (dx
-//   columns 2v and 2v + 1).
+//   columns 2v and 2v + 1). A term's three weights per channel come from the two aligned vec4s
+//   that hold them, and with VEC_ROWS = 2 (a class row's segments in one subgroup) the dy column
+//   after a segment from the lane beside.
 // grad_weight: WG (8) invocations, one subgroup; lane l owns input channel ci0 + l and every
 //   (output channel co0 + k, tap) for k < WEIGHT_BLOCK (16 or 32): up to 288 accumulators. The
 //   sum over (n, row, segment) is split into p.splits contiguous chunks, one per workgroup
@@ -199,13 +201,6 @@ fn put8(o: u32, lo: vec4f, hi: vec4f, n: u32, step: u32) {
 fn w_index(ch: u32, c: u32, t: u32) -> u32 {
     let base = ch * p.w_ch + c * p.w_in + p.w_tap0;
     return select(base + t, base - t, p.w_flip == 1u);
-}
-
-// Tap t's weights of this lane's channels wa and, when `upper`, wb (input channel c).
-fn weights(wa: u32, wb: u32, c: u32, t: u32, upper: bool) -> vec2f {
-    var r = vec2f(w[w_index(wa, c, t)], 0.0);
-    if (upper) { r.y = w[w_index(wb, c, t)]; }
-    return r;
 }
 
 // The first four of the eight elements (a, b) after the first sh (0 to 3).
@@ -427,17 +422,35 @@ fn class_term(image: u32, c: u32, r: u32, i: u32, k: Cols, wa: u32, wb: u32, upp
         a = src4(rb, k.off[0], k.ok[0] * ok);
         b = src4(rb, k.off[1], k.ok[1] * ok);
     }
-    let e = src[rb + k.off[2].x] * k.ok[2].x * ok;
+    var e: f32;
+    if (VEC_ROWS == 2u) {
+        // The next segment's first column, from the lane beside (lanes.wgsl's row_taps_vec).
+        e = select(0.0, subgroupShuffleDown(a.x, 1u), k.ok[2].x != 0.0);
+    } else {
+        e = src[rb + k.off[2].x] * k.ok[2].x * ok;
+    }
+    let wa3 = row_weights(w_index(wa, ch, 3u * i));
+    var wb3 = vec3f(0.0);
+    if (upper) { wb3 = row_weights(w_index(wb, ch, 3u * i)); }
     // taps 1 and 2 read dy columns v .., tap 0 reads v + 1 ..
-    return ClassTerm(weights(wa, wb, ch, 3u * i + 1u, upper), weights(wa, wb, ch, 3u * i + 2u, upper),
-                     weights(wa, wb, ch, 3u * i, upper), a, b, vec4f(a.yzw, b.x), vec4f(b.yzw, e));
+    return ClassTerm(vec2f(wa3.y, wb3.y), vec2f(wa3.z, wb3.z), vec2f(wa3.x, wb3.x), a, b, vec4f(a.yzw, b.x),
+                     vec4f(b.yzw, e));
+}
+
+// The three weights w[start .. start + 3] (one kernel row, not flipped) from the two aligned
+// vec4s that hold them.
+fn row_weights(start: u32) -> vec3f {
+    let q = start / 4u;
+    return shift4(w_vec[q], w_vec[q + 1u], start % 4u).xyz;
 }
 
 // Term j of the four from dy channel c: row parity 0 takes channels c + j of dy row u with kernel
 // row 1; parity 1 channels c + j / 2, each dy row u (kernel row 2) then u + 1 (kernel row 0).
+// Computed, not branched on pr: llvmpipe would run both branches, each lane masked off one.
 fn class_term_at(j: u32, c: u32, pr: u32, seg: vec3u, k: Cols, wa: u32, wb: u32, upper: bool) -> ClassTerm {
-    if (pr == 0u) { return class_term(seg.x, c + j, seg.y, 1u, k, wa, wb, upper); }
-    return class_term(seg.x, c + j / 2u, seg.y + j % 2u, 2u - 2u * (j % 2u), k, wa, wb, upper);
+    let second = pr * (j % 2u);
+    let i = select(1u, 2u - 2u * second, pr == 1u);
+    return class_term(seg.x, c + (j >> pr), seg.y + second, i, k, wa, wb, upper);
 }
 
 // Stride 2: dx[n, ci, 2u + pr, 2v + pc] = Σ_co Σ_{i ≡ pr + 1, j ≡ pc + 1 (mod 2)}

@@ -281,7 +281,10 @@ pub fn grad_input_into(
         let [stride, block] = lanes_constants(1, g.cin);
         let accumulate = ("ACCUMULATE", f64::from(u8::from(accumulate)));
         let rows = lanes_block_rows([g.n, g.h, g.w], g.cin);
-        let constants = [stride, block, accumulate, vec_rows_shared(g.ow(), 1, g.w), ("ROWS", rows as f64)];
+        // grad_input_s2's lanes hold segments of dy's width (its class columns).
+        let lanes_width = if g.stride == 1 { g.w } else { g.ow() };
+        let vec_rows = vec_rows_shared(g.ow(), 1, lanes_width);
+        let constants = [stride, block, accumulate, vec_rows, ("ROWS", rows as f64)];
         let k = gpu.kernel_with(&shaders::CONV2D_LANES, entry, &constants)?;
         let (p, groups) = LanesParams::grad_input(g, k.invocations_per_group(), rows);
         let dy_vec = vec_binding(gpu, dy)?;
