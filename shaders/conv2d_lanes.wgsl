@@ -409,9 +409,39 @@ fn grad_input_vec(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg
 // it: w_even (tap j = 1, even dx columns), w_odd and w_odd1 (j = 2 and 0, odd ones).
 struct ClassTerm { w_even: vec2f, w_odd: vec2f, w_odd1: vec2f, lo: vec4f, hi: vec4f, lo1: vec4f, hi1: vec4f }
 
-fn class_term(image: u32, c: u32, r: u32, i: u32, k: Cols, wa: u32, wb: u32, upper: bool) -> ClassTerm {
-    let ok = select(0.0, 1.0, c < p.src_c && r < p.src_h);
-    let ch = min(c, p.src_c - 1u);
+// Term j of the four of a pass from dy channel c, for class row u and, ROWS = 2, the term with
+// the same weights one dy row down for class row u + 1 (`below`). Row parity 0 takes channels
+// c + j of dy row u with kernel row 1; parity 1 channels c + j / 2, each dy row u (kernel row 2)
+// then u + 1 (kernel row 0). Computed, not branched on pr: llvmpipe would run both branches.
+struct ClassTerms { at: ClassTerm, below: ClassTerm }
+
+fn class_terms(j: u32, c: u32, pr: u32, image: u32, u: u32, k: Cols, wa: u32, wb: u32, upper: bool) -> ClassTerms {
+    let second = pr * (j % 2u);
+    let i = select(1u, 2u - 2u * second, pr == 1u);
+    let ch = min(c + (j >> pr), p.src_c - 1u);
+    let live = c + (j >> pr) < p.src_c;
+    // The kernel row's weights of the lane's channels, from the two aligned vec4s that hold each.
+    let wa3 = row_weights(w_index(wa, ch, 3u * i));
+    var wb3 = vec3f(0.0);
+    if (upper) { wb3 = row_weights(w_index(wb, ch, 3u * i)); }
+    // taps 1 and 2 read dy columns v .., tap 0 reads v + 1 ..
+    let w = array(vec2f(wa3.y, wb3.y), vec2f(wa3.z, wb3.z), vec2f(wa3.x, wb3.x));
+    let at = class_term(w, dy_row(image, ch, live, u + second, k));
+    var below: ClassTerm;
+    if (ROWS == 2u) { below = class_term(w, dy_row(image, ch, live, u + second + 1u, k)); }
+    return ClassTerms(at, below);
+}
+
+fn class_term(w: array<vec2f, 3>, d: array<vec4f, 3>) -> ClassTerm {
+    let a = d[0];
+    let b = d[1];
+    return ClassTerm(w[0], w[1], w[2], a, b, vec4f(a.yzw, b.x), vec4f(b.yzw, d[2].x));
+}
+
+// dy row r of channel ch (zero unless `live` and inside dy) at the segment's 8 columns (two
+// vec4s) and the column after them (the third's x).
+fn dy_row(image: u32, ch: u32, live: bool, r: u32, k: Cols) -> array<vec4f, 3> {
+    let ok = select(0.0, 1.0, live && r < p.src_h);
     let rb = ((image * p.src_c + ch) * p.src_h + min(r, p.src_h - 1u)) * p.src_w;
     var a: vec4f;
     var b: vec4f;
@@ -429,12 +459,7 @@ fn class_term(image: u32, c: u32, r: u32, i: u32, k: Cols, wa: u32, wb: u32, upp
     } else {
         e = src[rb + k.off[2].x] * k.ok[2].x * ok;
     }
-    let wa3 = row_weights(w_index(wa, ch, 3u * i));
-    var wb3 = vec3f(0.0);
-    if (upper) { wb3 = row_weights(w_index(wb, ch, 3u * i)); }
-    // taps 1 and 2 read dy columns v .., tap 0 reads v + 1 ..
-    return ClassTerm(vec2f(wa3.y, wb3.y), vec2f(wa3.z, wb3.z), vec2f(wa3.x, wb3.x), a, b, vec4f(a.yzw, b.x),
-                     vec4f(b.yzw, e));
+    return array(a, b, vec4f(e));
 }
 
 // The three weights w[start .. start + 3] (one kernel row, not flipped) from the two aligned
@@ -444,24 +469,16 @@ fn row_weights(start: u32) -> vec3f {
     return shift4(w_vec[q], w_vec[q + 1u], start % 4u).xyz;
 }
 
-// Term j of the four from dy channel c: row parity 0 takes channels c + j of dy row u with kernel
-// row 1; parity 1 channels c + j / 2, each dy row u (kernel row 2) then u + 1 (kernel row 0).
-// Computed, not branched on pr: llvmpipe would run both branches, each lane masked off one.
-fn class_term_at(j: u32, c: u32, pr: u32, seg: vec3u, k: Cols, wa: u32, wb: u32, upper: bool) -> ClassTerm {
-    let second = pr * (j % 2u);
-    let i = select(1u, 2u - 2u * second, pr == 1u);
-    return class_term(seg.x, c + (j >> pr), seg.y + second, i, k, wa, wb, upper);
-}
-
 // Stride 2: dx[n, ci, 2u + pr, 2v + pc] = Σ_co Σ_{i ≡ pr + 1, j ≡ pc + 1 (mod 2)}
 //   w[co, ci, i, j] · dy[n, co, u + (pr + 1 − i)/2, v + (pc + 1 − j)/2].
-// The group id gives (channel block, row parity pr, position group); segments cover class
-// positions: ⌈h/2⌉ class rows of p.segs_row segments of ⌈w/2⌉ class columns. Each invocation
-// computes both column parities of its segment from the same dy values (acc_even: dx columns
-// 2v, tap j = 1; acc_odd: 2v + 1, taps j = 2 and 0): with the column parity in the group id,
-// llvmpipe ran the odd class's second tap under a mask in the even class too. Four terms per
-// pass (class_term_at), in the order of a term-by-term walk over channels then rows, so that
-// each accumulator takes four or eight multiply-adds per load and store.
+// The group id gives (channel block, row parity pr, position group); segments cover blocks of
+// ROWS (1 or 2) class rows: ⌈⌈h/2⌉/ROWS⌉ blocks of p.segs_row segments of ⌈w/2⌉ class columns.
+// Each invocation computes both column parities of its segment from the same dy values
+// (acc_even: dx columns 2v, tap j = 1; acc_odd: 2v + 1, taps j = 2 and 0): with the column
+// parity in the group id, llvmpipe ran the odd class's second tap under a mask in the even class
+// too. Four terms per pass (class_terms), in the order of a term-by-term walk over channels
+// then rows, so that each accumulator takes four or eight multiply-adds per load and store; with
+// ROWS = 2 the second class row's terms reuse the first's weights.
 @compute @workgroup_size(WG)
 fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
                  @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
@@ -471,7 +488,9 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
     let pb = (g % p.groups) * WG + li;
     // Subgroups past the last segment have nothing to compute or share.
     if (subgroupAll(pb >= p.segs)) { return; }
-    let seg = segment(pb, (p.dst_h + 1u) / 2u);
+    let class_rows = (p.dst_h + 1u) / 2u;
+    let seg = segment(pb, (class_rows + ROWS - 1u) / ROWS);
+    let u = seg.y * ROWS;
     // dy columns v .. v + 8 of the segment
     let k = cols(i32(seg.z), p.src_w);
     let wa = min(ci0 + lane % 8u, p.dst_c - 1u);
@@ -479,21 +498,33 @@ fn grad_input_s2(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg:
     let upper = has_upper(ci0, p.dst_c);
     var acc_even: array<vec4f, 32>;
     var acc_odd: array<vec4f, 32>;
+    var acc_even1: array<vec4f, 32>;
+    var acc_odd1: array<vec4f, 32>;
     let per_pass = 4u >> pr;
     for (var c = 0u; c < p.src_c; c += per_pass) {
-        mac_classes(&acc_even, &acc_odd, class_term_at(0u, c, pr, seg, k, wa, wb, upper),
-                    class_term_at(1u, c, pr, seg, k, wa, wb, upper), class_term_at(2u, c, pr, seg, k, wa, wb, upper),
-                    class_term_at(3u, c, pr, seg, k, wa, wb, upper), upper);
+        let t0 = class_terms(0u, c, pr, seg.x, u, k, wa, wb, upper);
+        let t1 = class_terms(1u, c, pr, seg.x, u, k, wa, wb, upper);
+        let t2 = class_terms(2u, c, pr, seg.x, u, k, wa, wb, upper);
+        let t3 = class_terms(3u, c, pr, seg.x, u, k, wa, wb, upper);
+        mac_classes(&acc_even, &acc_odd, t0.at, t1.at, t2.at, t3.at, upper);
+        if (ROWS == 2u) { mac_classes(&acc_even1, &acc_odd1, t0.below, t1.below, t2.below, t3.below, upper); }
     }
     if (pb >= p.segs) { return; }
-    let row = 2u * seg.y + pr;
+    store_classes(&acc_even, &acc_odd, seg, u, pr, ci0, upper);
+    if (ROWS == 2u && u + 1u < class_rows) { store_classes(&acc_even1, &acc_odd1, seg, u + 1u, pr, ci0, upper); }
+}
+
+// Class row u's even and odd dx columns of the segment (dx row 2u + pr, if inside dx).
+fn store_classes(acc_even: ptr<function, array<vec4f, 32>>, acc_odd: ptr<function, array<vec4f, 32>>, seg: vec3u,
+                 u: u32, pr: u32, ci0: u32, upper: bool) {
+    let row = 2u * u + pr;
     if (row >= p.dst_h) { return; }
     let plane = p.dst_h * p.dst_w;
     let base = (seg.x * p.dst_c + ci0) * plane + row * p.dst_w + 2u * seg.z;
     // ⌈w/2⌉ even and ⌊w/2⌋ odd columns; segments cover the even ones.
-    store16(&acc_even, base, plane, ci0, (p.dst_w + 1u) / 2u - seg.z, 2u, upper);
+    store16(acc_even, base, plane, ci0, (p.dst_w + 1u) / 2u - seg.z, 2u, upper);
     let odd_cols = p.dst_w / 2u;
-    if (seg.z < odd_cols) { store16(&acc_odd, base + 1u, plane, ci0, odd_cols - seg.z, 2u, upper); }
+    if (seg.z < odd_cols) { store16(acc_odd, base + 1u, plane, ci0, odd_cols - seg.z, 2u, upper); }
 }
 
 // dy at the first `left` of 8 columns from b, zero past them (reads stay inside the row). With

@@ -56,6 +56,10 @@ pub const AWKWARD: &[Conv2dGeom] = &[
     // filled: 30 rows, and 13 at stride 2.
     geom(8, 16, 30, 32, 16, 3, 1, 1),
     geom(16, 8, 26, 32, 32, 3, 2, 1),
+    // The stride-2 input gradient's blocks of 2 class rows (`class_block_rows`), the last part
+    // filled, on rows whose segments straddle subgroups (3 per row) and rows off whole vec4s.
+    geom(10, 16, 20, 48, 16, 3, 2, 1),
+    geom(10, 16, 19, 44, 16, 3, 2, 1),
 ];
 
 /// The convolutions of the small CNN (28×28) and ResNet-20 (32×32), batch 2.

@@ -280,7 +280,10 @@ pub fn grad_input_into(
         };
         let [stride, block] = lanes_constants(1, g.cin);
         let accumulate = ("ACCUMULATE", f64::from(u8::from(accumulate)));
-        let rows = lanes_block_rows([g.n, g.h, g.w], g.cin);
+        let rows = match g.stride {
+            1 => lanes_block_rows([g.n, g.h, g.w], g.cin),
+            _ => class_block_rows(g),
+        };
         // grad_input_s2's lanes hold segments of dy's width (its class columns).
         let lanes_width = if g.stride == 1 { g.w } else { g.ow() };
         let vec_rows = vec_rows_shared(g.ow(), 1, lanes_width);
@@ -493,6 +496,15 @@ pub fn lanes_block_rows([n, rows, cols]: [usize; 3], channels: usize) -> usize {
     if rows >= 4 && invocations >= 4 * 64 { 4 } else { 2 }
 }
 
+/// Class rows per invocation of conv2d_lanes.wgsl's stride-2 input gradient (ROWS): 2 where that
+/// still leaves at least 4 workgroups of 64 invocations (the second row's terms reuse the
+/// first's weights), else 1.
+pub fn class_block_rows(g: &Conv2dGeom) -> usize {
+    let class_rows = g.h.div_ceil(2);
+    let invocations = g.n * class_rows.div_ceil(2) * g.w.div_ceil(2).div_ceil(8) * 2 * g.cin.div_ceil(16);
+    if class_rows >= 2 && invocations >= 4 * 64 { 2 } else { 1 }
+}
+
 /// The lanes entry point (`entry`, or `<entry>_vec`) and the name its destination binds for a
 /// destination `width` wide: the *_vec entries store four elements at a time through dst_vec,
 /// where every 8-column segment lies inside its row (the width a multiple of 8).
@@ -635,7 +647,7 @@ impl LanesParams {
         let (p, classes) = if flip {
             (p.grid(g.h.div_ceil(rows), g.w, wg), 1)
         } else {
-            (p.grid(g.h.div_ceil(2), g.w.div_ceil(2), wg), 2)
+            (p.grid(g.h.div_ceil(2).div_ceil(rows), g.w.div_ceil(2), wg), 2)
         };
         (p, p.groups as u64 * classes * g.cin.div_ceil(16) as u64)
     }
