@@ -67,9 +67,10 @@
 //   i ≡ pr + 1 (mod 2), from dy row u (+1 for i = 0), and likewise columns: each workgroup owns
 //   one row parity pr (a bit of the group id) and each invocation both column parities of its
 //   segment, so no tap is wasted. Block: 16 input channels × 8 consecutive class columns (dx
-//   columns 2v and 2v + 1). A term's three weights per channel come from the two aligned vec4s
-//   that hold them, and with VEC_ROWS = 2 (a class row's segments in one subgroup) the dy column
-//   after a segment from the lane beside.
+//   columns 2v and 2v + 1) × ROWS (1 or 2, the host's `class_block_rows`) class rows, the second
+//   row's terms reusing the first's weights. A term's three weights per channel come from the
+//   two aligned vec4s that hold them, and with VEC_ROWS = 2 (a class row's segments in one
+//   subgroup) the dy column after a segment from the lane beside.
 // grad_weight: WG (8) invocations, one subgroup; lane l owns input channel ci0 + l and every
 //   (output channel co0 + k, tap) for k < WEIGHT_BLOCK (16 or 32): up to 288 accumulators. The
 //   sum over (n, row, segment) is split into p.splits contiguous chunks, one per workgroup

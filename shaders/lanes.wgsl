@@ -32,7 +32,8 @@ override BLOCK_CH: u32 = 16u;
 override VEC_ROWS: u32 = 0u;
 // Output rows per invocation (the host's `lanes_block_rows`, packed inference's `lanes_rows`):
 // 2; 4 where the grid still fills the device, so that each source row feeds up to 3 of them and
-// each weight 4; 1 (packed inference) where two would leave a subgroup's lanes idle.
+// each weight 4; 1 (packed inference) where two would leave a subgroup's lanes idle. The
+// stride-2 input gradient's class rows (`class_block_rows`): 1 or 2.
 override ROWS: u32 = 2u;
 
 // Whether the block from channel ch0 has channels 8-15 (of `channels`).
