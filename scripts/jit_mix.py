@@ -5,7 +5,7 @@ in (objdump on the core's memory) and prints the share of samples by kind of ins
 many fused multiply-adds, multiplies and adds the sampled code holds.
 
     cargo build --release
-    python3 scripts/jit_mix.py [--seconds 3] [--delay 8] [-- <tern profile arguments>]
+    python3 scripts/jit_mix.py [--seconds 3] [--delay 8] [--ops N] [-- <tern profile arguments>]
 
 Needs perf, gdb (gcore) and objdump (Debian: linux-perf, gdb, binutils). A timer sample lands
 just after the instruction that held the core, so each sample is counted against the
@@ -85,7 +85,8 @@ def disassemble(segments, workdir):
         cmd = ["objdump", "-D", "-b", "binary", "-m", "i386:x86-64", f"--adjust-vma={vaddr:#x}", path]
         for line in subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines():
             m = re.match(r"\s*([0-9a-f]+):\s+(?:[0-9a-f]{2} )+\s*(.*)", line)
-            if m:
+            # Long instructions continue their bytes on a line of their own, without text.
+            if m and m.group(2).strip():
                 insts.append((int(m.group(1), 16), m.group(2).strip()))
     insts.sort()
     return insts
@@ -96,6 +97,7 @@ def main():
     ap.add_argument("--tern", default=os.path.join(ROOT, "target", "release", "tern"))
     ap.add_argument("--seconds", type=float, default=3.0, help="sampling window")
     ap.add_argument("--delay", type=float, default=8.0, help="seconds before sampling starts")
+    ap.add_argument("--ops", type=int, default=0, help="also print this many most-sampled mnemonics")
     ap.add_argument("profile", nargs="*", help="tern profile arguments (after --)")
     args = ap.parse_args()
     env = dict(os.environ, XDG_RUNTIME_DIR=os.environ.get("XDG_RUNTIME_DIR", "/tmp"))
@@ -134,12 +136,14 @@ def main():
         insts = disassemble(load_segments(core, sorted(samples)), work)
     addrs = [a for a, _ in insts]
     by_kind = collections.Counter()
+    by_op = collections.Counter()
     code = set()
     for ip, n in samples.items():
         i = bisect.bisect_left(addrs, ip) - 1
         if i < 0:
             continue
         by_kind[kind(insts[i][1])] += n
+        by_op[(insts[i][1].split() or ["?"])[0]] += n
         code.add(i)
     print(f"{total} samples, {jit} ({jit / total:.0%}) in the kernels' JIT code; counted against the "
           "instruction before each sample:")
@@ -147,8 +151,11 @@ def main():
         print(f"  {k:40s} {n / jit:6.1%}")
     lo, hi = min(code), max(code)
     mix = collections.Counter(kind(t) for _, t in insts[lo:hi + 1])
+    popcounts = sum(1 for _, t in insts[lo:hi + 1] if t.startswith("vpopcnt"))
     print(f"the sampled code's arithmetic: {mix['fused multiply-add']} fused multiply-adds, "
-          f"{mix['multiply']} multiplies, {mix['add']} adds")
+          f"{mix['multiply']} multiplies, {mix['add']} adds, {popcounts} vector popcounts")
+    for op, n in by_op.most_common(args.ops):
+        print(f"  {op:16s} {n / jit:6.1%}")
 
 
 if __name__ == "__main__":
