@@ -11,7 +11,6 @@
 // Bindings (group 0):
 //   0 p           uniform  LanesParams
 //   1 src         storage read        forward, grad_weight: x [n, cin, h, w]; grad_input: dy [n, cout, oh, ow]
-//   2 w           storage read        [cout, cin, 3, 3]
 //   3 dst         storage read_write  forward: y [n, cout, oh, ow]; grad_input: dx [n, cin, h, w]
 //   4 dy          storage read        grad_weight: [n, cout, oh, ow]
 //   5 dw_partial  storage read_write  grad_weight: [splits, cout, cin·9] partial sums
@@ -20,8 +19,8 @@
 //   8 dst_vec     storage read_write  forward_vec, grad_input_vec: dst as vec4s (in place of dst)
 //   9 stats_partial storage read_write forward_vec_stats: [dst_c, ⌈segs/8⌉, 3] batch-norm partials
 //   10 bn_mean, 11 bn_invstd, 12 bn_gamma, 13 bn_beta  storage read  [src_c] (SOURCE_BN = 1)
-//   14 w_vec      storage read        forward, grad_input (stride 1): w as vec4s, covering every
-//                                     element (the host rounds the binding up to whole vec4s)
+//   14 w_vec      storage read        forward, grad_input: the weights [cout, cin, 3, 3] as vec4s,
+//                                     covering every element (the host rounds the binding up)
 //
 // SOURCE_BN = 1 (forward, grad_weight): the source is a batch norm's input x and the kernels read
 //   max(x·scale + shift, 0), the batch norm's normalised ReLU output (batchnorm.wgsl's affine),
@@ -49,7 +48,7 @@
 //   it (so every lane takes part in the broadcasts) without storing, and subgroups made only of
 //   those return at once.
 //   grad_input (stride 1 only) is the forward convolution of dy with the kernel flipped and its
-//   channels swapped: weight index = ch·p.w_ch + c·p.w_in + p.w_tap0 ± tap (p.w_flip). With
+//   channels swapped: weight index = ch·p.w_ch + c·p.w_in + tap, or 8 − tap (p.w_flip). With
 //   ACCUMULATE, grad_input adds to dx (a residual branch's first convolution adds to the
 //   shortcut's gradient).
 // forward_vec, grad_input_vec: forward and grad_input storing their block four elements at a
@@ -83,13 +82,12 @@
 struct LanesParams {
     n: u32, src_c: u32, src_h: u32, src_w: u32,    // source: channels, rows, columns
     dst_c: u32, dst_h: u32, dst_w: u32,            // destination (forward, grad_input)
-    w_ch: u32, w_in: u32, w_tap0: u32, w_flip: u32, // weight index of (out channel, in channel, tap)
+    w_ch: u32, w_in: u32, w_flip: u32,             // weight index of (out channel, in channel, tap)
     segs_row: u32, segs: u32, groups: u32, splits: u32, // segments per row and in all, position groups
 }
 
 @group(0) @binding(0) var<uniform> p: LanesParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dw_partial: array<f32>;
@@ -198,12 +196,6 @@ fn put8(o: u32, lo: vec4f, hi: vec4f, n: u32, step: u32) {
     if (n > 7u) { put(o + 7u * step, hi.w); }
 }
 
-// Weight index of output channel `ch`, input channel `c`, tap t = 3·i + j.
-fn w_index(ch: u32, c: u32, t: u32) -> u32 {
-    let base = ch * p.w_ch + c * p.w_in + p.w_tap0;
-    return select(base + t, base - t, p.w_flip == 1u);
-}
-
 // The first four of the eight elements (a, b) after the first sh (0 to 3).
 fn shift4(a: vec4f, b: vec4f, sh: u32) -> vec4f {
     let s1 = vec4f(a.yzw, b.x);
@@ -212,7 +204,7 @@ fn shift4(a: vec4f, b: vec4f, sh: u32) -> vec4f {
     return select(select(a, s1, sh == 1u), select(s2, s3, sh == 3u), sh >= 2u);
 }
 
-// The 9 weights of one (channel, input channel) pair, w[start .. start + 9] in memory order,
+// The 9 weights of one (channel, input channel) pair, elements start .. start + 9 of w_vec in memory order,
 // from the three aligned vec4s that hold them.
 fn nine(start: u32) -> array<f32, 9> {
     let q = start / 4u;
@@ -232,7 +224,7 @@ fn tap_weights(wa: u32, wb: u32, c: u32, upper: bool) -> array<vec2f, 9> {
     let a = nine(wa * p.w_ch + c * p.w_in);
     var b: array<f32, 9>;
     if (upper) { b = nine(wb * p.w_ch + c * p.w_in); }
-    // Tap t is element t of the nine, or 8 − t where the kernel is flipped (w_tap0 = 8).
+    // Tap t is element t of the nine, or 8 − t where the kernel is flipped.
     let f = p.w_flip == 1u;
     return array(
         select(vec2f(a[0], b[0]), vec2f(a[8], b[8]), f), select(vec2f(a[1], b[1]), vec2f(a[7], b[7]), f),
@@ -422,21 +414,21 @@ fn class_terms(j: u32, c: u32, pr: u32, image: u32, u: u32, k: Cols, wa: u32, wb
     let ch = min(c + (j >> pr), p.src_c - 1u);
     let live = c + (j >> pr) < p.src_c;
     // The kernel row's weights of the lane's channels, from the two aligned vec4s that hold each.
-    let wa3 = row_weights(w_index(wa, ch, 3u * i));
+    let wa3 = row_weights(wa * p.w_ch + ch * p.w_in + 3u * i);
     var wb3 = vec3f(0.0);
-    if (upper) { wb3 = row_weights(w_index(wb, ch, 3u * i)); }
+    if (upper) { wb3 = row_weights(wb * p.w_ch + ch * p.w_in + 3u * i); }
     // taps 1 and 2 read dy columns v .., tap 0 reads v + 1 ..
-    let w = array(vec2f(wa3.y, wb3.y), vec2f(wa3.z, wb3.z), vec2f(wa3.x, wb3.x));
-    let at = class_term(w, dy_row(image, ch, live, u + second, k));
+    let weights = array(vec2f(wa3.y, wb3.y), vec2f(wa3.z, wb3.z), vec2f(wa3.x, wb3.x));
+    let at = class_term(weights, dy_row(image, ch, live, u + second, k));
     var below: ClassTerm;
-    if (ROWS == 2u) { below = class_term(w, dy_row(image, ch, live, u + second + 1u, k)); }
+    if (ROWS == 2u) { below = class_term(weights, dy_row(image, ch, live, u + second + 1u, k)); }
     return ClassTerms(at, below);
 }
 
-fn class_term(w: array<vec2f, 3>, d: array<vec4f, 3>) -> ClassTerm {
+fn class_term(weights: array<vec2f, 3>, d: array<vec4f, 3>) -> ClassTerm {
     let a = d[0];
     let b = d[1];
-    return ClassTerm(w[0], w[1], w[2], a, b, vec4f(a.yzw, b.x), vec4f(b.yzw, d[2].x));
+    return ClassTerm(weights[0], weights[1], weights[2], a, b, vec4f(a.yzw, b.x), vec4f(b.yzw, d[2].x));
 }
 
 // dy row r of channel ch (zero unless `live` and inside dy) at the segment's 8 columns (two
@@ -463,8 +455,8 @@ fn dy_row(image: u32, ch: u32, live: bool, r: u32, k: Cols) -> array<vec4f, 3> {
     return array(a, b, vec4f(e));
 }
 
-// The three weights w[start .. start + 3] (one kernel row, not flipped) from the two aligned
-// vec4s that hold them.
+// The three weights from index `start` of w_vec's elements (one kernel row; the stride-2 input
+// gradient's kernel is not flipped) from the two aligned vec4s that hold them.
 fn row_weights(start: u32) -> vec3f {
     let q = start / 4u;
     return shift4(w_vec[q], w_vec[q + 1u], start % 4u).xyz;

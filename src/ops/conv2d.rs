@@ -178,8 +178,7 @@ pub fn forward_with_stats(
     if !lanes(gpu, g) || vec_stores("forward", g.ow()).0 != "forward_vec" {
         return Ok(None);
     }
-    let segments =
-        LanesParams::forward(g, 1, lanes_block_rows([g.n, g.oh(), g.ow()], g.cout)).0.segs as usize;
+    let segments = LanesParams::forward(g, 1, forward_rows(g)).0.segs as usize;
     let partial = gpu.tensor(&format!("{label}.stats_partial"), &[g.cout, segments.div_ceil(8), 3])?;
     Ok(Some((forward_into(gpu, label, g, x, w, y, Some(&partial), bn_relu)?, partial)))
 }
@@ -206,7 +205,7 @@ fn forward_into(
     let cost = Cost::new(g.flops(), f32_bytes(x.numel() + w.numel() + y.numel() + extra));
     if lanes(gpu, g) {
         let [stride, block] = lanes_constants(g.stride, g.cout);
-        let rows = lanes_block_rows([g.n, g.oh(), g.ow()], g.cout);
+        let rows = forward_rows(g);
         let constants = [
             stride,
             block,
@@ -222,7 +221,7 @@ fn forward_into(
         let (p, groups) = LanesParams::forward(g, k.invocations_per_group(), rows);
         let x_vec = vec_binding(gpu, x)?;
         let w_vec = weight_vec(&label, w)?;
-        let mut tensors = vec![("src", x), ("w", w), (dst, y), ("src_vec", &x_vec), ("w_vec", &w_vec)];
+        let mut tensors = vec![("src", x), (dst, y), ("src_vec", &x_vec), ("w_vec", &w_vec)];
         tensors.extend(stats.map(|t| ("stats_partial", t)));
         tensors.extend(bn_bindings(bn_relu, w));
         return Dispatch::new(gpu, &k, label, &p, &k.bound(&tensors), Grid::Groups(groups), cost);
@@ -292,7 +291,7 @@ pub fn grad_input_into(
         let (p, groups) = LanesParams::grad_input(g, k.invocations_per_group(), rows);
         let dy_vec = vec_binding(gpu, dy)?;
         let w_vec = weight_vec(&label, w)?;
-        let mut tensors = vec![("src", dy), ("w", w), (dst, dx), ("src_vec", &dy_vec), ("w_vec", &w_vec)];
+        let mut tensors = vec![("src", dy), (dst, dx), ("src_vec", &dy_vec), ("w_vec", &w_vec)];
         // grad_input_s2 reads no source through a batch norm and binds none.
         tensors.extend(bn_bindings(None, w));
         return Dispatch::new(gpu, &k, label, &p, &k.bound(&tensors), Grid::Groups(groups), cost);
@@ -496,6 +495,12 @@ pub fn lanes_block_rows([n, rows, cols]: [usize; 3], channels: usize) -> usize {
     if rows >= 4 && invocations >= 4 * 64 { 4 } else { 2 }
 }
 
+/// The forward convolution's ROWS: the grid that forward_with_stats sizes its statistics for
+/// is the one forward_into launches.
+fn forward_rows(g: &Conv2dGeom) -> usize {
+    lanes_block_rows([g.n, g.oh(), g.ow()], g.cout)
+}
+
 /// Class rows per invocation of conv2d_lanes.wgsl's stride-2 input gradient (ROWS): 2 where that
 /// still leaves at least 4 workgroups of 64 invocations (the second row's terms reuse the
 /// first's weights), else 1.
@@ -586,7 +591,6 @@ struct LanesParams {
     dst_w: u32,
     w_ch: u32,
     w_in: u32,
-    w_tap0: u32,
     w_flip: u32,
     segs_row: u32,
     segs: u32,
@@ -640,7 +644,6 @@ impl LanesParams {
         let p = LanesParams {
             w_ch: 9,
             w_in: (g.cin * 9) as u32,
-            w_tap0: if flip { 8 } else { 0 },
             w_flip: u32::from(flip),
             ..Self::planes(g, [g.cout, g.oh(), g.ow()], [g.cin, g.h, g.w])
         };
