@@ -35,6 +35,14 @@
 // The epilogue's residual and ReLU are pipeline constants (llvmpipe runs both sides of an `if`
 // on a uniform); accumulation (training) is packed_conv.wgsl's.
 //
+// PAIRS = 1 (layers of at most 16 input channels, symmetric counts, at least two quads of
+// images): an item holds two quads, whose activation words, which fill only their low 16 bits,
+// share one 32-bit word (the second quad's in the high half), and the weight words hold their
+// 16 bits twice. Each AND, OR and count then serves 8 images instead of 4: a SWAR popcount
+// (byte_counts) counts each byte, the accumulators sum the bytes' signed counts, offset so that
+// none goes negative (at most 9 calls: 3×3 taps of one word keep each byte under 256), and
+// the epilogue adds each half's two bytes.
+//
 // NEXT ≠ 0: the epilogue also packs the next unit's activations, so no pack_activations runs
 // between the units. An invocation convolves the NEXT blocks of 16 channels of one 32-channel
 // word (1 for a 16-channel layer), one after the other (32 accumulators at once do not fit in
@@ -46,6 +54,7 @@ override RELU: u32 = 0u;
 override BLOCK_CH: u32 = 16u;
 override NEXT: u32 = 0u;
 override PIXELS: u32 = 1u;
+override PAIRS: u32 = 0u;
 
 struct PackedConvParams {
     n: u32, cin: u32, h: u32, w: u32,
@@ -74,29 +83,73 @@ struct PackedConvParams {
 @compute @workgroup_size(WG)
 fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sub: u32) {
-    let it = plane_item(wg, nwg, li, WG, select(BLOCK_CH, 2u * BLOCK_CH, NEXT == 2u), PIXELS);
+    let it = plane_item(wg, nwg, li, WG, select(BLOCK_CH, 2u * BLOCK_CH, NEXT == 2u), PIXELS, PAIRS + 1u);
     if (it.co0 >= p.cout) { return; }
     // Subgroups past the last item have nothing to compute or share.
     if (subgroupAll(!it.live)) { return; }
     let lane = sub % PLANE_ROWS;
     // The item's second pixel, one column to the right (PIXELS = 2).
     let right = PlaneItem(it.co0, it.quad, it.rc + vec2u(0u, 1u), it.corner + 1u, it.live);
-    var bits: array<vec4u, 2>;
-    var bits_right: array<vec4u, 2>;
+    // The next unit's words (+1, −1) of the item's quad and, PAIRS, of the quad after it.
+    var bits: array<vec4u, 4>;
+    var bits_right: array<vec4u, 4>;
     convolve(it, right, it.co0, lane, &bits, &bits_right);
     // A pipeline constant: llvmpipe would run a skipped second block under an empty mask.
     if (NEXT == 2u) { convolve(it, right, it.co0 + BLOCK_CH, lane, &bits, &bits_right); }
     if (NEXT != 0u) {
-        write_next(it, bits);
-        if (PIXELS == 2u) { write_next(right, bits_right); }
+        write_next(it, bits[0], bits[1]);
+        if (PIXELS == 2u) { write_next(right, bits_right[0], bits_right[1]); }
+        if (PAIRS == 1u) {
+            write_next(second_quad(it), bits[2], bits[3]);
+            if (PIXELS == 2u) { write_next(second_quad(right), bits_right[2], bits_right[3]); }
+        }
     }
+}
+
+// The item's second quad (PAIRS), live only where the batch has it.
+fn second_quad(it: PlaneItem) -> PlaneItem {
+    return PlaneItem(it.co0, it.quad + 1u, it.rc, it.corner, it.live && it.quad + 1u < (p.n + 3u) / 4u);
+}
+
+// The activation words (+1, −1) at `at`: with PAIRS, those at `at + second` in the high halves.
+fn words(at: u32, second: u32) -> array<vec4u, 2> {
+    if (PAIRS == 0u) { return array(act_pos[at], act_neg[at]); }
+    let high = vec4u(16u);
+    return array(act_pos[at] | (act_pos[at + second] << high), act_neg[at] | (act_neg[at + second] << high));
+}
+
+// A lane's weight words: with PAIRS, each one's 16 bits in both halves.
+fn weight_words(i: u32) -> vec4u {
+    let w = weight_quads[i];
+    if (PAIRS == 0u) { return w; }
+    return w | (w << vec4u(16u));
+}
+
+// The signed counts of one weight word pair against the activation words: counts', or with
+// PAIRS those of each byte, each plus 8.
+fn signed_counts(wpos: u32, wneg: u32, ap: vec4u, an: vec4u) -> vec4i {
+    if (PAIRS == 0u) { return counts(wpos, wneg, ap, an); }
+    let wp4 = vec4u(wpos);
+    let wn4 = vec4u(wneg);
+    let plus = byte_counts((wp4 & ap) | (wn4 & an));
+    let minus = byte_counts((wp4 & an) | (wn4 & ap));
+    return bitcast<vec4i>(plus - minus + vec4u(0x08080808u));
+}
+
+// The popcount of each byte of each word, in that byte.
+fn byte_counts(x: vec4u) -> vec4u {
+    let v = x - ((x >> vec4u(1u)) & vec4u(0x55555555u));
+    let q = (v & vec4u(0x33333333u)) + ((v >> vec4u(2u)) & vec4u(0x33333333u));
+    return (q + (q >> vec4u(4u))) & vec4u(0x0f0f0f0fu);
 }
 
 // Output channels co0 .. co0 + BLOCK_CH − 1 of the item (and, PIXELS = 2, of `right`) through
 // the epilogue (and, NEXT, into the next unit's bits).
-fn convolve(it: PlaneItem, right: PlaneItem, co0: u32, lane: u32, bits: ptr<function, array<vec4u, 2>>,
-            bits_right: ptr<function, array<vec4u, 2>>) {
+fn convolve(it: PlaneItem, right: PlaneItem, co0: u32, lane: u32, bits: ptr<function, array<vec4u, 4>>,
+            bits_right: ptr<function, array<vec4u, 4>>) {
     let quads = (p.n + 3u) / 4u;
+    // The second quad's offset from the first (PAIRS; none where the batch lacks it).
+    let second = select(0u, 1u, it.quad + 1u < quads);
     let pw = p.w + 2u * p.pad;
     var acc: array<vec4i, 16>;
     var acc_right: array<vec4i, 16>;
@@ -109,17 +162,17 @@ fn convolve(it: PlaneItem, right: PlaneItem, co0: u32, lane: u32, bits: ptr<func
         var at = (it.corner + di * pw) * column + it.quad;
         for (var word = 0u; word < p.words; word++) {
             // The window's columns: 3, and with the second pixel 4, each loaded once.
-            let a0 = array(act_pos[at], act_neg[at]);
-            let a1 = array(act_pos[at + column], act_neg[at + column]);
-            let a2 = array(act_pos[at + 2u * column], act_neg[at + 2u * column]);
-            let w0 = weight_quads[base + word * PLANE_ROWS];
-            let w1 = weight_quads[base + (p.words + word) * PLANE_ROWS];
-            let w2 = weight_quads[base + (2u * p.words + word) * PLANE_ROWS];
+            let a0 = words(at, second);
+            let a1 = words(at + column, second);
+            let a2 = words(at + 2u * column, second);
+            let w0 = weight_words(base + word * PLANE_ROWS);
+            let w1 = weight_words(base + (p.words + word) * PLANE_ROWS);
+            let w2 = weight_words(base + (2u * p.words + word) * PLANE_ROWS);
             tap(&acc, w0, a0);
             tap(&acc, w1, a1);
             tap(&acc, w2, a2);
             if (PIXELS == 2u) {
-                let a3 = array(act_pos[at + 3u * column], act_neg[at + 3u * column]);
+                let a3 = words(at + 3u * column, second);
                 tap(&acc_right, w0, a1);
                 tap(&acc_right, w1, a2);
                 tap(&acc_right, w2, a3);
@@ -139,30 +192,30 @@ fn convolve(it: PlaneItem, right: PlaneItem, co0: u32, lane: u32, bits: ptr<func
 // One tap's activation words (+1, −1) of the item's 4 images against the block's 16 channels'
 // weight words, lane l holding channel l's (w.xy) and channel 8 + l's (w.zw).
 fn tap(acc: ptr<function, array<vec4i, 16>>, w: vec4u, a: array<vec4u, 2>) {
-    (*acc)[0] += counts(subgroupBroadcast(w.x, 0u), subgroupBroadcast(w.y, 0u), a[0], a[1]);
-    (*acc)[1] += counts(subgroupBroadcast(w.x, 1u), subgroupBroadcast(w.y, 1u), a[0], a[1]);
-    (*acc)[2] += counts(subgroupBroadcast(w.x, 2u), subgroupBroadcast(w.y, 2u), a[0], a[1]);
-    (*acc)[3] += counts(subgroupBroadcast(w.x, 3u), subgroupBroadcast(w.y, 3u), a[0], a[1]);
-    (*acc)[4] += counts(subgroupBroadcast(w.x, 4u), subgroupBroadcast(w.y, 4u), a[0], a[1]);
-    (*acc)[5] += counts(subgroupBroadcast(w.x, 5u), subgroupBroadcast(w.y, 5u), a[0], a[1]);
-    (*acc)[6] += counts(subgroupBroadcast(w.x, 6u), subgroupBroadcast(w.y, 6u), a[0], a[1]);
-    (*acc)[7] += counts(subgroupBroadcast(w.x, 7u), subgroupBroadcast(w.y, 7u), a[0], a[1]);
+    (*acc)[0] += signed_counts(subgroupBroadcast(w.x, 0u), subgroupBroadcast(w.y, 0u), a[0], a[1]);
+    (*acc)[1] += signed_counts(subgroupBroadcast(w.x, 1u), subgroupBroadcast(w.y, 1u), a[0], a[1]);
+    (*acc)[2] += signed_counts(subgroupBroadcast(w.x, 2u), subgroupBroadcast(w.y, 2u), a[0], a[1]);
+    (*acc)[3] += signed_counts(subgroupBroadcast(w.x, 3u), subgroupBroadcast(w.y, 3u), a[0], a[1]);
+    (*acc)[4] += signed_counts(subgroupBroadcast(w.x, 4u), subgroupBroadcast(w.y, 4u), a[0], a[1]);
+    (*acc)[5] += signed_counts(subgroupBroadcast(w.x, 5u), subgroupBroadcast(w.y, 5u), a[0], a[1]);
+    (*acc)[6] += signed_counts(subgroupBroadcast(w.x, 6u), subgroupBroadcast(w.y, 6u), a[0], a[1]);
+    (*acc)[7] += signed_counts(subgroupBroadcast(w.x, 7u), subgroupBroadcast(w.y, 7u), a[0], a[1]);
     if (BLOCK_CH == 16u) {
-        (*acc)[8] += counts(subgroupBroadcast(w.z, 0u), subgroupBroadcast(w.w, 0u), a[0], a[1]);
-        (*acc)[9] += counts(subgroupBroadcast(w.z, 1u), subgroupBroadcast(w.w, 1u), a[0], a[1]);
-        (*acc)[10] += counts(subgroupBroadcast(w.z, 2u), subgroupBroadcast(w.w, 2u), a[0], a[1]);
-        (*acc)[11] += counts(subgroupBroadcast(w.z, 3u), subgroupBroadcast(w.w, 3u), a[0], a[1]);
-        (*acc)[12] += counts(subgroupBroadcast(w.z, 4u), subgroupBroadcast(w.w, 4u), a[0], a[1]);
-        (*acc)[13] += counts(subgroupBroadcast(w.z, 5u), subgroupBroadcast(w.w, 5u), a[0], a[1]);
-        (*acc)[14] += counts(subgroupBroadcast(w.z, 6u), subgroupBroadcast(w.w, 6u), a[0], a[1]);
-        (*acc)[15] += counts(subgroupBroadcast(w.z, 7u), subgroupBroadcast(w.w, 7u), a[0], a[1]);
+        (*acc)[8] += signed_counts(subgroupBroadcast(w.z, 0u), subgroupBroadcast(w.w, 0u), a[0], a[1]);
+        (*acc)[9] += signed_counts(subgroupBroadcast(w.z, 1u), subgroupBroadcast(w.w, 1u), a[0], a[1]);
+        (*acc)[10] += signed_counts(subgroupBroadcast(w.z, 2u), subgroupBroadcast(w.w, 2u), a[0], a[1]);
+        (*acc)[11] += signed_counts(subgroupBroadcast(w.z, 3u), subgroupBroadcast(w.w, 3u), a[0], a[1]);
+        (*acc)[12] += signed_counts(subgroupBroadcast(w.z, 4u), subgroupBroadcast(w.w, 4u), a[0], a[1]);
+        (*acc)[13] += signed_counts(subgroupBroadcast(w.z, 5u), subgroupBroadcast(w.w, 5u), a[0], a[1]);
+        (*acc)[14] += signed_counts(subgroupBroadcast(w.z, 6u), subgroupBroadcast(w.w, 6u), a[0], a[1]);
+        (*acc)[15] += signed_counts(subgroupBroadcast(w.z, 7u), subgroupBroadcast(w.w, 7u), a[0], a[1]);
     }
 }
 
 // The block's channels co0 .. co0 + 15 of item `it` through the epilogue: lane l holds channel
 // l's terms in k and channel 8 + l's in k8, their next-unit terms in nk (xy, zw).
 fn finish_block(it: PlaneItem, co0: u32, acc: ptr<function, array<vec4i, 16>>, k: vec4f, k8: vec4f, nk: vec4f,
-                bits: ptr<function, array<vec4u, 2>>) {
+                bits: ptr<function, array<vec4u, 4>>) {
     finish(it, co0 + 0u, (*acc)[0], subgroupBroadcast(k, 0u), subgroupBroadcast(nk.xy, 0u), bits);
     finish(it, co0 + 1u, (*acc)[1], subgroupBroadcast(k, 1u), subgroupBroadcast(nk.xy, 1u), bits);
     finish(it, co0 + 2u, (*acc)[2], subgroupBroadcast(k, 2u), subgroupBroadcast(nk.xy, 2u), bits);
@@ -190,24 +243,41 @@ fn next_terms(c: u32) -> vec4f {
     return vec4f(next_scale[a], next_shift[a], next_scale[b], next_shift[b]);
 }
 
-// Channel co of the item through the epilogue (terms k) and, NEXT, into the next unit's bits:
-// +1 where y·s + t > 0.5, −1 below −0.5 (nk = (s, t)).
-fn finish(it: PlaneItem, co: u32, acc: vec4i, k: vec4f, nk: vec2f, bits: ptr<function, array<vec4u, 2>>) {
+// Channel co of the item through the epilogue (terms k) and, NEXT, into the next unit's bits
+// (`bits` 0 and 1; with PAIRS, the second quad's in 2 and 3): +1 where y·s + t > 0.5, −1 below
+// −0.5 (nk = (s, t)).
+fn finish(it: PlaneItem, co: u32, acc: vec4i, k: vec4f, nk: vec2f, bits: ptr<function, array<vec4u, 4>>) {
+    if (PAIRS == 0u) {
+        finish_quad(it, co, acc, k, nk, bits, 0u);
+        return;
+    }
+    // Each half's two bytes hold its quad's count plus 16 per signed_counts call: one per tap
+    // and word.
+    let bytes = bitcast<vec4u>(acc);
+    let halves = (bytes & vec4u(0x00ff00ffu)) + ((bytes >> vec4u(8u)) & vec4u(0x00ff00ffu));
+    let offset = vec4i(i32(16u * p.kh * p.kw * p.words));
+    finish_quad(it, co, vec4i(halves & vec4u(0xffffu)) - offset, k, nk, bits, 0u);
+    finish_quad(second_quad(it), co, vec4i(halves >> vec4u(16u)) - offset, k, nk, bits, 2u);
+}
+
+// finish for one quad, its next-unit words in `bits` at `at` and `at` + 1.
+fn finish_quad(it: PlaneItem, co: u32, acc: vec4i, k: vec4f, nk: vec2f, bits: ptr<function, array<vec4u, 4>>,
+               at: u32) {
     let y = store_images(co, it.quad, it.rc, it.live, acc, k, RESIDUAL == 1u, false, RELU == 1u);
     if (NEXT != 0u && co < p.cout) {
         let a = y * nk.x + nk.y;
         let bit = vec4u(1u << (co % 32u));
-        (*bits)[0] |= select(vec4u(0u), bit, a > vec4f(0.5));
-        (*bits)[1] |= select(vec4u(0u), bit, a < vec4f(-0.5));
+        (*bits)[at] |= select(vec4u(0u), bit, a > vec4f(0.5));
+        (*bits)[at + 1u] |= select(vec4u(0u), bit, a < vec4f(-0.5));
     }
 }
 
 // The item's word of the next unit's planes, at its padded pixel (images past n zero).
-fn write_next(it: PlaneItem, bits: array<vec4u, 2>) {
+fn write_next(it: PlaneItem, pos: vec4u, neg: vec4u) {
     if (!it.live) { return; }
     let images = vec4u(it.quad * 4u) + vec4u(0u, 1u, 2u, 3u) < vec4u(p.n);
     let pixel = (it.rc.x + 1u) * (p.ow + 2u) + it.rc.y + 1u;
     let at = (pixel * ((p.cout + 31u) / 32u) + it.co0 / 32u) * ((p.n + 3u) / 4u) + it.quad;
-    next_pos[at] = select(vec4u(0u), bits[0], images);
-    next_neg[at] = select(vec4u(0u), bits[1], images);
+    next_pos[at] = select(vec4u(0u), pos, images);
+    next_neg[at] = select(vec4u(0u), neg, images);
 }

@@ -277,19 +277,23 @@ fn eval_of_an_imported_model_needs_matching_data() {
 }
 
 /// STTN's ResNet with ternary activations: the float-activation packed path and the bit-plane
-/// popcount path both give the training graph's logits.
+/// popcount path both give the training graph's logits, in one quad of images and in two (where
+/// the blocked family's lanes kernel counts STTN's 16-channel layers in image pairs).
 #[test]
 fn ternary_activation_resnet_packed_and_bitplane_paths_match() {
     let gpu = gpu();
     for (quant, channels, size) in [(QuantKind::Sttn, 3, 16), (QuantKind::Ttq, 1, 12), (QuantKind::Fp, 3, 8)]
     {
         let model = random_model_with(Arch::Resnet20, quant, channels, size, 4, Activation::Ternary);
+        let packed = PackedModel::from_model(gpu, &model, &meta(&model)).unwrap();
         let batch = 3;
         let images = check::to_f32(&check::values(batch * channels * size * size, 78));
         let graph = tern::internals::infer::eval_graph(gpu, &model, batch).unwrap();
         let want = check::to_f64(&tern::internals::infer::logits(gpu, &graph, &images, batch).unwrap());
-        let packed = PackedModel::from_model(gpu, &model, &meta(&model)).unwrap();
-        for bitplanes in [false, true] {
+        for (batch, bitplanes) in [(3, false), (3, true), (6, true)] {
+            let images = check::to_f32(&check::values(batch * channels * size * size, 78));
+            let graph = tern::internals::infer::eval_graph(gpu, &model, batch).unwrap();
+            let want = check::to_f64(&tern::internals::infer::logits(gpu, &graph, &images, batch).unwrap());
             let g = packed.graph_with(gpu, batch, bitplanes).unwrap();
             let uses_bitplanes = g.forward.dispatches.iter().any(|d| d.kernel.name.ends_with("/bitplane"));
             assert_eq!(uses_bitplanes, bitplanes && quant != QuantKind::Fp, "{quant:?}");
@@ -297,7 +301,7 @@ fn ternary_activation_resnet_packed_and_bitplane_paths_match() {
                 &tern::internals::infer::Runner::Packed(Box::new(g)).logits(gpu, &images, batch).unwrap(),
             );
             assert_close_to_scale(
-                &format!("ternary-activation resnet20 {quant:?} bitplanes {bitplanes}"),
+                &format!("ternary-activation resnet20 {quant:?} batch {batch} bitplanes {bitplanes}"),
                 &got,
                 &want,
                 1e-4,

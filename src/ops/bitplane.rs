@@ -159,8 +159,10 @@ pub fn forward(
     // The planes read, and with `next` those written.
     let planes_bytes = 8 * (planes + next.map_or(0, |n| n.pos.numel())) as u64;
     let cost = Cost {
-        // 4 AND + popcount steps per (output, tap, word), 2 for the symmetric counts.
-        popcounts: if symmetric { 2 } else { 4 } * (positions * g.cout * g.kh * g.kw * words) as u64,
+        // 4 AND + popcount steps per (output, tap, word), 2 for the symmetric counts, each
+        // step for two images where the lanes kernel pairs them.
+        popcounts: if symmetric { 2 } else { 4 } * (positions * g.cout * g.kh * g.kw * words) as u64
+            / if lanes && lanes_pairs(g, symmetric) { 2 } else { 1 },
         ..Cost::new(g.flops(), planes_bytes + f32_bytes(y.numel() + reads_y) + 8 * weight_words as u64)
     };
     let (k, grid) = match gpu.family() {
@@ -177,13 +179,15 @@ pub fn forward(
                     ("BLOCK_CH", block as f64),
                     ("NEXT", next.map_or(0.0, |_| passes as f64)),
                     ("PIXELS", lanes_pixels(g) as f64),
+                    ("PAIRS", f64::from(lanes_pairs(g, symmetric))),
                 ];
                 (gpu.kernel_with(&shaders::BITPLANE_LANES, "bitplane", &constants)?, passes * block)
             } else {
                 (gpu.kernel_with(&shaders::PACKED_CONV, "bitplane", &[counts])?, PLANE_ROWS)
             };
-            let pixels = if lanes { lanes_pixels(g) } else { 1 };
-            let items = g.oh() * g.ow() / pixels * g.n.div_ceil(4);
+            let (pixels, quads) =
+                if lanes { (lanes_pixels(g), 1 + usize::from(lanes_pairs(g, symmetric))) } else { (1, 1) };
+            let items = g.oh() * g.ow() / pixels * g.n.div_ceil(4).div_ceil(quads);
             let groups = items.div_ceil(k.invocations_per_group() as usize) * g.cout.div_ceil(block);
             (k, Grid::Groups(groups as u64))
         }
@@ -211,9 +215,19 @@ pub fn lanes_pixels(g: &Conv2dGeom) -> usize {
     if g.stride == 1 && g.ow().is_multiple_of(2) { 2 } else { 1 }
 }
 
+/// Whether the lanes kernel counts two quads of images in one word (PAIRS): where the activation
+/// words fill only their low 16 bits (at most 16 input channels), the counts are symmetric (Wn =
+/// Wp) and the batch has a second quad. Its per-byte counts hold at most 15 taps.
+pub fn lanes_pairs(g: &Conv2dGeom, symmetric: bool) -> bool {
+    symmetric && g.cin <= 16 && g.n > 4 && g.kh * g.kw <= 15
+}
+
 /// Which kernel runs bit-plane convolution `g` with epilogue `e`, as `tern check` names it.
 pub fn path(gpu: &Gpu, g: &Conv2dGeom, e: &Epilogue) -> String {
     match gpu.family() {
+        Family::Blocked if lanes(gpu, g, e) && lanes_pairs(g, true) => {
+            format!("lanes, {} pixel(s), image pairs where Wn = Wp", lanes_pixels(g))
+        }
         Family::Blocked if lanes(gpu, g, e) => format!("lanes, {} pixel(s)", lanes_pixels(g)),
         Family::Blocked => "register-block".into(),
         Family::Tiled => "tiled".into(),
