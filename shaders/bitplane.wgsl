@@ -15,22 +15,21 @@ override SYMMETRIC: bool = false;
 // at output pixel (row, column) `rc` for one quad of 4 images (one vec4 of every word), the
 // window's top-left pixel `corner` in the padded planes; invocations past the last item repeat
 // it without storing (`live` false); `size` invocations per workgroup. With `pixels` (1 or 2,
-// dividing ow) per item, `rc` is the first of the item's pixels along the row; with `quads_per`
-// (1 or 2) quads per item, `quad` is the first of the item's quads.
+// dividing ow) per item, `rc` is the first of the item's pixels along the row.
 struct PlaneItem { co0: u32, quad: u32, rc: vec2u, corner: u32, live: bool }
 
-fn plane_item(wg: vec3u, nwg: vec3u, li: u32, size: u32, block: u32, pixels: u32, quads_per: u32) -> PlaneItem {
+fn plane_item(wg: vec3u, nwg: vec3u, li: u32, size: u32, block: u32, pixels: u32) -> PlaneItem {
     let group = wg.y * nwg.x + wg.x;
-    let units = ((p.n + 3u) / 4u + quads_per - 1u) / quads_per;
+    let quads = (p.n + 3u) / 4u;
     let cols = p.ow / pixels;
-    let items = p.oh * cols * units;
+    let items = p.oh * cols * quads;
     let item_groups = (items + size - 1u) / size;
     let unclamped = (group % item_groups) * size + li;
     let item = min(unclamped, items - 1u);
-    let pixel = item / units;
+    let pixel = item / quads;
     let rc = vec2u(pixel / cols, (pixel % cols) * pixels);
     let corner = rc.x * p.stride * (p.w + 2u * p.pad) + rc.y * p.stride;
-    return PlaneItem((group / item_groups) * block, (item % units) * quads_per, rc, corner, unclamped < items);
+    return PlaneItem((group / item_groups) * block, item % quads, rc, corner, unclamped < items);
 }
 
 // One weight word pair (W+, W−) against the 4 images' activation words: the Wp count in the

@@ -35,13 +35,13 @@
 // The epilogue's residual and ReLU are pipeline constants (llvmpipe runs both sides of an `if`
 // on a uniform); accumulation (training) is packed_conv.wgsl's.
 //
-// PAIRS = 1 (layers of at most 16 input channels, symmetric counts, at least two quads of
-// images): an item holds two quads, whose activation words, which fill only their low 16 bits,
-// share one 32-bit word (the second quad's in the high half), and the weight words hold their
-// 16 bits twice. Each AND, OR and count then serves 8 images instead of 4: a SWAR popcount
-// (byte_counts) counts each byte, the accumulators sum the bytes' signed counts, offset so that
-// none goes negative (at most 9 calls: 3×3 taps of one word keep each byte under 256), and
-// the epilogue adds each half's two bytes.
+// PAIRS ≠ 0 (layers of at most 16 input channels, symmetric counts, PIXELS = 2): the two
+// pixels' activation words, which fill only their low 16 bits, share one 32-bit word per tap
+// (the right pixel's, PAIRS = the stride columns further on, in the high half), and the weight
+// words hold their 16 bits twice. Each AND, OR and count then serves both pixels: a SWAR
+// popcount (byte_counts) counts each byte, the accumulators sum the bytes' signed counts,
+// offset so that none goes negative (at most 9 calls: 3×3 taps of one word keep each byte under
+// 256), and the epilogue adds each half's two bytes.
 //
 // NEXT ≠ 0: the epilogue also packs the next unit's activations, so no pack_activations runs
 // between the units. An invocation convolves the NEXT blocks of 16 channels of one 32-channel
@@ -83,39 +83,34 @@ struct PackedConvParams {
 @compute @workgroup_size(WG)
 fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sub: u32) {
-    let it = plane_item(wg, nwg, li, WG, select(BLOCK_CH, 2u * BLOCK_CH, NEXT == 2u), PIXELS, PAIRS + 1u);
+    let it = plane_item(wg, nwg, li, WG, select(BLOCK_CH, 2u * BLOCK_CH, NEXT == 2u), PIXELS);
     if (it.co0 >= p.cout) { return; }
     // Subgroups past the last item have nothing to compute or share.
     if (subgroupAll(!it.live)) { return; }
     let lane = sub % PLANE_ROWS;
     // The item's second pixel, one column to the right (PIXELS = 2).
-    let right = PlaneItem(it.co0, it.quad, it.rc + vec2u(0u, 1u), it.corner + 1u, it.live);
-    // The next unit's words (+1, −1) of the item's quad and, PAIRS, of the quad after it.
-    var bits: array<vec4u, 4>;
-    var bits_right: array<vec4u, 4>;
+    let right = PlaneItem(it.co0, it.quad, it.rc + vec2u(0u, 1u), it.corner + p.stride, it.live);
+    // The next unit's words (+1, −1) of the item's pixel and of `right`.
+    var bits: array<vec4u, 2>;
+    var bits_right: array<vec4u, 2>;
     convolve(it, right, it.co0, lane, &bits, &bits_right);
     // A pipeline constant: llvmpipe would run a skipped second block under an empty mask.
     if (NEXT == 2u) { convolve(it, right, it.co0 + BLOCK_CH, lane, &bits, &bits_right); }
     if (NEXT != 0u) {
-        write_next(it, bits[0], bits[1]);
-        if (PIXELS == 2u) { write_next(right, bits_right[0], bits_right[1]); }
-        if (PAIRS == 1u) {
-            write_next(second_quad(it), bits[2], bits[3]);
-            if (PIXELS == 2u) { write_next(second_quad(right), bits_right[2], bits_right[3]); }
-        }
+        write_next(it, bits);
+        if (PIXELS == 2u) { write_next(right, bits_right); }
     }
 }
 
-// The item's second quad (PAIRS), live only where the batch has it.
-fn second_quad(it: PlaneItem) -> PlaneItem {
-    return PlaneItem(it.co0, it.quad + 1u, it.rc, it.corner, it.live && it.quad + 1u < (p.n + 3u) / 4u);
+// The activation words (+1, −1) at `at`.
+fn words(at: u32) -> array<vec4u, 2> {
+    return array(act_pos[at], act_neg[at]);
 }
 
-// The activation words (+1, −1) at `at`: with PAIRS, those at `at + second` in the high halves.
-fn words(at: u32, second: u32) -> array<vec4u, 2> {
-    if (PAIRS == 0u) { return array(act_pos[at], act_neg[at]); }
+// Activation words a (the left pixel's tap) and b (the right pixel's) in one word each (PAIRS).
+fn halves(a: array<vec4u, 2>, b: array<vec4u, 2>) -> array<vec4u, 2> {
     let high = vec4u(16u);
-    return array(act_pos[at] | (act_pos[at + second] << high), act_neg[at] | (act_neg[at + second] << high));
+    return array(a[0] | (b[0] << high), a[1] | (b[1] << high));
 }
 
 // A lane's weight words: with PAIRS, each one's 16 bits in both halves.
@@ -145,11 +140,9 @@ fn byte_counts(x: vec4u) -> vec4u {
 
 // Output channels co0 .. co0 + BLOCK_CH − 1 of the item (and, PIXELS = 2, of `right`) through
 // the epilogue (and, NEXT, into the next unit's bits).
-fn convolve(it: PlaneItem, right: PlaneItem, co0: u32, lane: u32, bits: ptr<function, array<vec4u, 4>>,
-            bits_right: ptr<function, array<vec4u, 4>>) {
+fn convolve(it: PlaneItem, right: PlaneItem, co0: u32, lane: u32, bits: ptr<function, array<vec4u, 2>>,
+            bits_right: ptr<function, array<vec4u, 2>>) {
     let quads = (p.n + 3u) / 4u;
-    // The second quad's offset from the first (PAIRS; none where the batch lacks it).
-    let second = select(0u, 1u, it.quad + 1u < quads);
     let pw = p.w + 2u * p.pad;
     var acc: array<vec4i, 16>;
     var acc_right: array<vec4i, 16>;
@@ -161,21 +154,35 @@ fn convolve(it: PlaneItem, right: PlaneItem, co0: u32, lane: u32, bits: ptr<func
     for (var di = 0u; di < p.kh; di++) {
         var at = (it.corner + di * pw) * column + it.quad;
         for (var word = 0u; word < p.words; word++) {
-            // The window's columns: 3, and with the second pixel 4, each loaded once.
-            let a0 = words(at, second);
-            let a1 = words(at + column, second);
-            let a2 = words(at + 2u * column, second);
+            // The window's columns: 3, and with the second pixel 4 (5 at stride 2), each loaded
+            // once.
+            let a0 = words(at);
+            let a1 = words(at + column);
+            let a2 = words(at + 2u * column);
             let w0 = weight_words(base + word * PLANE_ROWS);
             let w1 = weight_words(base + (p.words + word) * PLANE_ROWS);
             let w2 = weight_words(base + (2u * p.words + word) * PLANE_ROWS);
-            tap(&acc, w0, a0);
-            tap(&acc, w1, a1);
-            tap(&acc, w2, a2);
-            if (PIXELS == 2u) {
-                let a3 = words(at + 3u * column, second);
-                tap(&acc_right, w0, a1);
-                tap(&acc_right, w1, a2);
-                tap(&acc_right, w2, a3);
+            if (PAIRS == 1u) {
+                let a3 = words(at + 3u * column);
+                tap(&acc, w0, halves(a0, a1));
+                tap(&acc, w1, halves(a1, a2));
+                tap(&acc, w2, halves(a2, a3));
+            } else if (PAIRS == 2u) {
+                let a3 = words(at + 3u * column);
+                let a4 = words(at + 4u * column);
+                tap(&acc, w0, halves(a0, a2));
+                tap(&acc, w1, halves(a1, a3));
+                tap(&acc, w2, halves(a2, a4));
+            } else {
+                tap(&acc, w0, a0);
+                tap(&acc, w1, a1);
+                tap(&acc, w2, a2);
+                if (PIXELS == 2u) {
+                    let a3 = words(at + 3u * column);
+                    tap(&acc_right, w0, a1);
+                    tap(&acc_right, w1, a2);
+                    tap(&acc_right, w2, a3);
+                }
             }
             at += quads;
         }
@@ -185,8 +192,32 @@ fn convolve(it: PlaneItem, right: PlaneItem, co0: u32, lane: u32, bits: ptr<func
     let k8 = channel_terms(co0 + PLANE_ROWS + lane);
     var nk = vec4f(0.0);
     if (NEXT != 0u) { nk = next_terms(co0 + lane); }
+    if (PAIRS != 0u) {
+        // Each half's two bytes hold its pixel's count plus 16 per signed_counts call: one per
+        // tap and word.
+        let offset = vec4i(i32(16u * p.kh * p.kw * p.words));
+        unpair(&acc, &acc_right, 0u, offset); unpair(&acc, &acc_right, 1u, offset);
+        unpair(&acc, &acc_right, 2u, offset); unpair(&acc, &acc_right, 3u, offset);
+        unpair(&acc, &acc_right, 4u, offset); unpair(&acc, &acc_right, 5u, offset);
+        unpair(&acc, &acc_right, 6u, offset); unpair(&acc, &acc_right, 7u, offset);
+        if (BLOCK_CH == 16u) {
+            unpair(&acc, &acc_right, 8u, offset); unpair(&acc, &acc_right, 9u, offset);
+            unpair(&acc, &acc_right, 10u, offset); unpair(&acc, &acc_right, 11u, offset);
+            unpair(&acc, &acc_right, 12u, offset); unpair(&acc, &acc_right, 13u, offset);
+            unpair(&acc, &acc_right, 14u, offset); unpair(&acc, &acc_right, 15u, offset);
+        }
+    }
     finish_block(it, co0, &acc, k, k8, nk, bits);
     if (PIXELS == 2u) { finish_block(right, co0, &acc_right, k, k8, nk, bits_right); }
+}
+
+// Channel c's paired counts (PAIRS) into the left pixel's count in acc and the right's in
+// acc_right, less the offset that kept them positive.
+fn unpair(acc: ptr<function, array<vec4i, 16>>, acc_right: ptr<function, array<vec4i, 16>>, c: u32, offset: vec4i) {
+    let bytes = bitcast<vec4u>((*acc)[c]);
+    let halves = (bytes & vec4u(0x00ff00ffu)) + ((bytes >> vec4u(8u)) & vec4u(0x00ff00ffu));
+    (*acc)[c] = vec4i(halves & vec4u(0xffffu)) - offset;
+    (*acc_right)[c] = vec4i(halves >> vec4u(16u)) - offset;
 }
 
 // One tap's activation words (+1, −1) of the item's 4 images against the block's 16 channels'
@@ -215,7 +246,7 @@ fn tap(acc: ptr<function, array<vec4i, 16>>, w: vec4u, a: array<vec4u, 2>) {
 // The block's channels co0 .. co0 + 15 of item `it` through the epilogue: lane l holds channel
 // l's terms in k and channel 8 + l's in k8, their next-unit terms in nk (xy, zw).
 fn finish_block(it: PlaneItem, co0: u32, acc: ptr<function, array<vec4i, 16>>, k: vec4f, k8: vec4f, nk: vec4f,
-                bits: ptr<function, array<vec4u, 4>>) {
+                bits: ptr<function, array<vec4u, 2>>) {
     finish(it, co0 + 0u, (*acc)[0], subgroupBroadcast(k, 0u), subgroupBroadcast(nk.xy, 0u), bits);
     finish(it, co0 + 1u, (*acc)[1], subgroupBroadcast(k, 1u), subgroupBroadcast(nk.xy, 1u), bits);
     finish(it, co0 + 2u, (*acc)[2], subgroupBroadcast(k, 2u), subgroupBroadcast(nk.xy, 2u), bits);
@@ -243,41 +274,24 @@ fn next_terms(c: u32) -> vec4f {
     return vec4f(next_scale[a], next_shift[a], next_scale[b], next_shift[b]);
 }
 
-// Channel co of the item through the epilogue (terms k) and, NEXT, into the next unit's bits
-// (`bits` 0 and 1; with PAIRS, the second quad's in 2 and 3): +1 where y·s + t > 0.5, −1 below
-// −0.5 (nk = (s, t)).
-fn finish(it: PlaneItem, co: u32, acc: vec4i, k: vec4f, nk: vec2f, bits: ptr<function, array<vec4u, 4>>) {
-    if (PAIRS == 0u) {
-        finish_quad(it, co, acc, k, nk, bits, 0u);
-        return;
-    }
-    // Each half's two bytes hold its quad's count plus 16 per signed_counts call: one per tap
-    // and word.
-    let bytes = bitcast<vec4u>(acc);
-    let halves = (bytes & vec4u(0x00ff00ffu)) + ((bytes >> vec4u(8u)) & vec4u(0x00ff00ffu));
-    let offset = vec4i(i32(16u * p.kh * p.kw * p.words));
-    finish_quad(it, co, vec4i(halves & vec4u(0xffffu)) - offset, k, nk, bits, 0u);
-    finish_quad(second_quad(it), co, vec4i(halves >> vec4u(16u)) - offset, k, nk, bits, 2u);
-}
-
-// finish for one quad, its next-unit words in `bits` at `at` and `at` + 1.
-fn finish_quad(it: PlaneItem, co: u32, acc: vec4i, k: vec4f, nk: vec2f, bits: ptr<function, array<vec4u, 4>>,
-               at: u32) {
+// Channel co of the item through the epilogue (terms k) and, NEXT, into the next unit's bits:
+// +1 where y·s + t > 0.5, −1 below −0.5 (nk = (s, t)).
+fn finish(it: PlaneItem, co: u32, acc: vec4i, k: vec4f, nk: vec2f, bits: ptr<function, array<vec4u, 2>>) {
     let y = store_images(co, it.quad, it.rc, it.live, acc, k, RESIDUAL == 1u, false, RELU == 1u);
     if (NEXT != 0u && co < p.cout) {
         let a = y * nk.x + nk.y;
         let bit = vec4u(1u << (co % 32u));
-        (*bits)[at] |= select(vec4u(0u), bit, a > vec4f(0.5));
-        (*bits)[at + 1u] |= select(vec4u(0u), bit, a < vec4f(-0.5));
+        (*bits)[0] |= select(vec4u(0u), bit, a > vec4f(0.5));
+        (*bits)[1] |= select(vec4u(0u), bit, a < vec4f(-0.5));
     }
 }
 
 // The item's word of the next unit's planes, at its padded pixel (images past n zero).
-fn write_next(it: PlaneItem, pos: vec4u, neg: vec4u) {
+fn write_next(it: PlaneItem, bits: array<vec4u, 2>) {
     if (!it.live) { return; }
     let images = vec4u(it.quad * 4u) + vec4u(0u, 1u, 2u, 3u) < vec4u(p.n);
     let pixel = (it.rc.x + 1u) * (p.ow + 2u) + it.rc.y + 1u;
     let at = (pixel * ((p.cout + 31u) / 32u) + it.co0 / 32u) * ((p.n + 3u) / 4u) + it.quad;
-    next_pos[at] = select(vec4u(0u), pos, images);
-    next_neg[at] = select(vec4u(0u), neg, images);
+    next_pos[at] = select(vec4u(0u), bits[0], images);
+    next_neg[at] = select(vec4u(0u), bits[1], images);
 }

@@ -401,7 +401,7 @@ fn pack_activations(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) n
 @compute @workgroup_size(WG)
 fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
             @builtin(local_invocation_index) li: u32) {
-    let it = plane_item(wg, nwg, li, WG, PLANE_ROWS, 1u, 1u);
+    let it = plane_item(wg, nwg, li, WG, PLANE_ROWS, 1u);
     if (it.co0 >= p.cout) { return; }
     let quads = (p.n + 3u) / 4u;
     let pw = p.w + 2u * p.pad;

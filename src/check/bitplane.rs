@@ -29,10 +29,11 @@ pub const AWKWARD: &[Conv2dGeom] = &[
     geom(1, 70, 6, 5, 9, 3, 2, 1),
     geom(3, 40, 4, 6, 24, 3, 1, 1),
     geom(5, 16, 3, 4, 32, 3, 1, 1),
-    // Image pairs (at most 16 input channels, two quads or more): a third quad without its
-    // pair, stride 2, 8 channels.
+    // Two pixels in one word (at most 16 input channels, rows of pairs): three quads, stride 2
+    // on rows of 4 and 6 (a first pair at the padding, a last pair at the edge), 8 channels.
     geom(9, 16, 6, 8, 16, 3, 1, 1),
     geom(8, 16, 8, 8, 32, 3, 2, 1),
+    geom(2, 16, 7, 12, 16, 3, 2, 1),
     geom(6, 8, 5, 6, 8, 3, 1, 1),
 ];
 

@@ -160,7 +160,7 @@ pub fn forward(
     let planes_bytes = 8 * (planes + next.map_or(0, |n| n.pos.numel())) as u64;
     let cost = Cost {
         // 4 AND + popcount steps per (output, tap, word), 2 for the symmetric counts, each
-        // step for two images where the lanes kernel pairs them.
+        // step for two pixels where the lanes kernel pairs them.
         popcounts: if symmetric { 2 } else { 4 } * (positions * g.cout * g.kh * g.kw * words) as u64
             / if lanes && lanes_pairs(g, symmetric) { 2 } else { 1 },
         ..Cost::new(g.flops(), planes_bytes + f32_bytes(y.numel() + reads_y) + 8 * weight_words as u64)
@@ -178,16 +178,15 @@ pub fn forward(
                     ("RELU", f64::from(e.relu)),
                     ("BLOCK_CH", block as f64),
                     ("NEXT", next.map_or(0.0, |_| passes as f64)),
-                    ("PIXELS", lanes_pixels(g) as f64),
-                    ("PAIRS", f64::from(lanes_pairs(g, symmetric))),
+                    ("PIXELS", lanes_pixels(g, symmetric) as f64),
+                    ("PAIRS", if lanes_pairs(g, symmetric) { g.stride as f64 } else { 0.0 }),
                 ];
                 (gpu.kernel_with(&shaders::BITPLANE_LANES, "bitplane", &constants)?, passes * block)
             } else {
                 (gpu.kernel_with(&shaders::PACKED_CONV, "bitplane", &[counts])?, PLANE_ROWS)
             };
-            let (pixels, quads) =
-                if lanes { (lanes_pixels(g), 1 + usize::from(lanes_pairs(g, symmetric))) } else { (1, 1) };
-            let items = g.oh() * g.ow() / pixels * g.n.div_ceil(4).div_ceil(quads);
+            let pixels = if lanes { lanes_pixels(g, symmetric) } else { 1 };
+            let items = g.oh() * g.ow() / pixels * g.n.div_ceil(4);
             let groups = items.div_ceil(k.invocations_per_group() as usize) * g.cout.div_ceil(block);
             (k, Grid::Groups(groups as u64))
         }
@@ -208,27 +207,29 @@ pub fn lanes(gpu: &Gpu, g: &Conv2dGeom, e: &Epilogue) -> bool {
     super::conv2d::lanes(gpu, g) && !e.accumulate
 }
 
-/// Output pixels per invocation of the lanes kernel: two neighbours in a row, which share most
-/// of their windows' activation words and all of their weight words, where the stride is 1 and
-/// the row splits into pairs; else one.
-pub fn lanes_pixels(g: &Conv2dGeom) -> usize {
-    if g.stride == 1 && g.ow().is_multiple_of(2) { 2 } else { 1 }
+/// Output pixels per invocation of the lanes kernel (with `symmetric` counts): two neighbours in a
+/// row, which share all of their weight words and, at stride 1, most of their windows'
+/// activation words, where the row splits into pairs and the stride is 1 or the two are counted
+/// in one word (`lanes_pairs`); else one.
+pub fn lanes_pixels(g: &Conv2dGeom, symmetric: bool) -> usize {
+    if g.ow().is_multiple_of(2) && (g.stride == 1 || lanes_pairs(g, symmetric)) { 2 } else { 1 }
 }
 
-/// Whether the lanes kernel counts two quads of images in one word (PAIRS): where the activation
-/// words fill only their low 16 bits (at most 16 input channels), the counts are symmetric (Wn =
-/// Wp) and the batch has a second quad. Its per-byte counts hold at most 15 taps.
+/// Whether the lanes kernel counts its two pixels in one word (PAIRS, the stride): where the
+/// activation words fill only their low 16 bits (at most 16 input channels), the counts are
+/// symmetric (Wn = Wp), the row splits into pairs and the stride is 1 or 2. Its per-byte counts
+/// hold at most 15 taps.
 pub fn lanes_pairs(g: &Conv2dGeom, symmetric: bool) -> bool {
-    symmetric && g.cin <= 16 && g.n > 4 && g.kh * g.kw <= 15
+    symmetric && g.cin <= 16 && g.ow().is_multiple_of(2) && g.stride <= 2 && g.kh * g.kw <= 15
 }
 
 /// Which kernel runs bit-plane convolution `g` with epilogue `e`, as `tern check` names it.
 pub fn path(gpu: &Gpu, g: &Conv2dGeom, e: &Epilogue) -> String {
     match gpu.family() {
         Family::Blocked if lanes(gpu, g, e) && lanes_pairs(g, true) => {
-            format!("lanes, {} pixel(s), image pairs where Wn = Wp", lanes_pixels(g))
+            format!("lanes, {} pixel(s), in one word where Wn = Wp", lanes_pixels(g, true))
         }
-        Family::Blocked if lanes(gpu, g, e) => format!("lanes, {} pixel(s)", lanes_pixels(g)),
+        Family::Blocked if lanes(gpu, g, e) => format!("lanes, {} pixel(s)", lanes_pixels(g, false)),
         Family::Blocked => "register-block".into(),
         Family::Tiled => "tiled".into(),
     }
