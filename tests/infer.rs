@@ -277,8 +277,7 @@ fn eval_of_an_imported_model_needs_matching_data() {
 }
 
 /// STTN's ResNet with ternary activations: the float-activation packed path and the bit-plane
-/// popcount path both give the training graph's logits, in one quad of images and in two (where
-/// the blocked family's lanes kernel counts STTN's 16-channel layers in image pairs).
+/// popcount path both give the training graph's logits, in one quad of images and in two.
 #[test]
 fn ternary_activation_resnet_packed_and_bitplane_paths_match() {
     let gpu = gpu();
