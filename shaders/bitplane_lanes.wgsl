@@ -24,8 +24,8 @@
 //                                 16·b + l, then of channel 16·b + 8 + l (packed::weight_quads)
 //
 // Mapping: packed_conv.wgsl's (one output pixel and 4 images per invocation; PIXELS = 2: two
-// neighbours in a row, which share 2 of their window's 3 columns of activation words and every
-// weight word; stride 1 only), with BLOCK_CH output channels per workgroup: 16 (each activation
+// neighbours in a row, which share every weight word and, at stride 1, 2 of their window's 3
+// columns of activation words; at stride 2 only with PAIRS), with BLOCK_CH output channels per workgroup: 16 (each activation
 // word loaded once for both groups of 8) where the layer has more than 8, else 8. On a CPU
 // driver a load whose address differs between invocations costs one scalar access per
 // invocation and component; the weight words and the epilogue's per-channel terms are the same
