@@ -88,18 +88,24 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     // Subgroups past the last item have nothing to compute or share.
     if (subgroupAll(!it.live)) { return; }
     let lane = sub % PLANE_ROWS;
-    // The item's second pixel, one column to the right (PIXELS = 2).
-    let right = PlaneItem(it.co0, it.quad, it.rc + vec2u(0u, 1u), it.corner + p.stride, it.live);
-    // The next unit's words (+1, −1) of the item's pixel and of `right`.
-    var bits: array<vec4u, 2>;
-    var bits_right: array<vec4u, 2>;
-    convolve(it, right, it.co0, lane, &bits, &bits_right);
+    // The next unit's words (+1, −1) of the item's pixel k at 2k and 2k + 1.
+    var bits: array<vec4u, 8>;
+    convolve(it, it.co0, lane, &bits);
     // A pipeline constant: llvmpipe would run a skipped second block under an empty mask.
-    if (NEXT == 2u) { convolve(it, right, it.co0 + BLOCK_CH, lane, &bits, &bits_right); }
+    if (NEXT == 2u) { convolve(it, it.co0 + BLOCK_CH, lane, &bits); }
     if (NEXT != 0u) {
-        write_next(it, bits);
-        if (PIXELS == 2u) { write_next(right, bits_right); }
+        write_next(it, bits[0], bits[1]);
+        if (PIXELS >= 2u) { write_next(pixel(it, 1u), bits[2], bits[3]); }
+        if (PIXELS == 4u) {
+            write_next(pixel(it, 2u), bits[4], bits[5]);
+            write_next(pixel(it, 3u), bits[6], bits[7]);
+        }
     }
+}
+
+// The item's pixel k, k columns to the right of its first.
+fn pixel(it: PlaneItem, k: u32) -> PlaneItem {
+    return PlaneItem(it.co0, it.quad, it.rc + vec2u(0u, k), it.corner + k * p.stride, it.live);
 }
 
 // The activation words (+1, −1) at `at`.
@@ -138,10 +144,10 @@ fn byte_counts(x: vec4u) -> vec4u {
     return (q + (q >> vec4u(4u))) & vec4u(0x0f0f0f0fu);
 }
 
-// Output channels co0 .. co0 + BLOCK_CH − 1 of the item (and, PIXELS = 2, of `right`) through
-// the epilogue (and, NEXT, into the next unit's bits).
-fn convolve(it: PlaneItem, right: PlaneItem, co0: u32, lane: u32, bits: ptr<function, array<vec4u, 2>>,
-            bits_right: ptr<function, array<vec4u, 2>>) {
+// Output channels co0 .. co0 + BLOCK_CH − 1 of the item's PIXELS pixels through the epilogue
+// (and, NEXT, into the next unit's bits). acc holds the first pixel's sums (with PAIRS, the
+// first two's), acc_right the second's (with PAIRS and PIXELS = 4, the last two's).
+fn convolve(it: PlaneItem, co0: u32, lane: u32, bits: ptr<function, array<vec4u, 8>>) {
     let quads = (p.n + 3u) / 4u;
     let pw = p.w + 2u * p.pad;
     var acc: array<vec4i, 16>;
@@ -154,8 +160,8 @@ fn convolve(it: PlaneItem, right: PlaneItem, co0: u32, lane: u32, bits: ptr<func
     for (var di = 0u; di < p.kh; di++) {
         var at = (it.corner + di * pw) * column + it.quad;
         for (var word = 0u; word < p.words; word++) {
-            // The window's columns: 3, and with the second pixel 4 (5 at stride 2), each loaded
-            // once.
+            // The window's columns: 3, and with more pixels 2 (at stride 2, 4) more per pixel,
+            // each loaded once.
             let a0 = words(at);
             let a1 = words(at + column);
             let a2 = words(at + 2u * column);
@@ -163,16 +169,34 @@ fn convolve(it: PlaneItem, right: PlaneItem, co0: u32, lane: u32, bits: ptr<func
             let w1 = weight_words(base + (p.words + word) * PLANE_ROWS);
             let w2 = weight_words(base + (2u * p.words + word) * PLANE_ROWS);
             if (PAIRS == 1u) {
+                // A pixel's right neighbour has its taps one column on.
                 let a3 = words(at + 3u * column);
                 tap(&acc, w0, halves(a0, a1));
                 tap(&acc, w1, halves(a1, a2));
                 tap(&acc, w2, halves(a2, a3));
+                if (PIXELS == 4u) {
+                    let a4 = words(at + 4u * column);
+                    let a5 = words(at + 5u * column);
+                    tap(&acc_right, w0, halves(a2, a3));
+                    tap(&acc_right, w1, halves(a3, a4));
+                    tap(&acc_right, w2, halves(a4, a5));
+                }
             } else if (PAIRS == 2u) {
+                // Two columns on.
                 let a3 = words(at + 3u * column);
                 let a4 = words(at + 4u * column);
                 tap(&acc, w0, halves(a0, a2));
                 tap(&acc, w1, halves(a1, a3));
                 tap(&acc, w2, halves(a2, a4));
+                if (PIXELS == 4u) {
+                    let a5 = words(at + 5u * column);
+                    let a6 = words(at + 6u * column);
+                    let a7 = words(at + 7u * column);
+                    let a8 = words(at + 8u * column);
+                    tap(&acc_right, w0, halves(a4, a6));
+                    tap(&acc_right, w1, halves(a5, a7));
+                    tap(&acc_right, w2, halves(a6, a8));
+                }
             } else {
                 tap(&acc, w0, a0);
                 tap(&acc, w1, a1);
@@ -192,32 +216,47 @@ fn convolve(it: PlaneItem, right: PlaneItem, co0: u32, lane: u32, bits: ptr<func
     let k8 = channel_terms(co0 + PLANE_ROWS + lane);
     var nk = vec4f(0.0);
     if (NEXT != 0u) { nk = next_terms(co0 + lane); }
-    if (PAIRS != 0u) {
-        // Each half's two bytes hold its pixel's count plus 16 per signed_counts call: one per
-        // tap and word.
-        let offset = vec4i(i32(16u * p.kh * p.kw * p.words));
-        unpair(&acc, &acc_right, 0u, offset); unpair(&acc, &acc_right, 1u, offset);
-        unpair(&acc, &acc_right, 2u, offset); unpair(&acc, &acc_right, 3u, offset);
-        unpair(&acc, &acc_right, 4u, offset); unpair(&acc, &acc_right, 5u, offset);
-        unpair(&acc, &acc_right, 6u, offset); unpair(&acc, &acc_right, 7u, offset);
-        if (BLOCK_CH == 16u) {
-            unpair(&acc, &acc_right, 8u, offset); unpair(&acc, &acc_right, 9u, offset);
-            unpair(&acc, &acc_right, 10u, offset); unpair(&acc, &acc_right, 11u, offset);
-            unpair(&acc, &acc_right, 12u, offset); unpair(&acc, &acc_right, 13u, offset);
-            unpair(&acc, &acc_right, 14u, offset); unpair(&acc, &acc_right, 15u, offset);
-        }
+    if (PAIRS == 0u) {
+        finish_block(it, co0, &acc, k, k8, nk, bits, 0u);
+        if (PIXELS == 2u) { finish_block(pixel(it, 1u), co0, &acc_right, k, k8, nk, bits, 2u); }
+        return;
     }
-    finish_block(it, co0, &acc, k, k8, nk, bits);
-    if (PIXELS == 2u) { finish_block(right, co0, &acc_right, k, k8, nk, bits_right); }
+    // Each half's two bytes hold its pixel's count plus 16 per signed_counts call: one per tap
+    // and word.
+    let offset = vec4i(i32(16u * p.kh * p.kw * p.words));
+    var high: array<vec4i, 16>;
+    unpair(&acc, &high, offset);
+    finish_block(it, co0, &acc, k, k8, nk, bits, 0u);
+    finish_block(pixel(it, 1u), co0, &high, k, k8, nk, bits, 2u);
+    if (PIXELS == 4u) {
+        unpair(&acc_right, &high, offset);
+        finish_block(pixel(it, 2u), co0, &acc_right, k, k8, nk, bits, 4u);
+        finish_block(pixel(it, 3u), co0, &high, k, k8, nk, bits, 6u);
+    }
 }
 
-// Channel c's paired counts (PAIRS) into the left pixel's count in acc and the right's in
-// acc_right, less the offset that kept them positive.
-fn unpair(acc: ptr<function, array<vec4i, 16>>, acc_right: ptr<function, array<vec4i, 16>>, c: u32, offset: vec4i) {
+// The block's paired counts (PAIRS) into the left pixels' counts in acc and the right's in
+// high, less the offset that kept them positive.
+fn unpair(acc: ptr<function, array<vec4i, 16>>, high: ptr<function, array<vec4i, 16>>, offset: vec4i) {
+    unpair_channel(acc, high, 0u, offset); unpair_channel(acc, high, 1u, offset);
+    unpair_channel(acc, high, 2u, offset); unpair_channel(acc, high, 3u, offset);
+    unpair_channel(acc, high, 4u, offset); unpair_channel(acc, high, 5u, offset);
+    unpair_channel(acc, high, 6u, offset); unpair_channel(acc, high, 7u, offset);
+    if (BLOCK_CH == 16u) {
+        unpair_channel(acc, high, 8u, offset); unpair_channel(acc, high, 9u, offset);
+        unpair_channel(acc, high, 10u, offset); unpair_channel(acc, high, 11u, offset);
+        unpair_channel(acc, high, 12u, offset); unpair_channel(acc, high, 13u, offset);
+        unpair_channel(acc, high, 14u, offset); unpair_channel(acc, high, 15u, offset);
+    }
+}
+
+// unpair for channel c.
+fn unpair_channel(acc: ptr<function, array<vec4i, 16>>, high: ptr<function, array<vec4i, 16>>, c: u32,
+                  offset: vec4i) {
     let bytes = bitcast<vec4u>((*acc)[c]);
     let halves = (bytes & vec4u(0x00ff00ffu)) + ((bytes >> vec4u(8u)) & vec4u(0x00ff00ffu));
     (*acc)[c] = vec4i(halves & vec4u(0xffffu)) - offset;
-    (*acc_right)[c] = vec4i(halves >> vec4u(16u)) - offset;
+    (*high)[c] = vec4i(halves >> vec4u(16u)) - offset;
 }
 
 // One tap's activation words (+1, −1) of the item's 4 images against the block's 16 channels'
@@ -246,24 +285,24 @@ fn tap(acc: ptr<function, array<vec4i, 16>>, w: vec4u, a: array<vec4u, 2>) {
 // The block's channels co0 .. co0 + 15 of item `it` through the epilogue: lane l holds channel
 // l's terms in k and channel 8 + l's in k8, their next-unit terms in nk (xy, zw).
 fn finish_block(it: PlaneItem, co0: u32, acc: ptr<function, array<vec4i, 16>>, k: vec4f, k8: vec4f, nk: vec4f,
-                bits: ptr<function, array<vec4u, 2>>) {
-    finish(it, co0 + 0u, (*acc)[0], subgroupBroadcast(k, 0u), subgroupBroadcast(nk.xy, 0u), bits);
-    finish(it, co0 + 1u, (*acc)[1], subgroupBroadcast(k, 1u), subgroupBroadcast(nk.xy, 1u), bits);
-    finish(it, co0 + 2u, (*acc)[2], subgroupBroadcast(k, 2u), subgroupBroadcast(nk.xy, 2u), bits);
-    finish(it, co0 + 3u, (*acc)[3], subgroupBroadcast(k, 3u), subgroupBroadcast(nk.xy, 3u), bits);
-    finish(it, co0 + 4u, (*acc)[4], subgroupBroadcast(k, 4u), subgroupBroadcast(nk.xy, 4u), bits);
-    finish(it, co0 + 5u, (*acc)[5], subgroupBroadcast(k, 5u), subgroupBroadcast(nk.xy, 5u), bits);
-    finish(it, co0 + 6u, (*acc)[6], subgroupBroadcast(k, 6u), subgroupBroadcast(nk.xy, 6u), bits);
-    finish(it, co0 + 7u, (*acc)[7], subgroupBroadcast(k, 7u), subgroupBroadcast(nk.xy, 7u), bits);
+                bits: ptr<function, array<vec4u, 8>>, at: u32) {
+    finish(it, co0 + 0u, (*acc)[0], subgroupBroadcast(k, 0u), subgroupBroadcast(nk.xy, 0u), bits, at);
+    finish(it, co0 + 1u, (*acc)[1], subgroupBroadcast(k, 1u), subgroupBroadcast(nk.xy, 1u), bits, at);
+    finish(it, co0 + 2u, (*acc)[2], subgroupBroadcast(k, 2u), subgroupBroadcast(nk.xy, 2u), bits, at);
+    finish(it, co0 + 3u, (*acc)[3], subgroupBroadcast(k, 3u), subgroupBroadcast(nk.xy, 3u), bits, at);
+    finish(it, co0 + 4u, (*acc)[4], subgroupBroadcast(k, 4u), subgroupBroadcast(nk.xy, 4u), bits, at);
+    finish(it, co0 + 5u, (*acc)[5], subgroupBroadcast(k, 5u), subgroupBroadcast(nk.xy, 5u), bits, at);
+    finish(it, co0 + 6u, (*acc)[6], subgroupBroadcast(k, 6u), subgroupBroadcast(nk.xy, 6u), bits, at);
+    finish(it, co0 + 7u, (*acc)[7], subgroupBroadcast(k, 7u), subgroupBroadcast(nk.xy, 7u), bits, at);
     if (BLOCK_CH == 16u) {
-        finish(it, co0 + 8u, (*acc)[8], subgroupBroadcast(k8, 0u), subgroupBroadcast(nk.zw, 0u), bits);
-        finish(it, co0 + 9u, (*acc)[9], subgroupBroadcast(k8, 1u), subgroupBroadcast(nk.zw, 1u), bits);
-        finish(it, co0 + 10u, (*acc)[10], subgroupBroadcast(k8, 2u), subgroupBroadcast(nk.zw, 2u), bits);
-        finish(it, co0 + 11u, (*acc)[11], subgroupBroadcast(k8, 3u), subgroupBroadcast(nk.zw, 3u), bits);
-        finish(it, co0 + 12u, (*acc)[12], subgroupBroadcast(k8, 4u), subgroupBroadcast(nk.zw, 4u), bits);
-        finish(it, co0 + 13u, (*acc)[13], subgroupBroadcast(k8, 5u), subgroupBroadcast(nk.zw, 5u), bits);
-        finish(it, co0 + 14u, (*acc)[14], subgroupBroadcast(k8, 6u), subgroupBroadcast(nk.zw, 6u), bits);
-        finish(it, co0 + 15u, (*acc)[15], subgroupBroadcast(k8, 7u), subgroupBroadcast(nk.zw, 7u), bits);
+        finish(it, co0 + 8u, (*acc)[8], subgroupBroadcast(k8, 0u), subgroupBroadcast(nk.zw, 0u), bits, at);
+        finish(it, co0 + 9u, (*acc)[9], subgroupBroadcast(k8, 1u), subgroupBroadcast(nk.zw, 1u), bits, at);
+        finish(it, co0 + 10u, (*acc)[10], subgroupBroadcast(k8, 2u), subgroupBroadcast(nk.zw, 2u), bits, at);
+        finish(it, co0 + 11u, (*acc)[11], subgroupBroadcast(k8, 3u), subgroupBroadcast(nk.zw, 3u), bits, at);
+        finish(it, co0 + 12u, (*acc)[12], subgroupBroadcast(k8, 4u), subgroupBroadcast(nk.zw, 4u), bits, at);
+        finish(it, co0 + 13u, (*acc)[13], subgroupBroadcast(k8, 5u), subgroupBroadcast(nk.zw, 5u), bits, at);
+        finish(it, co0 + 14u, (*acc)[14], subgroupBroadcast(k8, 6u), subgroupBroadcast(nk.zw, 6u), bits, at);
+        finish(it, co0 + 15u, (*acc)[15], subgroupBroadcast(k8, 7u), subgroupBroadcast(nk.zw, 7u), bits, at);
     }
 }
 
@@ -274,24 +313,24 @@ fn next_terms(c: u32) -> vec4f {
     return vec4f(next_scale[a], next_shift[a], next_scale[b], next_shift[b]);
 }
 
-// Channel co of the item through the epilogue (terms k) and, NEXT, into the next unit's bits:
-// +1 where y·s + t > 0.5, −1 below −0.5 (nk = (s, t)).
-fn finish(it: PlaneItem, co: u32, acc: vec4i, k: vec4f, nk: vec2f, bits: ptr<function, array<vec4u, 2>>) {
+// Channel co of the item through the epilogue (terms k) and, NEXT, into the next unit's bits
+// (`bits` at and at + 1): +1 where y·s + t > 0.5, −1 below −0.5 (nk = (s, t)).
+fn finish(it: PlaneItem, co: u32, acc: vec4i, k: vec4f, nk: vec2f, bits: ptr<function, array<vec4u, 8>>, at: u32) {
     let y = store_images(co, it.quad, it.rc, it.live, acc, k, RESIDUAL == 1u, false, RELU == 1u);
     if (NEXT != 0u && co < p.cout) {
         let a = y * nk.x + nk.y;
         let bit = vec4u(1u << (co % 32u));
-        (*bits)[0] |= select(vec4u(0u), bit, a > vec4f(0.5));
-        (*bits)[1] |= select(vec4u(0u), bit, a < vec4f(-0.5));
+        (*bits)[at] |= select(vec4u(0u), bit, a > vec4f(0.5));
+        (*bits)[at + 1u] |= select(vec4u(0u), bit, a < vec4f(-0.5));
     }
 }
 
 // The item's word of the next unit's planes, at its padded pixel (images past n zero).
-fn write_next(it: PlaneItem, bits: array<vec4u, 2>) {
+fn write_next(it: PlaneItem, pos: vec4u, neg: vec4u) {
     if (!it.live) { return; }
     let images = vec4u(it.quad * 4u) + vec4u(0u, 1u, 2u, 3u) < vec4u(p.n);
     let pixel = (it.rc.x + 1u) * (p.ow + 2u) + it.rc.y + 1u;
     let at = (pixel * ((p.cout + 31u) / 32u) + it.co0 / 32u) * ((p.n + 3u) / 4u) + it.quad;
-    next_pos[at] = select(vec4u(0u), bits[0], images);
-    next_neg[at] = select(vec4u(0u), bits[1], images);
+    next_pos[at] = select(vec4u(0u), pos, images);
+    next_neg[at] = select(vec4u(0u), neg, images);
 }

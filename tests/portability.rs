@@ -63,7 +63,7 @@ fn every_variant_translates_to_spirv_msl_and_hlsl() {
         ("packed_conv_lanes/Tree", 2 * 2 * 2 * 2 * 3 * 3 * 2 * 2 * 3),
         ("batchnorm/Tree", 2 * 3 * 3 * 2), // RELU, POOL, RESIDUAL, ACCUMULATE
         // SYMMETRIC, RESIDUAL, RELU, BLOCK_CH, NEXT, PIXELS, PAIRS
-        ("bitplane_lanes/Tree", 2 * 3 * 2 * 2 * 3 * 2 * 3),
+        ("bitplane_lanes/Tree", 2 * 3 * 2 * 2 * 3 * 3 * 3),
         ("batchnorm/Subgroup", 2 * 3 * 3 * 2),
         ("conv2d_tiled/Tree", tiles),
         ("linear_tiled/Tree", tiles),

@@ -207,12 +207,18 @@ pub fn lanes(gpu: &Gpu, g: &Conv2dGeom, e: &Epilogue) -> bool {
     super::conv2d::lanes(gpu, g) && !e.accumulate
 }
 
-/// Output pixels per invocation of the lanes kernel (with `symmetric` counts): two neighbours in a
+/// Output pixels per invocation of the lanes kernel (with `symmetric` counts): neighbours in a
 /// row, which share all of their weight words and, at stride 1, most of their windows'
-/// activation words, where the row splits into pairs and the stride is 1 or the two are counted
-/// in one word (`lanes_pairs`); else one.
+/// activation words. Four where pairs of them are counted in one word (`lanes_pairs`) and the
+/// row splits into fours; two where it splits into pairs and the stride is 1 or they are
+/// counted in one word; else one.
 pub fn lanes_pixels(g: &Conv2dGeom, symmetric: bool) -> usize {
-    if g.ow().is_multiple_of(2) && (g.stride == 1 || lanes_pairs(g, symmetric)) { 2 } else { 1 }
+    let pairs = lanes_pairs(g, symmetric);
+    match g.ow() {
+        ow if pairs && ow.is_multiple_of(4) => 4,
+        ow if ow.is_multiple_of(2) && (g.stride == 1 || pairs) => 2,
+        _ => 1,
+    }
 }
 
 /// Whether the lanes kernel counts its two pixels in one word (PAIRS, the stride): where the
