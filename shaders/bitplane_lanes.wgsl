@@ -23,25 +23,25 @@
 //   24 weight_quads storage read  [⌈cout/16⌉, kh·kw, words, 8] as vec4: (W+, W−) of channel
 //                                 16·b + l, then of channel 16·b + 8 + l (packed::weight_quads)
 //
-// Mapping: packed_conv.wgsl's (one output pixel and 4 images per invocation; PIXELS = 2: two
-// neighbours in a row, which share every weight word and, at stride 1, 2 of their window's 3
-// columns of activation words; at stride 2 only with PAIRS), with BLOCK_CH output channels per workgroup: 16 (each activation
-// word loaded once for both groups of 8) where the layer has more than 8, else 8. On a CPU
-// driver a load whose address differs between invocations costs one scalar access per
-// invocation and component; the weight words and the epilogue's per-channel terms are the same
-// for the whole workgroup, so lane l of each subgroup loads those of output channels co0 + l and
-// co0 + 8 + l alone (the weight words in one vec4) and subgroupBroadcast hands them to every
-// lane.
+// Mapping: packed_conv.wgsl's (one output pixel and 4 images per invocation; PIXELS = 2 or 4:
+// neighbours in a row, which share every weight word and, at stride 1, most of their windows'
+// columns of activation words; at stride 2 and with 4 only with PAIRS), with BLOCK_CH output
+// channels per workgroup: 16 (each activation word loaded once for both groups of 8) where the
+// layer has more than 8, else 8. On a CPU driver a load whose address differs between
+// invocations costs one scalar access per invocation and component; the weight words and the
+// epilogue's per-channel terms are the same for the whole workgroup, so lane l of each subgroup
+// loads those of output channels co0 + l and co0 + 8 + l alone (the weight words in one vec4)
+// and subgroupBroadcast hands them to every lane.
 // The epilogue's residual and ReLU are pipeline constants (llvmpipe runs both sides of an `if`
 // on a uniform); accumulation (training) is packed_conv.wgsl's.
 //
-// PAIRS ≠ 0 (layers of at most 16 input channels, symmetric counts, PIXELS = 2): the two
-// pixels' activation words, which fill only their low 16 bits, share one 32-bit word per tap
-// (the right pixel's, PAIRS = the stride columns further on, in the high half), and the weight
-// words hold their 16 bits twice. Each AND, OR and count then serves both pixels: a SWAR
-// popcount (byte_counts) counts each byte, the accumulators sum the bytes' signed counts,
-// offset so that none goes negative (at most 9 calls: 3×3 taps of one word keep each byte under
-// 256), and the epilogue adds each half's two bytes.
+// PAIRS ≠ 0 (layers of at most 16 input channels, symmetric counts, PIXELS = 2 or 4): a pair
+// of neighbouring pixels' activation words, which fill only their low 16 bits, share one 32-bit
+// word per tap (the right pixel's, PAIRS = the stride columns further on, in the high half),
+// and the weight words hold their 16 bits twice. Each AND, OR and count then serves both
+// pixels: a SWAR popcount (byte_counts) counts each byte, the accumulators sum the bytes' signed
+// counts, offset so that none goes negative (at most 9 calls: 3×3 taps of one word keep each
+// byte under 256), and the epilogue adds each half's two bytes.
 //
 // NEXT ≠ 0: the epilogue also packs the next unit's activations, so no pack_activations runs
 // between the units. An invocation convolves the NEXT blocks of 16 channels of one 32-channel
@@ -160,8 +160,8 @@ fn convolve(it: PlaneItem, co0: u32, lane: u32, bits: ptr<function, array<vec4u,
     for (var di = 0u; di < p.kh; di++) {
         var at = (it.corner + di * pw) * column + it.quad;
         for (var word = 0u; word < p.words; word++) {
-            // The window's columns: 3, and with more pixels 2 (at stride 2, 4) more per pixel,
-            // each loaded once.
+            // The window's columns: 3, and one more per further pixel (two at stride 2), each
+            // loaded once.
             let a0 = words(at);
             let a1 = words(at + column);
             let a2 = words(at + 2u * column);
