@@ -113,6 +113,15 @@ fn words(at: u32) -> array<vec4u, 2> {
     return array(act_pos[at], act_neg[at]);
 }
 
+// A pair of pixels' taps (PAIRS), the left one's window from `at`, the right one's PAIRS (the
+// stride) columns on, into acc: weights w0, w1, w2 for the window's three columns.
+fn pair_taps(acc: ptr<function, array<vec4i, 16>>, w0: vec4u, w1: vec4u, w2: vec4u, at: u32, column: u32) {
+    let right = PAIRS * column;
+    tap(acc, w0, halves(words(at), words(at + right)));
+    tap(acc, w1, halves(words(at + column), words(at + column + right)));
+    tap(acc, w2, halves(words(at + 2u * column), words(at + 2u * column + right)));
+}
+
 // Activation words a (the left pixel's tap) and b (the right pixel's) in one word each (PAIRS).
 fn halves(a: array<vec4u, 2>, b: array<vec4u, 2>) -> array<vec4u, 2> {
     let high = vec4u(16u);
@@ -160,44 +169,18 @@ fn convolve(it: PlaneItem, co0: u32, lane: u32, bits: ptr<function, array<vec4u,
     for (var di = 0u; di < p.kh; di++) {
         var at = (it.corner + di * pw) * column + it.quad;
         for (var word = 0u; word < p.words; word++) {
-            // The window's columns: 3, and one more per further pixel (two at stride 2), each
-            // loaded once.
-            let a0 = words(at);
-            let a1 = words(at + column);
-            let a2 = words(at + 2u * column);
             let w0 = weight_words(base + word * PLANE_ROWS);
             let w1 = weight_words(base + (p.words + word) * PLANE_ROWS);
             let w2 = weight_words(base + (2u * p.words + word) * PLANE_ROWS);
-            if (PAIRS == 1u) {
-                // A pixel's right neighbour has its taps one column on.
-                let a3 = words(at + 3u * column);
-                tap(&acc, w0, halves(a0, a1));
-                tap(&acc, w1, halves(a1, a2));
-                tap(&acc, w2, halves(a2, a3));
-                if (PIXELS == 4u) {
-                    let a4 = words(at + 4u * column);
-                    let a5 = words(at + 5u * column);
-                    tap(&acc_right, w0, halves(a2, a3));
-                    tap(&acc_right, w1, halves(a3, a4));
-                    tap(&acc_right, w2, halves(a4, a5));
-                }
-            } else if (PAIRS == 2u) {
-                // Two columns on.
-                let a3 = words(at + 3u * column);
-                let a4 = words(at + 4u * column);
-                tap(&acc, w0, halves(a0, a2));
-                tap(&acc, w1, halves(a1, a3));
-                tap(&acc, w2, halves(a2, a4));
-                if (PIXELS == 4u) {
-                    let a5 = words(at + 5u * column);
-                    let a6 = words(at + 6u * column);
-                    let a7 = words(at + 7u * column);
-                    let a8 = words(at + 8u * column);
-                    tap(&acc_right, w0, halves(a4, a6));
-                    tap(&acc_right, w1, halves(a5, a7));
-                    tap(&acc_right, w2, halves(a6, a8));
-                }
+            if (PAIRS != 0u) {
+                pair_taps(&acc, w0, w1, w2, at, column);
+                // The second pair's window starts two pixels on.
+                if (PIXELS == 4u) { pair_taps(&acc_right, w0, w1, w2, at + 2u * PAIRS * column, column); }
             } else {
+                // The window's columns: 3, and with the second pixel 4, each loaded once.
+                let a0 = words(at);
+                let a1 = words(at + column);
+                let a2 = words(at + 2u * column);
                 tap(&acc, w0, a0);
                 tap(&acc, w1, a1);
                 tap(&acc, w2, a2);

@@ -285,27 +285,29 @@ fn ternary_activation_resnet_packed_and_bitplane_paths_match() {
     {
         let model = random_model_with(Arch::Resnet20, quant, channels, size, 4, Activation::Ternary);
         let packed = PackedModel::from_model(gpu, &model, &meta(&model)).unwrap();
-        let batch = 3;
-        let images = check::to_f32(&check::values(batch * channels * size * size, 78));
-        let graph = tern::internals::infer::eval_graph(gpu, &model, batch).unwrap();
-        let want = check::to_f64(&tern::internals::infer::logits(gpu, &graph, &images, batch).unwrap());
-        for (batch, bitplanes) in [(3, false), (3, true), (6, true)] {
+        // The training graph's logits of a batch of 3 (one quad of images) and 6 (two).
+        let [small, large] = [3, 6].map(|batch| {
             let images = check::to_f32(&check::values(batch * channels * size * size, 78));
             let graph = tern::internals::infer::eval_graph(gpu, &model, batch).unwrap();
             let want = check::to_f64(&tern::internals::infer::logits(gpu, &graph, &images, batch).unwrap());
+            (batch, images, want)
+        });
+        for ((batch, images, want), bitplanes) in [(&small, false), (&small, true), (&large, true)] {
+            let batch = *batch;
             let g = packed.graph_with(gpu, batch, bitplanes).unwrap();
             let uses_bitplanes = g.forward.dispatches.iter().any(|d| d.kernel.name.ends_with("/bitplane"));
             assert_eq!(uses_bitplanes, bitplanes && quant != QuantKind::Fp, "{quant:?}");
             let got = check::to_f64(
-                &tern::internals::infer::Runner::Packed(Box::new(g)).logits(gpu, &images, batch).unwrap(),
+                &tern::internals::infer::Runner::Packed(Box::new(g)).logits(gpu, images, batch).unwrap(),
             );
             assert_close_to_scale(
                 &format!("ternary-activation resnet20 {quant:?} batch {batch} bitplanes {bitplanes}"),
                 &got,
-                &want,
+                want,
                 1e-4,
             );
         }
+        let (batch, images, want) = small;
         // And through the file: what `tern classify` runs uses bit-planes from 4 images a batch.
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("m.safetensors");

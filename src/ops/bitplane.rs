@@ -153,6 +153,9 @@ pub fn forward(
         tensors.extend(["next_scale", "next_shift", "next_pos", "next_neg"].into_iter().zip(t));
     }
     let symmetric = gpu.family() == Family::Blocked && wp.overlaps(wn);
+    // The lanes kernel's pixels per invocation, and whether it counts pairs of them in one word.
+    let (pixels, pairs) =
+        if lanes { (lanes_pixels(g, symmetric), lanes_pairs(g, symmetric)) } else { (1, false) };
     let reads_y = if e.accumulate { y.numel() } else { 0 };
     let positions = g.n * g.oh() * g.ow();
     let planes: usize = activation_planes(g).iter().product();
@@ -162,7 +165,7 @@ pub fn forward(
         // 4 AND + popcount steps per (output, tap, word), 2 for the symmetric counts, each
         // step for two pixels where the lanes kernel pairs them.
         popcounts: if symmetric { 2 } else { 4 } * (positions * g.cout * g.kh * g.kw * words) as u64
-            / if lanes && lanes_pairs(g, symmetric) { 2 } else { 1 },
+            / if pairs { 2 } else { 1 },
         ..Cost::new(g.flops(), planes_bytes + f32_bytes(y.numel() + reads_y) + 8 * weight_words as u64)
     };
     let (k, grid) = match gpu.family() {
@@ -178,14 +181,13 @@ pub fn forward(
                     ("RELU", f64::from(e.relu)),
                     ("BLOCK_CH", block as f64),
                     ("NEXT", next.map_or(0.0, |_| passes as f64)),
-                    ("PIXELS", lanes_pixels(g, symmetric) as f64),
-                    ("PAIRS", if lanes_pairs(g, symmetric) { g.stride as f64 } else { 0.0 }),
+                    ("PIXELS", pixels as f64),
+                    ("PAIRS", if pairs { g.stride as f64 } else { 0.0 }),
                 ];
                 (gpu.kernel_with(&shaders::BITPLANE_LANES, "bitplane", &constants)?, passes * block)
             } else {
                 (gpu.kernel_with(&shaders::PACKED_CONV, "bitplane", &[counts])?, PLANE_ROWS)
             };
-            let pixels = if lanes { lanes_pixels(g, symmetric) } else { 1 };
             let items = g.oh() * g.ow() / pixels * g.n.div_ceil(4);
             let groups = items.div_ceil(k.invocations_per_group() as usize) * g.cout.div_ceil(block);
             (k, Grid::Groups(groups as u64))
