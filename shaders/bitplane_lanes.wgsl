@@ -39,9 +39,13 @@
 // of neighbouring pixels' activation words, which fill only their low 16 bits, share one 32-bit
 // word per tap (the right pixel's, PAIRS = the stride columns further on, in the high half),
 // and the weight words hold their 16 bits twice. Each AND, OR and count then serves both
-// pixels: a SWAR popcount (byte_counts) counts each byte, the accumulators sum the bytes' signed
-// counts, offset so that none goes negative (at most 9 calls: 3×3 taps of one word keep each
-// byte under 256), and the epilogue adds each half's two bytes.
+// pixels. The epilogue adds each half's two bytes.
+//
+// Byte counts (PAIRS or BYTES ≠ 0, symmetric counts of at most 15 calls per output: 3×3 taps of
+// one word): a SWAR popcount counts each byte of the +1 products and of the complement of the
+// −1 products (8 less their count) at once (byte_sums), and the accumulators sum the bytes,
+// each under 256. The epilogue adds the bytes of each half (PAIRS) or word (BYTES) and takes
+// the offset of 8 per byte and call back off. The counts are never folded into a word per call.
 //
 // NEXT ≠ 0: the epilogue also packs the next unit's activations, so no pack_activations runs
 // between the units. An invocation convolves the NEXT blocks of 16 channels of one 32-channel
@@ -55,6 +59,7 @@ override BLOCK_CH: u32 = 16u;
 override NEXT: u32 = 0u;
 override PIXELS: u32 = 1u;
 override PAIRS: u32 = 0u;
+override BYTES: u32 = 0u;
 
 struct PackedConvParams {
     n: u32, cin: u32, h: u32, w: u32,
@@ -136,21 +141,28 @@ fn weight_words(i: u32) -> vec4u {
 }
 
 // The signed counts of one weight word pair against the activation words: counts', or with
-// PAIRS those of each byte, each plus 8.
+// PAIRS or BYTES those of each byte, each plus 8.
 fn signed_counts(wpos: u32, wneg: u32, ap: vec4u, an: vec4u) -> vec4i {
-    if (PAIRS == 0u) { return counts(wpos, wneg, ap, an); }
+    if (PAIRS == 0u && BYTES == 0u) { return counts(wpos, wneg, ap, an); }
     let wp4 = vec4u(wpos);
     let wn4 = vec4u(wneg);
-    let plus = byte_counts((wp4 & ap) | (wn4 & an));
-    let minus = byte_counts((wp4 & an) | (wn4 & ap));
-    return bitcast<vec4i>(plus - minus + vec4u(0x08080808u));
+    let plus = (wp4 & ap) | (wn4 & an);
+    let minus = (wp4 & an) | (wn4 & ap);
+    // A byte of ~minus counts 8 less the byte of minus.
+    return bitcast<vec4i>(byte_sums(plus, ~minus));
 }
 
-// The popcount of each byte of each word, in that byte.
-fn byte_counts(x: vec4u) -> vec4u {
+// The popcount of each nibble of each word, in that nibble.
+fn nibble_counts(x: vec4u) -> vec4u {
     let v = x - ((x >> vec4u(1u)) & vec4u(0x55555555u));
-    let q = (v & vec4u(0x33333333u)) + ((v >> vec4u(2u)) & vec4u(0x33333333u));
-    return (q + (q >> vec4u(4u))) & vec4u(0x0f0f0f0fu);
+    return (v & vec4u(0x33333333u)) + ((v >> vec4u(2u)) & vec4u(0x33333333u));
+}
+
+// The popcounts of each byte of a and of b, summed in that byte (at most 16): the nibbles'
+// counts are added first (at most 8 each), so the bytes' step runs once for both words.
+fn byte_sums(a: vec4u, b: vec4u) -> vec4u {
+    let n = nibble_counts(a) + nibble_counts(b);
+    return (n & vec4u(0x0f0f0f0fu)) + ((n >> vec4u(4u)) & vec4u(0x0f0f0f0fu));
 }
 
 // Output channels co0 .. co0 + BLOCK_CH − 1 of the item's PIXELS pixels through the epilogue
@@ -200,6 +212,12 @@ fn convolve(it: PlaneItem, co0: u32, lane: u32, bits: ptr<function, array<vec4u,
     var nk = vec4f(0.0);
     if (NEXT != 0u) { nk = next_terms(co0 + lane); }
     if (PAIRS == 0u) {
+        if (BYTES != 0u) {
+            // Each word's four bytes hold its count plus 8 per signed_counts call, each.
+            let offset = vec4i(i32(32u * p.kh * p.kw * p.words));
+            fold(&acc, offset);
+            if (PIXELS == 2u) { fold(&acc_right, offset); }
+        }
         finish_block(it, co0, &acc, k, k8, nk, bits, 0u);
         if (PIXELS == 2u) { finish_block(pixel(it, 1u), co0, &acc_right, k, k8, nk, bits, 2u); }
         return;
@@ -236,10 +254,36 @@ fn unpair(acc: ptr<function, array<vec4i, 16>>, high: ptr<function, array<vec4i,
 // unpair for channel c.
 fn unpair_channel(acc: ptr<function, array<vec4i, 16>>, high: ptr<function, array<vec4i, 16>>, c: u32,
                   offset: vec4i) {
-    let bytes = bitcast<vec4u>((*acc)[c]);
-    let halves = (bytes & vec4u(0x00ff00ffu)) + ((bytes >> vec4u(8u)) & vec4u(0x00ff00ffu));
+    let halves = byte_pairs((*acc)[c]);
     (*acc)[c] = vec4i(halves & vec4u(0xffffu)) - offset;
     (*high)[c] = vec4i(halves >> vec4u(16u)) - offset;
+}
+
+// The block's per-byte counts (BYTES) into each word's count, less the offset that kept the
+// bytes positive.
+fn fold(acc: ptr<function, array<vec4i, 16>>, offset: vec4i) {
+    fold_channel(acc, 0u, offset); fold_channel(acc, 1u, offset);
+    fold_channel(acc, 2u, offset); fold_channel(acc, 3u, offset);
+    fold_channel(acc, 4u, offset); fold_channel(acc, 5u, offset);
+    fold_channel(acc, 6u, offset); fold_channel(acc, 7u, offset);
+    if (BLOCK_CH == 16u) {
+        fold_channel(acc, 8u, offset); fold_channel(acc, 9u, offset);
+        fold_channel(acc, 10u, offset); fold_channel(acc, 11u, offset);
+        fold_channel(acc, 12u, offset); fold_channel(acc, 13u, offset);
+        fold_channel(acc, 14u, offset); fold_channel(acc, 15u, offset);
+    }
+}
+
+// fold for channel c.
+fn fold_channel(acc: ptr<function, array<vec4i, 16>>, c: u32, offset: vec4i) {
+    let halves = byte_pairs((*acc)[c]);
+    (*acc)[c] = vec4i((halves & vec4u(0xffffu)) + (halves >> vec4u(16u))) - offset;
+}
+
+// Each half of each word: the sum of its two bytes.
+fn byte_pairs(x: vec4i) -> vec4u {
+    let bytes = bitcast<vec4u>(x);
+    return (bytes & vec4u(0x00ff00ffu)) + ((bytes >> vec4u(8u)) & vec4u(0x00ff00ffu));
 }
 
 // One tap's activation words (+1, −1) of the item's 4 images against the block's 16 channels'

@@ -62,8 +62,8 @@ fn every_variant_translates_to_spirv_msl_and_hlsl() {
         // STRIDE, BLOCK_CH, ACCUMULATE, RELU, RESIDUAL, ROWS, WG_LANES, INTERLEAVED, VEC_ROWS
         ("packed_conv_lanes/Tree", 2 * 2 * 2 * 2 * 3 * 3 * 2 * 2 * 3),
         ("batchnorm/Tree", 2 * 3 * 3 * 2), // RELU, POOL, RESIDUAL, ACCUMULATE
-        // SYMMETRIC, RESIDUAL, RELU, BLOCK_CH, NEXT, PIXELS, PAIRS
-        ("bitplane_lanes/Tree", 2 * 3 * 2 * 2 * 3 * 3 * 3),
+        // SYMMETRIC, RESIDUAL, RELU, BLOCK_CH, NEXT, PIXELS, PAIRS, BYTES
+        ("bitplane_lanes/Tree", 2 * 3 * 2 * 2 * 3 * 3 * 3 * 2),
         ("batchnorm/Subgroup", 2 * 3 * 3 * 2),
         ("conv2d_tiled/Tree", tiles),
         ("linear_tiled/Tree", tiles),

@@ -18,8 +18,8 @@ use crate::ops::conv2d::Conv2dGeom;
 use crate::ops::packed_conv::{self as packed, PackedWeights};
 use anyhow::Result;
 
-/// conv2d's odd shapes, channel counts over one 32-bit word (33, 70: a partial last word), and
-/// pixel pairs with a part-filled channel block or image quad.
+/// conv2d's odd shapes, channel counts over one 32-bit word (33, 70: a partial last word),
+/// pixel pairs with a part-filled channel block or image quad, and byte counts of two pixels.
 pub const AWKWARD: &[Conv2dGeom] = &[
     conv2d::AWKWARD[0],
     conv2d::AWKWARD[1],
@@ -35,6 +35,8 @@ pub const AWKWARD: &[Conv2dGeom] = &[
     geom(8, 16, 8, 8, 32, 3, 2, 1),
     geom(2, 16, 7, 12, 16, 3, 2, 1),
     geom(6, 8, 5, 6, 8, 3, 1, 1),
+    // Byte counts of two pixels a word apart (24 channels: not paired), 12 of a block of 16.
+    geom(3, 24, 5, 6, 12, 3, 1, 1),
 ];
 
 /// ResNet-20's convolutions (STTN's units), batch 2.

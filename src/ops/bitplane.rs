@@ -153,9 +153,12 @@ pub fn forward(
         tensors.extend(["next_scale", "next_shift", "next_pos", "next_neg"].into_iter().zip(t));
     }
     let symmetric = gpu.family() == Family::Blocked && wp.overlaps(wn);
-    // The lanes kernel's pixels per invocation, and whether it counts pairs of them in one word.
-    let (pixels, pairs) =
-        if lanes { (lanes_pixels(g, symmetric), lanes_pairs(g, symmetric)) } else { (1, false) };
+    // The lanes kernel's pixels per invocation, whether it counts pairs of them in one word, and
+    // whether it sums per-byte counts otherwise.
+    let (pixels, pairs, bytes) = match lanes {
+        true => (lanes_pixels(g, symmetric), lanes_pairs(g, symmetric), lanes_bytes(g, symmetric)),
+        false => (1, false, false),
+    };
     let reads_y = if e.accumulate { y.numel() } else { 0 };
     let positions = g.n * g.oh() * g.ow();
     let planes: usize = activation_planes(g).iter().product();
@@ -183,6 +186,7 @@ pub fn forward(
                     ("NEXT", next.map_or(0.0, |_| passes as f64)),
                     ("PIXELS", pixels as f64),
                     ("PAIRS", if pairs { g.stride as f64 } else { 0.0 }),
+                    ("BYTES", f64::from(bytes)),
                 ];
                 (gpu.kernel_with(&shaders::BITPLANE_LANES, "bitplane", &constants)?, passes * block)
             } else {
@@ -231,11 +235,21 @@ pub fn lanes_pairs(g: &Conv2dGeom, symmetric: bool) -> bool {
     symmetric && g.cin <= 16 && g.ow().is_multiple_of(2) && g.stride <= 2 && g.kh * g.kw <= 15
 }
 
+/// Whether the lanes kernel, not counting pairs of pixels in one word (`lanes_pairs`), sums
+/// per-byte counts (BYTES): symmetric counts of at most 15 (tap, word) pairs per output, so that
+/// each byte stays under 256.
+pub fn lanes_bytes(g: &Conv2dGeom, symmetric: bool) -> bool {
+    symmetric && !lanes_pairs(g, symmetric) && g.kh * g.kw * g.cin.div_ceil(32) <= 15
+}
+
 /// Which kernel runs bit-plane convolution `g` with epilogue `e`, as `tern check` names it.
 pub fn path(gpu: &Gpu, g: &Conv2dGeom, e: &Epilogue) -> String {
     match gpu.family() {
         Family::Blocked if lanes(gpu, g, e) && lanes_pairs(g, true) => {
             format!("lanes, {} pixel(s), in one word where Wn = Wp", lanes_pixels(g, true))
+        }
+        Family::Blocked if lanes(gpu, g, e) && lanes_bytes(g, true) => {
+            format!("lanes, {} pixel(s), byte counts where Wn = Wp", lanes_pixels(g, true))
         }
         Family::Blocked if lanes(gpu, g, e) => format!("lanes, {} pixel(s)", lanes_pixels(g, false)),
         Family::Blocked => "register-block".into(),
