@@ -16,7 +16,7 @@
 //   6 weight  storage read        [cout, cin, 3, 3] f32                    (dense)
 //   7 scale   storage read        [cout]  folded batch norm: γ / √(var + ε)
 //   8 shift   storage read        [cout]  β − mean · scale
-//   9 res     storage read        [n, res_c, res_h, res_w]  residual input (RESIDUAL = 1)
+//   9 res     storage read        [n, res_c, res_h, res_w]  residual input (RESIDUAL ≠ 0)
 //   10 y      storage read_write  [n, cout, oh, ow], or with INTERLEAVED = 1 [cout, oh, ow, n4]
 //                                 (images innermost, n4 = n rounded up to 4; the bit-plane
 //                                 units' layout, ops::bitplane::interleaved; images past n
@@ -44,9 +44,10 @@
 // registers). Invocations past the last segment repeat it without storing; subgroups made only
 // of those return at once.
 //
-// Epilogue: v = conv·scale + shift, then + residual (option A: subsample by res_stride, channels
-// offset by res_pad_c, zero outside), then + y's old value if ACCUMULATE = 1 (training's input
-// gradients), then ReLU if RELU = 1: pipeline constants, like lanes.wgsl's STRIDE. INTERLEAVED = 1
+// Epilogue: v = conv·scale + shift, then + residual (RESIDUAL = 1: the identity; 2: option A,
+// subsample by res_stride, channels offset by res_pad_c, zero outside), then + y's old value if
+// ACCUMULATE = 1 (training's input gradients), then ReLU if RELU = 1: pipeline constants, like
+// lanes.wgsl's STRIDE (llvmpipe would run both kinds of residual load on a uniform). INTERLEAVED = 1
 // (the host allows it without residual and ACCUMULATE) writes y for the bit-plane units that
 // follow, so that no separate pass reorders it.
 //
@@ -143,7 +144,7 @@ fn put8(live: bool, n: u32, co: u32, row: u32, col: u32, lo: vec4f, hi: vec4f, s
         o = ((co * p.oh + row) * p.ow + col) * step + n;
     }
     let left = p.ow - col;
-    let with_res = RESIDUAL == 1u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c;
+    let with_res = RESIDUAL != 0u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c;
     let rb = ((n * p.res_c + co - min(co, p.res_pad_c)) * p.res_h + row * p.res_stride) * p.res_w + col * p.res_stride;
     for (var q = 0u; q < 8u; q++) {
         if (q >= left) { break; }
@@ -162,16 +163,15 @@ fn put8_vec(live: bool, n: u32, co: u32, row: u32, col: u32, lo: vec4f, hi: vec4
     let j = (((n * p.cout + co) * p.oh + row) * p.ow + col) / 4u;
     var a = lo * sc + sh;
     var b = hi * sc + sh;
-    if (RESIDUAL == 1u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c) {
+    if (RESIDUAL == 1u) {
+        a += res_vec[j];
+        b += res_vec[j + 1u];
+    }
+    if (RESIDUAL == 2u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c) {
         let rb = ((n * p.res_c + co - p.res_pad_c) * p.res_h + row * p.res_stride) * p.res_w + col * p.res_stride;
-        if (p.res_stride == 1u) {
-            a += res_vec[rb / 4u];
-            b += res_vec[rb / 4u + 1u];
-        } else {
-            let s = p.res_stride;
-            a += vec4f(res[rb], res[rb + s], res[rb + 2u * s], res[rb + 3u * s]);
-            b += vec4f(res[rb + 4u * s], res[rb + 5u * s], res[rb + 6u * s], res[rb + 7u * s]);
-        }
+        let s = p.res_stride;
+        a += vec4f(res[rb], res[rb + s], res[rb + 2u * s], res[rb + 3u * s]);
+        b += vec4f(res[rb + 4u * s], res[rb + 5u * s], res[rb + 6u * s], res[rb + 7u * s]);
     }
     if (ACCUMULATE == 1u) {
         a += y_vec[j];

@@ -121,16 +121,19 @@ pub fn upload_ternary(
     ])
 }
 
-/// A case's epilogue inputs on the host and the GPU: scale and shift (seeds `seed`, `seed + 1`)
-/// and a residual (seed `seed + 100`) of cout − 2 channels (rounded to the parity of cout, at
-/// least one) at the input resolution, so option A applies when the stride is 2.
+/// A case's epilogue inputs on the host and the GPU: scale and shift (seeds `seed`, `seed + 1`),
+/// a residual (seed `seed + 100`) of cout − 2 channels (rounded to the parity of cout, at least
+/// one) at the input resolution, so option A applies when the stride is 2, and one of the
+/// output's own shape (seed `seed + 200`), added as it is.
 pub struct EpilogueInputs {
     scale: Vec<f64>,
     shift: Vec<f64>,
     res: Vec<f64>,
     res_shape: [usize; 4],
     stride: usize,
-    tensors: [Tensor; 3],
+    identity: Vec<f64>,
+    identity_shape: [usize; 4],
+    tensors: [Tensor; 4],
 }
 
 impl EpilogueInputs {
@@ -139,18 +142,30 @@ impl EpilogueInputs {
         let res_shape = [g.n, ch - (ch + g.cout) % 2, g.oh() * g.stride, g.ow() * g.stride];
         let (scale, shift) = (values(g.cout, seed), values(g.cout, seed + 1));
         let res = values(res_shape.iter().product(), seed + 100);
+        let identity_shape = g.output_shape();
+        let identity = values(identity_shape.iter().product(), seed + 200);
         let tensors = [
             c.upload("scale", &[g.cout], &scale)?,
             c.upload("shift", &[g.cout], &shift)?,
             c.upload("res", &res_shape, &res)?,
+            c.upload("res_identity", &identity_shape, &identity)?,
         ];
-        Ok(EpilogueInputs { scale, shift, res, res_shape, stride: g.stride, tensors })
+        Ok(EpilogueInputs {
+            scale,
+            shift,
+            res,
+            res_shape,
+            stride: g.stride,
+            identity,
+            identity_shape,
+            tensors,
+        })
     }
 
     /// The epilogues of the cases, on the host and the GPU: none, and everything (residual and
     /// ReLU).
     pub fn both(&self) -> [(Epilogue<'_>, op::Epilogue<'_>); 2] {
-        let [scale, shift, res] = &self.tensors;
+        let [scale, shift, res, _] = &self.tensors;
         [false, true].map(|all| {
             let residual = all.then_some((&self.res[..], self.res_shape, self.stride));
             let host = Epilogue { scale: &self.scale, shift: &self.shift, relu: all, residual };
@@ -165,6 +180,16 @@ impl EpilogueInputs {
                 },
             )
         })
+    }
+
+    /// The epilogue with the identity residual (the output's own shape) and ReLU.
+    pub fn identity(&self) -> (Epilogue<'_>, op::Epilogue<'_>) {
+        let [scale, shift, _, res] = &self.tensors;
+        let residual = Some((&self.identity[..], self.identity_shape, 1));
+        (
+            Epilogue { scale: &self.scale, shift: &self.shift, relu: true, residual },
+            op::Epilogue { scale, shift, relu: true, residual: Some((res, 1)), accumulate: false },
+        )
     }
 }
 
@@ -185,9 +210,14 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
         let (xt, wt) = (c.upload("x", &g.input_shape(), &x)?, c.upload("w", &g.weight_shape(), &w)?);
         let [pos, neg, wp, wn] = upload_ternary(c, &codes, &g.weight_shape(), &wp, &wn)?;
         let inputs = EpilogueInputs::new(c, g, 400)?;
-        for (e, ge) in inputs.both() {
+        for (e, ge) in inputs.both().into_iter().chain([inputs.identity()]) {
             let (want, bound) = (forward(g, &x, &w, &e), bound(g, &x, &w, &e));
-            let epilogue = format!("relu {} residual {}", e.relu, e.residual.is_some());
+            let residual = match e.residual {
+                Some((_, shape, 1)) if shape == g.output_shape() => "identity",
+                Some(_) => "option A",
+                None => "none",
+            };
+            let epilogue = format!("relu {} residual {residual}", e.relu);
             for (entry, weights) in [
                 ("ternary", PackedWeights::Ternary { pos: &pos, neg: &neg, wp: &wp, wn: &wn }),
                 ("dense", PackedWeights::Dense { weight: &wt }),

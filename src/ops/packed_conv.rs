@@ -266,10 +266,18 @@ fn launch_lanes(
     let segs = lanes_segments(g, lanes_rows(g)) as u32;
     let [stride, _] = super::conv2d::lanes_constants(g.stride, g.cout);
     let block = lanes_block(g);
+    // The residual's kind: none, the identity (y's own shape) or option A.
+    let s = &p.shape;
+    let identity = (p.res_c, p.res_h, p.res_w, p.res_stride) == (s.cout, s.oh, s.ow, 1);
+    let residual = match p.residual {
+        0 => 0,
+        _ if identity => 1,
+        _ => 2,
+    };
     let constants = [
         stride,
         ("BLOCK_CH", block as f64),
-        ("RESIDUAL", f64::from(p.residual)),
+        ("RESIDUAL", f64::from(residual)),
         ("ACCUMULATE", f64::from(p.accumulate)),
         ("RELU", f64::from(p.relu)),
         ("INTERLEAVED", f64::from(u8::from(interleaved))),
@@ -287,7 +295,6 @@ fn launch_lanes(
     let entry = if vec { format!("{entry}_vec") } else { entry.to_string() };
     let k = gpu.kernel_with(&shaders::PACKED_CONV_LANES, &entry, &constants)?;
     let groups = segs.div_ceil(k.invocations_per_group());
-    let s = &p.shape;
     let lp = LanesParams {
         n: s.n,
         cin: s.cin,
