@@ -54,10 +54,11 @@ fn channel_terms(co: u32) -> vec4f {
 
 // Output channel co of the quad's 4 images at output pixel (row, column) `rc` from their packed
 // counts and the channel's terms `k` (channel_terms), images innermost: conv·scale + shift, then
-// the residual (`residual`: option A, channels offset by res_pad_c), y's old value
-// (`accumulate`), the ReLU (`relu`). Returns what it stored (zeros where it stores nothing).
+// the residual (`residual` 1: the identity, res4 of y4's shape; 2: option A, channels offset by
+// res_pad_c), y's old value (`accumulate`), the ReLU (`relu`). Returns what it stored (zeros
+// where it stores nothing).
 fn store_images(co: u32, quad: u32, rc: vec2u, live: bool, acc: vec4i, k: vec4f,
-                residual: bool, accumulate: bool, relu: bool) -> vec4f {
+                residual: u32, accumulate: bool, relu: bool) -> vec4f {
     if (!live || co >= p.cout) { return vec4f(0.0); }
     let quads = (p.n + 3u) / 4u;
     var conv: vec4f;
@@ -69,11 +70,12 @@ fn store_images(co: u32, quad: u32, rc: vec2u, live: bool, acc: vec4i, k: vec4f,
         conv = k.z * vec4f(sp) - k.w * vec4f(sn);
     }
     var v = conv * k.x + k.y;
-    if (residual && co >= p.res_pad_c && co < p.res_pad_c + p.res_c) {
+    let at = ((co * p.oh + rc.x) * p.ow + rc.y) * quads + quad;
+    if (residual == 1u) { v += res4[at]; }
+    if (residual == 2u && co >= p.res_pad_c && co < p.res_pad_c + p.res_c) {
         let r = rc * p.res_stride;
         v += res4[(((co - p.res_pad_c) * p.res_h + r.x) * p.res_w + r.y) * quads + quad];
     }
-    let at = ((co * p.oh + rc.x) * p.ow + rc.y) * quads + quad;
     if (accumulate) { v += y4[at]; }
     if (relu) { v = max(v, vec4f(0.0)); }
     y4[at] = v;

@@ -12,7 +12,8 @@
 //   8 shift      storage read  [cout]  β − mean · scale
 //   13 act_pos   storage read  [(h+2·pad)·(w+2·pad), words, n4] as vec4: activation planes (+1)
 //   14 act_neg   storage read  the same for −1
-//   18 res4      storage read  [res_c, res_h, res_w, n4] as vec4: the residual (RESIDUAL = 1)
+//   18 res4      storage read  [res_c, res_h, res_w, n4] as vec4: the residual (RESIDUAL = 1: the
+//                                 identity, of y4's shape; 2: option A)
 //   19 y4        storage read_write  [cout, oh, ow, n4] as vec4: the output
 //   20 next_scale storage read  [cout]  the next unit's activation terms (NEXT ≠ 0):
 //   21 next_shift storage read  [cout]  a = ternary(y·next_scale + next_shift)
@@ -343,7 +344,7 @@ fn next_terms(c: u32) -> vec4f {
 // Channel co of the item through the epilogue (terms k) and, NEXT, into the next unit's bits
 // (`bits` at and at + 1): +1 where y·s + t > 0.5, −1 below −0.5 (nk = (s, t)).
 fn finish(it: PlaneItem, co: u32, acc: vec4i, k: vec4f, nk: vec2f, bits: ptr<function, array<vec4u, 8>>, at: u32) {
-    let y = store_images(co, it.quad, it.rc, it.live, acc, k, RESIDUAL == 1u, false, RELU == 1u);
+    let y = store_images(co, it.quad, it.rc, it.live, acc, k, RESIDUAL, false, RELU == 1u);
     if (NEXT != 0u && co < p.cout) {
         let a = y * nk.x + nk.y;
         let bit = vec4u(1u << (co % 32u));

@@ -442,7 +442,8 @@ fn bitplane(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3
     let quad = it.quad;
     let rc = it.rc;
     let live = it.live;
-    let residual = p.residual == 1u;
+    // Option A's general indexing, which covers the identity too.
+    let residual = select(0u, 2u, p.residual == 1u);
     let accumulate = p.accumulate == 1u;
     let relu = p.relu == 1u;
     _ = store_images(co0, quad, rc, live, acc0, channel_terms(co0), residual, accumulate, relu);

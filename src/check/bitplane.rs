@@ -177,12 +177,12 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
         let planes = op::WeightPlanes { pos: &plane_pos, neg: &plane_neg, quads: &quads, wp: &wp, wn: &wn };
         let inputs = EpilogueInputs::new(c, g, seed + 6)?;
         c.path(op::path(gpu, g, &inputs.both()[0].1));
-        for (e, ge) in inputs.both() {
+        for (e, ge) in inputs.both().into_iter().chain([inputs.identity()]) {
             let y = conv(c, g, &xi, [&apos, &aneg], &planes, &ge, None)?;
             let y_float = c.zeros("y_float", &g.output_shape())?;
             c.run([packed::forward(gpu, "packed", g, &at, &weights, &ge, &y_float)?])?;
             let (want, bound) = (bitplane(g, &a, &w, &e), packed_conv::bound(g, &a, &w, &e));
-            let epilogue = format!("relu {} residual {}", e.relu, e.residual.is_some());
+            let epilogue = e.describe(g);
             c.expect_bounded(&format!("bitplane {epilogue}"), &y, &want, &bound, TOL)?;
             let float = format!("ternary (float activations) {epilogue}");
             c.expect_bounded(&float, &y_float, &want, &bound, TOL)?;
@@ -190,10 +190,14 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
         // Wn bound to Wp's tensor: the symmetric counts.
         let w = ternary_weights(&codes, &wp_host, &wp_host);
         let symmetric = op::WeightPlanes { wn: &wp, ..planes };
-        let [_, (e, ge)] = inputs.both();
-        let y = conv(c, g, &xi, [&apos, &aneg], &symmetric, &ge, None)?;
-        let (want, bound) = (bitplane(g, &a, &w, &e), packed_conv::bound(g, &a, &w, &e));
-        c.expect_bounded("bitplane, Wn = Wp (symmetric counts)", &y, &want, &bound, TOL)?;
+        let [_, option_a] = inputs.both();
+        for (e, ge) in [option_a, inputs.identity()] {
+            let y = conv(c, g, &xi, [&apos, &aneg], &symmetric, &ge, None)?;
+            let (want, bound) = (bitplane(g, &a, &w, &e), packed_conv::bound(g, &a, &w, &e));
+            let what = format!("bitplane, Wn = Wp (symmetric counts) {}", e.describe(g));
+            c.expect_bounded(&what, &y, &want, &bound, TOL)?;
+        }
+        let [_, (_, ge)] = inputs.both();
         if op::packs_next(gpu, g, &ge) {
             next_planes(c, g, &xi, [&apos, &aneg], &symmetric, &ge, seed + 7)?;
         }

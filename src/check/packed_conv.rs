@@ -55,6 +55,18 @@ pub struct Epilogue<'a> {
     pub residual: Option<(&'a [f64], [usize; 4], usize)>,
 }
 
+impl Epilogue<'_> {
+    /// "relu true residual identity" (none, option A or the identity: the output's own shape).
+    pub fn describe(&self, g: &Conv2dGeom) -> String {
+        let residual = match self.residual {
+            Some((_, shape, 1)) if shape == g.output_shape() => "identity",
+            Some(_) => "option A",
+            None => "none",
+        };
+        format!("relu {} residual {residual}", self.relu)
+    }
+}
+
 /// Ternary weights: +wp, 0 or −wn for codes +1, 0, −1; scales per layer (`[1]`) or per output
 /// channel (`[cout]`) of `codes.len() / cout` weights each.
 pub fn ternary_weights(codes: &[i8], wp: &[f64], wn: &[f64]) -> Vec<f64> {
@@ -212,12 +224,7 @@ pub fn cases(gpu: &Gpu, shapes: &[Conv2dGeom]) -> Result<Vec<Case>> {
         let inputs = EpilogueInputs::new(c, g, 400)?;
         for (e, ge) in inputs.both().into_iter().chain([inputs.identity()]) {
             let (want, bound) = (forward(g, &x, &w, &e), bound(g, &x, &w, &e));
-            let residual = match e.residual {
-                Some((_, shape, 1)) if shape == g.output_shape() => "identity",
-                Some(_) => "option A",
-                None => "none",
-            };
-            let epilogue = format!("relu {} residual {residual}", e.relu);
+            let epilogue = e.describe(g);
             for (entry, weights) in [
                 ("ternary", PackedWeights::Ternary { pos: &pos, neg: &neg, wp: &wp, wn: &wn }),
                 ("dense", PackedWeights::Dense { weight: &wt }),
