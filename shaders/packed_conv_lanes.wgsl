@@ -47,9 +47,9 @@
 // Epilogue: v = conv·scale + shift, then + residual (RESIDUAL = 1: the identity; 2: option A,
 // subsample by res_stride, channels offset by res_pad_c, zero outside), then + y's old value if
 // ACCUMULATE = 1 (training's input gradients), then ReLU if RELU = 1: pipeline constants, like
-// lanes.wgsl's STRIDE (llvmpipe would run both kinds of residual load on a uniform). INTERLEAVED = 1
-// (the host allows it without residual and ACCUMULATE) writes y for the bit-plane units that
-// follow, so that no separate pass reorders it.
+// lanes.wgsl's STRIDE (llvmpipe would run both kinds of residual load on a uniform).
+// INTERLEAVED = 1 (the host allows it without residual and ACCUMULATE) writes y for the
+// bit-plane units that follow, so that no separate pass reorders it.
 //
 // ternary_vec, dense_vec: ternary and dense storing y, and loading an identity residual, four
 // elements at a time (y_vec, res_vec) where every segment lies inside its row (ow a multiple of

@@ -153,13 +153,6 @@ pub fn forward(
         tensors.extend(["next_scale", "next_shift", "next_pos", "next_neg"].into_iter().zip(t));
     }
     let symmetric = gpu.family() == Family::Blocked && wp.overlaps(wn);
-    // The residual's kind for the lanes kernel: none, the identity (y's own shape, read at y's
-    // index) or option A.
-    let residual = match e.residual {
-        None => 0.0,
-        Some((r, 1)) if r.shape() == y.shape() => 1.0,
-        Some(_) => 2.0,
-    };
     // The lanes kernel's pixels per invocation, whether it counts pairs of them in one word, and
     // whether it sums per-byte counts otherwise.
     let (pixels, pairs, bytes) = match lanes {
@@ -187,7 +180,7 @@ pub fn forward(
                 let passes = next.map_or(1, |_| (g.cout / block).min(2));
                 let constants = [
                     counts,
-                    ("RESIDUAL", residual),
+                    ("RESIDUAL", e.residual_kind(y)),
                     ("RELU", f64::from(e.relu)),
                     ("BLOCK_CH", block as f64),
                     ("NEXT", next.map_or(0.0, |_| passes as f64)),

@@ -24,6 +24,19 @@ pub struct Epilogue<'a> {
     pub accumulate: bool,
 }
 
+impl Epilogue<'_> {
+    /// The residual's kind, the lanes kernels' RESIDUAL: 0 none, 1 the identity (a tensor of
+    /// `y`'s own shape, stride 1, read at y's own index), 2 option A (subsampled, channels
+    /// offset).
+    pub fn residual_kind(&self, y: &Tensor) -> f64 {
+        match self.residual {
+            None => 0.0,
+            Some((r, 1)) if r.shape() == y.shape() => 1.0,
+            Some(_) => 2.0,
+        }
+    }
+}
+
 /// The epilogue reduced to the identity (scale 1, shift 0) for `channels` outputs: training on
 /// masks, where batch norm is a layer of its own.
 pub struct Identity {
@@ -139,7 +152,8 @@ fn launch(
     let reads_y = if e.accumulate { y.numel() } else { 0 };
     let cost = Cost::new(g.flops(), f32_bytes(x.numel() + y.numel() + reads_y) + weight_bytes);
     if super::conv2d::lanes(gpu, g) {
-        return launch_lanes(gpu, label, g, (entry, interleaved), &p, &tensors, [x, e.scale, res], cost);
+        let modes = (entry, interleaved, e.residual_kind(y));
+        return launch_lanes(gpu, label, g, modes, &p, &tensors, [x, e.scale, res], cost);
     }
     let positions = g.n * g.oh() * g.ow();
     let (k, grid) = match gpu.family() {
@@ -255,7 +269,7 @@ fn launch_lanes(
     gpu: &Gpu,
     label: String,
     g: &Conv2dGeom,
-    (entry, interleaved): (&str, bool),
+    (entry, interleaved, residual): (&str, bool, f64),
     p: &Params,
     tensors: &[(&str, &Tensor)],
     [x, scale, res]: [&Tensor; 3],
@@ -266,18 +280,10 @@ fn launch_lanes(
     let segs = lanes_segments(g, lanes_rows(g)) as u32;
     let [stride, _] = super::conv2d::lanes_constants(g.stride, g.cout);
     let block = lanes_block(g);
-    // The residual's kind: none, the identity (y's own shape) or option A.
-    let s = &p.shape;
-    let identity = (p.res_c, p.res_h, p.res_w, p.res_stride) == (s.cout, s.oh, s.ow, 1);
-    let residual = match p.residual {
-        0 => 0,
-        _ if identity => 1,
-        _ => 2,
-    };
     let constants = [
         stride,
         ("BLOCK_CH", block as f64),
-        ("RESIDUAL", f64::from(residual)),
+        ("RESIDUAL", residual),
         ("ACCUMULATE", f64::from(p.accumulate)),
         ("RELU", f64::from(p.relu)),
         ("INTERLEAVED", f64::from(u8::from(interleaved))),
@@ -295,6 +301,7 @@ fn launch_lanes(
     let entry = if vec { format!("{entry}_vec") } else { entry.to_string() };
     let k = gpu.kernel_with(&shaders::PACKED_CONV_LANES, &entry, &constants)?;
     let groups = segs.div_ceil(k.invocations_per_group());
+    let s = &p.shape;
     let lp = LanesParams {
         n: s.n,
         cin: s.cin,
