@@ -45,8 +45,9 @@
 // Byte counts (PAIRS or BYTES ≠ 0, symmetric counts of at most 15 calls per output: 3×3 taps of
 // one word): a SWAR popcount counts each byte of the +1 products and of the complement of the
 // −1 products (8 less their count) at once (byte_sums), and the accumulators sum the bytes,
-// each under 256. The epilogue adds the bytes of each half (PAIRS) or word (BYTES) and takes
-// the offset of 8 per byte and call back off. The counts are never folded into a word per call.
+// each under 256. The epilogue (split_bytes) adds the bytes of each half (PAIRS) or word
+// (BYTES) and takes the offset of 8 per byte and call back off. The counts are never folded
+// into a word per call.
 //
 // NEXT ≠ 0: the epilogue also packs the next unit's activations, so no pack_activations runs
 // between the units. An invocation convolves the NEXT blocks of 16 channels of one 32-channel
@@ -212,73 +213,57 @@ fn convolve(it: PlaneItem, co0: u32, lane: u32, bits: ptr<function, array<vec4u,
     let k8 = channel_terms(co0 + PLANE_ROWS + lane);
     var nk = vec4f(0.0);
     if (NEXT != 0u) { nk = next_terms(co0 + lane); }
+    // With byte counts, each half's two bytes hold its count plus 16 per signed_counts call: one
+    // per tap and word.
+    let offset = vec4i(i32(16u * p.kh * p.kw * p.words));
+    var high: array<vec4i, 16>;
     if (PAIRS == 0u) {
         if (BYTES != 0u) {
-            // Each word's four bytes hold its count plus 8 per signed_counts call, each.
-            let offset = vec4i(i32(32u * p.kh * p.kw * p.words));
-            fold(&acc, offset);
-            if (PIXELS == 2u) { fold(&acc_right, offset); }
+            split_bytes(&acc, &high, offset);
+            if (PIXELS == 2u) { split_bytes(&acc_right, &high, offset); }
         }
         finish_block(it, co0, &acc, k, k8, nk, bits, 0u);
         if (PIXELS == 2u) { finish_block(pixel(it, 1u), co0, &acc_right, k, k8, nk, bits, 2u); }
         return;
     }
-    // Each half's two bytes hold its pixel's count plus 16 per signed_counts call: one per tap
-    // and word.
-    let offset = vec4i(i32(16u * p.kh * p.kw * p.words));
-    var high: array<vec4i, 16>;
-    unpair(&acc, &high, offset);
+    split_bytes(&acc, &high, offset);
     finish_block(it, co0, &acc, k, k8, nk, bits, 0u);
     finish_block(pixel(it, 1u), co0, &high, k, k8, nk, bits, 2u);
     if (PIXELS == 4u) {
-        unpair(&acc_right, &high, offset);
+        split_bytes(&acc_right, &high, offset);
         finish_block(pixel(it, 2u), co0, &acc_right, k, k8, nk, bits, 4u);
         finish_block(pixel(it, 3u), co0, &high, k, k8, nk, bits, 6u);
     }
 }
 
-// The block's paired counts (PAIRS) into the left pixels' counts in acc and the right's in
-// high, less the offset that kept them positive.
-fn unpair(acc: ptr<function, array<vec4i, 16>>, high: ptr<function, array<vec4i, 16>>, offset: vec4i) {
-    unpair_channel(acc, high, 0u, offset); unpair_channel(acc, high, 1u, offset);
-    unpair_channel(acc, high, 2u, offset); unpair_channel(acc, high, 3u, offset);
-    unpair_channel(acc, high, 4u, offset); unpair_channel(acc, high, 5u, offset);
-    unpair_channel(acc, high, 6u, offset); unpair_channel(acc, high, 7u, offset);
+// The block's per-byte counts into counts, each half's less the offset that kept its bytes
+// positive: with PAIRS the left pixels' in acc and the right's in high, with BYTES each word's
+// (its two halves') in acc.
+fn split_bytes(acc: ptr<function, array<vec4i, 16>>, high: ptr<function, array<vec4i, 16>>, offset: vec4i) {
+    split_channel(acc, high, 0u, offset); split_channel(acc, high, 1u, offset);
+    split_channel(acc, high, 2u, offset); split_channel(acc, high, 3u, offset);
+    split_channel(acc, high, 4u, offset); split_channel(acc, high, 5u, offset);
+    split_channel(acc, high, 6u, offset); split_channel(acc, high, 7u, offset);
     if (BLOCK_CH == 16u) {
-        unpair_channel(acc, high, 8u, offset); unpair_channel(acc, high, 9u, offset);
-        unpair_channel(acc, high, 10u, offset); unpair_channel(acc, high, 11u, offset);
-        unpair_channel(acc, high, 12u, offset); unpair_channel(acc, high, 13u, offset);
-        unpair_channel(acc, high, 14u, offset); unpair_channel(acc, high, 15u, offset);
+        split_channel(acc, high, 8u, offset); split_channel(acc, high, 9u, offset);
+        split_channel(acc, high, 10u, offset); split_channel(acc, high, 11u, offset);
+        split_channel(acc, high, 12u, offset); split_channel(acc, high, 13u, offset);
+        split_channel(acc, high, 14u, offset); split_channel(acc, high, 15u, offset);
     }
 }
 
-// unpair for channel c.
-fn unpair_channel(acc: ptr<function, array<vec4i, 16>>, high: ptr<function, array<vec4i, 16>>, c: u32,
-                  offset: vec4i) {
+// split_bytes for channel c.
+fn split_channel(acc: ptr<function, array<vec4i, 16>>, high: ptr<function, array<vec4i, 16>>, c: u32,
+                 offset: vec4i) {
     let halves = byte_pairs((*acc)[c]);
-    (*acc)[c] = vec4i(halves & vec4u(0xffffu)) - offset;
-    (*high)[c] = vec4i(halves >> vec4u(16u)) - offset;
-}
-
-// The block's per-byte counts (BYTES) into each word's count, less the offset that kept the
-// bytes positive.
-fn fold(acc: ptr<function, array<vec4i, 16>>, offset: vec4i) {
-    fold_channel(acc, 0u, offset); fold_channel(acc, 1u, offset);
-    fold_channel(acc, 2u, offset); fold_channel(acc, 3u, offset);
-    fold_channel(acc, 4u, offset); fold_channel(acc, 5u, offset);
-    fold_channel(acc, 6u, offset); fold_channel(acc, 7u, offset);
-    if (BLOCK_CH == 16u) {
-        fold_channel(acc, 8u, offset); fold_channel(acc, 9u, offset);
-        fold_channel(acc, 10u, offset); fold_channel(acc, 11u, offset);
-        fold_channel(acc, 12u, offset); fold_channel(acc, 13u, offset);
-        fold_channel(acc, 14u, offset); fold_channel(acc, 15u, offset);
+    let low = vec4i(halves & vec4u(0xffffu)) - offset;
+    let high_half = vec4i(halves >> vec4u(16u)) - offset;
+    if (PAIRS != 0u) {
+        (*acc)[c] = low;
+        (*high)[c] = high_half;
+    } else {
+        (*acc)[c] = low + high_half;
     }
-}
-
-// fold for channel c.
-fn fold_channel(acc: ptr<function, array<vec4i, 16>>, c: u32, offset: vec4i) {
-    let halves = byte_pairs((*acc)[c]);
-    (*acc)[c] = vec4i((halves & vec4u(0xffffu)) + (halves >> vec4u(16u))) - offset;
 }
 
 // Each half of each word: the sum of its two bytes.
